@@ -1,0 +1,37 @@
+/**
+ * Every NATS subject Corral uses, built in one place (architecture.md, "The wire").
+ * Tokens are validated so that a caller-supplied id can never add or remove a subject level.
+ */
+import { err } from '../errors.ts';
+
+export const PREFIX = 'corral.v1';
+export const EVENTS_STREAM = 'CORRAL_EVENTS';
+
+export const TASK_VERBS = [
+  'create', 'start', 'state', 'kill', 'wait', 'delete', 'pids', 'pause', 'resume', 'exec', 'shutdown', 'list',
+] as const;
+export type TaskVerb = (typeof TASK_VERBS)[number];
+export type WorkerKind = 'mount' | 'hypervisor';
+
+const TOKEN = /^[A-Za-z0-9_-][A-Za-z0-9_.-]*$/;
+/** A subject token: no dots that would add levels, no wildcards, no whitespace. */
+export function token(v: string, what = 'token'): string {
+  if (!TOKEN.test(v) || v.includes('.') || v.length > 200) throw err.invalid(`invalid ${what} for a subject: ${JSON.stringify(v)}`);
+  return v;
+}
+
+export const subjects = {
+  task: (node: string, verb: TaskVerb | '*') => `${PREFIX}.node.${token(node, 'node')}.task.${verb}`,
+  fleetCreate: () => `${PREFIX}.fleet.task.create`,
+  worker: (node: string, kind: WorkerKind, op: string) => `${PREFIX}.node.${token(node, 'node')}.worker.${kind}.${op}`,
+  /** Facts a worker publishes on its own (process output, exits, VM death). */
+  workerEvt: (node: string, kind: WorkerKind, sandbox: string, what: string) =>
+    `${PREFIX}.node.${token(node, 'node')}.worker.${kind}.evt.${sandbox === '*' ? '*' : token(sandbox, 'sandbox id')}.${what}`,
+  /** Process stdio: `fd` is `stdout` or `stderr`. Core NATS, not stored. */
+  io: (node: string, container: string, fd: 'stdout' | 'stderr' | '*') =>
+    `${PREFIX}.node.${token(node, 'node')}.io.${token(container, 'container id')}.${fd}`,
+  /** Durable facts and write-ahead inputs, captured by the CORRAL_EVENTS stream. */
+  evt: (node: string, sandbox: string, kind: string) =>
+    `${PREFIX}.evt.${token(node, 'node')}.${sandbox === '*' ? '*' : token(sandbox, 'sandbox id')}.${kind === '>' ? '>' : token(kind, 'event kind')}`,
+  evtAll: () => `${PREFIX}.evt.>`,
+};
