@@ -1,0 +1,77 @@
+/**
+ * Task API values (containerd's CreateTaskRequest and friends, camelCase). The agent validates wire
+ * bodies into these once, at the edge (src/agent/requests.ts); machines only ever see these types.
+ */
+import type { WireError } from '../errors.ts';
+import type { MountSpec } from '../workers/protocol.ts';
+
+export interface CreateTaskRequest {
+  id: string;
+  bundle: string;
+  rootfs: MountSpec[];
+  terminal: boolean;
+  stdin: string;
+  stdout: string;
+  stderr: string;
+  checkpoint: string;
+  parentCheckpoint: string;
+  options: { configPath?: string };
+}
+
+export type ContainerType = 'pod_sandbox' | 'pod_container' | 'single_container';
+
+/** containerd's task status enum, by name. */
+export type TaskStatus = 'unknown' | 'created' | 'running' | 'stopped' | 'paused' | 'pausing';
+
+/** A machine's answer to a command; `rid` pairs it with the NATS request that asked. */
+export type Reply = { type: 'reply'; rid: string; ok: true; result: unknown } | { type: 'reply'; rid: string; ok: false; error: WireError };
+
+/** A lifecycle fact for the event log (past tense). */
+export interface Fact {
+  type: 'fact';
+  kind: 'created' | 'started' | 'exited' | 'deleted' | 'failed' | 'rolledBack' | 'compensationFailed' | 'stepDone';
+  data: Record<string, unknown>;
+}
+
+/**
+ * One step of a create, as the machine sequences it. `phase` is the sandbox state shown while it runs.
+ * `kind` names the effect the agent binds; `args` is plain data computed by the plan.
+ */
+export interface Step {
+  phase: 'mounting' | 'preparingUser' | 'booting';
+  kind: 'mountRootfs' | 'mkdir' | 'bind' | 'createUser' | 'boot';
+  args: Record<string, unknown>;
+}
+
+/** The undo of a completed step, pushed on the compensation stack. */
+export interface Compensation {
+  kind: 'unmountAll' | 'removeTree' | 'removeUser' | 'stopVm';
+  args: Record<string, unknown>;
+  /** The step it undoes, for logs and events. */
+  undoes: string;
+}
+
+/** What the process inside the guest runs (from config.json's `process`). */
+export interface ProcessPlan {
+  args: string[];
+  env: string[];
+  cwd: string;
+  uid: number;
+  gid: number;
+  additionalGids: number[];
+  terminal: boolean;
+}
+
+/** Everything a create needs after validation and configuration: pure data. */
+export interface CreatePlan {
+  type: ContainerType;
+  sandboxId: string;
+  bundle: string;
+  steps: Step[];
+  process: ProcessPlan;
+  /** vCPUs / MiB the VM boots with (sandboxes only). */
+  vcpus?: number;
+  memoryMiB?: number;
+  /** For a pod container: the VMM pid of its sandbox (the task pid, as in Kata). */
+  hostPid?: number;
+}

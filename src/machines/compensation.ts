@@ -1,0 +1,19 @@
+/** Which undo each completed create step pushes on the stack (pure; Kata's deferred cleanups, made explicit). */
+import type { Compensation, Step } from '../domain/task.ts';
+
+export function compensationOf(step: Step, output: unknown): Compensation | null {
+  const o = (output ?? {}) as Record<string, unknown>;
+  switch (step.kind) {
+    case 'mountRootfs':
+      // Remove the rootfs dir only if this create made it (Kata creates it with mkdir 0711).
+      return { kind: 'unmountAll', args: { target: step.args.target, removeDir: o.createdDir === true }, undoes: step.kind };
+    case 'bind':
+      return { kind: 'unmountAll', args: { target: step.args.target, removeDir: true }, undoes: step.kind };
+    case 'mkdir':
+      return o.created === false ? null : { kind: 'removeTree', args: { path: step.args.path }, undoes: step.kind };
+    case 'createUser':
+      return { kind: 'removeUser', args: { user: o.user, uid: o.uid }, undoes: step.kind };
+    case 'boot':
+      return { kind: 'stopVm', args: { sandboxId: step.args.sandboxId }, undoes: step.kind };
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * The coordinator: runs a list of compensations in order (the caller passes the stack already
+ * reversed), each through the `compensate` effect with its own deadline. A failed compensation is
+ * retried with exponential back-off (`backoff` effect, so the timer firing is an input like any other)
+ * up to `maxAttempts`; one that still fails is recorded in `failed`, never dropped: the parent keeps it
+ * and runs the coordinator again later. Output: `{ done, failed }`.
+ */
+import { assign, fromPromise, setup } from 'xstate';
+import type { WireError } from '../errors.ts';
+import type { Compensation } from '../domain/task.ts';
+
+export interface CoordinatorInput {
+  compensations: Compensation[];
+  maxAttempts?: number;
+  baseBackoffMs?: number;
+}
+export interface CoordinatorOutput {
+  done: Compensation[];
+  failed: { compensation: Compensation; error: WireError }[];
+}
+
+const notBound = (name: string) => fromPromise<never, never>(async () => { throw new Error(`effect ${name} is not bound`); });
+
+export const coordinatorMachine = setup({
+  types: {
+    input: {} as CoordinatorInput,
+    output: {} as CoordinatorOutput,
+    context: {} as {
+      pending: Compensation[];
+      done: Compensation[];
+      failed: CoordinatorOutput['failed'];
+      attempts: number;
+      maxAttempts: number;
+      baseBackoffMs: number;
+      lastError: WireError | null;
+    },
+  },
+  actors: {
+    compensate: notBound('compensate') as unknown as ReturnType<typeof fromPromise<unknown, Compensation>>,
+    backoff: notBound('backoff') as unknown as ReturnType<typeof fromPromise<unknown, { ms: number }>>,
+  },
+  guards: {
+    nothingLeft: ({ context }) => context.pending.length === 0,
+    mayRetry: ({ context }) => context.attempts < context.maxAttempts,
+  },
+}).createMachine({
+  id: 'coordinator',
+  context: ({ input }) => ({
+    pending: [...input.compensations],
+    done: [],
+    failed: [],
+    attempts: 0,
+    maxAttempts: input.maxAttempts ?? 4,
+    baseBackoffMs: input.baseBackoffMs ?? 200,
+    lastError: null,
+  }),
+  initial: 'next',
+  states: {
+    next: { always: [{ guard: 'nothingLeft', target: 'done' }, { target: 'compensating' }] },
+    compensating: {
+      invoke: {
+        src: 'compensate',
+        input: ({ context }) => context.pending[0]!,
+        onDone: {
+          target: 'next',
+          actions: assign(({ context }) => ({ done: [...context.done, context.pending[0]!], pending: context.pending.slice(1), attempts: 0, lastError: null })),
+        },
+        onError: {
+          target: 'retryOrRecord',
+          actions: assign(({ context, event }) => ({ attempts: context.attempts + 1, lastError: toWire(event.error) })),
+        },
+      },
+    },
+    retryOrRecord: {
+      always: [
+        { guard: 'mayRetry', target: 'backingOff' },
+        {
+          target: 'next',
+          actions: assign(({ context }) => ({
+            failed: [...context.failed, { compensation: context.pending[0]!, error: context.lastError! }],
+            pending: context.pending.slice(1),
+            attempts: 0,
+            lastError: null,
+          })),
+        },
+      ],
+    },
+    backingOff: {
+      invoke: {
+        src: 'backoff',
+        input: ({ context }) => ({ ms: context.baseBackoffMs * 2 ** (context.attempts - 1) }),
+        onDone: 'compensating',
+        onError: 'compensating',
+      },
+    },
+    done: { type: 'final' },
+  },
+  output: ({ context }) => ({ done: context.done, failed: context.failed }),
+});
+
+/** Errors that reach a machine are plain data on the wire shape; anything else is Internal. */
+export function toWire(e: unknown): WireError {
+  if (e && typeof e === 'object' && 'code' in e && 'message' in e) {
+    const w = e as { code: unknown; message: unknown; retryable?: unknown };
+    if (typeof w.code === 'string' && typeof w.message === 'string') return { code: w.code as WireError['code'], message: w.message, retryable: w.retryable === true };
+  }
+  return { code: 'Internal', message: e instanceof Error ? e.message : String(e), retryable: false };
+}

@@ -1,0 +1,77 @@
+/** Fake effects for machine tests: each records its calls and can be told to fail at a given step. */
+import { createActor, type AnyActorRef } from 'xstate';
+import { err } from '../../src/errors.ts';
+import type { Compensation, CreatePlan, CreateTaskRequest, Fact, Reply, Step } from '../../src/domain/task.ts';
+import { provideEffects, type Effects, type LifecycleMachine } from '../../src/machines/index.ts';
+
+export const request = (id = 'sb1'): CreateTaskRequest => ({
+  id, bundle: '/b', rootfs: [], terminal: false, stdin: '', stdout: '', stderr: '', checkpoint: '', parentCheckpoint: '', options: {},
+});
+
+export const plan = (over: Partial<CreatePlan> = {}): CreatePlan => ({
+  type: 'single_container',
+  sandboxId: 'sb1',
+  bundle: '/b',
+  process: { args: ['true'], env: [], cwd: '/', uid: 0, gid: 0, additionalGids: [], terminal: false },
+  steps: [
+    { phase: 'mounting', kind: 'mountRootfs', args: { target: '/b/rootfs' } },
+    { phase: 'mounting', kind: 'bind', args: { target: '/run/s/sb1/rootfs' } },
+    { phase: 'preparingUser', kind: 'createUser', args: {} },
+    { phase: 'booting', kind: 'boot', args: { sandboxId: 'sb1' } },
+  ],
+  ...over,
+});
+
+export interface FakeOptions {
+  failStep?: Step['kind'];
+  /** Compensation kinds that fail `times` times (Infinity: always). */
+  failCompensation?: { kind: Compensation['kind']; times: number };
+  failValidate?: boolean;
+  failStart?: boolean;
+  plan?: CreatePlan;
+}
+
+export function fakeEffects(opts: FakeOptions = {}) {
+  const calls: string[] = [];
+  const compensated: Compensation['kind'][] = [];
+  let compFailures = 0;
+  const fx: Effects = {
+    validate: async () => { calls.push('validate'); if (opts.failValidate) throw err.invalid('Missing bundle path'); return {}; },
+    configure: async () => { calls.push('configure'); return opts.plan ?? plan(); },
+    runStep: async ({ step }) => {
+      calls.push(step.kind);
+      if (step.kind === opts.failStep) throw err.internal(`${step.kind} failed`);
+      if (step.kind === 'boot') return { pid: 4242 };
+      if (step.kind === 'createUser') return { user: 'corral-1', uid: 1001 };
+      return { createdDir: true };
+    },
+    startProcess: async () => { calls.push('startProcess'); if (opts.failStart) throw err.internal('agent gone'); return {}; },
+    signal: async ({ signal }) => { calls.push(`signal:${signal}`); return {}; },
+    compensate: async (c) => {
+      calls.push(`undo:${c.kind}`);
+      if (opts.failCompensation?.kind === c.kind && compFailures < opts.failCompensation.times) { compFailures++; throw err.unavailable(`${c.kind} failed`); }
+      compensated.push(c.kind);
+      return {};
+    },
+    sleep: async () => { calls.push('sleep'); },
+  };
+  return { fx, calls, compensated };
+}
+
+export function run(machine: LifecycleMachine, fx: Effects, id = 'sb1') {
+  const emitted: (Reply | Fact)[] = [];
+  const actor = createActor(provideEffects(machine, fx), { input: { id, request: request(id), rid: 'r-create' } });
+  actor.on('*', (e) => emitted.push(e as Reply | Fact));
+  actor.start();
+  return { actor, emitted };
+}
+
+/** Resolves once `pred` holds for the actor's snapshot. */
+export function until(actor: AnyActorRef, pred: (value: string) => boolean, ms = 3000): Promise<void> {
+  const name = () => { const v = actor.getSnapshot().value; return typeof v === 'string' ? v : JSON.stringify(v); };
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => { sub.unsubscribe(); reject(new Error(`timeout in state ${name()}`)); }, ms);
+    const sub = actor.subscribe({ next: () => { if (pred(name())) { clearTimeout(t); resolve(); } }, error: reject });
+    if (pred(name())) { clearTimeout(t); resolve(); }
+  });
+}
