@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install what Corral needs on a fresh Debian machine, build the guest image and the example rootfs.
+# Idempotent and quick when everything is there (npm start and npm test run it first).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have nats-server || need+=(nats-server)
+have qemu-system-x86_64 || need+=(qemu-system-x86)
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+have mkfs.ext4 || need+=(e2fsprogs)
+have cpio || need+=(cpio)
+have xz || need+=(xz-utils)
+have setpriv || need+=(util-linux)
+have useradd || need+=(passwd)
+have gcc || need+=(gcc libc6-dev)
+[ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then echo "bootstrap: need root to install: ${need[*]}" >&2; exit 1; fi
+  echo "bootstrap: installing ${need[*]} (apt)…"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if [ ! -d node_modules/xstate ]; then echo "bootstrap: npm ci…"; npm ci --no-audit --no-fund >/dev/null; fi
+
+guest=${CORRAL_GUEST_DIR:-.corral/guest}
+bash infra/guest/build.sh "$guest"
+bash examples/build-rootfs.sh
+echo "bootstrap: ready (guest in $guest)"

@@ -1,0 +1,71 @@
+/**
+ * Corral's own settings for one node (not Kata's TOML): from flags, then env, then defaults;
+ * validated once, then frozen. No other module reads process.env.
+ */
+import { hostname } from 'node:os';
+import { isAbsolute, resolve } from 'node:path';
+import { err } from '../errors.ts';
+import { DEFAULT_NATS_URL } from '../bus/connection.ts';
+import { token } from '../bus/subjects.ts';
+
+export interface Settings {
+  /** Node name: a NATS subject token. @default the hostname */
+  node: string;
+  /** @default nats://127.0.0.1:4222 */
+  natsUrl: string;
+  /** Durable state: worker journals, logs. @default /var/lib/corral */
+  dataDir: string;
+  /** Volatile state: sandbox dirs, shared dirs, VM sockets. @default /run/corral */
+  runDir: string;
+  /** Bundles must resolve inside one of these. @default [/run/containerd, <dataDir>/bundles] */
+  bundleRoots: string[];
+  /** `io.katacontainers.config_path` is honoured only inside these. @default [/etc/corral/configs] */
+  configRoots: string[];
+  /** Default runtime config search paths, first found wins. */
+  defaultConfigPaths: string[];
+  /** `CORRAL_CONF_FILE` / `KATA_CONF_FILE`, captured here so the create path never reads env. */
+  confFileEnv: { CORRAL_CONF_FILE?: string; KATA_CONF_FILE?: string };
+  /** host:port of the management endpoint (/metrics, /healthz); port 0 picks one. @default 127.0.0.1:0 */
+  metricsAddr: string;
+  logLevel: string;
+}
+
+export type Flags = Partial<Record<'node' | 'nats' | 'dataDir' | 'runDir' | 'bundleRoot' | 'configRoot' | 'metrics' | 'logLevel', string | string[]>>;
+
+const list = (v: string | string[] | undefined): string[] | undefined =>
+  v === undefined ? undefined : (Array.isArray(v) ? v : v.split(':')).filter(Boolean);
+const one = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v[v.length - 1] : v);
+
+function absDir(name: string, v: string): string {
+  if (!v || v.includes('\0')) throw err.invalid(`${name} must be a path, got ${JSON.stringify(v)}`);
+  return isAbsolute(v) ? resolve(v) : resolve(process.cwd(), v);
+}
+
+export function loadSettings(flags: Flags, env: NodeJS.ProcessEnv): Readonly<Settings> {
+  const node = one(flags.node) ?? env.CORRAL_NODE ?? hostname().split('.')[0]!;
+  token(node, 'node name (--node / CORRAL_NODE)');
+  const natsUrl = one(flags.nats) ?? env.NATS_URL ?? DEFAULT_NATS_URL;
+  for (const u of natsUrl.split(',')) {
+    try { const p = new URL(u.includes('://') ? u : `nats://${u}`); if (!p.hostname) throw new Error(); } catch { throw err.invalid(`--nats / NATS_URL is not a URL: ${JSON.stringify(u)}`); }
+  }
+  const dataDir = absDir('--data-dir / CORRAL_DATA_DIR', one(flags.dataDir) ?? env.CORRAL_DATA_DIR ?? '/var/lib/corral');
+  const runDir = absDir('--run-dir / CORRAL_RUN_DIR', one(flags.runDir) ?? env.CORRAL_RUN_DIR ?? '/run/corral');
+  const bundleRoots = (list(flags.bundleRoot) ?? list(env.CORRAL_BUNDLE_ROOTS) ?? ['/run/containerd', `${dataDir}/bundles`]).map((p) => absDir('bundle root', p));
+  const configRoots = (list(flags.configRoot) ?? list(env.CORRAL_CONFIG_ROOTS) ?? ['/etc/corral/configs']).map((p) => absDir('config root', p));
+  const metricsAddr = one(flags.metrics) ?? env.CORRAL_METRICS_ADDR ?? '127.0.0.1:0';
+  if (!/^[\w.-]+:\d{1,5}$/.test(metricsAddr)) throw err.invalid(`--metrics / CORRAL_METRICS_ADDR must be host:port, got ${JSON.stringify(metricsAddr)}`);
+  return Object.freeze({
+    node, natsUrl, dataDir, runDir, bundleRoots, configRoots, metricsAddr,
+    defaultConfigPaths: ['/etc/corral/configuration.toml', '/usr/share/defaults/corral/configuration.toml'],
+    confFileEnv: { CORRAL_CONF_FILE: env.CORRAL_CONF_FILE || undefined, KATA_CONF_FILE: env.KATA_CONF_FILE || undefined },
+    logLevel: one(flags.logLevel) ?? env.CORRAL_LOG_LEVEL ?? 'info',
+  });
+}
+
+/** Where a sandbox keeps its things on the host. */
+export const paths = {
+  sandboxDir: (s: Settings, sid: string) => `${s.runDir}/sandboxes/${sid}`,
+  sharedDir: (s: Settings, sid: string) => `${s.runDir}/sandboxes/${sid}/shared`,
+  sharedRootfs: (s: Settings, sid: string, cid: string) => `${s.runDir}/sandboxes/${sid}/shared/${cid}/rootfs`,
+  vmDir: (s: Settings, sid: string) => `${s.runDir}/sandboxes/${sid}/vm`,
+};

@@ -1,0 +1,42 @@
+/** What `state`, `list` and `wait` show of a task: containerd's State response, plus Corral's machine state. */
+import type { TaskStatus } from '../domain/task.ts';
+import { stateName, type LifecycleActor } from '../machines/index.ts';
+
+export interface TaskView {
+  id: string;
+  sandboxId: string;
+  kind: 'sandbox' | 'container';
+  bundle: string;
+  pid: number;
+  status: TaskStatus;
+  /** The machine's state, e.g. `booting`, `rollingBack`, `stopped`. */
+  state: string;
+  exitStatus: number;
+  exitedAt: number;
+  createdAt: number;
+  error?: { code: string; message: string };
+  terminal: boolean;
+  stdin: string;
+  stdout: string;
+  stderr: string;
+}
+
+export function taskStatus(actor: LifecycleActor): TaskStatus {
+  switch (stateName(actor)) {
+    case 'created': case 'starting': return 'created';
+    case 'running': return 'running';
+    case 'stopping': case 'stopped': case 'deleted': case 'failed': return 'stopped';
+    default: return 'unknown';
+  }
+}
+
+export function taskView(actor: LifecycleActor, t: { id: string; sandboxId: string; kind: 'sandbox' | 'container'; createdAt: number }): TaskView {
+  const c = actor.getSnapshot().context;
+  return {
+    id: t.id, sandboxId: t.sandboxId, kind: t.kind, bundle: c.request.bundle, pid: c.pid,
+    status: taskStatus(actor), state: stateName(actor),
+    exitStatus: c.exitStatus ?? 0, exitedAt: c.exitedAt ?? 0, createdAt: t.createdAt,
+    ...(c.error ? { error: { code: c.error.code, message: c.error.message } } : {}),
+    terminal: c.request.terminal, stdin: c.request.stdin, stdout: c.request.stdout, stderr: c.request.stderr,
+  };
+}

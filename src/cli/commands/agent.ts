@@ -1,0 +1,91 @@
+/** `corral agent`: the node's agent; with --spawn-workers it also runs and supervises both workers. */
+import { connectNats } from '../../bus/connection.ts';
+import { ensureEventStream, EventLog } from '../../bus/eventlog.ts';
+import { request } from '../../bus/rpc.ts';
+import { subjects, type WorkerKind } from '../../bus/subjects.ts';
+import { err } from '../../errors.ts';
+import { buildAgent } from '../../agent/agent.ts';
+import { createRules } from '../../agent/create-rules.ts';
+import { startManagement } from '../../agent/http.ts';
+import { createMetrics } from '../../agent/metrics.ts';
+import { loadSettings, type Settings } from '../../agent/settings.ts';
+import { selfCommand, Supervisor } from '../../agent/supervisor.ts';
+import { rootLogger } from '../../log.ts';
+import { parse } from '../args.ts';
+import type { Io } from '../main.ts';
+
+export const SETTINGS_OPTS = {
+  'data-dir': { type: 'string' }, 'run-dir': { type: 'string' }, 'bundle-root': { type: 'string', multiple: true },
+  'config-root': { type: 'string', multiple: true }, metrics: { type: 'string' }, 'log-level': { type: 'string' },
+} as const;
+
+export function settingsFrom(argv: string[], io: Io, extra: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = {}) {
+  const p = parse(argv, { ...SETTINGS_OPTS, ...extra });
+  const v = p.values;
+  const settings = loadSettings({
+    node: v.node as string, nats: v.nats as string, dataDir: v['data-dir'] as string, runDir: v['run-dir'] as string,
+    bundleRoot: v['bundle-root'] as string[], configRoot: v['config-root'] as string[], metrics: v.metrics as string, logLevel: v['log-level'] as string,
+  }, io.env);
+  return { p, settings };
+}
+
+/** Flags that hand the same settings to a child process. */
+export function settingsArgs(s: Settings): string[] {
+  return ['--node', s.node, '--nats', s.natsUrl, '--data-dir', s.dataDir, '--run-dir', s.runDir, '--log-level', s.logLevel,
+    ...s.bundleRoots.flatMap((r) => ['--bundle-root', r]), ...s.configRoots.flatMap((r) => ['--config-root', r])];
+}
+
+/** Resolves once the worker answers its read-only `scan` op. */
+export async function waitForWorker(nc: Parameters<typeof request>[0], node: string, kind: WorkerKind, timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    try { await request(nc, subjects.worker(node, kind, 'scan'), {}, 2000); return; } catch (e) {
+      if (Date.now() > until) throw err.unavailable(`${kind} worker did not become ready in ${timeoutMs} ms: ${(e as Error).message}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+export async function agentCommand(argv: string[], io: Io): Promise<number> {
+  const { p, settings } = settingsFrom(argv, io, { 'spawn-workers': { type: 'boolean' }, 'teardown-on-exit': { type: 'boolean' } });
+  const log = rootLogger({ name: 'corral-agent', level: settings.logLevel });
+  const nc = await connectNats(settings.natsUrl, `corral-agent-${settings.node}`);
+  await ensureEventStream(nc);
+  const metrics = createMetrics();
+  const events = new EventLog(nc, settings.node);
+  let resolveDone!: (code: number) => void;
+  const done = new Promise<number>((r) => (resolveDone = r));
+  const agent = buildAgent({ nc, settings, rules: createRules(settings), events, log, metrics, onShutdown: () => void shutdown('shutdown request') });
+  const mgmt = await startManagement(settings.metricsAddr, () => metrics.render({ corral_tasks: agent.tasks.size }));
+
+  let sup: Supervisor | undefined;
+  if (p.values['spawn-workers']) {
+    const self = selfCommand();
+    sup = new Supervisor({
+      onStart: (name, pid) => log.info({ worker: name, pid }, 'worker started'),
+      onExit: (name, code, signal) => log.warn({ worker: name, code, signal }, 'worker exited'),
+      onGiveUp: (name) => { log.error({ worker: name }, 'worker keeps crashing; giving up'); void shutdown('worker restart intensity exceeded', 1); },
+    });
+    for (const kind of ['mount', 'hypervisor'] as const) sup.add({ name: kind, command: self.command, args: [...self.prefix, 'worker', kind, ...settingsArgs(settings)] });
+    await Promise.all((['mount', 'hypervisor'] as const).map((k) => waitForWorker(nc, settings.node, k, 30_000)));
+  }
+  agent.start();
+  log.info({ node: settings.node, nats: settings.natsUrl, metrics: `${mgmt.url}/metrics` }, 'agent ready');
+  io.err(`corral agent ready: node ${settings.node}, NATS ${settings.natsUrl}, metrics ${mgmt.url}/metrics`);
+
+  let stopping = false;
+  async function shutdown(why: string, code = 0) {
+    if (stopping) return;
+    stopping = true;
+    log.info({ why }, 'agent stopping');
+    if (p.values['teardown-on-exit']) await agent.teardownAll(60_000).catch((e) => log.error({ err: e }, 'teardown incomplete'));
+    await agent.stop();
+    await sup?.stop();
+    mgmt.server.close();
+    await nc.drain().catch(() => {});
+    resolveDone(code);
+  }
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  return done;
+}

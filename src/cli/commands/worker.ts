@@ -1,0 +1,30 @@
+/** `corral worker mount|hypervisor`: one worker process (the agent spawns these, or systemd units do). */
+import { connectNats } from '../../bus/connection.ts';
+import { err } from '../../errors.ts';
+import { rootLogger } from '../../log.ts';
+import { startMountWorker } from '../../workers/mount/main.ts';
+import { startHypervisorWorker } from '../../workers/hypervisor/main.ts';
+import { Faults, faultsEnabled } from '../../workers/faults.ts';
+import { settingsFrom } from './agent.ts';
+import type { Io } from '../main.ts';
+
+export async function workerCommand(argv: string[], io: Io): Promise<number> {
+  const { p, settings } = settingsFrom(argv, io);
+  const kind = p.positionals[0];
+  if (kind !== 'mount' && kind !== 'hypervisor') throw err.invalid(`worker kind must be mount or hypervisor, got ${JSON.stringify(kind ?? '')}`);
+  const log = rootLogger({ name: `corral-worker-${kind}`, level: settings.logLevel });
+  const nc = await connectNats(settings.natsUrl, `corral-${kind}-${settings.node}`);
+  const faults = faultsEnabled(io.env) ? new Faults() : undefined;
+  const journalPath = `${settings.dataDir}/journal/${kind}.jsonl`;
+  const w = kind === 'mount'
+    ? await startMountWorker({ nc, node: settings.node, roots: [settings.runDir, ...settings.bundleRoots], journalPath, log, wrap: faults && ((h) => faults.wrap(h)) })
+    : await startHypervisorWorker({ nc, node: settings.node, runDir: settings.runDir, journalPath, log, wrap: faults && ((h) => faults.wrap(h)) });
+  log.info({ node: settings.node, faults: !!faults }, `${kind} worker ready`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await w.stop(20_000);
+  await nc.drain().catch(() => {});
+  return 0;
+}

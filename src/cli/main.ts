@@ -1,0 +1,83 @@
+/**
+ * The `corral` CLI entry point (the composition root for every process: agent, workers, client
+ * commands). The only module that calls process.exit. Errors print one line: `corral: <Code>: message`.
+ */
+import { CorralError, ensureError } from '../errors.ts';
+import { agentCommand } from './commands/agent.ts';
+import { taskCommands } from './commands/task.ts';
+import { demoCommand, upCommand } from './commands/up.ts';
+import { workerCommand } from './commands/worker.ts';
+
+export interface Io {
+  env: NodeJS.ProcessEnv;
+  out(line: string): void;
+  err(line: string): void;
+  stdout(b: Uint8Array): void;
+  stderr(b: Uint8Array): void;
+}
+
+const HELP = `corral: VM-isolated sandboxes over NATS (Kata's create semantics, XState actors)
+
+Usage: corral <command> [flags]
+
+Bring a node up
+  up [--data-dir DIR] [--port N]     local nats-server + agent + workers; Ctrl-C stops all
+  demo                                up, run examples/hello, stop (what npm start runs)
+  agent [--spawn-workers]             run the node agent (systemd: see infra/systemd/)
+  worker mount|hypervisor             run one worker process
+
+Tasks (containerd's Task API)
+  run --bundle DIR [--rootfs T:SRC[:OPTS]]... [--config PATH] [--id ID] [--rm]
+                                      create + start + stream output + wait; exits with the process's code
+  create ID --bundle DIR [--rootfs T:SRC[:OPTS]]... [--config PATH] [--terminal]
+  start ID | state ID | wait ID | delete ID | pids ID
+  kill ID [--signal SIG] [--all]
+  ps                                  every task on the node
+
+Global flags
+  --nats URL     NATS server (env NATS_URL, default nats://127.0.0.1:4222)
+  --node NAME    node to talk to (env CORRAL_NODE, default the hostname)
+  --json         machine-readable output
+  --timeout D    request timeout (500ms, 30s, 2m)
+  -h, --help     this help
+
+Docs: README.md, docs/api.md (subjects, fields, codes, events).`;
+
+export async function main(argv: string[], io: Io): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === 'help' || cmd === '--help' || cmd === '-h') { io.out(HELP); return 0; }
+  const task = Object.hasOwn(taskCommands, cmd) ? taskCommands[cmd] : undefined;
+  if (rest.includes('--help') || rest.includes('-h')) {
+    io.out(task ? `Usage: ${task.usage}\n\nGlobal flags: --nats URL, --node NAME, --json, --timeout D` : HELP);
+    return 0;
+  }
+  if (task) return task.run(rest, io);
+  switch (cmd) {
+    case 'up': return upCommand(rest, io);
+    case 'demo': return demoCommand(rest, io);
+    case 'agent': return agentCommand(rest, io);
+    case 'worker': return workerCommand(rest, io);
+    default: io.err(`corral: unknown command ${JSON.stringify(cmd)}; see corral --help`); return 2;
+  }
+}
+
+const isEntry = process.argv[1] && new URL(import.meta.url).pathname === (await import('node:fs')).realpathSync(process.argv[1]);
+const viaBin = process.argv[1]?.endsWith('/corral.mjs') || process.argv[1]?.endsWith('/corral');
+if (isEntry || viaBin) {
+  const io: Io = {
+    env: process.env,
+    out: (l) => process.stdout.write(l + '\n'),
+    err: (l) => process.stderr.write(l + '\n'),
+    stdout: (b) => process.stdout.write(b),
+    stderr: (b) => process.stderr.write(b),
+  };
+  main(process.argv.slice(2), io).then(
+    (code) => { process.exitCode = code; setTimeout(() => process.exit(code), 500).unref(); },
+    (e: unknown) => {
+      const ce = ensureError(e);
+      io.err(`corral: ${ce.code}: ${ce.message}`);
+      if (!(e instanceof CorralError) && process.env.CORRAL_DEBUG) io.err(String((e as Error).stack));
+      process.exitCode = ce.code === 'InvalidArgument' ? 2 : 1;
+    },
+  );
+}

@@ -1,0 +1,76 @@
+/**
+ * The file-system questions the Kata rules ask, behind an interface so rule tests need no disk.
+ * {@link nodeFs} is the real implementation; tests inject an in-memory one.
+ */
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { err } from '../errors.ts';
+
+/**
+ * Every method follows symlinks. Methods that answer a yes/no question never reject; the others
+ * reject with a Node-style error carrying `code` (`ENOENT`, `EACCES`, ...).
+ */
+export interface KataFs {
+  exists(p: string): Promise<boolean>;
+  isFile(p: string): Promise<boolean>;
+  isDirectory(p: string): Promise<boolean>;
+  /** Size in bytes. */
+  size(p: string): Promise<number>;
+  /** Absolute path with every symlink resolved; rejects if any component is missing. */
+  realpath(p: string): Promise<string>;
+  /** UTF-8 contents. */
+  readFile(p: string): Promise<string>;
+  /** Entry names, in no particular order. */
+  readdir(p: string): Promise<string[]>;
+}
+
+const stat = (p: string) => fsp.stat(p).catch(() => undefined);
+
+/** The real file system (node:fs). */
+export const nodeFs: KataFs = {
+  exists: async (p) => (await stat(p)) !== undefined,
+  isFile: async (p) => (await stat(p))?.isFile() ?? false,
+  isDirectory: async (p) => (await stat(p))?.isDirectory() ?? false,
+  size: async (p) => (await fsp.stat(p)).size,
+  realpath: (p) => fsp.realpath(p),
+  readFile: (p) => fsp.readFile(p, 'utf8'),
+  readdir: (p) => fsp.readdir(p),
+};
+
+const STRERROR: Record<string, string> = {
+  ENOENT: 'no such file or directory',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  ENOTDIR: 'not a directory',
+  EISDIR: 'is a directory',
+  ELOOP: 'too many levels of symbolic links',
+  ENAMETOOLONG: 'file name too long',
+};
+
+/** The errno code of a rejected fs call, if any. */
+export const errnoOf = (e: unknown): string | undefined =>
+  typeof e === 'object' && e !== null && typeof (e as { code?: unknown }).code === 'string' ? (e as { code: string }).code : undefined;
+
+/** A Go-style `<op> <path>: <strerror>` text for a failed fs call. */
+export function fsErrorText(op: string, p: string, e: unknown): string {
+  const code = errnoOf(e);
+  const text = (code && STRERROR[code]) ?? (e instanceof Error ? e.message : String(e));
+  return `${op} ${p}: ${text}`;
+}
+
+/**
+ * Kata's `ResolvePath`: the absolute path with symlinks followed.
+ * Missing → NotFound `file <abs> does not exist`. Corral rejects relative paths (Kata resolves them
+ * against the shim's working directory, which is the bundle).
+ */
+export async function resolvePath(fs: KataFs, p: string): Promise<string> {
+  if (p === '') throw err.invalid('path must be specified');
+  if (!path.isAbsolute(p)) throw err.invalid(`path ${p} must be absolute`);
+  const abs = path.resolve(p);
+  try {
+    return await fs.realpath(abs);
+  } catch (e) {
+    if (errnoOf(e) === 'ENOENT') throw err.notFound(`file ${abs} does not exist`, e);
+    throw err.invalid(fsErrorText('lstat', abs, e), e);
+  }
+}

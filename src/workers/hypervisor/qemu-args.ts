@@ -1,0 +1,118 @@
+/** Pure pieces of a QEMU launch: spec validation, file paths, the command line, host probes. */
+import { closeSync, constants, openSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { err } from '../../errors.ts';
+import type { BootSpec, VmmUser } from '../protocol.ts';
+
+/** The `-name` marker every Corral VM carries; `scanHost` and leak checks look for it. */
+export const NAME_PREFIX = 'corral-';
+const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+const SUN_PATH_MAX = 107;
+
+export interface VmPaths { qmp: string; agent: string; console: string; stderr: string }
+
+/** Per-VM files in the run dir; several sandboxes may share one run dir. */
+export const vmPaths = (runDir: string, sandboxId: string): VmPaths => ({
+  qmp: join(runDir, `${NAME_PREFIX}${sandboxId}.qmp`),
+  agent: join(runDir, `${NAME_PREFIX}${sandboxId}.agent`),
+  console: join(runDir, `${NAME_PREFIX}${sandboxId}.console.log`),
+  stderr: join(runDir, `${NAME_PREFIX}${sandboxId}.stderr.log`),
+});
+
+/** Machine families: microvm has virtio-mmio devices only, q35/pc have PCI. */
+export function machineFamily(machineType: string): 'mmio' | 'pci' {
+  const base = machineType.split(',')[0] ?? '';
+  if (base === 'microvm') return 'mmio';
+  if (base === 'q35' || base === 'pc' || /^pc-(q35|i440fx)-/.test(base)) return 'pci';
+  throw err.invalid(`machineType ${JSON.stringify(machineType)}: want microvm, q35 or pc`);
+}
+
+/** Throws InvalidArgument naming the first bad field. */
+export function validateBootSpec(s: BootSpec): void {
+  if (!ID_RE.test(s.sandboxId)) throw err.invalid(`sandboxId ${JSON.stringify(s.sandboxId)}: want [A-Za-z0-9][A-Za-z0-9_.-]{0,127}`);
+  if (!Number.isInteger(s.vcpus) || s.vcpus < 1 || s.vcpus > 255) throw err.invalid(`vcpus ${s.vcpus}: want an integer in 1..255`);
+  if (!Number.isInteger(s.memoryMiB) || s.memoryMiB < 64) throw err.invalid(`memoryMiB ${s.memoryMiB}: want an integer >= 64`);
+  if (!Number.isInteger(s.msize9p) || s.msize9p < 4096) throw err.invalid(`msize9p ${s.msize9p}: want an integer >= 4096`);
+  if (!['auto', 'kvm', 'tcg'].includes(s.accel)) throw err.invalid(`accel ${JSON.stringify(s.accel)}: want auto, kvm or tcg`);
+  for (const k of ['kernel', 'initrd', 'sharedDir', 'runDir'] as const) {
+    if (!s[k]?.startsWith('/')) throw err.invalid(`${k} ${JSON.stringify(s[k])}: want an absolute path`);
+  }
+  machineFamily(s.machineType);
+  const p = vmPaths(s.runDir, s.sandboxId);
+  if (Buffer.byteLength(p.agent) > SUN_PATH_MAX) throw err.invalid(`runDir ${s.runDir}: socket path ${p.agent} is longer than ${SUN_PATH_MAX} bytes`);
+}
+
+/** QEMU option values escape commas by doubling them. */
+const esc = (v: string): string => v.replace(/,/g, ',,');
+
+export interface ArgOptions {
+  accel: 'kvm' | 'tcg';
+  paths: VmPaths;
+  /** Guest TSC in kHz for `tsc_early_khz` (TCG: without it the kernel may hang calibrating). */
+  tscKhz?: number;
+  /** Extra QEMU arguments (benchmarks, diagnostics). */
+  extra?: string[];
+}
+
+/** The full `qemu-system-x86_64` argument list for a spec. */
+export function qemuArgs(s: BootSpec, o: ArgOptions): string[] {
+  const mmio = machineFamily(s.machineType) === 'mmio';
+  const machine = mmio && !/(^|,)pit=/.test(s.machineType) ? `${s.machineType},pit=on` : s.machineType;
+  const kernelParams = [
+    'console=ttyS0 quiet panic=-1',
+    o.accel === 'tcg' && o.tscKhz ? `tsc_early_khz=${o.tscKhz}` : '',
+    `corral.msize=${s.msize9p}`,
+    s.kernelParams,
+  ].filter(Boolean).join(' ');
+  const dev = (name: string) => `${name}-${mmio ? 'device' : 'pci'}`;
+  return [
+    '-name', `${NAME_PREFIX}${s.sandboxId}`,
+    '-M', machine,
+    '-accel', o.accel,
+    ...(o.accel === 'kvm' ? ['-cpu', 'host'] : []),
+    '-m', String(s.memoryMiB),
+    '-smp', String(s.vcpus),
+    '-nodefaults', '-no-user-config', '-nographic', '-no-reboot',
+    '-kernel', s.kernel,
+    '-initrd', s.initrd,
+    '-append', kernelParams,
+    '-chardev', `file,id=con,path=${esc(o.paths.console)}`,
+    '-serial', 'chardev:con',
+    '-chardev', `socket,id=qmp,path=${esc(o.paths.qmp)},server=on,wait=off`,
+    '-mon', 'chardev=qmp,mode=control',
+    '-chardev', `socket,id=agent,path=${esc(o.paths.agent)},server=on,wait=off`,
+    '-device', dev('virtio-serial'),
+    '-device', 'virtserialport,chardev=agent,name=corral.agent',
+    '-fsdev', `local,id=fs0,path=${esc(s.sharedDir)},security_model=${s.user ? 'none' : 'passthrough'},multidevs=remap`,
+    '-device', `${dev('virtio-9p')},fsdev=fs0,mount_tag=corral`,
+    ...(o.extra ?? []),
+  ];
+}
+
+/** `setpriv` prefix that runs the command as the VMM user with its supplementary groups. */
+export const setprivArgs = (u: VmmUser): string[] => [
+  '--reuid', String(u.uid), '--regid', String(u.gid),
+  ...(u.groups.length ? ['--groups', u.groups.join(',')] : ['--clear-groups']),
+  '--inh-caps=-all', '--',
+];
+
+/** The host TSC frequency in kHz (what a TCG guest's TSC runs at), from /proc/cpuinfo. */
+export function hostTscKhz(cpuinfo = safeRead('/proc/cpuinfo')): number | undefined {
+  const m = /^cpu MHz\s*:\s*([\d.]+)/m.exec(cpuinfo);
+  return m?.[1] ? Math.round(Number(m[1]) * 1000) : undefined;
+}
+
+/** KVM can work here: the CPU advertises VT-x/AMD-V and /dev/kvm opens read-write. */
+export function kvmPossible(cpuinfo = safeRead('/proc/cpuinfo')): boolean {
+  if (!/^flags\s*:.*\b(vmx|svm)\b/m.test(cpuinfo)) return false;
+  try {
+    closeSync(openSync('/dev/kvm', constants.O_RDWR));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function safeRead(p: string): string {
+  try { return readFileSync(p, 'utf8'); } catch { return ''; }
+}

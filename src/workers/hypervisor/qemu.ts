@@ -1,0 +1,384 @@
+/**
+ * QemuDriver: boots and stops QEMU guests and runs container processes in them through the guest
+ * agent (docs/guest-agent.md). No NATS here: the hypervisor worker maps ops and events onto the bus.
+ *
+ * Contract:
+ * - `boot` resolves once the guest agent said READY; any failure (abort, deadline, QEMU exiting early)
+ *   kills QEMU, waits until it is reaped, removes its sockets and logs, and throws a CorralError.
+ * - Every process whose `startProcess` resolved gets exactly one `exit` event: from the guest, or with
+ *   status 255 when its VM went away first (stop, crash). `exit` is emitted on a later macrotask than
+ *   the `startProcess` resolution, so a caller can reply to the start before publishing the exit.
+ * - `vmExit` is emitted only when QEMU dies without being asked to (`stop` and failed boots do not emit it).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { CorralError, err } from '../../errors.ts';
+import type { BootSpec, ProcessSpec, WorkerEvent } from '../protocol.ts';
+import { AgentChannel, MAX_FRAME, encodePing, encodeRun, encodeSignal, type AgentMsg } from './agent-channel.ts';
+import { pidAlive, scanHost, type HostVm } from './host-scan.ts';
+import { Qmp } from './qmp.ts';
+import { hostTscKhz, kvmPossible, qemuArgs, setprivArgs, validateBootSpec, vmPaths, type VmPaths } from './qemu-args.ts';
+
+export interface QemuDriverOptions {
+  /** @default 'qemu-system-x86_64' */
+  qemuPath?: string;
+  /** Used to drop to the VMM user when `spec.user` is set. @default 'setpriv' */
+  setprivPath?: string;
+  /** Bound on one boot even if the caller's signal never fires. @default 60_000 */
+  bootTimeoutMs?: number;
+  /** How long a KVM guest may take to say READY before `auto` falls back to TCG (`kvm` fails). @default 10_000 */
+  kvmProbeMs?: number;
+  /** Guest TSC in kHz passed as `tsc_early_khz` under TCG. @default the host's, from /proc/cpuinfo */
+  tscKhz?: number;
+  /** How long the guest may take to report a started (or failed) process. @default 30_000 */
+  startTimeoutMs?: number;
+}
+
+export type ExitEvent = Extract<WorkerEvent, { kind: 'exit' }>;
+export type VmExitEvent = Extract<WorkerEvent, { kind: 'vmExit' }>;
+export interface QemuDriverEvents {
+  output: [sandboxId: string, containerId: string, fd: 1 | 2, data: Uint8Array];
+  exit: [ExitEvent];
+  vmExit: [VmExitEvent];
+}
+
+export interface VmInfo { sandboxId: string; pid: number; accel: 'kvm' | 'tcg'; state: 'booting' | 'running' | 'stopping'; startedAt: number }
+
+interface Proc {
+  state: 'starting' | 'running';
+  start?: { resolve: (pid: number) => void; reject: (e: CorralError) => void; timer: NodeJS.Timeout };
+}
+interface Vm {
+  info: VmInfo;
+  child: ChildProcess;
+  paths: VmPaths;
+  exited: Promise<void>;
+  exitInfo?: { code: number | null; signal: string | null };
+  qmp?: Qmp;
+  agent?: AgentChannel;
+  ready: boolean;
+  abort: AbortController;
+  procs: Map<string, Proc>;
+  orphans: Set<string>;
+  destroying?: Promise<void>;
+  spawnError?: Error;
+  /** Last lines of the serial console and QEMU's stderr, kept when the files are removed. */
+  tails?: { console: string; stderr: string };
+}
+
+const EXIT_UNKNOWN = 255;
+const ERRNO_CODE: Record<number, (m: string) => CorralError> = { 2: err.notFound, 17: err.exists, 22: err.invalid, 11: err.exhausted };
+
+export class QemuDriver extends EventEmitter<QemuDriverEvents> {
+  private vms = new Map<string, Vm>();
+  private autoAccel: 'kvm' | 'tcg' | undefined;
+  private o: Required<QemuDriverOptions>;
+
+  constructor(o: QemuDriverOptions = {}) {
+    super();
+    this.o = {
+      qemuPath: 'qemu-system-x86_64', setprivPath: 'setpriv', bootTimeoutMs: 60_000, kvmProbeMs: 10_000,
+      tscKhz: hostTscKhz() ?? 0, startTimeoutMs: 30_000, ...o,
+    };
+  }
+
+  /** What `auto` settled on after the first boot (undefined before). */
+  get detectedAccel(): 'kvm' | 'tcg' | undefined { return this.autoAccel; }
+
+  /** Spawn QEMU and wait for the guest agent's READY. `extraArgs` are appended to QEMU's command line. */
+  async boot(spec: BootSpec, signal: AbortSignal, opts: { extraArgs?: string[] } = {}): Promise<{ pid: number; accel: 'kvm' | 'tcg'; bootMs: number }> {
+    validateBootSpec(spec);
+    if (this.vms.has(spec.sandboxId)) throw err.exists(`sandbox ${spec.sandboxId} has a VM already`);
+    for (const f of [spec.kernel, spec.initrd]) if (!existsSync(f)) throw err.notFound(`guest image file ${f} does not exist (run infra/guest/build.sh)`);
+    if (!existsSync(spec.sharedDir) || !statSync(spec.sharedDir).isDirectory()) throw err.notFound(`sharedDir ${spec.sharedDir} is not a directory`);
+    const t0 = Date.now();
+    const deadline = t0 + this.o.bootTimeoutMs;
+    const probe = spec.accel !== 'tcg' && (spec.accel === 'kvm' || (this.autoAccel ?? (kvmPossible() ? 'kvm' : 'tcg')) === 'kvm');
+    if (probe) {
+      const vm = await this.launch(spec, 'kvm', signal, deadline, opts.extraArgs, Date.now() + this.o.kvmProbeMs);
+      if (vm) {
+        if (spec.accel === 'auto') this.autoAccel = 'kvm';
+        return { pid: vm.info.pid, accel: 'kvm', bootMs: Date.now() - t0 };
+      }
+      if (spec.accel === 'kvm') throw err.unavailable(`sandbox ${spec.sandboxId}: the KVM guest showed no sign of life within ${this.o.kvmProbeMs} ms`);
+    }
+    if (spec.accel === 'auto') this.autoAccel = 'tcg';
+    const vm = await this.launch(spec, 'tcg', signal, deadline, opts.extraArgs);
+    if (!vm) throw err.internal('unreachable: TCG boot without a probe deadline reported silence');
+    return { pid: vm.info.pid, accel: 'tcg', bootMs: Date.now() - t0 };
+  }
+
+  /** One QEMU launch; null when the guest stayed silent past `probeUntil` (already cleaned up). */
+  private async launch(spec: BootSpec, accel: 'kvm' | 'tcg', signal: AbortSignal, deadline: number, extra?: string[], probeUntil?: number): Promise<Vm | null> {
+    if (signal.aborted) throw abortError(signal, spec.sandboxId, '');
+    const paths = vmPaths(spec.runDir, spec.sandboxId);
+    if (!existsSync(spec.runDir)) {
+      mkdirSync(spec.runDir, { recursive: true, mode: 0o700 });
+      if (spec.user) chownSync(spec.runDir, spec.user.uid, spec.user.gid);
+    }
+    removeFiles(paths);
+    const args = qemuArgs(spec, { accel, paths, tscKhz: this.o.tscKhz || undefined, extra });
+    const [cmd, argv] = spec.user ? [this.o.setprivPath, [...setprivArgs(spec.user), this.o.qemuPath, ...args]] : [this.o.qemuPath, args];
+    const errFd = openSync(paths.stderr, 'w', 0o600);
+    let child: ChildProcess;
+    try {
+      // Own session: a worker restart or a ^C in its terminal does not take the VMs down (scanHost finds them).
+      child = spawn(cmd, argv, { stdio: ['ignore', 'ignore', errFd], detached: true, env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' } });
+    } finally {
+      closeSync(errFd);
+    }
+    const vm: Vm = {
+      info: { sandboxId: spec.sandboxId, pid: child.pid ?? -1, accel, state: 'booting', startedAt: Date.now() },
+      child, paths, ready: false, abort: new AbortController(), procs: new Map(), orphans: new Set(),
+      exited: new Promise<void>((resolve) => {
+        child.once('exit', (code, sig) => { vm.exitInfo = { code, signal: sig }; resolve(); });
+        child.once('error', (e) => { if (child.pid === undefined) { vm.exitInfo = { code: null, signal: null }; vm.spawnError = e; resolve(); } });
+      }),
+    };
+    child.unref();
+    this.vms.set(spec.sandboxId, vm);
+    void vm.exited.then(() => this.onVmExit(vm));
+
+    const both = AbortSignal.any([signal, vm.abort.signal]);
+    const conn = { deadlineMs: deadline, signal: both, alive: () => !vm.exitInfo };
+    try {
+      vm.agent = await AgentChannel.connect(paths.agent, conn);
+      vm.agent.on('msg', (m) => this.onAgent(vm, m));
+      vm.agent.send(encodePing(1));
+      vm.qmp = await Qmp.connect(paths.qmp, conn);
+      const outcome = await this.waitReady(vm, both, deadline, probeUntil);
+      if (outcome === 'silent') {
+        await this.destroy(vm, 0);
+        return null;
+      }
+      vm.info.state = 'running';
+      return vm;
+    } catch (e) {
+      await this.destroy(vm, 500);
+      throw bootError(e, vm, both);
+    }
+  }
+
+  /** Resolves 'ready' on the agent's READY, 'silent' past `probeUntil` or when QMP reports a dead guest; rejects otherwise. */
+  private waitReady(vm: Vm, signal: AbortSignal, deadline: number, probeUntil?: number): Promise<'ready' | 'silent'> {
+    return new Promise((resolve, reject) => {
+      const timers: NodeJS.Timeout[] = [];
+      const done = (f: () => void) => {
+        timers.forEach(clearTimeout);
+        clearInterval(poll);
+        signal.removeEventListener('abort', onAbort);
+        vm.agent?.off('msg', onMsg);
+        f();
+      };
+      const onMsg = (m: AgentMsg) => { if (m.type === 'ready') done(() => resolve('ready')); };
+      const onAbort = () => done(() => reject(signal.reason));
+      if (vm.ready) return resolve('ready');
+      vm.agent?.on('msg', onMsg);
+      signal.addEventListener('abort', onAbort, { once: true });
+      void vm.exited.then(() => done(() => reject(err.internal(`QEMU exited (${fmtExit(vm)}) before the guest agent was ready`))));
+      timers.push(setTimeout(() => done(() => reject(err.timeout(`the guest agent was not ready within ${this.o.bootTimeoutMs} ms`))), Math.max(0, deadline - Date.now())));
+      if (probeUntil) timers.push(setTimeout(() => done(() => resolve('silent')), Math.max(0, probeUntil - Date.now())));
+      const poll = setInterval(() => {
+        if (!probeUntil || !vm.qmp) return;
+        vm.qmp.queryStatus(500).then((s) => {
+          if (s.status === 'internal-error' || s.status === 'guest-panicked') done(() => resolve('silent'));
+        }, () => {});
+      }, 250);
+    });
+  }
+
+  private onAgent(vm: Vm, m: AgentMsg): void {
+    const id = vm.info.sandboxId;
+    if (m.type === 'ready') { vm.ready = true; return; }
+    const p = vm.procs.get(m.containerId);
+    if (m.type === 'started') {
+      if (p?.state === 'starting' && p.start) {
+        p.state = 'running';
+        clearTimeout(p.start.timer);
+        p.start.resolve(m.pid);
+        delete p.start;
+      } else {
+        // Its start already timed out: nobody expects this process.
+        vm.orphans.add(m.containerId);
+        vm.agent?.send(encodeSignal(m.containerId, 9));
+      }
+    } else if (m.type === 'output') {
+      if (p?.state === 'running') this.emit('output', id, m.containerId, m.fd, m.data);
+    } else if (m.type === 'exit') {
+      if (vm.orphans.delete(m.containerId) || p?.state !== 'running') return;
+      vm.procs.delete(m.containerId);
+      this.emitExit(id, m.containerId, m.status);
+    } else if (m.type === 'error' && p?.state === 'starting' && p.start) {
+      vm.procs.delete(m.containerId);
+      clearTimeout(p.start.timer);
+      p.start.reject((ERRNO_CODE[m.errno] ?? err.precondition)(`start ${m.containerId} in sandbox ${id}: ${m.message}`));
+    }
+  }
+
+  private emitExit(sandboxId: string, containerId: string, exitStatus: number): void {
+    setImmediate(() => this.emit('exit', { kind: 'exit', sandboxId, containerId, exitStatus, exitedAt: Date.now() }));
+  }
+
+  /** QEMU is gone: unrequested deaths of running VMs become `vmExit` (after their processes' exits). */
+  private onVmExit(vm: Vm): void {
+    if (vm.info.state !== 'running' || vm.destroying) return; // boot and stop clean up themselves
+    void this.destroy(vm, 0).then(() => {
+      const e = vm.exitInfo ?? { code: null, signal: null };
+      setImmediate(() => this.emit('vmExit', { kind: 'vmExit', sandboxId: vm.info.sandboxId, code: e.code, signal: e.signal, at: Date.now() }));
+    });
+  }
+
+  /** Make QEMU go away (QMP quit, wait `graceMs`, SIGTERM, SIGKILL), reap it, end its processes, remove its files. */
+  private destroy(vm: Vm, graceMs: number): Promise<void> {
+    vm.destroying ??= (async () => {
+      if (!vm.exitInfo && vm.info.pid > 0) {
+        if (graceMs > 0 && vm.qmp && !vm.qmp.isClosed) await vm.qmp.quit(Math.min(1000, graceMs)).catch(() => {});
+        if (!(await waitFor(vm.exited, graceMs))) {
+          kill(vm.info.pid, 'SIGTERM');
+          if (!(await waitFor(vm.exited, graceMs > 0 ? 1000 : 100))) kill(vm.info.pid, 'SIGKILL');
+        }
+        if (!(await waitFor(vm.exited, 10_000))) throw err.internal(`QEMU pid ${vm.info.pid} survived SIGKILL`);
+      }
+      vm.qmp?.close();
+      vm.agent?.close();
+      for (const [cid, p] of vm.procs) {
+        if (p.start) { clearTimeout(p.start.timer); p.start.reject(err.unavailable(`sandbox ${vm.info.sandboxId}: the VM went away`)); }
+        else this.emitExit(vm.info.sandboxId, cid, EXIT_UNKNOWN);
+      }
+      vm.procs.clear();
+      vm.tails = { console: tailOf(vm.paths.console), stderr: tailOf(vm.paths.stderr) };
+      removeFiles(vm.paths);
+      if (this.vms.get(vm.info.sandboxId) === vm) this.vms.delete(vm.info.sandboxId);
+    })();
+    return vm.destroying;
+  }
+
+  /**
+   * Stop a VM: QMP quit, then SIGTERM and SIGKILL as the deadline (epoch ms) nears. Idempotent: an unknown
+   * sandbox resolves `{stopped: false}`, unless an orphaned QEMU of that sandbox runs (found by scanHost), which is killed.
+   */
+  async stop(sandboxId: string, deadlineMs = Date.now() + 10_000): Promise<{ stopped: boolean }> {
+    const vm = this.vms.get(sandboxId);
+    if (!vm) return { stopped: await killOrphans(scanHost().filter((v) => v.sandboxId === sandboxId), deadlineMs) };
+    if (vm.info.state === 'booting') {
+      vm.abort.abort(err.cancelled(`sandbox ${sandboxId}: stopped while booting`));
+      await vm.exited;
+      await vm.destroying;
+      return { stopped: true };
+    }
+    vm.info.state = 'stopping';
+    await this.destroy(vm, Math.min(5000, Math.max(200, deadlineMs - Date.now() - 1500)));
+    return { stopped: true };
+  }
+
+  /** Stop every VM this driver runs. */
+  async stopAll(deadlineMs = Date.now() + 10_000): Promise<void> {
+    await Promise.all([...this.vms.keys()].map((id) => this.stop(id, deadlineMs)));
+  }
+
+  /** Run a container process in the guest; resolves once it was exec'd (guest pid), rejects if it could not start. */
+  startProcess(spec: ProcessSpec): Promise<{ started: true; pid: number }> {
+    const vm = this.running(spec.sandboxId);
+    const cid = spec.containerId;
+    if (spec.terminal) return Promise.reject(err.notImplemented('terminal processes: the guest agent has no pty support'));
+    if (!cid || cid.includes('/') || cid === '.' || cid === '..' || Buffer.byteLength(cid) > 255) return Promise.reject(err.invalid(`containerId ${JSON.stringify(cid)}`));
+    if (!spec.args.length) return Promise.reject(err.invalid(`container ${cid}: args must not be empty`));
+    const ids = [spec.uid, spec.gid, ...spec.additionalGids];
+    if (!ids.every((n) => Number.isInteger(n) && n >= 0 && n < 2 ** 32)) return Promise.reject(err.invalid(`container ${cid}: uid, gid and additionalGids must be integers >= 0`));
+    if (vm.procs.has(cid)) return Promise.reject(err.exists(`container ${cid} has a process in sandbox ${spec.sandboxId}`));
+    const frame = encodeRun({ containerId: cid, args: spec.args, env: spec.env, cwd: spec.cwd || '/', uid: spec.uid, gid: spec.gid, additionalGids: spec.additionalGids });
+    if (frame.length - 4 > MAX_FRAME) return Promise.reject(err.exhausted(`container ${cid}: args and env exceed ${MAX_FRAME} bytes`));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        vm.procs.delete(cid);
+        reject(err.timeout(`container ${cid}: the guest did not report a start within ${this.o.startTimeoutMs} ms`));
+      }, this.o.startTimeoutMs);
+      vm.procs.set(cid, { state: 'starting', start: { resolve: (pid) => resolve({ started: true, pid }), reject, timer } });
+      vm.agent!.send(frame);
+    });
+  }
+
+  /** Send a signal to a container's main process. False when it is not running. */
+  signal(sandboxId: string, containerId: string, sig: number): { delivered: boolean } {
+    const vm = this.vms.get(sandboxId);
+    if (!vm) throw err.notFound(`sandbox ${sandboxId} has no VM`);
+    if (!Number.isInteger(sig) || sig < 1 || sig > 64) throw err.invalid(`signal ${sig}: want 1..64`);
+    if (vm.procs.get(containerId)?.state !== 'running' || !vm.agent?.send(encodeSignal(containerId, sig))) return { delivered: false };
+    return { delivered: true };
+  }
+
+  /** The VMs this driver runs (booting ones included). */
+  list(): VmInfo[] {
+    return [...this.vms.values()].map((v) => ({ ...v.info }));
+  }
+
+  /** Every Corral QEMU on the host (this driver's and orphans), by the `-name corral-<id>` marker. */
+  scanHost(): HostVm[] {
+    return scanHost();
+  }
+
+  private running(sandboxId: string): Vm {
+    const vm = this.vms.get(sandboxId);
+    if (!vm) throw err.notFound(`sandbox ${sandboxId} has no VM`);
+    if (vm.info.state !== 'running' || !vm.agent) throw err.precondition(`cannot start a process in sandbox ${sandboxId}: VM is ${vm.info.state}`);
+    return vm;
+  }
+}
+
+const waitFor = (p: Promise<void>, ms: number): Promise<boolean> =>
+  new Promise((resolve) => {
+    const t = setTimeout(() => resolve(false), ms);
+    void p.then(() => { clearTimeout(t); resolve(true); });
+  });
+
+function kill(pid: number, sig: NodeJS.Signals): void {
+  try { process.kill(pid, sig); } catch { /* gone already */ }
+}
+
+async function killOrphans(found: HostVm[], deadlineMs: number): Promise<boolean> {
+  const gone = async (ms: number) => {
+    for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 50))) {
+      if (!found.some((v) => pidAlive(v.pid))) return true;
+    }
+    return !found.some((v) => pidAlive(v.pid));
+  };
+  for (const v of found) kill(v.pid, 'SIGTERM');
+  if (!(await gone(Math.min(3000, Math.max(200, deadlineMs - Date.now() - 1000))))) {
+    for (const v of found) kill(v.pid, 'SIGKILL');
+    if (!(await gone(5000))) throw err.internal(`orphaned QEMU ${found.map((v) => v.pid).join(',')} survived SIGKILL`);
+  }
+  return found.length > 0;
+}
+
+function removeFiles(p: VmPaths): void {
+  for (const f of [p.qmp, p.agent, p.console, p.stderr]) rmSync(f, { force: true });
+}
+
+const fmtExit = (vm: Vm): string => (vm.exitInfo?.signal ? `signal ${vm.exitInfo.signal}` : `code ${vm.exitInfo?.code ?? '?'}`);
+
+function abortError(signal: AbortSignal, sandboxId: string, detail: string): CorralError {
+  const r: unknown = signal.reason;
+  const base = r instanceof CorralError ? r
+    : r instanceof Error && r.name === 'TimeoutError' ? err.timeout('boot passed its deadline')
+    : err.cancelled('boot was cancelled');
+  return new CorralError(base.code, `sandbox ${sandboxId}: ${base.message}${detail}`, { cause: r });
+}
+
+/** The error a failed boot surfaces, with the tail of the serial console and QEMU's stderr. */
+function bootError(e: unknown, vm: Vm, signal: AbortSignal): CorralError {
+  const detail = `\n--- serial console (last lines) ---\n${vm.tails?.console ?? ''}\n--- qemu stderr ---\n${vm.tails?.stderr ?? ''}`;
+  if (signal.aborted && e === signal.reason) return abortError(signal, vm.info.sandboxId, detail);
+  const c = e instanceof CorralError ? e : err.internal(e instanceof Error ? e.message : String(e), e);
+  const msg = vm.spawnError ? `cannot run QEMU: ${vm.spawnError.message}` : c.message;
+  return new CorralError(c.code, `sandbox ${vm.info.sandboxId}: ${msg}${detail}`, { cause: e });
+}
+
+function tailOf(path: string, lines = 12): string {
+  try {
+    const text = readFileSync(path, 'utf8');
+    return text.slice(-4096).split('\n').filter(Boolean).slice(-lines).join('\n');
+  } catch {
+    return '(none)';
+  }
+}

@@ -1,0 +1,378 @@
+/**
+ * The mount worker's effects: every mount(2)/umount(2) Corral makes on the host, through mount(8)
+ * and umount(8) (util-linux). Each op is idempotent, bounded by its deadline, and undoes what it did
+ * when it fails, so that nothing is left mounted and no directory it created is left behind.
+ *
+ * Arguments arrive typed (see validate.ts); paths are checked here against the roots, because that
+ * check is this class's security boundary whoever calls it.
+ */
+import { chmod, lstat, mkdir, realpath, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
+import { dirname, posix } from 'node:path';
+import { CorralError, ensureError, err } from '../../errors.ts';
+import type { MountOps, MountSpec } from '../protocol.ts';
+import { describeCommand, failureMessage, oneLine, run, type RunResult } from '../exec.ts';
+import { PathLocks } from './locks.ts';
+import {
+  bindIdentity, isAtOrBelow, isReadOnly, mountsAtOrBelow, readMountInfo, stackAt, type MountEntry,
+} from './mountinfo.ts';
+import { PathPolicy } from './paths.ts';
+
+export interface MounterOptions {
+  /** Directories under which the worker may create, mount, unmount and remove. */
+  roots: readonly string[];
+  /** Where bind sources may live besides the roots (volumes, bundles). @default the roots only */
+  bindSourceRoots?: readonly string[];
+  /** Time kept back before the deadline for the lazy `umount -l` fallback. @default 1000 */
+  lazyReserveMs?: number;
+  /** Budget of each undo command once an op failed (possibly at its deadline). @default 10000 */
+  undoTimeoutMs?: number;
+  /** Injected for tests. @default the real /proc/self/mountinfo */
+  mountInfo?: () => Promise<MountEntry[]>;
+}
+
+/** What every op gets from the harness. */
+export interface OpCtx {
+  signal: AbortSignal;
+  deadlineMs: number;
+}
+
+type Res<K extends keyof MountOps> = MountOps[K]['res'];
+
+/**
+ * `unmountAll`'s result. Beyond the protocol's `unmounted`: `lazy` says the deadline came near with
+ * the target still busy and `umount -l` detached it (the filesystem lives on until its last user
+ * goes); `removedDir` says the directory was removed.
+ */
+export type UnmountAllResult = Res<'unmountAll'> & { lazy: boolean; removedDir: boolean };
+export type ScanResult = Res<'scan'>;
+
+const ROOTFS_DIR_MODE = 0o711;
+const PARENT_DIR_MODE = 0o755;
+const MAX_UNMOUNTS = 1000;
+
+const errnoOf = (e: unknown) => (e as NodeJS.ErrnoException | undefined)?.code;
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));
+
+async function lstatOrUndefined(p: string) {
+  try { return await lstat(p); } catch (e) { if (errnoOf(e) === 'ENOENT') return undefined; throw e; }
+}
+
+const isBindSpec = (m: MountSpec) => m.type === 'bind' || m.options.includes('bind') || m.options.includes('rbind');
+
+/** mount(8)'s complaints about the request itself (rather than the host) are the caller's fault. */
+const CALLER_FAULT = /unknown filesystem type|does not exist|wrong fs type|bad option|bad superblock|no such file|not a directory|can't find|invalid argument|bad usage|missing codepage|not a block device/i;
+
+export class Mounter {
+  readonly policy: PathPolicy;
+  private readonly sources: PathPolicy;
+  private readonly locks = new PathLocks();
+  private readonly lazyReserveMs: number;
+  private readonly undoTimeoutMs: number;
+  private readonly mountInfo: () => Promise<MountEntry[]>;
+
+  constructor(o: MounterOptions) {
+    this.policy = new PathPolicy(o.roots);
+    this.sources = new PathPolicy([...o.roots, ...(o.bindSourceRoots ?? [])], 'allowed bind source roots');
+    this.lazyReserveMs = o.lazyReserveMs ?? 1000;
+    this.undoTimeoutMs = o.undoTimeoutMs ?? 10_000;
+    this.mountInfo = o.mountInfo ?? (() => readMountInfo());
+  }
+
+  /**
+   * Kata §6.1 `doMount`, with its leak fixed: create `target` (0711, not recursive) if missing, mount
+   * each entry in order; when entry k fails, unmount what this op mounted and remove the directory
+   * if this op created it. A target that already holds exactly these mounts is success.
+   */
+  async mountRootfs(req: { target: string; mounts: readonly MountSpec[] }, ctx: OpCtx): Promise<Res<'mountRootfs'>> {
+    const target = await this.policy.check(req.target, 'target');
+    if (req.mounts.length === 0) throw err.invalid('mountRootfs: mounts must not be empty');
+    const release = await this.locks.acquire([target], ctx.signal);
+    try {
+      const info = await this.mountInfo();
+      const stack = stackAt(info, target);
+      if (stack.length > 0) {
+        if (await this.stackMatches(info, stack, req.mounts)) return { mounted: req.mounts.length, createdDir: false };
+        throw err.precondition(`${target} already holds ${stack.length} mount(s) (${describeStack(stack)}) that differ from the requested rootfs; unmount it first`);
+      }
+
+      let createdDir = false;
+      try {
+        await mkdir(target, { mode: ROOTFS_DIR_MODE });
+        await chmod(target, ROOTFS_DIR_MODE); // the umask must not decide the mode
+        createdDir = true;
+      } catch (e) {
+        if (errnoOf(e) === 'ENOENT') throw err.precondition(`cannot create rootfs directory ${target}: its parent does not exist`);
+        if (errnoOf(e) !== 'EEXIST') throw err.internal(`cannot create rootfs directory ${target}: ${(e as Error).message}`, e);
+        if (!(await stat(target)).isDirectory()) throw err.precondition(`rootfs target ${target} exists and is not a directory`);
+      }
+
+      let current: MountSpec | undefined;
+      try {
+        for (const m of req.mounts) {
+          current = m;
+          ctx.signal.throwIfAborted();
+          await this.mountOne(m, target, ctx.signal);
+        }
+      } catch (e) {
+        const first = componentError(current, e);
+        const undoErrors = await this.undo(target, createdDir ? [target] : []);
+        throw withUndoErrors(first, undoErrors);
+      }
+      return { mounted: req.mounts.length, createdDir };
+    } finally {
+      release();
+    }
+  }
+
+  /** `mount --bind source target` (target created with parents; a file when the source is a file), then `remount,bind,ro` when `readonly`. */
+  async bind(req: { source: string; target: string; readonly?: boolean }, ctx: OpCtx): Promise<Res<'bind'>> {
+    const target = await this.policy.check(req.target, 'target');
+    const source = await this.sources.check(req.source, 'source');
+    const readonly = req.readonly === true;
+    const release = await this.locks.acquire([target, source], ctx.signal);
+    try {
+      const srcStat = await stat(source).catch((e: unknown) => {
+        if (errnoOf(e) === 'ENOENT') throw err.notFound(`bind source ${source} does not exist`);
+        throw err.internal(`cannot stat bind source ${source}: ${(e as Error).message}`, e);
+      });
+      const info = await this.mountInfo();
+      const top = stackAt(info, target).at(-1);
+      if (top) {
+        const id = bindIdentity(info, source);
+        if (!id || id.dev !== top.dev || id.root !== top.root) {
+          throw err.precondition(`${target} already holds a different mount (${describeStack([top])}); unmount it first`);
+        }
+        if (isReadOnly(top) !== readonly) await this.mountCmd(['-o', `remount,bind,${readonly ? 'ro' : 'rw'}`, target], ctx.signal);
+        return { createdDir: false };
+      }
+
+      const created: string[] = [];
+      const existing = await lstatOrUndefined(target);
+      if (existing) {
+        if (existing.isDirectory() !== srcStat.isDirectory()) {
+          throw err.precondition(`bind target ${target} exists but is ${existing.isDirectory() ? 'a directory' : 'not a directory'} while the source is ${srcStat.isDirectory() ? 'one' : 'not'}`);
+        }
+      } else {
+        const first = await mkdir(srcStat.isDirectory() ? target : dirname(target), { recursive: true, mode: PARENT_DIR_MODE });
+        if (first) created.push(...createdChain(first, srcStat.isDirectory() ? target : dirname(target)));
+        if (!srcStat.isDirectory()) {
+          await writeFile(target, '', { flag: 'wx', mode: 0o644 });
+          created.push(target);
+        }
+      }
+      try {
+        ctx.signal.throwIfAborted();
+        await this.mountCmd(['--bind', source, target], ctx.signal);
+        if (readonly) await this.mountCmd(['-o', 'remount,bind,ro', target], ctx.signal);
+      } catch (e) {
+        throw withUndoErrors(ensureError(e), await this.undo(target, created.reverse()));
+      }
+      return { createdDir: created.length > 0 };
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * Unmount everything at or below `target`, the most recent mount first, until nothing is left.
+   * A busy mount is retried with back-off; only when the deadline is near does it fall back to
+   * `umount -l`, and the result says so. Then `rmdir target` when `removeDir` and it is empty.
+   */
+  async unmountAll(req: { target: string; removeDir?: boolean }, ctx: OpCtx): Promise<UnmountAllResult> {
+    const target = await this.policy.check(req.target, 'target');
+    const release = await this.locks.acquire([target], ctx.signal);
+    try {
+      const { unmounted, lazy } = await this.unmountBelow(target, ctx.deadlineMs, false);
+      let removedDir = false;
+      if (req.removeDir) {
+        try { await rmdir(target); removedDir = true; } catch (e) {
+          const code = errnoOf(e);
+          if (code !== 'ENOENT' && code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'ENOTDIR') {
+            throw err.internal(`unmounted ${target} but cannot remove it: ${(e as Error).message}`, e);
+          }
+        }
+      }
+      return { unmounted, lazy, removedDir };
+    } finally {
+      release();
+    }
+  }
+
+  /** Create a directory with parents (0755) and exactly `mode` (umask ignored). An existing directory is left as it is. */
+  async mkdir(req: { path: string; mode: number }, ctx: OpCtx): Promise<Res<'mkdir'>> {
+    const path = await this.policy.check(req.path, 'path');
+    const release = await this.locks.acquire([path], ctx.signal);
+    try {
+      const existing = await lstatOrUndefined(path);
+      if (existing) {
+        if (!existing.isDirectory()) throw err.precondition(`${path} exists and is not a directory`);
+        return { created: false };
+      }
+      await mkdir(dirname(path), { recursive: true, mode: PARENT_DIR_MODE });
+      try { await mkdir(path, { mode: req.mode }); } catch (e) {
+        if (errnoOf(e) === 'EEXIST') return { created: false };
+        throw err.internal(`cannot create ${path}: ${(e as Error).message}`, e);
+      }
+      await chmod(path, req.mode);
+      return { created: true };
+    } finally {
+      release();
+    }
+  }
+
+  /** `rm -rf` a tree, refusing (FailedPrecondition) while anything is mounted at or below it. Missing is success. */
+  async removeTree(req: { path: string }, ctx: OpCtx): Promise<Res<'removeTree'>> {
+    const path = await this.policy.check(req.path, 'path');
+    const release = await this.locks.acquire([path], ctx.signal);
+    try {
+      if (!(await lstatOrUndefined(path))) return { removed: false };
+      const mounted = mountsAtOrBelow(await this.mountInfo(), path);
+      if (mounted.length > 0) {
+        const list = [...new Set(mounted.map((m) => m.mountPoint))];
+        throw err.precondition(`refusing to remove ${path}: ${list.length} mount point(s) at or below it (${list.slice(0, 5).join(', ')}${list.length > 5 ? ', ...' : ''}); unmount first`);
+      }
+      // --one-file-system: should a mount appear below anyway, rm fails instead of emptying it.
+      await run('rm', ['-rf', '--one-file-system', '--', path], { signal: ctx.signal });
+      return { removed: true };
+    } finally {
+      release();
+    }
+  }
+
+  /** Every mount at or below the roots, one row per layer of a stack, in mount order. */
+  async scan(): Promise<ScanResult> {
+    const roots = await this.policy.realRoots();
+    const info = await this.mountInfo();
+    return {
+      mounts: info
+        .filter((e) => roots.some((r) => isAtOrBelow(e.mountPoint, r)))
+        .map((e) => ({ target: e.mountPoint, fstype: e.fstype, source: e.source })),
+    };
+  }
+
+  // ---- internals ----
+
+  private async mountOne(m: MountSpec, target: string, signal: AbortSignal): Promise<void> {
+    const args = ['-t', m.type];
+    if (m.options.length > 0) args.push('-o', m.options.join(','));
+    args.push(m.source, target);
+    await this.mountCmd(args, signal);
+  }
+
+  /** mount(8) with the failure classified: the request's fault is InvalidArgument, the host's Internal. */
+  private async mountCmd(args: string[], signal: AbortSignal): Promise<void> {
+    const r = await run('mount', args, { signal, okCodes: 'any' });
+    if (r.code === 0) return;
+    const what = describeCommand('mount', args);
+    const msg = oneLine(r.stderr) || failureMessage(what, r);
+    throw CALLER_FAULT.test(r.stderr) ? err.invalid(msg, r) : err.internal(`${msg} (mount exited with code ${r.code})`, r);
+  }
+
+  /** Does the stack on a target hold exactly the requested mounts (for a repeated op without its journal)? */
+  private async stackMatches(info: readonly MountEntry[], stack: readonly MountEntry[], mounts: readonly MountSpec[]): Promise<boolean> {
+    if (stack.length !== mounts.length) return false;
+    for (let i = 0; i < mounts.length; i++) {
+      const m = mounts[i]!;
+      const e = stack[i]!;
+      if (isBindSpec(m)) {
+        const real = await realpath(m.source).catch(() => undefined);
+        const id = real ? bindIdentity(info, real) : undefined;
+        if (!id || id.dev !== e.dev || id.root !== e.root) return false;
+      } else {
+        if (e.fstype !== m.type) return false;
+        // A loop mount shows /dev/loopN, not the image file.
+        if (!m.options.includes('loop') && e.source !== m.source) return false;
+      }
+    }
+    return true;
+  }
+
+  /**
+   * Unmount everything at or below `target` by `deadlineMs`. Mount order is kept: the newest mount
+   * goes first, so a stack pops from the top and submounts go before their parent.
+   */
+  private async unmountBelow(target: string, deadlineMs: number, onlyAt: boolean): Promise<{ unmounted: number; lazy: boolean }> {
+    const reserve = Math.min(this.lazyReserveMs, Math.max(0, (deadlineMs - Date.now()) / 2));
+    let unmounted = 0;
+    let lazy = false;
+    let backoffMs = 20;
+    for (let i = 0; i < MAX_UNMOUNTS; i++) {
+      const info = await this.mountInfo();
+      const left = onlyAt ? stackAt(info, target) : mountsAtOrBelow(info, target);
+      const top = left.at(-1);
+      if (!top) return { unmounted, lazy };
+      const budget = deadlineMs - Date.now() - reserve;
+      let r: RunResult;
+      if (budget > 0 && !lazy) {
+        try {
+          r = await run('umount', [top.mountPoint], { timeoutMs: budget, okCodes: 'any' });
+        } catch (e) {
+          if (e instanceof CorralError && e.code === 'Timeout') { lazy = true; continue; }
+          throw e;
+        }
+        if (r.code === 0) { unmounted++; backoffMs = 20; continue; }
+        if (/not mounted|no mount point specified/i.test(r.stderr)) continue; // someone else unmounted it meanwhile
+        if (/busy/i.test(r.stderr)) {
+          await sleep(Math.min(backoffMs, deadlineMs - Date.now() - reserve));
+          backoffMs = Math.min(backoffMs * 2, 500);
+          continue;
+        }
+        throw err.internal(failureMessage(describeCommand('umount', [top.mountPoint]), r), r);
+      }
+      lazy = true;
+      r = await run('umount', ['-l', top.mountPoint], { timeoutMs: Math.max(reserve, 1000), okCodes: 'any' });
+      if (r.code === 0) { unmounted++; continue; }
+      if (/not mounted/i.test(r.stderr)) continue;
+      throw err.internal(failureMessage(describeCommand('umount', ['-l', top.mountPoint]), r), r);
+    }
+    throw err.internal(`${target} was still mounted after ${MAX_UNMOUNTS} unmounts`);
+  }
+
+  /** Undo of a failed op: pop the mounts on `target`, then remove the paths it created (deepest first). */
+  private async undo(target: string, createdPaths: readonly string[]): Promise<string[]> {
+    const problems: string[] = [];
+    try {
+      await this.unmountBelow(target, Date.now() + this.undoTimeoutMs, true);
+    } catch (e) {
+      problems.push(ensureError(e).message);
+      return problems; // never remove a directory something may still be mounted on
+    }
+    for (const p of createdPaths) {
+      try {
+        const s = await lstatOrUndefined(p);
+        if (!s) continue;
+        if (s.isDirectory()) await rmdir(p); else await unlink(p);
+      } catch (e) {
+        problems.push(`cannot remove ${p}: ${(e as Error).message}`);
+      }
+    }
+    return problems;
+  }
+}
+
+/** The directories `mkdir -p` created, from `first` (the shallowest) down to `leaf`, in creation order. */
+function createdChain(first: string, leaf: string): string[] {
+  const out: string[] = [];
+  for (let p = leaf; isAtOrBelow(p, first); p = posix.dirname(p)) {
+    out.push(p);
+    if (p === first) break;
+  }
+  return out.reverse();
+}
+
+function describeStack(stack: readonly MountEntry[]): string {
+  return stack.map((e) => `${e.fstype} ${e.source}`).join(', ');
+}
+
+/** Kata's message for a failed component: "failed to mount rootfs component <type> <source>: <err>". */
+function componentError(m: MountSpec | undefined, e: unknown): CorralError {
+  const c = ensureError(e);
+  const component = m ? `${m.type} ${m.source}` : '(none)';
+  return new CorralError(c.code, `failed to mount rootfs component ${component}: ${c.message}`, { cause: e, retryable: c.retryable });
+}
+
+/** The original error stays what the caller sees; a failed undo is appended, never dropped. */
+function withUndoErrors(e: CorralError, problems: readonly string[]): CorralError {
+  if (problems.length === 0) return e;
+  return new CorralError(e.code, `${e.message}; undo failed: ${problems.join('; ')}`, { cause: e, retryable: e.retryable });
+}

@@ -1,0 +1,82 @@
+/**
+ * What is mounted, from `/proc/self/mountinfo` (proc(5)): one line per mount, in mount order, so
+ * the last line for a mount point is the top of its stack.
+ *
+ *   36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
+ *   (1)(2)(3)   (4)   (5)      (6)      (7)   (8) (9)    (10)         (11)
+ *
+ * The kernel escapes space, tab, newline and backslash in paths as `\ooo` octal.
+ */
+import { readFile } from 'node:fs/promises';
+
+export interface MountEntry {
+  id: number;
+  parentId: number;
+  /** `major:minor` of the filesystem. */
+  dev: string;
+  /** The directory of the filesystem that is mounted here (not `/` for bind mounts). */
+  root: string;
+  mountPoint: string;
+  /** Per-mount options (`ro`/`rw`, `nosuid`...). */
+  mountOptions: string[];
+  fstype: string;
+  source: string;
+}
+
+export const decodeOctal = (s: string): string =>
+  s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+
+export function parseMountInfo(text: string): MountEntry[] {
+  const out: MountEntry[] = [];
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    const f = line.split(' ');
+    const sep = f.indexOf('-', 6);
+    if (sep < 0 || f.length < sep + 3) continue;
+    out.push({
+      id: Number(f[0]),
+      parentId: Number(f[1]),
+      dev: f[2] ?? '',
+      root: decodeOctal(f[3] ?? ''),
+      mountPoint: decodeOctal(f[4] ?? ''),
+      mountOptions: (f[5] ?? '').split(','),
+      fstype: decodeOctal(f[sep + 1] ?? ''),
+      source: decodeOctal(f[sep + 2] ?? ''),
+    });
+  }
+  return out;
+}
+
+export async function readMountInfo(path = '/proc/self/mountinfo'): Promise<MountEntry[]> {
+  return parseMountInfo(await readFile(path, 'utf8'));
+}
+
+/** `p` equals `dir` or lies below it (both absolute and normalized). */
+export const isAtOrBelow = (p: string, dir: string): boolean =>
+  p === dir || p.startsWith(dir === '/' ? '/' : dir + '/');
+
+/** The mounts stacked on exactly `path`, bottom first. */
+export const stackAt = (entries: readonly MountEntry[], path: string): MountEntry[] =>
+  entries.filter((e) => e.mountPoint === path);
+
+/** Mounts at or below `path`, in mount order (the last is the one to unmount first). */
+export const mountsAtOrBelow = (entries: readonly MountEntry[], path: string): MountEntry[] =>
+  entries.filter((e) => isAtOrBelow(e.mountPoint, path));
+
+export const isReadOnly = (e: MountEntry): boolean => e.mountOptions.includes('ro');
+
+/**
+ * The `(dev, root)` a bind mount of `realSource` would show in mountinfo: the visible mount that
+ * contains the source (longest mount point, top of its stack), and the source's path inside it.
+ */
+export function bindIdentity(entries: readonly MountEntry[], realSource: string): { dev: string; root: string } | undefined {
+  let best: MountEntry | undefined;
+  for (const e of entries) {
+    if (!isAtOrBelow(realSource, e.mountPoint)) continue;
+    if (!best || e.mountPoint.length >= best.mountPoint.length) best = e;
+  }
+  if (!best) return undefined;
+  const rest = best.mountPoint === '/' ? realSource : realSource.slice(best.mountPoint.length);
+  const root = best.root === '/' ? (rest || '/') : best.root + rest;
+  return { dev: best.dev, root };
+}

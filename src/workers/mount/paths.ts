@@ -1,0 +1,84 @@
+/**
+ * Which paths the mount worker may touch. A path is accepted when it is a string, absolute, normalized
+ * (no `.`/`..`/empty segments, no trailing slash), strictly below one of the allowed roots, and no
+ * symlink sits between the root and the path (a symlink under a root could point anywhere: `mount`
+ * and `rm` would follow it). The roots themselves may be symlinks (`/var/run` → `/run`).
+ *
+ * The symlink check is done when the op starts; ops run under a path lock, so Corral itself cannot
+ * race it. It is not a defence against another root process swapping directories meanwhile.
+ */
+import { realpath } from 'node:fs/promises';
+import { dirname, posix } from 'node:path';
+import { err } from '../../errors.ts';
+import { isAtOrBelow } from './mountinfo.ts';
+
+const MAX_PATH = 4096;
+
+/** The lexical rules, without the roots: absolute, normalized, no `..`. Throws InvalidArgument. */
+export function checkAbsolute(p: unknown, what: string): string {
+  if (typeof p !== 'string') throw err.invalid(`${what} must be a string, got ${p === null ? 'null' : typeof p}`);
+  if (p.length === 0 || p.length > MAX_PATH) throw err.invalid(`${what} must be 1..${MAX_PATH} characters`);
+  if (p.includes('\0')) throw err.invalid(`${what} must not contain NUL`);
+  if (!p.startsWith('/')) throw err.invalid(`${what} must be an absolute path, got ${JSON.stringify(p)}`);
+  if (p !== '/') {
+    for (const seg of p.slice(1).split('/')) {
+      if (seg === '..') throw err.invalid(`${what} must not contain "..": ${JSON.stringify(p)}`);
+      if (seg === '' || seg === '.') throw err.invalid(`${what} must be normalized: ${JSON.stringify(p)}`);
+    }
+  }
+  return p;
+}
+
+/** realpath of the deepest existing ancestor, plus the components that do not exist yet. */
+export async function resolveExisting(p: string): Promise<string> {
+  let head = p;
+  let tail = '';
+  for (;;) {
+    try {
+      const real = await realpath(head);
+      return tail ? posix.join(real, tail) : real;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if ((code !== 'ENOENT' && code !== 'ENOTDIR') || head === '/') {
+        throw err.invalid(`cannot resolve ${p}: ${(e as Error).message}`);
+      }
+      tail = tail ? posix.join(posix.basename(head), tail) : posix.basename(head);
+      head = dirname(head);
+    }
+  }
+}
+
+export class PathPolicy {
+  readonly roots: readonly string[];
+  constructor(roots: readonly string[], readonly label = 'allowed roots') {
+    if (roots.length === 0) throw err.invalid('the mount worker needs at least one root');
+    this.roots = roots.map((r, i) => checkAbsolute(r, `root[${i}]`));
+    if (this.roots.includes('/')) throw err.invalid('"/" cannot be a mount worker root');
+  }
+
+  /** The lexical checks; returns the root `p` lies under. */
+  private rootOf(p: unknown, what: string): { path: string; root: string } {
+    const path = checkAbsolute(p, what);
+    const root = this.roots.find((r) => path !== r && isAtOrBelow(path, r));
+    if (!root) throw err.invalid(`${what} ${JSON.stringify(path)} is not below the ${this.label} (${this.roots.join(', ')})`);
+    return { path, root };
+  }
+
+  /**
+   * Validate `p` and return its real path (the root resolved, nothing else), which is what
+   * mountinfo shows and what the commands get.
+   */
+  async check(p: unknown, what: string): Promise<string> {
+    const { path, root } = this.rootOf(p, what);
+    const realRoot = await resolveExisting(root);
+    const expected = posix.join(realRoot, path.slice(root.length));
+    const real = await resolveExisting(path);
+    if (real !== expected) throw err.invalid(`${what} ${JSON.stringify(path)} goes through a symlink (resolves to ${real})`);
+    return real;
+  }
+
+  /** The real paths of the roots (for scanning mountinfo). */
+  realRoots(): Promise<string[]> {
+    return Promise.all(this.roots.map((r) => resolveExisting(r)));
+  }
+}
