@@ -13,7 +13,7 @@
  * Inputs carry their own timestamps (`at`), so the machine never reads a clock: replaying the
  * recorded inputs rebuilds the same states.
  */
-import { assign, emit, enqueueActions, fromPromise, setup, type ActorRefFrom } from 'xstate';
+import { assign, emit, enqueueActions, fromPromise, setup, stateIn, type ActorRefFrom } from 'xstate';
 import type { WireError } from '../errors.ts';
 import type { Compensation, CreatePlan, CreateTaskRequest, Fact, Reply, Step } from '../domain/task.ts';
 import { coordinatorMachine, toWire, type CoordinatorOutput } from './coordinator.machine.ts';
@@ -98,13 +98,14 @@ export function lifecycleMachine(kind: 'sandbox' | 'container') {
     initial: 'validating',
     // Commands not accepted by the current state end here: FailedPrecondition naming the state.
     on: {
-      start: { actions: emit(({ event, self }) => fail(event.rid, precondition('start', stateName(self)))) },
-      kill: { actions: emit(({ event, self }) => fail(event.rid, precondition('kill', stateName(self)))) },
-      delete: { actions: emit(({ event, self }) => fail(event.rid, precondition('delete', stateName(self)))) },
+      start: { actions: refuse('start') },
+      kill: { actions: refuse('kill') },
+      delete: { actions: refuse('delete') },
     },
     states: {
       validating: {
         invoke: {
+          id: 'validate',
           src: 'validate',
           input: ({ context }) => context.request,
           onDone: { target: 'configuring', actions: assign({ results: ({ event }) => ({ validated: event.output }) }) },
@@ -113,6 +114,7 @@ export function lifecycleMachine(kind: 'sandbox' | 'container') {
       },
       configuring: {
         invoke: {
+          id: 'configure',
           src: 'configure',
           input: ({ context }) => ({ request: context.request, validated: context.results.validated }),
           onDone: { target: 'advancing', actions: assign({ plan: ({ event }) => event.output }) },
@@ -140,6 +142,7 @@ export function lifecycleMachine(kind: 'sandbox' | 'container') {
       booting: stepState(),
       rollingBack: {
         invoke: {
+          id: 'coordinator',
           src: 'coordinator',
           input: ({ context }) => ({ compensations: [...context.stack].reverse() }),
           onDone: {
@@ -178,6 +181,7 @@ export function lifecycleMachine(kind: 'sandbox' | 'container') {
       },
       starting: {
         invoke: {
+          id: 'startProcess',
           src: 'startProcess',
           input: ({ context }) => ({ id: context.id, plan: context.plan! }),
           onDone: {
@@ -205,6 +209,7 @@ export function lifecycleMachine(kind: 'sandbox' | 'container') {
           idle: {},
           signalling: {
             invoke: {
+              id: 'signal',
               src: 'signal',
               input: ({ context }) => ({ id: context.id, plan: context.plan!, ...context.pendingKill! }),
               onDone: { target: 'idle', actions: [emit(({ context }) => reply(context.pendingRid!, {})), assign({ pendingRid: null, pendingKill: null })] },
@@ -223,6 +228,7 @@ export function lifecycleMachine(kind: 'sandbox' | 'container') {
         // HEAD semantics (Kata d3291b8778): the exit is published first, the slow teardown follows.
         entry: emit(({ context }) => ({ type: 'fact', kind: 'exited', data: exitInfo(context) }) as Fact),
         invoke: {
+          id: 'coordinator',
           src: 'coordinator',
           input: ({ context }) => ({ compensations: [...context.stack].reverse() }),
           onDone: { target: 'stopped', actions: assign({ leftovers: ({ event }) => event.output.failed, stack: [] }) },
@@ -268,6 +274,7 @@ export function lifecycleMachine(kind: 'sandbox' | 'container') {
   function stepState() {
     return {
       invoke: {
+        id: 'runStep',
         src: 'runStep' as const,
         input: ({ context }: { context: LifecycleContext }) => ({ id: context.id, step: context.plan!.steps[context.stepIndex]!, plan: context.plan!, results: context.results }),
         onDone: {
@@ -291,6 +298,7 @@ export function lifecycleMachine(kind: 'sandbox' | 'container') {
     return {
       waiting: {
         invoke: {
+          id: 'backoff',
           src: 'backoff' as const,
           input: ({ context }: { context: LifecycleContext }) => ({ ms: Math.min(60_000, 1000 * 2 ** context.cleanupAttempts) }),
           onDone: 'retrying',
@@ -299,6 +307,7 @@ export function lifecycleMachine(kind: 'sandbox' | 'container') {
       },
       retrying: {
         invoke: {
+          id: 'coordinator',
           src: 'coordinator' as const,
           input: ({ context }: { context: LifecycleContext }) => ({ compensations: context.leftovers.map((l) => l.compensation) }),
           onDone: {
@@ -309,6 +318,16 @@ export function lifecycleMachine(kind: 'sandbox' | 'container') {
       },
     } as { waiting: never; retrying: never };
   }
+}
+
+const TOP_STATES = ['validating', 'configuring', 'advancing', 'mounting', 'preparingUser', 'booting', 'rollingBack', 'failed', 'created', 'starting', 'running', 'stopping', 'stopped', 'deleted'] as const;
+
+/** FailedPrecondition naming the current top-level state ("cannot delete task in running state"), as containerd's init_state.go. */
+function refuse(verb: string): never {
+  return enqueueActions(({ event, enqueue, check }) => {
+    const state = TOP_STATES.find((n) => check(stateIn(n))) ?? 'unknown';
+    enqueue.emit(fail((event as unknown as { rid: string }).rid, precondition(verb, state)) as never);
+  }) as never; // built outside setup(): its inferred types cannot carry the machine's
 }
 
 export type LifecycleMachine = ReturnType<typeof lifecycleMachine>;
