@@ -32,8 +32,12 @@ export interface MountOps {
   mountRootfs: { req: OpBase & { target: string; mounts: MountSpec[] }; res: { mounted: number; createdDir: boolean } };
   /** `mount --bind source target` (target created with parents). Read-only when `readonly`. */
   bind: { req: OpBase & { source: string; target: string; readonly?: boolean }; res: { createdDir: boolean } };
-  /** Unmount `target` until nothing is mounted there; then remove the directory if `removeDir`. Missing target is success. */
-  unmountAll: { req: OpBase & { target: string; removeDir?: boolean }; res: { unmounted: number } };
+  /**
+   * Unmount `target` and everything below it, newest first, until nothing is mounted there; then remove
+   * the directory (or the placeholder file of a file bind) if `removeDir`. Missing target is success.
+   * `lazy`: `umount -l` had to be used because the deadline was near.
+   */
+  unmountAll: { req: OpBase & { target: string; removeDir?: boolean }; res: { unmounted: number; lazy: boolean; removedDir: boolean } };
   /** Create a directory with parents and a mode. */
   mkdir: { req: OpBase & { path: string; mode: number }; res: { created: boolean } };
   /** Remove a directory tree; refuses (FailedPrecondition) if anything is mounted at or below it. */

@@ -3,7 +3,7 @@
  * Every test leaves nothing mounted under the root (checked after each test).
  */
 import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -15,7 +15,8 @@ import type { MountOps, Reply } from '../../src/workers/protocol.ts';
 import { startMountWorker, type MountWorker } from '../../src/workers/mount/main.ts';
 import type { UnmountAllResult } from '../../src/workers/mount/mounter.ts';
 import { natsServer, type TestNats } from '../helpers/nats.ts';
-import { mountsUnder } from '../helpers/leaks.ts';
+import { mountsUnder, processesMatching } from '../helpers/leaks.ts';
+import { run } from '../../src/workers/exec.ts';
 
 const NODE = 'mnt-test';
 let nats: TestNats;
@@ -168,10 +169,49 @@ describe('mount worker: mountRootfs', () => {
     mkdirSync(other);
     expect((await callErr('bind', { opId: opId(), deadlineMs: deadline(), source: other, target })).code).toBe('FailedPrecondition');
 
-    for (const t of [target, rwTarget, fileTarget]) {
-      expect((await call('unmountAll', { opId: opId(), deadlineMs: deadline(), target: t })).unmounted).toBe(1);
+    // A bind as a rootfs component (containerd's {type: bind, options: [rbind, ro]}), twice.
+    const rootfs = join(dir, 'rootfs');
+    const bindRootfs = { deadlineMs: deadline(), target: rootfs, mounts: [{ type: 'bind', source: src, options: ['rbind', 'ro'] }] };
+    expect(await call('mountRootfs', { ...bindRootfs, opId: opId() })).toEqual({ mounted: 1, createdDir: true });
+    expect(await call('mountRootfs', { ...bindRootfs, opId: opId() })).toEqual({ mounted: 1, createdDir: false });
+    expect(stackCount(rootfs)).toBe(1);
+    expect(readFileSync(join(rootfs, 'data'), 'utf8')).toBe('from-source');
+
+    for (const t of [target, rwTarget, fileTarget, rootfs]) {
+      expect(await call('unmountAll', { opId: opId(), deadlineMs: deadline(), target: t, removeDir: true })).toEqual({ unmounted: 1, lazy: false, removedDir: true });
+      expect(existsSync(t)).toBe(false);
     }
     expect(readFileSync(join(src, 'data'), 'utf8')).toBe('from-source');
+    expect(readFileSync(join(dir, 'hosts'), 'utf8')).toContain('localhost');
+  });
+
+  it('a bind that fails after creating its target removes the target and the parents it created', async () => {
+    const dir = sandboxDir();
+    const node = 'mnt-fault';
+    const w = await startMountWorker({
+      nc: nats.nc, node, roots: [root], journalPath: join(journalDir, 'fault.jsonl'),
+      afterCreate: (_op, target) => {
+        if (target.includes('fail-here')) throw new CorralError('Unavailable', 'injected failure after create');
+      },
+    });
+    try {
+      const src = join(dir, 'src');
+      mkdirSync(src);
+      writeFileSync(join(dir, 'file'), 'x');
+      mkdirSync(join(dir, 'kept'));
+      for (const [source, target] of [[src, join(dir, 'kept', 'new', 'er', 'fail-here')], [join(dir, 'file'), join(dir, 'kept', 'p', 'fail-here')]] as const) {
+        const e = await callErr('bind', { opId: opId(), deadlineMs: deadline(), source, target }, node);
+        expect(e.code).toBe('Unavailable');
+        expect(e.message).toBe('injected failure after create');
+        expect(readdirSync(join(dir, 'kept'))).toEqual([]); // the pre-existing parent stays, the rest is gone
+      }
+      const e2 = await callErr('mountRootfs', { opId: opId(), deadlineMs: deadline(), target: join(dir, 'fail-here'), mounts: [tmpfs()] }, node);
+      expect(e2.code).toBe('Unavailable');
+      expect(existsSync(join(dir, 'fail-here'))).toBe(false);
+      expect(mountsUnder(dir)).toEqual([]);
+    } finally {
+      await w.stop();
+    }
   });
 
   it('a bind of a missing source is NotFound and creates nothing', async () => {
@@ -308,7 +348,7 @@ describe('mount worker: deadlines', () => {
     const e = await callErr('mountRootfs', { opId: opId(), deadlineMs: deadline(150), target, mounts });
     expect(e.code).toBe('Timeout');
     const reached = Number(/failed to mount rootfs component tmpfs layer(\d+)/.exec(e.message)?.[1]);
-    expect(reached).toBeGreaterThan(0); // some layers were mounted before the deadline...
+    expect(reached).toBeGreaterThan(0); // some layers were mounted before the deadline passed
     expect(reached).toBeLessThan(mounts.length);
     expect(mountsUnder(root)).toEqual([]);
     expect(existsSync(target)).toBe(false);
@@ -496,5 +536,34 @@ describe('mount worker: bad input', () => {
     // Still serving.
     expect(await call('mountRootfs', ok)).toEqual({ mounted: 1, createdDir: true });
     await call('unmountAll', { opId: opId(), deadlineMs: deadline(), target, removeDir: true });
+  });
+});
+
+describe('exec: the helper every mount effect runs through', () => {
+  const code = async (p: Promise<unknown>) => { try { await p; } catch (e) { return e instanceof CorralError ? `${e.code}: ${e.message}` : `not a CorralError: ${String(e)}`; } return 'resolved'; };
+
+  it('returns code and output; a failure is a CorralError carrying stderr', async () => {
+    expect(await run('sh', ['-c', 'echo out; echo err >&2'])).toEqual({ code: 0, stdout: 'out\n', stderr: 'err\n' });
+    expect(await run('sh', ['-c', 'exit 3'], { okCodes: [0, 3] })).toMatchObject({ code: 3 });
+    expect(await run('sh', ['-c', 'exit 3'], { okCodes: 'any' })).toMatchObject({ code: 3 });
+    expect(await code(run('sh', ['-c', 'echo broken thing >&2; exit 2']))).toBe('Internal: sh -c echo broken thing >&2; exit 2 exited with code 2: broken thing');
+    expect(await code(run('/nonexistent/binary', []))).toMatch(/^Internal: cannot run \/nonexistent\/binary/);
+  });
+
+  it('kills the child (SIGKILL, whole group) on abort and on timeout, and waits for it', async () => {
+    const ac = new AbortController();
+    const t0 = Date.now();
+    const p = run('sh', ['-c', 'sleep 31.4159 & wait'], { signal: ac.signal });
+    setTimeout(() => ac.abort(new CorralError('Timeout', 'op passed its deadline')), 100);
+    expect(await code(p)).toBe('Timeout: op passed its deadline');
+    expect(Date.now() - t0).toBeLessThan(3000);
+    await expect.poll(() => processesMatching('sleep 31.4159'), { timeout: 1000 }).toEqual([]);
+
+    expect(await code(run('sh', ['-c', 'trap "" TERM; sleep 27.1828'], { timeoutMs: 100 }))).toMatch(/^Timeout: .*did not finish within 100 ms/);
+    await expect.poll(() => processesMatching('sleep 27.1828'), { timeout: 1000 }).toEqual([]);
+
+    const gone = new AbortController();
+    gone.abort();
+    expect(await code(run('true', [], { signal: gone.signal }))).toMatch(/^Cancelled/);
   });
 });

@@ -33,6 +33,8 @@ export interface QemuDriverOptions {
   tscKhz?: number;
   /** How long the guest may take to report a started (or failed) process. @default 30_000 */
   startTimeoutMs?: number;
+  /** Whether `auto` should try KVM at all. @default kvmPossible (VT-x/AMD-V flag and a usable /dev/kvm) */
+  probeKvm?: () => boolean;
 }
 
 export type ExitEvent = Extract<WorkerEvent, { kind: 'exit' }>;
@@ -63,6 +65,8 @@ interface Vm {
   orphans: Set<string>;
   destroying?: Promise<void>;
   spawnError?: Error;
+  /** We asked QEMU to go (quit or a signal); an exit without this is QEMU dying on its own. */
+  requested?: boolean;
   /** Last lines of the serial console and QEMU's stderr, kept when the files are removed. */
   tails?: { console: string; stderr: string };
 }
@@ -79,7 +83,7 @@ export class QemuDriver extends EventEmitter<QemuDriverEvents> {
     super();
     this.o = {
       qemuPath: 'qemu-system-x86_64', setprivPath: 'setpriv', bootTimeoutMs: 60_000, kvmProbeMs: 10_000,
-      tscKhz: hostTscKhz() ?? 0, startTimeoutMs: 30_000, ...o,
+      tscKhz: hostTscKhz() ?? 0, startTimeoutMs: 30_000, probeKvm: kvmPossible, ...o,
     };
   }
 
@@ -94,9 +98,15 @@ export class QemuDriver extends EventEmitter<QemuDriverEvents> {
     if (!existsSync(spec.sharedDir) || !statSync(spec.sharedDir).isDirectory()) throw err.notFound(`sharedDir ${spec.sharedDir} is not a directory`);
     const t0 = Date.now();
     const deadline = t0 + this.o.bootTimeoutMs;
-    const probe = spec.accel !== 'tcg' && (spec.accel === 'kvm' || (this.autoAccel ?? (kvmPossible() ? 'kvm' : 'tcg')) === 'kvm');
+    const probe = spec.accel !== 'tcg' && (spec.accel === 'kvm' || (this.autoAccel ?? (this.o.probeKvm() ? 'kvm' : 'tcg')) === 'kvm');
     if (probe) {
-      const vm = await this.launch(spec, 'kvm', signal, deadline, opts.extraArgs, Date.now() + this.o.kvmProbeMs);
+      // Under `auto`, any failure of the KVM attempt (QEMU dying, a silent guest) means: use TCG.
+      const vm = await this.launch(spec, 'kvm', signal, deadline, opts.extraArgs, Date.now() + this.o.kvmProbeMs)
+        .catch((e: unknown) => {
+          if (signal.aborted) throw e;
+          if (spec.accel === 'kvm') throw err.unavailable(`KVM is not usable here: ${(e as Error).message}`, e);
+          return null;
+        });
       if (vm) {
         if (spec.accel === 'auto') this.autoAccel = 'kvm';
         return { pid: vm.info.pid, accel: 'kvm', bootMs: Date.now() - t0 };
@@ -233,8 +243,12 @@ export class QemuDriver extends EventEmitter<QemuDriverEvents> {
   private destroy(vm: Vm, graceMs: number): Promise<void> {
     vm.destroying ??= (async () => {
       if (!vm.exitInfo && vm.info.pid > 0) {
-        if (graceMs > 0 && vm.qmp && !vm.qmp.isClosed) await vm.qmp.quit(Math.min(1000, graceMs)).catch(() => {});
+        if (graceMs > 0 && vm.qmp && !vm.qmp.isClosed) {
+          vm.requested = true;
+          await vm.qmp.quit(Math.min(1000, graceMs)).catch(() => {});
+        }
         if (!(await waitFor(vm.exited, graceMs))) {
+          vm.requested = true;
           kill(vm.info.pid, 'SIGTERM');
           if (!(await waitFor(vm.exited, graceMs > 0 ? 1000 : 100))) kill(vm.info.pid, 'SIGKILL');
         }
@@ -369,15 +383,17 @@ function abortError(signal: AbortSignal, sandboxId: string, detail: string): Cor
 function bootError(e: unknown, vm: Vm, signal: AbortSignal): CorralError {
   const detail = `\n--- serial console (last lines) ---\n${vm.tails?.console ?? ''}\n--- qemu stderr ---\n${vm.tails?.stderr ?? ''}`;
   if (signal.aborted && e === signal.reason) return abortError(signal, vm.info.sandboxId, detail);
-  const c = e instanceof CorralError ? e : err.internal(e instanceof Error ? e.message : String(e), e);
-  const msg = vm.spawnError ? `cannot run QEMU: ${vm.spawnError.message}` : c.message;
+  let c = e instanceof CorralError ? e : err.internal(e instanceof Error ? e.message : String(e), e);
+  if (vm.spawnError) c = err.internal(`cannot run QEMU: ${vm.spawnError.message}`);
+  else if (vm.exitInfo && !vm.requested) c = err.internal(`QEMU (${vm.info.accel}) exited (${fmtExit(vm)}) before the guest agent was ready`);
+  const msg = c.message;
   return new CorralError(c.code, `sandbox ${vm.info.sandboxId}: ${msg}${detail}`, { cause: e });
 }
 
-function tailOf(path: string, lines = 12): string {
+function tailOf(path: string, lines = 25): string {
   try {
     const text = readFileSync(path, 'utf8');
-    return text.slice(-4096).split('\n').filter(Boolean).slice(-lines).join('\n');
+    return text.slice(-6144).split('\n').filter(Boolean).slice(-lines).join('\n');
   } catch {
     return '(none)';
   }

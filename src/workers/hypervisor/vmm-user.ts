@@ -56,6 +56,17 @@ export interface RemoveVmmUserOptions {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/**
+ * useradd/userdel of this process run one at a time: each takes /etc/passwd's lock and a concurrent
+ * one fails with "cannot lock /etc/passwd". Other processes' contention is left to the retries.
+ */
+let accountQueue: Promise<unknown> = Promise.resolve();
+function serially<T>(fn: () => Promise<T>): Promise<T> {
+  const p = accountQueue.then(fn, fn);
+  accountQueue = p.catch(() => {});
+  return p;
+}
+
 /** The first of `paths` that is a file with any x bit (Kata's `utils.FirstValidExecutable`). */
 async function firstExecutable(paths: readonly string[]): Promise<string> {
   for (const p of paths) {
@@ -97,7 +108,7 @@ async function addUser(): Promise<string> {
   for (let i = 0; i < ATTEMPTS; i++) {
     const name = VMM_USER_PREFIX + String(randomInt(0, 100_000)).padStart(5, '0');
     const args = ['-M', '-s', nologin, '-c', VMM_USER_COMMENT, name];
-    const r = await run(useradd, args, { timeoutMs: ACCOUNT_CMD_TIMEOUT_MS, okCodes: 'any' });
+    const r = await serially(() => run(useradd, args, { timeoutMs: ACCOUNT_CMD_TIMEOUT_MS, okCodes: 'any' }));
     if (r.code === 0) return name;
     last = failureMessage(useradd + ' ' + args.join(' '), r);
     // 9: the name is taken (by someone else: leave it). Any other failure may have left a partial
@@ -118,7 +129,7 @@ async function deleteUser(name: string, signal?: AbortSignal): Promise<boolean> 
       signal?.throwIfAborted();
       await sleep(50 * i + randomInt(0, 50));
     }
-    const r = await run(userdel, ['-f', name], { timeoutMs: ACCOUNT_CMD_TIMEOUT_MS, okCodes: 'any' });
+    const r = await serially(() => run(userdel, ['-f', name], { timeoutMs: ACCOUNT_CMD_TIMEOUT_MS, okCodes: 'any' }));
     if (r.code === 0) return true;
     if (r.code === 6 || /does not exist/i.test(r.stderr)) return false;
     last = failureMessage(`${userdel} -f ${name}`, r);

@@ -15,7 +15,7 @@ export interface WorkerLog {
   error(obj: object, msg?: string): void;
 }
 
-export interface MountWorkerOptions extends Omit<MounterOptions, 'mountInfo'> {
+export interface MountWorkerOptions extends MounterOptions {
   nc: NatsConnection;
   node: string;
   /** Append-only file of op outcomes, so that a restarted worker answers an old opId with its first outcome. */
@@ -23,6 +23,8 @@ export interface MountWorkerOptions extends Omit<MounterOptions, 'mountInfo'> {
   log?: WorkerLog;
   /** Test hook, passed to the harness. */
   beforeOp?: WorkerOptions['beforeOp'];
+  /** Wraps the handler table before serving (fault injection: `Faults.wrap`, which adds `__fault`). */
+  wrap?: (handlers: Record<string, OpHandler>) => Record<string, OpHandler>;
 }
 
 export interface MountWorker {
@@ -68,7 +70,7 @@ export async function startMountWorker(o: MountWorkerOptions): Promise<MountWork
     nc: o.nc,
     node: o.node,
     kind: 'mount',
-    handlers,
+    handlers: o.wrap ? o.wrap(handlers) : handlers,
     journalPath: o.journalPath,
     readOps: [...MOUNT_READ_OPS],
     beforeOp: o.beforeOp,

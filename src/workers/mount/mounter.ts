@@ -10,12 +10,13 @@ import { chmod, lstat, mkdir, realpath, rmdir, stat, unlink, writeFile } from 'n
 import { dirname, posix } from 'node:path';
 import { CorralError, ensureError, err } from '../../errors.ts';
 import type { MountOps, MountSpec } from '../protocol.ts';
-import { describeCommand, failureMessage, oneLine, run, type RunResult } from '../exec.ts';
+import { describeCommand, failureMessage, oneLine, run } from '../exec.ts';
 import { PathLocks } from './locks.ts';
 import {
   bindIdentity, isAtOrBelow, isReadOnly, mountsAtOrBelow, readMountInfo, stackAt, type MountEntry,
 } from './mountinfo.ts';
 import { PathPolicy } from './paths.ts';
+import { unmountBelow } from './unmount.ts';
 
 export interface MounterOptions {
   /** Directories under which the worker may create, mount, unmount and remove. */
@@ -28,6 +29,8 @@ export interface MounterOptions {
   undoTimeoutMs?: number;
   /** Injected for tests. @default the real /proc/self/mountinfo */
   mountInfo?: () => Promise<MountEntry[]>;
+  /** Fault injection for tests: runs after an op created its target, before it mounts; a throw fails the op there. */
+  afterCreate?: (op: 'mountRootfs' | 'bind', target: string) => void | Promise<void>;
 }
 
 /** What every op gets from the harness. */
@@ -48,10 +51,8 @@ export type ScanResult = Res<'scan'>;
 
 const ROOTFS_DIR_MODE = 0o711;
 const PARENT_DIR_MODE = 0o755;
-const MAX_UNMOUNTS = 1000;
 
 const errnoOf = (e: unknown) => (e as NodeJS.ErrnoException | undefined)?.code;
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));
 
 async function lstatOrUndefined(p: string) {
   try { return await lstat(p); } catch (e) { if (errnoOf(e) === 'ENOENT') return undefined; throw e; }
@@ -69,6 +70,7 @@ export class Mounter {
   private readonly lazyReserveMs: number;
   private readonly undoTimeoutMs: number;
   private readonly mountInfo: () => Promise<MountEntry[]>;
+  private readonly afterCreate: NonNullable<MounterOptions['afterCreate']>;
 
   constructor(o: MounterOptions) {
     this.policy = new PathPolicy(o.roots);
@@ -76,6 +78,7 @@ export class Mounter {
     this.lazyReserveMs = o.lazyReserveMs ?? 1000;
     this.undoTimeoutMs = o.undoTimeoutMs ?? 10_000;
     this.mountInfo = o.mountInfo ?? (() => readMountInfo());
+    this.afterCreate = o.afterCreate ?? (() => {});
   }
 
   /**
@@ -108,6 +111,7 @@ export class Mounter {
 
       let current: MountSpec | undefined;
       try {
+        await this.afterCreate('mountRootfs', target);
         for (const m of req.mounts) {
           current = m;
           ctx.signal.throwIfAborted();
@@ -152,15 +156,18 @@ export class Mounter {
         if (existing.isDirectory() !== srcStat.isDirectory()) {
           throw err.precondition(`bind target ${target} exists but is ${existing.isDirectory() ? 'a directory' : 'not a directory'} while the source is ${srcStat.isDirectory() ? 'one' : 'not'}`);
         }
-      } else {
-        const first = await mkdir(srcStat.isDirectory() ? target : dirname(target), { recursive: true, mode: PARENT_DIR_MODE });
-        if (first) created.push(...createdChain(first, srcStat.isDirectory() ? target : dirname(target)));
-        if (!srcStat.isDirectory()) {
-          await writeFile(target, '', { flag: 'wx', mode: 0o644 });
-          created.push(target);
-        }
       }
       try {
+        if (!existing) {
+          const dir = srcStat.isDirectory() ? target : dirname(target);
+          const first = await mkdir(dir, { recursive: true, mode: PARENT_DIR_MODE });
+          if (first) created.push(...createdChain(first, dir));
+          if (!srcStat.isDirectory()) {
+            await writeFile(target, '', { flag: 'wx', mode: 0o644 });
+            created.push(target);
+          }
+        }
+        await this.afterCreate('bind', target);
         ctx.signal.throwIfAborted();
         await this.mountCmd(['--bind', source, target], ctx.signal);
         if (readonly) await this.mountCmd(['-o', 'remount,bind,ro', target], ctx.signal);
@@ -176,22 +183,15 @@ export class Mounter {
   /**
    * Unmount everything at or below `target`, the most recent mount first, until nothing is left.
    * A busy mount is retried with back-off; only when the deadline is near does it fall back to
-   * `umount -l`, and the result says so. Then `rmdir target` when `removeDir` and it is empty.
+   * `umount -l`, and the result says so. Then, when `removeDir`, remove `target` if it is an empty
+   * directory (or an empty file: the placeholder `bind` creates for a file source).
    */
   async unmountAll(req: { target: string; removeDir?: boolean }, ctx: OpCtx): Promise<UnmountAllResult> {
     const target = await this.policy.check(req.target, 'target');
     const release = await this.locks.acquire([target], ctx.signal);
     try {
-      const { unmounted, lazy } = await this.unmountBelow(target, ctx.deadlineMs, false);
-      let removedDir = false;
-      if (req.removeDir) {
-        try { await rmdir(target); removedDir = true; } catch (e) {
-          const code = errnoOf(e);
-          if (code !== 'ENOENT' && code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'ENOTDIR') {
-            throw err.internal(`unmounted ${target} but cannot remove it: ${(e as Error).message}`, e);
-          }
-        }
-      }
+      const { unmounted, lazy } = await unmountBelow(target, { deadlineMs: ctx.deadlineMs, onlyAt: false, lazyReserveMs: this.lazyReserveMs, mountInfo: this.mountInfo });
+      const removedDir = req.removeDir === true && (await removeIfEmpty(target));
       return { unmounted, lazy, removedDir };
     } finally {
       release();
@@ -287,52 +287,11 @@ export class Mounter {
     return true;
   }
 
-  /**
-   * Unmount everything at or below `target` by `deadlineMs`. Mount order is kept: the newest mount
-   * goes first, so a stack pops from the top and submounts go before their parent.
-   */
-  private async unmountBelow(target: string, deadlineMs: number, onlyAt: boolean): Promise<{ unmounted: number; lazy: boolean }> {
-    const reserve = Math.min(this.lazyReserveMs, Math.max(0, (deadlineMs - Date.now()) / 2));
-    let unmounted = 0;
-    let lazy = false;
-    let backoffMs = 20;
-    for (let i = 0; i < MAX_UNMOUNTS; i++) {
-      const info = await this.mountInfo();
-      const left = onlyAt ? stackAt(info, target) : mountsAtOrBelow(info, target);
-      const top = left.at(-1);
-      if (!top) return { unmounted, lazy };
-      const budget = deadlineMs - Date.now() - reserve;
-      let r: RunResult;
-      if (budget > 0 && !lazy) {
-        try {
-          r = await run('umount', [top.mountPoint], { timeoutMs: budget, okCodes: 'any' });
-        } catch (e) {
-          if (e instanceof CorralError && e.code === 'Timeout') { lazy = true; continue; }
-          throw e;
-        }
-        if (r.code === 0) { unmounted++; backoffMs = 20; continue; }
-        if (/not mounted|no mount point specified/i.test(r.stderr)) continue; // someone else unmounted it meanwhile
-        if (/busy/i.test(r.stderr)) {
-          await sleep(Math.min(backoffMs, deadlineMs - Date.now() - reserve));
-          backoffMs = Math.min(backoffMs * 2, 500);
-          continue;
-        }
-        throw err.internal(failureMessage(describeCommand('umount', [top.mountPoint]), r), r);
-      }
-      lazy = true;
-      r = await run('umount', ['-l', top.mountPoint], { timeoutMs: Math.max(reserve, 1000), okCodes: 'any' });
-      if (r.code === 0) { unmounted++; continue; }
-      if (/not mounted/i.test(r.stderr)) continue;
-      throw err.internal(failureMessage(describeCommand('umount', ['-l', top.mountPoint]), r), r);
-    }
-    throw err.internal(`${target} was still mounted after ${MAX_UNMOUNTS} unmounts`);
-  }
-
   /** Undo of a failed op: pop the mounts on `target`, then remove the paths it created (deepest first). */
   private async undo(target: string, createdPaths: readonly string[]): Promise<string[]> {
     const problems: string[] = [];
     try {
-      await this.unmountBelow(target, Date.now() + this.undoTimeoutMs, true);
+      await unmountBelow(target, { deadlineMs: Date.now() + this.undoTimeoutMs, onlyAt: true, lazyReserveMs: this.lazyReserveMs, mountInfo: this.mountInfo });
     } catch (e) {
       problems.push(ensureError(e).message);
       return problems; // never remove a directory something may still be mounted on
@@ -347,6 +306,20 @@ export class Mounter {
       }
     }
     return problems;
+  }
+}
+
+/** rmdir an empty directory, unlink an empty regular file; anything else (or nothing) stays. */
+async function removeIfEmpty(p: string): Promise<boolean> {
+  try {
+    const s = await lstatOrUndefined(p);
+    if (s?.isDirectory()) { await rmdir(p); return true; }
+    if (s?.isFile() && s.size === 0) { await unlink(p); return true; }
+    return false;
+  } catch (e) {
+    const code = errnoOf(e);
+    if (code === 'ENOENT' || code === 'ENOTEMPTY' || code === 'EEXIST') return false;
+    throw err.internal(`unmounted ${p} but cannot remove it: ${(e as Error).message}`, e);
   }
 }
 
@@ -367,8 +340,8 @@ function describeStack(stack: readonly MountEntry[]): string {
 /** Kata's message for a failed component: "failed to mount rootfs component <type> <source>: <err>". */
 function componentError(m: MountSpec | undefined, e: unknown): CorralError {
   const c = ensureError(e);
-  const component = m ? `${m.type} ${m.source}` : '(none)';
-  return new CorralError(c.code, `failed to mount rootfs component ${component}: ${c.message}`, { cause: e, retryable: c.retryable });
+  if (!m) return c;
+  return new CorralError(c.code, `failed to mount rootfs component ${m.type} ${m.source}: ${c.message}`, { cause: e, retryable: c.retryable });
 }
 
 /** The original error stays what the caller sees; a failed undo is appended, never dropped. */
