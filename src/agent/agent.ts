@@ -83,7 +83,7 @@ export function buildAgent(d: AgentDeps) {
     const task = { id, kind, sandboxId, instance, waiters: [], createdAt: Date.now() } as unknown as Task;
     const fx = taskEffects(
       { nc: d.nc, settings: d.settings, rules: d.rules, events: d.events, observeStep: d.metrics.step },
-      { id, instance, sandboxId: () => sandboxId, sandboxPid: () => (kind === 'container' ? tasks.get(sandboxId)?.actor.getSnapshot().context.pid : undefined) },
+      { id, instance, sandboxId: () => sandboxId, sandbox: () => { const c = kind === 'container' ? tasks.get(sandboxId)?.actor.getSnapshot().context : undefined; return c?.plan ? { pid: c.pid, plan: c.plan } : undefined; } },
     );
     const machine = provideEffects(kind === 'sandbox' ? sandboxMachine : containerMachine, fx);
     const alog = log.child({ sandboxId, taskId: id, machine: kind });

@@ -11,7 +11,7 @@ import type { EventLog } from '../bus/eventlog.ts';
 import type { Compensation, CreatePlan, Step } from '../domain/task.ts';
 import type { Effects } from '../machines/index.ts';
 import type { BootSpec, VmmUser } from '../workers/protocol.ts';
-import type { CreateRules } from './create-rules.ts';
+import type { CreateRules, SandboxContext } from './create-rules.ts';
 import type { Settings } from './settings.ts';
 
 /** Deadlines per effect, ms. Boot is long: TCG guests take seconds; KVM fallback adds its probe. */
@@ -26,7 +26,7 @@ export interface EffectDeps {
   observeStep?: (step: string, ms: number, ok: boolean) => void;
 }
 
-export function taskEffects(d: EffectDeps, task: { id: string; sandboxId: () => string; instance: string; sandboxPid: () => number | undefined }): Effects {
+export function taskEffects(d: EffectDeps, task: { id: string; sandboxId: () => string; instance: string; sandbox: () => SandboxContext | undefined }): Effects {
   let seq = 0;
   const call = async <T>(kind: WorkerKind, op: string, body: Record<string, unknown>, deadline: number, signal: AbortSignal): Promise<T> => {
     const opId = `${task.instance}:${op}:${seq++}`;
@@ -85,7 +85,7 @@ export function taskEffects(d: EffectDeps, task: { id: string; sandboxId: () => 
 
   return {
     validate: (req) => journaled('validate', () => d.rules.validate(req)),
-    configure: (input) => journaled('configure', () => d.rules.configure(input.request, input.validated, task.sandboxPid())),
+    configure: (input) => journaled('configure', () => d.rules.configure(input.request, input.validated, task.sandbox())),
     runStep: (input, signal) => journaled(input.step.kind, () => runStep(input.step, input.plan, input.results, signal)),
     startProcess: (input, signal) =>
       journaled('startProcess', () => call('hypervisor', 'startProcess', { sandboxId: input.plan.sandboxId, containerId: input.id, ...input.plan.process }, DEADLINES.process, signal)),

@@ -43,8 +43,8 @@ export class Supervisor {
     proc.once('exit', (code, signal) => {
       if (c.proc !== proc) return;
       c.proc = undefined;
-      this.o.onExit?.(name, code, signal);
       if (this.stopping) return;
+      this.o.onExit?.(name, code, signal);
       const now = Date.now();
       c.restarts = c.restarts.filter((t) => now - t < (this.o.windowMs ?? 30_000));
       if (c.restarts.length >= (this.o.maxRestarts ?? 5)) { this.o.onGiveUp?.(name); return; }

@@ -19,7 +19,7 @@ export function natsServerBinary(): string {
 
 export async function startNatsServer(opts: { dataDir: string; port?: number; timeoutMs?: number }): Promise<LocalNats> {
   mkdirSync(opts.dataDir, { recursive: true });
-  const port = opts.port ?? -1;
+  const port = !opts.port ? -1 : opts.port; // nats-server: -1 picks a free port (0 would mean 4222)
   const proc = spawn(natsServerBinary(), ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', opts.dataDir], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });

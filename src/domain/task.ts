@@ -74,4 +74,6 @@ export interface CreatePlan {
   memoryMiB?: number;
   /** For a pod container: the VMM pid of its sandbox (the task pid, as in Kata). */
   hostPid?: number;
+  /** The runtime config the sandbox was created with; its pod containers reuse it (Kata caches it per shim). */
+  config?: { path: string; source: string; disableBlockDeviceUse: boolean; disableGuestEmptyDir: boolean; rootless: boolean };
 }

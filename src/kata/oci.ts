@@ -234,7 +234,7 @@ function hooksOf(v: unknown): OciHooks {
     const base = { path: str(t.path, `${f}.path`), args: strs(t.args, `${f}.args`), env: strs(t.env, `${f}.env`) };
     return timeout === undefined ? base : { ...base, timeout };
   };
-  return Object.fromEntries(HOOK_KINDS.map((k) => [k, list(h[k], `hooks.${k}`).map((x, i) => hook(x, `hooks.${k}[${i}]`))])) as OciHooks;
+  return Object.fromEntries(HOOK_KINDS.map((k) => [k, list(h[k], `hooks.${k}`).map((x, i) => hook(x, `hooks.${k}[${i}]`))])) as unknown as OciHooks;
 }
 
 /**

@@ -57,7 +57,7 @@ describe('sandbox machine, every shortest path against fake workers', () => {
     });
     const fx: Effects = {
       validate: () => held('validate'),
-      configure: () => held('configure', undefined, () => P),
+      configure: () => held('configure', undefined, () => P) as Promise<typeof P>,
       runStep: ({ step }) => held('runStep', step.kind, () => { performed.push(step.kind); return stepOut(step.kind); }),
       startProcess: () => held('startProcess'),
       signal: () => held('signal'),

@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { sandboxMachine } from '../../src/machines/index.ts';
 import { fakeEffects, run, until } from '../helpers/fake-effects.ts';
 
-const replies = (e: { type: string }[]) => e.filter((x) => x.type === 'reply') as { rid: string; ok: boolean; error?: { code: string; message: string }; result?: unknown }[];
-const facts = (e: { type: string }[]) => e.filter((x) => x.type === 'fact').map((x) => (x as { kind: string }).kind);
+const replies = (e: { type: string }[]) => e.filter((x) => x.type === 'reply') as unknown as { rid: string; ok: boolean; error?: { code: string; message: string }; result?: unknown }[];
+const facts = (e: { type: string }[]) => e.filter((x) => x.type === 'fact').map((x) => (x as unknown as { kind: string }).kind);
 
 describe('sandbox lifecycle', () => {
   it('creates in order and replies with the VMM pid', async () => {

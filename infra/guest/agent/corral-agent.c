@@ -191,8 +191,8 @@ static void run(struct rd *r) {
     snprintf(root, sizeof root, "%s/%s/rootfs", SHARED, id);
     int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (null < 0 || dup2(null, 0) < 0 || dup2(o[1], 1) < 0 || dup2(e[1], 2) < 0) child_fail(x[1], "stdio", "");
-    if (chroot(root)) child_fail(x[1], "chroot", root);
-    if (chdir(*cwd ? cwd : "/")) child_fail(x[1], "chdir", cwd);
+    if (chroot(root) || chdir("/")) child_fail(x[1], "chroot", root);
+    if (*cwd && chdir(cwd)) child_fail(x[1], "chdir", cwd);
     if (setgroups(ng, gids)) child_fail(x[1], "setgroups", "");
     if (setgid(gid)) child_fail(x[1], "setgid", "");
     if (setuid(uid)) child_fail(x[1], "setuid", "");
@@ -204,8 +204,9 @@ static void run(struct rd *r) {
   fcntl(o[0], F_SETFL, O_NONBLOCK);
   fcntl(e[0], F_SETFL, O_NONBLOCK);
   o[0] = e[0] = x[0] = -1; /* owned by c now */
-done:
-  for (int *f = (int[]){ o[0], o[1], e[0], e[1], x[0], x[1] }, i = 0; i < 6; i++) if (f[i] >= 0) close(f[i]);
+done:;
+  int fds[] = { o[0], o[1], e[0], e[1], x[0], x[1] };
+  for (int i = 0; i < 6; i++) if (fds[i] >= 0) close(fds[i]);
   free(id), free(cwd), freestrs(args), freestrs(env);
 }
 
@@ -254,7 +255,10 @@ static void close_fd(int *fd) { if (*fd >= 0) close(*fd), *fd = -1; }
 /* a container slot is finished once its exec status is known, it was reaped and its pipes are done */
 static void maybe_finish(struct ct *c) {
   if (!c->exited || c->xfd >= 0) return;
-  if (!c->failed && (c->fd[0] >= 0 || c->fd[1] >= 0) && now_ms() < c->drain_until) return;
+  if (!c->failed && (c->fd[0] >= 0 || c->fd[1] >= 0)) {
+    if (out.len >= OUT_HIGH) c->drain_until = now_ms() + DRAIN_MS; /* pipes not being read: the grace restarts */
+    if (now_ms() < c->drain_until) return;
+  }
   close_fd(&c->fd[0]), close_fd(&c->fd[1]);
   if (!c->failed) send_exit(c);
   c->used = 0;

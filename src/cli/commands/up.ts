@@ -47,8 +47,8 @@ export function localRuntimeConfig(guestDir: string): string {
   ].join('\n');
 }
 
-export async function bringUp(o: { dataDir: string; node: string; port: number; io: Io; extraEnv?: NodeJS.ProcessEnv }): Promise<Node> {
-  const guestDir = resolve(o.dataDir, 'guest');
+export async function bringUp(o: { dataDir: string; node: string; port: number; io: Io; guestDir?: string; extraEnv?: NodeJS.ProcessEnv; bundleRoots?: string[] }): Promise<Node> {
+  const guestDir = resolve(o.guestDir ?? o.io.env.CORRAL_GUEST_DIR ?? '.corral/guest');
   if (!existsSync(`${guestDir}/vmlinux`) || !existsSync(`${guestDir}/initramfs.cpio.gz`)) {
     throw err.precondition(`no guest image in ${guestDir}; run: bash infra/scripts/bootstrap.sh (npm start does)`);
   }
@@ -66,7 +66,7 @@ export async function bringUp(o: { dataDir: string; node: string; port: number; 
   const agent = spawn(self.command, [
     ...self.prefix, 'agent', '--spawn-workers', '--teardown-on-exit', '--node', o.node, '--nats', nats.url,
     '--data-dir', o.dataDir, '--run-dir', resolve(o.dataDir, 'run'),
-    '--bundle-root', process.cwd(), '--bundle-root', '/run/containerd', '--bundle-root', resolve(o.dataDir, 'bundles'),
+    ...(o.bundleRoots ?? [process.cwd(), '/run/containerd', resolve(o.dataDir, 'bundles')]).flatMap((r) => ['--bundle-root', r]),
   ], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, CORRAL_CONF_FILE: conf, CORRAL_LOG_LEVEL: process.env.CORRAL_LOG_LEVEL ?? 'warn', ...o.extraEnv } });
   const stop = async () => {
     if (agent.exitCode === null && agent.signalCode === null) {

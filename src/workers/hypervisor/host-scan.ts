@@ -1,5 +1,6 @@
-/** Find Corral VMs on the host by their `-name corral-<id>` marker (orphans after a worker crash). */
+/** Find and end Corral VMs on the host by their `-name corral-<id>` marker (orphans after a worker crash). */
 import { readFileSync, readdirSync } from 'node:fs';
+import { err } from '../../errors.ts';
 import { NAME_PREFIX } from './qemu-args.ts';
 
 export interface HostVm { pid: number; sandboxId: string }
@@ -13,8 +14,7 @@ export function scanHost(): HostVm[] {
       const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
       const i = argv.indexOf('-name');
       const name = i >= 0 ? argv[i + 1] : undefined;
-      if (!name?.startsWith(NAME_PREFIX)) continue;
-      if (/\) Z /.test(readFileSync(`/proc/${p}/stat`, 'utf8'))) continue;
+      if (!name?.startsWith(NAME_PREFIX) || !pidAlive(Number(p))) continue;
       out.push({ pid: Number(p), sandboxId: name.slice(NAME_PREFIX.length) });
     } catch { /* exited meanwhile */ }
   }
@@ -28,4 +28,27 @@ export function pidAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+export function kill(pid: number, sig: NodeJS.Signals): void {
+  try { process.kill(pid, sig); } catch { /* gone already */ }
+}
+
+/**
+ * End processes that are not our children (SIGTERM, then SIGKILL near the deadline), polling /proc
+ * until they are gone. True when there was anything to end.
+ */
+export async function killOrphans(found: HostVm[], deadlineMs: number): Promise<boolean> {
+  const gone = async (ms: number) => {
+    for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 50))) {
+      if (!found.some((v) => pidAlive(v.pid))) return true;
+    }
+    return !found.some((v) => pidAlive(v.pid));
+  };
+  for (const v of found) kill(v.pid, 'SIGTERM');
+  if (!(await gone(Math.min(3000, Math.max(200, deadlineMs - Date.now() - 1000))))) {
+    for (const v of found) kill(v.pid, 'SIGKILL');
+    if (!(await gone(5000))) throw err.internal(`orphaned QEMU ${found.map((v) => v.pid).join(',')} survived SIGKILL`);
+  }
+  return found.length > 0;
 }

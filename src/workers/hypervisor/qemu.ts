@@ -12,11 +12,12 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chownSync, closeSync, existsSync, mkdirSync, openSync, rmSync, statSync } from 'node:fs';
 import { CorralError, err } from '../../errors.ts';
 import type { BootSpec, ProcessSpec, WorkerEvent } from '../protocol.ts';
 import { AgentChannel, MAX_FRAME, encodePing, encodeRun, encodeSignal, type AgentMsg } from './agent-channel.ts';
-import { pidAlive, scanHost, type HostVm } from './host-scan.ts';
+import { abortError, bootError, fmtExit, tailOf, type FailedVm } from './boot-error.ts';
+import { kill, killOrphans, scanHost, type HostVm } from './host-scan.ts';
 import { Qmp } from './qmp.ts';
 import { hostTscKhz, kvmPossible, qemuArgs, setprivArgs, validateBootSpec, vmPaths, type VmPaths } from './qemu-args.ts';
 
@@ -51,12 +52,11 @@ interface Proc {
   state: 'starting' | 'running';
   start?: { resolve: (pid: number) => void; reject: (e: CorralError) => void; timer: NodeJS.Timeout };
 }
-interface Vm {
+interface Vm extends FailedVm {
   info: VmInfo;
   child: ChildProcess;
   paths: VmPaths;
   exited: Promise<void>;
-  exitInfo?: { code: number | null; signal: string | null };
   qmp?: Qmp;
   agent?: AgentChannel;
   ready: boolean;
@@ -64,11 +64,9 @@ interface Vm {
   procs: Map<string, Proc>;
   orphans: Set<string>;
   destroying?: Promise<void>;
-  spawnError?: Error;
-  /** We asked QEMU to go (quit or a signal); an exit without this is QEMU dying on its own. */
-  requested?: boolean;
-  /** Last lines of the serial console and QEMU's stderr, kept when the files are removed. */
-  tails?: { console: string; stderr: string };
+  /** Resolves when `destroy` has finished: process reaped, files removed, VM forgotten. */
+  gone: Promise<void>;
+  markGone: () => void;
 }
 
 const EXIT_UNKNOWN = 255;
@@ -103,7 +101,7 @@ export class QemuDriver extends EventEmitter<QemuDriverEvents> {
       // Under `auto`, any failure of the KVM attempt (QEMU dying, a silent guest) means: use TCG.
       const vm = await this.launch(spec, 'kvm', signal, deadline, opts.extraArgs, Date.now() + this.o.kvmProbeMs)
         .catch((e: unknown) => {
-          if (signal.aborted) throw e;
+          if (signal.aborted || (e instanceof CorralError && e.code === 'Cancelled')) throw e; // stop() during the attempt
           if (spec.accel === 'kvm') throw err.unavailable(`KVM is not usable here: ${(e as Error).message}`, e);
           return null;
         });
@@ -135,10 +133,16 @@ export class QemuDriver extends EventEmitter<QemuDriverEvents> {
     try {
       // Own session: a worker restart or a ^C in its terminal does not take the VMs down (scanHost finds them).
       child = spawn(cmd, argv, { stdio: ['ignore', 'ignore', errFd], detached: true, env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' } });
+    } catch (e) {
+      removeFiles(paths);
+      throw err.internal(`sandbox ${spec.sandboxId}: cannot spawn ${cmd}: ${(e as Error).message}`, e);
     } finally {
       closeSync(errFd);
     }
+    let markGone = () => {};
+    const gone = new Promise<void>((r) => { markGone = r; });
     const vm: Vm = {
+      gone, markGone,
       info: { sandboxId: spec.sandboxId, pid: child.pid ?? -1, accel, state: 'booting', startedAt: Date.now() },
       child, paths, ready: false, abort: new AbortController(), procs: new Map(), orphans: new Set(),
       exited: new Promise<void>((resolve) => {
@@ -155,9 +159,11 @@ export class QemuDriver extends EventEmitter<QemuDriverEvents> {
     try {
       vm.agent = await AgentChannel.connect(paths.agent, conn);
       vm.agent.on('msg', (m) => this.onAgent(vm, m));
+      vm.agent.on('close', () => this.failStarts(vm, 'the agent channel closed'));
       vm.agent.send(encodePing(1));
       vm.qmp = await Qmp.connect(paths.qmp, conn);
       const outcome = await this.waitReady(vm, both, deadline, probeUntil);
+      if (both.aborted) throw both.reason; // stop() or the caller gave up while READY was on its way
       if (outcome === 'silent') {
         await this.destroy(vm, 0);
         return null;
@@ -183,10 +189,11 @@ export class QemuDriver extends EventEmitter<QemuDriverEvents> {
       };
       const onMsg = (m: AgentMsg) => { if (m.type === 'ready') done(() => resolve('ready')); };
       const onAbort = () => done(() => reject(signal.reason));
+      if (signal.aborted) return reject(signal.reason);
       if (vm.ready) return resolve('ready');
       vm.agent?.on('msg', onMsg);
       signal.addEventListener('abort', onAbort, { once: true });
-      void vm.exited.then(() => done(() => reject(err.internal(`QEMU exited (${fmtExit(vm)}) before the guest agent was ready`))));
+      void vm.exited.then(() => done(() => reject(err.internal(`QEMU exited (${fmtExit(vm.exitInfo)}) before the guest agent was ready`))));
       timers.push(setTimeout(() => done(() => reject(err.timeout(`the guest agent was not ready within ${this.o.bootTimeoutMs} ms`))), Math.max(0, deadline - Date.now())));
       if (probeUntil) timers.push(setTimeout(() => done(() => resolve('silent')), Math.max(0, probeUntil - Date.now())));
       const poll = setInterval(() => {
@@ -242,30 +249,42 @@ export class QemuDriver extends EventEmitter<QemuDriverEvents> {
   /** Make QEMU go away (QMP quit, wait `graceMs`, SIGTERM, SIGKILL), reap it, end its processes, remove its files. */
   private destroy(vm: Vm, graceMs: number): Promise<void> {
     vm.destroying ??= (async () => {
-      if (!vm.exitInfo && vm.info.pid > 0) {
-        if (graceMs > 0 && vm.qmp && !vm.qmp.isClosed) {
-          vm.requested = true;
-          await vm.qmp.quit(Math.min(1000, graceMs)).catch(() => {});
+      try {
+        if (!vm.exitInfo && vm.info.pid > 0) {
+          if (graceMs > 0 && vm.qmp && !vm.qmp.isClosed) {
+            vm.requested = true;
+            await vm.qmp.quit(Math.min(1000, graceMs)).catch(() => {});
+          }
+          if (!(await waitFor(vm.exited, graceMs))) {
+            vm.requested = true;
+            kill(vm.info.pid, 'SIGTERM');
+            if (!(await waitFor(vm.exited, graceMs > 0 ? 1000 : 100))) kill(vm.info.pid, 'SIGKILL');
+          }
+          if (!(await waitFor(vm.exited, 10_000))) throw err.internal(`QEMU pid ${vm.info.pid} survived SIGKILL`);
         }
-        if (!(await waitFor(vm.exited, graceMs))) {
-          vm.requested = true;
-          kill(vm.info.pid, 'SIGTERM');
-          if (!(await waitFor(vm.exited, graceMs > 0 ? 1000 : 100))) kill(vm.info.pid, 'SIGKILL');
-        }
-        if (!(await waitFor(vm.exited, 10_000))) throw err.internal(`QEMU pid ${vm.info.pid} survived SIGKILL`);
+        vm.qmp?.close();
+        vm.agent?.close();
+        this.failStarts(vm, 'the VM went away');
+        for (const cid of vm.procs.keys()) this.emitExit(vm.info.sandboxId, cid, EXIT_UNKNOWN);
+        vm.procs.clear();
+        vm.tails = { console: tailOf(vm.paths.console), stderr: tailOf(vm.paths.stderr) };
+        removeFiles(vm.paths);
+        if (this.vms.get(vm.info.sandboxId) === vm) this.vms.delete(vm.info.sandboxId);
+      } finally {
+        vm.markGone();
       }
-      vm.qmp?.close();
-      vm.agent?.close();
-      for (const [cid, p] of vm.procs) {
-        if (p.start) { clearTimeout(p.start.timer); p.start.reject(err.unavailable(`sandbox ${vm.info.sandboxId}: the VM went away`)); }
-        else this.emitExit(vm.info.sandboxId, cid, EXIT_UNKNOWN);
-      }
-      vm.procs.clear();
-      vm.tails = { console: tailOf(vm.paths.console), stderr: tailOf(vm.paths.stderr) };
-      removeFiles(vm.paths);
-      if (this.vms.get(vm.info.sandboxId) === vm) this.vms.delete(vm.info.sandboxId);
     })();
     return vm.destroying;
+  }
+
+  /** Reject every start still waiting for the guest. */
+  private failStarts(vm: Vm, why: string): void {
+    for (const [cid, p] of vm.procs) {
+      if (!p.start) continue;
+      clearTimeout(p.start.timer);
+      p.start.reject(err.unavailable(`sandbox ${vm.info.sandboxId}: ${why}`));
+      vm.procs.delete(cid);
+    }
   }
 
   /**
@@ -277,8 +296,7 @@ export class QemuDriver extends EventEmitter<QemuDriverEvents> {
     if (!vm) return { stopped: await killOrphans(scanHost().filter((v) => v.sandboxId === sandboxId), deadlineMs) };
     if (vm.info.state === 'booting') {
       vm.abort.abort(err.cancelled(`sandbox ${sandboxId}: stopped while booting`));
-      await vm.exited;
-      await vm.destroying;
+      await vm.gone; // the boot cleans up after itself
       return { stopped: true };
     }
     vm.info.state = 'stopping';
@@ -309,7 +327,7 @@ export class QemuDriver extends EventEmitter<QemuDriverEvents> {
         reject(err.timeout(`container ${cid}: the guest did not report a start within ${this.o.startTimeoutMs} ms`));
       }, this.o.startTimeoutMs);
       vm.procs.set(cid, { state: 'starting', start: { resolve: (pid) => resolve({ started: true, pid }), reject, timer } });
-      vm.agent!.send(frame);
+      if (!vm.agent?.send(frame)) this.failStarts(vm, 'the agent channel is closed');
     });
   }
 
@@ -346,55 +364,6 @@ const waitFor = (p: Promise<void>, ms: number): Promise<boolean> =>
     void p.then(() => { clearTimeout(t); resolve(true); });
   });
 
-function kill(pid: number, sig: NodeJS.Signals): void {
-  try { process.kill(pid, sig); } catch { /* gone already */ }
-}
-
-async function killOrphans(found: HostVm[], deadlineMs: number): Promise<boolean> {
-  const gone = async (ms: number) => {
-    for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 50))) {
-      if (!found.some((v) => pidAlive(v.pid))) return true;
-    }
-    return !found.some((v) => pidAlive(v.pid));
-  };
-  for (const v of found) kill(v.pid, 'SIGTERM');
-  if (!(await gone(Math.min(3000, Math.max(200, deadlineMs - Date.now() - 1000))))) {
-    for (const v of found) kill(v.pid, 'SIGKILL');
-    if (!(await gone(5000))) throw err.internal(`orphaned QEMU ${found.map((v) => v.pid).join(',')} survived SIGKILL`);
-  }
-  return found.length > 0;
-}
-
 function removeFiles(p: VmPaths): void {
   for (const f of [p.qmp, p.agent, p.console, p.stderr]) rmSync(f, { force: true });
-}
-
-const fmtExit = (vm: Vm): string => (vm.exitInfo?.signal ? `signal ${vm.exitInfo.signal}` : `code ${vm.exitInfo?.code ?? '?'}`);
-
-function abortError(signal: AbortSignal, sandboxId: string, detail: string): CorralError {
-  const r: unknown = signal.reason;
-  const base = r instanceof CorralError ? r
-    : r instanceof Error && r.name === 'TimeoutError' ? err.timeout('boot passed its deadline')
-    : err.cancelled('boot was cancelled');
-  return new CorralError(base.code, `sandbox ${sandboxId}: ${base.message}${detail}`, { cause: r });
-}
-
-/** The error a failed boot surfaces, with the tail of the serial console and QEMU's stderr. */
-function bootError(e: unknown, vm: Vm, signal: AbortSignal): CorralError {
-  const detail = `\n--- serial console (last lines) ---\n${vm.tails?.console ?? ''}\n--- qemu stderr ---\n${vm.tails?.stderr ?? ''}`;
-  if (signal.aborted && e === signal.reason) return abortError(signal, vm.info.sandboxId, detail);
-  let c = e instanceof CorralError ? e : err.internal(e instanceof Error ? e.message : String(e), e);
-  if (vm.spawnError) c = err.internal(`cannot run QEMU: ${vm.spawnError.message}`);
-  else if (vm.exitInfo && !vm.requested) c = err.internal(`QEMU (${vm.info.accel}) exited (${fmtExit(vm)}) before the guest agent was ready`);
-  const msg = c.message;
-  return new CorralError(c.code, `sandbox ${vm.info.sandboxId}: ${msg}${detail}`, { cause: e });
-}
-
-function tailOf(path: string, lines = 25): string {
-  try {
-    const text = readFileSync(path, 'utf8');
-    return text.slice(-6144).split('\n').filter(Boolean).slice(-lines).join('\n');
-  } catch {
-    return '(none)';
-  }
 }

@@ -26,6 +26,8 @@ export class Qmp {
   /** Connect (retrying until QEMU has bound the socket), read the greeting, negotiate capabilities. */
   static async connect(path: string, o: ConnectOptions): Promise<Qmp> {
     const q = new Qmp(await connectUnix(path, o));
+    const onAbort = () => q.close();
+    o.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       const left = Math.max(1, o.deadlineMs - Date.now());
       const ok = await new Promise<boolean>((resolve) => {
@@ -37,7 +39,9 @@ export class Qmp {
       return q;
     } catch (e) {
       q.close();
-      throw e;
+      throw o.signal?.aborted ? o.signal.reason : e;
+    } finally {
+      o.signal?.removeEventListener('abort', onAbort);
     }
   }
 

@@ -1,0 +1,115 @@
+/**
+ * Kata's create rules applied to one request (kata-create-spec.md §1–§7), turning it into a
+ * CreatePlan: pure data the machines sequence. File reads only (bundle, config.json, TOML); every
+ * side effect is a step of the plan, run by a worker.
+ */
+import { join, isAbsolute } from 'node:path';
+import { err } from '../errors.ts';
+import type { ContainerType, CreatePlan, CreateTaskRequest, Step } from '../domain/task.ts';
+import {
+  applyAnnotations, calculateContainerSizing, calculateSandboxSizing, containerType, decideRootfs, envForProcess,
+  isBlockDevice, isTmpfsMountPoint, kernelCmdline, loadRuntimeConfig, readSpec, resolveConfigPath, sandboxIdOf,
+  setEphemeralStorageType, validBundle, verifyContainerId, type OciSpec,
+} from '../kata/index.ts';
+import { paths, type Settings } from './settings.ts';
+
+export interface Classified { type: ContainerType; sandboxId: string }
+export interface Validated extends Classified { bundle: string; spec: OciSpec }
+/** What a pod container's create needs of its sandbox. */
+export interface SandboxContext { pid: number; plan: CreatePlan }
+
+export interface CreateRules {
+  checkId(id: string): void;
+  /** Container type and sandbox id, from config.json's annotations (to route the request). */
+  classify(req: CreateTaskRequest): Promise<Classified>;
+  validate(req: CreateTaskRequest): Promise<Validated>;
+  configure(req: CreateTaskRequest, validated: unknown, sandbox?: SandboxContext): Promise<CreatePlan>;
+}
+
+export function createRules(s: Settings): CreateRules {
+  const validate = async (req: CreateTaskRequest): Promise<Validated> => {
+    verifyContainerId(req.id);
+    const bundle = await validBundle(req.id, req.bundle, s.bundleRoots);
+    const spec = await readSpec(bundle);
+    const type = containerType(spec.annotations);
+    return { type, sandboxId: type === 'pod_container' ? sandboxIdOf(spec.annotations) : req.id, bundle, spec };
+  };
+
+  return {
+    checkId: (id) => { verifyContainerId(id); },
+    classify: async (req) => { const v = await validate(req); return { type: v.type, sandboxId: v.sandboxId }; },
+    validate,
+    async configure(req, validatedRaw, sandbox) {
+      const v = validatedRaw as Validated;
+      const { spec } = v;
+      const rootSource = isAbsolute(spec.root.path) ? spec.root.path : join(v.bundle, spec.root.path);
+      const proc = spec.process;
+      const process = {
+        args: [...proc.args],
+        env: envForProcess(proc.env).map((e) => `${e.name}=${e.value}`),
+        cwd: proc.cwd || '/',
+        uid: proc.user.uid, gid: proc.user.gid, additionalGids: [...proc.user.additionalGids],
+        terminal: req.terminal,
+      };
+      if (process.args.length === 0) throw err.invalid('config.json: process.args must not be empty');
+
+      if (v.type === 'pod_container') {
+        if (!sandbox) throw err.precondition(`BUG: Cannot start the container, since the sandbox hasn't been created`);
+        // Kata: a pod container uses the config its sandbox was created with; its own config_path is ignored.
+        const cfg = sandbox.plan.config!;
+        await setEphemeralStorageType(spec.mounts, cfg.disableGuestEmptyDir, isTmpfsMountPoint);
+        const steps = [...await rootfsSteps(req, cfg.disableBlockDeviceUse), bindStep(rootSource, v.sandboxId, req.id, spec.root.readonly)];
+        return { type: v.type, sandboxId: v.sandboxId, bundle: v.bundle, steps, process, hostPid: sandbox.pid, config: cfg };
+      }
+
+      const resolved = await resolveConfigPath({
+        annotations: spec.annotations, configPath: req.options.configPath, env: s.confFileEnv,
+        allowedConfigDirs: s.configRoots, defaultPaths: s.defaultConfigPaths,
+      });
+      // Corral talks to its guest agent over virtio-serial, not vsock: /dev/vhost-vsock is not required.
+      const base = await loadRuntimeConfig(resolved.path, { requireVsock: false });
+      const rc = await applyAnnotations(base, spec.annotations);
+      const hv = rc.hypervisor;
+      if (hv.sharedFs !== 'virtio-9p') throw err.invalid(`shared_fs = "${hv.sharedFs}" is not supported: Corral shares the rootfs over virtio-9p (set shared_fs = "virtio-9p" in ${rc.configPath})`);
+      if (!hv.initrd) throw err.invalid(`Corral boots an initrd: set initrd in [hypervisor.qemu] of ${rc.configPath} (image is not supported)`);
+      const workload = v.type === 'pod_sandbox' ? calculateSandboxSizing(spec) : calculateContainerSizing(spec);
+      const statik = rc.runtime.staticSandboxResourceMgmt;
+      const vcpus = hv.defaultVcpus + (statik ? workload.vcpus : 0);
+      const memoryMiB = hv.defaultMemory + (statik ? workload.memMiB : 0);
+      const accel = /\btcg\b/.test(hv.machineAccelerators) ? 'tcg' : /\bkvm\b/.test(hv.machineAccelerators) ? 'kvm' : 'auto';
+      const sid = req.id;
+      const steps: Step[] = [
+        ...await rootfsSteps(req, hv.disableBlockDeviceUse),
+        { phase: 'mounting', kind: 'mkdir', args: { path: paths.sandboxDir(s, sid), mode: 0o755 } },
+        bindStep(rootSource, sid, req.id, spec.root.readonly),
+        ...(hv.rootless ? [{ phase: 'preparingUser', kind: 'createUser', args: {} } as Step] : []),
+        {
+          phase: 'booting', kind: 'boot', args: {
+            sandboxId: sid, vcpus, memoryMiB, kernel: hv.kernel, initrd: hv.initrd, kernelParams: kernelCmdline(hv.kernelParams),
+            machineType: hv.machineType, accel, sharedDir: paths.sharedDir(s, sid), msize9p: hv.msize9p, runDir: paths.vmDir(s, sid),
+            bootTimeoutMs: Math.max(10, rc.agent.dialTimeout || 120) * 1000,
+          },
+        },
+      ];
+      return {
+        type: v.type, sandboxId: sid, bundle: v.bundle, steps, process, vcpus, memoryMiB,
+        config: { path: rc.configPath, source: resolved.source, disableBlockDeviceUse: hv.disableBlockDeviceUse, disableGuestEmptyDir: rc.runtime.disableGuestEmptyDir, rootless: hv.rootless },
+      };
+    },
+  };
+
+  function bindStep(source: string, sid: string, cid: string, readonly: boolean): Step {
+    return { phase: 'mounting', kind: 'bind', args: { source, target: paths.sharedRootfs(s, sid, cid), readonly } };
+  }
+}
+
+/** Kata §6: mount the request's rootfs entries onto `<bundle>/rootfs` (the raw, unresolved bundle path). */
+async function rootfsSteps(req: CreateTaskRequest, disableBlockDeviceUse: boolean): Promise<Step[]> {
+  const d = await decideRootfs(req.rootfs, { disableBlockDeviceUse, isBlockDevice });
+  switch (d.action) {
+    case 'none': return [];
+    case 'mount': return [{ phase: 'mounting', kind: 'mountRootfs', args: { target: join(req.bundle, 'rootfs'), mounts: d.mounts.map((m) => ({ type: m.type, source: m.source, options: [...m.options] })) } }];
+    case 'block': throw err.notImplemented(`rootfs ${d.mounts[0]?.source} is a block device: Corral shares rootfs over virtio-9p; set disable_block_device_use = true to mount it on the host`);
+    case 'nydus': throw err.notImplemented('nydus rootfs (fuse.nydus-overlayfs) is not supported');
+  }
+}
