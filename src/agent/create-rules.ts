@@ -82,7 +82,7 @@ export function createRules(s: Settings): CreateRules {
         ...await rootfsSteps(req, hv.disableBlockDeviceUse),
         { phase: 'mounting', kind: 'mkdir', args: { path: paths.sandboxDir(s, sid), mode: 0o755 } },
         bindStep(rootSource, sid, req.id, spec.root.readonly),
-        ...(hv.rootless ? [{ phase: 'preparingUser', kind: 'createUser', args: {} } as Step] : []),
+        ...(hv.rootless ? [{ phase: 'preparingUser', kind: 'createUser', args: { sandboxId: sid } } as Step] : []),
         {
           phase: 'booting', kind: 'boot', args: {
             sandboxId: sid, vcpus, memoryMiB, kernel: hv.kernel, initrd: hv.initrd, kernelParams: kernelCmdline(hv.kernelParams),

@@ -70,7 +70,7 @@ export function taskEffects(d: EffectDeps, task: { id: string; sandboxId: () => 
     const a = c.args;
     switch (c.kind) {
       case 'unmountAll': return call('mount', 'unmountAll', { target: a.target, removeDir: a.removeDir }, DEADLINES.compensate, signal);
-      case 'removeUser': return call('hypervisor', 'removeUser', { user: a.user, uid: a.uid }, DEADLINES.compensate, signal);
+      case 'removeUser': return call('hypervisor', 'removeUser', a.user === undefined ? { sandboxId: a.sandboxId } : { user: a.user, uid: a.uid }, DEADLINES.compensate, signal);
       case 'stopVm': return call('hypervisor', 'stop', { sandboxId: a.sandboxId }, DEADLINES.compensate, signal);
       case 'removeTree': {
         // Pod containers' binds may still sit inside a sandbox dir: release them, deepest first.

@@ -17,3 +17,22 @@ export function compensationOf(step: Step, output: unknown): Compensation | null
       return { kind: 'stopVm', args: { sandboxId: step.args.sandboxId }, undoes: step.kind };
   }
 }
+
+/** Errors after which a worker guarantees it changed nothing (or undid it): no compensation is needed. */
+const CLEAN_FAILURES = new Set(['InvalidArgument', 'FailedPrecondition', 'NotFound', 'AlreadyExists', 'NotImplemented', 'ResourceExhausted']);
+
+/**
+ * The undo of a step whose outcome is unknown (a timeout, a worker that died before answering): built
+ * from the step's arguments alone, since there is no output. Every compensation is idempotent, so
+ * undoing something that never happened is harmless; not undoing something that did is a leak.
+ */
+export function compensationOfFailed(step: Step, error: { code: string }): Compensation | null {
+  if (CLEAN_FAILURES.has(error.code)) return null;
+  switch (step.kind) {
+    case 'mountRootfs': return { kind: 'unmountAll', args: { target: step.args.target, removeDir: false }, undoes: step.kind };
+    case 'bind': return { kind: 'unmountAll', args: { target: step.args.target, removeDir: true }, undoes: step.kind };
+    case 'mkdir': return { kind: 'removeTree', args: { path: step.args.path }, undoes: step.kind };
+    case 'createUser': return { kind: 'removeUser', args: { sandboxId: step.args.sandboxId }, undoes: step.kind };
+    case 'boot': return { kind: 'stopVm', args: { sandboxId: step.args.sandboxId }, undoes: step.kind };
+  }
+}

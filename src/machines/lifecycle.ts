@@ -17,7 +17,7 @@ import { assign, emit, enqueueActions, fromPromise, setup, stateIn, type ActorRe
 import type { WireError } from '../errors.ts';
 import type { Compensation, CreatePlan, CreateTaskRequest, Fact, Reply, Step } from '../domain/task.ts';
 import { coordinatorMachine, toWire, type CoordinatorOutput } from './coordinator.machine.ts';
-import { compensationOf } from './compensation.ts';
+import { compensationOf, compensationOfFailed } from './compensation.ts';
 
 export type LifecycleEvent =
   | { type: 'start'; rid: string; at: number }
@@ -288,7 +288,14 @@ export function lifecycleMachine(kind: 'sandbox' | 'container') {
             emit(({ context }: { context: LifecycleContext }) => ({ type: 'fact', kind: 'stepDone', data: { step: context.plan!.steps[context.stepIndex - 1]!.kind } }) as Fact),
           ],
         },
-        onError: { target: 'rollingBack', actions: assign({ error: ({ event }: { event: { error: unknown } }) => toWire(event.error) }) },
+        onError: {
+          target: 'rollingBack',
+          actions: (assign as (f: unknown) => never)(({ context, event }: { context: LifecycleContext; event: { error: unknown } }) => {
+            const error = toWire(event.error);
+            const undo = compensationOfFailed(context.plan!.steps[context.stepIndex]!, error);
+            return { error, stack: undo ? [...context.stack, undo] : context.stack };
+          }),
+        },
       },
     } as never; // fragments built outside createMachine cannot carry its inferred types
   }

@@ -24,6 +24,8 @@ export const plan = (over: Partial<CreatePlan> = {}): CreatePlan => ({
 
 export interface FakeOptions {
   failStep?: Step['kind'];
+  /** Code of the step failure. @default Internal (outcome unknown) */
+  failCode?: 'Internal' | 'InvalidArgument';
   /** Compensation kinds that fail `times` times (Infinity: always). */
   failCompensation?: { kind: Compensation['kind']; times: number };
   failValidate?: boolean;
@@ -40,7 +42,7 @@ export function fakeEffects(opts: FakeOptions = {}) {
     configure: async () => { calls.push('configure'); return opts.plan ?? plan(); },
     runStep: async ({ step }) => {
       calls.push(step.kind);
-      if (step.kind === opts.failStep) throw err.internal(`${step.kind} failed`);
+      if (step.kind === opts.failStep) throw opts.failCode === 'InvalidArgument' ? err.invalid(`${step.kind} failed`) : err.internal(`${step.kind} failed`);
       if (step.kind === 'boot') return { pid: 4242 };
       if (step.kind === 'createUser') return { user: 'corral-1', uid: 1001 };
       return { createdDir: true };

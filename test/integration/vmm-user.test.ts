@@ -61,7 +61,7 @@ describe('createVmmUser / removeVmmUser', () => {
     expect(Number(uid)).toBe(u.uid);
     expect(Number(gid)).toBe(u.gid);
     expect(u.uid).toBeGreaterThan(0);
-    expect(gecos).toBe(VMM_USER_COMMENT);
+    expect(gecos).toBe(`${VMM_USER_COMMENT} of sandbox sandbox-1`);
     expect(shell).toMatch(/\/nologin$/);
     expect(existsSync(`/home/${u.user}`)).toBe(false); // -M
 

@@ -19,10 +19,18 @@ describe('sandbox lifecycle', () => {
     const { fx, calls, compensated } = fakeEffects({ failStep: 'boot' });
     const { actor, emitted } = run(sandboxMachine, fx);
     await until(actor, (s) => s.includes('failed'));
-    expect(compensated).toEqual(['removeUser', 'unmountAll', 'unmountAll']);
+    // boot failed with Internal: its outcome is unknown, so a stopVm is pushed for it too.
+    expect(compensated).toEqual(['stopVm', 'removeUser', 'unmountAll', 'unmountAll']);
     expect(calls.indexOf('undo:removeUser')).toBeGreaterThan(calls.indexOf('boot'));
     const [r] = replies(emitted);
     expect(r).toMatchObject({ rid: 'r-create', ok: false, error: { code: 'Internal', message: 'boot failed' } });
+  });
+
+  it('a step that failed cleanly (InvalidArgument) gets no compensation of its own', async () => {
+    const { fx, compensated } = fakeEffects({ failStep: 'bind', failCode: 'InvalidArgument' });
+    const { actor } = run(sandboxMachine, fx);
+    await until(actor, (s) => s.includes('failed'));
+    expect(compensated).toEqual(['unmountAll']);
   });
 
   it('a bad request fails in validating with nothing to undo', async () => {

@@ -11,7 +11,7 @@ import { subjects } from '../../bus/subjects.ts';
 import { runWorker, type OpHandler } from '../harness.ts';
 import type { BootSpec, ProcessSpec } from '../protocol.ts';
 import { QemuDriver, type QemuDriverOptions } from './qemu.ts';
-import { vmmUserHandlers } from './vmm-user.ts';
+import { removeVmmUser, vmmUserHandlers, vmmUsersOfSandbox } from './vmm-user.ts';
 import { scanHost } from './host-scan.ts';
 import { getentUsers } from './users-scan.ts';
 
@@ -41,8 +41,16 @@ export async function startHypervisorWorker(o: HypervisorWorkerOptions) {
   driver.on('exit', (ev) => o.nc.publish(subjects.workerEvt(o.node, 'hypervisor', ev.sandboxId, 'exit'), encode(ev)));
   driver.on('vmExit', (ev) => o.nc.publish(subjects.workerEvt(o.node, 'hypervisor', ev.sandboxId, 'vmExit'), encode(ev)));
 
+  const users = vmmUserHandlers();
   const handlers: Record<string, OpHandler> = {
-    ...vmmUserHandlers(),
+    ...users,
+    // Without a user name (its creation was never confirmed): remove whatever user was made for the sandbox.
+    removeUser: async (req, ctx) => {
+      if (req.user !== undefined) return users.removeUser(req, ctx);
+      let removed = false;
+      for (const u of await vmmUsersOfSandbox(str(req, 'sandboxId'))) removed = (await removeVmmUser(u.name, u.uid, { signal: ctx.signal })).removed || removed;
+      return { removed };
+    },
     boot: async (req, ctx) => driver.boot(req as unknown as BootSpec, ctx.signal),
     stop: async (req, ctx) => driver.stop(str(req, 'sandboxId'), ctx.deadlineMs),
     startProcess: async (req) => {

@@ -100,14 +100,24 @@ async function getentPasswd(key: string): Promise<{ name: string; uid: number; g
   return { name: f[0]!, uid: Number(f[2]), gid: Number(f[3]), gecos: f[4] ?? '', shell: f[6] ?? '' };
 }
 
-/** `useradd -M -s <nologin> -c "Corral temporary hypervisor user" corral-NNNNN`, up to 5 names. */
-async function addUser(): Promise<string> {
+/** The GECOS comment names the sandbox, so that a user whose creation was never confirmed can be found. */
+export const vmmUserComment = (sandboxId: string) => `${VMM_USER_COMMENT} of sandbox ${sandboxId}`;
+
+/** Corral VMM users created for `sandboxId` (by their comment). */
+export async function vmmUsersOfSandbox(sandboxId: string): Promise<{ name: string; uid: number }[]> {
+  const r = await run('getent', ['passwd'], { timeoutMs: ACCOUNT_CMD_TIMEOUT_MS, okCodes: 'any' });
+  return r.stdout.split('\n').map((l) => l.split(':')).filter((f) => f[0]?.startsWith(VMM_USER_PREFIX) && f[4] === vmmUserComment(sandboxId))
+    .map((f) => ({ name: f[0]!, uid: Number(f[2]) }));
+}
+
+/** `useradd -M -s <nologin> -c "Corral temporary hypervisor user of sandbox <id>" corral-NNNNN`, up to 5 names. */
+async function addUser(sandboxId: string): Promise<string> {
   const useradd = await firstExecutable(USERADD_PATHS);
   const nologin = await firstExecutable(NOLOGIN_PATHS);
   let last = '';
   for (let i = 0; i < ATTEMPTS; i++) {
     const name = VMM_USER_PREFIX + String(randomInt(0, 100_000)).padStart(5, '0');
-    const args = ['-M', '-s', nologin, '-c', VMM_USER_COMMENT, name];
+    const args = ['-M', '-s', nologin, '-c', vmmUserComment(sandboxId), name];
     const r = await serially(() => run(useradd, args, { timeoutMs: ACCOUNT_CMD_TIMEOUT_MS, okCodes: 'any' }));
     if (r.code === 0) return name;
     last = failureMessage(useradd + ' ' + args.join(' '), r);
@@ -166,7 +176,7 @@ export async function createVmmUser(sandboxId: string, o: CreateVmmUserOptions =
   };
   try {
     await step('useradd');
-    sofar.user = await addUser();
+    sofar.user = await addUser(sandboxId);
 
     await step('lookup');
     const entry = await getentPasswd(sofar.user);

@@ -108,8 +108,11 @@ describe('resolveConfigPath: the annotation is honoured only inside an allowed d
     await expectError(() => resolve({ ...ann('/etc/corral/pods/fast.toml'), allowedConfigDirs: [] }), 'InvalidArgument',
       outside('/etc/corral/pods/fast.toml', ''));
   });
-  it('an allowed directory reached through a symlink works both ways', async () => {
-    expect((await resolve({ ...ann('/srv/conf/fast.toml') , allowedConfigDirs: ['/srv/conf'] })).path).toBe('/etc/corral/pods/fast.toml');
-    expect((await resolve({ ...ann('/srv/conf/fast.toml') })).path).toBe('/etc/corral/pods/fast.toml');
+  it('an allowed directory named through a symlink also allows its real location', async () => {
+    expect((await resolve({ ...ann('/srv/conf/fast.toml'), allowedConfigDirs: ['/srv/conf'] })).path).toBe('/etc/corral/pods/fast.toml');
+    expect((await resolve({ ...ann('/etc/corral/pods/fast.toml'), allowedConfigDirs: ['/srv/conf'] })).path).toBe('/etc/corral/pods/fast.toml');
+  });
+  it('a path that is outside lexically is refused even if a symlink would lead inside', async () => {
+    await expectError(() => resolve(ann('/srv/conf/fast.toml')), 'InvalidArgument', outside('/srv/conf/fast.toml'));
   });
 });

@@ -69,7 +69,7 @@ describe('sandboxIdOf (§2.4)', () => {
   ])('%j → %j (first present key wins, even if empty)', (a, id) => {
     expect(sandboxIdOf(a)).toBe(id);
   });
-  it.each([{}, undefined, { 'io.kubernetes.cri.container-type': 'container' }])('%j → "Could not find sandbox ID"', async (a) => {
+  it.each<Record<string, string> | undefined>([{}, undefined, { 'io.kubernetes.cri.container-type': 'container' }])('%j → "Could not find sandbox ID"', async (a) => {
     await expectError(() => sandboxIdOf(a), 'InvalidArgument', 'Could not find sandbox ID');
   });
 });
