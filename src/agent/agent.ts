@@ -22,6 +22,7 @@ import { taskEffects } from './effects.ts';
 import type { Metrics } from './metrics.ts';
 import { parseCreate, parseKill, parseWait, taskId } from './requests.ts';
 import type { Settings } from './settings.ts';
+import type { WorkerWatch } from './worker-watch.ts';
 import { taskStatus, taskView, type TaskView } from './views.ts';
 
 export interface AgentDeps {
@@ -31,6 +32,7 @@ export interface AgentDeps {
   events: EventLog;
   log: Logger;
   metrics: Metrics;
+  watch?: WorkerWatch;
   /** Called when a `shutdown` request is accepted (no tasks left). */
   onShutdown?: () => void;
 }
@@ -82,7 +84,7 @@ export function buildAgent(d: AgentDeps) {
     const instance = randomUUID();
     const task = { id, kind, sandboxId, instance, waiters: [], createdAt: Date.now() } as unknown as Task;
     const fx = taskEffects(
-      { nc: d.nc, settings: d.settings, rules: d.rules, events: d.events, observeStep: d.metrics.step },
+      { nc: d.nc, settings: d.settings, rules: d.rules, events: d.events, observeStep: d.metrics.step, watch: d.watch },
       { id, instance, sandboxId: () => sandboxId, sandbox: () => { const c = kind === 'container' ? tasks.get(sandboxId)?.actor.getSnapshot().context : undefined; return c?.plan ? { pid: c.pid, plan: c.plan } : undefined; } },
     );
     const machine = provideEffects(kind === 'sandbox' ? sandboxMachine : containerMachine, fx);

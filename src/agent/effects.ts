@@ -13,6 +13,7 @@ import type { Effects } from '../machines/index.ts';
 import type { BootSpec, VmmUser } from '../workers/protocol.ts';
 import type { CreateRules, SandboxContext } from './create-rules.ts';
 import type { Settings } from './settings.ts';
+import type { WorkerWatch } from './worker-watch.ts';
 
 /** Deadlines per effect, ms. Boot is long: TCG guests take seconds; KVM fallback adds its probe. */
 export const DEADLINES = { mount: 30_000, user: 30_000, boot: 180_000, process: 15_000, compensate: 60_000 } as const;
@@ -22,6 +23,8 @@ export interface EffectDeps {
   settings: Settings;
   rules: CreateRules;
   events: EventLog;
+  /** Fails requests to a worker the moment its process dies. */
+  watch?: WorkerWatch;
   /** Time each step took, for the create-latency metric. */
   observeStep?: (step: string, ms: number, ok: boolean) => void;
 }
@@ -32,7 +35,8 @@ export function taskEffects(d: EffectDeps, task: { id: string; sandboxId: () => 
     const opId = `${task.instance}:${op}:${seq++}`;
     const deadlineMs = Date.now() + deadline;
     if (signal.aborted) throw err.cancelled(`${op} cancelled`);
-    return request<T>(d.nc, subjects.worker(d.settings.node, kind, op), { opId, deadlineMs, ...body }, deadline + 2_000);
+    const p = request<T>(d.nc, subjects.worker(d.settings.node, kind, op), { opId, deadlineMs, ...body }, deadline + 2_000);
+    return d.watch ? d.watch.track(kind, op, p) : p;
   };
   /** Run an effect and journal its outcome before the machine consumes it. */
   const journaled = async <T>(name: string, f: () => Promise<T>): Promise<T> => {

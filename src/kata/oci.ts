@@ -11,93 +11,12 @@ import { err } from '../errors.ts';
 import { type KataFs, nodeFs, errnoOf, fsErrorText } from './fs.ts';
 import { deepFreeze, isRecord } from './util.ts';
 
-/** The five capability sets. Always present after parsing (empty when the spec had none). */
-export interface OciCapabilities {
-  readonly bounding: readonly string[];
-  readonly effective: readonly string[];
-  readonly inheritable: readonly string[];
-  readonly permitted: readonly string[];
-  readonly ambient: readonly string[];
-}
+import {
+  HOOK_KINDS, type OciCapabilities, type OciDevice, type OciHook, type OciHooks, type OciLinux, type OciProcess,
+  type OciResources, type OciSpec,
+} from './oci-types.ts';
 
-export interface OciUser {
-  readonly uid: number;
-  readonly gid: number;
-  readonly additionalGids: readonly number[];
-}
-
-export interface OciProcess {
-  readonly terminal: boolean;
-  readonly user: OciUser;
-  readonly args: readonly string[];
-  /** Raw `KEY=value` entries; see {@link envForProcess}. */
-  readonly env: readonly string[];
-  readonly cwd: string;
-  readonly capabilities: OciCapabilities;
-  readonly noNewPrivileges: boolean;
-}
-
-export interface OciRoot {
-  /** Relative paths are relative to the bundle. */
-  readonly path: string;
-  readonly readonly: boolean;
-}
-
-export interface OciMount {
-  readonly destination: string;
-  readonly type: string;
-  readonly source: string;
-  readonly options: readonly string[];
-}
-
-export interface OciResources {
-  /** Each field is present only if the spec had it; sizing needs to know (§4.2). */
-  readonly cpu?: { readonly quota?: number; readonly period?: number; readonly shares?: number };
-  readonly memory?: { readonly limit?: number };
-}
-
-export interface OciNamespace {
-  readonly type: string;
-  readonly path: string;
-}
-
-export interface OciDevice {
-  /** One of `c`, `b`, `u`, `p`. */
-  readonly type: string;
-  readonly path: string;
-  readonly major: number;
-  readonly minor: number;
-  readonly fileMode?: number;
-  readonly uid?: number;
-  readonly gid?: number;
-}
-
-export interface OciHook {
-  readonly path: string;
-  readonly args: readonly string[];
-  readonly env: readonly string[];
-  readonly timeout?: number;
-}
-
-export const HOOK_KINDS = ['prestart', 'createRuntime', 'createContainer', 'startContainer', 'poststart', 'poststop'] as const;
-export type OciHooks = { readonly [K in (typeof HOOK_KINDS)[number]]: readonly OciHook[] };
-
-export interface OciLinux {
-  readonly resources: OciResources;
-  readonly namespaces: readonly OciNamespace[];
-  readonly devices: readonly OciDevice[];
-}
-
-/** A validated, deep-frozen OCI spec. `process`, `root`, `linux` and `linux.resources` are required. */
-export interface OciSpec {
-  readonly ociVersion: string;
-  readonly process: OciProcess;
-  readonly root: OciRoot;
-  readonly mounts: readonly OciMount[];
-  readonly annotations: Readonly<Record<string, string>>;
-  readonly linux: OciLinux;
-  readonly hooks: OciHooks;
-}
+export * from './oci-types.ts';
 
 const CAP_SETS = ['bounding', 'effective', 'inheritable', 'permitted', 'ambient'] as const;
 const DEVICE_TYPES = ['c', 'b', 'u', 'p'];
@@ -118,7 +37,12 @@ const list = (v: unknown, f: string): unknown[] => {
   if (!Array.isArray(v)) throw bad(f, 'an array');
   return v;
 };
-const strs = (v: unknown, f: string): string[] => list(v, f).map((x, i) => str(x ?? 0, `${f}[${i}]`));
+/** A string that must be present (array elements, annotation values). */
+const req = (v: unknown, f: string): string => {
+  if (typeof v !== 'string') throw bad(f, 'a string');
+  return v;
+};
+const strs = (v: unknown, f: string): string[] => list(v, f).map((x, i) => req(x, `${f}[${i}]`));
 const table = (v: unknown, f: string): Record<string, unknown> | undefined => {
   if (v == null) return undefined;
   if (!isRecord(v)) throw bad(f, 'an object');
@@ -169,7 +93,7 @@ function processOf(v: unknown): OciProcess {
       uid: uint32(u.uid, 'process.user.uid') ?? 0,
       gid: uint32(u.gid, 'process.user.gid') ?? 0,
       additionalGids: list(u.additionalGids, 'process.user.additionalGids').map(
-        (g, i) => uint32(g ?? 0, `process.user.additionalGids[${i}]`) ?? 0,
+        (g, i) => uint32(g ?? NaN, `process.user.additionalGids[${i}]`) as number, // null is not a gid: NaN fails the check
       ),
     },
     args: strs(p.args, 'process.args'),
@@ -270,7 +194,7 @@ export function parseSpec(text: string): OciSpec {
         options: strs(t.options, `${f}.options`),
       };
     }),
-    annotations: Object.fromEntries(Object.entries(ann).map(([k, x]) => [k, str(x ?? 0, `annotations[${JSON.stringify(k)}]`)])),
+    annotations: Object.fromEntries(Object.entries(ann).map(([k, x]) => [k, req(x, `annotations[${JSON.stringify(k)}]`)])),
     linux: linuxOf(doc.linux),
     hooks: hooksOf(doc.hooks),
   });

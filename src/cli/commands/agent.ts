@@ -10,6 +10,7 @@ import { startManagement } from '../../agent/http.ts';
 import { createMetrics } from '../../agent/metrics.ts';
 import { loadSettings, type Settings } from '../../agent/settings.ts';
 import { selfCommand, Supervisor } from '../../agent/supervisor.ts';
+import { WorkerWatch } from '../../agent/worker-watch.ts';
 import { rootLogger } from '../../log.ts';
 import { parse } from '../args.ts';
 import type { Io } from '../main.ts';
@@ -55,7 +56,8 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
   const events = new EventLog(nc, settings.node);
   let resolveDone!: (code: number) => void;
   const done = new Promise<number>((r) => (resolveDone = r));
-  const agent = buildAgent({ nc, settings, rules: createRules(settings), events, log, metrics, onShutdown: () => void shutdown('shutdown request') });
+  const watch = new WorkerWatch();
+  const agent = buildAgent({ nc, settings, rules: createRules(settings), events, log, metrics, watch, onShutdown: () => void shutdown('shutdown request') });
   const mgmt = await startManagement(settings.metricsAddr, () => metrics.render({ corral_tasks: agent.tasks.size }));
 
   let sup: Supervisor | undefined;
@@ -63,7 +65,7 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
     const self = selfCommand();
     sup = new Supervisor({
       onStart: (name, pid) => log.info({ worker: name, pid }, 'worker started'),
-      onExit: (name, code, signal) => log.warn({ worker: name, code, signal }, 'worker exited'),
+      onExit: (name, code, signal) => { log.warn({ worker: name, code, signal }, 'worker exited; restarting'); watch.died(name as WorkerKind, `exit ${code ?? signal}`); },
       onGiveUp: (name) => { log.error({ worker: name }, 'worker keeps crashing; giving up'); void shutdown('worker restart intensity exceeded', 1); },
     });
     for (const kind of ['mount', 'hypervisor'] as const) sup.add({ name: kind, command: self.command, args: [...self.prefix, 'worker', kind, ...settingsArgs(settings)] });

@@ -106,6 +106,8 @@ describe('parseSpec: wrong types name the field', () => {
     [proc({ user: { uid: 4294967296, gid: 0 } }), 'process.user.uid must be a non-negative integer (uint32)'],
     [proc({ user: { uid: 0, gid: -2 } }), 'process.user.gid must be a non-negative integer (uint32)'],
     [proc({ user: { uid: 0, gid: 0, additionalGids: [1, -1] } }), 'process.user.additionalGids[1] must be a non-negative integer (uint32)'],
+    [proc({ user: { uid: 0, gid: 0, additionalGids: [null] } }), 'process.user.additionalGids[0] must be a non-negative integer (uint32)'],
+    [proc({ user: { uid: 0, gid: 0, additionalGids: 5 } }), 'process.user.additionalGids must be an array'],
     [spec({ root: 'rootfs' }), 'root must be an object'],
     [spec({ root: { path: 5 } }), 'root.path must be a string'],
     [spec({ root: { path: 'r', readonly: 'no' } }), 'root.readonly must be a boolean'],

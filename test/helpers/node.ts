@@ -1,0 +1,114 @@
+/**
+ * A whole Corral node for end-to-end tests: a real nats-server on a free port, the agent process with
+ * both workers (real mounts, real QEMU guests), data and run dirs in a fresh temp dir, and helpers to
+ * make bundles, call the Task API, arm worker faults, run the CLI, and list what was left behind.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join, resolve } from 'node:path';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { connectNats } from '../../src/bus/connection.ts';
+import { request } from '../../src/bus/rpc.ts';
+import { subjects, type TaskVerb, type WorkerKind } from '../../src/bus/subjects.ts';
+import { bringUp } from '../../src/cli/commands/up.ts';
+import type { Io } from '../../src/cli/main.ts';
+import { mountsUnder, processesMatching, runUserDirs, usersWithPrefix } from './leaks.ts';
+
+export const REPO = resolve(new URL('../..', import.meta.url).pathname);
+const CLI = join(REPO, 'src/cli/main.ts');
+
+const freePort = () => new Promise<number>((res) => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const a = s.address() as { port: number }; s.close(() => res(a.port)); }); });
+
+const quiet: Io = { env: process.env, out: () => {}, err: () => {}, stdout: () => {}, stderr: () => {} };
+
+export interface BundleOptions {
+  args: string[];
+  env?: string[];
+  cwd?: string;
+  uid?: number;
+  gid?: number;
+  annotations?: Record<string, string>;
+  /** Leave rootfs/ empty (for --rootfs mounts onto it). */
+  emptyRootfs?: boolean;
+  resources?: Record<string, unknown>;
+}
+
+export async function testNode(opts: { faults?: boolean } = {}) {
+  const dataDir = mkdtempSync('/tmp/corral-e2e-');
+  const bundles = join(dataDir, 'bundles');
+  mkdirSync(bundles);
+  const configs = join(dataDir, 'configs');
+  mkdirSync(configs);
+  const node = `e2e${process.pid}`;
+  const metrics = `127.0.0.1:${await freePort()}`;
+  const n = await bringUp({
+    dataDir, node, port: 0, io: quiet, guestDir: join(REPO, '.corral/guest'), bundleRoots: [bundles],
+    extraEnv: { CORRAL_TEST_FAULTS: opts.faults ? '1' : '0', CORRAL_METRICS_ADDR: metrics, CORRAL_LOG_LEVEL: process.env.CORRAL_LOG_LEVEL ?? 'error', CORRAL_CONFIG_ROOTS: configs },
+  });
+  const nc: NatsConnection = await connectNats(n.natsUrl, 'e2e');
+  const env = { ...process.env, NATS_URL: n.natsUrl, CORRAL_NODE: node };
+
+  return {
+    ...n, nc, dataDir, bundles, configs, metricsUrl: `http://${metrics}/metrics`, env,
+    call: <T = Record<string, unknown>>(verb: TaskVerb, body: Record<string, unknown>, timeoutMs = 200_000) => request<T>(nc, subjects.task(node, verb), body, timeoutMs),
+    fault: (kind: WorkerKind, op: string, mode: 'fail' | 'hang' | 'crash' | 'crashAfter', times = 1) =>
+      request(nc, subjects.worker(node, kind, '__fault'), { op, mode, times }, 5000),
+    bundle(name: string, b: BundleOptions): string {
+      const dir = join(bundles, name);
+      mkdirSync(join(dir, 'rootfs'), { recursive: true });
+      if (!b.emptyRootfs) cpSync(join(REPO, 'examples/hello/rootfs'), join(dir, 'rootfs'), { recursive: true, verbatimSymlinks: true });
+      writeFileSync(join(dir, 'config.json'), JSON.stringify({
+        ociVersion: '1.0.2',
+        process: { user: { uid: b.uid ?? 0, gid: b.gid ?? 0 }, args: b.args, env: b.env ?? ['PATH=/bin'], cwd: b.cwd ?? '/' },
+        root: { path: 'rootfs', readonly: false },
+        annotations: b.annotations ?? {},
+        linux: { resources: b.resources ?? {} },
+      }));
+      return dir;
+    },
+    /** Run the CLI as a user would; resolves with its exit code and output. */
+    cli(args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+      return new Promise((res) => {
+        const p = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: REPO, env: { ...env, ...extraEnv } });
+        let stdout = '', stderr = '';
+        p.stdout.on('data', (d) => (stdout += d));
+        p.stderr.on('data', (d) => (stderr += d));
+        p.on('exit', (code) => res({ code: code ?? 1, stdout, stderr }));
+      });
+    },
+    /** Everything a sandbox could leave behind on this host. */
+    leftovers(ids: string[] = []) {
+      const sandboxes = join(dataDir, 'run/sandboxes');
+      return {
+        mounts: mountsUnder(dataDir),
+        qemu: ids.flatMap((id) => processesMatching(`-name corral-${id} `)),
+        users: usersWithPrefix('corral-'),
+        runUser: runUserDirs().filter((d) => /^\d+$/.test(d) && Number(d) >= 1000 && !existsSync(`/proc/${d}`) && ownerless(d)),
+        sandboxDirs: existsSync(sandboxes) ? readdirSync(sandboxes) : [],
+      };
+    },
+    async cleanup() {
+      await nc.close().catch(() => {});
+      await n.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+export type TestNode = Awaited<ReturnType<typeof testNode>>;
+
+/** A /run/user/<uid> whose uid has no passwd entry: left behind by a removed VMM user. */
+function ownerless(uid: string): boolean {
+  try { execFileSync('getent', ['passwd', uid]); return false; } catch { return true; }
+}
+
+export const NOTHING_LEFT = { mounts: [], qemu: [], users: [], runUser: [], sandboxDirs: [] };
+
+/** Polls until `f` returns true (cleanup runs asynchronously after a reply in some paths). */
+export async function eventually(f: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!(await f())) {
+    if (Date.now() > until) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
