@@ -110,7 +110,8 @@ needs() {
   echo "$1"
 }
 while read -r m; do needs "$m" | awk '!seen[$0]++' > "$root/lib/modules/$m.needs"; done < "$kdir/modules/order"
-(cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -6 -n > "$out/initramfs.cpio.gz.tmp"
+find "$root" -exec touch -h -d @0 {} + # same inputs, same bytes
+(cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --reproducible --quiet) | gzip -6 -n > "$out/initramfs.cpio.gz.tmp"
 mv "$out/initramfs.cpio.gz.tmp" "$out/initramfs.cpio.gz"
 cp "$kdir/vmlinux" "$out/vmlinux.tmp" && mv "$out/vmlinux.tmp" "$out/vmlinux"
 size() { stat -c %s "$1"; }

@@ -57,9 +57,9 @@ export function createRules(s: Settings): CreateRules {
         if (!sandbox) throw err.precondition(`BUG: Cannot start the container, since the sandbox hasn't been created`);
         // Kata: a pod container uses the config its sandbox was created with; its own config_path is ignored.
         const cfg = sandbox.plan.config!;
-        await setEphemeralStorageType(spec.mounts, cfg.disableGuestEmptyDir, isTmpfsMountPoint);
+        const mounts = await setEphemeralStorageType(spec.mounts, cfg.disableGuestEmptyDir, isTmpfsMountPoint);
         const steps = [...await rootfsSteps(req, cfg.disableBlockDeviceUse), bindStep(rootSource, v.sandboxId, req.id, spec.root.readonly)];
-        return { type: v.type, sandboxId: v.sandboxId, bundle: v.bundle, steps, process, hostPid: sandbox.pid, config: cfg };
+        return { type: v.type, sandboxId: v.sandboxId, bundle: v.bundle, steps, process, mounts: mounts.map((m) => ({ ...m, options: [...m.options] })), hostPid: sandbox.pid, config: cfg };
       }
 
       const resolved = await resolveConfigPath({
@@ -92,7 +92,7 @@ export function createRules(s: Settings): CreateRules {
         },
       ];
       return {
-        type: v.type, sandboxId: sid, bundle: v.bundle, steps, process, vcpus, memoryMiB,
+        type: v.type, sandboxId: sid, bundle: v.bundle, steps, process, vcpus, memoryMiB, mounts: spec.mounts.map((m) => ({ ...m, options: [...m.options] })),
         config: { path: rc.configPath, source: resolved.source, disableBlockDeviceUse: hv.disableBlockDeviceUse, disableGuestEmptyDir: rc.runtime.disableGuestEmptyDir, rootless: hv.rootless },
       };
     },

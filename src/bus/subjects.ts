@@ -13,11 +13,15 @@ export const TASK_VERBS = [
 export type TaskVerb = (typeof TASK_VERBS)[number];
 export type WorkerKind = 'mount' | 'hypervisor';
 
-const TOKEN = /^[A-Za-z0-9_-][A-Za-z0-9_.-]*$/;
-/** A subject token: no dots that would add levels, no wildcards, no whitespace. */
+const TOKEN = /^[A-Za-z0-9_~-]+$/;
+/**
+ * A subject token: no dots that would add levels, no wildcards, no whitespace. Task and sandbox ids
+ * may hold dots (Kata's id rule allows them); in subjects a dot is written `~`, which ids cannot hold.
+ */
 export function token(v: string, what = 'token'): string {
-  if (!TOKEN.test(v) || v.includes('.') || v.length > 200) throw err.invalid(`invalid ${what} for a subject: ${JSON.stringify(v)}`);
-  return v;
+  const t = v.replaceAll('.', '~');
+  if (!TOKEN.test(t) || t.length > 200) throw err.invalid(`invalid ${what} for a subject: ${JSON.stringify(v)}`);
+  return t;
 }
 
 export const subjects = {

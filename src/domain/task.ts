@@ -72,6 +72,11 @@ export interface CreatePlan {
   /** vCPUs / MiB the VM boots with (sandboxes only). */
   vcpus?: number;
   memoryMiB?: number;
+  /**
+   * config.json's mounts; for pod containers after Kata's emptyDir rewrite (`ephemeral`/`local`).
+   * Recorded in the plan; not yet mounted inside the guest (see docs/decisions/0004).
+   */
+  mounts?: { destination: string; type: string; source: string; options: string[] }[];
   /** For a pod container: the VMM pid of its sandbox (the task pid, as in Kata). */
   hostPid?: number;
   /** The runtime config the sandbox was created with; its pod containers reuse it (Kata caches it per shim). */

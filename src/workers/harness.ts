@@ -71,7 +71,7 @@ export function runWorker(o: WorkerOptions): { sub: Subscription; journal: Journ
     if (!handler) throw err.invalid(`unknown ${o.kind} worker op: ${JSON.stringify(op)}`);
     if (!body || typeof body !== 'object' || Array.isArray(body)) throw err.invalid(`${op}: request must be a map`);
     const req = body as Record<string, unknown>;
-    const isRead = reads.has(op);
+    const isRead = reads.has(op) || op.startsWith('__'); // `__` ops are test controls, never journaled
     const opId = req.opId;
     if (!isRead && (typeof opId !== 'string' || opId.length === 0 || opId.length > 256)) throw err.invalid(`${op}: opId must be a non-empty string`);
     const deadlineMs = typeof req.deadlineMs === 'number' ? req.deadlineMs : Date.now() + DEFAULT_DEADLINE_MS;

@@ -154,6 +154,18 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
       expect(e2.message).toMatch(/chroot/);
     });
 
+    it('refuses what it cannot do: a second process per container id, terminals, a second VM per sandbox', async () => {
+      const p = { sandboxId: id, containerId: 'dup', args: ['sleep', '100'], env: [], cwd: '/', uid: 0, gid: 0, additionalGids: [], terminal: false };
+      rootfs('dup');
+      const exited = nextExit(d, id, 'dup');
+      await d.startProcess(p);
+      expect((await rejection(d.startProcess(p))).code).toBe('AlreadyExists');
+      d.signal(id, 'dup', 9);
+      expect((await exited).exitStatus).toBe(137);
+      expect((await rejection(d.startProcess({ ...p, terminal: true }))).code).toBe('NotImplemented');
+      expect((await rejection(d.boot(spec('main'), AbortSignal.timeout(5000)))).code).toBe('AlreadyExists');
+    });
+
     it('large output arrives whole and in order', async () => {
       const r = await run(d, id, { containerId: 'big', args: ['seq', '1', '100000'] });
       const lines = r.stdout.split('\n');

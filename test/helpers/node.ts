@@ -4,7 +4,7 @@
  * make bundles, call the Task API, arm worker faults, run the CLI, and list what was left behind.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -36,6 +36,7 @@ export interface BundleOptions {
 
 export async function testNode(opts: { faults?: boolean } = {}) {
   const dataDir = mkdtempSync('/tmp/corral-e2e-');
+  chmodSync(dataDir, 0o755); // a rootless VMM user must traverse it to reach its sandbox's share
   const bundles = join(dataDir, 'bundles');
   mkdirSync(bundles);
   const configs = join(dataDir, 'configs');

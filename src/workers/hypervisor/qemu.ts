@@ -310,17 +310,18 @@ export class QemuDriver extends EventEmitter<QemuDriverEvents> {
   }
 
   /** Run a container process in the guest; resolves once it was exec'd (guest pid), rejects if it could not start. */
-  startProcess(spec: ProcessSpec): Promise<{ started: true; pid: number }> {
+  async startProcess(spec: ProcessSpec): Promise<{ started: true; pid: number }> {
     const vm = this.running(spec.sandboxId);
     const cid = spec.containerId;
-    if (spec.terminal) return Promise.reject(err.notImplemented('terminal processes: the guest agent has no pty support'));
-    if (!cid || cid.includes('/') || cid === '.' || cid === '..' || Buffer.byteLength(cid) > 255) return Promise.reject(err.invalid(`containerId ${JSON.stringify(cid)}`));
-    if (!spec.args.length) return Promise.reject(err.invalid(`container ${cid}: args must not be empty`));
+    if (spec.terminal) throw err.notImplemented('terminal processes: the guest agent has no pty support');
+    if (!cid || cid.includes('/') || cid === '.' || cid === '..' || Buffer.byteLength(cid) > 255) throw err.invalid(`containerId ${JSON.stringify(cid)}`);
+    if (!spec.args.length) throw err.invalid(`container ${cid}: args must not be empty`);
     const ids = [spec.uid, spec.gid, ...spec.additionalGids];
-    if (!ids.every((n) => Number.isInteger(n) && n >= 0 && n < 2 ** 32)) return Promise.reject(err.invalid(`container ${cid}: uid, gid and additionalGids must be integers >= 0`));
-    if (vm.procs.has(cid)) return Promise.reject(err.exists(`container ${cid} has a process in sandbox ${spec.sandboxId}`));
+    if (spec.additionalGids.length > 256) throw err.invalid(`container ${cid}: more than 256 additionalGids`);
+    if (!ids.every((n) => Number.isInteger(n) && n >= 0 && n < 2 ** 32)) throw err.invalid(`container ${cid}: uid, gid and additionalGids must be integers >= 0`);
+    if (vm.procs.has(cid)) throw err.exists(`container ${cid} has a process in sandbox ${spec.sandboxId}`);
     const frame = encodeRun({ containerId: cid, args: spec.args, env: spec.env, cwd: spec.cwd || '/', uid: spec.uid, gid: spec.gid, additionalGids: spec.additionalGids });
-    if (frame.length - 4 > MAX_FRAME) return Promise.reject(err.exhausted(`container ${cid}: args and env exceed ${MAX_FRAME} bytes`));
+    if (frame.length - 4 > MAX_FRAME) throw err.exhausted(`container ${cid}: args and env exceed ${MAX_FRAME} bytes`);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         vm.procs.delete(cid);

@@ -365,3 +365,18 @@ describe('loadRuntimeConfig: TOML problems', () => {
     expect(Object.keys(ASSETS)).toContain(QEMU);
   });
 });
+
+describe('loadRuntimeConfig: the shape `corral up` writes', () => {
+  it('initrd, microvm, virtio-9p without a daemon, one agent table, no new netns', async () => {
+    const toml = [
+      '[hypervisor.qemu]', `path = "${QEMU}"`, `kernel = "${KERNEL}"`, `initrd = "${INITRD}"`, 'machine_type = "microvm"',
+      'default_vcpus = 1', 'default_memory = 512', 'shared_fs = "virtio-9p"', 'disable_block_device_use = true',
+      '[agent.corral]', 'dial_timeout = 120', '[runtime]', 'internetworking_model = "none"', 'disable_new_netns = true',
+    ].join('\n');
+    const c = await load(toml, { '/dev/vhost-vsock': { error: 'ENOENT' } }, { requireVsock: false });
+    expect(c.hypervisor).toMatchObject({ initrd: INITRD, image: '', machineType: 'microvm', disableImageNvdimm: true, defaultMemory: 512, sharedFs: 'virtio-9p' });
+    expect(c.agent.dialTimeout).toBe(120);
+    expect(c.runtime).toMatchObject({ internetworkingModel: 'none', disableNewNetns: true });
+    expect(kernelCmdline(c.hypervisor.kernelParams)).toBe('scsi_mod.scan=none');
+  });
+});
