@@ -4,24 +4,24 @@ import { err } from '../errors.ts';
 
 const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true });
 
-/** Largest payload a handler accepts; bigger ones get ResourceExhausted before decoding. */
-export const MAX_PAYLOAD_BYTES = 1 << 20;
+/** Largest payload a handler accepts (under NATS's default 1 MiB max_payload); bigger ones get ResourceExhausted before decoding. */
+export const MAX_PAYLOAD_BYTES = 512 * 1024;
 
 export const encode = (v: unknown): Uint8Array => packr.pack(v);
 
 /** Decode bytes from the wire. Anything that is not one MessagePack value becomes InvalidArgument. */
 export function decode(bytes: Uint8Array): unknown {
   if (bytes.length > MAX_PAYLOAD_BYTES) throw err.exhausted(`payload of ${bytes.length} bytes exceeds ${MAX_PAYLOAD_BYTES}`);
-  if (bytes.length === 0) return undefined;
+  if (bytes.length === 0) throw err.invalid('payload is empty: a MessagePack map was expected');
   let values: unknown[];
   try {
     values = packr.unpackMultiple(bytes) as unknown[];
   } catch (e) {
     throw err.invalid(`payload is not MessagePack: ${(e as Error).message}`);
   }
-  if (values.length !== 1) throw err.invalid(`payload must be one MessagePack value, got ${values.length}`);
   // 0xc1 is "never used" in MessagePack; msgpackr hands back a marker object for it.
-  if (hasMarker(values[0])) throw err.invalid('payload is not MessagePack: reserved byte 0xc1');
+  if (values.some((v) => hasMarker(v))) throw err.invalid('payload is not MessagePack: reserved byte 0xc1');
+  if (values.length !== 1) throw err.invalid(`payload is not MessagePack: ${values.length} values where one map was expected`);
   return values[0];
 }
 
