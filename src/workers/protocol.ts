@@ -11,6 +11,7 @@
  * Every reply is `{ok: true, result}` or `{ok: false, error: WireError}`.
  */
 import type { WireError } from '../errors.ts';
+import type { ProcessPlan } from '../domain/task.ts';
 
 export interface OpBase {
   opId: string;
@@ -75,16 +76,10 @@ export interface BootSpec {
   user?: VmmUser;
 }
 
-export interface ProcessSpec {
+/** A container's process, as `startProcess` receives it: the plan's process plus where it runs. */
+export interface ProcessSpec extends ProcessPlan {
   sandboxId: string;
   containerId: string;
-  args: string[];
-  env: string[];
-  cwd: string;
-  uid: number;
-  gid: number;
-  additionalGids: number[];
-  terminal: boolean;
 }
 
 /** Hypervisor worker ops. */

@@ -99,6 +99,7 @@ describe('corral run through NATS and a QEMU guest', () => {
     expect(r2.stdout.trim().split(' on ')[1]).toBe(boot1);
     expect(r1.stderr).toContain(`(pid ${pid})`);
     expect((await n.call<{ tasks: unknown[] }>('list', {})).tasks).toHaveLength(1);
+    await expect(n.call('shutdown', {})).rejects.toMatchObject({ code: 'FailedPrecondition', message: expect.stringContaining('still holds 1 task') });
     await n.call('kill', { id: 'pod1', signal: 9 });
     await n.call('wait', { id: 'pod1' });
     await n.call('delete', { id: 'pod1' });

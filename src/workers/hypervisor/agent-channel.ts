@@ -5,6 +5,7 @@
  * Frame: u32 BE length (of type + payload), u8 type, payload. Strings are u32 BE length + UTF-8 bytes,
  * string lists are u32 BE count + strings, integers are u32 BE.
  */
+import type { ProcessSpec } from '../protocol.ts';
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import { connectUnix, type ConnectOptions } from './unix-socket.ts';
@@ -21,15 +22,8 @@ export type AgentMsg =
   | { type: 'exit'; containerId: string; status: number }
   | { type: 'error'; containerId: string; errno: number; message: string };
 
-export interface RunFrame {
-  containerId: string;
-  args: string[];
-  env: string[];
-  cwd: string;
-  uid: number;
-  gid: number;
-  additionalGids: number[];
-}
+/** What a RUN frame carries: the process spec without what the guest does not need. */
+export type RunFrame = Omit<ProcessSpec, 'sandboxId' | 'terminal'>;
 
 class Writer {
   private parts: Buffer[] = [];
