@@ -94,8 +94,11 @@ export function buildAgent(d: AgentDeps) {
       input: { id, request: req, rid },
       inspect: (ev) => {
         if (ev.type !== '@xstate.snapshot' || ev.actorRef !== task.actor) return;
-        const s = JSON.stringify(ev.snapshot && (ev.snapshot as { value?: unknown }).value);
+        const value = (ev.snapshot as { value?: unknown }).value;
+        const s = JSON.stringify(value);
         if (s !== last) { alog.info({ state: s, event: ev.event.type }, 'transition'); last = s; }
+        // The state each input led to: what replay's determinism check compares against.
+        void d.events.append(sandboxId, 'state', { taskId: id, value: value as never, event: ev.event.type }).catch(() => {});
       },
     });
     task.actor.on('reply', (r) => onReply(r as Reply));
@@ -139,7 +142,7 @@ export function buildAgent(d: AgentDeps) {
       pending.set(rid, { msg, verb: 'create', t0: performance.now() });
       const t = spawn(req.id, cls.type === 'pod_container' ? 'container' : 'sandbox', sandboxId, req, rid);
       try {
-        await d.events.append(sandboxId, 'input', { taskId: req.id, event: { type: 'create', request: req as never, containerType: cls.type } });
+        await d.events.append(sandboxId, 'input', { taskId: req.id, event: { type: 'create', rid, request: req as never, containerType: cls.type, machine: t.kind } });
       } catch (e) { tasks.delete(req.id); pending.delete(rid); throw e; }
       t.actor.start();
       return deferred;

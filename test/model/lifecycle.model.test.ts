@@ -9,7 +9,7 @@ import { createActor } from 'xstate';
 import { getShortestPaths } from 'xstate/graph';
 import { err } from '../../src/errors.ts';
 import type { Compensation } from '../../src/domain/task.ts';
-import { provideEffects, sandboxMachine, type Effects } from '../../src/machines/index.ts';
+import { containerMachine, provideEffects, sandboxMachine, type Effects, type LifecycleMachine } from '../../src/machines/index.ts';
 import { plan, request } from '../helpers/fake-effects.ts';
 
 const P = plan();
@@ -31,8 +31,8 @@ const EVENTS = [
 
 const valueOf = (v: unknown) => JSON.stringify(v);
 
-describe('sandbox machine, every shortest path against fake workers', () => {
-  const paths = getShortestPaths(sandboxMachine, {
+describe.each([['sandbox', sandboxMachine], ['container', containerMachine]] as [string, LifecycleMachine][])('%s machine, every shortest path against fake workers', (_name, machine) => {
+  const paths = getShortestPaths(machine, {
     events: EVENTS,
     input: { id: 'sb1', request: request(), rid: 'c' },
     serializeState: (s) => valueOf(s.value) + JSON.stringify({ i: (s.context as { stepIndex: number }).stepIndex, x: (s.context as { exitStatus: unknown }).exitStatus, st: (s.context as { started: boolean }).started, k: (s.context as { stack: unknown[] }).stack.length }),
@@ -66,7 +66,7 @@ describe('sandbox machine, every shortest path against fake workers', () => {
       compensate: async (c) => { await gate.promise; undone.push(c.kind); return {}; },
       sleep: async () => {},
     };
-    const actor = createActor(provideEffects(sandboxMachine, fx), { input: { id: 'sb1', request: request(), rid: 'c' } });
+    const actor = createActor(provideEffects(machine, fx), { input: { id: 'sb1', request: request(), rid: 'c' } });
     actor.start();
     const settled = async (want: string) => {
       for (let t = 0; t < 400 && valueOf(actor.getSnapshot().value) !== want; t++) await new Promise((r) => setTimeout(r, 2));
