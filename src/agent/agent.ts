@@ -142,7 +142,7 @@ export function buildAgent(d: AgentDeps) {
       pending.set(rid, { msg, verb: 'create', t0: performance.now() });
       const t = spawn(req.id, cls.type === 'pod_container' ? 'container' : 'sandbox', sandboxId, req, rid);
       try {
-        await d.events.append(sandboxId, 'input', { taskId: req.id, event: { type: 'create', rid, request: req as never, containerType: cls.type, machine: t.kind } });
+        await d.events.append(sandboxId, 'input', { taskId: req.id, event: { type: 'create', rid, request: req as never, containerType: cls.type, machine: t.kind, instance: t.instance } });
       } catch (e) { tasks.delete(req.id); pending.delete(rid); throw e; }
       t.actor.start();
       return deferred;

@@ -4,7 +4,7 @@
  * before the machine sees it).
  */
 import type { NatsConnection } from '@nats-io/transport-node';
-import { CorralError, ensureError, err } from '../errors.ts';
+import { CorralError, ensureError, err, fromWire } from '../errors.ts';
 import { request } from '../bus/rpc.ts';
 import { subjects, type WorkerKind } from '../bus/subjects.ts';
 import type { EventLog } from '../bus/eventlog.ts';
@@ -14,6 +14,7 @@ import type { BootSpec, VmmUser } from '../workers/protocol.ts';
 import type { CreateRules, SandboxContext } from './create-rules.ts';
 import type { Settings } from './settings.ts';
 import type { WorkerWatch } from './worker-watch.ts';
+import type { EffectGate } from '../replay/gate.ts';
 
 /** Deadlines per effect, ms. Boot is long: TCG guests take seconds; KVM fallback adds its probe. */
 export const DEADLINES = { mount: 30_000, user: 30_000, boot: 180_000, process: 15_000, compensate: 60_000 } as const;
@@ -29,20 +30,32 @@ export interface EffectDeps {
   observeStep?: (step: string, ms: number, ok: boolean) => void;
 }
 
-export function taskEffects(d: EffectDeps, task: { id: string; sandboxId: () => string; instance: string; sandbox: () => SandboxContext | undefined }): Effects {
-  let seq = 0;
-  const call = async <T>(kind: WorkerKind, op: string, body: Record<string, unknown>, deadline: number, signal: AbortSignal): Promise<T> => {
-    const opId = `${task.instance}:${op}:${seq++}`;
-    const deadlineMs = Date.now() + deadline;
-    if (signal.aborted) throw err.cancelled(`${op} cancelled`);
-    const p = request<T>(d.nc, subjects.worker(d.settings.node, kind, op), { opId, deadlineMs, ...body }, deadline + 2_000);
-    return d.watch ? d.watch.track(kind, op, p) : p;
+export function taskEffects(d: EffectDeps, task: { id: string; sandboxId: () => string; instance: string; sandbox: () => SandboxContext | undefined }, gate?: EffectGate): Effects {
+  // opIds are `<instance>:<n>.<k>:<op>`: n counts this task's effects, k the worker calls inside one.
+  // Replay after a crash invokes the same effects in the same order, so an effect that was in flight
+  // is re-issued with the opId it had, and the worker answers with its first outcome.
+  let effects = 0;
+  const call = (n: number) => {
+    let k = 0;
+    return async <T>(kind: WorkerKind, op: string, body: Record<string, unknown>, deadline: number, signal: AbortSignal): Promise<T> => {
+      const opId = `${task.instance}:${n}.${k++}:${op}`;
+      const deadlineMs = Date.now() + deadline;
+      if (signal.aborted) throw err.cancelled(`${op} cancelled`);
+      const p = request<T>(d.nc, subjects.worker(d.settings.node, kind, op), { opId, deadlineMs, ...body }, deadline + 2_000);
+      return d.watch ? d.watch.track(kind, op, p) : p;
+    };
   };
-  /** Run an effect and journal its outcome before the machine consumes it. */
-  const journaled = async <T>(name: string, f: () => Promise<T>): Promise<T> => {
+  type Call = ReturnType<typeof call>;
+  /** Run an effect (or take its recorded outcome while replaying) and journal a live outcome before the machine consumes it. */
+  const journaled = async <T>(name: string, f: (c: Call) => Promise<T>): Promise<T> => {
+    const n = effects++;
+    if (gate) {
+      const recorded = await gate.wait(task.id, name);
+      if (recorded !== 'live') { if (recorded.ok) return recorded.output as T; throw fromWire(recorded.error); }
+    }
     const t0 = performance.now();
     try {
-      const output = await f();
+      const output = await f(call(n));
       d.observeStep?.(name, performance.now() - t0, true);
       await d.events.append(task.sandboxId(), 'input', { taskId: task.id, effect: name, ok: true, output: output as never });
       return output;
@@ -54,7 +67,7 @@ export function taskEffects(d: EffectDeps, task: { id: string; sandboxId: () => 
     }
   };
 
-  const runStep = (step: Step, plan: CreatePlan, results: Record<string, unknown>, signal: AbortSignal): Promise<unknown> => {
+  const runStep = (call: Call, step: Step, plan: CreatePlan, results: Record<string, unknown>, signal: AbortSignal): Promise<unknown> => {
     const a = step.args;
     switch (step.kind) {
       case 'mountRootfs': return call('mount', 'mountRootfs', { target: a.target, mounts: a.mounts }, DEADLINES.mount, signal);
@@ -70,7 +83,7 @@ export function taskEffects(d: EffectDeps, task: { id: string; sandboxId: () => 
     }
   };
 
-  const compensate = async (c: Compensation, signal: AbortSignal): Promise<unknown> => {
+  const compensate = async (call: Call, c: Compensation, signal: AbortSignal): Promise<unknown> => {
     const a = c.args;
     switch (c.kind) {
       case 'unmountAll': return call('mount', 'unmountAll', { target: a.target, removeDir: a.removeDir }, DEADLINES.compensate, signal);
@@ -90,12 +103,12 @@ export function taskEffects(d: EffectDeps, task: { id: string; sandboxId: () => 
   return {
     validate: (req) => journaled('validate', () => d.rules.validate(req)),
     configure: (input) => journaled('configure', () => d.rules.configure(input.request, input.validated, task.sandbox())),
-    runStep: (input, signal) => journaled(input.step.kind, () => runStep(input.step, input.plan, input.results, signal)),
+    runStep: (input, signal) => journaled(input.step.kind, (call) => runStep(call, input.step, input.plan, input.results, signal)),
     startProcess: (input, signal) =>
-      journaled('startProcess', () => call('hypervisor', 'startProcess', { sandboxId: input.plan.sandboxId, containerId: input.id, ...input.plan.process }, DEADLINES.process, signal)),
+      journaled('startProcess', (call) => call('hypervisor', 'startProcess', { sandboxId: input.plan.sandboxId, containerId: input.id, ...input.plan.process }, DEADLINES.process, signal)),
     signal: (input, signal) =>
-      journaled('signal', () => call('hypervisor', 'signal', { sandboxId: input.plan.sandboxId, containerId: input.id, signal: input.signal }, DEADLINES.process, signal)),
-    compensate: (c, signal) => journaled(`undo:${c.kind}`, () => compensate(c, signal)),
+      journaled('signal', (call) => call('hypervisor', 'signal', { sandboxId: input.plan.sandboxId, containerId: input.id, signal: input.signal }, DEADLINES.process, signal)),
+    compensate: (c, signal) => journaled(`undo:${c.kind}`, (call) => compensate(call, c, signal)),
     sleep: (ms, signal) =>
       journaled('timer', () => new Promise<void>((resolve, reject) => {
         const t = setTimeout(resolve, ms);

@@ -123,3 +123,24 @@ describe('corral run through NATS and a QEMU guest', () => {
 });
 
 void REPO;
+
+describe('replay', () => {
+  it('rebuilds every sandbox this node ran from its log, with exactly the recorded states', async () => {
+    const { readRecords } = await import('../../src/replay/records.ts');
+    const { replay } = await import('../../src/replay/engine.ts');
+    const records = await readRecords(n.nc, { node: n.node });
+    const bySandbox = new Map<string, typeof records>();
+    for (const r of records) bySandbox.set(r.sandbox, [...(bySandbox.get(r.sandbox) ?? []), r]);
+    expect(bySandbox.size).toBeGreaterThanOrEqual(7);
+    for (const [sandbox, recs] of bySandbox) {
+      const r = await replay(recs);
+      expect(r.divergence, `sandbox ${sandbox}`).toBeUndefined();
+      expect(r.inputs).toBeGreaterThan(5);
+      for (const t of r.tasks) {
+        const states = recs.filter((x) => x.kind === 'state' && x.taskId === t.taskId);
+        expect(JSON.stringify(t.actor.getSnapshot().value)).toBe(JSON.stringify(states[states.length - 1]!.value));
+        t.actor.stop();
+      }
+    }
+  });
+});

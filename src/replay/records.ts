@@ -1,0 +1,85 @@
+/**
+ * Event records: what CORRAL_EVENTS holds, decoded, with the stream sequence. Read from JetStream
+ * (one sandbox, one node, or all) or from an exported file (JSON lines, one record per line, so a
+ * history can be attached to a bug report and replayed with no NATS at all).
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { jetstream, DeliverPolicy } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { err } from '../errors.ts';
+import { decode } from '../bus/codec.ts';
+import { EVENTS_STREAM, subjects } from '../bus/subjects.ts';
+
+export interface EventRecord {
+  seq: number;
+  subject: string;
+  node: string;
+  sandbox: string;
+  /** `input`, `state`, or a fact: created, started, exited, deleted, rolledBack, stepDone. */
+  kind: string;
+  /** Epoch ms when the agent appended it. */
+  at: number;
+  taskId?: string;
+  [field: string]: unknown;
+}
+
+export interface ReadFilter {
+  node?: string;
+  sandbox?: string;
+  /** First stream sequence to read. */
+  sinceSeq?: number;
+  /** First time to read (epoch ms); ignored when sinceSeq is set. */
+  sinceTime?: number;
+}
+
+export function filterSubject(f: ReadFilter): string {
+  if (!f.node) return f.sandbox ? `${subjects.evtAll().slice(0, -1)}*.${f.sandbox.replaceAll('.', '~')}.>` : subjects.evtAll();
+  return subjects.evt(f.node, f.sandbox ?? '*', '>');
+}
+
+/** Every record matching the filter, in stream order, up to the stream's last sequence at call time. */
+export async function readRecords(nc: NatsConnection, f: ReadFilter = {}): Promise<EventRecord[]> {
+  const js = jetstream(nc);
+  let info;
+  try {
+    info = await (await js.streams.get(EVENTS_STREAM)).info(false);
+  } catch (e) {
+    throw err.unavailable(`cannot read the event log (${EVENTS_STREAM}): ${(e as Error).message}`, e);
+  }
+  const last = info.state.last_seq;
+  const out: EventRecord[] = [];
+  if (info.state.messages === 0) return out;
+  const start = f.sinceSeq !== undefined
+    ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(1, f.sinceSeq) }
+    : f.sinceTime !== undefined ? { deliver_policy: DeliverPolicy.StartTime, opt_start_time: new Date(f.sinceTime).toISOString() } : {};
+  const c = await js.consumers.get(EVENTS_STREAM, { filter_subjects: filterSubject(f), ...start } as never);
+  for (;;) {
+    const m = await c.next({ expires: 1000 });
+    if (!m) break;
+    out.push(toRecord(m.seq, m.subject, m.data));
+    if (m.seq >= last || m.info.pending === 0) break;
+  }
+  await c.delete().catch(() => {});
+  return out;
+}
+
+export function toRecord(seq: number, subject: string, data: Uint8Array): EventRecord {
+  const body = decode(data) as Record<string, unknown>;
+  return { ...body, seq, subject } as EventRecord;
+}
+
+export function writeRecordsFile(path: string, records: EventRecord[]): void {
+  writeFileSync(path, records.map((r) => JSON.stringify(r)).join('\n') + '\n');
+}
+
+export function readRecordsFile(path: string): EventRecord[] {
+  let text: string;
+  try { text = readFileSync(path, 'utf8'); } catch (e) { throw err.notFound(`cannot read ${path}: ${(e as Error).message}`); }
+  return text.split('\n').filter((l) => l.trim()).map((l, i) => {
+    try {
+      const r = JSON.parse(l) as EventRecord;
+      if (typeof r.seq !== 'number' || typeof r.kind !== 'string') throw new Error('missing seq or kind');
+      return r;
+    } catch (e) { throw err.invalid(`${path}:${i + 1}: not an event record: ${(e as Error).message}`); }
+  });
+}
