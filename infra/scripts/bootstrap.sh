@@ -16,6 +16,7 @@ have setpriv || need+=(util-linux)
 have useradd || need+=(passwd)
 have gcc || need+=(gcc libc6-dev)
 [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
+[ -x /usr/bin/chromium ] || need+=(chromium)  # the replay viewer test (test/e2e/viewer.test.ts)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "bootstrap: need root to install: ${need[*]}" >&2; exit 1; fi
   echo "bootstrap: installing ${need[*]} (apt)…"

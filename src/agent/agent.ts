@@ -19,6 +19,9 @@ import type { WorkerEvent } from '../workers/protocol.ts';
 import type { Logger } from '../log.ts';
 import type { CreateRules } from './create-rules.ts';
 import { taskEffects } from './effects.ts';
+import { replay } from '../replay/engine.ts';
+import { EffectGate } from '../replay/gate.ts';
+import { readRecords, type EventRecord } from '../replay/records.ts';
 import type { Metrics } from './metrics.ts';
 import { parseCreate, parseKill, parseWait, taskId } from './requests.ts';
 import type { Settings } from './settings.ts';
@@ -33,11 +36,15 @@ export interface AgentDeps {
   log: Logger;
   metrics: Metrics;
   watch?: WorkerWatch;
+  /** Test-only crash point (`before:<effect>`, `after:<effect>`, `after:create-input`): SIGKILL the agent there. */
+  crashAt?: string;
   /** Called when a `shutdown` request is accepted (no tasks left). */
   onShutdown?: () => void;
 }
 
 interface Task {
+  /** Facts and state records still to be skipped: during recovery they are already in the log. */
+  skip: { facts: number; states: number };
   id: string;
   kind: 'sandbox' | 'container';
   sandboxId: string;
@@ -80,40 +87,105 @@ export function buildAgent(d: AgentDeps) {
     }
   }
 
-  function spawn(id: string, kind: Task['kind'], sandboxId: string, req: ReturnType<typeof parseCreate>, rid: string): Task {
-    const instance = randomUUID();
-    const task = { id, kind, sandboxId, instance, waiters: [], createdAt: Date.now() } as unknown as Task;
-    const fx = taskEffects(
-      { nc: d.nc, settings: d.settings, rules: d.rules, events: d.events, observeStep: d.metrics.step, watch: d.watch },
-      { id, instance, sandboxId: () => sandboxId, sandbox: () => { const c = kind === 'container' ? tasks.get(sandboxId)?.actor.getSnapshot().context : undefined; return c?.plan ? { pid: c.pid, plan: c.plan } : undefined; } },
-    );
-    const machine = provideEffects(kind === 'sandbox' ? sandboxMachine : containerMachine, fx);
-    const alog = log.child({ sandboxId, taskId: id, machine: kind });
-    let last = '';
-    task.actor = createActor(machine, {
-      input: { id, request: req, rid },
-      inspect: (ev) => {
-        if (ev.type !== '@xstate.snapshot' || ev.actorRef !== task.actor) return;
-        const value = (ev.snapshot as { value?: unknown }).value;
-        const s = JSON.stringify(value);
-        if (s !== last) { alog.info({ state: s, event: ev.event.type }, 'transition'); last = s; }
-        // The state each input led to: what replay's determinism check compares against.
-        void d.events.append(sandboxId, 'state', { taskId: id, value: value as never, event: ev.event.type }).catch(() => {});
+  function effectsFor(t: Pick<Task, 'id' | 'kind' | 'sandboxId' | 'instance'>, gate?: EffectGate) {
+    return taskEffects(
+      { nc: d.nc, settings: d.settings, rules: d.rules, events: d.events, observeStep: d.metrics.step, watch: d.watch, crashAt: d.crashAt },
+      {
+        id: t.id, instance: t.instance, sandboxId: () => t.sandboxId,
+        sandbox: () => { const c = t.kind === 'container' ? tasks.get(t.sandboxId)?.actor.getSnapshot().context : undefined; return c?.plan ? { pid: c.pid, plan: c.plan } : undefined; },
       },
-    });
+      gate,
+    );
+  }
+
+  /** Logs each transition and records the state it led to (replay compares against these). */
+  function inspector(task: Task) {
+    const alog = log.child({ sandboxId: task.sandboxId, taskId: task.id, machine: task.kind });
+    let last = '';
+    return (ev: { type: string; actorRef: unknown; snapshot?: unknown; event: { type: string } }) => {
+      if (ev.type !== '@xstate.snapshot' || ev.actorRef !== task.actor) return;
+      const value = (ev.snapshot as { value?: unknown }).value;
+      const s = JSON.stringify(value);
+      if (s !== last) { alog.info({ state: s, event: ev.event.type, ...(task.skip.states > 0 ? { recovering: true } : {}) }, 'transition'); last = s; }
+      if (task.skip.states > 0) { task.skip.states--; return; } // already in the log: this is a replay
+      void d.events.append(task.sandboxId, 'state', { taskId: task.id, value: value as never, event: ev.event.type }).catch(() => {});
+    };
+  }
+
+  /** Replies, facts and the registry entry of a task's actor. */
+  function wire(task: Task) {
     task.actor.on('reply', (r) => onReply(r as Reply));
-    task.actor.on('fact', (f) => onFact(task, f as Fact));
+    task.actor.on('fact', (f) => {
+      if (task.skip.facts > 0) { task.skip.facts--; return; } // recorded before the crash, with its effects
+      onFact(task, f as Fact);
+    });
     task.actor.subscribe({
       next: (snap) => {
         // A failed create whose rollback is complete leaves no task behind (Kata registers none).
         const v = snap.value as unknown;
-        if (v && typeof v === 'object' && (v as { failed?: string }).failed === 'clean' && tasks.get(id) === task) { tasks.delete(id); queueMicrotask(() => task.actor.stop()); }
+        if (v && typeof v === 'object' && (v as { failed?: string }).failed === 'clean' && tasks.get(task.id) === task) { tasks.delete(task.id); queueMicrotask(() => task.actor.stop()); }
       },
-      complete: () => { if (tasks.get(id) === task) tasks.delete(id); },
-      error: (e) => { alog.error({ err: e }, 'actor crashed'); },
+      complete: () => { if (tasks.get(task.id) === task) tasks.delete(task.id); },
+      error: (e) => { log.error({ err: e, taskId: task.id }, 'actor crashed'); },
     });
-    tasks.set(id, task);
+    tasks.set(task.id, task);
+  }
+
+  function spawn(id: string, kind: Task['kind'], sandboxId: string, req: ReturnType<typeof parseCreate>, rid: string): Task {
+    const task = { id, kind, sandboxId, instance: randomUUID(), waiters: [], createdAt: Date.now(), skip: { facts: 0, states: 0 } } as unknown as Task;
+    task.actor = createActor(provideEffects(kind === 'sandbox' ? sandboxMachine : containerMachine, effectsFor(task)), {
+      input: { id, request: req, rid },
+      inspect: inspector(task) as never,
+    });
+    wire(task);
     return task;
+  }
+
+  /**
+   * After a restart: rebuild every task of this node from the event log (the replay engine, with the
+   * recorded outcome of each effect), then let whatever was in flight run for real with its original
+   * opIds, so workers answer with their first outcome. Facts and states already in the log are not
+   * written again.
+   */
+  async function recover(): Promise<{ tasks: number; resumed: string[] }> {
+    const records = await readRecords(d.nc, { node: d.settings.node });
+    const bySandbox = new Map<string, EventRecord[]>();
+    for (const r of records) bySandbox.set(r.sandbox, [...(bySandbox.get(r.sandbox) ?? []), r]);
+    const gate = new EffectGate();
+    const pendingTasks = new Map<string, Task>();
+    for (const [sandbox, recs] of bySandbox) {
+      const created = recs.filter((r) => r.kind === 'input' && (r.event as { type?: string } | undefined)?.type === 'create').map((r) => r.taskId);
+      const gone = new Set(recs.filter((r) => r.kind === 'deleted' || (r.kind === 'state' && JSON.stringify(r.value) === '{"failed":"clean"}')).map((r) => r.taskId));
+      if (created.every((id) => gone.has(id))) continue;
+      const r = await replay(recs, {
+        gate,
+        stopOnDivergence: false,
+        effects: (t, g) => effectsFor({ id: t.taskId, kind: t.machine, sandboxId: t.sandboxId, instance: t.instance }, g),
+        inspect: (t) => {
+          const task = { id: t.taskId, kind: t.machine, sandboxId: t.sandboxId, instance: t.instance, waiters: [], createdAt: Date.now(), skip: { facts: 0, states: 0 } } as unknown as Task;
+          pendingTasks.set(t.taskId, task);
+          return inspector(task);
+        },
+        onTask: (t) => {
+          const task = pendingTasks.get(t.taskId)!;
+          task.actor = t.actor;
+          task.skip = { ...t.recorded };
+          wire(task);
+        },
+      });
+      if (r.divergence) log.error({ sandboxId: sandbox, divergence: r.divergence }, 'recovery: the rebuilt state differs from the recorded one');
+    }
+    const resumed = gate.pending().map((p) => `${p.taskId}:${p.name}`);
+    gate.goLive();
+    // Exits and VM deaths the workers reported while this agent was down (duplicates are ignored by the machines).
+    const createdAt = new Map<string, number>();
+    for (const r of records) if (r.kind === 'input' && (r.event as { type?: string } | undefined)?.type === 'create' && r.taskId) createdAt.set(r.taskId, r.seq);
+    for (const r of records) {
+      const ev = r.kind === 'worker' ? (r.event as WorkerEvent | undefined) : undefined;
+      const id = ev && (ev.kind === 'exit' ? ev.containerId : ev.sandboxId);
+      if (ev && id && tasks.has(id) && r.seq > (createdAt.get(id) ?? Infinity)) feedWorkerEvent(ev);
+    }
+    return { tasks: tasks.size, resumed };
   }
 
   const lookup = (id: string): Task => {
@@ -144,6 +216,7 @@ export function buildAgent(d: AgentDeps) {
       try {
         await d.events.append(sandboxId, 'input', { taskId: req.id, event: { type: 'create', rid, request: req as never, containerType: cls.type, machine: t.kind, instance: t.instance } });
       } catch (e) { tasks.delete(req.id); pending.delete(rid); throw e; }
+      if (d.crashAt === 'after:create-input') process.kill(process.pid, 'SIGKILL');
       t.actor.start();
       return deferred;
     },
@@ -189,9 +262,12 @@ export function buildAgent(d: AgentDeps) {
   }
 
   function onWorkerEvent(raw: Uint8Array) {
-    let ev: WorkerEvent;
-    try { ev = decode(raw) as WorkerEvent; } catch { return; }
-    if (!ev || typeof ev !== 'object') return;
+    let ev: WorkerEvent | undefined;
+    try { ev = (decode(raw) as { event?: WorkerEvent }).event; } catch { return; }
+    if (ev && typeof ev === 'object') feedWorkerEvent(ev);
+  }
+
+  function feedWorkerEvent(ev: WorkerEvent) {
     if (ev.kind === 'exit') {
       const t = tasks.get(ev.containerId);
       if (t) void input(t, { type: 'exit', exitStatus: ev.exitStatus, exitedAt: ev.exitedAt }).catch((e) => log.error({ err: e }, 'exit input lost'));
@@ -203,6 +279,7 @@ export function buildAgent(d: AgentDeps) {
 
   return {
     tasks,
+    recover,
     start() {
       const prefix = subjects.task(d.settings.node, '*').slice(0, -1);
       subs.push(d.nc.subscribe(subjects.task(d.settings.node, '*'), {
@@ -222,7 +299,7 @@ export function buildAgent(d: AgentDeps) {
           })();
         },
       }));
-      subs.push(d.nc.subscribe(subjects.workerEvt(d.settings.node, 'hypervisor', '*', '*'), { callback: (e, m) => { if (!e) onWorkerEvent(m.data); } }));
+      subs.push(d.nc.subscribe(subjects.evt(d.settings.node, '*', 'worker'), { callback: (e, m) => { if (!e) onWorkerEvent(m.data); } }));
       void serve; // request/reply helper used by workers; the Task API routes verbs itself
     },
     /** Kill every sandbox, wait for teardown, delete every task: what `corral up` does on Ctrl-C. */

@@ -24,6 +24,8 @@ export interface EffectDeps {
   settings: Settings;
   rules: CreateRules;
   events: EventLog;
+  /** Test-only: SIGKILL this process just before an effect runs (`before:<name>`) or just after its outcome is journaled (`after:<name>`). */
+  crashAt?: string;
   /** Fails requests to a worker the moment its process dies. */
   watch?: WorkerWatch;
   /** Time each step took, for the create-latency metric. */
@@ -53,11 +55,13 @@ export function taskEffects(d: EffectDeps, task: { id: string; sandboxId: () => 
       const recorded = await gate.wait(task.id, name);
       if (recorded !== 'live') { if (recorded.ok) return recorded.output as T; throw fromWire(recorded.error); }
     }
+    if (d.crashAt === `before:${name}`) process.kill(process.pid, 'SIGKILL');
     const t0 = performance.now();
     try {
       const output = await f(call(n));
       d.observeStep?.(name, performance.now() - t0, true);
       await d.events.append(task.sandboxId(), 'input', { taskId: task.id, effect: name, ok: true, output: output as never });
+      if (d.crashAt === `after:${name}`) process.kill(process.pid, 'SIGKILL');
       return output;
     } catch (e) {
       const ce = ensureError(e);

@@ -21,7 +21,7 @@ export interface SupervisorOptions {
 }
 
 export class Supervisor {
-  private children = new Map<string, { spec: ChildSpec; proc?: ChildProcess; restarts: number[]; timer?: NodeJS.Timeout }>();
+  private children = new Map<string, { spec: ChildSpec; proc?: ChildProcess; restarts: number[]; timer?: NodeJS.Timeout; adopted?: number }>();
   private stopping = false;
   constructor(private o: SupervisorOptions = {}) {}
 
@@ -31,7 +31,26 @@ export class Supervisor {
   }
 
   pid(name: string): number | undefined {
-    return this.children.get(name)?.proc?.pid;
+    return this.children.get(name)?.proc?.pid ?? this.children.get(name)?.adopted;
+  }
+
+  /**
+   * Take over a child that outlived a previous supervisor (the agent was killed; its workers were not):
+   * it is watched by pid, and started anew when it dies.
+   */
+  adopt(spec: ChildSpec, pid: number): void {
+    const c = { spec, restarts: [] as number[], adopted: pid } as { spec: ChildSpec; restarts: number[]; adopted?: number; timer?: NodeJS.Timeout; proc?: ChildProcess };
+    this.children.set(spec.name, c);
+    const watch = setInterval(() => {
+      try { process.kill(pid, 0); } catch {
+        clearInterval(watch);
+        c.adopted = undefined;
+        if (this.stopping) return;
+        this.o.onExit?.(spec.name, null, 'gone');
+        this.launch(spec.name);
+      }
+    }, 250);
+    c.timer = watch;
   }
 
   private launch(name: string): void {
@@ -57,8 +76,10 @@ export class Supervisor {
   /** SIGTERM every child, SIGKILL after `graceMs`; resolves when all have exited. */
   async stop(graceMs = 15_000): Promise<void> {
     this.stopping = true;
-    await Promise.all([...this.children.values()].map((c) => {
+    await Promise.all([...this.children.values()].map(async (c) => {
       clearTimeout(c.timer);
+      clearInterval(c.timer);
+      if (c.adopted) await stopPid(c.adopted, graceMs);
       const p = c.proc;
       if (!p || p.exitCode !== null || p.signalCode !== null) return;
       return new Promise<void>((resolve) => {
@@ -68,6 +89,13 @@ export class Supervisor {
       });
     }));
   }
+}
+
+async function stopPid(pid: number, graceMs: number): Promise<void> {
+  const alive = () => { try { process.kill(pid, 0); return true; } catch { return false; } };
+  try { process.kill(pid, 'SIGTERM'); } catch { return; }
+  for (const until = Date.now() + graceMs; alive() && Date.now() < until;) await new Promise((r) => setTimeout(r, 100));
+  if (alive()) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
 }
 
 /** How to run this CLI again as a child: node with tsx, the same entry point. */

@@ -28,9 +28,6 @@ export const subjects = {
   task: (node: string, verb: TaskVerb | '*') => `${PREFIX}.node.${token(node, 'node')}.task.${verb}`,
   fleetCreate: () => `${PREFIX}.fleet.task.create`,
   worker: (node: string, kind: WorkerKind, op: string) => `${PREFIX}.node.${token(node, 'node')}.worker.${kind}.${op}`,
-  /** Facts a worker publishes on its own (process output, exits, VM death). */
-  workerEvt: (node: string, kind: WorkerKind, sandbox: string, what: string) =>
-    `${PREFIX}.node.${token(node, 'node')}.worker.${kind}.evt.${sandbox === '*' ? '*' : token(sandbox, 'sandbox id')}.${what}`,
   /** Process stdio: `fd` is `stdout` or `stderr`. Core NATS, not stored. */
   io: (node: string, container: string, fd: 'stdout' | 'stderr' | '*') =>
     `${PREFIX}.node.${token(node, 'node')}.io.${token(container, 'container id')}.${fd}`,

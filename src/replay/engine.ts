@@ -60,6 +60,8 @@ export interface ReplayOptions {
   gate?: EffectGate;
   /** Effects of one task. Default: every effect waits on the gate (offline replay). */
   effects?: (t: Pick<ReplayTask, 'taskId' | 'sandboxId' | 'instance' | 'machine'>, gate: EffectGate) => Effects;
+  /** An inspection observer for a task's actor (recovery logs and records transitions with it). */
+  inspect?: (t: Pick<ReplayTask, 'taskId' | 'sandboxId' | 'instance' | 'machine'>) => (ev: never) => void;
   /** Called once per task, before its actor starts (recovery wires replies and facts here). */
   onTask?: (t: ReplayTask) => void;
   /** Called after each entry; `--step` waits for a key here. */
@@ -132,7 +134,8 @@ export async function replay(records: EventRecord[], o: ReplayOptions = {}): Pro
       const base = { taskId, sandboxId: r.sandbox, machine, instance: String(event.instance ?? taskId) };
       const fx = o.effects ? o.effects(base, gate) : gatedEffects(taskId, gate);
       const request = event.request as CreateTaskRequest;
-      const actor = createActor(provideEffects(machines[machine], fx), { input: { id: taskId, request, rid: String(event.rid ?? '') } });
+      const inspect = o.inspect?.(base);
+      const actor = createActor(provideEffects(machines[machine], fx), { input: { id: taskId, request, rid: String(event.rid ?? '') }, ...(inspect ? { inspect: inspect as never } : {}) });
       const t: ReplayTask = { ...base, request, rid: String(event.rid ?? ''), actor, visited: [], recorded: counts.get(taskId) ?? { facts: 0, states: 0 } };
       actor.subscribe({ next: (s) => { const v = json(s.value); if (t.visited[t.visited.length - 1] !== v) t.visited.push(v); }, error: () => {} });
       tasks.set(taskId, t);

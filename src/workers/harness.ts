@@ -66,8 +66,11 @@ export function runWorker(o: WorkerOptions): { sub: Subscription; journal: Journ
   const reads = new Set(o.readOps ?? []);
   const prefix = subjects.worker(o.node, o.kind, '');
 
+  const startedAt = Date.now();
+  // `__ping`: which process serves this worker (the agent adopts a live worker after its own restart).
+  const builtins: Record<string, OpHandler> = { __ping: async () => ({ pid: process.pid, kind: o.kind, startedAt }) };
   const run = async (op: string, body: unknown): Promise<Envelope<unknown>> => {
-    const handler = Object.hasOwn(o.handlers, op) ? o.handlers[op] : undefined;
+    const handler = Object.hasOwn(o.handlers, op) ? o.handlers[op] : Object.hasOwn(builtins, op) ? builtins[op] : undefined;
     if (!handler) throw err.invalid(`unknown ${o.kind} worker op: ${JSON.stringify(op)}`);
     if (!body || typeof body !== 'object' || Array.isArray(body)) throw err.invalid(`${op}: request must be a map`);
     const req = body as Record<string, unknown>;

@@ -97,7 +97,10 @@ export interface HypervisorOps {
   scan: { req: Partial<OpBase>; res: { vms: { sandboxId: string; pid: number }[]; users: string[] } };
 }
 
-/** Worker events (core NATS, `subjects.workerEvt`): `exit` of a process, `vmExit` of a VMM. */
+/**
+ * Worker events: `exit` of a process, `vmExit` of a VMM. Published as `{node, sandbox, kind: 'worker', at, event}`
+ * on `corral.v1.evt.<node>.<sandbox>.worker`, so the event log keeps them.
+ */
 export type WorkerEvent =
   | { kind: 'exit'; sandboxId: string; containerId: string; exitStatus: number; exitedAt: number }
   | { kind: 'vmExit'; sandboxId: string; code: number | null; signal: string | null; at: number };

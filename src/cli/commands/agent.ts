@@ -11,6 +11,7 @@ import { createMetrics } from '../../agent/metrics.ts';
 import { loadSettings, type Settings } from '../../agent/settings.ts';
 import { selfCommand, Supervisor } from '../../agent/supervisor.ts';
 import { WorkerWatch } from '../../agent/worker-watch.ts';
+import { faultsEnabled } from '../../workers/faults.ts';
 import { rootLogger } from '../../log.ts';
 import { parse } from '../args.ts';
 import type { Io } from '../main.ts';
@@ -57,7 +58,8 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
   let resolveDone!: (code: number) => void;
   const done = new Promise<number>((r) => (resolveDone = r));
   const watch = new WorkerWatch();
-  const agent = buildAgent({ nc, settings, rules: createRules(settings), events, log, metrics, watch, onShutdown: () => void shutdown('shutdown request') });
+  const crashAt = faultsEnabled(io.env) ? io.env.CORRAL_TEST_CRASH : undefined;
+  const agent = buildAgent({ nc, settings, rules: createRules(settings), events, log, metrics, watch, crashAt, onShutdown: () => void shutdown('shutdown request') });
   const mgmt = await startManagement(settings.metricsAddr, () => metrics.render({ corral_tasks: agent.tasks.size }));
 
   let sup: Supervisor | undefined;
@@ -68,9 +70,16 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
       onExit: (name, code, signal) => { log.warn({ worker: name, code, signal }, 'worker exited; restarting'); watch.died(name as WorkerKind, `exit ${code ?? signal}`); },
       onGiveUp: (name) => { log.error({ worker: name }, 'worker keeps crashing; giving up'); void shutdown('worker restart intensity exceeded', 1); },
     });
-    for (const kind of ['mount', 'hypervisor'] as const) sup.add({ name: kind, command: self.command, args: [...self.prefix, 'worker', kind, ...settingsArgs(settings)] });
+    for (const kind of ['mount', 'hypervisor'] as const) {
+      const spec = { name: kind, command: self.command, args: [...self.prefix, 'worker', kind, ...settingsArgs(settings)] };
+      // A worker that outlived a previous agent (killed, restarted) keeps its VMs and mounts: adopt it.
+      const live = await request<{ pid: number }>(nc, subjects.worker(settings.node, kind, '__ping'), {}, 1000).catch(() => undefined);
+      if (live) { log.info({ worker: kind, pid: live.pid }, 'adopting a running worker'); sup.adopt(spec, live.pid); } else sup.add(spec);
+    }
     await Promise.all((['mount', 'hypervisor'] as const).map((k) => waitForWorker(nc, settings.node, k, 30_000)));
   }
+  const recovered = await agent.recover();
+  if (recovered.tasks > 0 || recovered.resumed.length > 0) log.info(recovered, 'recovered tasks from the event log');
   agent.start();
   log.info({ node: settings.node, nats: settings.natsUrl, metrics: `${mgmt.url}/metrics` }, 'agent ready');
   io.err(`corral agent ready: node ${settings.node}, NATS ${settings.natsUrl}, metrics ${mgmt.url}/metrics`);

@@ -9,7 +9,7 @@ import { err } from '../../errors.ts';
 import { encode } from '../../bus/codec.ts';
 import { subjects } from '../../bus/subjects.ts';
 import { runWorker, type OpHandler } from '../harness.ts';
-import type { BootSpec, ProcessSpec } from '../protocol.ts';
+import type { BootSpec, ProcessSpec, WorkerEvent } from '../protocol.ts';
 import { QemuDriver, type QemuDriverOptions } from './qemu.ts';
 import { removeVmmUser, vmmUserHandlers, vmmUsersOfSandbox } from './vmm-user.ts';
 import { scanHost } from './host-scan.ts';
@@ -38,8 +38,11 @@ export async function startHypervisorWorker(o: HypervisorWorkerOptions) {
   o.log?.info({ vms: found }, `hypervisor worker found ${found.length} Corral QEMU process(es) on the host`);
 
   driver.on('output', (_sid, cid, fd, data) => o.nc.publish(subjects.io(o.node, cid, fd === 1 ? 'stdout' : 'stderr'), data));
-  driver.on('exit', (ev) => o.nc.publish(subjects.workerEvt(o.node, 'hypervisor', ev.sandboxId, 'exit'), encode(ev)));
-  driver.on('vmExit', (ev) => o.nc.publish(subjects.workerEvt(o.node, 'hypervisor', ev.sandboxId, 'vmExit'), encode(ev)));
+  // Exits and VM deaths are facts: published into the event log's subjects, so an agent that was down
+  // when they happened finds them there on recovery.
+  const fact = (ev: WorkerEvent) => o.nc.publish(subjects.evt(o.node, ev.sandboxId, 'worker'), encode({ node: o.node, sandbox: ev.sandboxId, kind: 'worker', at: Date.now(), event: ev }));
+  driver.on('exit', fact);
+  driver.on('vmExit', fact);
 
   const users = vmmUserHandlers();
   const handlers: Record<string, OpHandler> = {
