@@ -79,7 +79,7 @@ export function buildAgent(d: AgentDeps) {
   function onFact(t: Task, f: Fact) {
     void d.events.append(t.sandboxId, f.kind, { taskId: t.id, ...f.data }).catch((e) => log.error({ err: e, taskId: t.id }, 'event log append failed'));
     if (f.kind === 'rolledBack') d.metrics.rollback((f.data.leftovers as unknown[]).length === 0);
-    if (f.kind === 'exited') {
+    if (f.kind === 'exited' || f.kind === 'deleted') {
       const v = taskView(t.actor, t);
       for (const w of t.waiters.splice(0)) { clearTimeout(w.timer); respond(w.msg, { ok: true, result: { exitStatus: v.exitStatus, exitedAt: v.exitedAt } }); }
       // The VM of a sandbox is going away: its pod containers exit 255 and release their mounts.

@@ -24,7 +24,10 @@ export interface EffectDeps {
   settings: Settings;
   rules: CreateRules;
   events: EventLog;
-  /** Test-only: SIGKILL this process just before an effect runs (`before:<name>`) or just after its outcome is journaled (`after:<name>`). */
+  /**
+   * Test-only: SIGKILL this process just before an effect runs (`before:<name>`), after the worker did it but
+   * before its outcome is journaled (`during:<name>`), or just after it is journaled (`after:<name>`).
+   */
   crashAt?: string;
   /** Fails requests to a worker the moment its process dies. */
   watch?: WorkerWatch;
@@ -59,6 +62,7 @@ export function taskEffects(d: EffectDeps, task: { id: string; sandboxId: () => 
     const t0 = performance.now();
     try {
       const output = await f(call(n));
+      if (d.crashAt === `during:${name}`) process.kill(process.pid, 'SIGKILL'); // done by the worker, not journaled
       d.observeStep?.(name, performance.now() - t0, true);
       await d.events.append(task.sandboxId(), 'input', { taskId: task.id, effect: name, ok: true, output: output as never });
       if (d.crashAt === `after:${name}`) process.kill(process.pid, 'SIGKILL');

@@ -7,6 +7,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { err } from '../errors.ts';
 import { DEFAULT_NATS_URL } from '../bus/connection.ts';
 import { token } from '../bus/subjects.ts';
+import { DEFAULT_RETENTION_MS, parseRetention } from '../bus/retention.ts';
 
 export interface Settings {
   /** Node name: a NATS subject token. @default the hostname */
@@ -28,9 +29,11 @@ export interface Settings {
   /** host:port of the management endpoint (/metrics, /healthz); port 0 picks one. @default 127.0.0.1:0 */
   metricsAddr: string;
   logLevel: string;
+  /** Event log: a sandbox's records are purged this long after it was deleted (src/bus/retention.ts). @default 7 days */
+  eventRetentionMs: number;
 }
 
-export type Flags = Partial<Record<'node' | 'nats' | 'dataDir' | 'runDir' | 'bundleRoot' | 'configRoot' | 'metrics' | 'logLevel', string | string[]>>;
+export type Flags = Partial<Record<'node' | 'nats' | 'dataDir' | 'runDir' | 'bundleRoot' | 'configRoot' | 'metrics' | 'logLevel' | 'eventRetention', string | string[]>>;
 
 const list = (v: string | string[] | undefined): string[] | undefined =>
   v === undefined ? undefined : (Array.isArray(v) ? v : v.split(':')).filter(Boolean);
@@ -59,6 +62,7 @@ export function loadSettings(flags: Flags, env: NodeJS.ProcessEnv): Readonly<Set
     defaultConfigPaths: ['/etc/corral/configuration.toml', '/usr/share/defaults/corral/configuration.toml'],
     confFileEnv: { CORRAL_CONF_FILE: env.CORRAL_CONF_FILE || undefined, KATA_CONF_FILE: env.KATA_CONF_FILE || undefined },
     logLevel: one(flags.logLevel) ?? env.CORRAL_LOG_LEVEL ?? 'info',
+    eventRetentionMs: ((v) => (v === undefined ? DEFAULT_RETENTION_MS : parseRetention(v, '--event-retention / CORRAL_EVENT_RETENTION')))(one(flags.eventRetention) ?? env.CORRAL_EVENT_RETENTION),
   });
 }
 

@@ -1,40 +1,103 @@
 /**
  * The durable event log: the JetStream stream CORRAL_EVENTS over `corral.v1.evt.>`.
  * Facts (created, started, exited, deleted, ...) and write-ahead inputs (kind `input`) of every
- * sandbox go here. Appends are acknowledged (the caller awaits the PubAck) and de-duplicated by
- * `Nats-Msg-Id` when the caller gives one.
+ * sandbox go here.
+ *
+ * An append resolves once JetStream has stored the record and acknowledged it (PubAck). Every record
+ * carries a `Nats-Msg-Id` (the caller's, or `<node>:<log instance>:<n>` made once per record), so an
+ * append whose publish or ack was lost (nats-server killed or restarted, connection dropped) is simply
+ * published again with the same id until a deadline: JetStream's duplicate window (2 min) stores it at
+ * most once, and the ack of a repeat names the first copy's sequence. Records of one sandbox are
+ * appended strictly in call order (one after the other is acknowledged), so a retried record can
+ * never land after a later one. Past the deadline the append fails with Unavailable.
  */
+import { randomUUID } from 'node:crypto';
 import { jetstream, jetstreamManager, DiscardPolicy, RetentionPolicy, StorageType, type JetStreamClient } from '@nats-io/jetstream';
-import { headers, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { err } from '../errors.ts';
 import { encode } from './codec.ts';
 import { EVENTS_STREAM, subjects } from './subjects.ts';
 
+const DAY_MS = 24 * 3600 * 1000;
+const ns = (ms: number) => ms * 1_000_000;
+
+/** CORRAL_EVENTS' limits. docs/api.md ("Events") and docs/decisions/0005-durability.md say why. */
+export const STREAM_DEFAULTS = {
+  /** The log's hard bound: past it the oldest records go (discard old). */
+  maxBytes: 1024 ** 3,
+  /**
+   * A backstop, far beyond any sandbox's retention (src/bus/retention.ts purges a deleted sandbox's
+   * records once its retention period has passed): records older than this go even if their sandbox
+   * still runs.
+   */
+  maxAgeMs: 365 * DAY_MS,
+  /** How long JetStream remembers a Nats-Msg-Id: a retried append within it is stored once. */
+  duplicateWindowMs: 2 * 60 * 1000,
+  replicas: 1,
+} as const;
+
 export interface StreamLimits {
   /** @default 1 GiB */
   maxBytes?: number;
+  /** @default 365 days */
+  maxAgeMs?: number;
+  /** @default 2 min; must exceed the append deadline */
+  duplicateWindowMs?: number;
   /** @default 1 */
   replicas?: number;
 }
 
-export async function ensureEventStream(nc: NatsConnection, limits: StreamLimits = {}): Promise<void> {
-  const jsm = await jetstreamManager(nc);
-  const cfg = {
+export function eventStreamConfig(limits: StreamLimits = {}) {
+  return {
     name: EVENTS_STREAM,
     subjects: [subjects.evtAll()],
     storage: StorageType.File,
     retention: RetentionPolicy.Limits,
     discard: DiscardPolicy.Old,
-    max_bytes: limits.maxBytes ?? 1024 ** 3,
-    num_replicas: limits.replicas ?? 1,
-    duplicate_window: 120_000_000_000, // 2 min in ns
+    max_bytes: limits.maxBytes ?? STREAM_DEFAULTS.maxBytes,
+    max_age: ns(limits.maxAgeMs ?? STREAM_DEFAULTS.maxAgeMs),
+    num_replicas: limits.replicas ?? STREAM_DEFAULTS.replicas,
+    duplicate_window: ns(limits.duplicateWindowMs ?? STREAM_DEFAULTS.duplicateWindowMs),
   };
+}
+
+/** Create CORRAL_EVENTS, or bring an existing one's limits to these (storage and retention cannot change). */
+export async function ensureEventStream(nc: NatsConnection, limits: StreamLimits = {}): Promise<void> {
+  const jsm = await jetstreamManager(nc);
+  const cfg = eventStreamConfig(limits);
   try {
     await jsm.streams.info(EVENTS_STREAM);
-    await jsm.streams.update(EVENTS_STREAM, { subjects: cfg.subjects, max_bytes: cfg.max_bytes, discard: cfg.discard });
   } catch (e) {
     if (!/not found/i.test((e as Error).message)) throw err.unavailable(`JetStream unavailable: ${(e as Error).message}`, e);
     await jsm.streams.add(cfg);
+    return;
+  }
+  await jsm.streams.update(EVENTS_STREAM, {
+    subjects: cfg.subjects, max_bytes: cfg.max_bytes, max_age: cfg.max_age, discard: cfg.discard, duplicate_window: cfg.duplicate_window,
+  });
+}
+
+export interface AppendPolicy {
+  /** An append that is not acknowledged within this long fails with Unavailable. @default 30 s */
+  deadlineMs?: number;
+  /** How long one publish waits for its ack before it is sent again. @default 5 s */
+  attemptTimeoutMs?: number;
+  /** Back-off between attempts: first delay and cap, doubling. A reconnect cuts the wait short. @default [50, 1000] */
+  backoffMs?: readonly [number, number];
+}
+
+/** Errors after which the same publish may succeed: the server was unreachable, restarting or slow. */
+export function isTransientPublishError(e: unknown): boolean {
+  const x = e as { name?: string; message?: string; code?: unknown; status?: unknown; cause?: unknown; isNoResponders?: () => boolean };
+  if (!x || typeof x !== 'object') return false;
+  switch (x.name) {
+    case 'TimeoutError': return true;
+    case 'NoResponders': return true;
+    case 'JetStreamNotEnabled': return true; // nats.js maps "no responders" (JetStream not up yet) to this
+    case 'RequestError': return x.isNoResponders?.() === true || /disconnect|timeout|no responders/i.test(x.message ?? '');
+    case 'JetStreamApiError': return x.status === 503; // e.g. "JetStream system temporarily unavailable"
+    case 'ClosedConnectionError': case 'DrainingConnectionError': return false;
+    default: return false;
   }
 }
 
@@ -42,23 +105,79 @@ export class EventLog {
   private js: JetStreamClient;
   /** Per-sandbox chains keep appends in order without serialising different sandboxes. */
   private chains = new Map<string, Promise<unknown>>();
-  constructor(nc: NatsConnection, private node: string) {
+  /** Ids are `<node>:<instance>:<n>`: unique across restarts of the agent (a counter alone is not). */
+  private readonly instance = randomUUID();
+  private n = 0;
+  /** Publishes sent again (after a timeout, a reconnect, or no responders): for tests and metrics. */
+  retries = 0;
+  private readonly deadlineMs: number;
+  private readonly attemptTimeoutMs: number;
+  private readonly backoff: readonly [number, number];
+  /** Bumped on every reconnect: a publish in flight across one is presumed lost and sent again at once. */
+  private epoch = 0;
+  private reconnected!: Promise<void>;
+  private wake!: () => void;
+
+  constructor(private nc: NatsConnection, private node: string, policy: AppendPolicy = {}) {
     this.js = jetstream(nc);
+    this.deadlineMs = policy.deadlineMs ?? 30_000;
+    this.attemptTimeoutMs = policy.attemptTimeoutMs ?? 5_000;
+    this.backoff = policy.backoffMs ?? [50, 1000];
+    this.arm();
+    void (async () => {
+      for await (const s of nc.status()) if (s.type === 'reconnect') { this.epoch++; this.wake(); this.arm(); }
+    })().catch(() => {});
   }
 
-  /** Append one record; resolves with its stream sequence once JetStream has stored it. */
+  private arm() { this.reconnected = new Promise<void>((r) => { this.wake = r; }); }
+
+  /** The Nats-Msg-Id the next append without one gets (exposed for tests and logs). */
+  nextMsgId(): string { return `${this.node}:${this.instance}:${this.n + 1}`; }
+
+  /**
+   * Append one record; resolves with its stream sequence once JetStream has stored it. `msgId` is the
+   * record's idempotency key (default: a fresh one): give the same one to store a record at most once
+   * across your own retries, too.
+   */
   append(sandbox: string, kind: string, data: Record<string, unknown>, msgId?: string): Promise<number> {
     const subject = subjects.evt(this.node, sandbox, kind);
     const body = encode({ node: this.node, sandbox, kind, at: Date.now(), ...data });
+    const id = msgId ?? `${this.node}:${this.instance}:${++this.n}`;
+    const deadline = Date.now() + this.deadlineMs;
     const prev = this.chains.get(sandbox) ?? Promise.resolve();
-    const next = prev.catch(() => {}).then(async () => {
-      const h = msgId ? headers() : undefined;
-      if (h && msgId) h.set('Nats-Msg-Id', msgId);
-      const ack = await this.js.publish(subject, body, h ? { headers: h, timeout: 5000 } : { timeout: 5000 });
-      return ack.seq;
-    });
+    const next = prev.catch(() => {}).then(() => this.publish(subject, body, id, deadline));
     this.chains.set(sandbox, next);
     void next.finally(() => { if (this.chains.get(sandbox) === next) this.chains.delete(sandbox); }).catch(() => {});
-    return next.catch((e) => { throw err.unavailable(`event log append failed: ${(e as Error).message}`, e); });
+    return next;
+  }
+
+  /** Publish until acknowledged or the deadline passes; the same id every time. */
+  private async publish(subject: string, body: Uint8Array, msgID: string, deadline: number): Promise<number> {
+    let last: unknown;
+    for (let attempt = 0; ; attempt++) {
+      if (this.nc.isClosed()) throw err.unavailable(`event log append failed: NATS connection closed`, last);
+      const left = deadline - Date.now();
+      if (attempt > 0 && left <= 0) break;
+      if (attempt > 0) this.retries++;
+      const epoch = this.epoch;
+      const reconnected = this.reconnected;
+      const p = this.js.publish(subject, body, { msgID, timeout: Math.max(100, Math.min(this.attemptTimeoutMs, left)) });
+      p.catch(() => {}); // may be abandoned below
+      const r = await Promise.race([
+        p.then((ack) => ({ ack }), (e: unknown) => ({ e })),
+        reconnected.then(() => ({ reconnected: true as const })),
+      ]);
+      if ('ack' in r) return r.ack.seq;
+      if ('e' in r) {
+        last = r.e;
+        if (!isTransientPublishError(r.e)) throw err.unavailable(`event log append failed: ${(r.e as Error).message}`, r.e);
+      }
+      // A reconnect since this attempt began: the publish or its ack was likely lost; send it again now.
+      if (this.epoch !== epoch) continue;
+      const pause = Math.min(this.backoff[1], this.backoff[0] * 2 ** attempt, Math.max(0, deadline - Date.now()));
+      await Promise.race([new Promise((r2) => setTimeout(r2, pause)), this.reconnected]);
+    }
+    const why = last instanceof Error ? last.message : 'no acknowledgement';
+    throw err.unavailable(`event log append failed: not acknowledged within ${this.deadlineMs} ms (${why})`, last);
   }
 }

@@ -4,6 +4,8 @@
  */
 import { CorralError, ensureError } from '../errors.ts';
 import { agentCommand } from './commands/agent.ts';
+import { EVENTS_USAGE, eventsCommand } from './commands/events.ts';
+import { REPLAY_USAGE, replayCommand } from './commands/replay.ts';
 import { taskCommands } from './commands/task.ts';
 import { demoCommand, upCommand } from './commands/up.ts';
 import { workerCommand } from './commands/worker.ts';
@@ -34,6 +36,14 @@ Tasks (containerd's Task API)
   kill ID [--signal SIG] [--all]
   ps                                  every task on the node
 
+Events and replay
+  events [--sandbox ID] [--node N] [--since SEQ|TIME] [--follow]
+                                      recorded inputs, states and facts (TIME: ISO date or 10m ago)
+  events export --sandbox ID -o FILE  one sandbox's history as JSON lines, for a bug report
+  replay ID [--file FILE] [--until SEQ] [--step] [--html FILE]
+                                      rebuild the sandbox's actors from its log; exits 1 naming the
+                                      first step whose rebuilt state differs from the recorded one
+
 Global flags
   --nats URL     NATS server (env NATS_URL, default nats://127.0.0.1:4222)
   --node NAME    node to talk to (env CORRAL_NODE, default the hostname)
@@ -47,8 +57,9 @@ export async function main(argv: string[], io: Io): Promise<number> {
   const [cmd, ...rest] = argv;
   if (!cmd || cmd === 'help' || cmd === '--help' || cmd === '-h') { io.out(HELP); return 0; }
   const task = Object.hasOwn(taskCommands, cmd) ? taskCommands[cmd] : undefined;
+  const usage = task?.usage ?? (cmd === 'events' ? EVENTS_USAGE : cmd === 'replay' ? REPLAY_USAGE : undefined);
   if (rest.includes('--help') || rest.includes('-h')) {
-    io.out(task ? `Usage: ${task.usage}\n\nGlobal flags: --nats URL, --node NAME, --json, --timeout D` : HELP);
+    io.out(usage ? `Usage: ${usage}\n\nGlobal flags: --nats URL, --node NAME, --json, --timeout D` : HELP);
     return 0;
   }
   if (task) return task.run(rest, io);
@@ -57,6 +68,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
     case 'demo': return demoCommand(rest, io);
     case 'agent': return agentCommand(rest, io);
     case 'worker': return workerCommand(rest, io);
+    case 'events': return eventsCommand(rest, io);
+    case 'replay': return replayCommand(rest, io);
     default: io.err(`corral: unknown command ${JSON.stringify(cmd)}; see corral --help`); return 2;
   }
 }

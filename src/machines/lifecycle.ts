@@ -175,7 +175,8 @@ export function lifecycleMachine(kind: 'sandbox' | 'container') {
         on: {
           start: { target: 'starting', actions: assign({ pendingRid: ({ event }) => event.rid }) },
           kill: { target: 'stopping', actions: [assign({ exitStatus: ({ event }) => 128 + event.signal, exitedAt: ({ event }) => event.at }), emit(({ event }) => reply(event.rid, {}))] },
-          delete: { target: 'stopping', actions: assign({ deleteRids: ({ event }) => [event.rid], exitStatus: 0, exitedAt: ({ event }) => event.at }) },
+          // Never started: nothing exited, so no exit is published; the delete fact follows the teardown.
+          delete: { target: 'stopping', actions: assign({ deleteRids: ({ event }) => [event.rid], exitedAt: ({ event }) => event.at }) },
           hostGone: { target: 'stopping', actions: assign({ exitStatus: 255, exitedAt: ({ event }) => event.at }) },
         },
       },
@@ -226,7 +227,7 @@ export function lifecycleMachine(kind: 'sandbox' | 'container') {
       },
       stopping: {
         // HEAD semantics (Kata d3291b8778): the exit is published first, the slow teardown follows.
-        entry: emit(({ context }) => ({ type: 'fact', kind: 'exited', data: exitInfo(context) }) as Fact),
+        entry: enqueueActions(({ context, enqueue }) => { if (context.exitStatus !== null) enqueue.emit({ type: 'fact', kind: 'exited', data: exitInfo(context) } as Fact as never); }),
         invoke: {
           id: 'coordinator',
           src: 'coordinator',

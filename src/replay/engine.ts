@@ -155,6 +155,7 @@ export async function replay(records: EventRecord[], o: ReplayOptions = {}): Pro
         await settle();
         result.inputs++;
         const since = lastStateAt.get(taskId);
+        lastStateAt.set(taskId, r.at); // a task runs one effect at a time: the next one starts here at the latest
         entry = { seq: r.seq, at: r.at, taskId, lane: laneOf(r, t.machine), kind: 'effect', label: `${r.effect} ${r.ok ? 'ok' : `failed: ${(r.error as { code?: string })?.code}`}`, payload: r.ok ? r.output : r.error, ok: Boolean(r.ok), durationMs: since === undefined ? undefined : r.at - since };
       } else if (r.kind === 'input' && event) {
         t.actor.send(event as never);

@@ -8,20 +8,54 @@ import { connectNats } from '../../src/bus/connection.ts';
 
 export interface TestNats extends LocalNats {
   nc: NatsConnection;
+  /** The server's data dir (its streams are in `<dir>/jetstream`). */
+  dir: string;
+  /** SIGKILL the server, as a crash would (no shutdown, no flush), and wait until it is gone. */
+  kill(): Promise<void>;
+  /**
+   * Start the server again on the same port and data dir; kills it first if it still runs. Clients
+   * (nats.js reconnects forever: connection.ts) find it on their own. `downMs` keeps it down that long.
+   */
+  restart(opts?: { downMs?: number }): Promise<void>;
   cleanup(): Promise<void>;
+}
+
+const gone = (p: LocalNats['proc']) => new Promise<void>((r) => { if (p.exitCode !== null || p.signalCode !== null) r(); else p.once('exit', () => r()); });
+
+/** Resolves on the connection's next reconnect (10 s at most: then the caller's next request says why). */
+export function reconnected(nc: NatsConnection, timeoutMs = 10_000): Promise<void> {
+  return new Promise<void>((res) => {
+    const t = setTimeout(res, timeoutMs);
+    void (async () => { for await (const s of nc.status()) if (s.type === 'reconnect') break; })().finally(() => { clearTimeout(t); res(); });
+  });
 }
 
 export async function natsServer(): Promise<TestNats> {
   const dir = mkdtempSync(join(tmpdir(), 'corral-nats-'));
-  const srv = await startNatsServer({ dataDir: dir });
+  let srv = await startNatsServer({ dataDir: dir, log: () => {} });
   const nc = await connectNats(srv.url, 'test');
-  return {
+  const t: TestNats = {
     ...srv,
     nc,
+    dir,
+    async kill() {
+      srv.proc.kill('SIGKILL');
+      await gone(srv.proc);
+    },
+    async restart(opts = {}) {
+      const back = reconnected(nc);
+      await t.kill();
+      if (opts.downMs) await new Promise((r) => setTimeout(r, opts.downMs));
+      srv = await startNatsServer({ dataDir: dir, port: srv.port, log: () => {} });
+      Object.assign(t, { proc: srv.proc, url: srv.url, port: srv.port, version: srv.version, syncAlways: srv.syncAlways, guarantee: srv.guarantee });
+      await back; // the test's own connection is back before the caller goes on
+    },
+    stop: () => srv.stop(),
     async cleanup() {
       await nc.close().catch(() => {});
       await srv.stop();
       rmSync(dir, { recursive: true, force: true });
     },
   };
+  return t;
 }

@@ -4,13 +4,15 @@
  * make bundles, call the Task API, arm worker faults, run the CLI, and list what was left behind.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connectNats } from '../../src/bus/connection.ts';
 import { request } from '../../src/bus/rpc.ts';
 import { subjects, type TaskVerb, type WorkerKind } from '../../src/bus/subjects.ts';
+import { startNatsServer, type LocalNats } from '../../src/bus/server.ts';
+import { reconnected } from './nats.ts';
 import { bringUp } from '../../src/cli/commands/up.ts';
 import type { Io } from '../../src/cli/main.ts';
 import { mountsUnder, processesMatching, runUserDirs, usersWithPrefix } from './leaks.ts';
@@ -49,6 +51,11 @@ export async function testNode(opts: { faults?: boolean } = {}) {
   });
   const nc: NatsConnection = await connectNats(n.natsUrl, 'e2e');
   const env = { ...process.env, NATS_URL: n.natsUrl, CORRAL_NODE: node };
+  /** nats-servers started by restartNats (the first one is bringUp's, stopped by n.stop()). */
+  const restartedNats: LocalNats[] = [];
+  const natsDir = join(dataDir, 'nats');
+  const natsPid = () => Number(readFileSync(join(natsDir, 'nats-server.pid'), 'utf8'));
+  const running = (pid: number) => { try { return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8')); } catch { return false; } };
 
   return {
     ...n, nc, dataDir, bundles, configs, metricsUrl: `http://${metrics}/metrics`, env,
@@ -89,9 +96,31 @@ export async function testNode(opts: { faults?: boolean } = {}) {
         sandboxDirs: existsSync(sandboxes) ? readdirSync(sandboxes) : [],
       };
     },
+    /** The running nats-server's pid (it writes its pid file: src/bus/server.ts). */
+    natsPid,
+    /**
+     * SIGKILL the node's nats-server (a crash: no shutdown) and start it again on the same port and
+     * store dir. The agent, its workers and `nc` reconnect by themselves (connection.ts); resolves once
+     * `nc` is back. `downMs` keeps the server down that long.
+     */
+    async restartNats(opts: { downMs?: number } = {}): Promise<{ pid: number; downMs: number }> {
+      const port = Number(new URL(n.natsUrl).port);
+      const pid = natsPid();
+      const back = reconnected(nc);
+      const t0 = performance.now();
+      process.kill(pid, 'SIGKILL');
+      for (let i = 0; i < 500 && running(pid); i++) await new Promise((r) => setTimeout(r, 10));
+      if (opts.downMs) await new Promise((r) => setTimeout(r, opts.downMs));
+      const srv = await startNatsServer({ dataDir: natsDir, port, log: () => {} });
+      restartedNats.push(srv);
+      const downMs = Math.round(performance.now() - t0);
+      await back;
+      return { pid: srv.proc.pid!, downMs };
+    },
     async cleanup() {
       await nc.close().catch(() => {});
       await n.stop();
+      for (const s of restartedNats) await s.stop();
       rmSync(dataDir, { recursive: true, force: true });
     },
   };

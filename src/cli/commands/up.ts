@@ -21,6 +21,8 @@ export interface Node {
   dataDir: string;
   agent: ChildProcess;
   stop(): Promise<void>;
+  restartAgent(env?: NodeJS.ProcessEnv, opts?: { wait?: boolean }): Promise<void>;
+  exited(): Promise<void>;
 }
 
 /** The runtime config `corral up` uses: Kata's TOML keys, pointing at the guest that bootstrap built. */
@@ -63,34 +65,52 @@ export async function bringUp(o: { dataDir: string; node: string; port: number; 
   }
   o.io.err(`nats-server ready at ${nats.url} (data ${resolve(o.dataDir, 'nats')})`);
   const self = selfCommand();
-  const agent = spawn(self.command, [
+  const spawnAgent = (env: NodeJS.ProcessEnv = {}) => spawn(self.command, [
     ...self.prefix, 'agent', '--spawn-workers', '--teardown-on-exit', '--node', o.node, '--nats', nats.url,
     '--data-dir', o.dataDir, '--run-dir', resolve(o.dataDir, 'run'),
     ...(o.bundleRoots ?? [process.cwd(), '/run/containerd', resolve(o.dataDir, 'bundles')]).flatMap((r) => ['--bundle-root', r]),
-  ], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, CORRAL_CONF_FILE: conf, CORRAL_LOG_LEVEL: process.env.CORRAL_LOG_LEVEL ?? 'warn', ...o.extraEnv } });
-  const stop = async () => {
-    if (agent.exitCode === null && agent.signalCode === null) {
-      await new Promise<void>((r) => { agent.once('exit', () => r()); agent.kill('SIGTERM'); setTimeout(() => agent.kill('SIGKILL'), 90_000).unref(); });
-    }
-    await nats.stop();
-  };
-  try {
+  ], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, CORRAL_CONF_FILE: conf, CORRAL_LOG_LEVEL: process.env.CORRAL_LOG_LEVEL ?? 'warn', ...o.extraEnv, ...env } });
+  const exitOf = (p: ChildProcess) => new Promise<void>((r) => { if (p.exitCode !== null || p.signalCode !== null) r(); else p.once('exit', () => r()); });
+  /** Resolves once the agent's workers and its Task API answer. */
+  const ready = async (agent: ChildProcess) => {
     const nc = await connectNats(nats.url, 'corral-up');
-    const exited = new Promise<never>((_, rej) => agent.once('exit', (c) => rej(err.unavailable(`agent exited with ${c} during start-up`))));
-    await Promise.race([
-      (async () => {
-        for (const k of ['mount', 'hypervisor'] as const) await waitForWorker(nc, o.node, k, 60_000);
-        // the agent subscribes to its Task API after its workers answer: wait for it
-        const until = Date.now() + 30_000;
-        for (;;) {
-          try { await nc.request(`corral.v1.node.${o.node}.task.list`, new Uint8Array([0x80]), { timeout: 1000 }); break; } catch (e) { if (Date.now() > until) throw e; await new Promise((r) => setTimeout(r, 100)); }
-        }
-      })(),
-      exited,
-    ]);
-    await nc.close();
-  } catch (e) { await stop(); throw e; }
-  return { natsUrl: nats.url, node: o.node, dataDir: o.dataDir, agent, stop };
+    try {
+      const exited = new Promise<never>((_, rej) => agent.once('exit', (c, sig) => rej(err.unavailable(`agent exited with ${c ?? sig} during start-up`))));
+      await Promise.race([
+        (async () => {
+          for (const k of ['mount', 'hypervisor'] as const) await waitForWorker(nc, o.node, k, 60_000);
+          // the agent subscribes to its Task API after its workers answer and its recovery: wait for it
+          const until = Date.now() + 60_000;
+          for (;;) {
+            try { await nc.request(`corral.v1.node.${o.node}.task.list`, new Uint8Array([0x80]), { timeout: 1000 }); break; } catch (e) { if (Date.now() > until) throw e; await new Promise((r) => setTimeout(r, 100)); }
+          }
+        })(),
+        exited,
+      ]);
+    } finally { await nc.close(); }
+  };
+  const node = {
+    natsUrl: nats.url, node: o.node, dataDir: o.dataDir, agent: spawnAgent(),
+    async stop() {
+      const agent = node.agent;
+      if (agent.exitCode === null && agent.signalCode === null) {
+        agent.kill('SIGTERM');
+        const t = setTimeout(() => agent.kill('SIGKILL'), 90_000);
+        await exitOf(agent);
+        clearTimeout(t);
+      }
+      await nats.stop();
+    },
+    /** Start the agent again (after a crash, or killing it first), with extra env; waits until it serves. */
+    async restartAgent(env: NodeJS.ProcessEnv = {}, opts: { wait?: boolean } = {}) {
+      if (node.agent.exitCode === null && node.agent.signalCode === null) { node.agent.kill('SIGKILL'); await exitOf(node.agent); }
+      node.agent = spawnAgent(env);
+      if (opts.wait !== false) await ready(node.agent);
+    },
+    exited: () => exitOf(node.agent),
+  };
+  try { await ready(node.agent); } catch (e) { await node.stop(); throw e; }
+  return node;
 }
 
 const UP_OPTS = { 'data-dir': { type: 'string' }, port: { type: 'string' } } as const;

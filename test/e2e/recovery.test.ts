@@ -1,0 +1,82 @@
+/**
+ * The agent SIGKILLed at every step of create, start and delete (an injection point the test arms,
+ * not a sleep): before an effect runs, after the worker did it but before the agent journaled it, and
+ * after it was journaled. A new agent recovers from the event log and the sandbox converges to where
+ * it should be; afterwards nothing is left and the whole log (before and after the crash) replays to
+ * exactly the recorded states.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { replay } from '../../src/replay/engine.ts';
+import { readRecords } from '../../src/replay/records.ts';
+import { eventually, NOTHING_LEFT, testNode, type TestNode } from '../helpers/node.ts';
+
+let n: TestNode;
+beforeAll(async () => { n = await testNode({ faults: true }); });
+afterAll(async () => { await n?.cleanup(); });
+
+const CREATE = ['after:create-input', ...['validate', 'configure', 'mountRootfs', 'mkdir', 'bind', 'boot'].flatMap((s) => [`before:${s}`, `during:${s}`, `after:${s}`])];
+const START = ['before:startProcess', 'during:startProcess', 'after:startProcess'];
+const DELETE = ['stopVm', 'removeTree', 'unmountAll'].flatMap((s) => [`before:undo:${s}`, `during:undo:${s}`, `after:undo:${s}`]);
+let tested = 0;
+afterAll(() => { console.log(`recovery: ${tested} agent kill points tested (${CREATE.length} in create, ${START.length} in start, ${DELETE.length} in delete)`); });
+
+const state = async (id: string) => (await n.call<{ state: string; status: string }>('state', { id })).state;
+const tmpfsRootfs = [{ type: 'tmpfs', source: 'tmpfs', options: ['size=4m'] }];
+
+/** Arm a crash point, run `f` (whose requests die with the agent), wait for the kill, start a clean agent. */
+async function crashDuring(point: string, f: () => Promise<unknown>) {
+  await n.restartAgent({ CORRAL_TEST_CRASH: point });
+  const died = n.exited();
+  void f().catch(() => {});
+  await died;
+  await n.restartAgent();
+  tested++;
+}
+
+async function expectClean(id: string) {
+  await eventually(() => JSON.stringify(n.leftovers([id])) === JSON.stringify(NOTHING_LEFT));
+  expect(n.leftovers([id])).toEqual(NOTHING_LEFT);
+  const recs = (await readRecords(n.nc, { node: n.node, sandbox: id }));
+  const r = await replay(recs);
+  expect(r.divergence, JSON.stringify(r.divergence)).toBeUndefined();
+  for (const t of r.tasks) t.actor.stop();
+  const facts = recs.filter((x) => ['created', 'started', 'exited', 'deleted'].includes(x.kind)).map((x) => x.kind);
+  return facts;
+}
+
+describe('agent killed during create converges to created', () => {
+  it.each(CREATE)('%s', async (point) => {
+    const id = `c-${point.replace(/[^a-z]/gi, '')}`;
+    const b = n.bundle(id, { args: ['sleep', '600'], emptyRootfs: true });
+    await crashDuring(point, () => n.call('create', { id, bundle: b, rootfs: tmpfsRootfs }, 60_000));
+    await eventually(async () => (await state(id).catch(() => '')) === 'created', 60_000);
+    expect(await state(id)).toBe('created');
+    await n.call('delete', { id });
+    expect(await expectClean(id)).toEqual(['created', 'deleted']);
+  });
+});
+
+describe('agent killed during start converges to running', () => {
+  it.each(START)('%s', async (point) => {
+    const id = `s-${point.replace(/[^a-z]/gi, '')}`;
+    await n.call('create', { id, bundle: n.bundle(id, { args: ['sleep', '600'] }) });
+    await crashDuring(point, () => n.call('start', { id }, 60_000));
+    await eventually(async () => (await state(id).catch(() => '')) === 'running', 60_000);
+    expect(await state(id)).toMatch(/running/);
+    await n.call('kill', { id, signal: 9 });
+    await n.call('wait', { id });
+    await n.call('delete', { id });
+    expect(await expectClean(id)).toEqual(['created', 'started', 'exited', 'deleted']);
+  });
+});
+
+describe('agent killed during delete finishes the teardown', () => {
+  it.each(DELETE)('%s', async (point) => {
+    const id = `d-${point.replace(/[^a-z]/gi, '')}`;
+    await n.call('create', { id, bundle: n.bundle(id, { args: ['sleep', '600'], emptyRootfs: true }), rootfs: tmpfsRootfs });
+    await crashDuring(point, () => n.call('delete', { id }, 60_000));
+    await eventually(async () => (await state(id).catch((e: { code?: string }) => e.code)) === 'NotFound', 60_000);
+    await expect(n.call('state', { id })).rejects.toMatchObject({ code: 'NotFound' });
+    expect(await expectClean(id)).toEqual(['created', 'deleted']); // never started: nothing exited
+  });
+});
