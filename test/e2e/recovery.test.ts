@@ -80,3 +80,25 @@ describe('agent killed during delete finishes the teardown', () => {
     expect(await expectClean(id)).toEqual(['created', 'deleted']); // never started: nothing exited
   });
 });
+
+describe('reconciliation on agent start', () => {
+  it('cleans up what no task owns (a VM, mounts, a sandbox dir, a VMM user) and reports each as an event', async () => {
+    const { execFileSync, spawn } = await import('node:child_process');
+    const { existsSync, mkdirSync } = await import('node:fs');
+    const ghost = `${n.dataDir}/run/sandboxes/ghost`;
+    mkdirSync(`${ghost}/shared/ghost/rootfs`, { recursive: true });
+    execFileSync('mount', ['-t', 'tmpfs', 'tmpfs', `${ghost}/shared/ghost/rootfs`]);
+    execFileSync('useradd', ['-M', '-s', '/usr/sbin/nologin', '-c', 'Corral temporary hypervisor user of sandbox ghost', 'corral-99999']);
+    const qemu = spawn('qemu-system-x86_64', ['-name', 'corral-ghost', '-M', 'none', '-nographic', '-nodefaults', '-display', 'none'], { stdio: 'ignore', detached: true });
+    const { processesMatching } = await import('../helpers/leaks.ts');
+    await eventually(() => processesMatching('-name corral-ghost ').length === 1);
+    qemu.unref();
+
+    await n.restartAgent();
+    expect(n.leftovers(['ghost'])).toEqual(NOTHING_LEFT);
+    expect(existsSync(ghost)).toBe(false);
+    const orphans = (await readRecords(n.nc, { node: n.node, sandbox: 'ghost' })).filter((r) => r.kind === 'orphan');
+    expect(orphans.map((o) => [(o.action as { kind: string }).kind, o.ok])).toEqual([['stopVm', true], ['unmount', true], ['removeTree', true], ['removeUser', true]]);
+    expect(await (await fetch(n.metricsUrl)).text()).toContain('corral_leaks_found_total 4');
+  });
+});

@@ -6,6 +6,7 @@ import { subjects, type WorkerKind } from '../../bus/subjects.ts';
 import { err } from '../../errors.ts';
 import { buildAgent } from '../../agent/agent.ts';
 import { createRules } from '../../agent/create-rules.ts';
+import { reconcile } from '../../agent/reconcile.ts';
 import { startManagement } from '../../agent/http.ts';
 import { createMetrics } from '../../agent/metrics.ts';
 import { loadSettings, type Settings } from '../../agent/settings.ts';
@@ -80,6 +81,12 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
   }
   const recovered = await agent.recover();
   if (recovered.tasks > 0 || recovered.resumed.length > 0) log.info(recovered, 'recovered tasks from the event log');
+  if (p.values['spawn-workers'] || (await request(nc, subjects.worker(settings.node, 'mount', '__ping'), {}, 1000).then(() => true, () => false))) {
+    const live = new Set([...agent.tasks.values()].map((t) => t.sandboxId));
+    const orphans = await reconcile({ nc, settings, events }, live).catch((e) => { log.error({ err: e }, 'reconciliation failed'); return []; });
+    metrics.leaks(orphans.length);
+    for (const o of orphans) log.warn({ orphan: o.action, cleaned: o.ok }, 'orphan found on the host');
+  }
   agent.start();
   log.info({ node: settings.node, nats: settings.natsUrl, metrics: `${mgmt.url}/metrics` }, 'agent ready');
   io.err(`corral agent ready: node ${settings.node}, NATS ${settings.natsUrl}, metrics ${mgmt.url}/metrics`);
