@@ -7,17 +7,30 @@
  *   create→running   Task API create + start through NATS, agent, workers
  *   full run         create + start + wait + delete of `true`
  *
- * Flags: --runs N (default 7), --json.
+ *   replay           the replay engine over a node's log, next to the raw JetStream read of the same records
+ *   recovery         an agent holding --sandboxes N (default 1000) running sandboxes with simulated VMs is
+ *                    SIGKILLed; time until the restarted agent serves again, having rebuilt them all
+ *   memory           heap per idle sandbox actor (created, effects answered at once)
+ *
+ * Flags: --runs N (default 7), --sandboxes N (default 1000), --json.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { createActor } from 'xstate';
 import { QemuDriver } from '../src/workers/hypervisor/qemu.ts';
+import { provideEffects, sandboxMachine } from '../src/machines/index.ts';
+import { replay } from '../src/replay/engine.ts';
+import { readRecords } from '../src/replay/records.ts';
 import { REPO, testNode } from '../test/helpers/node.ts';
+import { fakeEffects, request as fakeRequest } from '../test/helpers/fake-effects.ts';
 
 const args = process.argv.slice(2);
 const runs = Number(args[args.indexOf('--runs') + 1] ?? 0) || 7;
 const json = args.includes('--json');
+const sandboxes = Number(args[args.indexOf('--sandboxes') + 1] ?? 0) || 1000;
 const say = (s: string) => { if (!json) process.stderr.write(s + '\n'); };
 
 const pct = (xs: number[], p: number) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!; };
@@ -71,10 +84,61 @@ try {
     results.fullRun = stats(fullRun);
   } finally { await n.cleanup(); }
 
+  // Memory per idle sandbox actor.
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const { fx } = fakeEffects();
+  const machine = provideEffects(sandboxMachine, fx);
+  const N = 5000;
+  gc(); const before = process.memoryUsage().heapUsed;
+  const actors = Array.from({ length: N }, (_, i) => createActor(machine, { input: { id: `m${i}`, request: fakeRequest(`m${i}`), rid: 'r' } }).start());
+  await new Promise((r) => setTimeout(r, 200));
+  gc(); const perActor = (process.memoryUsage().heapUsed - before) / N;
+  const idle = actors.filter((a) => a.getSnapshot().value === 'created').length;
+  for (const a of actors) a.stop();
+  say(`  memory: ${(perActor / 1024).toFixed(1)} KiB per idle sandbox actor (${idle}/${N} settled in created)`);
+
+  // Recovery of an agent holding many sandboxes (simulated VMs), and replay next to raw reads.
+  const sim = await testNode({ simulate: true });
+  let recovery: Record<string, number> = {};
+  try {
+    const b = sim.bundle('sim', { args: ['sleep', '1'] });
+    const t0 = performance.now();
+    let next = 0;
+    await Promise.all(Array.from({ length: 8 }, async () => {
+      for (let i = next++; i < sandboxes; i = next++) {
+        await sim.call('create', { id: `sim-${i}`, bundle: b }, 60_000);
+        await sim.call('start', { id: `sim-${i}` }, 60_000);
+      }
+    }));
+    const createMs = performance.now() - t0;
+    say(`  ${sandboxes} simulated sandboxes running (${(createMs / 1000).toFixed(1)} s to create and start)`);
+    const r0 = performance.now();
+    const records = await readRecords(sim.nc, { node: sim.node });
+    const readMs = performance.now() - r0;
+    const bySandbox = new Map<string, typeof records>();
+    for (const r of records) bySandbox.set(r.sandbox, [...(bySandbox.get(r.sandbox) ?? []), r]);
+    const p0 = performance.now();
+    let replayed = 0;
+    for (const recs of bySandbox.values()) { const r = await replay(recs); replayed += recs.length; for (const t of r.tasks) t.actor.stop(); }
+    const replayMs = performance.now() - p0;
+    const k0 = performance.now();
+    await sim.restartAgent();
+    const recoverMs = performance.now() - k0;
+    const running = (await sim.call<{ tasks: { state: string }[] }>('list', {})).tasks.filter((t) => t.state === 'running').length;
+    recovery = {
+      sandboxes, records: records.length, rawReadPerSec: records.length / (readMs / 1000), replayPerSec: replayed / (replayMs / 1000),
+      recoveryMs: recoverMs, recoveredRunning: running,
+    };
+  } finally { await sim.cleanup(); }
+
   const ratio = (a: string, b: string) => results[a]!.p50 / results[b]!.p50;
   const report = {
-    runs, results,
-    ratios: { createToRunningOverRawBoot: ratio('createToRunning', 'rawBoot'), fullRunOverRawBoot: ratio('fullRun', 'rawBoot') },
+    runs, results, memory: { bytesPerIdleSandboxActor: Math.round(perActor) }, recovery,
+    ratios: {
+      createToRunningOverRawBoot: ratio('createToRunning', 'rawBoot'), fullRunOverRawBoot: ratio('fullRun', 'rawBoot'),
+      replayOverRawRead: recovery.replayPerSec! / recovery.rawReadPerSec!,
+    },
   };
   if (json) { process.stdout.write(JSON.stringify(report) + '\n'); } else {
     const row = (k: string, label: string) => `${label.padEnd(28)} p50 ${results[k]!.p50.toFixed(1).padStart(8)} ms   p99 ${results[k]!.p99.toFixed(1).padStart(8)} ms   (n=${results[k]!.n})`;
@@ -84,6 +148,9 @@ try {
     console.log(row('fullRun', 'corral full run (true)'));
     console.log(`ratio create→running / raw boot: ${report.ratios.createToRunningOverRawBoot.toFixed(2)}`);
     console.log(`ratio full run / raw boot:       ${report.ratios.fullRunOverRawBoot.toFixed(2)}`);
+    console.log(`memory per idle sandbox actor:   ${(report.memory.bytesPerIdleSandboxActor / 1024).toFixed(1)} KiB`);
+    console.log(`recovery: agent holding ${recovery.sandboxes} running sandboxes (simulated VMs) SIGKILLed → serving again in ${recovery.recoveryMs!.toFixed(0)} ms, ${recovery.recoveredRunning} running after`);
+    console.log(`replay: ${recovery.replayPerSec!.toFixed(0)} events/s vs raw JetStream read ${recovery.rawReadPerSec!.toFixed(0)} events/s of the same ${recovery.records} records (ratio ${report.ratios.replayOverRawRead.toFixed(2)})`);
   }
 } finally {
   rmSync(tmp, { recursive: true, force: true });

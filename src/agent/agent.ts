@@ -22,6 +22,7 @@ import { taskEffects } from './effects.ts';
 import { replay } from '../replay/engine.ts';
 import { EffectGate } from '../replay/gate.ts';
 import { readRecords, type EventRecord } from '../replay/records.ts';
+import type { Snapshots } from '../bus/snapshots.ts';
 import type { Metrics } from './metrics.ts';
 import { parseCreate, parseKill, parseWait, taskId } from './requests.ts';
 import type { Settings } from './settings.ts';
@@ -36,6 +37,8 @@ export interface AgentDeps {
   log: Logger;
   metrics: Metrics;
   watch?: WorkerWatch;
+  /** Actor snapshots (bounded recovery); without it recovery replays each task's whole log. */
+  snapshots?: Snapshots;
   /** Test-only crash point (`before:<effect>`, `after:<effect>`, `after:create-input`): SIGKILL the agent there. */
   crashAt?: string;
   /** Called when a `shutdown` request is accepted (no tasks left). */
@@ -43,6 +46,8 @@ export interface AgentDeps {
 }
 
 interface Task {
+  fx?: { effectCount(): number };
+  snapshotChain?: Promise<unknown>;
   /** Facts and state records still to be skipped: during recovery they are already in the log. */
   skip: { facts: number; states: number };
   id: string;
@@ -87,15 +92,24 @@ export function buildAgent(d: AgentDeps) {
     }
   }
 
-  function effectsFor(t: Pick<Task, 'id' | 'kind' | 'sandboxId' | 'instance'>, gate?: EffectGate) {
-    return taskEffects(
+  function effectsFor(t: Pick<Task, 'id' | 'kind' | 'sandboxId' | 'instance'> & { fx?: { effectCount(): number } }, gate?: EffectGate, effectsFrom = 0) {
+    return t.fx = taskEffects(
       { nc: d.nc, settings: d.settings, rules: d.rules, events: d.events, observeStep: d.metrics.step, watch: d.watch, crashAt: d.crashAt },
       {
         id: t.id, instance: t.instance, sandboxId: () => t.sandboxId,
         sandbox: () => { const c = t.kind === 'container' ? tasks.get(t.sandboxId)?.actor.getSnapshot().context : undefined; return c?.plan ? { pid: c.pid, plan: c.plan } : undefined; },
       },
       gate,
+      effectsFrom,
     );
+  }
+
+  const QUIET = new Set(['"created"', '{"running":"idle"}', '{"stopped":"clean"}']);
+  /** At a quiet state (no effect in flight) the actor is saved with the sequence its state record got. */
+  function snapshotAt(task: Task, value: string, seq: number) {
+    if (!d.snapshots || !QUIET.has(value) || !task.fx) return;
+    const save = { seq, taskId: task.id, sandboxId: task.sandboxId, machine: task.kind, instance: task.instance, effects: task.fx.effectCount(), createdAt: task.createdAt, snapshot: task.actor.getPersistedSnapshot() };
+    task.snapshotChain = (task.snapshotChain ?? Promise.resolve()).then(() => d.snapshots!.save(save)).catch((e) => log.warn({ err: e, taskId: task.id }, 'snapshot not saved'));
   }
 
   /** Logs each transition and records the state it led to (replay compares against these). */
@@ -108,7 +122,7 @@ export function buildAgent(d: AgentDeps) {
       const s = JSON.stringify(value);
       if (s !== last) { alog.info({ state: s, event: ev.event.type, ...(task.skip.states > 0 ? { recovering: true } : {}) }, 'transition'); last = s; }
       if (task.skip.states > 0) { task.skip.states--; return; } // already in the log: this is a replay
-      void d.events.append(task.sandboxId, 'state', { taskId: task.id, value: value as never, event: ev.event.type }).catch(() => {});
+      void d.events.append(task.sandboxId, 'state', { taskId: task.id, value: value as never, event: ev.event.type }).then((seq) => snapshotAt(task, s, seq), () => {});
     };
   }
 
@@ -123,9 +137,13 @@ export function buildAgent(d: AgentDeps) {
       next: (snap) => {
         // A failed create whose rollback is complete leaves no task behind (Kata registers none).
         const v = snap.value as unknown;
-        if (v && typeof v === 'object' && (v as { failed?: string }).failed === 'clean' && tasks.get(task.id) === task) { tasks.delete(task.id); queueMicrotask(() => task.actor.stop()); }
+        if (v && typeof v === 'object' && (v as { failed?: string }).failed === 'clean' && tasks.get(task.id) === task) {
+          tasks.delete(task.id);
+          queueMicrotask(() => task.actor.stop());
+          void (task.snapshotChain ?? Promise.resolve()).then(() => d.snapshots?.remove(task.id));
+        }
       },
-      complete: () => { if (tasks.get(task.id) === task) tasks.delete(task.id); },
+      complete: () => { if (tasks.get(task.id) === task) tasks.delete(task.id); void task.snapshotChain?.then(() => d.snapshots?.remove(task.id)); },
       error: (e) => { log.error({ err: e, taskId: task.id }, 'actor crashed'); },
     });
     tasks.set(task.id, task);
@@ -151,16 +169,20 @@ export function buildAgent(d: AgentDeps) {
     const records = await readRecords(d.nc, { node: d.settings.node });
     const bySandbox = new Map<string, EventRecord[]>();
     for (const r of records) bySandbox.set(r.sandbox, [...(bySandbox.get(r.sandbox) ?? []), r]);
+    const snaps = d.snapshots ? await d.snapshots.all() : [];
+    for (const sn of snaps) if (!bySandbox.has(sn.sandboxId)) bySandbox.set(sn.sandboxId, []);
     const gate = new EffectGate();
     const pendingTasks = new Map<string, Task>();
     for (const [sandbox, recs] of bySandbox) {
       const created = recs.filter((r) => r.kind === 'input' && (r.event as { type?: string } | undefined)?.type === 'create').map((r) => r.taskId);
       const gone = new Set(recs.filter((r) => r.kind === 'deleted' || (r.kind === 'state' && JSON.stringify(r.value) === '{"failed":"clean"}')).map((r) => r.taskId));
-      if (created.every((id) => gone.has(id))) continue;
+      const from = snaps.filter((sn) => sn.sandboxId === sandbox && !gone.has(sn.taskId));
+      if (from.length === 0 && created.every((id) => gone.has(id))) continue;
       const r = await replay(recs, {
         gate,
+        from,
         stopOnDivergence: false,
-        effects: (t, g) => effectsFor({ id: t.taskId, kind: t.machine, sandboxId: t.sandboxId, instance: t.instance }, g),
+        effects: (t, g) => effectsFor(pendingTasks.get(t.taskId) ?? { id: t.taskId, kind: t.machine, sandboxId: t.sandboxId, instance: t.instance }, g, t.effectsFrom),
         inspect: (t) => {
           const task = { id: t.taskId, kind: t.machine, sandboxId: t.sandboxId, instance: t.instance, waiters: [], createdAt: Date.now(), skip: { facts: 0, states: 0 } } as unknown as Task;
           pendingTasks.set(t.taskId, task);
@@ -169,7 +191,8 @@ export function buildAgent(d: AgentDeps) {
         onTask: (t) => {
           const task = pendingTasks.get(t.taskId)!;
           task.actor = t.actor;
-          task.skip = { ...t.recorded };
+          // A restored actor's first snapshot is the state it was saved in: already in the log.
+          task.skip = { facts: t.recorded.facts, states: t.recorded.states + (t.fromSnapshot ? 1 : 0) };
           wire(task);
         },
       });

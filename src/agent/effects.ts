@@ -35,11 +35,11 @@ export interface EffectDeps {
   observeStep?: (step: string, ms: number, ok: boolean) => void;
 }
 
-export function taskEffects(d: EffectDeps, task: { id: string; sandboxId: () => string; instance: string; sandbox: () => SandboxContext | undefined }, gate?: EffectGate): Effects {
+export function taskEffects(d: EffectDeps, task: { id: string; sandboxId: () => string; instance: string; sandbox: () => SandboxContext | undefined }, gate?: EffectGate, effectsFrom = 0): Effects & { effectCount(): number } {
   // opIds are `<instance>:<n>.<k>:<op>`: n counts this task's effects, k the worker calls inside one.
   // Replay after a crash invokes the same effects in the same order, so an effect that was in flight
   // is re-issued with the opId it had, and the worker answers with its first outcome.
-  let effects = 0;
+  let effects = effectsFrom;
   const call = (n: number) => {
     let k = 0;
     return async <T>(kind: WorkerKind, op: string, body: Record<string, unknown>, deadline: number, signal: AbortSignal): Promise<T> => {
@@ -109,6 +109,7 @@ export function taskEffects(d: EffectDeps, task: { id: string; sandboxId: () => 
   };
 
   return {
+    effectCount: () => effects,
     validate: (req) => journaled('validate', () => d.rules.validate(req)),
     configure: (input) => journaled('configure', () => d.rules.configure(input.request, input.validated, task.sandbox())),
     runStep: (input, signal) => journaled(input.step.kind, (call) => runStep(call, input.step, input.plan, input.results, signal)),

@@ -16,6 +16,7 @@ import { jetstream, jetstreamManager, DiscardPolicy, RetentionPolicy, StorageTyp
 import type { NatsConnection } from '@nats-io/transport-node';
 import { err } from '../errors.ts';
 import { encode } from './codec.ts';
+import { reconnectWatch, type ReconnectWatch } from './connection.ts';
 import { EVENTS_STREAM, subjects } from './subjects.ts';
 
 const DAY_MS = 24 * 3600 * 1000;
@@ -113,23 +114,16 @@ export class EventLog {
   private readonly deadlineMs: number;
   private readonly attemptTimeoutMs: number;
   private readonly backoff: readonly [number, number];
-  /** Bumped on every reconnect: a publish in flight across one is presumed lost and sent again at once. */
-  private epoch = 0;
-  private reconnected!: Promise<void>;
-  private wake!: () => void;
+  /** A publish in flight across a reconnect is presumed lost and sent again at once. */
+  private readonly reconnects: ReconnectWatch;
 
   constructor(private nc: NatsConnection, private node: string, policy: AppendPolicy = {}) {
     this.js = jetstream(nc);
     this.deadlineMs = policy.deadlineMs ?? 30_000;
     this.attemptTimeoutMs = policy.attemptTimeoutMs ?? 5_000;
     this.backoff = policy.backoffMs ?? [50, 1000];
-    this.arm();
-    void (async () => {
-      for await (const s of nc.status()) if (s.type === 'reconnect') { this.epoch++; this.wake(); this.arm(); }
-    })().catch(() => {});
+    this.reconnects = reconnectWatch(nc);
   }
-
-  private arm() { this.reconnected = new Promise<void>((r) => { this.wake = r; }); }
 
   /** The Nats-Msg-Id the next append without one gets (exposed for tests and logs). */
   nextMsgId(): string { return `${this.node}:${this.instance}:${this.n + 1}`; }
@@ -159,8 +153,8 @@ export class EventLog {
       const left = deadline - Date.now();
       if (attempt > 0 && left <= 0) break;
       if (attempt > 0) this.retries++;
-      const epoch = this.epoch;
-      const reconnected = this.reconnected;
+      const epoch = this.reconnects.epoch;
+      const reconnected = this.reconnects.next();
       const p = this.js.publish(subject, body, { msgID, timeout: Math.max(100, Math.min(this.attemptTimeoutMs, left)) });
       p.catch(() => {}); // may be abandoned below
       const r = await Promise.race([
@@ -173,9 +167,9 @@ export class EventLog {
         if (!isTransientPublishError(r.e)) throw err.unavailable(`event log append failed: ${(r.e as Error).message}`, r.e);
       }
       // A reconnect since this attempt began: the publish or its ack was likely lost; send it again now.
-      if (this.epoch !== epoch) continue;
+      if (this.reconnects.epoch !== epoch) continue;
       const pause = Math.min(this.backoff[1], this.backoff[0] * 2 ** attempt, Math.max(0, deadline - Date.now()));
-      await Promise.race([new Promise((r2) => setTimeout(r2, pause)), this.reconnected]);
+      await Promise.race([new Promise((r2) => setTimeout(r2, pause)), this.reconnects.next()]);
     }
     const why = last instanceof Error ? last.message : 'no acknowledgement';
     throw err.unavailable(`event log append failed: not acknowledged within ${this.deadlineMs} ms (${why})`, last);

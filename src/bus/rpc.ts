@@ -5,18 +5,55 @@
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { CorralError, ensureError, err, fromWire, type WireError } from '../errors.ts';
 import { decode, encode } from './codec.ts';
+import { reconnectWatch } from './connection.ts';
 
 export type Envelope<T> = { ok: true; result: T } | { ok: false; error: WireError };
 
-export async function request<T>(nc: NatsConnection, subject: string, body: unknown, timeoutMs: number): Promise<T> {
+export interface RequestOptions {
+  /**
+   * Send the request again, unchanged, when the connection comes back while the reply is awaited (a
+   * request buffered for a dead server, or a reply published while it was gone, is dropped by nats.js),
+   * and retry "no responders" for a few seconds after a reconnect (the server is back before its
+   * subscribers are). Only for idempotent requests. @default true when the body carries an `opId`
+   * (the Worker API's idempotency key: a repeated opId gets the first outcome)
+   */
+  resendOnReconnect?: boolean;
+}
+
+/** After a reconnect, "no responders" is retried this long: subscribers resubscribe on their own reconnect. */
+const RESUBSCRIBE_GRACE_MS = 5_000;
+
+const hasOpId = (body: unknown) => !!body && typeof body === 'object' && typeof (body as { opId?: unknown }).opId === 'string';
+const isNoResponders = (e: unknown) => /no responders|503/i.test((e as Error).message ?? String(e)) || (e as Error).name === 'NoRespondersError' || (e as { isNoResponders?: () => boolean }).isNoResponders?.() === true;
+
+export async function request<T>(nc: NatsConnection, subject: string, body: unknown, timeoutMs: number, opts: RequestOptions = {}): Promise<T> {
+  const data = encode(body);
+  const resend = opts.resendOnReconnect ?? hasOpId(body);
+  const until = Date.now() + Math.max(1, timeoutMs);
+  const rc = resend ? reconnectWatch(nc) : undefined;
   let msg: Msg;
-  try {
-    msg = await nc.request(subject, encode(body), { timeout: Math.max(1, timeoutMs) });
-  } catch (e) {
-    const m = (e as Error).message ?? String(e);
-    if (/no responders|503/i.test(m) || (e as Error).name === 'NoRespondersError') throw err.unavailable(`no one serves ${subject}`, e);
-    if (/timeout/i.test(m) || (e as Error).name === 'TimeoutError') throw err.timeout(`no reply on ${subject} within ${timeoutMs} ms`, e);
-    throw err.unavailable(`request on ${subject} failed: ${m}`, e);
+  for (;;) {
+    const left = Math.max(1, until - Date.now());
+    const p = nc.request(subject, data, { timeout: left });
+    try {
+      if (!rc) { msg = await p; break; }
+      const epoch = rc.epoch;
+      p.catch(() => {}); // abandoned if the connection comes back first
+      const r = await Promise.race([p.then((m) => ({ m })), rc.next().then(() => undefined)]);
+      if (r) { msg = r.m; break; }
+      if (rc.epoch !== epoch && until - Date.now() > 0) continue; // came back: send it again
+      msg = await p;
+      break;
+    } catch (e) {
+      if (rc && isNoResponders(e) && Date.now() - rc.lastAt < RESUBSCRIBE_GRACE_MS && until - Date.now() > 200) {
+        await new Promise((r) => setTimeout(r, 100));
+        continue;
+      }
+      const m = (e as Error).message ?? String(e);
+      if (isNoResponders(e)) throw err.unavailable(`no one serves ${subject}`, e);
+      if (/timeout/i.test(m) || (e as Error).name === 'TimeoutError') throw err.timeout(`no reply on ${subject} within ${timeoutMs} ms`, e);
+      throw err.unavailable(`request on ${subject} failed: ${m}`, e);
+    }
   }
   const env = decode(msg.data) as Envelope<T> | undefined;
   if (!env || typeof env !== 'object' || typeof (env as { ok?: unknown }).ok !== 'boolean') throw err.internal(`malformed reply on ${subject}`);

@@ -21,6 +21,8 @@ export interface ReplayTask {
   actor: LifecycleActor;
   /** Every distinct state value the actor went through, in order (JSON). */
   visited: string[];
+  /** Rebuilt from a snapshot (its first, restored state is not a new state). */
+  fromSnapshot: boolean;
   /** How many facts and state records the log holds for this task (recovery appends only what is new). */
   recorded: { facts: number; states: number };
 }
@@ -37,6 +39,7 @@ export interface TimelineEntry {
   payload: unknown;
   /** The rebuilt machine's state after this entry (JSON). */
   state?: string;
+  /** Effects: the outcome. States: whether the recorded state matches the rebuilt one. */
   ok?: boolean;
   /** For effects: time from the state that asked for it to its recorded outcome. */
   durationMs?: number;
@@ -53,13 +56,27 @@ export interface ReplayResult {
   lastSeq: number;
 }
 
+/** A task's actor as it was at stream sequence `seq` (recovery: from the snapshot bucket). */
+export interface StartingPoint {
+  seq: number;
+  taskId: string;
+  sandboxId: string;
+  machine: 'sandbox' | 'container';
+  instance: string;
+  /** Effects invoked before the snapshot: the task's effect numbering (and opIds) continues from here. */
+  effects: number;
+  snapshot: unknown;
+}
+
 export interface ReplayOptions {
+  /** Tasks to start from a snapshot instead of their create; their records up to `seq` are skipped. */
+  from?: StartingPoint[];
   /** Stop after this stream sequence. */
   until?: number;
   machines?: { sandbox: LifecycleMachine; container: LifecycleMachine };
   gate?: EffectGate;
   /** Effects of one task. Default: every effect waits on the gate (offline replay). */
-  effects?: (t: Pick<ReplayTask, 'taskId' | 'sandboxId' | 'instance' | 'machine'>, gate: EffectGate) => Effects;
+  effects?: (t: Pick<ReplayTask, 'taskId' | 'sandboxId' | 'instance' | 'machine'> & { effectsFrom: number }, gate: EffectGate) => Effects;
   /** An inspection observer for a task's actor (recovery logs and records transitions with it). */
   inspect?: (t: Pick<ReplayTask, 'taskId' | 'sandboxId' | 'instance' | 'machine'>) => (ev: never) => void;
   /** Called once per task, before its actor starts (recovery wires replies and facts here). */
@@ -110,18 +127,40 @@ export async function replay(records: EventRecord[], o: ReplayOptions = {}): Pro
   const gate = o.gate ?? new EffectGate();
   const tasks = new Map<string, ReplayTask>();
   const lastStateAt = new Map<string, number>();
+  /** Per task: the states rebuilt (one per event the actor took) since the last state record matched. */
+  const unchecked = new Map<string, string[]>();
   const result: ReplayResult = { tasks: [], timeline: [], inputs: 0, lastSeq: 0 };
   const sorted = [...records].sort((a, b) => a.seq - b.seq);
+  const from = new Map((o.from ?? []).map((f) => [f.taskId, f]));
+  const covered = (r: EventRecord) => r.taskId !== undefined && (from.get(r.taskId)?.seq ?? 0) >= r.seq;
   const counts = new Map<string, { facts: number; states: number }>();
   for (const r of sorted) {
-    if (!r.taskId || r.kind === 'input') continue;
+    if (!r.taskId || r.kind === 'input' || covered(r)) continue;
     const c = counts.get(r.taskId) ?? { facts: 0, states: 0 };
     if (r.kind === 'state') c.states++; else c.facts++;
     counts.set(r.taskId, c);
   }
 
   const diverge = (d: Divergence) => { result.divergence ??= d; };
+  const start = (base: Pick<ReplayTask, 'taskId' | 'sandboxId' | 'instance' | 'machine'>, effectsFrom: number, actorOpts: { input?: unknown; snapshot?: unknown }, request: CreateTaskRequest, rid: string) => {
+    const inspect = o.inspect?.(base);
+    const fx = o.effects ? o.effects({ ...base, effectsFrom }, gate) : gatedEffects(base.taskId, gate);
+    const actor = createActor(provideEffects(machines[base.machine], fx), { ...actorOpts, ...(inspect ? { inspect: inspect as never } : {}) } as never) as LifecycleActor;
+    const t: ReplayTask = { ...base, request, rid, actor, visited: [], fromSnapshot: actorOpts.snapshot !== undefined, recorded: counts.get(base.taskId) ?? { facts: 0, states: 0 } };
+    unchecked.set(base.taskId, []);
+    actor.subscribe({ next: (s) => { const v = json(s.value); if (t.visited[t.visited.length - 1] !== v) t.visited.push(v); unchecked.get(base.taskId)?.push(v); }, error: () => {} });
+    tasks.set(base.taskId, t);
+    o.onTask?.(t);
+    actor.start();
+    return t;
+  };
+  for (const f of from.values()) {
+    const ctx = (f.snapshot as { context?: { request?: CreateTaskRequest; createRid?: string } }).context;
+    start({ taskId: f.taskId, sandboxId: f.sandboxId, instance: f.instance, machine: f.machine }, f.effects, { snapshot: f.snapshot }, ctx?.request as CreateTaskRequest, ctx?.createRid ?? '');
+  }
+  if (from.size) await settle();
   for (const r of sorted) {
+    if (covered(r)) continue;
     if (o.until !== undefined && r.seq > o.until) break;
     if (result.divergence && (o.stopOnDivergence ?? true)) break;
     result.lastSeq = r.seq;
@@ -132,15 +171,8 @@ export async function replay(records: EventRecord[], o: ReplayOptions = {}): Pro
     if (r.kind === 'input' && event?.type === 'create') {
       const machine = (event.machine as 'sandbox' | 'container' | undefined) ?? (event.containerType === 'pod_container' ? 'container' : 'sandbox');
       const base = { taskId, sandboxId: r.sandbox, machine, instance: String(event.instance ?? taskId) };
-      const fx = o.effects ? o.effects(base, gate) : gatedEffects(taskId, gate);
       const request = event.request as CreateTaskRequest;
-      const inspect = o.inspect?.(base);
-      const actor = createActor(provideEffects(machines[machine], fx), { input: { id: taskId, request, rid: String(event.rid ?? '') }, ...(inspect ? { inspect: inspect as never } : {}) });
-      const t: ReplayTask = { ...base, request, rid: String(event.rid ?? ''), actor, visited: [], recorded: counts.get(taskId) ?? { facts: 0, states: 0 } };
-      actor.subscribe({ next: (s) => { const v = json(s.value); if (t.visited[t.visited.length - 1] !== v) t.visited.push(v); }, error: () => {} });
-      tasks.set(taskId, t);
-      o.onTask?.(t);
-      actor.start();
+      start(base, 0, { input: { id: taskId, request, rid: String(event.rid ?? '') } }, request, String(event.rid ?? ''));
       await settle();
       result.inputs++;
       entry = { seq: r.seq, at: r.at, taskId, lane: machine, kind: 'create', label: `create (${String(event.containerType)})`, payload: request };
@@ -165,8 +197,13 @@ export async function replay(records: EventRecord[], o: ReplayOptions = {}): Pro
       } else if (r.kind === 'state') {
         lastStateAt.set(taskId, r.at);
         const actual = t.actor.getSnapshot().value;
-        if (json(actual) !== json(r.value)) diverge({ seq: r.seq, taskId, message: `state differs after seq ${r.seq}: recorded ${json(r.value)}, rebuilt ${json(actual)}`, expected: r.value, actual });
-        entry = { seq: r.seq, at: r.at, taskId, lane: t.machine, kind: 'state', label: json(r.value), payload: { value: r.value, event: r.event } };
+        // A state record joins the sandbox's append chain after the input that led there, so another
+        // input may sit between them in the log: match it against every state rebuilt since the last match.
+        const q = unchecked.get(taskId)!, k = q.indexOf(json(r.value));
+        if (k >= 0) q.splice(0, k + 1);
+        const ok = k >= 0 || json(actual) === json(r.value);
+        if (!ok) diverge({ seq: r.seq, taskId, message: `state differs after seq ${r.seq}: recorded ${json(r.value)}, rebuilt ${json(actual)}`, expected: r.value, actual });
+        entry = { seq: r.seq, at: r.at, taskId, lane: t.machine, kind: 'state', label: json(r.value), payload: { value: r.value, event: r.event }, ok };
       } else {
         entry = { seq: r.seq, at: r.at, taskId, lane: t.machine, kind: 'fact', label: r.kind, payload: r };
       }
@@ -176,6 +213,7 @@ export async function replay(records: EventRecord[], o: ReplayOptions = {}): Pro
     result.timeline.push(entry);
     await o.onEntry?.(entry, result);
   }
+  unchecked.clear(); // actors that go on live (recovery) record nothing more here
   result.tasks = [...tasks.values()];
   return result;
 }

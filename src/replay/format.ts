@@ -78,8 +78,7 @@ export function entryLine(e: TimelineEntry, t0: number): string {
       break;
     }
     case 'state': {
-      const recorded = stateText(e.label), rebuilt = stateText(e.state);
-      what = recorded === rebuilt ? `state ${recorded} ✓` : `state ${recorded} ✗ rebuilt ${rebuilt}`;
+      what = e.ok === false ? `state ${stateText(e.label)} ✗ rebuilt ${stateText(e.state)}` : `state ${stateText(e.label)} ✓`;
       break;
     }
     case 'fact': what = `fact ${e.label} ${recordSummary(e.payload as EventRecord)}`.trimEnd(); break;

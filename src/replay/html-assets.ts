@@ -100,7 +100,7 @@ function show(i) {
   row('time', new Date(e.at).toISOString() + '  (+' + ((e.at - data.t0) / 1000).toFixed(3) + ' s)');
   row('task', e.taskId);
   row('lane', e.lane);
-  if (e.ok !== undefined) row('outcome', e.ok ? 'ok' : 'failed');
+  if (e.ok !== undefined) row(e.kind === 'state' ? 'check' : 'outcome', e.kind === 'state' ? (e.ok ? 'rebuilt = recorded' : 'rebuilt ≠ recorded') : e.ok ? 'ok' : 'failed');
   if (e.durationMs !== undefined) row('took', e.durationMs + ' ms');
   if (e.state !== undefined) row('rebuilt state', e.state);
   if (data.divergence && data.divergence.seq === e.seq) row('divergence', data.divergence.message);

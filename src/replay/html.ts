@@ -41,7 +41,7 @@ const laneKey = (e: TimelineEntry) => (e.lane === 'sandbox' || e.lane === 'conta
 function chipText(e: TimelineEntry): string {
   switch (e.kind) {
     case 'effect': return `${e.label.split(' ')[0]} ${e.ok ? '✓' : '✗ failed'}`;
-    case 'state': return `${stateText(e.label)} ${stateText(e.label) === stateText(e.state) ? '✓' : '✗'}`;
+    case 'state': return `${stateText(e.label)} ${e.ok === false ? '✗' : '✓'}`;
     case 'fact': return `★ ${e.label}`;
     case 'create': return 'create';
     default: return e.label;

@@ -20,7 +20,8 @@ let exported: string;
 beforeAll(async () => {
   n = await testNode();
   const b = n.bundle(ID, { args: ['sh', '-c', 'echo replay me; exit 3'] });
-  expect((await n.cli(['run', '--id', ID, '--bundle', b, '--rm'])).code).toBe(3);
+  const run = await n.cli(['run', '--id', ID, '--bundle', b, '--rm']);
+  expect(run.code, run.stderr).toBe(3);
   // Facts and state records are appended asynchronously: wait for the last ones.
   await eventually(async () => (await readRecords(n.nc, { sandbox: ID })).some((r) => r.kind === 'state' && r.value === 'deleted'));
   exported = join(n.dataDir, `${ID}.jsonl`);

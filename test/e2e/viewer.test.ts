@@ -22,7 +22,8 @@ let exported: string, page1: string;
 beforeAll(async () => {
   n = await testNode();
   const b = n.bundle(ID, { args: ['sh', '-c', 'echo viewed; exit 0'] });
-  expect((await n.cli(['run', '--id', ID, '--bundle', b, '--rm'])).code).toBe(0);
+  const run = await n.cli(['run', '--id', ID, '--bundle', b, '--rm']);
+  expect(run.code, run.stderr).toBe(0);
   await eventually(async () => (await readRecords(n.nc, { sandbox: ID })).some((r) => r.kind === 'state' && r.value === 'deleted'));
   exported = join(n.dataDir, `${ID}.jsonl`);
   page1 = join(n.dataDir, `${ID}.html`);

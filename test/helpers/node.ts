@@ -36,7 +36,8 @@ export interface BundleOptions {
   resources?: Record<string, unknown>;
 }
 
-export async function testNode(opts: { faults?: boolean } = {}) {
+/** `simulate`: the hypervisor worker runs simulated VMs (no QEMU), for scale tests and benchmarks. */
+export async function testNode(opts: { faults?: boolean; simulate?: boolean } = {}) {
   const dataDir = mkdtempSync('/tmp/corral-e2e-');
   chmodSync(dataDir, 0o755); // a rootless VMM user must traverse it to reach its sandbox's share
   const bundles = join(dataDir, 'bundles');
@@ -47,7 +48,7 @@ export async function testNode(opts: { faults?: boolean } = {}) {
   const metrics = `127.0.0.1:${await freePort()}`;
   const n = await bringUp({
     dataDir, node, port: 0, io: quiet, guestDir: join(REPO, '.corral/guest'), bundleRoots: [bundles],
-    extraEnv: { CORRAL_TEST_FAULTS: opts.faults ? '1' : '0', CORRAL_METRICS_ADDR: metrics, CORRAL_LOG_LEVEL: process.env.CORRAL_LOG_LEVEL ?? 'error', CORRAL_CONFIG_ROOTS: configs },
+    extraEnv: { CORRAL_TEST_FAULTS: opts.faults ? '1' : '0', CORRAL_SIMULATE_VMS: opts.simulate ? '1' : '0', CORRAL_METRICS_ADDR: metrics, CORRAL_LOG_LEVEL: process.env.CORRAL_LOG_LEVEL ?? 'error', CORRAL_CONFIG_ROOTS: configs },
   });
   const nc: NatsConnection = await connectNats(n.natsUrl, 'e2e');
   const env = { ...process.env, NATS_URL: n.natsUrl, CORRAL_NODE: node };

@@ -145,6 +145,20 @@ describe('replay engine', () => {
     expect(r2.divergence?.seq).toBe(seqOf(records, (x) => x.kind === 'input' && x.effect === 'configure') + 1); // the state after it: still configuring
   });
 
+  it('a state record appended after the next input (the agent chains appends per sandbox) is no divergence', async () => {
+    // Live: the startProcess outcome and the exit both reach the log before the state record of the
+    // first; replay has already fed the exit when it meets that record.
+    const records = await happyLog();
+    const running = records.findIndex(isState({ running: 'idle' }));
+    const exit = records.findIndex((x) => (x.event as { type?: string } | undefined)?.type === 'exit');
+    const moved = [...records.slice(0, running), records[exit]!, records[running]!, ...records.slice(running + 1, exit), ...records.slice(exit + 1)].map((x, i) => ({ ...x, seq: i + 1 }));
+    const r = await replay(moved);
+    stopAll(r);
+    expect(r.divergence).toBeUndefined();
+    expect(r.lastSeq).toBe(records.length);
+    expect(r.timeline.filter((e) => e.kind === 'state').every((e) => e.ok)).toBe(true);
+  });
+
   it('--until stops after that seq, in the state recorded there', async () => {
     const records = await happyLog();
     const at = seqOf(records, isState('created'));

@@ -1,6 +1,7 @@
 /** `corral agent`: the node's agent; with --spawn-workers it also runs and supervises both workers. */
 import { connectNats } from '../../bus/connection.ts';
 import { ensureEventStream, EventLog } from '../../bus/eventlog.ts';
+import { Snapshots } from '../../bus/snapshots.ts';
 import { request } from '../../bus/rpc.ts';
 import { subjects, type WorkerKind } from '../../bus/subjects.ts';
 import { err } from '../../errors.ts';
@@ -60,7 +61,8 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
   const done = new Promise<number>((r) => (resolveDone = r));
   const watch = new WorkerWatch();
   const crashAt = faultsEnabled(io.env) ? io.env.CORRAL_TEST_CRASH : undefined;
-  const agent = buildAgent({ nc, settings, rules: createRules(settings), events, log, metrics, watch, crashAt, onShutdown: () => void shutdown('shutdown request') });
+  const snapshots = await Snapshots.open(nc, settings.node);
+  const agent = buildAgent({ nc, settings, rules: createRules(settings), events, log, metrics, watch, crashAt, snapshots, onShutdown: () => void shutdown('shutdown request') });
   const mgmt = await startManagement(settings.metricsAddr, () => metrics.render({ corral_tasks: agent.tasks.size }));
 
   let sup: Supervisor | undefined;

@@ -3,9 +3,16 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { err } from '../../errors.ts';
 import { NAME_PREFIX } from './qemu-args.ts';
 
-export interface HostVm { pid: number; sandboxId: string }
+/**
+ * A Corral QEMU on this host. `owner` is the `CORRAL_OWNER` tag in its environment: the node whose
+ * hypervisor worker started it (absent for QEMUs started without one, e.g. by an older version).
+ */
+export interface HostVm { pid: number; sandboxId: string; owner?: string }
 
-/** Live (non-zombie) processes whose argv holds `-name corral-<id>`, from /proc. */
+/** Environment variable that carries a QEMU's owner tag (QEMU ignores it). */
+export const OWNER_ENV = 'CORRAL_OWNER';
+
+/** Live (non-zombie) processes whose argv holds `-name corral-<id>`, from /proc, with their owner tag. */
 export function scanHost(): HostVm[] {
   const out: HostVm[] = [];
   for (const p of readdirSync('/proc')) {
@@ -15,11 +22,25 @@ export function scanHost(): HostVm[] {
       const i = argv.indexOf('-name');
       const name = i >= 0 ? argv[i + 1] : undefined;
       if (!name?.startsWith(NAME_PREFIX) || !pidAlive(Number(p))) continue;
-      out.push({ pid: Number(p), sandboxId: name.slice(NAME_PREFIX.length) });
+      const owner = ownerOf(Number(p));
+      out.push({ pid: Number(p), sandboxId: name.slice(NAME_PREFIX.length), ...(owner === undefined ? {} : { owner }) });
     } catch { /* exited meanwhile */ }
   }
   return out;
 }
+
+/** The `CORRAL_OWNER` tag in a process's environment, if any. */
+export function ownerOf(pid: number): string | undefined {
+  try {
+    const kv = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').find((e) => e.startsWith(`${OWNER_ENV}=`));
+    return kv?.slice(OWNER_ENV.length + 1);
+  } catch {
+    return undefined;
+  }
+}
+
+/** VMs a driver tagged `owner` may treat as its own: its own, and untagged ones (never another node's). */
+export const ownedBy = (owner: string | undefined) => (v: HostVm): boolean => owner === undefined || v.owner === undefined || v.owner === owner;
 
 /** True while `pid` exists and is not a zombie. */
 export function pidAlive(pid: number): boolean {

@@ -12,7 +12,6 @@ import { runWorker, type OpHandler } from '../harness.ts';
 import type { BootSpec, ProcessSpec, WorkerEvent } from '../protocol.ts';
 import { QemuDriver, type QemuDriverOptions } from './qemu.ts';
 import { removeVmmUser, vmmUserHandlers, vmmUsersOfSandbox } from './vmm-user.ts';
-import { scanHost } from './host-scan.ts';
 import { getentUsers } from './users-scan.ts';
 
 export interface HypervisorWorkerOptions {
@@ -33,8 +32,9 @@ const str = (req: Record<string, unknown>, k: string): string => {
 
 export async function startHypervisorWorker(o: HypervisorWorkerOptions) {
   // The op's deadline (the harness's AbortSignal) bounds a boot; the driver's own bound sits past it.
-  const driver = new QemuDriver({ bootTimeoutMs: 30 * 60_000, ...o.driver });
-  const found = scanHost();
+  // Tagged with the node: on a host shared by several nodes, each worker sees and touches its own VMs only.
+  const driver = new QemuDriver({ bootTimeoutMs: 30 * 60_000, owner: o.node, ...o.driver });
+  const found = driver.scanHost();
   o.log?.info({ vms: found }, `hypervisor worker found ${found.length} Corral QEMU process(es) on the host`);
 
   driver.on('output', (_sid, cid, fd, data) => o.nc.publish(subjects.io(o.node, cid, fd === 1 ? 'stdout' : 'stderr'), data));

@@ -17,7 +17,7 @@ import { CorralError, err } from '../../errors.ts';
 import type { BootSpec, ProcessSpec, WorkerEvent } from '../protocol.ts';
 import { AgentChannel, MAX_FRAME, encodePing, encodeRun, encodeSignal, type AgentMsg } from './agent-channel.ts';
 import { abortError, bootError, fmtExit, tailOf, type FailedVm } from './boot-error.ts';
-import { kill, killOrphans, scanHost, type HostVm } from './host-scan.ts';
+import { OWNER_ENV, kill, killOrphans, ownedBy, scanHost, type HostVm } from './host-scan.ts';
 import { Qmp } from './qmp.ts';
 import { hostTscKhz, kvmPossible, qemuArgs, setprivArgs, validateBootSpec, vmPaths, type VmPaths } from './qemu-args.ts';
 
@@ -36,6 +36,11 @@ export interface QemuDriverOptions {
   startTimeoutMs?: number;
   /** Whether `auto` should try KVM at all. @default kvmPossible (VT-x/AMD-V flag and a usable /dev/kvm) */
   probeKvm?: () => boolean;
+  /**
+   * Owner tag (the node name) put into each QEMU's environment as CORRAL_OWNER. `scanHost` and `stop`
+   * then never report or touch a QEMU tagged for another owner (several nodes may share a host).
+   */
+  owner?: string;
 }
 
 export type ExitEvent = Extract<WorkerEvent, { kind: 'exit' }>;
@@ -75,7 +80,7 @@ const ERRNO_CODE: Record<number, (m: string) => CorralError> = { 2: err.notFound
 export class QemuDriver extends EventEmitter<QemuDriverEvents> {
   private vms = new Map<string, Vm>();
   private autoAccel: 'kvm' | 'tcg' | undefined;
-  private o: Required<QemuDriverOptions>;
+  private o: Required<Omit<QemuDriverOptions, 'owner'>> & { owner?: string };
 
   constructor(o: QemuDriverOptions = {}) {
     super();
@@ -132,7 +137,8 @@ export class QemuDriver extends EventEmitter<QemuDriverEvents> {
     let child: ChildProcess;
     try {
       // Own session: a worker restart or a ^C in its terminal does not take the VMs down (scanHost finds them).
-      child = spawn(cmd, argv, { stdio: ['ignore', 'ignore', errFd], detached: true, env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' } });
+      const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...(this.o.owner ? { [OWNER_ENV]: this.o.owner } : {}) };
+      child = spawn(cmd, argv, { stdio: ['ignore', 'ignore', errFd], detached: true, env });
     } catch (e) {
       removeFiles(paths);
       throw err.internal(`sandbox ${spec.sandboxId}: cannot spawn ${cmd}: ${(e as Error).message}`, e);
@@ -293,7 +299,7 @@ export class QemuDriver extends EventEmitter<QemuDriverEvents> {
    */
   async stop(sandboxId: string, deadlineMs = Date.now() + 10_000): Promise<{ stopped: boolean }> {
     const vm = this.vms.get(sandboxId);
-    if (!vm) return { stopped: await killOrphans(scanHost().filter((v) => v.sandboxId === sandboxId), deadlineMs) };
+    if (!vm) return { stopped: await killOrphans(this.scanHost().filter((v) => v.sandboxId === sandboxId), deadlineMs) };
     if (vm.info.state === 'booting') {
       vm.abort.abort(err.cancelled(`sandbox ${sandboxId}: stopped while booting`));
       await vm.gone; // the boot cleans up after itself
@@ -346,9 +352,12 @@ export class QemuDriver extends EventEmitter<QemuDriverEvents> {
     return [...this.vms.values()].map((v) => ({ ...v.info }));
   }
 
-  /** Every Corral QEMU on the host (this driver's and orphans), by the `-name corral-<id>` marker. */
+  /**
+   * The Corral QEMUs on the host (by the `-name corral-<id>` marker) that this driver may treat as its own:
+   * tagged with its owner, or untagged. With no owner set: all of them.
+   */
   scanHost(): HostVm[] {
-    return scanHost();
+    return scanHost().filter(ownedBy(this.o.owner));
   }
 
   private running(sandboxId: string): Vm {

@@ -1,0 +1,53 @@
+/**
+ * Actor snapshots in the JetStream KV bucket CORRAL_SNAPSHOTS, one key per task
+ * (`<node>.<taskId>`), each with the stream sequence it covers: recovery restores the snapshot and
+ * replays only the log after it. Saved at quiet points (no effect in flight), deleted with the task.
+ */
+import { Kvm, type KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { err } from '../errors.ts';
+import { decode, encode } from './codec.ts';
+import { token } from './subjects.ts';
+
+export const SNAPSHOT_BUCKET = 'CORRAL_SNAPSHOTS';
+
+export interface TaskSnapshot {
+  /** Last stream sequence of the task's records that the snapshot includes. */
+  seq: number;
+  taskId: string;
+  sandboxId: string;
+  machine: 'sandbox' | 'container';
+  instance: string;
+  /** Effects the task had invoked (its opIds continue from here). */
+  effects: number;
+  createdAt: number;
+  /** `actor.getPersistedSnapshot()` */
+  snapshot: unknown;
+}
+
+export class Snapshots {
+  private constructor(private kv: KV, private node: string) {}
+
+  static async open(nc: NatsConnection, node: string, replicas = 1): Promise<Snapshots> {
+    try {
+      const kv = await new Kvm(nc).create(SNAPSHOT_BUCKET, { history: 1, replicas });
+      return new Snapshots(kv, node);
+    } catch (e) { throw err.unavailable(`cannot open the snapshot bucket ${SNAPSHOT_BUCKET}: ${(e as Error).message}`, e); }
+  }
+
+  private key(taskId: string) { return `${token(this.node, 'node')}.${token(taskId, 'task id')}`; }
+
+  async save(s: TaskSnapshot): Promise<void> { await this.kv.put(this.key(s.taskId), encode(s)); }
+  async remove(taskId: string): Promise<void> { await this.kv.purge(this.key(taskId)).catch(() => {}); }
+
+  /** Every snapshot of this node. */
+  async all(): Promise<TaskSnapshot[]> {
+    const out: TaskSnapshot[] = [];
+    const keys = await this.kv.keys(`${token(this.node, 'node')}.>`);
+    for await (const k of keys) {
+      const e = await this.kv.get(k);
+      if (e && e.operation === 'PUT' && e.value.length) out.push(decode(e.value) as TaskSnapshot);
+    }
+    return out;
+  }
+}
