@@ -4,7 +4,7 @@
  * and report each one as an `orphan` event. Runs on agent start, after recovery.
  */
 import { randomUUID } from 'node:crypto';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ensureError } from '../errors.ts';
 import { request } from '../bus/rpc.ts';
@@ -14,7 +14,8 @@ import { run } from '../workers/exec.ts';
 import { decideReconcile, type Action, type Observed } from './reconcile-decide.ts';
 import type { Settings } from './settings.ts';
 
-const USER_COMMENT = /^Corral temporary hypervisor user of sandbox (\S+)$/;
+/** `Corral temporary hypervisor user of sandbox <id> on <node>` (see vmm-user.ts). */
+const USER_COMMENT = /^Corral temporary hypervisor user of sandbox (\S+) on (\S+)$/;
 
 export async function observe(nc: NatsConnection, s: Settings): Promise<Observed> {
   const [mounts, hv, passwd] = await Promise.all([
@@ -23,10 +24,15 @@ export async function observe(nc: NatsConnection, s: Settings): Promise<Observed
     run('getent', ['passwd'], { timeoutMs: 5000, okCodes: 'any' }),
   ]);
   const users = passwd.stdout.split('\n').map((l) => l.split(':')).filter((f) => f[0]?.startsWith('corral-'))
-    .map((f) => ({ name: f[0]!, uid: Number(f[2]), sandboxId: USER_COMMENT.exec(f[4] ?? '')?.[1] ?? null }));
+    .map((f) => { const m = USER_COMMENT.exec(f[4] ?? ''); return { name: f[0]!, uid: Number(f[2]), sandboxId: m?.[1] ?? null, node: m?.[2] ?? null }; });
+  // Several nodes may share a host (tests, `corral up --cluster`): a VM is this node's only if its
+  // 9p share lies under this node's run dir.
+  const ours = (pid: number) => {
+    try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(`path=${s.runDir}/sandboxes/`); } catch { return false; }
+  };
   let sandboxDirs: string[] = [];
   try { sandboxDirs = readdirSync(`${s.runDir}/sandboxes`); } catch { /* none yet */ }
-  return { mounts: mounts.mounts.map((m) => m.target), vms: hv.vms, users, sandboxDirs };
+  return { mounts: mounts.mounts.map((m) => m.target), vms: hv.vms.filter((v) => ours(v.pid)), users: users.filter((u) => u.node === s.node), sandboxDirs };
 }
 
 export async function reconcile(d: { nc: NatsConnection; settings: Settings; events: EventLog }, live: ReadonlySet<string>): Promise<{ action: Action; ok: boolean }[]> {

@@ -102,7 +102,7 @@ describe('fault at each step of create: the original error, then nothing left', 
     await createFails('noagent', { bundle: sleeper('noagent'), options: { configPath: cfg } }, 'Timeout', /boot|ready|deadline/i);
   });
 
-  it('the hypervisor worker killed after QEMU started, before it answers → the restarted worker stops the orphan', async () => {
+  it('the hypervisor worker killed after QEMU started, before it answers → the restarted worker adopts the VM and the rollback stops it', async () => {
     await n.fault('hypervisor', 'boot', 'crashAfter');
     await createFails('bootcrash', { bundle: sleeper('bootcrash') }, 'Unavailable', /hypervisor worker died/);
   });

@@ -1,18 +1,21 @@
 /**
  * QemuDriver against real guests (TCG where KVM does not work): the guest image from
  * infra/guest/build.sh, busybox rootfs shared over virtio-9p. One VM serves most cases; the failure
- * cases boot their own and check that nothing (process, socket, file) is left behind.
+ * cases boot their own and check that nothing (process, socket, file) is left behind. Adoption: a
+ * driver lets go of its VMs as a killed worker would, and a new driver takes them over.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { execFileSync } from 'node:child_process';
+import { createServer, type Socket } from 'node:net';
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CorralError, err } from '../../src/errors.ts';
 import type { BootSpec, ProcessSpec } from '../../src/workers/protocol.ts';
-import { QemuDriver, type ExitEvent, type VmExitEvent } from '../../src/workers/hypervisor/qemu.ts';
-import { kvmPossible } from '../../src/workers/hypervisor/qemu-args.ts';
+import { QemuDriver, type ExitEvent, type QemuDriverOptions, type VmExitEvent } from '../../src/workers/hypervisor/qemu.ts';
+import { kvmPossible, parseQemuCmdline, qemuArgs, vmPaths } from '../../src/workers/hypervisor/qemu-args.ts';
+import { AgentChannel, FRAME, STATE_MAGIC, type AgentMsg, type ResyncInfo } from '../../src/workers/hypervisor/agent-channel.ts';
 import { processesMatching } from '../helpers/leaks.ts';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
@@ -23,6 +26,9 @@ if (!hasQemu) console.warn('qemu e2e: SKIPPED, qemu-system-x86_64 is not install
 if (!isRoot) console.warn('qemu e2e: SKIPPED, needs root (9p passthrough, setpriv)');
 
 const RUN = `t${process.pid}`;
+/** Every driver here tags its QEMUs: a node's worker on this host never reports or stops them. */
+const OWNER = `qemu-test-${process.pid}`;
+const driver = (o: QemuDriverOptions = {}) => new QemuDriver({ owner: OWNER, ...o });
 const APPLETS = ['sh', 'echo', 'sleep', 'cat', 'id', 'pwd', 'seq', 'true', 'ls'];
 let tmp = '';
 let shared = '';
@@ -84,7 +90,7 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
     chmodSync(tmp, 0o755); // the rootless QEMU must reach the shared dir
     shared = join(tmp, 'shared');
     mkdirSync(shared);
-    for (const c of ['echo', 'exit3', 'kill9', 'term', 'a', 'b', 'ids', 'path', 'big', 'stop', 'crash', 'q35']) rootfs(c);
+    for (const c of ['echo', 'exit3', 'kill9', 'term', 'a', 'b', 'ids', 'path', 'big', 'stop', 'crash', 'q35', 'ad-sleep', 'ad-loop', 'ad-exit', 'ad-new']) rootfs(c);
   }, 900_000);
 
   afterAll(() => {
@@ -93,7 +99,7 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
   });
 
   describe('one guest, many processes', () => {
-    const d = new QemuDriver();
+    const d = driver();
     const id = `${RUN}-main`;
     let boot: { pid: number; accel: 'kvm' | 'tcg'; bootMs: number };
 
@@ -104,7 +110,8 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
       if (!kvmPossible()) expect(boot.accel).toBe('tcg');
       expect(d.detectedAccel).toBe(boot.accel);
       expect(d.list()).toMatchObject([{ sandboxId: id, pid: boot.pid, state: 'running' }]);
-      expect(d.scanHost()).toContainEqual({ pid: boot.pid, sandboxId: id });
+      expect(d.scanHost()).toContainEqual({ pid: boot.pid, sandboxId: id, owner: OWNER });
+      expect(driver({ owner: 'another-node' }).scanHost().map((v) => v.pid)).not.toContain(boot.pid); // never another node's
       console.log(`boot (${boot.accel}): ${boot.bootMs} ms`);
     });
 
@@ -188,7 +195,7 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
   });
 
   describe('failed boots leave nothing behind', () => {
-    const d = new QemuDriver();
+    const d = driver();
     afterAll(() => d.stopAll());
 
     it('a deadline that passes → Timeout', async () => {
@@ -220,14 +227,14 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
     });
 
     it('a QEMU that cannot run → Internal', async () => {
-      const bad = new QemuDriver({ qemuPath: '/nonexistent/qemu' });
+      const bad = driver({ qemuPath: '/nonexistent/qemu' });
       const e = await rejection(bad.boot(spec('noqemu'), AbortSignal.timeout(10_000)));
       expect(e.code).toBe('Internal');
       expectGone(`${RUN}-noqemu`);
     });
 
     it('auto falls back to TCG when a KVM attempt fails, and remembers it', async () => {
-      const fb = new QemuDriver({ probeKvm: () => true, kvmProbeMs: 8000 });
+      const fb = driver({ probeKvm: () => true, kvmProbeMs: 8000 });
       try {
         const r = await fb.boot(spec('fallback'), AbortSignal.timeout(60_000));
         if (!kvmPossible()) expect(r.accel).toBe('tcg'); // KVM is broken on these machines (docs: machine-notes)
@@ -241,7 +248,7 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
   });
 
   describe('other guests', () => {
-    const d = new QemuDriver();
+    const d = driver();
     afterAll(() => d.stopAll());
 
     it('rootless: QEMU runs as the VMM user; its death is a vmExit and ends its processes with 255', async () => {
@@ -274,4 +281,222 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
       expectGone(`${RUN}-q35`);
     });
   });
+
+  describe('a new driver adopts the VMs an earlier one let go of, as a restarted worker does', () => {
+    // Their own owner tag: adoptAll takes over every QEMU with it, and only these tests' VMs carry it.
+    const adopter = (o: QemuDriverOptions = {}) => driver({ owner: `${OWNER}-adopt`, ...o });
+    const drivers: QemuDriver[] = [];
+    const track = (d: QemuDriver) => { drivers.push(d); return d; };
+    afterAll(async () => { for (const d of drivers) await d.stopAll(); });
+    const proc = (sandboxId: string, containerId: string, args: string[]): ProcessSpec =>
+      ({ sandboxId, containerId, args, env: ['PATH=/bin'], cwd: '/', uid: 0, gid: 0, additionalGids: [], terminal: false });
+    const numbers = (text: string) => text.split('\n').filter(Boolean).map(Number);
+
+    it('processes carry on, an exit that happened meanwhile is reported, output resumes in order, the VM works as a booted one', async () => {
+      const id = `${RUN}-adopt`;
+      const a = track(adopter());
+      const boot = await a.boot(spec('adopt'), AbortSignal.timeout(60_000));
+      let before = '';
+      a.on('output', (s, c, _fd, d) => { if (s === id && c === 'ad-loop') before += Buffer.from(d).toString(); });
+      await a.startProcess(proc(id, 'ad-sleep', ['sleep', '600']));
+      await a.startProcess(proc(id, 'ad-loop', ['sh', '-c', 'i=0; while :; do i=$((i+1)); echo $i; sleep 0.1; done']));
+      await a.startProcess(proc(id, 'ad-exit', ['sh', '-c', 'sleep 1; exit 5']));
+      await eventually(() => numbers(before).length >= 3, 10_000);
+      const late: ExitEvent[] = [];
+      a.on('exit', (e) => late.push(e));
+      a.release();
+      expect(a.list()).toEqual([]);
+      await new Promise((r) => setTimeout(r, 2000)); // ad-exit exits while nobody listens; ad-loop's output waits in the guest
+
+      const b = track(adopter());
+      const exits: ExitEvent[] = [];
+      const vmExits: VmExitEvent[] = [];
+      let after = '';
+      b.on('exit', (e) => exits.push(e));
+      b.on('vmExit', (e) => vmExits.push(e));
+      b.on('output', (s, c, _fd, d) => { if (s === id && c === 'ad-loop') after += Buffer.from(d).toString(); });
+      const t0 = Date.now();
+      const r = await b.adoptAll();
+      console.log(`adoption: ${Date.now() - t0} ms; resync ${JSON.stringify(r.adopted[0]?.resync)}`);
+      expect(r.stopped).toEqual([]);
+      expect(r.adopted).toMatchObject([{ sandboxId: id, pid: boot.pid, accel: boot.accel, exited: [{ containerId: 'ad-exit', status: 5 }] }]);
+      expect(r.adopted[0]!.running.sort()).toEqual(['ad-loop', 'ad-sleep']);
+      await eventually(() => exits.length > 0, 5000);
+      expect(exits).toMatchObject([{ kind: 'exit', sandboxId: id, containerId: 'ad-exit', exitStatus: 5 }]);
+      expect(late).toEqual([]); // the driver that let go says nothing more
+      expect(b.list()).toMatchObject([{ sandboxId: id, pid: boot.pid, state: 'running' }]);
+      expect(b.list()[0]!.adoptedAt).toBeGreaterThan(0);
+      expect(b.list()[0]!.processes.sort()).toEqual(['ad-loop', 'ad-sleep']);
+
+      // Output resumes: what waited in the guest, then new lines; whole lines, in order, none twice.
+      await eventually(() => numbers(after).length >= 10, 10_000);
+      const [was, now] = [numbers(before), numbers(after)];
+      console.log(`ad-loop: the first driver got 1..${was.at(-1)}, the adopter ${now[0]}..${now.at(-1)}`);
+      expect(now.every((n, i) => i === 0 || n === now[i - 1]! + 1)).toBe(true);
+      expect(now[0]).toBeGreaterThan(was.at(-1)!);
+
+      // Signals, new processes (also under the id whose exit was just reported) and stop work as on a booted VM.
+      const killed = nextExit(b, id, 'ad-sleep');
+      expect(b.signal(id, 'ad-sleep', 9)).toEqual({ delivered: true });
+      expect((await killed).exitStatus).toBe(137);
+      expect(await run(b, id, { containerId: 'ad-new', args: ['echo', 'hi'] })).toMatchObject({ status: 0, stdout: 'hi\n' });
+      expect(await run(b, id, { containerId: 'ad-exit', args: ['sh', '-c', 'exit 7'] })).toMatchObject({ status: 7 });
+      // A boot re-issued for the sandbox (its first outcome was lost with the worker) answers with the adopted VM.
+      expect(await b.boot(spec('adopt'), AbortSignal.timeout(5000))).toEqual({ pid: boot.pid, accel: boot.accel, bootMs: 0 });
+
+      // A second hand-over: the exits acknowledged meanwhile are not reported again.
+      await new Promise((r) => setTimeout(r, 300));
+      b.release();
+      const c = track(adopter());
+      const again: ExitEvent[] = [];
+      c.on('exit', (e) => again.push(e));
+      const r2 = await c.adoptAll();
+      expect(r2.adopted).toMatchObject([{ sandboxId: id, pid: boot.pid, running: ['ad-loop'], exited: [] }]);
+      const loopEnd = nextExit(c, id, 'ad-loop');
+      expect(await c.stop(id)).toEqual({ stopped: true });
+      expect((await loopEnd).exitStatus).toBe(255);
+      expect(again.map((e) => e.containerId)).toEqual(['ad-loop']);
+      expect(vmExits).toEqual([]);
+      expectGone(id);
+    });
+
+    it('a VM whose sockets are gone is stopped and reported as vmExit', async () => {
+      const id = `${RUN}-adgone`;
+      const a = track(adopter());
+      const boot = await a.boot(spec('adgone'), AbortSignal.timeout(60_000));
+      a.release();
+      rmSync(vmPaths(join(tmp, 'run'), id).qmp);
+      const b = track(adopter());
+      const vmExit = new Promise<VmExitEvent>((res) => b.once('vmExit', res));
+      const r = await b.adoptAll();
+      expect(r).toMatchObject({ adopted: [], stopped: [{ sandboxId: id, pid: boot.pid, reason: expect.stringMatching(/socket .* is gone/) }] });
+      expect(await vmExit).toMatchObject({ kind: 'vmExit', sandboxId: id });
+      expect(b.list()).toEqual([]);
+      expectGone(id);
+    });
+
+    it('a VM that died while no driver watched it: the registry tells, it is reported as vmExit and its files are removed', async () => {
+      const id = `${RUN}-addead`;
+      const registryPath = join(tmp, 'registry.json');
+      const a = track(adopter({ registryPath }));
+      const boot = await a.boot(spec('addead'), AbortSignal.timeout(60_000));
+      expect(JSON.parse(readFileSync(registryPath, 'utf8'))).toMatchObject([{ sandboxId: id, pid: boot.pid }]);
+      a.release();
+      process.kill(boot.pid, 'SIGKILL');
+      await eventually(() => processesMatching(`corral-${id}`).length === 0, 5000);
+      const b = track(adopter({ registryPath }));
+      const vmExit = new Promise<VmExitEvent>((res) => b.once('vmExit', res));
+      expect(await b.adoptAll()).toEqual({ adopted: [], stopped: [], dead: [{ sandboxId: id, pid: boot.pid, reason: 'its QEMU exited while no worker watched it' }] });
+      expect(await vmExit).toMatchObject({ kind: 'vmExit', sandboxId: id, code: null, signal: null });
+      expect(JSON.parse(readFileSync(registryPath, 'utf8'))).toEqual([]);
+      expectGone(id);
+    });
+
+    it('a VM whose QMP does not answer (QEMU stopped) is killed and reported as vmExit', async () => {
+      const id = `${RUN}-adfrozen`;
+      const a = track(adopter());
+      const boot = await a.boot(spec('adfrozen'), AbortSignal.timeout(60_000));
+      a.release();
+      process.kill(boot.pid, 'SIGSTOP');
+      const b = track(adopter());
+      const vmExit = new Promise<VmExitEvent>((res) => b.once('vmExit', res));
+      const r = await b.adoptAll();
+      expect(r).toMatchObject({ adopted: [], stopped: [{ sandboxId: id, pid: boot.pid, reason: expect.stringMatching(/QMP/) }] });
+      expect(await vmExit).toMatchObject({ kind: 'vmExit', sandboxId: id });
+      expectGone(id);
+    });
+
+    it('stop() during an adoption cancels it: the VM is stopped, no vmExit', async () => {
+      const id = `${RUN}-adcancel`;
+      const a = track(adopter());
+      const boot = await a.boot(spec('adcancel'), AbortSignal.timeout(60_000));
+      a.release();
+      process.kill(boot.pid, 'SIGSTOP'); // QMP stays silent: the adoption waits
+      const b = track(adopter());
+      const vmExits: VmExitEvent[] = [];
+      b.on('vmExit', (e) => vmExits.push(e));
+      const adoption = b.adoptAll();
+      expect(b.list()).toMatchObject([{ sandboxId: id, state: 'adopting' }]);
+      expect(await b.stop(id)).toEqual({ stopped: true });
+      expect(await adoption).toMatchObject({ adopted: [], stopped: [{ sandboxId: id, reason: 'stopped while being adopted' }] });
+      await new Promise((r) => setImmediate(r));
+      expect(vmExits).toEqual([]);
+      expectGone(id);
+    });
+  });
 });
+
+/** Guest→host frames as the guest agent writes them. */
+const frame = (type: number, ...parts: Buffer[]): Buffer => {
+  const body = Buffer.concat(parts);
+  const head = Buffer.alloc(5);
+  head.writeUInt32BE(body.length + 1);
+  head[4] = type;
+  return Buffer.concat([head, body]);
+};
+const u32 = (n: number) => { const b = Buffer.alloc(4); b.writeUInt32BE(n); return b; };
+const str = (s: string) => Buffer.concat([u32(Buffer.byteLength(s)), Buffer.from(s)]);
+const output = (cid: string, text: string) => frame(FRAME.OUTPUT, str(cid), Buffer.from([1]), str(text));
+const exitFrame = (cid: string, status: number) => frame(FRAME.EXIT, str(cid), u32(status));
+const stateFrame = (token: number, cs: [string, number, boolean, number][]) =>
+  frame(FRAME.STATE, u32(STATE_MAGIC), u32(token), u32(cs.length), ...cs.flatMap(([c, pid, exited, status]) => [str(c), u32(pid), u32(exited ? 1 : 0), u32(status)]));
+
+describe('re-attaching to a guest (no QEMU needed)', () => {
+  it("parseQemuCmdline reads back the sockets, accel and sandbox of qemuArgs' command line", () => {
+    const runDir = '/tmp/odd,dir';
+    const paths = vmPaths(runDir, 'sb-1');
+    const s: BootSpec = { sandboxId: 'sb-1', vcpus: 1, memoryMiB: 128, kernel: '/k', initrd: '/i', kernelParams: '', machineType: 'q35', accel: 'kvm', sharedDir: '/s', msize9p: 8192, runDir };
+    expect(parseQemuCmdline(qemuArgs(s, { accel: 'kvm', paths }))).toEqual({ sandboxId: 'sb-1', accel: 'kvm', qmp: paths.qmp, agent: paths.agent, console: paths.console });
+    expect(parseQemuCmdline(['qemu-system-x86_64', '-name', 'corral-x'])).toBeNull();
+    expect(parseQemuCmdline(['qemu-system-x86_64', '-name', 'other'])).toBeNull();
+  });
+
+  /** A fake guest: a unix socket server that writes `bytes` to the channel once it has read LIST. */
+  async function resync(bytes: (token: number) => Buffer): Promise<{ info: ResyncInfo; msgs: AgentMsg[] }> {
+    const dir = mkdtempSync(join(tmpdir(), 'corral-resync-'));
+    const path = join(dir, 'agent');
+    let token = 0;
+    const server = createServer((sock: Socket) => sock.once('data', (d) => {
+      expect(d[4]).toBe(FRAME.LIST);
+      token = d.readUInt32BE(5);
+      const b = bytes(token);
+      sock.write(b.subarray(0, 7)); // in pieces: the STATE pattern may straddle reads
+      setTimeout(() => sock.write(b.subarray(7)), 20);
+    }));
+    await new Promise<void>((r) => server.listen(path, r));
+    try {
+      const ch = await AgentChannel.connect(path, { deadlineMs: Date.now() + 5000 }, 0x12345678);
+      const msgs: AgentMsg[] = [];
+      const info = new Promise<ResyncInfo>((r) => ch.once('resync', r));
+      ch.on('msg', (m) => msgs.push(m));
+      ch.send(frame(FRAME.LIST, u32(0x12345678)));
+      const got = await info;
+      await eventually(() => msgs.some((m) => m.type === 'exit' && m.containerId === 'after'), 5000);
+      ch.close();
+      return { info: got, msgs };
+    } finally {
+      server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  it('whole frames before the STATE are kept, in order', async () => {
+    const r = await resync((t) => Buffer.concat([output('c', 'queued\n'), exitFrame('d', 5), stateFrame(t, [['c', 7, false, 0], ['d', 8, true, 5]]), exitFrame('after', 0)]));
+    expect(r.info).toEqual({ discarded: 0, frames: 2 });
+    expect(r.msgs.map((m) => m.type)).toEqual(['output', 'exit', 'state', 'exit']);
+    expect(r.msgs[2]).toEqual({ type: 'state', token: 0x12345678, containers: [{ containerId: 'c', pid: 7, exited: false, status: 0 }, { containerId: 'd', pid: 8, exited: true, status: 5 }] });
+  });
+
+  it('the rest of a half-sent frame (and an older STATE) before it: skipped, and the stream is whole again after it', async () => {
+    const half = output('c', 'x'.repeat(100)).subarray(37);
+    const r = await resync((t) => Buffer.concat([half, output('c', 'lost\n'), stateFrame(t, [['c', 7, false, 0]]), output('c', 'new\n'), exitFrame('after', 0)]));
+    expect(r.info).toEqual({ discarded: half.length + output('c', 'lost\n').length, frames: 0 });
+    expect(r.msgs.map((m) => m.type)).toEqual(['state', 'output', 'exit']);
+    expect(Buffer.from((r.msgs[1] as { data: Uint8Array }).data).toString()).toBe('new\n');
+  });
+});
+
+/** Polls until `f` is true (or `ms` passed). */
+async function eventually(f: () => boolean, ms = 30_000): Promise<void> {
+  for (const until = Date.now() + ms; !f() && Date.now() < until;) await new Promise((r) => setTimeout(r, 50));
+}

@@ -88,13 +88,17 @@ describe('reconciliation on agent start', () => {
     const ghost = `${n.dataDir}/run/sandboxes/ghost`;
     mkdirSync(`${ghost}/shared/ghost/rootfs`, { recursive: true });
     execFileSync('mount', ['-t', 'tmpfs', 'tmpfs', `${ghost}/shared/ghost/rootfs`]);
-    execFileSync('useradd', ['-M', '-s', '/usr/sbin/nologin', '-c', 'Corral temporary hypervisor user of sandbox ghost', 'corral-99999']);
-    const qemu = spawn('qemu-system-x86_64', ['-name', 'corral-ghost', '-M', 'none', '-nographic', '-nodefaults', '-display', 'none'], { stdio: 'ignore', detached: true });
-    const { processesMatching } = await import('../helpers/leaks.ts');
+    execFileSync('useradd', ['-M', '-s', '/usr/sbin/nologin', '-c', `Corral temporary hypervisor user of sandbox ghost on ${n.node}`, 'corral-99999']);
+    // Another node's user on the same host is not this node's to remove.
+    execFileSync('useradd', ['-M', '-s', '/usr/sbin/nologin', '-c', 'Corral temporary hypervisor user of sandbox ghost on elsewhere', 'corral-99998']);
+    const qemu = spawn('qemu-system-x86_64', ['-name', 'corral-ghost', '-M', 'none', '-nographic', '-nodefaults', '-display', 'none', '-fsdev', `local,id=fs0,path=${ghost}/shared,security_model=none`], { stdio: 'ignore', detached: true });
+    const { processesMatching, usersWithPrefix } = await import('../helpers/leaks.ts');
     await eventually(() => processesMatching('-name corral-ghost ').length === 1);
     qemu.unref();
 
     await n.restartAgent();
+    expect(usersWithPrefix('corral-')).toEqual(['corral-99998']);
+    execFileSync('userdel', ['-f', 'corral-99998']);
     expect(n.leftovers(['ghost'])).toEqual(NOTHING_LEFT);
     expect(existsSync(ghost)).toBe(false);
     const orphans = (await readRecords(n.nc, { node: n.node, sandbox: 'ghost' })).filter((r) => r.kind === 'orphan');

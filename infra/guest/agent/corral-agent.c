@@ -6,6 +6,10 @@
  * streams their stdout/stderr and reports their exit. One poll() loop, every fd non-blocking; the
  * port is never blocked on: output waits in a buffer, and while that buffer is over OUT_HIGH the
  * children's pipes are not read (the children block, the channel does not).
+ *
+ * The host may go away and come back (a restarted hypervisor worker re-attaching): EXIT records are kept
+ * until the host ACKs them, a LIST answers with a STATE of every container still known, and on a hang-up
+ * the rest of a half-sent frame is dropped so that the next host reads whole frames.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -26,7 +30,7 @@
 
 #define PORT_NAME "corral.agent"
 #define SHARED "/run/corral/shared"
-#define VERSION 1
+#define VERSION 2
 #define MAX_FRAME (1u << 20)   /* largest host->guest frame accepted */
 #define MAX_CT 64              /* processes running at once */
 #define OUT_HIGH (256u << 10)  /* pending output above which children are not read */
@@ -34,8 +38,10 @@
 #define DRAIN_MS 500           /* after the main process exits, wait this long for its pipes to close */
 #define MAX_GIDS 256
 
-enum { H_PING = 1, H_RUN = 2, H_SIGNAL = 3 };
-enum { G_READY = 0x81, G_STARTED = 0x82, G_OUTPUT = 0x83, G_EXIT = 0x84, G_ERROR = 0x85 };
+#define STATE_MAGIC 0x434f5252u /* "CORR": with the host's token, what a re-attaching host scans for */
+
+enum { H_PING = 1, H_RUN = 2, H_SIGNAL = 3, H_LIST = 4, H_ACK = 5 };
+enum { G_READY = 0x81, G_STARTED = 0x82, G_OUTPUT = 0x83, G_EXIT = 0x84, G_ERROR = 0x85, G_STATE = 0x86 };
 
 struct ct {
   int used;
@@ -45,6 +51,7 @@ struct ct {
   int fd[2];        /* stdout, stderr read ends; -1 when closed */
   int failed;       /* exec failed: ERROR sent, no STARTED/EXIT */
   int exited, status;
+  int reported;     /* EXIT sent: the slot is kept (for LIST) until the host ACKs it */
   long long drain_until;
 };
 static struct ct cts[MAX_CT];
@@ -53,6 +60,7 @@ struct buf { uint8_t *p; size_t len, cap; };
 static struct buf out, in;
 static int port = -1;
 static long long port_retry_at; /* host side disconnected: leave the port out of poll until then */
+static size_t out_partial;      /* bytes at the head of out that end a frame whose start was already written */
 
 static long long now_ms(void) {
   struct timespec t;
@@ -175,8 +183,10 @@ static void run(struct rd *r) {
     send_error(id, EINVAL, "malformed RUN frame");
     goto done;
   }
-  if (find(id)) { send_error(id, EEXIST, "a process with this container id is running"); goto done; }
+  if ((c = find(id)) && !c->reported) { c = NULL; send_error(id, EEXIST, "a process with this container id is running"); goto done; }
+  /* a free slot, else the slot of this id's (or any) exit still waiting for its ACK */
   for (int i = 0; i < MAX_CT && !c; i++) if (!cts[i].used) c = &cts[i];
+  for (int i = 0; i < MAX_CT && !c; i++) if (cts[i].reported) c = &cts[i];
   if (!c) { send_error(id, EAGAIN, "too many processes"); goto done; }
   if (pipe2(o, O_CLOEXEC) || pipe2(e, O_CLOEXEC) || pipe2(x, O_CLOEXEC)) { send_error(id, errno, "pipe failed"); goto done; }
   pid_t pid = fork();
@@ -210,9 +220,38 @@ done:;
   free(id), free(cwd), freestrs(args), freestrs(env);
 }
 
+/* every container whose start succeeded: running (exited 0) or exited with its EXIT not yet ACKed (exited 1) */
+static void send_state(uint32_t token) {
+  size_t f = fstart(G_STATE), at;
+  uint32_t n = 0;
+  put32(&out, STATE_MAGIC);
+  put32(&out, token);
+  at = out.len;
+  put32(&out, 0);
+  for (int i = 0; i < MAX_CT; i++) {
+    struct ct *c = &cts[i];
+    if (!c->used || c->failed || c->xfd >= 0) continue;
+    putstr(c->id, strlen(c->id));
+    put32(&out, c->pid);
+    put32(&out, c->reported);
+    put32(&out, c->reported ? c->status : 0);
+    n++;
+  }
+  out.p[at] = n >> 24, out.p[at + 1] = n >> 16, out.p[at + 2] = n >> 8, out.p[at + 3] = n;
+  fend(f);
+}
+
 static void on_frame(uint8_t type, struct rd *r) {
   if (type == H_PING) { send_ready(get32(r)); return; }
   if (type == H_RUN) { run(r); return; }
+  if (type == H_LIST) { send_state(get32(r)); return; }
+  if (type == H_ACK) { /* the host has recorded this EXIT: forget the container */
+    char *id = getstr(r);
+    struct ct *c = find(id);
+    if (!r->bad && c && c->reported) c->used = 0;
+    free(id);
+    return;
+  }
   if (type == H_SIGNAL) { /* unknown or exited container: ignored (the host tracks what runs) */
     char *id = getstr(r);
     uint32_t sig = get32(r);
@@ -224,10 +263,23 @@ static void on_frame(uint8_t type, struct rd *r) {
   fprintf(stderr, "corral-agent: unknown frame type %u\n", type);
 }
 
+/*
+ * The host end hung up. QEMU drops what it had not passed on yet, and the next host reads from a fresh
+ * connection: drop the rest of a half-written frame so it starts on a frame boundary, and any half-read
+ * host frame. Then keep the port out of poll() for 100 ms at a time until a host connects.
+ */
+static void host_gone(void) {
+  memmove(out.p, out.p + out_partial, out.len - out_partial);
+  out.len -= out_partial;
+  out_partial = 0;
+  in.len = 0;
+  port_retry_at = now_ms() + 100;
+}
+
 static void read_port(void) {
   uint8_t b[65536];
   ssize_t n = read(port, b, sizeof b);
-  if (n == 0) { port_retry_at = now_ms() + 100; return; } /* host not connected */
+  if (n == 0) { host_gone(); return; } /* host not connected */
   if (n < 0) { if (errno != EAGAIN && errno != EINTR) { logf_("read port"); port_retry_at = now_ms() + 100; } return; }
   put(&in, b, n);
   size_t off = 0;
@@ -246,6 +298,12 @@ static void read_port(void) {
 static void write_port(void) {
   ssize_t n = write(port, out.p, out.len);
   if (n < 0) { if (errno != EAGAIN && errno != EINTR) { logf_("write port"); port_retry_at = now_ms() + 100; } return; }
+  /* out holds whole frames after out_partial: walk the frame boundaries through the written bytes */
+  for (size_t at = 0; at < (size_t)n;) {
+    if (!out_partial) out_partial = 4 + ((uint32_t)out.p[at] << 24 | out.p[at + 1] << 16 | out.p[at + 2] << 8 | out.p[at + 3]);
+    size_t t = out_partial < n - at ? out_partial : n - at;
+    out_partial -= t, at += t;
+  }
   memmove(out.p, out.p + n, out.len - n);
   out.len -= n;
 }
@@ -254,14 +312,15 @@ static void close_fd(int *fd) { if (*fd >= 0) close(*fd), *fd = -1; }
 
 /* a container slot is finished once its exec status is known, it was reaped and its pipes are done */
 static void maybe_finish(struct ct *c) {
-  if (!c->exited || c->xfd >= 0) return;
+  if (!c->exited || c->xfd >= 0 || c->reported) return;
   if (!c->failed && (c->fd[0] >= 0 || c->fd[1] >= 0)) {
     if (out.len >= OUT_HIGH) c->drain_until = now_ms() + DRAIN_MS; /* pipes not being read: the grace restarts */
     if (now_ms() < c->drain_until) return;
   }
   close_fd(&c->fd[0]), close_fd(&c->fd[1]);
-  if (!c->failed) send_exit(c);
-  c->used = 0;
+  if (c->failed) { c->used = 0; return; }
+  send_exit(c);
+  c->reported = 1;
 }
 
 static void read_exec_status(struct ct *c) {
@@ -362,7 +421,7 @@ int main(void) {
       else if (pf[i].fd == port) {
         if (re & POLLIN) read_port();
         if ((re & POLLOUT) && out.len) write_port();
-        if ((re & POLLHUP) && !(re & POLLIN)) port_retry_at = now_ms() + 100;
+        if ((re & POLLHUP) && !(re & POLLIN)) host_gone();
       } else if (what[i] == 2) read_exec_status(who[i]);
       else if (who[i]->fd[what[i]] == pf[i].fd) read_output(who[i], what[i]);
     }

@@ -18,8 +18,8 @@ export async function workerCommand(argv: string[], io: Io): Promise<number> {
   const journalPath = `${settings.dataDir}/journal/${kind}.jsonl`;
   const w = kind === 'mount'
     ? await startMountWorker({ nc, node: settings.node, roots: [settings.runDir, ...settings.bundleRoots], journalPath, log, wrap: faults && ((h) => faults.wrap(h)) })
-    : await startHypervisorWorker({ nc, node: settings.node, runDir: settings.runDir, journalPath, log, wrap: faults && ((h) => faults.wrap(h)) });
-  log.info({ node: settings.node, faults: !!faults }, `${kind} worker ready`);
+    : await startHypervisorWorker({ nc, node: settings.node, runDir: settings.runDir, journalPath, log, wrap: faults && ((h) => faults.wrap(h)), simulate: io.env.CORRAL_SIMULATE_VMS === '1' });
+  log.info({ node: settings.node, faults: !!faults, simulated: kind === 'hypervisor' && io.env.CORRAL_SIMULATE_VMS === '1' }, `${kind} worker ready`);
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);

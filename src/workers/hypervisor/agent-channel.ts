@@ -4,15 +4,26 @@
  *
  * Frame: u32 BE length (of type + payload), u8 type, payload. Strings are u32 BE length + UTF-8 bytes,
  * string lists are u32 BE count + strings, integers are u32 BE.
+ *
+ * A host that re-attaches to a running guest (after a worker restart) may start reading in the middle of
+ * a frame: it connects in resync mode, sends LIST with a random token, and skips whatever precedes the
+ * guest's STATE frame for that token unless it splits into whole frames.
  */
 import type { ProcessSpec } from '../protocol.ts';
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import { connectUnix, type ConnectOptions } from './unix-socket.ts';
 
-export const FRAME = { PING: 1, RUN: 2, SIGNAL: 3, READY: 0x81, STARTED: 0x82, OUTPUT: 0x83, EXIT: 0x84, ERROR: 0x85 } as const;
+export const FRAME = { PING: 1, RUN: 2, SIGNAL: 3, LIST: 4, ACK: 5, READY: 0x81, STARTED: 0x82, OUTPUT: 0x83, EXIT: 0x84, ERROR: 0x85, STATE: 0x86 } as const;
 /** The agent rejects host→guest frames larger than this. */
 export const MAX_FRAME = 1 << 20;
+/** First payload word of STATE ("CORR"); with the token after it, what a re-attaching host scans for. */
+export const STATE_MAGIC = 0x434f5252;
+/** A resync that has not found its STATE within this many bytes gives up (closes the channel). */
+const MAX_RESYNC_BYTES = 64 << 20;
+
+/** A container the guest still knows (STATE): running, or exited with an EXIT the host has not ACKed. */
+export interface GuestContainer { containerId: string; pid: number; exited: boolean; status: number }
 
 /** What the guest says. `status` follows the shell: exit code, or 128 + signal number. */
 export type AgentMsg =
@@ -20,7 +31,8 @@ export type AgentMsg =
   | { type: 'started'; containerId: string; pid: number }
   | { type: 'output'; containerId: string; fd: 1 | 2; data: Uint8Array }
   | { type: 'exit'; containerId: string; status: number }
-  | { type: 'error'; containerId: string; errno: number; message: string };
+  | { type: 'error'; containerId: string; errno: number; message: string }
+  | { type: 'state'; token: number; containers: GuestContainer[] };
 
 /** What a RUN frame carries: the process spec without what the guest does not need. */
 export type RunFrame = Omit<ProcessSpec, 'sandboxId' | 'terminal'>;
@@ -42,6 +54,8 @@ class Writer {
 }
 
 export const encodePing = (token: number): Buffer => new Writer().u32(token).frame(FRAME.PING);
+export const encodeList = (token: number): Buffer => new Writer().u32(token).frame(FRAME.LIST);
+export const encodeAck = (containerId: string): Buffer => new Writer().str(containerId).frame(FRAME.ACK);
 export const encodeSignal = (containerId: string, signal: number): Buffer => new Writer().str(containerId).u32(signal).frame(FRAME.SIGNAL);
 export const encodeRun = (r: RunFrame): Buffer =>
   new Writer().str(r.containerId).strs(r.args).strs(r.env).str(r.cwd).u32(r.uid).u32(r.gid).u32s(r.additionalGids).frame(FRAME.RUN);
@@ -75,13 +89,33 @@ export function decodeFrame(body: Buffer): AgentMsg | null {
     }
     case FRAME.EXIT: return { type: 'exit', containerId: r.str(), status: r.i32() };
     case FRAME.ERROR: return { type: 'error', containerId: r.str(), errno: r.u32(), message: r.str() };
+    case FRAME.STATE: {
+      if (r.u32() !== STATE_MAGIC) return null;
+      const token = r.u32();
+      const n = r.u32();
+      if (n > 4096) throw new RangeError('STATE lists too many containers');
+      const containers: GuestContainer[] = [];
+      for (let i = 0; i < n; i++) containers.push({ containerId: r.str(), pid: r.u32(), exited: r.u32() !== 0, status: r.i32() });
+      return { type: 'state', token, containers };
+    }
     default: return null;
   }
+}
+
+/** The bytes a STATE frame for `token` carries right after its length: type, magic, token. */
+export function statePattern(token: number): Buffer {
+  const b = Buffer.alloc(9);
+  b[0] = FRAME.STATE;
+  b.writeUInt32BE(STATE_MAGIC, 1);
+  b.writeUInt32BE(token >>> 0, 5);
+  return b;
 }
 
 /** Splits a byte stream into frame bodies. */
 export class FrameSplitter {
   private buf: Buffer = Buffer.alloc(0);
+  /** Bytes of an incomplete frame held back. */
+  get buffered(): number { return this.buf.length; }
   push(chunk: Buffer): Buffer[] {
     this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
     const out: Buffer[] = [];
@@ -95,24 +129,55 @@ export class FrameSplitter {
   }
 }
 
-/** A connected agent channel. Emits `msg` for each guest frame and `close` once. */
-export class AgentChannel extends EventEmitter<{ msg: [AgentMsg]; close: [] }> {
+/** What a resync skipped before the STATE frame: `discarded` bytes that were not whole frames, else `frames` kept. */
+export interface ResyncInfo { discarded: number; frames: number }
+
+const decodeSafe = (body: Buffer): AgentMsg | null => { try { return decodeFrame(body); } catch { return null; } };
+
+/**
+ * A connected agent channel. Emits `msg` for each guest frame and `close` once. In resync mode it first
+ * looks for the STATE frame answering LIST(token): what came before is emitted as frames when it splits
+ * into whole, known frames (then `resync` says how many), and dropped otherwise (`resync` says how many bytes).
+ */
+export class AgentChannel extends EventEmitter<{ msg: [AgentMsg]; close: []; resync: [ResyncInfo] }> {
   private split = new FrameSplitter();
-  private constructor(private sock: Socket) {
+  private scan?: { pattern: Buffer; buf: Buffer; from: number };
+  private constructor(private sock: Socket, resyncToken?: number) {
     super();
-    sock.on('data', (d: Buffer) => {
-      for (const body of this.split.push(d)) {
-        let m: AgentMsg | null = null;
-        try { m = decodeFrame(body); } catch { /* a malformed frame is dropped */ }
-        if (m) this.emit('msg', m);
-      }
-    });
+    if (resyncToken !== undefined) this.scan = { pattern: statePattern(resyncToken), buf: Buffer.alloc(0), from: 4 };
+    sock.on('data', (d: Buffer) => this.onData(d));
     sock.on('error', () => sock.destroy());
     sock.on('close', () => this.emit('close'));
   }
 
-  static async connect(path: string, o: ConnectOptions): Promise<AgentChannel> {
-    return new AgentChannel(await connectUnix(path, o));
+  /** Connect; with `resyncToken`, the caller sends LIST with that token and the channel skips to its STATE. */
+  static async connect(path: string, o: ConnectOptions, resyncToken?: number): Promise<AgentChannel> {
+    return new AgentChannel(await connectUnix(path, o), resyncToken);
+  }
+
+  private onData(d: Buffer): void {
+    const s = this.scan;
+    if (s) {
+      s.buf = s.buf.length ? Buffer.concat([s.buf, d]) : d;
+      const at = s.buf.indexOf(s.pattern, s.from);
+      if (at < 0) {
+        s.from = Math.max(4, s.buf.length - s.pattern.length + 1);
+        if (s.buf.length > MAX_RESYNC_BYTES) this.sock.destroy();
+        return;
+      }
+      this.scan = undefined;
+      const pre = s.buf.subarray(0, at - 4);
+      const split = new FrameSplitter();
+      const msgs = split.push(pre).map(decodeSafe);
+      const whole = split.buffered === 0 && msgs.every((m) => m !== null);
+      this.emit('resync', whole ? { discarded: 0, frames: msgs.length } : { discarded: pre.length, frames: 0 });
+      if (whole) for (const m of msgs) this.emit('msg', m!);
+      d = s.buf.subarray(at - 4);
+    }
+    for (const body of this.split.push(d)) {
+      const m = decodeSafe(body); // a malformed frame is dropped
+      if (m) this.emit('msg', m);
+    }
   }
 
   get isClosed(): boolean { return this.sock.destroyed; }

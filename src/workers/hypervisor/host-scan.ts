@@ -1,4 +1,7 @@
-/** Find and end Corral VMs on the host by their `-name corral-<id>` marker (orphans after a worker crash). */
+/**
+ * Find Corral VMs on the host by their `-name corral-<id>` marker and their owner tag, read what a
+ * process is from /proc, and end processes that are not our children.
+ */
 import { readFileSync, readdirSync } from 'node:fs';
 import { err } from '../../errors.ts';
 import { NAME_PREFIX } from './qemu-args.ts';
@@ -49,6 +52,34 @@ export function pidAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** A process's start time: `ticks` since boot (stable identity with the pid), `at` in epoch ms. */
+export function procStart(pid: number): { ticks: string; at: number } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // f[0] is field 3 (state)
+    const ticks = f[19]; // field 22: starttime, in clock ticks since boot
+    if (!ticks || f[0] === 'Z') return undefined;
+    const btime = Number(/^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))?.[1] ?? 0);
+    return { ticks, at: btime * 1000 + Math.round(Number(ticks) * 10) }; // USER_HZ is 100 on Linux
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Resolves once `pid` is gone (exited, a zombie, or its number reused by a process with another start
+ * time): how the exit of a process that is not our child is noticed. `stop()` ends the watch.
+ */
+export function watchPid(pid: number, ticks: string, everyMs = 200): { gone: Promise<void>; stop: () => void } {
+  let stop = () => {};
+  const gone = new Promise<void>((resolve) => {
+    const t = setInterval(() => { if (procStart(pid)?.ticks !== ticks) { clearInterval(t); resolve(); } }, everyMs);
+    t.unref();
+    stop = () => clearInterval(t);
+  });
+  return { gone, stop };
 }
 
 export function kill(pid: number, sig: NodeJS.Signals): void {

@@ -2,15 +2,20 @@
  * The hypervisor worker: serves `corral.v1.node.<node>.worker.hypervisor.<op>` (QEMU through
  * QemuDriver, the rootless VMM user) through the shared harness, and publishes what the guests report:
  * process output on `io.<container>.<fd>`, process exits and VM deaths as worker events.
- * On start it reports the Corral QEMU processes it finds on the host (orphans of a crashed worker).
+ * On start it adopts the VMs an earlier worker of this node left running (it was killed, the agent
+ * restarted it): their processes, output and exits carry on; the exits that happened meanwhile are
+ * published; a VM that cannot be adopted is stopped and published as a VM exit. It logs what it
+ * adopted and what it stopped, and `scan` returns both.
  */
+import { dirname, join } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { err } from '../../errors.ts';
 import { encode } from '../../bus/codec.ts';
 import { subjects } from '../../bus/subjects.ts';
 import { runWorker, type OpHandler } from '../harness.ts';
 import type { BootSpec, ProcessSpec, WorkerEvent } from '../protocol.ts';
-import { QemuDriver, type QemuDriverOptions } from './qemu.ts';
+import { QemuDriver, type Adoption, type QemuDriverOptions } from './qemu.ts';
+import { SimDriver } from './sim.ts';
 import { removeVmmUser, vmmUserHandlers, vmmUsersOfSandbox } from './vmm-user.ts';
 import { getentUsers } from './users-scan.ts';
 
@@ -19,8 +24,10 @@ export interface HypervisorWorkerOptions {
   node: string;
   runDir: string;
   journalPath: string;
-  log?: { info(o: object, m?: string): void; error(o: object, m?: string): void };
+  log?: { info(o: object, m?: string): void; warn?(o: object, m?: string): void; error(o: object, m?: string): void };
   driver?: QemuDriverOptions;
+  /** Simulated VMs (SimDriver): no QEMU, for scale tests and benchmarks. */
+  simulate?: boolean;
   wrap?: (h: Record<string, OpHandler>) => Record<string, OpHandler>;
 }
 
@@ -31,11 +38,15 @@ const str = (req: Record<string, unknown>, k: string): string => {
 };
 
 export async function startHypervisorWorker(o: HypervisorWorkerOptions) {
-  // The op's deadline (the harness's AbortSignal) bounds a boot; the driver's own bound sits past it.
-  // Tagged with the node: on a host shared by several nodes, each worker sees and touches its own VMs only.
-  const driver = new QemuDriver({ bootTimeoutMs: 30 * 60_000, owner: o.node, ...o.driver });
-  const found = driver.scanHost();
-  o.log?.info({ vms: found }, `hypervisor worker found ${found.length} Corral QEMU process(es) on the host`);
+  // - The op's deadline (the harness's AbortSignal) bounds a boot; the driver's own bound sits past it.
+  // - Tagged with the node: on a host shared by several nodes, each worker sees and touches its own VMs only.
+  // - An exit is acknowledged to the guest only once NATS has it: until then the guest keeps it, and a
+  //   worker restarted in between reports it again.
+  // - The registry (next to the journal) lists the worker's VMs: its successor reports those that died meanwhile.
+  const driver = o.simulate ? new SimDriver() as unknown as QemuDriver : new QemuDriver({
+    bootTimeoutMs: 30 * 60_000, owner: o.node, confirmExit: () => o.nc.flush(),
+    registryPath: join(dirname(o.journalPath), 'hypervisor-vms.json'), ...o.driver,
+  });
 
   driver.on('output', (_sid, cid, fd, data) => o.nc.publish(subjects.io(o.node, cid, fd === 1 ? 'stdout' : 'stderr'), data));
   // Exits and VM deaths are facts: published into the event log's subjects, so an agent that was down
@@ -44,14 +55,31 @@ export async function startHypervisorWorker(o: HypervisorWorkerOptions) {
   driver.on('exit', fact);
   driver.on('vmExit', fact);
 
-  const users = vmmUserHandlers();
+  // Re-attach to this node's VMs (registered at once; ops on them wait until each is settled).
+  const found = driver.scanHost();
+  let adoption: Adoption | null = null;
+  const adopted = driver.adoptAll().then((r) => {
+    adoption = r;
+    const others = found.filter((v) => !r.adopted.some((a) => a.pid === v.pid) && !r.stopped.some((s) => s.pid === v.pid));
+    const list = (vs: { sandboxId: string; pid: number; reason: string }[]) => vs.map((s) => `${s.sandboxId} pid ${s.pid}: ${s.reason}`).join('; ');
+    o.log?.info({ adopted: r.adopted, stopped: r.stopped, dead: r.dead, untagged: others },
+      `hypervisor worker re-attached: adopted ${r.adopted.length} VM(s) [${r.adopted.map((a) => `${a.sandboxId} pid ${a.pid}: ${a.running.length} running, ${a.exited.length} exited meanwhile`).join('; ')}], ` +
+      `stopped ${r.stopped.length} [${list(r.stopped)}], found ${r.dead.length} dead [${list(r.dead)}]` + (others.length ? `, left ${others.length} untagged Corral QEMU(s) alone` : ''));
+    for (const s of [...r.stopped, ...r.dead]) {
+      const m = `VM of sandbox ${s.sandboxId} (pid ${s.pid}) reported gone: ${s.reason}`;
+      if (o.log?.warn) o.log.warn({ sandboxId: s.sandboxId, pid: s.pid, reason: s.reason }, m); else o.log?.error({ sandboxId: s.sandboxId, pid: s.pid, reason: s.reason }, m);
+    }
+    return r;
+  });
+
+  const users = vmmUserHandlers({ node: o.node });
   const handlers: Record<string, OpHandler> = {
     ...users,
     // Without a user name (its creation was never confirmed): remove whatever user was made for the sandbox.
     removeUser: async (req, ctx) => {
       if (req.user !== undefined) return users.removeUser(req, ctx);
       let removed = false;
-      for (const u of await vmmUsersOfSandbox(str(req, 'sandboxId'))) removed = (await removeVmmUser(u.name, u.uid, { signal: ctx.signal })).removed || removed;
+      for (const u of await vmmUsersOfSandbox(str(req, 'sandboxId'), o.node)) removed = (await removeVmmUser(u.name, u.uid, { signal: ctx.signal })).removed || removed;
       return { removed };
     },
     boot: async (req, ctx) => driver.boot(req as unknown as BootSpec, ctx.signal),
@@ -63,8 +91,14 @@ export async function startHypervisorWorker(o: HypervisorWorkerOptions) {
       await driver.startProcess(p);
       return { started: true };
     },
-    signal: async (req) => driver.signal(str(req, 'sandboxId'), str(req, 'containerId'), Number(req.signal)),
-    scan: async () => ({ vms: driver.scanHost(), users: await getentUsers('corral-') }),
+    signal: async (req) => {
+      const id = str(req, 'sandboxId');
+      await driver.settled(id);
+      return driver.signal(id, str(req, 'containerId'), Number(req.signal));
+    },
+    // vms: every Corral QEMU of this node (and untagged ones); managed: the VMs this worker runs, adopted
+    // ones with `adoptedAt`; adoption: what it adopted and stopped when it started (null until settled).
+    scan: async () => ({ vms: driver.scanHost(), users: await getentUsers('corral-'), managed: driver.list(), adoption }),
   };
   const { sub, journal } = runWorker({
     nc: o.nc, node: o.node, kind: 'hypervisor', handlers: o.wrap ? o.wrap(handlers) : handlers,
@@ -72,7 +106,7 @@ export async function startHypervisorWorker(o: HypervisorWorkerOptions) {
     onInternal: (e, op) => o.log?.error({ err: e, op }, 'hypervisor worker op failed unexpectedly'),
   });
   return {
-    driver, found, sub, journal,
+    driver, found, adopted, sub, journal,
     async stop(timeoutMs = 20_000) {
       sub.unsubscribe();
       await driver.stopAll(Date.now() + timeoutMs);

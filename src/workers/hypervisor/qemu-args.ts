@@ -89,6 +89,43 @@ export function qemuArgs(s: BootSpec, o: ArgOptions): string[] {
   ];
 }
 
+/** What a re-attaching worker needs from a running Corral QEMU's command line (the inverse of `qemuArgs`). */
+export interface QemuCmdline { sandboxId: string; accel: 'kvm' | 'tcg'; qmp: string; agent: string; console?: string }
+
+/** Split a QEMU option value at single commas (`,,` is an escaped comma). */
+export function splitOpts(v: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  for (let i = 0; i < v.length; i++) {
+    if (v[i] !== ',') cur += v[i];
+    else if (v[i + 1] === ',') { cur += ','; i++; } else { out.push(cur); cur = ''; }
+  }
+  out.push(cur);
+  return out;
+}
+
+/** Parse a Corral QEMU's argv (from /proc/<pid>/cmdline): null unless it has the marker and both sockets. */
+export function parseQemuCmdline(argv: string[]): QemuCmdline | null {
+  const values = (flag: string) => argv.flatMap((a, i) => (a === flag && i + 1 < argv.length ? [argv[i + 1]!] : []));
+  const name = values('-name')[0];
+  if (!name?.startsWith(NAME_PREFIX)) return null;
+  const chardevs = new Map<string, Map<string, string>>();
+  for (const v of values('-chardev')) {
+    const kv = new Map<string, string>();
+    for (const o of splitOpts(v).slice(1)) {
+      const eq = o.indexOf('=');
+      if (eq > 0) kv.set(o.slice(0, eq), o.slice(eq + 1));
+    }
+    const id = kv.get('id');
+    if (id) chardevs.set(id, kv);
+  }
+  const qmp = chardevs.get('qmp')?.get('path');
+  const agent = chardevs.get('agent')?.get('path');
+  if (!qmp?.startsWith('/') || !agent?.startsWith('/')) return null;
+  const console = chardevs.get('con')?.get('path');
+  return { sandboxId: name.slice(NAME_PREFIX.length), accel: values('-accel')[0] === 'kvm' ? 'kvm' : 'tcg', qmp, agent, ...(console ? { console } : {}) };
+}
+
 /** `setpriv` prefix that runs the command as the VMM user with its supplementary groups. */
 export const setprivArgs = (u: VmmUser): string[] => [
   '--reuid', String(u.uid), '--regid', String(u.gid),

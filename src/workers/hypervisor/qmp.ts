@@ -28,6 +28,7 @@ export class Qmp {
     const q = new Qmp(await connectUnix(path, o));
     const onAbort = () => q.close();
     o.signal?.addEventListener('abort', onAbort, { once: true });
+    if (o.signal?.aborted) onAbort();
     try {
       const left = Math.max(1, o.deadlineMs - Date.now());
       const ok = await new Promise<boolean>((resolve) => {

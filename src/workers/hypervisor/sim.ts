@@ -53,6 +53,10 @@ export class SimDriver extends EventEmitter<QemuDriverEvents> {
     return { delivered: true };
   }
 
+  /** Nothing to re-attach: simulated VMs live in this process only. */
+  async adoptAll() { return { adopted: [], stopped: [], dead: [] }; }
+  async settled(_sandboxId: string): Promise<void> {}
+
   list() { return [...this.vms].map(([sandboxId, v]) => ({ sandboxId, pid: v.pid, accel: 'tcg' as const, state: 'running' as const, startedAt: 0 })); }
   scanHost() { return [...this.vms].map(([sandboxId, v]) => ({ sandboxId, pid: v.pid })); }
 

@@ -27,6 +27,7 @@ export async function connectUnix(path: string, o: ConnectOptions): Promise<Sock
       s.once('connect', () => { clearTimeout(timer); s.removeAllListeners('error'); resolve(s); });
       s.once('error', () => { clearTimeout(timer); s.destroy(); resolve(null); });
     });
+    if (sock && o.signal?.aborted) { sock.destroy(); throw o.signal.reason; } // aborted while connecting
     if (sock) return sock;
     await new Promise((r) => setTimeout(r, o.retryMs ?? 20));
   }

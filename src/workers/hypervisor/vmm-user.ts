@@ -44,6 +44,8 @@ export interface CreateVmmUserOptions {
   runUserRoot?: string;
   /** @default '/dev/kvm' */
   kvmDevice?: string;
+  /** The node the user is made for; it goes into the comment, so that reconciliation on a shared host touches only its own. */
+  node?: string;
   /** Fault injection for tests: a throw here is a failure of `step`. `sofar` is what exists by then. */
   onStep?: (step: VmmUserStep, sofar: Partial<VmmUser>) => void | Promise<void>;
 }
@@ -101,23 +103,24 @@ async function getentPasswd(key: string): Promise<{ name: string; uid: number; g
 }
 
 /** The GECOS comment names the sandbox, so that a user whose creation was never confirmed can be found. */
-export const vmmUserComment = (sandboxId: string) => `${VMM_USER_COMMENT} of sandbox ${sandboxId}`;
+/** The GECOS comment: `... of sandbox <id>`, plus ` on <node>` when the worker knows its node. */
+export const vmmUserComment = (sandboxId: string, node?: string) => `${VMM_USER_COMMENT} of sandbox ${sandboxId}${node ? ` on ${node}` : ''}`;
 
 /** Corral VMM users created for `sandboxId` (by their comment). */
-export async function vmmUsersOfSandbox(sandboxId: string): Promise<{ name: string; uid: number }[]> {
+export async function vmmUsersOfSandbox(sandboxId: string, node?: string): Promise<{ name: string; uid: number }[]> {
   const r = await run('getent', ['passwd'], { timeoutMs: ACCOUNT_CMD_TIMEOUT_MS, okCodes: 'any' });
-  return r.stdout.split('\n').map((l) => l.split(':')).filter((f) => f[0]?.startsWith(VMM_USER_PREFIX) && f[4] === vmmUserComment(sandboxId))
+  return r.stdout.split('\n').map((l) => l.split(':')).filter((f) => f[0]?.startsWith(VMM_USER_PREFIX) && f[4] === vmmUserComment(sandboxId, node))
     .map((f) => ({ name: f[0]!, uid: Number(f[2]) }));
 }
 
 /** `useradd -M -s <nologin> -c "Corral temporary hypervisor user of sandbox <id>" corral-NNNNN`, up to 5 names. */
-async function addUser(sandboxId: string): Promise<string> {
+async function addUser(sandboxId: string, node?: string): Promise<string> {
   const useradd = await firstExecutable(USERADD_PATHS);
   const nologin = await firstExecutable(NOLOGIN_PATHS);
   let last = '';
   for (let i = 0; i < ATTEMPTS; i++) {
     const name = VMM_USER_PREFIX + String(randomInt(0, 100_000)).padStart(5, '0');
-    const args = ['-M', '-s', nologin, '-c', vmmUserComment(sandboxId), name];
+    const args = ['-M', '-s', nologin, '-c', vmmUserComment(sandboxId, node), name];
     const r = await serially(() => run(useradd, args, { timeoutMs: ACCOUNT_CMD_TIMEOUT_MS, okCodes: 'any' }));
     if (r.code === 0) return name;
     last = failureMessage(useradd + ' ' + args.join(' '), r);
@@ -176,7 +179,7 @@ export async function createVmmUser(sandboxId: string, o: CreateVmmUserOptions =
   };
   try {
     await step('useradd');
-    sofar.user = await addUser(sandboxId);
+    sofar.user = await addUser(sandboxId, o.node);
 
     await step('lookup');
     const entry = await getentPasswd(sofar.user);
@@ -240,7 +243,7 @@ export async function removeVmmUser(user: string, uid: number, o: RemoveVmmUserO
 }
 
 /** `createUser` and `removeUser` for the hypervisor worker's harness (validated here, at the edge). */
-export function vmmUserHandlers(o: { runUserRoot?: string; kvmDevice?: string } = {}): Record<'createUser' | 'removeUser', OpHandler> {
+export function vmmUserHandlers(o: { runUserRoot?: string; kvmDevice?: string; node?: string } = {}): Record<'createUser' | 'removeUser', OpHandler> {
   return {
     createUser: async (req, ctx) => {
       if (typeof req.sandboxId !== 'string' || req.sandboxId.length === 0) throw err.invalid('createUser: sandboxId must be a non-empty string');
