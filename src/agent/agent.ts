@@ -22,12 +22,14 @@ import { taskEffects } from './effects.ts';
 import { replay } from '../replay/engine.ts';
 import { EffectGate } from '../replay/gate.ts';
 import { readRecords, type EventRecord } from '../replay/records.ts';
+import { consumeWorkerFacts } from '../bus/worker-facts.ts';
 import type { Snapshots } from '../bus/snapshots.ts';
 import type { Metrics } from './metrics.ts';
 import { parseCreate, parseKill, parseWait, taskId } from './requests.ts';
 import type { Settings } from './settings.ts';
 import type { WorkerWatch } from './worker-watch.ts';
 import { taskStatus, taskView, type TaskView } from './views.ts';
+import { removeInlineBundle, writeInlineBundle } from './inline-bundle.ts';
 
 export interface AgentDeps {
   nc: NatsConnection;
@@ -37,6 +39,10 @@ export interface AgentDeps {
   log: Logger;
   metrics: Metrics;
   watch?: WorkerWatch;
+  /** The node's entry in the fleet registry (capacity released when a task goes). */
+  registration?: { release(req: { id: string }): Promise<unknown> };
+  /** Where fleet creates (inline specs) get their bundles: one of the bundle roots. */
+  inlineBundleRoot: string;
   /** Actor snapshots (bounded recovery); without it recovery replays each task's whole log. */
   snapshots?: Snapshots;
   /** Test-only crash point (`before:<effect>`, `after:<effect>`, `after:create-input`): SIGKILL the agent there. */
@@ -61,8 +67,9 @@ interface Task {
 
 export function buildAgent(d: AgentDeps) {
   const tasks = new Map<string, Task>();
-  const pending = new Map<string, { msg: Msg; verb: string; t0: number }>();
+  const pending = new Map<string, { msg: Msg; verb: string; t0: number; after?: (ok: boolean) => void }>();
   const subs: Subscription[] = [];
+  let stopFacts: (() => void) | undefined;
   const log = d.log;
 
   const respond = (msg: Msg, body: unknown) => { if (msg.reply) { try { msg.respond(encode(body)); } catch { /* requester gone */ } } };
@@ -78,12 +85,15 @@ export function buildAgent(d: AgentDeps) {
     if (!p) return;
     pending.delete(r.rid);
     if (p.verb === 'create') d.metrics.createDone(performance.now() - p.t0, r.ok);
+    p.after?.(r.ok);
     respond(p.msg, r.ok ? { ok: true, result: r.result } : { ok: false, error: r.error });
   }
 
   function onFact(t: Task, f: Fact) {
     void d.events.append(t.sandboxId, f.kind, { taskId: t.id, ...f.data }).catch((e) => log.error({ err: e, taskId: t.id }, 'event log append failed'));
     if (f.kind === 'rolledBack') d.metrics.rollback((f.data.leftovers as unknown[]).length === 0);
+    // The task's capacity in the fleet registry goes back (idempotent: most tasks hold none).
+    if ((f.kind === 'rolledBack' && (f.data.leftovers as unknown[]).length === 0) || f.kind === 'deleted') void d.registration?.release({ id: t.id }).catch((e) => log.warn({ err: e, taskId: t.id }, 'capacity not released'));
     if (f.kind === 'exited' || f.kind === 'deleted') {
       const v = taskView(t.actor, t);
       for (const w of t.waiters.splice(0)) { clearTimeout(w.timer); respond(w.msg, { ok: true, result: { exitStatus: v.exitStatus, exitedAt: v.exitedAt } }); }
@@ -206,7 +216,7 @@ export function buildAgent(d: AgentDeps) {
     for (const r of records) {
       const ev = r.kind === 'worker' ? (r.event as WorkerEvent | undefined) : undefined;
       const id = ev && (ev.kind === 'exit' ? ev.containerId : ev.sandboxId);
-      if (ev && id && tasks.has(id) && r.seq > (createdAt.get(id) ?? Infinity)) feedWorkerEvent(ev);
+      if (ev && id && tasks.has(id) && r.seq > (createdAt.get(id) ?? Infinity)) await feedWorkerEvent(ev).catch((e) => log.error({ err: e }, 'worker fact lost in recovery'));
     }
     return { tasks: tasks.size, resumed };
   }
@@ -219,8 +229,8 @@ export function buildAgent(d: AgentDeps) {
 
   /** Verbs answered later by the machine register the request and return `deferred`. */
   const deferred = Symbol('deferred');
-  const handlers: Record<string, (body: unknown, msg: Msg) => Promise<unknown>> = {
-    async create(body, msg) {
+  const handlers: Record<string, (body: unknown, msg: Msg, after?: (ok: boolean) => void) => Promise<unknown>> = {
+    async create(body, msg, after?: (ok: boolean) => void) {
       const req = parseCreate(body);
       d.rules.checkId(req.id);
       if (tasks.has(req.id)) throw err.exists(`task ${req.id} already exists`);
@@ -230,11 +240,11 @@ export function buildAgent(d: AgentDeps) {
         if (!sb || sb.kind !== 'sandbox') throw err.notFound(`sandbox ${cls.sandboxId} of container ${req.id} does not exist on node ${d.settings.node}`);
         const st = stateName(sb.actor);
         if (st !== 'created' && st !== 'running') throw err.precondition(`BUG: Cannot start the container, since the sandbox hasn't been created (sandbox ${cls.sandboxId} is ${st})`);
-      } else if (tasks.has(req.id)) throw err.exists(`task ${req.id} already exists`);
-      if (tasks.has(req.id)) throw err.exists(`task ${req.id} already exists`);
+      }
+      if (tasks.has(req.id)) throw err.exists(`task ${req.id} already exists`); // again: classify awaited
       const rid = randomUUID();
       const sandboxId = cls.type === 'pod_container' ? cls.sandboxId : req.id;
-      pending.set(rid, { msg, verb: 'create', t0: performance.now() });
+      pending.set(rid, { msg, verb: 'create', t0: performance.now(), after });
       const t = spawn(req.id, cls.type === 'pod_container' ? 'container' : 'sandbox', sandboxId, req, rid);
       try {
         await d.events.append(sandboxId, 'input', { taskId: req.id, event: { type: 'create', rid, request: req as never, containerType: cls.type, machine: t.kind, instance: t.instance } });
@@ -242,6 +252,23 @@ export function buildAgent(d: AgentDeps) {
       if (d.crashAt === 'after:create-input') process.kill(process.pid, 'SIGKILL');
       t.actor.start();
       return deferred;
+    },
+    /**
+     * A fleet create: the OCI spec travels inline (the controller could not name a bundle directory on a
+     * node it had not chosen yet); this node writes the bundle under its own bundle root, then creates as
+     * usual. A failed create removes the bundle it wrote. The controller has reserved capacity already.
+     */
+    async createInline(body, msg) {
+      const o = (body && typeof body === 'object' ? body : {}) as Record<string, unknown>;
+      const id = taskId(o);
+      d.rules.checkId(id);
+      if (!o.spec || typeof o.spec !== 'object' || Array.isArray(o.spec)) throw err.invalid('spec must be the OCI spec (config.json) as a map');
+      if (tasks.has(id)) throw err.exists(`task ${id} already exists`);
+      const bundle = writeInlineBundle(d.inlineBundleRoot, id, o.spec as Record<string, unknown>);
+      const remove = () => removeInlineBundle(bundle);
+      try {
+        return await handlers.create!({ ...o, bundle }, msg, (ok) => { if (!ok) remove(); });
+      } catch (e) { remove(); throw e; }
     },
     async start(body, msg) { return command(body, msg, (rid, at) => ({ type: 'start', rid, at })); },
     async delete(body, msg) { return command(body, msg, (rid, at) => ({ type: 'delete', rid, at })); },
@@ -284,20 +311,17 @@ export function buildAgent(d: AgentDeps) {
     return deferred;
   }
 
-  function onWorkerEvent(raw: Uint8Array) {
+  /** Resolves once the fact is journaled as the task's input (or is nobody's): the consumer then acks it. */
+  async function onWorkerEvent(raw: Uint8Array): Promise<void> {
     let ev: WorkerEvent | undefined;
     try { ev = (decode(raw) as { event?: WorkerEvent }).event; } catch { return; }
-    if (ev && typeof ev === 'object') feedWorkerEvent(ev);
+    if (ev && typeof ev === 'object') await feedWorkerEvent(ev);
   }
 
-  function feedWorkerEvent(ev: WorkerEvent) {
-    if (ev.kind === 'exit') {
-      const t = tasks.get(ev.containerId);
-      if (t) void input(t, { type: 'exit', exitStatus: ev.exitStatus, exitedAt: ev.exitedAt }).catch((e) => log.error({ err: e }, 'exit input lost'));
-    } else if (ev.kind === 'vmExit') {
-      const t = tasks.get(ev.sandboxId);
-      if (t) void input(t, { type: 'hostGone', at: ev.at }).catch((e) => log.error({ err: e }, 'vmExit input lost'));
-    }
+  async function feedWorkerEvent(ev: WorkerEvent): Promise<void> {
+    const t = tasks.get(ev.kind === 'exit' ? ev.containerId : ev.sandboxId);
+    if (!t) return;
+    await input(t, ev.kind === 'exit' ? { type: 'exit', exitStatus: ev.exitStatus, exitedAt: ev.exitedAt } : { type: 'hostGone', at: ev.at });
   }
 
   return {
@@ -322,7 +346,8 @@ export function buildAgent(d: AgentDeps) {
           })();
         },
       }));
-      subs.push(d.nc.subscribe(subjects.evt(d.settings.node, '*', 'worker'), { callback: (e, m) => { if (!e) onWorkerEvent(m.data); } }));
+      void consumeWorkerFacts(d.nc, d.settings.node, (data) => onWorkerEvent(data))
+        .then((c) => { stopFacts = c.stop; }, (e) => log.error({ err: e }, 'cannot consume worker facts'));
       void serve; // request/reply helper used by workers; the Task API routes verbs itself
     },
     /** Kill every sandbox, wait for teardown, delete every task: what `corral up` does on Ctrl-C. */
@@ -344,6 +369,7 @@ export function buildAgent(d: AgentDeps) {
       if (tasks.size > 0) throw err.timeout(`teardown left ${tasks.size} task(s): ${[...tasks.keys()].join(', ')}`);
     },
     async stop() {
+      stopFacts?.();
       for (const s of subs) s.unsubscribe();
       for (const t of tasks.values()) t.actor.stop();
     },

@@ -6,7 +6,6 @@ import { hostname } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import { err } from '../errors.ts';
 import { DEFAULT_NATS_URL } from '../bus/connection.ts';
-import { token } from '../bus/subjects.ts';
 import { DEFAULT_RETENTION_MS, parseRetention } from '../bus/retention.ts';
 
 export interface Settings {
@@ -46,7 +45,8 @@ function absDir(name: string, v: string): string {
 
 export function loadSettings(flags: Flags, env: NodeJS.ProcessEnv): Readonly<Settings> {
   const node = one(flags.node) ?? env.CORRAL_NODE ?? hostname().split('.')[0]!;
-  token(node, 'node name (--node / CORRAL_NODE)');
+  // A NATS subject token and a KV key of the fleet registry: letters, digits, '_' and '-'.
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(node)) throw err.invalid(`node name (--node / CORRAL_NODE) must be 1-64 letters, digits, '_' or '-', got ${JSON.stringify(node)}`);
   const natsUrl = one(flags.nats) ?? env.NATS_URL ?? DEFAULT_NATS_URL;
   for (const u of natsUrl.split(',')) {
     try { const p = new URL(u.includes('://') ? u : `nats://${u}`); if (!p.hostname) throw new Error(); } catch { throw err.invalid(`--nats / NATS_URL is not a URL: ${JSON.stringify(u)}`); }

@@ -8,7 +8,7 @@ export const PREFIX = 'corral.v1';
 export const EVENTS_STREAM = 'CORRAL_EVENTS';
 
 export const TASK_VERBS = [
-  'create', 'start', 'state', 'kill', 'wait', 'delete', 'pids', 'pause', 'resume', 'exec', 'shutdown', 'list',
+  'create', 'createInline', 'start', 'state', 'kill', 'wait', 'delete', 'pids', 'pause', 'resume', 'exec', 'shutdown', 'list',
 ] as const;
 export type TaskVerb = (typeof TASK_VERBS)[number];
 export type WorkerKind = 'mount' | 'hypervisor';
@@ -30,9 +30,16 @@ export const subjects = {
   worker: (node: string, kind: WorkerKind, op: string) => `${PREFIX}.node.${token(node, 'node')}.worker.${kind}.${op}`,
   /** Process stdio: `fd` is `stdout` or `stderr`. Core NATS, not stored. */
   io: (node: string, container: string, fd: 'stdout' | 'stderr' | '*') =>
-    `${PREFIX}.node.${token(node, 'node')}.io.${token(container, 'container id')}.${fd}`,
+    `${PREFIX}.node.${node === '*' ? '*' : token(node, 'node')}.io.${token(container, 'container id')}.${fd}`,
   /** Durable facts and write-ahead inputs, captured by the CORRAL_EVENTS stream. */
   evt: (node: string, sandbox: string, kind: string) =>
     `${PREFIX}.evt.${token(node, 'node')}.${sandbox === '*' ? '*' : token(sandbox, 'sandbox id')}.${kind === '>' ? '>' : token(kind, 'event kind')}`,
   evtAll: () => `${PREFIX}.evt.>`,
+  /** Fleet: the controller forwards a placed create to the chosen node (body carries the OCI spec inline). */
+  nodeCreateInline: (node: string) => `${PREFIX}.node.${token(node, 'node')}.task.createInline`,
+  /** Fleet: a sandbox of a node that was marked lost (`corral.v1.evt.<node>.<sandbox>.lost`, in CORRAL_EVENTS). */
+  sandboxLost: (node: string, sandbox: string) => `${PREFIX}.evt.${token(node, 'node')}.${token(sandbox, 'sandbox id')}.lost`,
+  /** Fleet: node events (`lost`), core NATS; `node` may be `*`, `kind` may be `*` or `>`. */
+  fleetEvt: (node: string, kind: string) =>
+    `${PREFIX}.fleet.evt.${node === '*' ? '*' : token(node, 'node')}.${kind === '*' || kind === '>' ? kind : token(kind, 'event kind')}`,
 };

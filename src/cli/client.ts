@@ -10,6 +10,10 @@ export interface Client {
   nc: NatsConnection;
   node: string;
   call<T = Record<string, unknown>>(verb: TaskVerb, body: Record<string, unknown>, timeoutMs?: number): Promise<T>;
+  /** The same Task API call on another node (after a fleet create chose it). */
+  callOn<T = Record<string, unknown>>(node: string, verb: TaskVerb, body: Record<string, unknown>, timeoutMs?: number): Promise<T>;
+  /** A create through the fleet controller; the reply names the node. */
+  fleetCreate<T = { id: string; node: string; pid: number }>(body: Record<string, unknown>, timeoutMs?: number): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -20,6 +24,8 @@ export async function client(p: Parsed, env: NodeJS.ProcessEnv): Promise<Client>
     nc,
     node: s.node,
     call: (verb, body, timeoutMs = 30_000) => request(nc, subjects.task(s.node, verb), body, timeoutMs),
+    callOn: (node, verb, body, timeoutMs = 30_000) => request(nc, subjects.task(node, verb), body, timeoutMs),
+    fleetCreate: (body, timeoutMs = 300_000) => request(nc, subjects.fleetCreate(), body, timeoutMs),
     close: async () => { await nc.drain().catch(() => {}); },
   };
 }

@@ -5,6 +5,7 @@
 import { CorralError, ensureError } from '../errors.ts';
 import { agentCommand } from './commands/agent.ts';
 import { EVENTS_USAGE, eventsCommand } from './commands/events.ts';
+import { FLEET_USAGE, fleetCommand } from './commands/fleet.ts';
 import { REPLAY_USAGE, replayCommand } from './commands/replay.ts';
 import { taskCommands } from './commands/task.ts';
 import { demoCommand, upCommand } from './commands/up.ts';
@@ -44,6 +45,14 @@ Events and replay
                                       rebuild the sandbox's actors from its log; exits 1 naming the
                                       first step whose rebuilt state differs from the recorded one
 
+Fleet (many nodes: docs/api.md, Fleet)
+  fleet nodes                         every node: state, capacity and use, last heartbeat, version
+  fleet cordon NODE | uncordon NODE   stop or resume placing new sandboxes on NODE
+  fleet drain NODE [--timeout D] [--grace D]
+                                      cordon, then stop and delete NODE's sandboxes, with progress
+  fleet controller [--policy spread|binpack] [--lost-after D]
+                                      the placement service (any number of replicas, one queue group)
+
 Global flags
   --nats URL     NATS server (env NATS_URL, default nats://127.0.0.1:4222)
   --node NAME    node to talk to (env CORRAL_NODE, default the hostname)
@@ -57,7 +66,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
   const [cmd, ...rest] = argv;
   if (!cmd || cmd === 'help' || cmd === '--help' || cmd === '-h') { io.out(HELP); return 0; }
   const task = Object.hasOwn(taskCommands, cmd) ? taskCommands[cmd] : undefined;
-  const usage = task?.usage ?? (cmd === 'events' ? EVENTS_USAGE : cmd === 'replay' ? REPLAY_USAGE : undefined);
+  const usage = task?.usage ?? (cmd === 'events' ? EVENTS_USAGE : cmd === 'replay' ? REPLAY_USAGE : cmd === 'fleet' ? FLEET_USAGE : undefined);
   if (rest.includes('--help') || rest.includes('-h')) {
     io.out(usage ? `Usage: ${usage}\n\nGlobal flags: --nats URL, --node NAME, --json, --timeout D` : HELP);
     return 0;
@@ -70,6 +79,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
     case 'worker': return workerCommand(rest, io);
     case 'events': return eventsCommand(rest, io);
     case 'replay': return replayCommand(rest, io);
+    case 'fleet': return fleetCommand(rest, io);
     default: io.err(`corral: unknown command ${JSON.stringify(cmd)}; see corral --help`); return 2;
   }
 }

@@ -57,7 +57,7 @@ describe('bad input on the Task API', () => {
   it('an unknown verb → InvalidArgument listing the verbs', async () => {
     const r = await raw(task('explode'), encode({ id: 'x' }));
     expect(r.error).toMatchObject({ code: 'InvalidArgument' });
-    expect(r.error!.message).toMatch(/unknown verb "explode"; verbs: create, start/);
+    expect(r.error!.message).toMatch(/unknown verb "explode"; verbs: create, createInline, start/);
   });
   it.each(['start', 'state', 'kill', 'wait', 'delete', 'pids'])('%s of an unknown task → NotFound', async (verb) => {
     await expect(n.call(verb as never, { id: 'ghost' })).rejects.toMatchObject({ code: 'NotFound', message: 'container does not exist ghost' });

@@ -54,6 +54,29 @@ async function createOutcome(p: Promise<unknown>, id: string): Promise<'created'
   }
 }
 
+/**
+ * After the create: run the sandbox through its lifecycle if it was created (start, SIGKILL, wait,
+ * delete) and check the log: the facts complete and in order, one create input, first, and a replay
+ * of the records that gives back the recorded states (a lost input would make it diverge).
+ */
+async function finishAndCheck(id: string, outcome: 'created' | 'rolledBack'): Promise<EventRecord[]> {
+  if (outcome === 'created') {
+    await n.call('start', { id });
+    await n.call('kill', { id, signal: 'SIGKILL' });
+    expect(await n.call('wait', { id })).toMatchObject({ exitStatus: 137 });
+    await n.call('delete', { id });
+  }
+  expect(await stateOf(id)).toBeUndefined();
+  const rs = await factsOf(id, outcome === 'created' ? 'deleted' : 'rolledBack');
+  expect(rs.filter((r) => FACTS.has(r.kind)).map((r) => r.kind)).toEqual(outcome === 'created' ? ['created', 'started', 'exited', 'deleted'] : ['rolledBack']);
+  expect(rs[0]).toMatchObject({ kind: 'input', event: { type: 'create' } });
+  expect(rs.filter((r) => r.kind === 'input' && (r.event as { type?: string } | undefined)?.type === 'create')).toHaveLength(1);
+  const seqs = rs.map((r) => r.seq);
+  expect(new Set(seqs).size).toBe(seqs.length);
+  expect((await replay(rs)).divergence).toBeUndefined();
+  return rs;
+}
+
 /** The sandbox's facts (in stream order) once its last one is in the log. */
 async function factsOf(id: string, last: string): Promise<EventRecord[]> {
   let rs: EventRecord[] = [];
@@ -62,55 +85,66 @@ async function factsOf(id: string, last: string): Promise<EventRecord[]> {
 }
 
 describe('NATS itself restarted in the middle of a create', () => {
-  it('while the guest boots: the create completes (or rolls back), the lifecycle goes on, no fact is lost, nothing leaks', async () => {
-    const b = n.bundle('nrboot', { args: ['sleep', '600'] });
+  it('while the guest boots (down 0.3 s): the create completes, the lifecycle goes on, no fact is lost, nothing leaks', async () => {
     const id = 'nrboot';
     ids.push(id);
+    const b = n.bundle(id, { args: ['sleep', '600'] });
     const t0 = performance.now();
     const create = n.call('create', { id, bundle: b }, 240_000);
     create.catch(() => {});
     await waitForState(id, ['booting']);
-    const bootAt = since(t0);
+    const at = since(t0);
     const { downMs } = await n.restartNats({ downMs: 300 });
     const outcome = await createOutcome(create, id);
     const createMs = since(t0);
-    if (outcome === 'created') {
-      await n.call('start', { id });
-      await n.call('kill', { id, signal: 'SIGKILL' });
-      expect(await n.call('wait', { id })).toMatchObject({ exitStatus: 137 });
-      await n.call('delete', { id });
-      expect(await stateOf(id)).toBeUndefined();
-    } else {
-      expect(await stateOf(id)).toBeUndefined();
-    }
-    const rs = await factsOf(id, outcome === 'created' ? 'deleted' : 'rolledBack');
-    const facts = rs.filter((r) => FACTS.has(r.kind)).map((r) => r.kind);
-    expect(facts).toEqual(outcome === 'created' ? ['created', 'started', 'exited', 'deleted'] : ['rolledBack']);
-    // one create input, first; sequences strictly increasing (no record twice)
-    expect(rs[0]).toMatchObject({ kind: 'input', event: { type: 'create' } });
-    expect(rs.filter((r) => r.kind === 'input' && (r.event as { type?: string } | undefined)?.type === 'create')).toHaveLength(1);
-    const r = await replay(rs);
-    expect(r.divergence).toBeUndefined();
-    console.log(`nats-restart(boot): restarted ${bootAt} ms into the create (down ${downMs} ms); create ${outcome} after ${createMs} ms; ${rs.length} records, replay ok`);
+    const rs = await finishAndCheck(id, outcome);
+    console.log(`nats-restart(boot): NATS SIGKILLed ${at} ms into the create, back after ${downMs} ms; create ${outcome} after ${createMs} ms; ${rs.length} records, replay ok`);
   });
-});
 
-describe('probe', () => {
-  it('exit during outage', async () => {
-    const b = n.bundle('nrexit', { args: ['sh', '-c', 'sleep 3; exit 7'] });
-    const id = 'nrexit';
+  it('down past the end of the boot (4 s): the lost boot reply is asked for again with the same opId, and the create completes', async () => {
+    const id = 'nrlong';
     ids.push(id);
-    await n.call('create', { id, bundle: b });
-    await n.call('start', { id });
-    await sleep(1000);
+    const b = n.bundle(id, { args: ['sleep', '600'] });
+    const t0 = performance.now();
+    const create = n.call('create', { id, bundle: b }, 240_000);
+    create.catch(() => {});
+    await waitForState(id, ['booting']);
+    const at = since(t0);
     const { downMs } = await n.restartNats({ downMs: 4000 });
-    let w: unknown;
-    try { w = await n.call('wait', { id, timeoutMs: 20_000 }, 30_000); } catch (e) { w = e; }
-    console.log('wait ->', w, downMs, await stateOf(id));
-    await n.call('kill', { id, signal: 'SIGKILL' }).catch(() => {});
-    await n.call('wait', { id }, 30_000).catch(() => {});
-    await n.call('delete', { id }).catch((e) => console.log('delete', e));
-    const rs = await readRecords(n.nc, { node: n.node, sandbox: id });
-    console.log(rs.map((r) => `${r.seq} +${r.at - rs[0]!.at} ${r.kind} ${JSON.stringify(r.event ?? r.effect ?? r.value ?? '')}`.slice(0, 160)).join('\n'));
-  }, 400_000);
+    const outcome = await createOutcome(create, id);
+    const createMs = since(t0);
+    // Before rpc.ts re-sent idempotent requests on reconnect this waited out the boot deadline (120 s) and rolled back.
+    expect(outcome).toBe('created');
+    expect(createMs).toBeLessThan(60_000);
+    const rs = await finishAndCheck(id, outcome);
+    console.log(`nats-restart(boot, long): NATS SIGKILLed ${at} ms into the create, back after ${downMs} ms; create ${outcome} after ${createMs} ms; ${rs.length} records, replay ok`);
+  });
+
+  it('a create sent while NATS is down is lost with it: the caller gets Timeout, asks state, retries, and the create completes', async () => {
+    const id = 'nrlost';
+    ids.push(id);
+    const b = n.bundle(id, { args: ['sleep', '600'] });
+    const t0 = performance.now();
+    let first!: Promise<unknown>;
+    await n.restartNats({ downMs: 500, whileDown: () => { first = n.call('create', { id, bundle: b }, 8_000); first.catch(() => {}); } });
+    let outcome: 'created' | 'rolledBack';
+    try {
+      await first;
+      outcome = 'created'; // the request made it after all (buffered and flushed): fine too
+    } catch (e) {
+      expect(e).toMatchObject({ code: expect.stringMatching(/^(Timeout|Unavailable)$/) });
+      const st = await stateOf(id);
+      if (st === undefined) outcome = await createOutcome(n.call('create', { id, bundle: b }, 240_000), id);
+      else outcome = await createOutcome(Promise.reject(e), id);
+    }
+    const createMs = since(t0);
+    expect(outcome).toBe('created');
+    const rs = await finishAndCheck(id, outcome);
+    console.log(`nats-restart(request lost): create ${outcome} after ${createMs} ms (one lost request, then a retry); ${rs.length} records, replay ok`);
+  });
+
+  // Not covered (reported): a process exit or VM death while NATS is down is lost. The hypervisor worker
+  // publishes it with a core publish (src/workers/hypervisor/main.ts, `fact`), which nats.js drops at
+  // reconnect; the agent never sees `exit`, `wait` and `delete` hang, the sandbox leaks.
+  it.todo('a process exit while NATS is down reaches the agent and the log (needs acknowledged worker facts)');
 });

@@ -102,15 +102,16 @@ export async function testNode(opts: { faults?: boolean; simulate?: boolean } = 
     /**
      * SIGKILL the node's nats-server (a crash: no shutdown) and start it again on the same port and
      * store dir. The agent, its workers and `nc` reconnect by themselves (connection.ts); resolves once
-     * `nc` is back. `downMs` keeps the server down that long.
+     * `nc` is back. `downMs` keeps the server down that long; `whileDown` runs once it is down.
      */
-    async restartNats(opts: { downMs?: number } = {}): Promise<{ pid: number; downMs: number }> {
+    async restartNats(opts: { downMs?: number; whileDown?: () => void } = {}): Promise<{ pid: number; downMs: number }> {
       const port = Number(new URL(n.natsUrl).port);
       const pid = natsPid();
       const back = reconnected(nc);
       const t0 = performance.now();
       process.kill(pid, 'SIGKILL');
       for (let i = 0; i < 500 && running(pid); i++) await new Promise((r) => setTimeout(r, 10));
+      opts.whileDown?.();
       if (opts.downMs) await new Promise((r) => setTimeout(r, opts.downMs));
       const srv = await startNatsServer({ dataDir: natsDir, port, log: () => {} });
       restartedNats.push(srv);

@@ -9,7 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { connectNats } from '../../src/bus/connection.ts';
 import { ensureEventStream, EventLog } from '../../src/bus/eventlog.ts';
+import { request, serve } from '../../src/bus/rpc.ts';
 import { runRetention } from '../../src/bus/retention.ts';
 import { natsServerBinary, startNatsServer } from '../../src/bus/server.ts';
 import { EVENTS_STREAM } from '../../src/bus/subjects.ts';
@@ -149,6 +151,41 @@ describe('appends in flight while nats-server restarts', () => {
     expect(b).toBe(a);
     expect(c).toBeGreaterThan(a);
     expect((await bySandbox(n)).get('x')).toEqual([0, 1]);
+  });
+});
+
+describe('requests across a restart (rpc.ts)', () => {
+  it('a request with an opId is sent again when the connection comes back, so a reply lost with the server is not waited for', async () => {
+    // A worker-like responder on its own connection: answers 1.2 s late (the server is down by then, so
+    // its reply is dropped), and answers a repeated opId with its first outcome.
+    const wc = await connectNats(nats.url, 'responder');
+    const seen = new Map<string, number>();
+    let calls = 0;
+    serve(wc, 'dur.rpc.op', async (body) => {
+      calls++;
+      const { opId } = body as { opId: string };
+      if (!seen.has(opId)) { seen.set(opId, seen.size + 1); await new Promise((r) => setTimeout(r, 1200)); }
+      return { n: seen.get(opId) };
+    });
+    await wc.flush();
+    try {
+      const started = t0();
+      const p = request<{ n: number }>(nats.nc, 'dur.rpc.op', { opId: 'op-1' }, 30_000);
+      await new Promise((r) => setTimeout(r, 200));
+      await nats.restart({ downMs: 1500 });
+      expect(await p).toEqual({ n: 1 });
+      const took = ms(started);
+      expect(took).toBeLessThan(10_000);
+      expect(calls).toBeGreaterThanOrEqual(2); // asked again after the reconnect
+      console.log(`rpc: a request whose reply died with the server answered after ${took} ms (${calls} sends)`);
+      // without an opId (not idempotent) it is not sent again: the caller's timeout decides
+      const q = request(nats.nc, 'dur.rpc.op', { x: 1 }, 2500);
+      await new Promise((r) => setTimeout(r, 200));
+      await nats.restart({ downMs: 1500 });
+      await expect(q).rejects.toMatchObject({ code: 'Timeout' });
+    } finally {
+      await wc.close();
+    }
   });
 });
 

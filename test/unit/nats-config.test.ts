@@ -67,3 +67,13 @@ describe('generated nats-server config', () => {
     expect(c.text).not.toContain('pid_file');
   });
 });
+
+describe('infra/nats/nats-server.conf', () => {
+  it('is what the generator writes for 2.10 and later (comments aside)', async () => {
+    const { readFileSync } = await import('node:fs');
+    const settings = (t: string) => t.split('\n').filter((l) => l.trim() && !l.trim().startsWith('#'));
+    const example = readFileSync(new URL('../../infra/nats/nats-server.conf', import.meta.url), 'utf8');
+    const generated = natsServerConfig({ version: parseNatsServerVersion('v2.10.0'), storeDir: '/var/lib/corral/nats', port: 4222, maxFileStore: '8GB' });
+    expect(settings(example)).toEqual(settings(generated.text));
+  });
+});

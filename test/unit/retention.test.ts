@@ -127,3 +127,13 @@ describe('parseRetention', () => {
     expect(() => parseRetention(v)).toThrowError(expect.objectContaining({ code: 'InvalidArgument' }));
   });
 });
+
+describe('Settings.eventRetentionMs', () => {
+  it('defaults to 7 days; CORRAL_EVENT_RETENTION or the flag sets it; a bad value is InvalidArgument', async () => {
+    const { loadSettings } = await import('../../src/agent/settings.ts');
+    expect(loadSettings({ node: 'n' }, {}).eventRetentionMs).toBe(7 * DAY);
+    expect(loadSettings({ node: 'n' }, { CORRAL_EVENT_RETENTION: '36h' }).eventRetentionMs).toBe(36 * 3_600_000);
+    expect(loadSettings({ node: 'n', eventRetention: '30d' }, { CORRAL_EVENT_RETENTION: '36h' }).eventRetentionMs).toBe(30 * DAY);
+    expect(() => loadSettings({ node: 'n' }, { CORRAL_EVENT_RETENTION: 'forever' })).toThrowError(expect.objectContaining({ code: 'InvalidArgument' }));
+  });
+});

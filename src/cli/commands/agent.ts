@@ -2,6 +2,7 @@
 import { connectNats } from '../../bus/connection.ts';
 import { ensureEventStream, EventLog } from '../../bus/eventlog.ts';
 import { Snapshots } from '../../bus/snapshots.ts';
+import { runRetention } from '../../bus/retention.ts';
 import { request } from '../../bus/rpc.ts';
 import { subjects, type WorkerKind } from '../../bus/subjects.ts';
 import { err } from '../../errors.ts';
@@ -14,6 +15,31 @@ import { loadSettings, type Settings } from '../../agent/settings.ts';
 import { selfCommand, Supervisor } from '../../agent/supervisor.ts';
 import { WorkerWatch } from '../../agent/worker-watch.ts';
 import { faultsEnabled } from '../../workers/faults.ts';
+import { AgentRegistration } from '../../fleet/index.ts';
+
+/** `--label k=v` (repeatable) or CORRAL_LABELS=k=v,k2=v2. */
+export function parseLabels(items: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const it of items) {
+    const i = it.indexOf('=');
+    if (i <= 0) throw err.invalid(`label ${JSON.stringify(it)}: expected key=value`);
+    out[it.slice(0, i)] = it.slice(i + 1);
+  }
+  return out;
+}
+
+/** `--capacity vcpus=4,memory=8192,sandboxes=20` (MiB); omitted parts come from the host. */
+export function parseCapacity(v: string | undefined): { vcpus?: number; memoryMiB?: number; sandboxes?: number } | undefined {
+  if (!v) return undefined;
+  const out: Record<string, number> = {};
+  for (const part of v.split(',')) {
+    const [k, n] = part.split('=');
+    const key = k === 'memory' ? 'memoryMiB' : k;
+    if (!key || !['vcpus', 'memoryMiB', 'sandboxes'].includes(key) || !/^\d+$/.test(n ?? '')) throw err.invalid(`--capacity ${JSON.stringify(v)}: expected vcpus=N,memory=MiB,sandboxes=N`);
+    out[key] = Number(n);
+  }
+  return out;
+}
 import { rootLogger } from '../../log.ts';
 import { parse } from '../args.ts';
 import type { Io } from '../main.ts';
@@ -21,6 +47,7 @@ import type { Io } from '../main.ts';
 export const SETTINGS_OPTS = {
   'data-dir': { type: 'string' }, 'run-dir': { type: 'string' }, 'bundle-root': { type: 'string', multiple: true },
   'config-root': { type: 'string', multiple: true }, metrics: { type: 'string' }, 'log-level': { type: 'string' },
+  'event-retention': { type: 'string' },
 } as const;
 
 export function settingsFrom(argv: string[], io: Io, extra: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = {}) {
@@ -29,6 +56,7 @@ export function settingsFrom(argv: string[], io: Io, extra: Record<string, { typ
   const settings = loadSettings({
     node: v.node as string, nats: v.nats as string, dataDir: v['data-dir'] as string, runDir: v['run-dir'] as string,
     bundleRoot: v['bundle-root'] as string[], configRoot: v['config-root'] as string[], metrics: v.metrics as string, logLevel: v['log-level'] as string,
+    eventRetention: v['event-retention'] as string,
   }, io.env);
   return { p, settings };
 }
@@ -51,7 +79,12 @@ export async function waitForWorker(nc: Parameters<typeof request>[0], node: str
 }
 
 export async function agentCommand(argv: string[], io: Io): Promise<number> {
-  const { p, settings } = settingsFrom(argv, io, { 'spawn-workers': { type: 'boolean' }, 'teardown-on-exit': { type: 'boolean' } });
+  const { p, settings } = settingsFrom(argv, io, {
+    'spawn-workers': { type: 'boolean' }, 'teardown-on-exit': { type: 'boolean' },
+    label: { type: 'string', multiple: true }, capacity: { type: 'string' },
+  });
+  const labels = parseLabels((p.values.label as string[] | undefined) ?? (io.env.CORRAL_LABELS ? io.env.CORRAL_LABELS.split(',') : []));
+  const capacity = parseCapacity((p.values.capacity as string | undefined) ?? io.env.CORRAL_CAPACITY);
   const log = rootLogger({ name: 'corral-agent', level: settings.logLevel });
   const nc = await connectNats(settings.natsUrl, `corral-agent-${settings.node}`);
   await ensureEventStream(nc);
@@ -62,7 +95,12 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
   const watch = new WorkerWatch();
   const crashAt = faultsEnabled(io.env) ? io.env.CORRAL_TEST_CRASH : undefined;
   const snapshots = await Snapshots.open(nc, settings.node);
-  const agent = buildAgent({ nc, settings, rules: createRules(settings), events, log, metrics, watch, crashAt, snapshots, onShutdown: () => void shutdown('shutdown request') });
+  // The node's entry in the fleet registry: capacity, labels, heartbeat (docs/api.md, Fleet).
+  const registration = await AgentRegistration.open(nc, {
+    node: settings.node, labels, capacity, simulated: io.env.CORRAL_SIMULATE_VMS === '1',
+    onError: (e) => log.warn({ err: e }, 'fleet heartbeat failed'),
+  });
+  const agent = buildAgent({ nc, settings, rules: createRules(settings), events, log, metrics, watch, crashAt, snapshots, registration, inlineBundleRoot: `${settings.dataDir}/bundles/fleet`, onShutdown: () => void shutdown('shutdown request') });
   const mgmt = await startManagement(settings.metricsAddr, () => metrics.render({ corral_tasks: agent.tasks.size }));
 
   let sup: Supervisor | undefined;
@@ -89,7 +127,15 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
     metrics.leaks(orphans.length);
     for (const o of orphans) log.warn({ orphan: o.action, cleaned: o.ok }, 'orphan found on the host');
   }
+  await registration.register();
+  await registration.reconcile([...agent.tasks.keys()]).catch((e) => log.warn({ err: e }, 'fleet reservations not reconciled'));
   agent.start();
+  // History of deleted sandboxes goes once the retention period has passed (docs/decisions/0005).
+  const janitor = () => runRetention(nc, { retentionMs: settings.eventRetentionMs, node: settings.node })
+    .then((r) => { if (r && (r as { purged?: unknown[] }).purged?.length) log.info({ retention: r }, 'purged expired sandbox history'); }, (e) => log.warn({ err: e }, 'retention pass failed'));
+  void janitor();
+  const janitorTimer = setInterval(janitor, 3600_000);
+  janitorTimer.unref();
   log.info({ node: settings.node, nats: settings.natsUrl, metrics: `${mgmt.url}/metrics` }, 'agent ready');
   io.err(`corral agent ready: node ${settings.node}, NATS ${settings.natsUrl}, metrics ${mgmt.url}/metrics`);
 
@@ -100,6 +146,7 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
     log.info({ why }, 'agent stopping');
     if (p.values['teardown-on-exit']) await agent.teardownAll(60_000).catch((e) => log.error({ err: e }, 'teardown incomplete'));
     await agent.stop();
+    await registration.stop();
     await sup?.stop();
     mgmt.server.close();
     await nc.drain().catch(() => {});

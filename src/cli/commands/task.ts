@@ -1,6 +1,7 @@
 /** The Task API commands: create, start, state, kill, wait, delete, pids, ps, run. */
 import { randomBytes } from 'node:crypto';
-import { resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { err } from '../../errors.ts';
 import { decode } from '../../bus/codec.ts';
 import { subjects } from '../../bus/subjects.ts';
@@ -11,7 +12,28 @@ import type { Io } from '../main.ts';
 
 const CREATE_OPTS = {
   bundle: { type: 'string' }, rootfs: { type: 'string', multiple: true }, config: { type: 'string' }, terminal: { type: 'boolean' },
+  fleet: { type: 'boolean' }, label: { type: 'string', multiple: true }, policy: { type: 'string' },
 } as const;
+
+/**
+ * A fleet create carries the OCI spec inline (the chosen node writes the bundle) and rootfs entries
+ * that must be valid on any node; `--label k=v` narrows the nodes, `--policy spread|binpack` overrides
+ * the controller's.
+ */
+function fleetBody(p: Parsed, id: string) {
+  const local = createBody(p, id);
+  let spec: unknown;
+  try { spec = JSON.parse(readFileSync(join(local.bundle, 'config.json'), 'utf8')); } catch (e) {
+    throw err.invalid(`cannot read ${join(local.bundle, 'config.json')} for the inline spec: ${(e as Error).message}`);
+  }
+  const labels: Record<string, string> = {};
+  for (const l of (p.values.label as string[] | undefined) ?? []) {
+    const i = l.indexOf('=');
+    if (i <= 0) throw err.invalid(`--label ${JSON.stringify(l)}: expected key=value`);
+    labels[l.slice(0, i)] = l.slice(i + 1);
+  }
+  return { id, spec, rootfs: local.rootfs, terminal: local.terminal, options: local.options, labels, ...(p.values.policy ? { policy: p.values.policy } : {}) };
+}
 
 /** `T:SRC[:OPTS]`: type, source, then comma-separated options (which may themselves hold colons). */
 export function parseRootfs(v: string): MountSpec {
@@ -45,11 +67,18 @@ const show = (io: Io, p: Parsed, result: unknown, human: () => string) => io.out
 
 export const taskCommands: Record<string, { usage: string; run(argv: string[], io: Io): Promise<number> }> = {
   create: {
-    usage: 'corral create ID --bundle DIR [--rootfs TYPE:SRC[:OPTS]]... [--config PATH] [--terminal]',
+    usage: 'corral create ID --bundle DIR [--rootfs TYPE:SRC[:OPTS]]... [--config PATH] [--terminal] [--fleet [--label K=V]... [--policy spread|binpack]]',
     async run(argv, io) {
       const p = parse(argv, CREATE_OPTS);
-      const body = createBody(p, need(p, 0, 'task ID'));
-      const r = await withClient(p, io, (c) => c.call<{ pid: number }>('create', body, duration(p.values.timeout as string, 300_000)));
+      const id = need(p, 0, 'task ID');
+      const timeout = duration(p.values.timeout as string, 300_000);
+      if (p.values.fleet) {
+        const r = await withClient(p, io, (c) => c.fleetCreate(fleetBody(p, id), timeout));
+        show(io, p, r, () => `created ${id} on node ${r.node} (pid ${r.pid})`);
+        return 0;
+      }
+      const body = createBody(p, id);
+      const r = await withClient(p, io, (c) => c.call<{ pid: number }>('create', body, timeout));
       show(io, p, { id: body.id, ...r }, () => `created ${body.id} (pid ${r.pid})`);
       return 0;
     },
@@ -92,25 +121,31 @@ export const taskCommands: Record<string, { usage: string; run(argv: string[], i
     },
   },
   run: {
-    usage: 'corral run --bundle DIR [--rootfs TYPE:SRC[:OPTS]]... [--config PATH] [--id ID] [--rm]',
+    usage: 'corral run --bundle DIR [--rootfs TYPE:SRC[:OPTS]]... [--config PATH] [--id ID] [--rm] [--fleet [--label K=V]... [--policy P]]',
     async run(argv, io) {
       const p = parse(argv, { ...CREATE_OPTS, id: { type: 'string' }, rm: { type: 'boolean' } });
       const id = (p.values.id as string | undefined) ?? `run-${randomBytes(4).toString('hex')}`;
-      const body = createBody(p, id);
+      const body = p.values.fleet ? fleetBody(p, id) : createBody(p, id);
       return withClient(p, io, async (c) => {
+        // Through the fleet, the node is known only from the create's reply: subscribe to every node's io of this id.
+        const ioNode = p.values.fleet ? '*' : c.node;
         const outs = (['stdout', 'stderr'] as const).map((fd) =>
-          c.nc.subscribe(subjects.io(c.node, id, fd), { callback: (e, m) => { if (!e) (fd === 'stdout' ? io.stdout : io.stderr)(m.data); } }));
+          c.nc.subscribe(subjects.io(ioNode, id, fd), { callback: (e, m) => { if (!e) (fd === 'stdout' ? io.stdout : io.stderr)(m.data); } }));
         let interrupted = 0;
-        const onSig = () => { interrupted++; void c.call('kill', { id, signal: interrupted > 1 ? 'SIGKILL' : 'SIGTERM' }).catch(() => {}); };
+        let node = c.node;
+        const on = <T,>(verb: Parameters<typeof c.call>[0], b: Record<string, unknown>, t?: number) => c.callOn<T>(node, verb, b, t);
+        const onSig = () => { interrupted++; void on('kill', { id, signal: interrupted > 1 ? 'SIGKILL' : 'SIGTERM' }).catch(() => {}); };
         process.on('SIGINT', onSig);
         try {
-          const created = await c.call<{ pid: number }>('create', body, duration(p.values.timeout as string, 300_000));
-          if (!p.values.json) io.err(`created ${id} (pid ${created.pid})`);
-          await c.call('start', { id });
-          const r = await c.call<{ exitStatus: number; exitedAt: number }>('wait', { id, timeoutMs: 0 }, 7 * 24 * 3600_000);
+          const timeout = duration(p.values.timeout as string, 300_000);
+          const created = p.values.fleet ? await c.fleetCreate(body, timeout) : await c.call<{ pid: number }>('create', body, timeout);
+          if ('node' in created && typeof created.node === 'string') node = created.node;
+          if (!p.values.json) io.err(`created ${id}${p.values.fleet ? ` on node ${node}` : ''} (pid ${created.pid})`);
+          await on('start', { id });
+          const r = await on<{ exitStatus: number; exitedAt: number }>('wait', { id, timeoutMs: 0 }, 7 * 24 * 3600_000);
           await c.nc.flush();
-          if (p.values.rm) await c.call('delete', { id }, 120_000);
-          if (p.values.json) io.out(JSON.stringify({ id, pid: created.pid, ...r }));
+          if (p.values.rm) await on('delete', { id }, 120_000);
+          if (p.values.json) io.out(JSON.stringify({ id, node, pid: created.pid, ...r }));
           return r.exitStatus;
         } finally {
           process.off('SIGINT', onSig);

@@ -10,7 +10,7 @@
 import { dirname, join } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { err } from '../../errors.ts';
-import { encode } from '../../bus/codec.ts';
+import { EventLog } from '../../bus/eventlog.ts';
 import { subjects } from '../../bus/subjects.ts';
 import { runWorker, type OpHandler } from '../harness.ts';
 import type { BootSpec, ProcessSpec, WorkerEvent } from '../protocol.ts';
@@ -44,14 +44,21 @@ export async function startHypervisorWorker(o: HypervisorWorkerOptions) {
   //   worker restarted in between reports it again.
   // - The registry (next to the journal) lists the worker's VMs: its successor reports those that died meanwhile.
   const driver = o.simulate ? new SimDriver() as unknown as QemuDriver : new QemuDriver({
-    bootTimeoutMs: 30 * 60_000, owner: o.node, confirmExit: () => o.nc.flush(),
+    bootTimeoutMs: 30 * 60_000, owner: o.node, confirmExit: async (e) => { await appended.get(e); },
     registryPath: join(dirname(o.journalPath), 'hypervisor-vms.json'), ...o.driver,
   });
 
   driver.on('output', (_sid, cid, fd, data) => o.nc.publish(subjects.io(o.node, cid, fd === 1 ? 'stdout' : 'stderr'), data));
   // Exits and VM deaths are facts: published into the event log's subjects, so an agent that was down
   // when they happened finds them there on recovery.
-  const fact = (ev: WorkerEvent) => o.nc.publish(subjects.evt(o.node, ev.sandboxId, 'worker'), encode({ node: o.node, sandbox: ev.sandboxId, kind: 'worker', at: Date.now(), event: ev }));
+  // Appended with acknowledgement (and retried across a NATS outage): an exit is never lost in flight.
+  const facts = new EventLog(o.nc, o.node);
+  const appended = new Map<WorkerEvent, Promise<unknown>>();
+  const fact = (ev: WorkerEvent) => {
+    const p = facts.append(ev.sandboxId, 'worker', { event: ev as never });
+    appended.set(ev, p);
+    p.catch((e) => o.log?.error({ err: e, event: ev }, 'worker fact not stored')).finally(() => appended.delete(ev));
+  };
   driver.on('exit', fact);
   driver.on('vmExit', fact);
 

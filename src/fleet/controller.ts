@@ -1,0 +1,250 @@
+/**
+ * The fleet controller: serves `corral.v1.fleet.task.create` in the queue group `corral-fleet` (run
+ * any number of replicas; NATS hands each request to one). For each request it validates and sizes
+ * the inline spec (request.ts), orders candidate nodes from its watched copy of the registry
+ * (placement.ts), and for each candidate in turn:
+ *
+ *  1. reserves the sandbox on that node's registry entry by compare-and-swap (registry.ts): the
+ *     capacity check is made on the stored entry at the revision written, so no two controllers can
+ *     place past a node's capacity, whatever their copies said;
+ *  2. forwards the create to the node (`corral.v1.node.<node>.task.createInline`, body
+ *     {@link CreateInlineBody});
+ *  3. if the node refuses (ResourceExhausted, Unavailable, no responders, NotImplemented, Internal,
+ *     Cancelled) releases the reservation and tries the next candidate; a request error
+ *     (InvalidArgument, AlreadyExists, NotFound, FailedPrecondition) is released and returned at once;
+ *     a Timeout keeps the reservation (the node may still create it; its agent reconciles
+ *     reservations it does not hold) and is returned.
+ *
+ * It replies `{id, node, pid}` or the last error. Each replica also runs the liveness monitor.
+ *
+ * Within one process, requests are assumed onto its copy the moment their node is chosen (as
+ * kube-scheduler's assume cache does), so concurrent requests of one replica spread as the policy
+ * says instead of all choosing the same "best" node; and one replica sends one compare-and-swap per
+ * node at a time (a local queue per node, for throughput: it would only lose races against itself).
+ * Neither is needed for correctness.
+ */
+import { randomUUID } from 'node:crypto';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import { ensureError, err, type CorralError, type Code } from '../errors.ts';
+import { request as rpcRequest, serve } from '../bus/rpc.ts';
+import { subjects } from '../bus/subjects.ts';
+import type { Demand } from './capacity.ts';
+import { LivenessMonitor, natsLostEvents, type LostEvents } from './liveness.ts';
+import { place, whyUnplaceable, type Policy } from './placement.ts';
+import type { NodeRegistry } from './registry.ts';
+import { parseFleetCreate, sizeFleetCreate, type FleetCreateRequest, type SizedRequest } from './request.ts';
+import type { NodeEntry, Versioned } from './types.ts';
+import { RegistryView } from './view.ts';
+
+export const FLEET_QUEUE = 'corral-fleet';
+
+/** What the controller sends to `corral.v1.node.<node>.task.createInline`. */
+export interface CreateInlineBody {
+  id: string;
+  /** The OCI spec (config.json) as a map: the node writes it to `<its bundle root>/<id>/config.json`. */
+  spec: Record<string, unknown>;
+  rootfs: FleetCreateRequest['rootfs'];
+  terminal: boolean;
+  stdin: string;
+  stdout: string;
+  stderr: string;
+  options: { configPath?: string };
+  /** The reservation made for it on the node's registry entry (null for a pod container: it joins its sandbox's VM). */
+  reservation: { vcpus: number; memoryMiB: number; ref: string } | null;
+}
+
+/** The reply of createInline (as the Task API's create). */
+export interface CreateInlineResult { pid: number }
+
+/** Sends createInline to a node; rejects with a CorralError (the node's, or Unavailable/Timeout from the bus). Injectable for tests. */
+export type NodeCaller = (node: string, body: CreateInlineBody, timeoutMs: number) => Promise<CreateInlineResult>;
+
+export interface FleetCreateResult { id: string; node: string; pid: number }
+
+export interface ControllerOptions {
+  nc: NatsConnection;
+  registry: NodeRegistry;
+  /** When the request names none. @default spread */
+  policy?: Policy;
+  /** @default createInline over NATS */
+  callNode?: NodeCaller;
+  /** How long a node's create may take (a VM boot). @default 300 s */
+  nodeTimeoutMs?: number;
+  /** Lost-node detection; `false` turns it off. @default { boundMs: 3000 } */
+  liveness?: { boundMs?: number; everyMs?: number } | false;
+  /** @default natsLostEvents(nc) */
+  events?: LostEvents;
+  /** @default corral-fleet */
+  queue?: string;
+  /** For logs and reservation refs. @default a random id */
+  name?: string;
+  log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+}
+
+/** Codes after which the next candidate may do better (the node, not the request, was the problem). */
+const NEXT_NODE: ReadonlySet<Code> = new Set<Code>(['ResourceExhausted', 'Unavailable', 'NotImplemented', 'Internal', 'Cancelled']);
+
+export const natsNodeCaller = (nc: NatsConnection): NodeCaller => (node, body, timeoutMs) =>
+  rpcRequest<CreateInlineResult>(nc, subjects.nodeCreateInline(node), body, timeoutMs, { resendOnReconnect: false });
+
+export interface ControllerStats {
+  placed: number;
+  failed: number;
+  /** Candidates that refused (CAS said full/not ready, or the node refused) before one took it. */
+  nextNode: number;
+  /** Revision conflicts met by this replica's registry writes. */
+  conflicts: number;
+}
+
+export class FleetController {
+  readonly name: string;
+  private readonly policy: Policy;
+  private readonly callNode: NodeCaller;
+  private readonly nodeTimeoutMs: number;
+  private sub: Subscription | undefined;
+  private liveness: LivenessMonitor | undefined;
+  private n = 0;
+  /** Reservations chosen but not yet stored, per node: added to `used` when placing (the assume cache). */
+  private readonly pending = new Map<string, Map<string, Demand>>();
+  /** One registry write per node at a time from this replica. */
+  private readonly lanes = new Map<string, Promise<unknown>>();
+  private readonly stats0 = { placed: 0, failed: 0, nextNode: 0 };
+
+  private constructor(private readonly o: ControllerOptions, readonly view: RegistryView) {
+    this.name = o.name ?? `fleet-${randomUUID().slice(0, 8)}`;
+    this.policy = o.policy ?? 'spread';
+    this.callNode = o.callNode ?? natsNodeCaller(o.nc);
+    this.nodeTimeoutMs = o.nodeTimeoutMs ?? 300_000;
+  }
+
+  /** Follow the registry, start the liveness monitor and serve the fleet subject. */
+  static async start(o: ControllerOptions): Promise<FleetController> {
+    const view = await RegistryView.follow(o.registry, o.nc, (e) => o.log?.('warn', 'registry watch', { err: String(e) }));
+    const c = new FleetController(o, view);
+    if (o.liveness !== false) {
+      c.liveness = new LivenessMonitor({
+        registry: o.registry, entries: () => view.all(), events: o.events ?? natsLostEvents(o.nc),
+        boundMs: o.liveness?.boundMs, everyMs: o.liveness?.everyMs,
+        onLost: (e) => o.log?.('warn', 'node lost', { node: e.node, heartbeatAt: e.heartbeatAt, sandboxes: Object.keys(e.reservations).length }),
+        onError: (e) => o.log?.('error', 'liveness check', { err: String(e) }),
+      });
+      c.liveness.start();
+    }
+    c.sub = serve(o.nc, subjects.fleetCreate(), (body) => c.create(body), {
+      queue: o.queue ?? FLEET_QUEUE,
+      onInternal: (e) => o.log?.('error', 'fleet create failed unexpectedly', { err: String((e as Error)?.stack ?? e) }),
+    });
+    await o.nc.flush();
+    return c;
+  }
+
+  get stats(): ControllerStats { return { ...this.stats0, conflicts: this.o.registry.conflicts }; }
+  get lostMonitor(): LivenessMonitor | undefined { return this.liveness; }
+
+  /** Handle one fleet create (what the subscription calls; callable directly in tests). */
+  async create(body: unknown): Promise<FleetCreateResult> {
+    try {
+      const r = await this.place(sizeFleetCreate(parseFleetCreate(body)));
+      this.stats0.placed++;
+      return r;
+    } catch (e) {
+      this.stats0.failed++;
+      throw e;
+    }
+  }
+
+  private async place(s: SizedRequest): Promise<FleetCreateResult> {
+    const req = s.request;
+    const body = (reservation: CreateInlineBody['reservation']): CreateInlineBody => ({
+      id: req.id, spec: req.spec, rootfs: req.rootfs, terminal: req.terminal, stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, options: req.options, reservation,
+    });
+    if (s.containerType === 'pod_container') {
+      const home = this.view.all().find((v) => Object.hasOwn(v.entry.reservations, s.sandboxId));
+      if (!home) throw err.notFound(`sandbox ${s.sandboxId} of pod container ${req.id} is on no registered node`);
+      const r = await this.callNode(home.entry.node, body(null), this.nodeTimeoutMs);
+      return { id: req.id, node: home.entry.node, pid: r.pid };
+    }
+    const dup = this.view.all().find((v) => Object.hasOwn(v.entry.reservations, req.id));
+    if (dup) throw err.exists(`task ${req.id} is already placed on node ${dup.entry.node}`);
+
+    const preq = { ...s.demand, labels: req.labels };
+    const candidates = place(preq, this.assumed(), req.policy ?? this.policy);
+    if (candidates.length === 0) throw err.exhausted(whyUnplaceable(preq, this.assumed()));
+    let last: CorralError | undefined;
+    for (const [i, node] of candidates.entries()) {
+      if (i > 0) this.stats0.nextNode++;
+      const ref = `${this.name}:${++this.n}`;
+      this.assume(node, ref, s.demand);
+      let reserved: Versioned | undefined;
+      try {
+        reserved = await this.lane(node, async () => {
+          const r = await this.o.registry.reserve(node, { id: req.id, ref, ...s.demand }, this.view.get(node));
+          if (r.current) this.view.apply(node, r.current);
+          return r.current;
+        });
+      } catch (e) {
+        last = ensureError(e);
+        if (last.code === 'AlreadyExists' || last.code === 'InvalidArgument') throw last;
+        continue; // full, not ready, gone, or the registry did not answer: next
+      } finally {
+        this.unassume(node, ref);
+      }
+      try {
+        const r = await this.callNode(node, body({ ...s.demand, ref }), this.nodeTimeoutMs);
+        return { id: req.id, node, pid: r.pid };
+      } catch (e) {
+        const ce = ensureError(e);
+        if (ce.code === 'Timeout') {
+          this.o.log?.('warn', 'node did not answer createInline in time; its reservation is kept', { node, id: req.id });
+          throw err.timeout(`node ${node} did not answer the create of ${req.id} in time (it may still create it): ${ce.message}`, ce);
+        }
+        await this.lane(node, async () => {
+          const r = await this.o.registry.release(node, req.id, ref, reserved ?? this.view.get(node));
+          if (r.current) this.view.apply(node, r.current);
+        }).catch((x: unknown) => this.o.log?.('error', 'release after a refused create failed', { node, id: req.id, err: String(x) }));
+        if (!NEXT_NODE.has(ce.code)) throw ce;
+        last = ce;
+      }
+    }
+    throw last ?? err.exhausted(whyUnplaceable(preq, this.assumed()));
+  }
+
+  /** The view's entries with this replica's chosen-but-unstored reservations added to `used`. */
+  private assumed(): NodeEntry[] {
+    return this.view.all().map(({ entry }) => {
+      const p = this.pending.get(entry.node);
+      if (!p || p.size === 0) return entry;
+      const used = { ...entry.used };
+      for (const d of p.values()) { used.vcpus += d.vcpus; used.memoryMiB += d.memoryMiB; used.sandboxes += 1; }
+      return { ...entry, used };
+    });
+  }
+
+  private assume(node: string, ref: string, d: Demand): void {
+    let p = this.pending.get(node);
+    if (!p) this.pending.set(node, (p = new Map()));
+    p.set(ref, d);
+  }
+
+  private unassume(node: string, ref: string): void {
+    const p = this.pending.get(node);
+    p?.delete(ref);
+    if (p?.size === 0) this.pending.delete(node);
+  }
+
+  private lane<T>(node: string, f: () => Promise<T>): Promise<T> {
+    const prev = this.lanes.get(node) ?? Promise.resolve();
+    const next = prev.catch(() => {}).then(f);
+    this.lanes.set(node, next);
+    void next.finally(() => { if (this.lanes.get(node) === next) this.lanes.delete(node); }).catch(() => {});
+    return next;
+  }
+
+  /** Stop serving (requests in flight finish), stop the liveness monitor and the watch. */
+  async stop(): Promise<void> {
+    this.sub?.unsubscribe();
+    this.liveness?.stop();
+    this.view.stop();
+    await Promise.allSettled([...this.lanes.values()]);
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * Draining a node: mark it `draining` (compare-and-swap; no new placements), then for each task the
+ * node's Task API lists (pod containers first, then sandboxes): SIGTERM, wait up to a grace period,
+ * SIGKILL if it is still running, wait, delete, and release its reservation (idempotent: the agent
+ * releases on delete too). The node ends `cordoned`: `uncordon` puts it back in service.
+ *
+ * Recreating the sandboxes elsewhere (`policy: 'recreate'`) needs each sandbox's spec kept somewhere
+ * the controller can read it; that is not built, so the policy answers NotImplemented before anything
+ * is touched.
+ */
+import { ensureError, err } from '../errors.ts';
+import type { TaskVerb } from '../bus/subjects.ts';
+import type { NodeRegistry } from './registry.ts';
+
+/** Calls one verb of the node's Task API (`corral.v1.node.<node>.task.<verb>`). Injectable for tests. */
+export type TaskCaller = <T>(verb: TaskVerb, body: Record<string, unknown>, timeoutMs: number) => Promise<T>;
+
+export interface DrainOptions {
+  /** The whole drain gives up (Timeout) after this long. @default 5 min */
+  timeoutMs?: number;
+  /** Between SIGTERM and SIGKILL, per task. @default 10 s */
+  graceMs?: number;
+  /** @default delete */
+  policy?: 'delete' | 'recreate';
+}
+
+export interface DrainResult {
+  node: string;
+  deleted: string[];
+  failed: { id: string; code: string; message: string }[];
+}
+
+interface TaskRow { id: string; kind?: string; status?: string; exitStatus?: number }
+
+/**
+ * Drain `node`. `progress` gets one human line per step.
+ * @throws NotImplemented (policy recreate), NotFound (not registered), FailedPrecondition (lost),
+ *   Timeout (past `timeoutMs`; what was done stays done), Unavailable (the node does not answer `list`).
+ */
+export async function drainNode(registry: NodeRegistry, node: string, task: TaskCaller, opts: DrainOptions = {}, progress: (line: string) => void = () => {}): Promise<DrainResult> {
+  if (opts.policy === 'recreate') throw err.notImplemented('drain --policy recreate is not implemented: recreating a sandbox elsewhere needs its spec kept by the fleet (docs/api.md, Fleet); use --policy delete');
+  const until = Date.now() + (opts.timeoutMs ?? 300_000);
+  const grace = opts.graceMs ?? 10_000;
+  const left = () => {
+    const ms = until - Date.now();
+    if (ms <= 0) throw err.timeout(`drain of ${node} did not finish within ${opts.timeoutMs ?? 300_000} ms`);
+    return ms;
+  };
+
+  await registry.setState(node, 'drain');
+  const { tasks } = await task<{ tasks: TaskRow[] }>('list', {}, Math.min(30_000, left()));
+  const order = [...tasks].sort((a, b) => (a.kind === b.kind ? 0 : a.kind === 'container' ? -1 : 1));
+  progress(`draining ${node}: no new sandboxes; ${order.length} task(s) to stop and delete`);
+  const result: DrainResult = { node, deleted: [], failed: [] };
+  for (const [i, t] of order.entries()) {
+    const tag = `[${i + 1}/${order.length}] ${t.id}`;
+    try {
+      if (t.status !== 'stopped') {
+        await task('kill', { id: t.id, signal: 'SIGTERM', all: true }, Math.min(30_000, left())).catch(tolerateStopped);
+        progress(`${tag}: SIGTERM sent, waiting up to ${Math.round(grace / 1000)} s`);
+        const exited = await task<{ exitStatus: number }>('wait', { id: t.id, timeoutMs: Math.min(grace, left()) }, Math.min(grace, left()) + 5_000).catch((e: unknown) => {
+          if (ensureError(e).code === 'Timeout') return undefined;
+          throw e;
+        });
+        if (!exited) {
+          progress(`${tag}: still running after ${Math.round(grace / 1000)} s, SIGKILL`);
+          await task('kill', { id: t.id, signal: 'SIGKILL', all: true }, Math.min(30_000, left())).catch(tolerateStopped);
+          await task('wait', { id: t.id, timeoutMs: Math.min(30_000, left()) }, Math.min(30_000, left()) + 5_000);
+        }
+      }
+      const d = await task<{ exitStatus: number }>('delete', { id: t.id }, Math.min(120_000, left())).catch((e: unknown) => {
+        if (ensureError(e).code === 'NotFound') return undefined; // deleted meanwhile: gone is what we want
+        throw e;
+      });
+      await registry.release(node, t.id).catch(() => {});
+      result.deleted.push(t.id);
+      progress(`${tag}: ${d ? `deleted (exit status ${d.exitStatus})` : 'already gone'}`);
+    } catch (e) {
+      const ce = ensureError(e);
+      if (ce.code === 'Timeout' && Date.now() >= until) throw ce;
+      result.failed.push({ id: t.id, code: ce.code, message: ce.message });
+      progress(`${tag}: failed: ${ce.code}: ${ce.message}`);
+    }
+  }
+  await registry.setState(node, 'drained');
+  progress(`drained ${node}: ${result.deleted.length} deleted, ${result.failed.length} failed; the node stays cordoned (corral fleet uncordon ${node} to use it again)`);
+  return result;
+}
+
+/** A kill of a task that is already stopped, or gone, is what the drain wanted anyway. */
+function tolerateStopped(e: unknown): void {
+  const c = ensureError(e).code;
+  if (c !== 'FailedPrecondition' && c !== 'NotFound') throw e;
+}

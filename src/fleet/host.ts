@@ -1,0 +1,29 @@
+/** What a node offers by default: the host's CPUs and memory, and Corral's version. */
+import { readFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { MIN_MEMORY_MIB } from '../kata/config-types.ts';
+import type { Resources } from './types.ts';
+
+/**
+ * Capacity from the host unless configured: `os.cpus().length` vCPUs, `os.totalmem()` in MiB, and as
+ * many sandboxes as Kata's smallest VM (256 MiB, `MIN_MEMORY_MIB`) fits in that memory.
+ */
+export function hostCapacity(configured: Partial<Resources> = {}): Resources {
+  const memoryMiB = configured.memoryMiB ?? Math.floor(totalmem() / 1024 / 1024);
+  return {
+    vcpus: configured.vcpus ?? Math.max(1, cpus().length),
+    memoryMiB,
+    sandboxes: configured.sandboxes ?? Math.max(1, Math.floor(memoryMiB / MIN_MEMORY_MIB)),
+  };
+}
+
+let version: string | undefined;
+/** package.json's version (read once). */
+export function corralVersion(): string {
+  if (version === undefined) {
+    try {
+      version = String((JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown }).version ?? 'unknown');
+    } catch { version = 'unknown'; }
+  }
+  return version;
+}
