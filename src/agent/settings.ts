@@ -30,9 +30,13 @@ export interface Settings {
   logLevel: string;
   /** Event log: a sandbox's records are purged this long after it was deleted (src/bus/retention.ts). @default 7 days */
   eventRetentionMs: number;
+  /** NKEY seed file the node connects with (`--creds` / CORRAL_CREDS; infra/nats/gen-creds.ts). @default none */
+  credsFile?: string;
+  /** Replicas of CORRAL_EVENTS and the KV buckets when this node creates them (`--replicas` / CORRAL_REPLICAS; 3 on a 3-server cluster). @default 1 */
+  replicas: number;
 }
 
-export type Flags = Partial<Record<'node' | 'nats' | 'dataDir' | 'runDir' | 'bundleRoot' | 'configRoot' | 'metrics' | 'logLevel' | 'eventRetention', string | string[]>>;
+export type Flags = Partial<Record<'node' | 'nats' | 'dataDir' | 'runDir' | 'bundleRoot' | 'configRoot' | 'metrics' | 'logLevel' | 'eventRetention' | 'creds' | 'replicas', string | string[]>>;
 
 const list = (v: string | string[] | undefined): string[] | undefined =>
   v === undefined ? undefined : (Array.isArray(v) ? v : v.split(':')).filter(Boolean);
@@ -57,7 +61,11 @@ export function loadSettings(flags: Flags, env: NodeJS.ProcessEnv): Readonly<Set
   const configRoots = (list(flags.configRoot) ?? list(env.CORRAL_CONFIG_ROOTS) ?? ['/etc/corral/configs']).map((p) => absDir('config root', p));
   const metricsAddr = one(flags.metrics) ?? env.CORRAL_METRICS_ADDR ?? '127.0.0.1:0';
   if (!/^[\w.-]+:\d{1,5}$/.test(metricsAddr)) throw err.invalid(`--metrics / CORRAL_METRICS_ADDR must be host:port, got ${JSON.stringify(metricsAddr)}`);
+  const credsFile = ((v) => (v ? absDir('--creds / CORRAL_CREDS', v) : undefined))(one(flags.creds) ?? env.CORRAL_CREDS);
+  const replicas = Number(one(flags.replicas) ?? env.CORRAL_REPLICAS ?? 1);
+  if (!Number.isInteger(replicas) || replicas < 1 || replicas > 5) throw err.invalid(`--replicas / CORRAL_REPLICAS must be 1..5, got ${JSON.stringify(one(flags.replicas) ?? env.CORRAL_REPLICAS)}`);
   return Object.freeze({
+    ...(credsFile ? { credsFile } : {}), replicas,
     node, natsUrl, dataDir, runDir, bundleRoots, configRoots, metricsAddr,
     defaultConfigPaths: ['/etc/corral/configuration.toml', '/usr/share/defaults/corral/configuration.toml'],
     confFileEnv: { CORRAL_CONF_FILE: env.CORRAL_CONF_FILE || undefined, KATA_CONF_FILE: env.KATA_CONF_FILE || undefined },

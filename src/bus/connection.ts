@@ -1,10 +1,29 @@
-/** Connecting to NATS: one place for names, reconnect policy and the default local URL. */
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+/** Connecting to NATS: one place for names, reconnect policy, credentials and the default local URL. */
+import { readFileSync, statSync } from 'node:fs';
+import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
 import { err } from '../errors.ts';
 
 export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
 
-export async function connectNats(url: string, name: string, opts: { timeoutMs?: number } = {}): Promise<NatsConnection> {
+/**
+ * The NKEY seed in `file` (`SU...`, what infra/nats/gen-creds.ts writes as `<node>.nk`, mode 0600).
+ * @throws InvalidArgument when the file is missing, readable by others, or holds no user seed.
+ */
+export function readNkeySeed(file: string): Uint8Array {
+  let text: string;
+  let mode: number;
+  try {
+    mode = statSync(file).mode;
+    text = readFileSync(file, 'utf8');
+  } catch (e) { throw err.invalid(`cannot read credentials file ${file}: ${(e as Error).message}`, e); }
+  if ((mode & 0o077) !== 0) throw err.invalid(`credentials file ${file} is readable by group or others: chmod 600 it`);
+  const seed = text.split('\n').map((l) => l.trim()).find((l) => /^SU[A-Z2-7]{50,}$/.test(l));
+  if (!seed) throw err.invalid(`credentials file ${file} holds no NKEY user seed (a line starting with SU)`);
+  return new TextEncoder().encode(seed);
+}
+
+export async function connectNats(url: string, name: string, opts: { timeoutMs?: number; nkeySeedFile?: string } = {}): Promise<NatsConnection> {
+  const seed = opts.nkeySeedFile ? readNkeySeed(opts.nkeySeedFile) : undefined;
   try {
     return await connect({
       servers: url.split(','),
@@ -12,6 +31,7 @@ export async function connectNats(url: string, name: string, opts: { timeoutMs?:
       timeout: opts.timeoutMs ?? 3000,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
+      ...(seed ? { authenticator: nkeyAuthenticator(seed) } : {}),
     });
   } catch (e) {
     throw err.unavailable(`cannot reach NATS at ${url}: ${(e as Error).message}`, e);

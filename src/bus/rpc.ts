@@ -22,6 +22,12 @@ export interface RequestOptions {
 
 /** After a reconnect, "no responders" is retried this long: subscribers resubscribe on their own reconnect. */
 const RESUBSCRIBE_GRACE_MS = 5_000;
+/**
+ * An idempotent request still unanswered after this long is sent again: a reply lost while the
+ * *responder's* connection was down (which this side cannot see) costs at most this much. The worker
+ * joins the repeat to the op in flight, or answers it from its journal.
+ */
+const RESEND_EVERY_MS = 10_000;
 
 const hasOpId = (body: unknown) => !!body && typeof body === 'object' && typeof (body as { opId?: unknown }).opId === 'string';
 const isNoResponders = (e: unknown) => /no responders|503/i.test((e as Error).message ?? String(e)) || (e as Error).name === 'NoRespondersError' || (e as { isNoResponders?: () => boolean }).isNoResponders?.() === true;
@@ -39,9 +45,11 @@ export async function request<T>(nc: NatsConnection, subject: string, body: unkn
       if (!rc) { msg = await p; break; }
       const epoch = rc.epoch;
       p.catch(() => {}); // abandoned if the connection comes back first
-      const r = await Promise.race([p.then((m) => ({ m })), rc.next().then(() => undefined)]);
-      if (r) { msg = r.m; break; }
-      if (rc.epoch !== epoch && until - Date.now() > 0) continue; // came back: send it again
+      let timer: NodeJS.Timeout | undefined;
+      const tick = new Promise<'tick'>((r) => { timer = setTimeout(() => r('tick'), RESEND_EVERY_MS); });
+      const r = await Promise.race([p.then((m) => ({ m })), rc.next().then(() => undefined), tick]).finally(() => clearTimeout(timer));
+      if (r && r !== 'tick') { msg = r.m; break; }
+      if ((r === 'tick' || rc.epoch !== epoch) && until - Date.now() > 200) continue; // came back, or silent too long: send it again
       msg = await p;
       break;
     } catch (e) {

@@ -52,6 +52,8 @@ export async function startNatsServer(opts: {
   timeoutMs?: number;
   /** Where the durability line goes. @default stderr */
   log?: (line: string) => void;
+  /** Text appended to the generated config, e.g. the `authorization` block of infra/nats/gen-creds.ts. */
+  extra?: string;
 }): Promise<LocalNats> {
   const dataDir = resolve(opts.dataDir);
   mkdirSync(dataDir, { recursive: true });
@@ -60,7 +62,7 @@ export async function startNatsServer(opts: {
   const pidFile = join(dataDir, 'nats-server.pid');
   // nats-server: port -1 picks a free port (0 would mean 4222)
   const conf = natsServerConfig({ version, storeDir: dataDir, port: !opts.port ? -1 : opts.port, pidFile });
-  writeFileSync(configFile, conf.text);
+  writeFileSync(configFile, opts.extra ? `${conf.text}\n${opts.extra.trimEnd()}\n` : conf.text);
   const proc = spawn(natsServerBinary(), ['-c', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
   const url = await new Promise<string>((resolve, reject) => {
     let buf = '';

@@ -143,8 +143,19 @@ describe('NATS itself restarted in the middle of a create', () => {
     console.log(`nats-restart(request lost): create ${outcome} after ${createMs} ms (one lost request, then a retry); ${rs.length} records, replay ok`);
   });
 
-  // Not covered (reported): a process exit or VM death while NATS is down is lost. The hypervisor worker
-  // publishes it with a core publish (src/workers/hypervisor/main.ts, `fact`), which nats.js drops at
-  // reconnect; the agent never sees `exit`, `wait` and `delete` hang, the sandbox leaks.
-  it.todo('a process exit while NATS is down reaches the agent and the log (needs acknowledged worker facts)');
+  // Worker facts are appended with acknowledgement (retried across the outage) and consumed through a
+  // durable consumer: an exit that happens while NATS is down arrives when it is back.
+  it('a process exit while NATS is down reaches the agent and the log', async () => {
+    const id = 'nrexit';
+    ids.push(id);
+    await n.call('create', { id, bundle: n.bundle(id, { args: ['sh', '-c', 'sleep 2; exit 7'] }) });
+    await n.call('start', { id });
+    await n.restartNats({ downMs: 4000 });
+    expect(await n.call('wait', { id }, 60_000)).toMatchObject({ exitStatus: 7 });
+    await n.call('delete', { id });
+    const rs = await factsOf(id, 'deleted');
+    expect(rs.filter((r) => FACTS.has(r.kind)).map((r) => r.kind)).toEqual(['created', 'started', 'exited', 'deleted']);
+    expect(rs.filter((r) => r.kind === 'worker').map((r) => (r.event as { exitStatus?: number }).exitStatus)).toEqual([7]);
+    expect((await replay(rs)).divergence).toBeUndefined();
+  });
 });

@@ -17,8 +17,10 @@ afterAll(async () => { await n?.cleanup(); });
 const CREATE = ['after:create-input', ...['validate', 'configure', 'mountRootfs', 'mkdir', 'bind', 'boot'].flatMap((s) => [`before:${s}`, `during:${s}`, `after:${s}`])];
 const START = ['before:startProcess', 'during:startProcess', 'after:startProcess'];
 const DELETE = ['stopVm', 'removeTree', 'unmountAll'].flatMap((s) => [`before:undo:${s}`, `during:undo:${s}`, `after:undo:${s}`]);
+const KILL = ['before:signal', 'during:signal', 'after:signal'];
+const ROLLBACK = ['before:undo:removeTree', 'after:undo:unmountAll'];
 let tested = 0;
-afterAll(() => { console.log(`recovery: ${tested} agent kill points tested (${CREATE.length} in create, ${START.length} in start, ${DELETE.length} in delete)`); });
+afterAll(() => { console.log(`recovery: ${tested} agent kill points tested (${CREATE.length} in create, ${START.length} in start, ${KILL.length} in kill, ${DELETE.length} in delete, ${ROLLBACK.length} in a create's rollback)`); });
 
 const state = async (id: string) => (await n.call<{ state: string; status: string }>('state', { id })).state;
 const tmpfsRootfs = [{ type: 'tmpfs', source: 'tmpfs', options: ['size=4m'] }];
@@ -78,6 +80,30 @@ describe('agent killed during delete finishes the teardown', () => {
     await eventually(async () => (await state(id).catch((e: { code?: string }) => e.code)) === 'NotFound', 60_000);
     await expect(n.call('state', { id })).rejects.toMatchObject({ code: 'NotFound' });
     expect(await expectClean(id)).toEqual(['created', 'deleted']); // never started: nothing exited
+  });
+});
+
+describe('agent killed during kill: the signal is delivered, the task exits', () => {
+  it.each(KILL)('%s', async (point) => {
+    const id = `k-${point.replace(/[^a-z]/gi, '')}`;
+    await n.call('create', { id, bundle: n.bundle(id, { args: ['sleep', '600'] }) });
+    await n.call('start', { id });
+    await crashDuring(point, () => n.call('kill', { id, signal: 9 }, 60_000));
+    // `before`: the signal never left; the caller (whose request died) asks again, as containerd does.
+    if (point.startsWith('before')) await n.call('kill', { id, signal: 9 });
+    expect(await n.call('wait', { id }, 60_000)).toMatchObject({ exitStatus: 137 });
+    await n.call('delete', { id });
+    expect(await expectClean(id)).toEqual(['created', 'started', 'exited', 'deleted']);
+  });
+});
+
+describe("agent killed while a failed create's rollback unwinds: the rollback finishes", () => {
+  it.each(ROLLBACK)('%s', async (point) => {
+    const id = `rb-${point.replace(/[^a-z]/gi, '')}`;
+    await n.fault('hypervisor', 'boot', 'fail');
+    await crashDuring(point, () => n.call('create', { id, bundle: n.bundle(id, { args: ['sleep', '600'], emptyRootfs: true }), rootfs: tmpfsRootfs }, 60_000));
+    await eventually(async () => (await state(id).catch((e: { code?: string }) => e.code)) === 'NotFound', 60_000);
+    expect(await expectClean(id)).toEqual([]);
   });
 });
 

@@ -47,7 +47,7 @@ import type { Io } from '../main.ts';
 export const SETTINGS_OPTS = {
   'data-dir': { type: 'string' }, 'run-dir': { type: 'string' }, 'bundle-root': { type: 'string', multiple: true },
   'config-root': { type: 'string', multiple: true }, metrics: { type: 'string' }, 'log-level': { type: 'string' },
-  'event-retention': { type: 'string' },
+  'event-retention': { type: 'string' }, creds: { type: 'string' }, replicas: { type: 'string' },
 } as const;
 
 export function settingsFrom(argv: string[], io: Io, extra: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = {}) {
@@ -56,7 +56,7 @@ export function settingsFrom(argv: string[], io: Io, extra: Record<string, { typ
   const settings = loadSettings({
     node: v.node as string, nats: v.nats as string, dataDir: v['data-dir'] as string, runDir: v['run-dir'] as string,
     bundleRoot: v['bundle-root'] as string[], configRoot: v['config-root'] as string[], metrics: v.metrics as string, logLevel: v['log-level'] as string,
-    eventRetention: v['event-retention'] as string,
+    eventRetention: v['event-retention'] as string, creds: v.creds as string, replicas: v.replicas as string,
   }, io.env);
   return { p, settings };
 }
@@ -64,7 +64,8 @@ export function settingsFrom(argv: string[], io: Io, extra: Record<string, { typ
 /** Flags that hand the same settings to a child process. */
 export function settingsArgs(s: Settings): string[] {
   return ['--node', s.node, '--nats', s.natsUrl, '--data-dir', s.dataDir, '--run-dir', s.runDir, '--log-level', s.logLevel,
-    ...s.bundleRoots.flatMap((r) => ['--bundle-root', r]), ...s.configRoots.flatMap((r) => ['--config-root', r])];
+    ...s.bundleRoots.flatMap((r) => ['--bundle-root', r]), ...s.configRoots.flatMap((r) => ['--config-root', r]),
+    ...(s.credsFile ? ['--creds', s.credsFile] : [])];
 }
 
 /** Resolves once the worker answers its read-only `scan` op. */
@@ -86,18 +87,18 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
   const labels = parseLabels((p.values.label as string[] | undefined) ?? (io.env.CORRAL_LABELS ? io.env.CORRAL_LABELS.split(',') : []));
   const capacity = parseCapacity((p.values.capacity as string | undefined) ?? io.env.CORRAL_CAPACITY);
   const log = rootLogger({ name: 'corral-agent', level: settings.logLevel });
-  const nc = await connectNats(settings.natsUrl, `corral-agent-${settings.node}`);
-  await ensureEventStream(nc);
+  const nc = await connectNats(settings.natsUrl, `corral-agent-${settings.node}`, { nkeySeedFile: settings.credsFile });
+  await ensureEventStream(nc, { replicas: settings.replicas });
   const metrics = createMetrics();
   const events = new EventLog(nc, settings.node);
   let resolveDone!: (code: number) => void;
   const done = new Promise<number>((r) => (resolveDone = r));
   const watch = new WorkerWatch();
   const crashAt = faultsEnabled(io.env) ? io.env.CORRAL_TEST_CRASH : undefined;
-  const snapshots = await Snapshots.open(nc, settings.node);
+  const snapshots = await Snapshots.open(nc, settings.node, settings.replicas);
   // The node's entry in the fleet registry: capacity, labels, heartbeat (docs/api.md, Fleet).
   const registration = await AgentRegistration.open(nc, {
-    node: settings.node, labels, capacity, simulated: io.env.CORRAL_SIMULATE_VMS === '1',
+    node: settings.node, labels, capacity, simulated: io.env.CORRAL_SIMULATE_VMS === '1', replicas: settings.replicas,
     onError: (e) => log.warn({ err: e }, 'fleet heartbeat failed'),
   });
   const agent = buildAgent({ nc, settings, rules: createRules(settings), events, log, metrics, watch, crashAt, snapshots, registration, inlineBundleRoot: `${settings.dataDir}/bundles/fleet`, onShutdown: () => void shutdown('shutdown request') });

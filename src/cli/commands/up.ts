@@ -7,7 +7,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { connectNats } from '../../bus/connection.ts';
-import { startNatsServer, type LocalNats } from '../../bus/server.ts';
+import { startNatsServer } from '../../bus/server.ts';
+import { startNatsCluster } from '../../bus/cluster.ts';
 import { err } from '../../errors.ts';
 import { selfCommand } from '../../agent/supervisor.ts';
 import { waitForWorker } from './agent.ts';
@@ -49,7 +50,11 @@ export function localRuntimeConfig(guestDir: string): string {
   ].join('\n');
 }
 
-export async function bringUp(o: { dataDir: string; node: string; port: number; io: Io; guestDir?: string; extraEnv?: NodeJS.ProcessEnv; bundleRoots?: string[] }): Promise<Node> {
+export async function bringUp(o: {
+  dataDir: string; node: string; port: number; io: Io; guestDir?: string; extraEnv?: NodeJS.ProcessEnv; bundleRoots?: string[];
+  /** Servers in the local NATS cluster (`--cluster N`); 1 or unset: one server. Streams and buckets get min(N, 3) replicas. */
+  cluster?: number;
+}): Promise<Node> {
   const guestDir = resolve(o.guestDir ?? o.io.env.CORRAL_GUEST_DIR ?? '.corral/guest');
   if (!existsSync(`${guestDir}/vmlinux`) || !existsSync(`${guestDir}/initramfs.cpio.gz`)) {
     throw err.precondition(`no guest image in ${guestDir}; run: bash infra/scripts/bootstrap.sh (npm start does)`);
@@ -57,17 +62,23 @@ export async function bringUp(o: { dataDir: string; node: string; port: number; 
   mkdirSync(o.dataDir, { recursive: true });
   const conf = resolve(o.dataDir, 'configuration.toml');
   writeFileSync(conf, localRuntimeConfig(guestDir));
-  let nats: LocalNats;
+  let nats: { url: string; stop(): Promise<void> };
+  const size = o.cluster ?? 1;
+  const replicas = Math.min(size, 3);
   try {
-    nats = await startNatsServer({ dataDir: resolve(o.dataDir, 'nats'), port: o.port });
+    nats = size > 1
+      ? await startNatsCluster({ dataDir: resolve(o.dataDir, 'nats-cluster'), size, basePort: o.port || undefined })
+      : await startNatsServer({ dataDir: resolve(o.dataDir, 'nats'), port: o.port });
   } catch (e) {
     throw err.unavailable(`cannot start nats-server on port ${o.port} (${(e as Error).message.split('\n')[0]}); is another one running? try --port 0`);
   }
-  o.io.err(`nats-server ready at ${nats.url} (data ${resolve(o.dataDir, 'nats')})`);
+  o.io.err(size > 1
+    ? `NATS cluster of ${size} ready at ${nats.url} (data ${resolve(o.dataDir, 'nats-cluster')}; streams and buckets with ${replicas} replicas)`
+    : `nats-server ready at ${nats.url} (data ${resolve(o.dataDir, 'nats')})`);
   const self = selfCommand();
   const spawnAgent = (env: NodeJS.ProcessEnv = {}) => spawn(self.command, [
     ...self.prefix, 'agent', '--spawn-workers', '--teardown-on-exit', '--node', o.node, '--nats', nats.url,
-    '--data-dir', o.dataDir, '--run-dir', resolve(o.dataDir, 'run'),
+    '--data-dir', o.dataDir, '--run-dir', resolve(o.dataDir, 'run'), ...(replicas > 1 ? ['--replicas', String(replicas)] : []),
     ...(o.bundleRoots ?? [process.cwd(), '/run/containerd', resolve(o.dataDir, 'bundles')]).flatMap((r) => ['--bundle-root', r]),
   ], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, CORRAL_CONF_FILE: conf, CORRAL_LOG_LEVEL: process.env.CORRAL_LOG_LEVEL ?? 'warn', ...o.extraEnv, ...env } });
   const exitOf = (p: ChildProcess) => new Promise<void>((r) => { if (p.exitCode !== null || p.signalCode !== null) r(); else p.once('exit', () => r()); });
@@ -113,18 +124,20 @@ export async function bringUp(o: { dataDir: string; node: string; port: number; 
   return node;
 }
 
-const UP_OPTS = { 'data-dir': { type: 'string' }, port: { type: 'string' } } as const;
+const UP_OPTS = { 'data-dir': { type: 'string' }, port: { type: 'string' }, cluster: { type: 'string' } } as const;
 
 function upArgs(argv: string[], io: Io) {
   const p = parse(argv, UP_OPTS);
   const port = Number(p.values.port ?? 4222);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw err.invalid(`--port must be 0..65535`);
-  return { p, dataDir: resolve((p.values['data-dir'] as string | undefined) ?? '.corral'), node: (p.values.node as string | undefined) ?? io.env.CORRAL_NODE ?? 'local', port };
+  const cluster = Number(p.values.cluster ?? 1);
+  if (!Number.isInteger(cluster) || cluster < 1 || cluster > 7) throw err.invalid(`--cluster must be 1..7 (servers in the local NATS cluster; 3 for replicas)`);
+  return { p, cluster, dataDir: resolve((p.values['data-dir'] as string | undefined) ?? '.corral'), node: (p.values.node as string | undefined) ?? io.env.CORRAL_NODE ?? 'local', port };
 }
 
 export async function upCommand(argv: string[], io: Io): Promise<number> {
-  const { dataDir, node, port } = upArgs(argv, io);
-  const n = await bringUp({ dataDir, node, port, io });
+  const { dataDir, node, port, cluster } = upArgs(argv, io);
+  const n = await bringUp({ dataDir, node, port, io, cluster });
   io.err(`corral up: node "${node}" ready. In another shell: NATS_URL=${n.natsUrl} CORRAL_NODE=${node} npx corral run --bundle examples/hello --rm`);
   io.err('Ctrl-C stops everything.');
   await new Promise<void>((r) => { process.once('SIGINT', r); process.once('SIGTERM', r); n.agent.once('exit', () => r()); });

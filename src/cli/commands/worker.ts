@@ -13,7 +13,7 @@ export async function workerCommand(argv: string[], io: Io): Promise<number> {
   const kind = p.positionals[0];
   if (kind !== 'mount' && kind !== 'hypervisor') throw err.invalid(`worker kind must be mount or hypervisor, got ${JSON.stringify(kind ?? '')}`);
   const log = rootLogger({ name: `corral-worker-${kind}`, level: settings.logLevel });
-  const nc = await connectNats(settings.natsUrl, `corral-${kind}-${settings.node}`);
+  const nc = await connectNats(settings.natsUrl, `corral-${kind}-${settings.node}`, { nkeySeedFile: settings.credsFile });
   const faults = faultsEnabled(io.env) ? new Faults() : undefined;
   const journalPath = `${settings.dataDir}/journal/${kind}.jsonl`;
   const w = kind === 'mount'

@@ -1,0 +1,71 @@
+/**
+ * Each worker SIGKILLed at each of its steps of create, start and delete (armed through the worker's
+ * test-only `__fault` op: `crash` before the op, `crashAfter` once its side effect is done but before it
+ * answers). The agent restarts the worker; the sandbox converges (a create rolls back, a start fails
+ * with the exit 255, a delete finishes), and afterwards nothing is left on the host.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { localRuntimeConfig } from '../../src/cli/commands/up.ts';
+import { eventually, NOTHING_LEFT, REPO, testNode, type TestNode } from '../helpers/node.ts';
+
+let n: TestNode;
+let rootless: string;
+beforeAll(async () => {
+  n = await testNode({ faults: true });
+  rootless = join(n.configs, 'rootless.toml');
+  writeFileSync(rootless, localRuntimeConfig(join(REPO, '.corral/guest')).replace('[hypervisor.qemu]', '[hypervisor.qemu]\nrootless = true'));
+});
+afterAll(async () => { await n?.cleanup(); });
+// A fresh agent per case: each case kills a worker, and the supervisor's restart intensity is per agent.
+beforeEach(async () => { await n.restartAgent(); });
+let tested = 0;
+afterAll(() => { console.log(`worker kill: ${tested} worker kill points tested`); });
+
+const MODES = ['crash', 'crashAfter'] as const;
+const tmpfs = [{ type: 'tmpfs', source: 'tmpfs', options: ['size=4m'] }];
+const gone = async (id: string) => { await eventually(async () => (await n.call('state', { id }).catch((e: { code?: string }) => e.code)) === 'NotFound', 60_000); };
+async function clean(id: string) {
+  await eventually(() => JSON.stringify(n.leftovers([id])) === JSON.stringify(NOTHING_LEFT), 60_000);
+  expect(n.leftovers([id])).toEqual(NOTHING_LEFT);
+  tested++;
+}
+
+describe.each([
+  ['mount', 'mountRootfs', false], ['mount', 'mkdir', false], ['mount', 'bind', false], ['hypervisor', 'createUser', true], ['hypervisor', 'boot', false],
+] as const)('create: the %s worker killed at %s', (kind, op, isRootless) => {
+  it.each(MODES)('%s → the create fails with Unavailable and rolls back', async (mode) => {
+    const id = `wk-${op}-${mode}`.toLowerCase();
+    await n.fault(kind, op, mode);
+    const b = n.bundle(id, { args: ['sleep', '600'], emptyRootfs: true });
+    await expect(n.call('create', { id, bundle: b, rootfs: tmpfs, options: isRootless ? { configPath: rootless } : {} }, 60_000)).rejects.toMatchObject({ code: 'Unavailable' });
+    await gone(id);
+    await clean(id);
+  });
+});
+
+describe('start: the hypervisor worker killed at startProcess', () => {
+  it.each(MODES)('%s → start fails, wait gives 255, teardown leaves nothing', async (mode) => {
+    const id = `wk-start-${mode}`.toLowerCase();
+    await n.call('create', { id, bundle: n.bundle(id, { args: ['sleep', '600'] }) });
+    await n.fault('hypervisor', 'startProcess', mode);
+    await expect(n.call('start', { id }, 60_000)).rejects.toMatchObject({ code: 'Unavailable' });
+    expect(await n.call('wait', { id }, 60_000)).toMatchObject({ exitStatus: 255 });
+    await n.call('delete', { id }, 60_000);
+    await clean(id);
+  });
+});
+
+describe.each([
+  ['hypervisor', 'stop', false], ['hypervisor', 'removeUser', true], ['mount', 'removeTree', false], ['mount', 'unmountAll', false],
+] as const)('delete: the %s worker killed at %s', (kind, op, isRootless) => {
+  it.each(MODES)('%s → the teardown is retried after the restart and finishes', async (mode) => {
+    const id = `wk-del-${op}-${mode}`.toLowerCase();
+    await n.call('create', { id, bundle: n.bundle(id, { args: ['sleep', '600'], emptyRootfs: true }), rootfs: tmpfs, options: isRootless ? { configPath: rootless } : {} });
+    await n.fault(kind, op, mode);
+    await n.call('delete', { id }, 120_000).catch(() => {}); // may report the pending cleanup; it goes on
+    await gone(id);
+    await clean(id);
+  });
+});
