@@ -46,8 +46,12 @@ export function taskEffects(d: EffectDeps, task: { id: string; sandboxId: () => 
       const opId = `${task.instance}:${n}.${k++}:${op}`;
       const deadlineMs = Date.now() + deadline;
       if (signal.aborted) throw err.cancelled(`${op} cancelled`);
-      const p = request<T>(d.nc, subjects.worker(d.settings.node, kind, op), { opId, deadlineMs, ...body }, deadline + 2_000);
-      return d.watch ? d.watch.track(kind, op, p) : p;
+      const ac = new AbortController();
+      const stop = () => ac.abort();
+      signal.addEventListener('abort', stop, { once: true });
+      const p = request<T>(d.nc, subjects.worker(d.settings.node, kind, op), { opId, deadlineMs, ...body }, deadline + 2_000, { signal: ac.signal })
+        .finally(() => { signal.removeEventListener('abort', stop); ac.abort(); });
+      return d.watch ? d.watch.track(kind, op, p, stop) : p;
     };
   };
   type Call = ReturnType<typeof call>;

@@ -9,12 +9,13 @@ import type { WorkerKind } from '../bus/subjects.ts';
 export class WorkerWatch {
   private inflight = new Map<WorkerKind, Set<(e: Error) => void>>();
 
-  track<T>(kind: WorkerKind, op: string, p: Promise<T>): Promise<T> {
+  /** `abandon` stops the underlying request (no re-sends) once the worker is known dead. */
+  track<T>(kind: WorkerKind, op: string, p: Promise<T>, abandon?: () => void): Promise<T> {
     let set = this.inflight.get(kind);
     if (!set) this.inflight.set(kind, (set = new Set()));
     const s = set;
     return new Promise<T>((resolve, reject) => {
-      const fail = (e: Error) => reject(err.unavailable(`${kind} worker died during ${op}: ${e.message}`, e));
+      const fail = (e: Error) => { abandon?.(); reject(err.unavailable(`${kind} worker died during ${op}: ${e.message}`, e)); };
       s.add(fail);
       p.then(resolve, reject).finally(() => s.delete(fail));
     });

@@ -18,6 +18,11 @@ export interface RequestOptions {
    * (the Worker API's idempotency key: a repeated opId gets the first outcome)
    */
   resendOnReconnect?: boolean;
+  /**
+   * The caller stopped waiting (the worker died, the machine left the state): stop sending. A request
+   * re-sent after its op was rolled back would do it again, with nobody left to undo it.
+   */
+  signal?: AbortSignal;
 }
 
 /** After a reconnect, "no responders" is retried this long: subscribers resubscribe on their own reconnect. */
@@ -38,7 +43,9 @@ export async function request<T>(nc: NatsConnection, subject: string, body: unkn
   const until = Date.now() + Math.max(1, timeoutMs);
   const rc = resend ? reconnectWatch(nc) : undefined;
   let msg: Msg;
+  const aborted = opts.signal ? new Promise<'aborted'>((r) => opts.signal!.addEventListener('abort', () => r('aborted'), { once: true })) : undefined;
   for (;;) {
+    if (opts.signal?.aborted) throw err.cancelled(`request on ${subject} abandoned`);
     const left = Math.max(1, until - Date.now());
     const p = nc.request(subject, data, { timeout: left });
     try {
@@ -47,7 +54,8 @@ export async function request<T>(nc: NatsConnection, subject: string, body: unkn
       p.catch(() => {}); // abandoned if the connection comes back first
       let timer: NodeJS.Timeout | undefined;
       const tick = new Promise<'tick'>((r) => { timer = setTimeout(() => r('tick'), RESEND_EVERY_MS); });
-      const r = await Promise.race([p.then((m) => ({ m })), rc.next().then(() => undefined), tick]).finally(() => clearTimeout(timer));
+      const r = await Promise.race([p.then((m) => ({ m })), rc.next().then(() => undefined), tick, ...(aborted ? [aborted] : [])]).finally(() => clearTimeout(timer));
+      if (r === 'aborted') throw err.cancelled(`request on ${subject} abandoned`);
       if (r && r !== 'tick') { msg = r.m; break; }
       if ((r === 'tick' || rc.epoch !== epoch) && until - Date.now() > 200) continue; // came back, or silent too long: send it again
       msg = await p;
