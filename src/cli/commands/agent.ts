@@ -88,19 +88,20 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
   const capacity = parseCapacity((p.values.capacity as string | undefined) ?? io.env.CORRAL_CAPACITY);
   const log = rootLogger({ name: 'corral-agent', level: settings.logLevel });
   const nc = await connectNats(settings.natsUrl, `corral-agent-${settings.node}`, { nkeySeedFile: settings.credsFile });
-  await ensureEventStream(nc, { replicas: settings.replicas });
+  // JetStream may still be electing its leaders (a cluster that is starting, a server restarting): retry.
+  await untilReady('the event stream', () => ensureEventStream(nc, { replicas: settings.replicas }));
   const metrics = createMetrics();
   const events = new EventLog(nc, settings.node);
   let resolveDone!: (code: number) => void;
   const done = new Promise<number>((r) => (resolveDone = r));
   const watch = new WorkerWatch();
   const crashAt = faultsEnabled(io.env) ? io.env.CORRAL_TEST_CRASH : undefined;
-  const snapshots = await Snapshots.open(nc, settings.node, settings.replicas);
+  const snapshots = await untilReady('the snapshot bucket', () => Snapshots.open(nc, settings.node, settings.replicas));
   // The node's entry in the fleet registry: capacity, labels, heartbeat (docs/api.md, Fleet).
-  const registration = await AgentRegistration.open(nc, {
+  const registration = await untilReady('the node registry', () => AgentRegistration.open(nc, {
     node: settings.node, labels, capacity, simulated: io.env.CORRAL_SIMULATE_VMS === '1', replicas: settings.replicas,
     onError: (e) => log.warn({ err: e }, 'fleet heartbeat failed'),
-  });
+  }));
   const agent = buildAgent({ nc, settings, rules: createRules(settings), events, log, metrics, watch, crashAt, snapshots, registration, inlineBundleRoot: `${settings.dataDir}/bundles/fleet`, onShutdown: () => void shutdown('shutdown request') });
   const mgmt = await startManagement(settings.metricsAddr, () => metrics.render({ corral_tasks: agent.tasks.size }));
 
@@ -156,4 +157,15 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
   process.once('SIGINT', () => void shutdown('SIGINT'));
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
   return done;
+}
+
+/** Retry a JetStream set-up step for up to a minute; then its error stands. */
+async function untilReady<T>(what: string, f: () => Promise<T>, ms = 60_000): Promise<T> {
+  const until = Date.now() + ms;
+  for (let delay = 250; ; delay = Math.min(delay * 2, 4000)) {
+    try { return await f(); } catch (e) {
+      if (Date.now() + delay > until) throw err.unavailable(`cannot set up ${what}: ${(e as Error).message}`, e);
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
 }
