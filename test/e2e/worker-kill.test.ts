@@ -36,7 +36,7 @@ describe.each([
   ['mount', 'mountRootfs', false], ['mount', 'mkdir', false], ['mount', 'bind', false], ['hypervisor', 'createUser', true], ['hypervisor', 'boot', false],
 ] as const)('create: the %s worker killed at %s', (kind, op, isRootless) => {
   it.each(MODES)('%s → the create fails with Unavailable and rolls back', async (mode) => {
-    const id = `wk-${op}-${mode}`.toLowerCase();
+    const id = `wc-${op.slice(0, 6)}-${mode === 'crash' ? 'b' : 'a'}`.toLowerCase(); // short: unix socket paths are capped at 108 bytes
     await n.fault(kind, op, mode);
     const b = n.bundle(id, { args: ['sleep', '600'], emptyRootfs: true });
     await expect(n.call('create', { id, bundle: b, rootfs: tmpfs, options: isRootless ? { configPath: rootless } : {} }, 60_000)).rejects.toMatchObject({ code: 'Unavailable' });
@@ -47,7 +47,7 @@ describe.each([
 
 describe('start: the hypervisor worker killed at startProcess', () => {
   it.each(MODES)('%s → start fails, wait gives 255, teardown leaves nothing', async (mode) => {
-    const id = `wk-start-${mode}`.toLowerCase();
+    const id = `ws-${mode === 'crash' ? 'b' : 'a'}`;
     await n.call('create', { id, bundle: n.bundle(id, { args: ['sleep', '600'] }) });
     await n.fault('hypervisor', 'startProcess', mode);
     await expect(n.call('start', { id }, 60_000)).rejects.toMatchObject({ code: 'Unavailable' });
@@ -61,7 +61,7 @@ describe.each([
   ['hypervisor', 'stop', false], ['hypervisor', 'removeUser', true], ['mount', 'removeTree', false], ['mount', 'unmountAll', false],
 ] as const)('delete: the %s worker killed at %s', (kind, op, isRootless) => {
   it.each(MODES)('%s → the teardown is retried after the restart and finishes', async (mode) => {
-    const id = `wk-del-${op}-${mode}`.toLowerCase();
+    const id = `wd-${op.slice(0, 6)}-${mode === 'crash' ? 'b' : 'a'}`.toLowerCase();
     await n.call('create', { id, bundle: n.bundle(id, { args: ['sleep', '600'], emptyRootfs: true }), rootfs: tmpfs, options: isRootless ? { configPath: rootless } : {} });
     await n.fault(kind, op, mode);
     await n.call('delete', { id }, 120_000).catch(() => {}); // may report the pending cleanup; it goes on
