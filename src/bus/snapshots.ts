@@ -8,21 +8,13 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { err } from '../errors.ts';
 import { decode, encode } from './codec.ts';
 import { token } from './subjects.ts';
+import type { StartingPoint } from '../replay/engine.ts';
 
 export const SNAPSHOT_BUCKET = 'CORRAL_SNAPSHOTS';
 
-export interface TaskSnapshot {
-  /** Last stream sequence of the task's records that the snapshot includes. */
-  seq: number;
-  taskId: string;
-  sandboxId: string;
-  machine: 'sandbox' | 'container';
-  instance: string;
-  /** Effects the task had invoked (its opIds continue from here). */
-  effects: number;
+/** A replay starting point (`seq`: the last record it covers) plus when the task was created. */
+export interface TaskSnapshot extends StartingPoint {
   createdAt: number;
-  /** `actor.getPersistedSnapshot()` */
-  snapshot: unknown;
 }
 
 export class Snapshots {
