@@ -18,11 +18,12 @@ import { err } from '../errors.ts';
 import { decode } from './codec.ts';
 import { EVENTS_STREAM, PREFIX, subjects } from './subjects.ts';
 
-/** What the decision reads of a record (`EventRecord` from src/replay/records.ts fits). */
+/** One record of CORRAL_EVENTS, decoded, with its stream sequence (`EventRecord` adds the subject). */
 export interface LogRecord {
   seq: number;
   node: string;
   sandbox: string;
+  /** `input`, `state`, `worker`, `orphan`, or a fact: created, started, exited, deleted, rolledBack, stepDone. */
   kind: string;
   /** Epoch ms when the agent appended it. */
   at: number;

@@ -9,18 +9,11 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { err } from '../errors.ts';
 import { decode } from '../bus/codec.ts';
 import { EVENTS_STREAM, subjects } from '../bus/subjects.ts';
+import type { LogRecord } from '../bus/retention.ts';
 
-export interface EventRecord {
-  seq: number;
+/** A record as read back: the log record (see src/bus/retention.ts) plus its subject. */
+export interface EventRecord extends LogRecord {
   subject: string;
-  node: string;
-  sandbox: string;
-  /** `input`, `state`, or a fact: created, started, exited, deleted, rolledBack, stepDone. */
-  kind: string;
-  /** Epoch ms when the agent appended it. */
-  at: number;
-  taskId?: string;
-  [field: string]: unknown;
 }
 
 export interface ReadFilter {

@@ -17,8 +17,7 @@ const ids: string[] = [];
 beforeAll(async () => { n = await testNode({ faults: true }); });
 afterAll(async () => { await n?.cleanup(); });
 afterEach(async () => {
-  await eventually(() => JSON.stringify(n.leftovers(ids)) === JSON.stringify(NOTHING_LEFT));
-  expect(n.leftovers(ids)).toEqual(NOTHING_LEFT);
+  await n.expectNothingLeft(ids);
   // A failed create registers no task (Kata), once its rollback is complete.
   await eventually(async () => (await n.call<{ tasks: unknown[] }>('list', {})).tasks.length === 0);
   expect((await n.call<{ tasks: unknown[] }>('list', {})).tasks).toEqual([]);

@@ -29,8 +29,7 @@ it('corral run --fleet places the sandbox, runs it in a guest and releases its c
   expect(r.code).toBe(4);
   await eventually(async () => Object.keys((await registry.get(n.node))?.entry.reservations ?? {}).length === 0, 10_000);
   expect((await registry.get(n.node))?.entry.used).toMatchObject({ sandboxes: 0 });
-  await eventually(() => JSON.stringify(n.leftovers(['fleet1'])) === JSON.stringify(NOTHING_LEFT));
-  expect(n.leftovers(['fleet1'])).toEqual(NOTHING_LEFT);
+  await n.expectNothingLeft(['fleet1']);
 });
 
 it('a fleet create that fails on the node gives its reservation back and leaves no bundle behind', async () => {

@@ -15,8 +15,7 @@ const ids: string[] = [];
 beforeAll(async () => { n = await testNode(); });
 afterAll(async () => { await n?.cleanup(); });
 afterEach(async () => {
-  await eventually(() => JSON.stringify(n.leftovers(ids)) === JSON.stringify(NOTHING_LEFT));
-  expect(n.leftovers(ids)).toEqual(NOTHING_LEFT);
+  await n.expectNothingLeft(ids);
 });
 
 const FACTS = new Set(['created', 'started', 'exited', 'deleted', 'rolledBack']);

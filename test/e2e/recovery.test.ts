@@ -36,8 +36,7 @@ async function crashDuring(point: string, f: () => Promise<unknown>) {
 }
 
 async function expectClean(id: string) {
-  await eventually(() => JSON.stringify(n.leftovers([id])) === JSON.stringify(NOTHING_LEFT));
-  expect(n.leftovers([id])).toEqual(NOTHING_LEFT);
+  await n.expectNothingLeft([id]);
   const recs = (await readRecords(n.nc, { node: n.node, sandbox: id }));
   const r = await replay(recs);
   expect(r.divergence, JSON.stringify(r.divergence)).toBeUndefined();

@@ -23,8 +23,7 @@ beforeAll(async () => {
 }, 900_000);
 afterAll(async () => { await n?.cleanup(); });
 afterEach(async () => {
-  await eventually(() => JSON.stringify(n.leftovers(ids)) === JSON.stringify(NOTHING_LEFT));
-  expect(n.leftovers(ids)).toEqual(NOTHING_LEFT);
+  await n.expectNothingLeft(ids);
 });
 
 type Scan = { vms: { sandboxId: string; pid: number }[]; managed: (VmInfo & { processes: string[] })[]; adoption: Adoption | null };

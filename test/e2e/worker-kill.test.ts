@@ -27,8 +27,7 @@ const MODES = ['crash', 'crashAfter'] as const;
 const tmpfs = [{ type: 'tmpfs', source: 'tmpfs', options: ['size=4m'] }];
 const gone = async (id: string) => { await eventually(async () => (await n.call('state', { id }).catch((e: { code?: string }) => e.code)) === 'NotFound', 60_000); };
 async function clean(id: string) {
-  await eventually(() => JSON.stringify(n.leftovers([id])) === JSON.stringify(NOTHING_LEFT), 60_000);
-  expect(n.leftovers([id])).toEqual(NOTHING_LEFT);
+  await n.expectNothingLeft([id], 60_000);
   tested++;
 }
 

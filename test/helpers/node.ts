@@ -7,6 +7,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
+import { expect } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connectNats } from '../../src/bus/connection.ts';
 import { request } from '../../src/bus/rpc.ts';
@@ -118,6 +119,11 @@ export async function testNode(opts: { faults?: boolean; simulate?: boolean } = 
       const downMs = Math.round(performance.now() - t0);
       await back;
       return { pid: srv.proc.pid!, downMs };
+    },
+    /** Polls until this node left nothing of `ids` behind (cleanup runs after some replies), then asserts it. */
+    async expectNothingLeft(ids: string[] = [], ms = 30_000) {
+      await eventually(() => JSON.stringify(this.leftovers(ids)) === JSON.stringify(NOTHING_LEFT), ms);
+      expect(this.leftovers(ids)).toEqual(NOTHING_LEFT);
     },
     async cleanup() {
       await nc.close().catch(() => {});
