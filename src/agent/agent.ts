@@ -8,10 +8,11 @@
 import { randomUUID } from 'node:crypto';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { createActor } from 'xstate';
-import { CorralError, ensureError, err } from '../errors.ts';
+import { CorralError, ensureError, err, type WireError } from '../errors.ts';
 import { decode, encode } from '../bus/codec.ts';
-import { serve } from '../bus/rpc.ts';
+import { serve, type Envelope } from '../bus/rpc.ts';
 import { subjects, type TaskVerb } from '../bus/subjects.ts';
+import { CHANGING_VERBS } from '../bus/task-client.ts';
 import type { EventLog } from '../bus/eventlog.ts';
 import type { Fact, Reply } from '../domain/task.ts';
 import { containerMachine, provideEffects, sandboxMachine, stateName, type LifecycleActor, type LifecycleEvent } from '../machines/index.ts';
@@ -30,6 +31,7 @@ import type { Settings } from './settings.ts';
 import type { WorkerWatch } from './worker-watch.ts';
 import { taskStatus, taskView, type TaskView } from './views.ts';
 import { removeInlineBundle, writeInlineBundle } from './inline-bundle.ts';
+import { RequestLedger, requestKey } from './idempotency.ts';
 
 export interface AgentDeps {
   nc: NatsConnection;
@@ -61,18 +63,26 @@ interface Task {
   sandboxId: string;
   instance: string;
   actor: LifecycleActor;
-  waiters: { msg: Msg; timer?: NodeJS.Timeout }[];
+  waiters: { reply: ReplyTo; timer?: NodeJS.Timeout }[];
   createdAt: number;
 }
 
+/** Where a request's answer goes: its NATS reply subject, or (with a requestId) every copy of it. */
+type ReplyTo = (env: Envelope<unknown>) => void;
+/** Machine states in which a create has not been answered yet. */
+const CREATING = new Set(['validating', 'configuring', 'mounting', 'preparingUser', 'booting', 'rollingBack']);
+
 export function buildAgent(d: AgentDeps) {
   const tasks = new Map<string, Task>();
-  const pending = new Map<string, { msg: Msg; verb: string; t0: number; after?: (ok: boolean) => void }>();
+  const pending = new Map<string, { reply: ReplyTo; verb: string; t0: number; after?: (ok: boolean) => void }>();
   const subs: Subscription[] = [];
   let stopFacts: (() => void) | undefined;
   const log = d.log;
 
-  const respond = (msg: Msg, body: unknown) => { if (msg.reply) { try { msg.respond(encode(body)); } catch { /* requester gone */ } } };
+  const respond = (msg: Msg, body: Envelope<unknown>) => { if (msg.reply) { try { msg.respond(encode(body)); } catch { /* requester gone */ } } };
+  /** Repeats of a request with a `requestId` join it or get its first answer (idempotency.ts). */
+  const ledger = new RequestLedger(respond);
+  const replyTo = (msg: Msg, key: string | undefined): ReplyTo => (key ? (env) => ledger.settle(key, env) : (env) => respond(msg, env));
 
   /** Write-ahead: store the input, then let the actor consume it. */
   async function input(t: Task, event: LifecycleEvent): Promise<void> {
@@ -86,7 +96,7 @@ export function buildAgent(d: AgentDeps) {
     pending.delete(r.rid);
     if (p.verb === 'create') d.metrics.createDone(performance.now() - p.t0, r.ok);
     p.after?.(r.ok);
-    respond(p.msg, r.ok ? { ok: true, result: r.result } : { ok: false, error: r.error });
+    p.reply(r.ok ? { ok: true, result: r.result } : { ok: false, error: r.error });
   }
 
   function onFact(t: Task, f: Fact) {
@@ -96,7 +106,7 @@ export function buildAgent(d: AgentDeps) {
     if ((f.kind === 'rolledBack' && (f.data.leftovers as unknown[]).length === 0) || f.kind === 'deleted') void d.registration?.release({ id: t.id }).catch((e) => log.warn({ err: e, taskId: t.id }, 'capacity not released'));
     if (f.kind === 'exited' || f.kind === 'deleted') {
       const v = taskView(t.actor, t);
-      for (const w of t.waiters.splice(0)) { clearTimeout(w.timer); respond(w.msg, { ok: true, result: { exitStatus: v.exitStatus, exitedAt: v.exitedAt } }); }
+      for (const w of t.waiters.splice(0)) { clearTimeout(w.timer); w.reply({ ok: true, result: { exitStatus: v.exitStatus, exitedAt: v.exitedAt } }); }
       // The VM of a sandbox is going away: its pod containers exit 255 and release their mounts.
       if (t.kind === 'sandbox') for (const c of tasks.values()) if (c.kind === 'container' && c.sandboxId === t.id) void input(c, { type: 'hostGone', at: Date.now() }).catch(() => {});
     }
@@ -209,6 +219,7 @@ export function buildAgent(d: AgentDeps) {
       if (r.divergence) log.error({ sandboxId: sandbox, divergence: r.divergence }, 'recovery: the rebuilt state differs from the recorded one');
     }
     const resumed = gate.pending().map((p) => `${p.taskId}:${p.name}`);
+    resumeRequests(records);
     gate.goLive();
     // Exits and VM deaths the workers reported while this agent was down (duplicates are ignored by the machines).
     const createdAt = new Map<string, number>();
@@ -221,6 +232,33 @@ export function buildAgent(d: AgentDeps) {
     return { tasks: tasks.size, resumed };
   }
 
+  /**
+   * After a restart, creates recorded with a requestId are answerable again: a repeat of one still in
+   * flight joins it; a repeat of a finished one gets its outcome from the log.
+   */
+  function resumeRequests(records: EventRecord[]): void {
+    const open = new Map<string, { key: string; rid: string }>();
+    for (const r of records) {
+      const ev = r.event as { type?: string; rid?: string } | undefined;
+      if (r.kind === 'input' && ev?.type === 'create' && typeof r.requestId === 'string' && r.taskId && ev.rid) open.set(r.taskId, { key: `${r.taskId}/${r.requestId}`, rid: ev.rid });
+      const o = r.taskId ? open.get(r.taskId) : undefined;
+      if (!o || (r.kind !== 'created' && r.kind !== 'rolledBack')) continue;
+      ledger.settle(o.key, r.kind === 'created' ? { ok: true, result: { pid: r.pid } } : { ok: false, error: r.error as WireError });
+      open.delete(r.taskId!);
+    }
+    for (const [id, o] of open) {
+      const t = tasks.get(id);
+      if (!t || pending.has(o.rid)) continue;
+      const st = stateName(t.actor);
+      const ctx = t.actor.getSnapshot().context;
+      if (CREATING.has(st)) {
+        ledger.admit(o.key, undefined);
+        pending.set(o.rid, { reply: (env) => ledger.settle(o.key, env), verb: 'create', t0: performance.now() });
+      } else if (st === 'failed') ledger.settle(o.key, { ok: false, error: ctx.error as WireError });
+      else ledger.settle(o.key, { ok: true, result: { pid: ctx.pid } }); // finished during recovery, its fact not yet in the log
+    }
+  }
+
   const lookup = (id: string): Task => {
     const t = tasks.get(id);
     if (!t) throw err.notFound(`container does not exist ${id}`);
@@ -229,8 +267,8 @@ export function buildAgent(d: AgentDeps) {
 
   /** Verbs answered later by the machine register the request and return `deferred`. */
   const deferred = Symbol('deferred');
-  const handlers: Record<string, (body: unknown, msg: Msg, after?: (ok: boolean) => void) => Promise<unknown>> = {
-    async create(body, msg, after?: (ok: boolean) => void) {
+  const handlers: Record<string, (body: unknown, reply: ReplyTo, after?: (ok: boolean) => void) => Promise<unknown>> = {
+    async create(body, reply, after?: (ok: boolean) => void) {
       const req = parseCreate(body);
       d.rules.checkId(req.id);
       if (tasks.has(req.id)) throw err.exists(`task ${req.id} already exists`);
@@ -244,10 +282,10 @@ export function buildAgent(d: AgentDeps) {
       if (tasks.has(req.id)) throw err.exists(`task ${req.id} already exists`); // again: classify awaited
       const rid = randomUUID();
       const sandboxId = cls.type === 'pod_container' ? cls.sandboxId : req.id;
-      pending.set(rid, { msg, verb: 'create', t0: performance.now(), after });
+      pending.set(rid, { reply, verb: 'create', t0: performance.now(), after });
       const t = spawn(req.id, cls.type === 'pod_container' ? 'container' : 'sandbox', sandboxId, req, rid);
       try {
-        await d.events.append(sandboxId, 'input', { taskId: req.id, event: { type: 'create', rid, request: req as never, containerType: cls.type, machine: t.kind, instance: t.instance } });
+        await d.events.append(sandboxId, 'input', { taskId: req.id, requestId: (body as { requestId?: string }).requestId, event: { type: 'create', rid, request: req as never, containerType: cls.type, machine: t.kind, instance: t.instance } });
       } catch (e) { tasks.delete(req.id); pending.delete(rid); throw e; }
       if (d.crashAt === 'after:create-input') process.kill(process.pid, 'SIGKILL');
       t.actor.start();
@@ -258,7 +296,7 @@ export function buildAgent(d: AgentDeps) {
      * node it had not chosen yet); this node writes the bundle under its own bundle root, then creates as
      * usual. A failed create removes the bundle it wrote. The controller has reserved capacity already.
      */
-    async createInline(body, msg) {
+    async createInline(body, reply) {
       const o = (body && typeof body === 'object' ? body : {}) as Record<string, unknown>;
       const id = taskId(o);
       d.rules.checkId(id);
@@ -267,28 +305,28 @@ export function buildAgent(d: AgentDeps) {
       const bundle = writeInlineBundle(d.inlineBundleRoot, id, o.spec as Record<string, unknown>);
       const remove = () => removeInlineBundle(bundle);
       try {
-        return await handlers.create!({ ...o, bundle }, msg, (ok) => { if (!ok) remove(); });
+        return await handlers.create!({ ...o, bundle }, reply, (ok) => { if (!ok) remove(); });
       } catch (e) { remove(); throw e; }
     },
-    async start(body, msg) { return command(body, msg, (rid, at) => ({ type: 'start', rid, at })); },
-    async delete(body, msg) { return command(body, msg, (rid, at) => ({ type: 'delete', rid, at })); },
-    async kill(body, msg) {
+    async start(body, reply) { return command(body, reply, (rid, at) => ({ type: 'start', rid, at })); },
+    async delete(body, reply) { return command(body, reply, (rid, at) => ({ type: 'delete', rid, at })); },
+    async kill(body, reply) {
       const k = parseKill(body);
       // Kata: the init process of a task is always signalled with all=true.
-      return command(body, msg, (rid, at) => ({ type: 'kill', rid, at, signal: k.signal, all: true }));
+      return command(body, reply, (rid, at) => ({ type: 'kill', rid, at, signal: k.signal, all: true }));
     },
     async state(body) { const t = lookup(taskId(body)); return taskView(t.actor, t); },
     async pids(body) { const t = lookup(taskId(body)); return { pids: [{ pid: t.actor.getSnapshot().context.pid }] }; },
     async list() { return { tasks: [...tasks.values()].map((t) => taskView(t.actor, t)) }; },
-    async wait(body, msg) {
+    async wait(body, reply) {
       const w = parseWait(body);
       const t = lookup(w.id);
       const v = taskView(t.actor, t);
       if (taskStatus(t.actor) === 'stopped') return { exitStatus: v.exitStatus, exitedAt: v.exitedAt };
-      const waiter: Task['waiters'][number] = { msg };
+      const waiter: Task['waiters'][number] = { reply };
       if (w.timeoutMs > 0) waiter.timer = setTimeout(() => {
         t.waiters.splice(t.waiters.indexOf(waiter), 1);
-        respond(msg, { ok: false, error: err.timeout(`task ${w.id} did not exit within ${w.timeoutMs} ms`).toWire() });
+        reply({ ok: false, error: err.timeout(`task ${w.id} did not exit within ${w.timeoutMs} ms`).toWire() });
       }, w.timeoutMs);
       t.waiters.push(waiter);
       return deferred;
@@ -303,10 +341,10 @@ export function buildAgent(d: AgentDeps) {
     async exec() { throw err.notImplemented('exec is not implemented by this node'); },
   };
 
-  async function command(body: unknown, msg: Msg, make: (rid: string, at: number) => LifecycleEvent) {
+  async function command(body: unknown, reply: ReplyTo, make: (rid: string, at: number) => LifecycleEvent) {
     const t = lookup(taskId(body));
     const rid = randomUUID();
-    pending.set(rid, { msg, verb: 'cmd', t0: performance.now() });
+    pending.set(rid, { reply, verb: 'cmd', t0: performance.now() });
     try { await input(t, make(rid, Date.now())); } catch (e) { pending.delete(rid); throw e; }
     return deferred;
   }
@@ -334,14 +372,19 @@ export function buildAgent(d: AgentDeps) {
           if (e) return;
           const verb = msg.subject.slice(prefix.length) as TaskVerb;
           void (async () => {
+            let reply: ReplyTo = (env) => respond(msg, env);
             try {
               const h = Object.hasOwn(handlers, verb) ? handlers[verb] : undefined;
               if (!h) throw err.invalid(`unknown verb ${JSON.stringify(verb)}; verbs: ${Object.keys(handlers).join(', ')}`);
-              const result = await h(decode(msg.data), msg);
-              if (result !== deferred) respond(msg, { ok: true, result });
+              const body = decode(msg.data);
+              const key = CHANGING_VERBS.has(verb) ? requestKey(body) : undefined;
+              if (ledger.admit(key, msg)) return; // a repeat: joined, or answered from memory
+              reply = replyTo(msg, key);
+              const result = await h(body, reply);
+              if (result !== deferred) reply({ ok: true, result });
             } catch (x) {
               if (!(x instanceof CorralError)) log.error({ err: x, verb }, 'handler failed');
-              respond(msg, { ok: false, error: ensureError(x).toWire() });
+              reply({ ok: false, error: ensureError(x).toWire() });
             }
           })();
         },

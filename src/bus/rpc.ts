@@ -15,7 +15,8 @@ export interface RequestOptions {
    * request buffered for a dead server, or a reply published while it was gone, is dropped by nats.js),
    * and retry "no responders" for a few seconds after a reconnect (the server is back before its
    * subscribers are). Only for idempotent requests. @default true when the body carries an `opId`
-   * (the Worker API's idempotency key: a repeated opId gets the first outcome)
+   * (the Worker API's idempotency key: a repeated opId gets the first outcome) or a `requestId` (the
+   * Task API's)
    */
   resendOnReconnect?: boolean;
   /**
@@ -34,12 +35,12 @@ const RESUBSCRIBE_GRACE_MS = 5_000;
  */
 const RESEND_EVERY_MS = 10_000;
 
-const hasOpId = (body: unknown) => !!body && typeof body === 'object' && typeof (body as { opId?: unknown }).opId === 'string';
+const isIdempotent = (body: unknown) => !!body && typeof body === 'object' && (typeof (body as { opId?: unknown }).opId === 'string' || typeof (body as { requestId?: unknown }).requestId === 'string');
 const isNoResponders = (e: unknown) => /no responders|503/i.test((e as Error).message ?? String(e)) || (e as Error).name === 'NoRespondersError' || (e as { isNoResponders?: () => boolean }).isNoResponders?.() === true;
 
 export async function request<T>(nc: NatsConnection, subject: string, body: unknown, timeoutMs: number, opts: RequestOptions = {}): Promise<T> {
   const data = encode(body);
-  const resend = opts.resendOnReconnect ?? hasOpId(body);
+  const resend = opts.resendOnReconnect ?? isIdempotent(body);
   const until = Date.now() + Math.max(1, timeoutMs);
   const rc = resend ? reconnectWatch(nc) : undefined;
   let msg: Msg;

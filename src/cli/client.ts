@@ -1,8 +1,8 @@
 /** The Task API from the client side: one connection, typed calls on a node's subjects. */
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connectNats } from '../bus/connection.ts';
-import { request } from '../bus/rpc.ts';
-import { subjects, type TaskVerb } from '../bus/subjects.ts';
+import type { TaskVerb } from '../bus/subjects.ts';
+import { fleetCreateRequest, taskRequest } from '../bus/task-client.ts';
 import { loadSettings } from '../agent/settings.ts';
 import type { Parsed } from './args.ts';
 
@@ -23,9 +23,9 @@ export async function client(p: Parsed, env: NodeJS.ProcessEnv): Promise<Client>
   return {
     nc,
     node: s.node,
-    call: (verb, body, timeoutMs = 30_000) => request(nc, subjects.task(s.node, verb), body, timeoutMs),
-    callOn: (node, verb, body, timeoutMs = 30_000) => request(nc, subjects.task(node, verb), body, timeoutMs),
-    fleetCreate: (body, timeoutMs = 300_000) => request(nc, subjects.fleetCreate(), body, timeoutMs),
+    call: (verb, body, timeoutMs = 30_000) => taskRequest(nc, s.node, verb, body, timeoutMs),
+    callOn: (node, verb, body, timeoutMs = 30_000) => taskRequest(nc, node, verb, body, timeoutMs),
+    fleetCreate: (body, timeoutMs = 300_000) => fleetCreateRequest(nc, body, timeoutMs),
     close: async () => { await nc.drain().catch(() => {}); },
   };
 }

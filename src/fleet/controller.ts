@@ -8,7 +8,7 @@
  *     capacity check is made on the stored entry at the revision written, so no two controllers can
  *     place past a node's capacity, whatever their copies said;
  *  2. forwards the create to the node (`corral.v1.node.<node>.task.createInline`, body
- *     {@link CreateInlineBody});
+ *     {@link CreateInlineBody}) with the request's `requestId`, so a repeat is safe;
  *  3. if the node refuses (ResourceExhausted, Unavailable, no responders, NotImplemented, Internal,
  *     Cancelled) releases the reservation and tries the next candidate; a request error
  *     (InvalidArgument, AlreadyExists, NotFound, FailedPrecondition) is released and returned at once;
@@ -16,6 +16,11 @@
  *     reservations it does not hold) and is returned.
  *
  * It replies `{id, node, pid}` or the last error. Each replica also runs the liveness monitor.
+ *
+ * A repeat of a request (same id and `requestId`, e.g. sent again by a client whose NATS server died)
+ * finds the first one's reservation (its ref is `rq:<requestId>`) and joins it on that node instead
+ * of placing again. A repeat handled before this replica's registry copy holds the first reservation
+ * could still place on a second node (a window of one registry watch delay; documented in docs/api.md).
  *
  * Within one process, requests are assumed onto its copy the moment their node is chosen (as
  * kube-scheduler's assume cache does), so concurrent requests of one replica spread as the policy
@@ -51,6 +56,8 @@ export interface CreateInlineBody {
   options: { configPath?: string };
   /** The reservation made for it on the node's registry entry (null for a pod container: it joins its sandbox's VM). */
   reservation: { vcpus: number; memoryMiB: number; ref: string } | null;
+  /** The fleet request's idempotency key (or one the controller made): the node joins repeats to the first. */
+  requestId: string;
 }
 
 /** The reply of createInline (as the Task API's create). */
@@ -85,7 +92,7 @@ export interface ControllerOptions {
 const NEXT_NODE: ReadonlySet<Code> = new Set<Code>(['ResourceExhausted', 'Unavailable', 'NotImplemented', 'Internal', 'Cancelled']);
 
 export const natsNodeCaller = (nc: NatsConnection): NodeCaller => (node, body, timeoutMs) =>
-  rpcRequest<CreateInlineResult>(nc, subjects.nodeCreateInline(node), body, timeoutMs, { resendOnReconnect: false });
+  rpcRequest<CreateInlineResult>(nc, subjects.nodeCreateInline(node), body, timeoutMs);
 
 export interface ControllerStats {
   placed: number;
@@ -155,8 +162,9 @@ export class FleetController {
 
   private async place(s: SizedRequest): Promise<FleetCreateResult> {
     const req = s.request;
+    const requestId = req.requestId ?? randomUUID();
     const body = (reservation: CreateInlineBody['reservation']): CreateInlineBody => ({
-      id: req.id, spec: req.spec, rootfs: req.rootfs, terminal: req.terminal, stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, options: req.options, reservation,
+      id: req.id, spec: req.spec, rootfs: req.rootfs, terminal: req.terminal, stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, options: req.options, reservation, requestId,
     });
     if (s.containerType === 'pod_container') {
       const home = this.view.all().find((v) => Object.hasOwn(v.entry.reservations, s.sandboxId));
@@ -165,7 +173,12 @@ export class FleetController {
       return { id: req.id, node: home.entry.node, pid: r.pid };
     }
     const dup = this.view.all().find((v) => Object.hasOwn(v.entry.reservations, req.id));
-    if (dup) throw err.exists(`task ${req.id} is already placed on node ${dup.entry.node}`);
+    if (dup) {
+      const had = dup.entry.reservations[req.id]!;
+      if (!req.requestId || had.ref !== `rq:${req.requestId}`) throw err.exists(`task ${req.id} is already placed on node ${dup.entry.node}`);
+      const r = await this.callNode(dup.entry.node, body({ vcpus: had.vcpus, memoryMiB: had.memoryMiB, ref: had.ref }), this.nodeTimeoutMs); // a repeat: join the first
+      return { id: req.id, node: dup.entry.node, pid: r.pid };
+    }
 
     const preq = { ...s.demand, labels: req.labels };
     const candidates = place(preq, this.assumed(), req.policy ?? this.policy);
@@ -173,7 +186,7 @@ export class FleetController {
     let last: CorralError | undefined;
     for (const [i, node] of candidates.entries()) {
       if (i > 0) this.stats0.nextNode++;
-      const ref = `${this.name}:${++this.n}`;
+      const ref = req.requestId ? `rq:${req.requestId}` : `${this.name}:${++this.n}`;
       this.assume(node, ref, s.demand);
       let reserved: Versioned | undefined;
       try {

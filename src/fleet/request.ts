@@ -37,6 +37,8 @@ export interface FleetCreateRequest {
   policy?: Policy;
   /** The VM's base size (Kata's default_vcpus / default_memory); the workload's size is added. */
   vm?: Partial<Demand>;
+  /** Idempotency key: a repeat joins the first request (see docs/api.md, "Repeating a request"). */
+  requestId?: string;
 }
 
 export interface SizedRequest {
@@ -89,6 +91,8 @@ export function parseFleetCreate(body: unknown): FleetCreateRequest {
     if (memoryMiB !== undefined && memoryMiB < MIN_MEMORY_MIB) throw err.invalid(`vm.memoryMiB ${memoryMiB} is less than the minimum ${MIN_MEMORY_MIB}`);
     vm = { ...(vcpus !== undefined ? { vcpus } : {}), ...(memoryMiB !== undefined ? { memoryMiB } : {}) };
   }
+  const requestId = o.requestId;
+  if (requestId !== undefined && requestId !== null && (typeof requestId !== 'string' || requestId.length === 0 || requestId.length > 128)) throw err.invalid('requestId must be a string of 1 to 128 characters');
   const { bundle: _b, checkpoint: _c, parentCheckpoint: _p, ...rest } = base;
   return {
     ...rest,
@@ -96,6 +100,7 @@ export function parseFleetCreate(body: unknown): FleetCreateRequest {
     labels: stringMap(o.labels, 'labels'),
     ...(policy ? { policy: policy as Policy } : {}),
     ...(vm ? { vm } : {}),
+    ...(requestId ? { requestId: requestId as string } : {}),
   };
 }
 

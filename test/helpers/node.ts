@@ -11,6 +11,7 @@ import { expect } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connectNats } from '../../src/bus/connection.ts';
 import { request } from '../../src/bus/rpc.ts';
+import { taskRequest } from '../../src/bus/task-client.ts';
 import { subjects, type TaskVerb, type WorkerKind } from '../../src/bus/subjects.ts';
 import { startNatsServer, type LocalNats } from '../../src/bus/server.ts';
 import { reconnected } from './nats.ts';
@@ -61,7 +62,7 @@ export async function testNode(opts: { faults?: boolean; simulate?: boolean } = 
 
   return {
     ...n, nc, dataDir, bundles, configs, metricsUrl: `http://${metrics}/metrics`, env,
-    call: <T = Record<string, unknown>>(verb: TaskVerb, body: Record<string, unknown>, timeoutMs = 200_000) => request<T>(nc, subjects.task(node, verb), body, timeoutMs),
+    call: <T = Record<string, unknown>>(verb: TaskVerb, body: Record<string, unknown>, timeoutMs = 200_000) => taskRequest<T>(nc, node, verb, body, timeoutMs),
     fault: (kind: WorkerKind, op: string, mode: 'fail' | 'hang' | 'crash' | 'crashAfter', times = 1) =>
       request(nc, subjects.worker(node, kind, '__fault'), { op, mode, times }, 5000),
     bundle(name: string, b: BundleOptions): string {

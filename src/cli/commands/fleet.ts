@@ -4,7 +4,7 @@
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connectNats } from '../../bus/connection.ts';
-import { request } from '../../bus/rpc.ts';
+import { taskRequest } from '../../bus/task-client.ts';
 import { subjects } from '../../bus/subjects.ts';
 import { err } from '../../errors.ts';
 import { loadSettings } from '../../agent/settings.ts';
@@ -101,7 +101,7 @@ async function drain(argv: string[], io: Io): Promise<number> {
   const policy = (p.values.policy as string | undefined) ?? 'delete';
   if (policy !== 'delete' && policy !== 'recreate') throw err.invalid(`--policy must be delete or recreate, got ${JSON.stringify(policy)}`);
   const r = await withRegistry(p, io, (nc, reg) => drainNode(reg, node,
-    (verb, body, timeoutMs) => request(nc, subjects.task(node, verb), body, timeoutMs),
+    (verb, body, timeoutMs) => taskRequest(nc, node, verb, body, timeoutMs),
     { timeoutMs: duration(p.values.timeout as string, 300_000), graceMs: duration(p.values.grace as string, 10_000), policy },
     (line) => { if (!p.values.json) io.out(line); }));
   if (p.values.json) io.out(JSON.stringify(r));
