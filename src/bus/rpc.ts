@@ -24,6 +24,11 @@ export interface RequestOptions {
    * re-sent after its op was rolled back would do it again, with nobody left to undo it.
    */
   signal?: AbortSignal;
+  /**
+   * "No responders" is asked again for this long (from the first one) before it stands: the responder
+   * may be reconnecting to another server of the cluster, or restarting. @default 0
+   */
+  respondersGraceMs?: number;
 }
 
 /** After a reconnect, "no responders" is retried this long: subscribers resubscribe on their own reconnect. */
@@ -44,6 +49,7 @@ export async function request<T>(nc: NatsConnection, subject: string, body: unkn
   const until = Date.now() + Math.max(1, timeoutMs);
   const rc = resend ? reconnectWatch(nc) : undefined;
   let msg: Msg;
+  let firstNoResponders: number | undefined;
   const aborted = opts.signal ? new Promise<'aborted'>((r) => opts.signal!.addEventListener('abort', () => r('aborted'), { once: true })) : undefined;
   for (;;) {
     if (opts.signal?.aborted) throw err.cancelled(`request on ${subject} abandoned`);
@@ -62,9 +68,13 @@ export async function request<T>(nc: NatsConnection, subject: string, body: unkn
       msg = await p;
       break;
     } catch (e) {
-      if (rc && isNoResponders(e) && Date.now() - rc.lastAt < RESUBSCRIBE_GRACE_MS && until - Date.now() > 200) {
-        await new Promise((r) => setTimeout(r, 100));
-        continue;
+      if (isNoResponders(e) && until - Date.now() > 200) {
+        const now = Date.now();
+        firstNoResponders ??= now;
+        if ((rc && now - rc.lastAt < RESUBSCRIBE_GRACE_MS) || now - firstNoResponders < (opts.respondersGraceMs ?? 0)) {
+          await new Promise((r) => setTimeout(r, 100));
+          continue;
+        }
       }
       const m = (e as Error).message ?? String(e);
       if (isNoResponders(e)) throw err.unavailable(`no one serves ${subject}`, e);

@@ -18,9 +18,10 @@
  * It replies `{id, node, pid}` or the last error. Each replica also runs the liveness monitor.
  *
  * A repeat of a request (same id and `requestId`, e.g. sent again by a client whose NATS server died)
- * finds the first one's reservation (its ref is `rq:<requestId>`) and joins it on that node instead
- * of placing again. A repeat handled before this replica's registry copy holds the first reservation
- * could still place on a second node (a window of one registry watch delay; documented in docs/api.md).
+ * joins the first copy when this replica is still placing it; otherwise it finds the first one's
+ * reservation (its ref is `rq:<requestId>`) and joins it on that node instead of placing again. A
+ * repeat handed to another replica while the first is still being reserved, before that replica's
+ * registry copy holds the reservation, could place on a second node (documented in docs/api.md).
  *
  * Within one process, requests are assumed onto its copy the moment their node is chosen (as
  * kube-scheduler's assume cache does), so concurrent requests of one replica spread as the policy
@@ -116,6 +117,8 @@ export class FleetController {
   /** One registry write per node at a time from this replica. */
   private readonly lanes = new Map<string, Promise<unknown>>();
   private readonly stats0 = { placed: 0, failed: 0, nextNode: 0 };
+  /** Requests with a requestId being placed by this replica: a repeat joins its first copy. */
+  private readonly inflight = new Map<string, Promise<FleetCreateResult>>();
 
   private constructor(private readonly o: ControllerOptions, readonly view: RegistryView) {
     this.name = o.name ?? `fleet-${randomUUID().slice(0, 8)}`;
@@ -148,16 +151,24 @@ export class FleetController {
   get stats(): ControllerStats { return { ...this.stats0, conflicts: this.o.registry.conflicts }; }
   get lostMonitor(): LivenessMonitor | undefined { return this.liveness; }
 
-  /** Handle one fleet create (what the subscription calls; callable directly in tests). */
+  /** Handle one fleet create (what the subscription calls; callable directly in tests). A repeat of one in flight here joins it. */
   async create(body: unknown): Promise<FleetCreateResult> {
-    try {
-      const r = await this.place(sizeFleetCreate(parseFleetCreate(body)));
-      this.stats0.placed++;
-      return r;
-    } catch (e) {
-      this.stats0.failed++;
-      throw e;
-    }
+    const req = parseFleetCreate(body);
+    const key = req.requestId ? `${req.id}/${req.requestId}` : undefined;
+    const joined = key ? this.inflight.get(key) : undefined;
+    if (joined) return joined;
+    const p = (async () => {
+      try {
+        const r = await this.place(sizeFleetCreate(req));
+        this.stats0.placed++;
+        return r;
+      } catch (e) {
+        this.stats0.failed++;
+        throw e;
+      }
+    })();
+    if (key) { this.inflight.set(key, p); void p.finally(() => this.inflight.delete(key)).catch(() => {}); }
+    return p;
   }
 
   private async place(s: SizedRequest): Promise<FleetCreateResult> {

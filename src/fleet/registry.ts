@@ -13,6 +13,7 @@ import { JetStreamApiError } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { err } from '../errors.ts';
 import { decode, encode } from '../bus/codec.ts';
+import { retrying } from '../bus/retry.ts';
 import { isTransientPublishError } from '../bus/eventlog.ts';
 import { withReservation, withoutReservation, sumReservations, type ReserveRequest } from './capacity.ts';
 import { corralVersion, hostCapacity } from './host.ts';
@@ -72,12 +73,14 @@ export class NodeRegistry {
     return { entry: checkEntry(decode(e.value)), revision: e.revision };
   }
 
-  /** Every node's entry, by name. */
+  /** Every node's entry, by name (retried across a failover for up to 30 s). */
   async list(): Promise<Versioned[]> {
-    const keys: string[] = [];
-    for await (const k of await this.kv.keys()) keys.push(k);
-    const out = (await Promise.all(keys.map((k) => this.get(k)))).filter((v): v is Versioned => !!v);
-    return out.sort((a, b) => (a.entry.node < b.entry.node ? -1 : a.entry.node > b.entry.node ? 1 : 0));
+    return retrying('list the node registry', async () => {
+      const keys: string[] = [];
+      for await (const k of await this.kv.keys()) keys.push(k);
+      const out = (await Promise.all(keys.map((k) => this.get(k)))).filter((v): v is Versioned => !!v);
+      return out.sort((a, b) => (a.entry.node < b.entry.node ? -1 : a.entry.node > b.entry.node ? 1 : 0));
+    });
   }
 
   /**

@@ -8,6 +8,7 @@ import { jetstream, DeliverPolicy } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { err } from '../errors.ts';
 import { decode } from '../bus/codec.ts';
+import { retrying } from '../bus/retry.ts';
 import { EVENTS_STREAM, subjects } from '../bus/subjects.ts';
 import type { LogRecord } from '../bus/retention.ts';
 
@@ -30,30 +31,48 @@ export function filterSubject(f: ReadFilter): string {
   return subjects.evt(f.node, f.sandbox ?? '*', '>');
 }
 
-/** Every record matching the filter, in stream order, up to the stream's last sequence at call time. */
-export async function readRecords(nc: NatsConnection, f: ReadFilter = {}): Promise<EventRecord[]> {
+/**
+ * Every record matching the filter, in stream order, up to the stream's last sequence at call time.
+ * A read interrupted by a failover (a server of the cluster killed, a stream leader being elected)
+ * goes on from the record after the last one it got, with back-off, until `deadlineMs` has passed;
+ * then `Unavailable`. It never returns fewer records than the stream holds.
+ */
+export async function readRecords(nc: NatsConnection, f: ReadFilter = {}, opts: { deadlineMs?: number } = {}): Promise<EventRecord[]> {
   const js = jetstream(nc);
-  let info;
-  try {
-    info = await (await js.streams.get(EVENTS_STREAM)).info(false);
-  } catch (e) {
-    throw err.unavailable(`cannot read the event log (${EVENTS_STREAM}): ${(e as Error).message}`, e);
-  }
-  const last = info.state.last_seq;
   const out: EventRecord[] = [];
-  if (info.state.messages === 0) return out;
-  const start = f.sinceSeq !== undefined
-    ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(1, f.sinceSeq) }
+  let last: number | undefined;
+  await retrying(`read the event log (${EVENTS_STREAM})`, async () => {
+    if (last === undefined) {
+      const info = await (await js.streams.get(EVENTS_STREAM)).info(false);
+      if (info.state.messages === 0) return;
+      last = info.state.last_seq;
+    }
+    await readFrom(js, f, out, last);
+  }, opts);
+  return out;
+}
+
+/** One ordered consumer's pass, appending to `out` from the record after its last, until complete. */
+async function readFrom(js: ReturnType<typeof jetstream>, f: ReadFilter, out: EventRecord[], last: number): Promise<void> {
+  const from = out.at(-1)?.seq;
+  const start = from !== undefined ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from + 1 }
+    : f.sinceSeq !== undefined ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(1, f.sinceSeq) }
     : f.sinceTime !== undefined ? { deliver_policy: DeliverPolicy.StartTime, opt_start_time: new Date(f.sinceTime).toISOString() } : {};
   const c = await js.consumers.get(EVENTS_STREAM, { filter_subjects: filterSubject(f), ...start } as never);
-  for (;;) {
-    const m = await c.next({ expires: 1000 });
-    if (!m) break;
-    out.push(toRecord(m.seq, m.subject, m.data));
-    if (m.seq >= last || m.info.pending === 0) break;
+  try {
+    for (;;) {
+      const m = await c.next({ expires: 1000 });
+      if (!m) {
+        // Nothing within a second: none left to read, or the stream is between leaders (ask again).
+        if ((await c.info(false)).num_pending === 0) return;
+        continue;
+      }
+      out.push(toRecord(m.seq, m.subject, m.data));
+      if (m.seq >= last || m.info.pending === 0) return;
+    }
+  } finally {
+    await c.delete().catch(() => {});
   }
-  await c.delete().catch(() => {});
-  return out;
 }
 
 export function toRecord(seq: number, subject: string, data: Uint8Array): EventRecord {

@@ -4,6 +4,7 @@ import { ensureEventStream, EventLog } from '../../bus/eventlog.ts';
 import { Snapshots } from '../../bus/snapshots.ts';
 import { runRetention } from '../../bus/retention.ts';
 import { request } from '../../bus/rpc.ts';
+import { retrying } from '../../bus/retry.ts';
 import { subjects, type WorkerKind } from '../../bus/subjects.ts';
 import { err } from '../../errors.ts';
 import { buildAgent } from '../../agent/agent.ts';
@@ -129,9 +130,10 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
     metrics.leaks(orphans.length);
     for (const o of orphans) log.warn({ orphan: o.action, cleaned: o.ok }, 'orphan found on the host');
   }
+  // Serve before registering: a controller places on a node as soon as the registry says it is ready.
+  agent.start();
   await registration.register();
   await registration.reconcile([...agent.tasks.keys()]).catch((e) => log.warn({ err: e }, 'fleet reservations not reconciled'));
-  agent.start();
   // History of deleted sandboxes goes once the retention period has passed (docs/decisions/0005).
   const janitor = () => runRetention(nc, { retentionMs: settings.eventRetentionMs, node: settings.node })
     .then((r) => { if (r && (r as { purged?: unknown[] }).purged?.length) log.info({ retention: r }, 'purged expired sandbox history'); }, (e) => log.warn({ err: e }, 'retention pass failed'));
@@ -159,13 +161,5 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
   return done;
 }
 
-/** Retry a JetStream set-up step for up to a minute; then its error stands. */
-async function untilReady<T>(what: string, f: () => Promise<T>, ms = 60_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (let delay = 250; ; delay = Math.min(delay * 2, 4000)) {
-    try { return await f(); } catch (e) {
-      if (Date.now() + delay > until) throw err.unavailable(`cannot set up ${what}: ${(e as Error).message}`, e);
-      await new Promise((r) => setTimeout(r, delay));
-    }
-  }
-}
+/** Retry a JetStream set-up step for up to a minute (a cluster forming, a leader being elected). */
+const untilReady = <T,>(what: string, f: () => Promise<T>): Promise<T> => retrying(`set up ${what}`, f, { deadlineMs: 60_000, maxDelayMs: 4000 });
