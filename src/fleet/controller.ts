@@ -209,6 +209,9 @@ export class FleetController {
       } catch (e) {
         last = ensureError(e);
         if (last.code === 'AlreadyExists' || last.code === 'InvalidArgument') throw last;
+        // Our copy was behind (a cordon, a reservation by another replica): take the stored entry, so
+        // that the next requests do not choose this node on the same stale copy.
+        void this.o.registry.get(node).then((v) => { if (v) this.view.apply(node, v); }, () => {});
         continue; // full, not ready, gone, or the registry did not answer: next
       } finally {
         this.unassume(node, ref);
@@ -227,6 +230,7 @@ export class FleetController {
           if (r.current) this.view.apply(node, r.current);
         }).catch((x: unknown) => this.o.log?.('error', 'release after a refused create failed', { node, id: req.id, err: String(x) }));
         if (!NEXT_NODE.has(ce.code)) throw ce;
+        this.o.log?.('warn', 'node refused the create; trying the next candidate', { node, id: req.id, code: ce.code, message: ce.message });
         last = ce;
       }
     }

@@ -7,15 +7,14 @@
  */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connectNats } from '../../src/bus/connection.ts';
 import { decode } from '../../src/bus/codec.ts';
 import { ensureEventStream } from '../../src/bus/eventlog.ts';
-import { request, serve } from '../../src/bus/rpc.ts';
+import { request } from '../../src/bus/rpc.ts';
 import { subjects } from '../../src/bus/subjects.ts';
-import { CorralError, ensureError, err, type Code } from '../../src/errors.ts';
-import { FleetController, type CreateInlineBody, type FleetCreateResult, type NodeCaller } from '../../src/fleet/controller.ts';
+import { ensureError, err } from '../../src/errors.ts';
+import { FleetController, type FleetCreateResult, type NodeCaller } from '../../src/fleet/controller.ts';
 import type { NodeLostEvent } from '../../src/fleet/liveness.ts';
 import type { Policy } from '../../src/fleet/placement.ts';
 import { AgentRegistration, NodeRegistry } from '../../src/fleet/registry.ts';
@@ -23,6 +22,7 @@ import type { NodeEntry, Resources } from '../../src/fleet/types.ts';
 import { main, type Io } from '../../src/cli/main.ts';
 import { readRecords } from '../../src/replay/records.ts';
 import { natsServer, type TestNats } from '../helpers/nats.ts';
+import { simNode as makeSimNode, type SimNode } from '../helpers/sim-nodes.ts';
 
 const REPO = join(import.meta.dirname, '../..');
 let nats: TestNats;
@@ -39,14 +39,11 @@ const spec = (o: { resources?: Record<string, unknown> } = {}) => ({
 });
 const create = (id: string, o: Record<string, unknown> = {}) => ({ id, spec: spec(), ...o });
 
-interface SimNode {
-  name: string;
-  reg: AgentRegistration;
-  /** What createInline received, by task id. */
-  created: Map<string, CreateInlineBody>;
-  /** Make createInline fail with this code (a node that refuses). */
-  refuse?: Code;
-  kills: string[];
+/** A simulated node whose registry entry and Task API go when the test ends. */
+async function simNode(...a: Parameters<typeof makeSimNode>): Promise<SimNode> {
+  const n = await makeSimNode(...a);
+  cleanups.push(() => n.stop());
+  return n;
 }
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -54,38 +51,6 @@ afterEach(async () => {
   while (cleanups.length) await cleanups.pop()!().catch(() => {});
   for await (const k of await registry.kv.keys()) await registry.kv.purge(k);
 });
-
-/** Register a simulated node and serve its fake Task API (`corral.v1.node.<name>.task.*`). */
-async function simNode(nc: NatsConnection, reg: NodeRegistry, name: string, capacity: Resources, o: { labels?: Record<string, string>; heartbeatMs?: number; taskApi?: boolean } = {}): Promise<SimNode> {
-  const n: SimNode = {
-    name, created: new Map(), kills: [],
-    reg: new AgentRegistration(reg, { node: name, capacity, labels: o.labels, simulated: true, version: 'test', heartbeatMs: o.heartbeatMs ?? 1000 }),
-  };
-  await n.reg.register();
-  let sub: Subscription | undefined;
-  if (o.taskApi !== false) {
-    sub = serve(nc, subjects.task(name, '*'), (body, msg) => {
-      const verb = msg.subject.slice(msg.subject.lastIndexOf('.') + 1);
-      const b = body as CreateInlineBody & { signal?: string };
-      switch (verb) {
-        case 'createInline':
-          if (n.refuse) throw new CorralError(n.refuse, `node ${name} refuses (test)`);
-          if (n.created.has(b.id)) throw err.exists(`task ${b.id} already exists`);
-          n.created.set(b.id, b);
-          return { pid: 1000 + n.created.size };
-        case 'list': return { tasks: [...n.created.keys()].map((id) => ({ id, kind: 'sandbox', status: 'running' })) };
-        case 'kill': n.kills.push(`${b.id}:${b.signal}`); return {};
-        case 'wait': return { exitStatus: 143, exitedAt: new Date().toISOString() };
-        case 'delete':
-          if (!n.created.delete(b.id)) throw err.notFound(`task ${b.id} not found`);
-          return n.reg.release({ id: b.id }).then(() => ({ exitStatus: 143, exitedAt: new Date().toISOString(), pid: 1 }));
-        default: throw err.invalid(`fake node: no verb ${verb}`);
-      }
-    });
-  }
-  cleanups.push(async () => { sub?.unsubscribe(); await n.reg.deregister(); });
-  return n;
-}
 
 /** Two controllers in the queue group, each on its own connection. */
 async function controllers(o: { policy?: Policy; boundMs?: number; callNode?: NodeCaller; nodeTimeoutMs?: number; count?: number } = {}): Promise<FleetController[]> {
