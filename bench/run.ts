@@ -11,6 +11,8 @@
  *   recovery         an agent holding --sandboxes N (default 1000) running sandboxes with simulated VMs is
  *                    SIGKILLed; time until the restarted agent serves again, having rebuilt them all
  *   memory           heap per idle sandbox actor (created, effects answered at once)
+ *   fleet            placement latency with 100 simulated nodes; create throughput through the fleet
+ *                    subject next to the same creates sent to the node directly (bench/fleet.ts)
  *
  * Flags: --runs N (default 7), --sandboxes N (default 1000), --json.
  */
@@ -26,6 +28,7 @@ import { replay } from '../src/replay/engine.ts';
 import { readRecords } from '../src/replay/records.ts';
 import { REPO, testNode } from '../test/helpers/node.ts';
 import { fakeEffects, request as fakeRequest } from '../test/helpers/fake-effects.ts';
+import { benchFleet } from './fleet.ts';
 
 const args = process.argv.slice(2);
 const runs = Number(args[args.indexOf('--runs') + 1] ?? 0) || 7;
@@ -132,12 +135,18 @@ try {
     };
   } finally { await sim.cleanup(); }
 
+  const fb = await benchFleet({ say });
+  results.placementAlone = stats(fb.placementAlone);
+  results.placementInFlight = stats(fb.placementInFlight);
+  const fleet = { nodes: fb.nodes, creates: fb.creates, directPerSec: fb.directPerSec, fleetPerSec: fb.fleetPerSec };
+
   const ratio = (a: string, b: string) => results[a]!.p50 / results[b]!.p50;
   const report = {
-    runs, results, memory: { bytesPerIdleSandboxActor: Math.round(perActor) }, recovery,
+    runs, results, memory: { bytesPerIdleSandboxActor: Math.round(perActor) }, recovery, fleet,
     ratios: {
       createToRunningOverRawBoot: ratio('createToRunning', 'rawBoot'), fullRunOverRawBoot: ratio('fullRun', 'rawBoot'),
       replayOverRawRead: recovery.replayPerSec! / recovery.rawReadPerSec!,
+      fleetOverDirectCreates: fleet.fleetPerSec / fleet.directPerSec,
     },
   };
   if (json) { process.stdout.write(JSON.stringify(report) + '\n'); } else {
@@ -151,6 +160,9 @@ try {
     console.log(`memory per idle sandbox actor:   ${(report.memory.bytesPerIdleSandboxActor / 1024).toFixed(1)} KiB`);
     console.log(`recovery: agent holding ${recovery.sandboxes} running sandboxes (simulated VMs) SIGKILLed → serving again in ${recovery.recoveryMs!.toFixed(0)} ms, ${recovery.recoveredRunning} running after`);
     console.log(`replay: ${recovery.replayPerSec!.toFixed(0)} events/s vs raw JetStream read ${recovery.rawReadPerSec!.toFixed(0)} events/s of the same ${recovery.records} records (ratio ${report.ratios.replayOverRawRead.toFixed(2)})`);
+    console.log(row('placementAlone', `fleet placement, ${fleet.nodes} sim nodes`));
+    console.log(row('placementInFlight', '  … 32 in flight'));
+    console.log(`fleet creates: ${fleet.fleetPerSec.toFixed(1)}/s through corral.v1.fleet.task.create vs ${fleet.directPerSec.toFixed(1)}/s sent to the node directly (${fleet.creates} each, 8 in flight, simulated VMs; ratio ${report.ratios.fleetOverDirectCreates.toFixed(2)})`);
   }
 } finally {
   rmSync(tmp, { recursive: true, force: true });

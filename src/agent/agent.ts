@@ -42,7 +42,7 @@ export interface AgentDeps {
   metrics: Metrics;
   watch?: WorkerWatch;
   /** The node's entry in the fleet registry (capacity released when a task goes). */
-  registration?: { release(req: { id: string }): Promise<unknown> };
+  registration?: { release(req: { id: string }): Promise<unknown>; hold(id: string, r: { vcpus: number; memoryMiB: number; ref: string }): void };
   /** Where fleet creates (inline specs) get their bundles: one of the bundle roots. */
   inlineBundleRoot: string;
   /** Actor snapshots (bounded recovery); without it recovery replays each task's whole log. */
@@ -305,7 +305,11 @@ export function buildAgent(d: AgentDeps) {
       const bundle = writeInlineBundle(d.inlineBundleRoot, id, o.spec as Record<string, unknown>);
       const remove = () => removeInlineBundle(bundle);
       try {
-        return await handlers.create!({ ...o, bundle }, reply, (ok) => { if (!ok) remove(); });
+        const res = o.reservation as { vcpus: number; memoryMiB: number; ref: string } | null | undefined;
+        return await handlers.create!({ ...o, bundle }, reply, (ok) => {
+          if (!ok) remove();
+          else if (res && typeof res === 'object') d.registration?.hold(id, res); // its reservation is this node's to keep now
+        });
       } catch (e) { remove(); throw e; }
     },
     async start(body, reply) { return command(body, reply, (rid, at) => ({ type: 'start', rid, at })); },

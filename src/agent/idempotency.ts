@@ -10,9 +10,6 @@ import type { Msg } from '@nats-io/transport-node';
 import { err } from '../errors.ts';
 import type { Envelope } from '../bus/rpc.ts';
 
-/** Answers not remembered: a worker or NATS was unreachable, so a repeat may do better. */
-const TRANSIENT = new Set(['Unavailable']);
-
 type Answer = (msg: Msg, env: Envelope<unknown>) => void;
 
 /** `<task id>/<requestId>` of a request body, or undefined when it carries none. Malformed ids are InvalidArgument. */
@@ -45,17 +42,16 @@ export class RequestLedger {
   }
 
   /**
-   * The request's answer: every waiter gets it, and repeats get it from now on, unless it is
-   * Unavailable (a worker or NATS was unreachable): a repeat then tries again.
+   * The request's answer: every waiter gets it, and repeats get it from now on, errors too (a copy
+   * still on its way after an `Unavailable` answer must not do the work after all; to try again, a
+   * caller sends a new request with a new requestId).
    */
   settle(key: string, env: Envelope<unknown>): void {
     const waiters = this.inflight.get(key) ?? [];
     this.inflight.delete(key);
     this.done.delete(key);
-    if (env.ok || !TRANSIENT.has(env.error.code)) {
-      this.done.set(key, { env, at: Date.now() });
-      this.prune();
-    }
+    this.done.set(key, { env, at: Date.now() });
+    this.prune();
     for (const m of waiters) this.answer(m, env);
   }
 

@@ -8,6 +8,7 @@ export const GLOBAL_OPTIONS = {
   json: { type: 'boolean', default: false },
   help: { type: 'boolean', short: 'h', default: false },
   timeout: { type: 'string' },
+  creds: { type: 'string' },
 } as const satisfies ParseArgsConfig['options'];
 
 export type Parsed = { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] };

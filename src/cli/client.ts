@@ -18,7 +18,7 @@ export interface Client {
 }
 
 export async function client(p: Parsed, env: NodeJS.ProcessEnv): Promise<Client> {
-  const s = loadSettings({ nats: p.values.nats as string | undefined, node: p.values.node as string | undefined }, env);
+  const s = loadSettings({ nats: p.values.nats as string | undefined, node: p.values.node as string | undefined, creds: p.values.creds as string | undefined }, env);
   const nc = await connectNats(s.natsUrl, 'corral-cli', { nkeySeedFile: s.credsFile });
   return {
     nc,

@@ -58,6 +58,7 @@ Global flags
   --node NAME    node to talk to (env CORRAL_NODE, default the hostname)
   --json         machine-readable output
   --timeout D    request timeout (500ms, 30s, 2m)
+  --creds FILE   NKEY seed file to connect with (env CORRAL_CREDS; infra/nats/gen-creds.ts)
   -h, --help     this help
 
 Docs: README.md, docs/api.md (subjects, fields, codes, events).`;
@@ -68,7 +69,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
   const task = Object.hasOwn(taskCommands, cmd) ? taskCommands[cmd] : undefined;
   const usage = task?.usage ?? (cmd === 'events' ? EVENTS_USAGE : cmd === 'replay' ? REPLAY_USAGE : cmd === 'fleet' ? FLEET_USAGE : undefined);
   if (rest.includes('--help') || rest.includes('-h')) {
-    io.out(usage ? `Usage: ${usage}\n\nGlobal flags: --nats URL, --node NAME, --json, --timeout D` : HELP);
+    io.out(usage ? `Usage: ${usage}\n\nGlobal flags: --nats URL, --node NAME, --json, --timeout D, --creds FILE` : HELP);
     return 0;
   }
   if (task) return task.run(rest, io);

@@ -73,6 +73,19 @@ export function withReservation(e: NodeEntry, r: ReserveRequest, now: number): N
 }
 
 /**
+ * The entry with every reservation in `held` present (those missing put back as they were), or the
+ * entry itself when none is missing. The agent holds what it created: a reservation that vanished from
+ * its entry (a lost update: seen on nats-server 2.9.10 during a stream leader change, where a write
+ * with an expected revision overwrote a newer one) comes back with its next heartbeat.
+ */
+export function withHeld(e: NodeEntry, held: ReadonlyMap<string, Reservation>): NodeEntry {
+  const missing = [...held].filter(([id]) => !Object.hasOwn(e.reservations, id));
+  if (missing.length === 0) return e;
+  const reservations = { ...e.reservations, ...Object.fromEntries(missing) };
+  return { ...e, reservations, used: sumReservations(reservations) };
+}
+
+/**
  * The entry without the reservation of `id`, or undefined when there is none (or, with `ref`, when
  * it was made by someone else: a controller never releases a reservation it did not make).
  */

@@ -15,10 +15,10 @@ import { err } from '../errors.ts';
 import { decode, encode } from '../bus/codec.ts';
 import { retrying } from '../bus/retry.ts';
 import { isTransientPublishError } from '../bus/eventlog.ts';
-import { withReservation, withoutReservation, sumReservations, type ReserveRequest } from './capacity.ts';
+import { withHeld, withReservation, withoutReservation, sumReservations, type ReserveRequest } from './capacity.ts';
 import { corralVersion, hostCapacity } from './host.ts';
 import { withHeartbeat, withState, type StateAction } from './state.ts';
-import { checkEntry, ZERO, type NodeEntry, type Resources, type Versioned } from './types.ts';
+import { checkEntry, ZERO, type NodeEntry, type Reservation, type Resources, type Versioned } from './types.ts';
 
 export const NODES_BUCKET = 'CORRAL_NODES';
 
@@ -196,6 +196,8 @@ export class AgentRegistration {
   private info: Required<Omit<RegisterInfo, 'simulated'>> & { capacity: Resources; simulated?: boolean };
   private readonly clock: () => number;
   private beating: Promise<void> | undefined;
+  /** Reservations of the sandboxes this agent holds: restored by heartbeats if they vanish (withHeld). */
+  private readonly held = new Map<string, Reservation>();
   /** Heartbeats written (for tests). */
   beats = 0;
 
@@ -252,7 +254,7 @@ export class AgentRegistration {
   async heartbeat(): Promise<void> {
     if (this.beating) return this.beating;
     this.beating = (async () => {
-      const r = await this.registry.update(this.opts.node, (e) => (e ? withHeartbeat(e, this.clock()) : this.fresh(this.clock())), this.last);
+      const r = await this.registry.update(this.opts.node, (e) => (e ? withHeld(withHeartbeat(e, this.clock()), this.held) : this.fresh(this.clock())), this.last);
       this.last = r.current;
       this.beats++;
     })().finally(() => { this.beating = undefined; });
@@ -285,8 +287,15 @@ export class AgentRegistration {
     return r.current!.entry;
   }
 
+  /** A sandbox this agent now holds, with the reservation made for it: kept in the entry from now on. */
+  hold(id: string, r: Pick<Reservation, 'vcpus' | 'memoryMiB' | 'ref'>): void {
+    if (![r.vcpus, r.memoryMiB].every((v) => Number.isInteger(v) && v >= 0) || typeof r.ref !== 'string') return; // not a reservation
+    this.held.set(id, { vcpus: r.vcpus, memoryMiB: r.memoryMiB, ref: r.ref, at: this.clock() });
+  }
+
   /** Release a sandbox's reservation, whoever made it (the agent owns its sandboxes once created). No reservation: nothing happens. */
   async release(req: { id: string }): Promise<NodeEntry | undefined> {
+    this.held.delete(req.id);
     const r = await this.registry.release(this.opts.node, req.id, undefined, this.last);
     this.last = r.current ?? this.last;
     return r.current?.entry;
@@ -294,8 +303,8 @@ export class AgentRegistration {
 
   /**
    * Drop reservations of sandboxes this node does not hold (`live`: the ids it holds), older than
-   * `graceMs` (younger ones may belong to a createInline still on its way). For agent start and
-   * periodic repair. Returns the ids dropped.
+   * `graceMs` (younger ones may belong to a createInline still on its way), and hold those of the
+   * live ones. For agent start and periodic repair. Returns the ids dropped.
    */
   async reconcile(live: Iterable<string>, graceMs = 60_000): Promise<string[]> {
     const keep = new Set(live);
@@ -303,6 +312,7 @@ export class AgentRegistration {
     const r = await this.registry.update(this.opts.node, (e) => {
       if (!e) return undefined;
       const now = this.clock();
+      for (const [id, x] of Object.entries(e.reservations)) if (keep.has(id)) this.held.set(id, x);
       dropped = Object.entries(e.reservations).filter(([id, x]) => !keep.has(id) && now - x.at > graceMs).map(([id]) => id);
       if (dropped.length === 0) return undefined;
       const reservations = Object.fromEntries(Object.entries(e.reservations).filter(([id]) => !dropped.includes(id)));

@@ -44,7 +44,7 @@ function startAgent(node: string): ChildProcess {
     '--node', node, '--nats', cluster.url, '--data-dir', d, '--run-dir', join(d, 'run'), '--bundle-root', join(d, 'bundles'),
     '--replicas', '3', '--creds', creds.seedFiles[node]!, '--capacity', 'vcpus=64,memory=65536,sandboxes=20'], {
     stdio: ['ignore', 'ignore', 'inherit'],
-    env: { ...process.env, CORRAL_SIMULATE_VMS: '1', CORRAL_CONF_FILE: join(dir, 'configuration.toml'), CORRAL_LOG_LEVEL: 'error' },
+    env: { ...process.env, CORRAL_SIMULATE_VMS: '1', CORRAL_CONF_FILE: join(dir, 'configuration.toml'), CORRAL_LOG_LEVEL: process.env.CORRAL_LOG_LEVEL ?? 'error' },
   });
   agents.set(node, p);
   return p;
@@ -141,7 +141,8 @@ describe('fleet on a 3-server cluster', () => {
       for (const t of tasks) if (t.id.startsWith('k')) held.set(t.id, [...(held.get(t.id) ?? []), node]);
     }
     for (const id of ids) expect(held.get(id), id).toEqual([placedOn.get(id)]);
-    // KV reads may be served by a replica that is still catching up after the failover: ask until current.
+    // KV reads may be served by a replica still catching up after the failover, and a reservation lost to
+    // an overwrite during the leader change (seen on 2.9.10) comes back with the node's next heartbeat.
     const reserved = async () => (await registry.list()).flatMap((e) => Object.keys(e.entry.reservations).filter((id) => id.startsWith('k'))).sort();
     await eventually(async () => JSON.stringify(await reserved()) === JSON.stringify([...ids].sort()), 10_000);
     expect(await reserved()).toEqual([...ids].sort());

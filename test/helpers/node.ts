@@ -38,8 +38,8 @@ export interface BundleOptions {
   resources?: Record<string, unknown>;
 }
 
-/** `simulate`: the hypervisor worker runs simulated VMs (no QEMU), for scale tests and benchmarks. */
-export async function testNode(opts: { faults?: boolean; simulate?: boolean } = {}) {
+/** `simulate`: the hypervisor worker runs simulated VMs (no QEMU), for scale tests and benchmarks; `env`: more for the agent. */
+export async function testNode(opts: { faults?: boolean; simulate?: boolean; env?: NodeJS.ProcessEnv } = {}) {
   const dataDir = mkdtempSync('/tmp/corral-e2e-');
   chmodSync(dataDir, 0o755); // a rootless VMM user must traverse it to reach its sandbox's share
   const bundles = join(dataDir, 'bundles');
@@ -50,7 +50,7 @@ export async function testNode(opts: { faults?: boolean; simulate?: boolean } = 
   const metrics = `127.0.0.1:${await freePort()}`;
   const n = await bringUp({
     dataDir, node, port: 0, io: quiet, guestDir: join(REPO, '.corral/guest'), bundleRoots: [bundles],
-    extraEnv: { CORRAL_TEST_FAULTS: opts.faults ? '1' : '0', CORRAL_SIMULATE_VMS: opts.simulate ? '1' : '0', CORRAL_METRICS_ADDR: metrics, CORRAL_LOG_LEVEL: process.env.CORRAL_LOG_LEVEL ?? 'error', CORRAL_CONFIG_ROOTS: configs },
+    extraEnv: { CORRAL_TEST_FAULTS: opts.faults ? '1' : '0', CORRAL_SIMULATE_VMS: opts.simulate ? '1' : '0', CORRAL_METRICS_ADDR: metrics, CORRAL_LOG_LEVEL: process.env.CORRAL_LOG_LEVEL ?? 'error', CORRAL_CONFIG_ROOTS: configs, ...opts.env },
   });
   const nc: NatsConnection = await connectNats(n.natsUrl, 'e2e');
   const env = { ...process.env, NATS_URL: n.natsUrl, CORRAL_NODE: node };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { free, shortfall, sumReservations, withoutReservation, withReservation } from '../../src/fleet/capacity.ts';
+import { free, shortfall, sumReservations, withHeld, withoutReservation, withReservation } from '../../src/fleet/capacity.ts';
 import { withHeartbeat, withState, type StateAction } from '../../src/fleet/state.ts';
 import type { NodeEntry, NodeState } from '../../src/fleet/types.ts';
 import { expectError } from './kata/expect-error.ts';
@@ -52,6 +52,20 @@ describe('reservations', () => {
     expect(withoutReservation(a, 'b', 'c1:1')).toBeUndefined();
     expect(withoutReservation(a, 'b', 'c2:1')!.used).toEqual({ vcpus: 0, memoryMiB: 0, sandboxes: 0 });
     expect(sumReservations(e.reservations)).toEqual(e.used);
+  });
+});
+
+describe('held reservations (the agent restores what vanished)', () => {
+  it('puts back a missing held reservation as it was and recomputes used; leaves others alone', () => {
+    const e1 = withReservation(entry(), r('t1'), 10)!;
+    const e2 = withReservation(e1, r('t2', 2, 1024, 'c2:7'), 11)!;
+    const lost = withoutReservation(e2, 't2')!; // a lost update dropped t2
+    const held = new Map([['t2', e2.reservations.t2!]]);
+    const healed = withHeld(lost, held);
+    expect(healed.reservations).toEqual(e2.reservations);
+    expect(healed.used).toEqual({ vcpus: 3, memoryMiB: 3072, sandboxes: 2 });
+    expect(withHeld(e2, held)).toBe(e2); // nothing missing: the same entry, no write
+    expect(withHeld(e2, new Map())).toBe(e2);
   });
 });
 

@@ -38,17 +38,14 @@ describe('RequestLedger', () => {
     expect(l.admit(undefined, msg('a'))).toBe(false);
   });
 
-  it('an Unavailable answer is given to the waiters but not remembered: a repeat tries again', () => {
+  it('errors are remembered too, Unavailable included: a late copy never does the work after all', () => {
     const { l, answered } = setup();
     l.admit('k', msg('a'));
     const unavailable = { ok: false as const, error: { code: 'Unavailable' as const, message: 'worker gone', retryable: true } };
     l.settle('k', unavailable);
     expect(answered).toEqual([['a', unavailable]]);
-    expect(l.admit('k', msg('b'))).toBe(false);
-    const failed = { ok: false as const, error: { code: 'Internal' as const, message: 'boot failed', retryable: false } };
-    l.settle('k', failed);
-    expect(l.admit('k', msg('c'))).toBe(true);
-    expect(answered.at(-1)).toEqual(['c', failed]);
+    expect(l.admit('k', msg('b'))).toBe(true);
+    expect(answered.at(-1)).toEqual(['b', unavailable]);
   });
 
   it('answers are forgotten after the ttl and beyond the size cap, oldest first', () => {

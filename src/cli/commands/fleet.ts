@@ -21,20 +21,25 @@ import type { Io } from '../main.ts';
 export const FLEET_USAGE = `corral fleet nodes [--json]
 corral fleet cordon NODE | corral fleet uncordon NODE
 corral fleet drain NODE [--timeout D] [--grace D] [--policy delete|recreate]
-corral fleet controller [--policy spread|binpack] [--lost-after D] [--name NAME] [--node-timeout D]
+corral fleet controller [--policy spread|binpack] [--lost-after D] [--name NAME] [--node-timeout D] [--replicas N]
 
   nodes       every node: state, capacity and use (vCPUs, MiB, sandboxes), last heartbeat, version
   cordon      stop placing new sandboxes on NODE (uncordon: resume)
   drain       cordon, then stop and delete NODE's sandboxes, with progress; --timeout bounds the whole
               drain (5m), --grace is SIGTERM to SIGKILL per task (10s); --policy recreate: not implemented
   controller  the placement service on corral.v1.fleet.task.create, queue group corral-fleet (run as
-              many as you like); --lost-after: heartbeat bound (3s); --node-timeout: a node's create (5m)`;
+              many as you like); --lost-after: heartbeat bound (3s); --node-timeout: a node's create (5m);
+              --replicas: of the registry bucket when this controller creates it (env CORRAL_REPLICAS; 3 on a
+              3-server cluster)
+
+  Every fleet command takes --creds FILE (env CORRAL_CREDS): the NKEY seed to connect with (an
+  operator's for nodes/cordon/drain, the controller's for controller; infra/nats/gen-creds.ts).`;
 
 async function connect(p: Parsed, io: Io, name: string): Promise<{ nc: NatsConnection; registry: NodeRegistry }> {
-  const s = loadSettings({ nats: p.values.nats as string | undefined }, io.env);
-  const nc = await connectNats(s.natsUrl, name);
+  const s = loadSettings({ nats: p.values.nats as string | undefined, creds: p.values.creds as string | undefined, replicas: p.values.replicas as string | undefined }, io.env);
+  const nc = await connectNats(s.natsUrl, name, { nkeySeedFile: s.credsFile });
   try {
-    return { nc, registry: await NodeRegistry.open(nc) };
+    return { nc, registry: await NodeRegistry.open(nc, { replicas: s.replicas }) };
   } catch (e) { await nc.close().catch(() => {}); throw e; }
 }
 
@@ -109,7 +114,7 @@ async function drain(argv: string[], io: Io): Promise<number> {
 }
 
 async function controller(argv: string[], io: Io): Promise<number> {
-  const p = parse(argv, { policy: { type: 'string' }, 'lost-after': { type: 'string' }, name: { type: 'string' }, 'node-timeout': { type: 'string' }, 'log-level': { type: 'string' } });
+  const p = parse(argv, { policy: { type: 'string' }, 'lost-after': { type: 'string' }, name: { type: 'string' }, 'node-timeout': { type: 'string' }, 'log-level': { type: 'string' }, replicas: { type: 'string' } });
   const policy = (p.values.policy as string | undefined) ?? 'spread';
   if (!POLICIES.includes(policy as Policy)) throw err.invalid(`--policy must be one of ${POLICIES.join(', ')}, got ${JSON.stringify(policy)}`);
   const log = rootLogger({ name: 'corral-fleet', level: p.values['log-level'] as string | undefined });
