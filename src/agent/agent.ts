@@ -67,6 +67,15 @@ interface Task {
   createdAt: number;
 }
 
+/**
+ * A fleet create's spec and placement, recorded with its create input (the bundle path is this node's
+ * alone): what `corral fleet drain --policy recreate` sends to the fleet again.
+ */
+function inlineOf(body: unknown): { inline?: { spec: unknown; placement: unknown } } {
+  const o = body as { spec?: unknown; placement?: unknown };
+  return o.spec && typeof o.spec === 'object' ? { inline: { spec: o.spec, placement: o.placement ?? {} } } : {};
+}
+
 /** Where a request's answer goes: its NATS reply subject, or (with a requestId) every copy of it. */
 type ReplyTo = (env: Envelope<unknown>) => void;
 /** Machine states in which a create has not been answered yet. */
@@ -285,7 +294,7 @@ export function buildAgent(d: AgentDeps) {
       pending.set(rid, { reply, verb: 'create', t0: performance.now(), after });
       const t = spawn(req.id, cls.type === 'pod_container' ? 'container' : 'sandbox', sandboxId, req, rid);
       try {
-        await d.events.append(sandboxId, 'input', { taskId: req.id, requestId: (body as { requestId?: string }).requestId, event: { type: 'create', rid, request: req as never, containerType: cls.type, machine: t.kind, instance: t.instance } });
+        await d.events.append(sandboxId, 'input', { taskId: req.id, requestId: (body as { requestId?: string }).requestId, ...inlineOf(body), event: { type: 'create', rid, request: req as never, containerType: cls.type, machine: t.kind, instance: t.instance } });
       } catch (e) { tasks.delete(req.id); pending.delete(rid); throw e; }
       if (d.crashAt === 'after:create-input') process.kill(process.pid, 'SIGKILL');
       t.actor.start();

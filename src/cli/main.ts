@@ -48,7 +48,7 @@ Events and replay
 Fleet (many nodes: docs/api.md, Fleet)
   fleet nodes                         every node: state, capacity and use, last heartbeat, version
   fleet cordon NODE | uncordon NODE   stop or resume placing new sandboxes on NODE
-  fleet drain NODE [--timeout D] [--grace D]
+  fleet drain NODE [--timeout D] [--grace D] [--policy delete|recreate]
                                       cordon, then stop and delete NODE's sandboxes, with progress
   fleet controller [--policy spread|binpack] [--lost-after D]
                                       the placement service (any number of replicas, one queue group)

@@ -59,6 +59,8 @@ export interface CreateInlineBody {
   reservation: { vcpus: number; memoryMiB: number; ref: string } | null;
   /** The fleet request's idempotency key (or one the controller made): the node joins repeats to the first. */
   requestId: string;
+  /** What placed it (labels, VM base size), recorded by the node with the spec: a drain can recreate it elsewhere. */
+  placement: { labels: Record<string, string>; vm?: FleetCreateRequest['vm'] };
 }
 
 /** The reply of createInline (as the Task API's create). */
@@ -176,6 +178,7 @@ export class FleetController {
     const requestId = req.requestId ?? randomUUID();
     const body = (reservation: CreateInlineBody['reservation']): CreateInlineBody => ({
       id: req.id, spec: req.spec, rootfs: req.rootfs, terminal: req.terminal, stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, options: req.options, reservation, requestId,
+      placement: { labels: req.labels, ...(req.vm ? { vm: req.vm } : {}) },
     });
     if (s.containerType === 'pod_container') {
       const home = this.view.all().find((v) => Object.hasOwn(v.entry.reservations, s.sandboxId));

@@ -87,7 +87,8 @@ export class NodeRegistry {
    * Read-modify-write of one entry with compare-and-swap. Starts from `hint` (a cached read) when
    * given, else reads. On a revision conflict or a write whose outcome is unknown (timeout,
    * reconnect) it reads again and calls `mutate` again, until the deadline. When `mutate` refuses
-   * (throws) on a cached `hint`, it is asked once more on a fresh read before the refusal stands.
+   * (throws) or finds nothing to do on a cached `hint`, it is asked once more on a fresh read before
+   * that stands.
    */
   async update(node: string, mutate: Mutate, hint?: Versioned): Promise<UpdateResult> {
     const k = nodeKey(node);
@@ -102,7 +103,12 @@ export class NodeRegistry {
         if (fresh) throw e;
         cur = await this.get(node); fresh = true; continue;
       }
-      if (next === undefined) return { current: cur, wrote: false, conflicts };
+      if (next === undefined) {
+        // "Nothing to do" decided on a cached copy may be wrong (a release of a reservation the copy
+        // predates): confirm it on a fresh read.
+        if (!fresh) { cur = await this.get(node); fresh = true; continue; }
+        return { current: cur, wrote: false, conflicts };
+      }
       if (next.node !== node) throw err.internal(`registry update of ${node} would write an entry named ${next.node}`);
       try {
         const data = encode(next);
@@ -198,6 +204,18 @@ export class AgentRegistration {
   private beating: Promise<void> | undefined;
   /** Reservations of the sandboxes this agent holds: restored by heartbeats if they vanish (withHeld). */
   private readonly held = new Map<string, Reservation>();
+  /**
+   * This agent's writes to its entry, one at a time. On a nats-server 2.9 cluster two compare-and-swap
+   * writes to one key within a few ms can both succeed (the expected-revision check is made before
+   * the write is replicated, not in it: nats-server #4320, fixed in 2.9.21), losing one of them; 30
+   * sandboxes deleted at once lost most of their releases that way.
+   */
+  private queue: Promise<unknown> = Promise.resolve();
+  private serial<T>(f: () => Promise<T>): Promise<T> {
+    const next = this.queue.catch(() => {}).then(f);
+    this.queue = next;
+    return next;
+  }
   /** Heartbeats written (for tests). */
   beats = 0;
 
@@ -239,12 +257,12 @@ export class AgentRegistration {
    */
   async register(info: RegisterInfo = {}): Promise<NodeEntry> {
     this.info = this.resolve({ ...this.opts, ...info, capacity: { ...this.opts.capacity, ...info.capacity }, labels: info.labels ?? this.opts.labels });
-    const r = await this.registry.update(this.opts.node, (e) => {
+    const r = await this.serial(() => this.registry.update(this.opts.node, (e) => {
       const now = this.clock();
       if (!e) return this.fresh(now);
       const { simulated: _s, ...rest } = withHeartbeat(e, now);
       return { ...rest, labels: this.info.labels, capacity: this.info.capacity, version: this.info.version, ...(this.info.simulated ? { simulated: true } : {}) };
-    });
+    }));
     this.last = r.current;
     this.startHeartbeats();
     return r.current!.entry;
@@ -254,7 +272,7 @@ export class AgentRegistration {
   async heartbeat(): Promise<void> {
     if (this.beating) return this.beating;
     this.beating = (async () => {
-      const r = await this.registry.update(this.opts.node, (e) => (e ? withHeld(withHeartbeat(e, this.clock()), this.held) : this.fresh(this.clock())), this.last);
+      const r = await this.serial(() => this.registry.update(this.opts.node, (e) => (e ? withHeld(withHeartbeat(e, this.clock()), this.held) : this.fresh(this.clock())), this.last));
       this.last = r.current;
       this.beats++;
     })().finally(() => { this.beating = undefined; });
@@ -282,7 +300,7 @@ export class AgentRegistration {
    *   or another writer), NotFound (not registered).
    */
   async reserve(req: { id: string; vcpus: number; memoryMiB: number }): Promise<NodeEntry> {
-    const r = await this.registry.reserve(this.opts.node, { ...req, ref: this.ref }, this.last, this.clock);
+    const r = await this.serial(() => this.registry.reserve(this.opts.node, { ...req, ref: this.ref }, this.last, this.clock));
     this.last = r.current;
     return r.current!.entry;
   }
@@ -296,7 +314,7 @@ export class AgentRegistration {
   /** Release a sandbox's reservation, whoever made it (the agent owns its sandboxes once created). No reservation: nothing happens. */
   async release(req: { id: string }): Promise<NodeEntry | undefined> {
     this.held.delete(req.id);
-    const r = await this.registry.release(this.opts.node, req.id, undefined, this.last);
+    const r = await this.serial(() => this.registry.release(this.opts.node, req.id, undefined, this.last));
     this.last = r.current ?? this.last;
     return r.current?.entry;
   }
@@ -309,7 +327,7 @@ export class AgentRegistration {
   async reconcile(live: Iterable<string>, graceMs = 60_000): Promise<string[]> {
     const keep = new Set(live);
     let dropped: string[] = [];
-    const r = await this.registry.update(this.opts.node, (e) => {
+    const r = await this.serial(() => this.registry.update(this.opts.node, (e) => {
       if (!e) return undefined;
       const now = this.clock();
       for (const [id, x] of Object.entries(e.reservations)) if (keep.has(id)) this.held.set(id, x);
@@ -317,7 +335,7 @@ export class AgentRegistration {
       if (dropped.length === 0) return undefined;
       const reservations = Object.fromEntries(Object.entries(e.reservations).filter(([id]) => !dropped.includes(id)));
       return { ...e, reservations, used: sumReservations(reservations) };
-    }, this.last);
+    }, this.last));
     this.last = r.current ?? this.last;
     return dropped;
   }

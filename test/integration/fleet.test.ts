@@ -271,7 +271,7 @@ describe('corral fleet (CLI)', () => {
     expect(await run('uncordon', 'cli-b')).toMatchObject({ code: 0, out: 'cli-b: ready' });
     expect((await run('cordon', 'nope')).err).toMatch(/NotFound: node nope is not registered/);
 
-    expect((await run('drain', 'cli-a', '--policy', 'recreate')).err).toMatch(/^NotImplemented: drain --policy recreate is not implemented/);
+    expect((await run('drain', 'cli-a', '--policy', 'move')).err).toMatch(/^InvalidArgument: --policy must be delete or recreate, got "move"/);
     const d = await run('drain', 'cli-a', '--grace', '1s');
     expect(d.code).toBe(0);
     expect(d.out.split('\n')).toEqual([

@@ -11,6 +11,7 @@ import { loadSettings } from '../../agent/settings.ts';
 import { rootLogger } from '../../log.ts';
 import { FleetController } from '../../fleet/controller.ts';
 import { drainNode } from '../../fleet/drain.ts';
+import { fleetRecreator } from '../../fleet/recreate.ts';
 import { DEFAULT_LOST_AFTER_MS } from '../../fleet/liveness.ts';
 import { POLICIES, type Policy } from '../../fleet/placement.ts';
 import { NodeRegistry } from '../../fleet/registry.ts';
@@ -26,7 +27,8 @@ corral fleet controller [--policy spread|binpack] [--lost-after D] [--name NAME]
   nodes       every node: state, capacity and use (vCPUs, MiB, sandboxes), last heartbeat, version
   cordon      stop placing new sandboxes on NODE (uncordon: resume)
   drain       cordon, then stop and delete NODE's sandboxes, with progress; --timeout bounds the whole
-              drain (5m), --grace is SIGTERM to SIGKILL per task (10s); --policy recreate: not implemented
+              drain (5m), --grace is SIGTERM to SIGKILL per task (10s); --policy recreate: then create
+              them again through the fleet on other nodes (started if they ran; fleet-created ones only)
   controller  the placement service on corral.v1.fleet.task.create, queue group corral-fleet (run as
               many as you like); --lost-after: heartbeat bound (3s); --node-timeout: a node's create (5m);
               --replicas: of the registry bucket when this controller creates it (env CORRAL_REPLICAS; 3 on a
@@ -107,7 +109,7 @@ async function drain(argv: string[], io: Io): Promise<number> {
   if (policy !== 'delete' && policy !== 'recreate') throw err.invalid(`--policy must be delete or recreate, got ${JSON.stringify(policy)}`);
   const r = await withRegistry(p, io, (nc, reg) => drainNode(reg, node,
     (verb, body, timeoutMs) => taskRequest(nc, node, verb, body, timeoutMs),
-    { timeoutMs: duration(p.values.timeout as string, 300_000), graceMs: duration(p.values.grace as string, 10_000), policy },
+    { timeoutMs: duration(p.values.timeout as string, 300_000), graceMs: duration(p.values.grace as string, 10_000), policy, ...(policy === 'recreate' ? { recreator: fleetRecreator(nc, node) } : {}) },
     (line) => { if (!p.values.json) io.out(line); }));
   if (p.values.json) io.out(JSON.stringify(r));
   return r.failed.length ? 1 : 0;
