@@ -144,6 +144,7 @@ describe('fleet on a 3-server cluster', () => {
       expect(v.status, x.id).toBe(started.has(x.id) ? 'running' : 'created');
     }
     await eventually(async () => (await placed()).fb === 0, 10_000);
+    expect((await placed()).fb).toBe(0);
     for (const x of r.recreated) {
       if (started.has(x.id)) { await taskRequest(admin, x.node, 'kill', { id: x.id, signal: 'SIGKILL' }, 10_000); await taskRequest(admin, x.node, 'wait', { id: x.id }, 30_000); }
       await taskRequest(admin, x.node, 'delete', { id: x.id }, 30_000);

@@ -98,6 +98,7 @@ describe('a repeated request is done once', () => {
     await eventually(async () => count(await kinds(id), 'deleted') === 1, 10_000);
     const ks = await kinds(id);
     expect(count(ks, 'created')).toBe(1);
+    expect(count(ks, 'deleted')).toBe(1);
   });
 
   it('a malformed requestId is InvalidArgument', async () => {
