@@ -86,6 +86,17 @@ export function withHeld(e: NodeEntry, held: ReadonlyMap<string, Reservation>): 
 }
 
 /**
+ * The entry without the reservations nobody holds: not in `held` and made before `before` (younger ones
+ * may belong to a createInline still on its way). What a lost release leaves behind goes this way.
+ */
+export function withoutUnheld(e: NodeEntry, held: ReadonlyMap<string, unknown>, before: number): NodeEntry {
+  const keep = Object.entries(e.reservations).filter(([id, r]) => held.has(id) || r.at >= before);
+  if (keep.length === Object.keys(e.reservations).length) return e;
+  const reservations = Object.fromEntries(keep);
+  return { ...e, reservations, used: sumReservations(reservations) };
+}
+
+/**
  * The entry without the reservation of `id`, or undefined when there is none (or, with `ref`, when
  * it was made by someone else: a controller never releases a reservation it did not make).
  */

@@ -15,7 +15,7 @@ import { err } from '../errors.ts';
 import { decode, encode } from '../bus/codec.ts';
 import { retrying } from '../bus/retry.ts';
 import { isTransientPublishError } from '../bus/eventlog.ts';
-import { withHeld, withReservation, withoutReservation, sumReservations, type ReserveRequest } from './capacity.ts';
+import { withHeld, withoutUnheld, withReservation, withoutReservation, sumReservations, type ReserveRequest } from './capacity.ts';
 import { corralVersion, hostCapacity } from './host.ts';
 import { withHeartbeat, withState, type StateAction } from './state.ts';
 import { checkEntry, ZERO, type NodeEntry, type Reservation, type Resources, type Versioned } from './types.ts';
@@ -185,6 +185,11 @@ export interface AgentRegistrationOptions extends RegisterInfo {
   node: string;
   /** Heartbeat period. @default 1000 ms */
   heartbeatMs?: number;
+  /**
+   * The agent holds every sandbox on its node: each heartbeat drops reservations it does not hold that
+   * are older than this (a release lost to a concurrent write). Off by default (simulated nodes in tests).
+   */
+  pruneUnheldAfterMs?: number;
   /** Errors of background heartbeats (they keep going). */
   onError?: (e: unknown) => void;
   clock?: () => number;
@@ -272,7 +277,12 @@ export class AgentRegistration {
   async heartbeat(): Promise<void> {
     if (this.beating) return this.beating;
     this.beating = (async () => {
-      const r = await this.serial(() => this.registry.update(this.opts.node, (e) => (e ? withHeld(withHeartbeat(e, this.clock()), this.held) : this.fresh(this.clock())), this.last));
+      const r = await this.serial(() => this.registry.update(this.opts.node, (e) => {
+        const now = this.clock();
+        if (!e) return this.fresh(now);
+        const beat = withHeld(withHeartbeat(e, now), this.held);
+        return this.opts.pruneUnheldAfterMs ? withoutUnheld(beat, this.held, now - this.opts.pruneUnheldAfterMs) : beat;
+      }, this.last));
       this.last = r.current;
       this.beats++;
     })().finally(() => { this.beating = undefined; });
@@ -302,6 +312,8 @@ export class AgentRegistration {
   async reserve(req: { id: string; vcpus: number; memoryMiB: number }): Promise<NodeEntry> {
     const r = await this.serial(() => this.registry.reserve(this.opts.node, { ...req, ref: this.ref }, this.last, this.clock));
     this.last = r.current;
+    const mine = r.current?.entry.reservations[req.id];
+    if (mine) this.held.set(req.id, mine);
     return r.current!.entry;
   }
 

@@ -9,7 +9,8 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connectNats } from '../../src/bus/connection.ts';
-import { decode } from '../../src/bus/codec.ts';
+import { decode, encode } from '../../src/bus/codec.ts';
+import { eventually } from '../helpers/node.ts';
 import { ensureEventStream } from '../../src/bus/eventlog.ts';
 import { request } from '../../src/bus/rpc.ts';
 import { subjects } from '../../src/bus/subjects.ts';
@@ -241,6 +242,31 @@ describe('node loss', () => {
     expect(recs.map((r) => r.sandbox).sort()).toEqual(['y.0', 'y.1', 'y.2']);
     expect(recs[0]).toMatchObject({ node: 'ya', kind: 'lost', reason: 'node lost' });
     expect((await entryOf('yb')).state).toBe('ready');
+  });
+});
+
+describe('the agent keeps its entry honest', () => {
+  it('heartbeats put back a held reservation an overwrite dropped, and drop one nobody holds once it is old', async () => {
+    const agent = new AgentRegistration(registry, { node: 'hh', capacity: CAP(4), simulated: true, heartbeatMs: 50, pruneUnheldAfterMs: 300 });
+    cleanups.push(() => agent.deregister());
+    await agent.register();
+    // A controller reserves two sandboxes; the node creates one of them (it holds it), the other never arrives.
+    await registry.reserve('hh', { id: 'kept', vcpus: 1, memoryMiB: 2048, ref: 'rq:a' });
+    await registry.reserve('hh', { id: 'orphan', vcpus: 1, memoryMiB: 2048, ref: 'rq:b' });
+    agent.hold('kept', (await entryOf('hh')).reservations.kept!);
+    // A lost update (nats-server 2.9 CAS race) drops the held one: written here as a plain overwrite.
+    const v = (await registry.get('hh'))!;
+    const { kept: _k, ...rest } = v.entry.reservations;
+    await registry.kv.put('hh', encode({ ...v.entry, reservations: rest, used: { vcpus: 1, memoryMiB: 2048, sandboxes: 1 } }));
+    expect(Object.keys((await entryOf('hh')).reservations)).toEqual(['orphan']);
+    await eventually(async () => JSON.stringify(Object.keys((await entryOf('hh')).reservations)) === '["kept"]', 5000);
+    const e = await entryOf('hh');
+    expect(Object.keys(e.reservations)).toEqual(['kept']);
+    expect(e.used).toEqual({ vcpus: 1, memoryMiB: 2048, sandboxes: 1 });
+    // Released: gone for good (not put back).
+    await agent.release({ id: 'kept' });
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await entryOf('hh')).reservations).toEqual({});
   });
 });
 

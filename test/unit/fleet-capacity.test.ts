@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { free, shortfall, sumReservations, withHeld, withoutReservation, withReservation } from '../../src/fleet/capacity.ts';
+import { free, shortfall, sumReservations, withHeld, withoutReservation, withoutUnheld, withReservation } from '../../src/fleet/capacity.ts';
 import { withHeartbeat, withState, type StateAction } from '../../src/fleet/state.ts';
 import type { NodeEntry, NodeState } from '../../src/fleet/types.ts';
 import { expectError } from './kata/expect-error.ts';
@@ -66,6 +66,15 @@ describe('held reservations (the agent restores what vanished)', () => {
     expect(healed.used).toEqual({ vcpus: 3, memoryMiB: 3072, sandboxes: 2 });
     expect(withHeld(e2, held)).toBe(e2); // nothing missing: the same entry, no write
     expect(withHeld(e2, new Map())).toBe(e2);
+  });
+
+  it('drops reservations nobody holds once they are older than the cut; young ones may be a create on its way', () => {
+    const e = withReservation(withReservation(withReservation(entry(), r('old'), 10)!, r('young'), 500)!, r('mine'), 10)!;
+    const held = new Map([['mine', e.reservations.mine!]]);
+    const pruned = withoutUnheld(e, held, 100);
+    expect(Object.keys(pruned.reservations).sort()).toEqual(['mine', 'young']);
+    expect(pruned.used).toEqual({ vcpus: 2, memoryMiB: 4096, sandboxes: 2 });
+    expect(withoutUnheld(pruned, held, 100)).toBe(pruned); // nothing more to drop: the same entry
   });
 });
 

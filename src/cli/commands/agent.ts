@@ -102,6 +102,9 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
   const registration = await untilReady('the node registry', () => AgentRegistration.open(nc, {
     node: settings.node, labels, capacity, simulated: io.env.CORRAL_SIMULATE_VMS === '1', replicas: settings.replicas,
     onError: (e) => log.warn({ err: e }, 'fleet heartbeat failed'),
+    // This agent holds every sandbox on its node: a reservation it does not hold after 5 min (the
+    // controller's default node timeout) is one whose release was lost.
+    pruneUnheldAfterMs: 300_000,
   }));
   const agent = buildAgent({ nc, settings, rules: createRules(settings), events, log, metrics, watch, crashAt, snapshots, registration, inlineBundleRoot: `${settings.dataDir}/bundles/fleet`, onShutdown: () => void shutdown('shutdown request') });
   const mgmt = await startManagement(settings.metricsAddr, () => metrics.render({ corral_tasks: agent.tasks.size }));
