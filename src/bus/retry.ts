@@ -16,3 +16,15 @@ export async function retrying<T>(what: string, f: () => Promise<T>, opts: { dea
     }
   }
 }
+
+/**
+ * `p`, or `Unavailable` after `ms` (calling `onTimeout`, e.g. to stop an iterator): for client calls
+ * that can wait forever across a failover (a KV key listing whose consumer stalls).
+ */
+export function withDeadline<T>(p: Promise<T>, ms: number, what: string, onTimeout?: () => void): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => { onTimeout?.(); reject(err.unavailable(`${what}: no answer within ${ms} ms`)); }, ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}

@@ -13,7 +13,7 @@ import { JetStreamApiError } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { err } from '../errors.ts';
 import { decode, encode } from '../bus/codec.ts';
-import { retrying } from '../bus/retry.ts';
+import { retrying, withDeadline } from '../bus/retry.ts';
 import { isTransientPublishError } from '../bus/eventlog.ts';
 import { withHeld, withoutUnheld, withReservation, withoutReservation, sumReservations, type ReserveRequest } from './capacity.ts';
 import { corralVersion, hostCapacity } from './host.ts';
@@ -77,7 +77,9 @@ export class NodeRegistry {
   async list(): Promise<Versioned[]> {
     return retrying('list the node registry', async () => {
       const keys: string[] = [];
-      for await (const k of await this.kv.keys()) keys.push(k);
+      const it = await this.kv.keys();
+      // The listing's consumer can stall for good across a failover: give it up and list again.
+      await withDeadline((async () => { for await (const k of it) keys.push(k); })(), 5000, 'registry key listing', () => it.stop());
       const out = (await Promise.all(keys.map((k) => this.get(k)))).filter((v): v is Versioned => !!v);
       return out.sort((a, b) => (a.entry.node < b.entry.node ? -1 : a.entry.node > b.entry.node ? 1 : 0));
     });
