@@ -64,7 +64,6 @@ const reply = (rid: string, result: unknown): Reply => ({ type: 'reply', rid, ok
 const fail = (rid: string, error: WireError): Reply => ({ type: 'reply', rid, ok: false, error });
 const precondition = (verb: string, state: string): WireError => ({ code: 'FailedPrecondition', message: `cannot ${verb} task in ${state} state`, retryable: false });
 const exitInfo = (c: LifecycleContext) => ({ exitStatus: c.exitStatus ?? 0, exitedAt: c.exitedAt ?? 0, pid: c.pid });
-
 export function lifecycleMachine(kind: 'sandbox' | 'container') {
   return setup({
     types: {
@@ -221,8 +220,21 @@ export function lifecycleMachine(kind: 'sandbox' | 'container') {
         always: { guard: ({ context }) => context.exitStatus !== null, target: 'stopping' },
         on: {
           kill: { target: '.signalling', actions: assign({ pendingRid: ({ event }) => event.rid, pendingKill: ({ event }) => ({ signal: event.signal, all: event.all }) }) },
-          exit: { target: 'stopping', actions: assign({ exitStatus: ({ event }) => event.exitStatus, exitedAt: ({ event }) => event.exitedAt }) },
-          hostGone: { target: 'stopping', actions: assign({ exitStatus: 255, exitedAt: ({ event }) => event.at }) },
+          // The process may exit before the signal's own reply is in: the kill waiting for it is answered too.
+          exit: {
+            target: 'stopping',
+            actions: enqueueActions(({ context, event, enqueue }) => {
+              if (context.pendingKill && context.pendingRid) enqueue.emit(reply(context.pendingRid, {}) as never);
+              enqueue.assign({ exitStatus: event.exitStatus, exitedAt: event.exitedAt, pendingRid: null, pendingKill: null });
+            }),
+          },
+          hostGone: {
+            target: 'stopping',
+            actions: enqueueActions(({ context, event, enqueue }) => {
+              if (context.pendingKill && context.pendingRid) enqueue.emit(reply(context.pendingRid, {}) as never);
+              enqueue.assign({ exitStatus: 255, exitedAt: event.at, pendingRid: null, pendingKill: null });
+            }),
+          },
         },
       },
       stopping: {

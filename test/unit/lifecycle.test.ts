@@ -102,6 +102,20 @@ describe('sandbox lifecycle', () => {
     expect(replies(emitted).find((r) => r.rid === 'k3')!.error!.code).toBe('FailedPrecondition');
   });
 
+  it('a kill whose process exits before the signal is answered still gets its reply (exit or VM death)', async () => {
+    for (const gone of [{ type: 'exit', exitStatus: 143, exitedAt: 3 }, { type: 'hostGone', at: 3 }] as const) {
+      const { fx } = fakeEffects();
+      const { actor, emitted } = run(sandboxMachine, fx);
+      await until(actor, (s) => s === 'created');
+      actor.send({ type: 'start', rid: 'r1', at: 1 });
+      await until(actor, (s) => s.includes('running'));
+      actor.send({ type: 'kill', rid: 'k1', signal: 15, all: true, at: 2 });
+      actor.send(gone); // before the signal effect's own reply (a microtask away)
+      await until(actor, (s) => s.includes('stopped'));
+      expect(replies(emitted).filter((r) => r.rid === 'k1'), gone.type).toEqual([{ type: 'reply', rid: 'k1', ok: true, result: {} }]);
+    }
+  });
+
   it('VM death while running exits 255 and tears everything down', async () => {
     const { fx, compensated } = fakeEffects();
     const { actor, emitted } = run(sandboxMachine, fx);
