@@ -78,8 +78,6 @@ function inlineOf(body: unknown): { inline?: { spec: unknown; placement: unknown
 
 /** Where a request's answer goes: its NATS reply subject, or (with a requestId) every copy of it. */
 type ReplyTo = (env: Envelope<unknown>) => void;
-/** Machine states in which a create has not been answered yet. */
-const CREATING = new Set(['validating', 'configuring', 'mounting', 'preparingUser', 'booting', 'rollingBack']);
 
 export function buildAgent(d: AgentDeps) {
   const tasks = new Map<string, Task>();
@@ -258,12 +256,11 @@ export function buildAgent(d: AgentDeps) {
     for (const [id, o] of open) {
       const t = tasks.get(id);
       if (!t || pending.has(o.rid)) continue;
-      const st = stateName(t.actor);
       const ctx = t.actor.getSnapshot().context;
-      if (CREATING.has(st)) {
+      if (taskStatus(t.actor) === 'unknown') { // still on the create path (or rolling it back): not answered yet
         ledger.admit(o.key, undefined);
         pending.set(o.rid, { reply: (env) => ledger.settle(o.key, env), verb: 'create', t0: performance.now() });
-      } else if (st === 'failed') ledger.settle(o.key, { ok: false, error: ctx.error as WireError });
+      } else if (stateName(t.actor) === 'failed') ledger.settle(o.key, { ok: false, error: ctx.error as WireError });
       else ledger.settle(o.key, { ok: true, result: { pid: ctx.pid } }); // finished during recovery, its fact not yet in the log
     }
   }

@@ -41,6 +41,7 @@ import type { NodeRegistry } from './registry.ts';
 import { parseFleetCreate, sizeFleetCreate, type FleetCreateRequest, type SizedRequest } from './request.ts';
 import type { NodeEntry, Versioned } from './types.ts';
 import { RegistryView } from './view.ts';
+import { Lanes } from './lanes.ts';
 
 export const FLEET_QUEUE = 'corral-fleet';
 
@@ -117,7 +118,7 @@ export class FleetController {
   /** Reservations chosen but not yet stored, per node: added to `used` when placing (the assume cache). */
   private readonly pending = new Map<string, Map<string, Demand>>();
   /** One registry write per node at a time from this replica. */
-  private readonly lanes = new Map<string, Promise<unknown>>();
+  private readonly lanes = new Lanes();
   private readonly stats0 = { placed: 0, failed: 0, nextNode: 0 };
   /** Requests with a requestId being placed by this replica: a repeat joins its first copy. */
   private readonly inflight = new Map<string, Promise<FleetCreateResult>>();
@@ -204,7 +205,7 @@ export class FleetController {
       this.assume(node, ref, s.demand);
       let reserved: Versioned | undefined;
       try {
-        reserved = await this.lane(node, async () => {
+        reserved = await this.lanes.run(node, async () => {
           const r = await this.o.registry.reserve(node, { id: req.id, ref, ...s.demand }, this.view.get(node));
           if (r.current) this.view.apply(node, r.current);
           return r.current;
@@ -228,7 +229,7 @@ export class FleetController {
           this.o.log?.('warn', 'node did not answer createInline in time; its reservation is kept', { node, id: req.id });
           throw err.timeout(`node ${node} did not answer the create of ${req.id} in time (it may still create it): ${ce.message}`, ce);
         }
-        await this.lane(node, async () => {
+        await this.lanes.run(node, async () => {
           const r = await this.o.registry.release(node, req.id, ref, reserved ?? this.view.get(node));
           if (r.current) this.view.apply(node, r.current);
         }).catch((x: unknown) => this.o.log?.('error', 'release after a refused create failed', { node, id: req.id, err: String(x) }));
@@ -263,19 +264,11 @@ export class FleetController {
     if (p?.size === 0) this.pending.delete(node);
   }
 
-  private lane<T>(node: string, f: () => Promise<T>): Promise<T> {
-    const prev = this.lanes.get(node) ?? Promise.resolve();
-    const next = prev.catch(() => {}).then(f);
-    this.lanes.set(node, next);
-    void next.finally(() => { if (this.lanes.get(node) === next) this.lanes.delete(node); }).catch(() => {});
-    return next;
-  }
-
   /** Stop serving (requests in flight finish), stop the liveness monitor and the watch. */
   async stop(): Promise<void> {
     this.sub?.unsubscribe();
     this.liveness?.stop();
     this.view.stop();
-    await Promise.allSettled([...this.lanes.values()]);
+    await this.lanes.idle();
   }
 }

@@ -14,6 +14,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { err } from '../errors.ts';
 import { decode, encode } from '../bus/codec.ts';
 import { retrying, withDeadline } from '../bus/retry.ts';
+import { Lanes } from './lanes.ts';
 import { isTransientPublishError } from '../bus/eventlog.ts';
 import { withHeld, withoutUnheld, withReservation, withoutReservation, sumReservations, type ReserveRequest } from './capacity.ts';
 import { corralVersion, hostCapacity } from './host.ts';
@@ -211,18 +212,9 @@ export class AgentRegistration {
   private beating: Promise<void> | undefined;
   /** Reservations of the sandboxes this agent holds: restored by heartbeats if they vanish (withHeld). */
   private readonly held = new Map<string, Reservation>();
-  /**
-   * This agent's writes to its entry, one at a time. On a nats-server 2.9 cluster two compare-and-swap
-   * writes to one key within a few ms can both succeed (the expected-revision check is made before
-   * the write is replicated, not in it: nats-server #4320, fixed in 2.9.21), losing one of them; 30
-   * sandboxes deleted at once lost most of their releases that way.
-   */
-  private queue: Promise<unknown> = Promise.resolve();
-  private serial<T>(f: () => Promise<T>): Promise<T> {
-    const next = this.queue.catch(() => {}).then(f);
-    this.queue = next;
-    return next;
-  }
+  /** This agent's writes to its entry, one at a time (lanes.ts: the nats-server 2.9 CAS race, #4320). */
+  private readonly lanes = new Lanes();
+  private serial<T>(f: () => Promise<T>): Promise<T> { return this.lanes.run(this.opts.node, f); }
   /** Heartbeats written (for tests). */
   beats = 0;
 

@@ -1,7 +1,7 @@
 /**
  * NATS itself restarted in the middle of a create (issue 3, "What must hold"): the node's nats-server is
  * SIGKILLed and started again on the same port and store dir while a real sandbox boots. The agent and
- * its workers reconnect by themselves; the create completes or rolls back; no event is lost (the log
+ * its workers reconnect by themselves; the create completes and its caller gets the reply; no event is lost (the log
  * holds the sandbox's facts complete and in order, and replays to its recorded states); nothing leaks.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -18,7 +18,7 @@ afterEach(async () => {
   await n.expectNothingLeft(ids);
 });
 
-const FACTS = new Set(['created', 'started', 'exited', 'deleted', 'rolledBack']);
+const FACTS = new Set(['created', 'started', 'exited', 'deleted', 'rolledBack']); // a rollback would show
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const since = (t: number) => Math.round(performance.now() - t);
 
@@ -44,30 +44,19 @@ async function waitForState(id: string, states: string[], ms = 60_000): Promise<
   }
 }
 
-/** The create's outcome as its caller sees it; a request lost with the server is an error, then `state` tells. */
-async function createOutcome(p: Promise<unknown>, id: string): Promise<'created' | 'rolledBack'> {
-  try { await p; return 'created'; } catch (e) {
-    if (!(e instanceof CorralError) || !['Timeout', 'Unavailable', 'Internal'].includes(e.code)) throw e;
-    const st = await waitForState(id, ['created', 'failed', 'gone'], 240_000);
-    return st === 'created' ? 'created' : 'rolledBack';
-  }
-}
-
 /**
- * After the create: run the sandbox through its lifecycle if it was created (start, SIGKILL, wait,
- * delete) and check the log: the facts complete and in order, one create input, first, and a replay
- * of the records that gives back the recorded states (a lost input would make it diverge).
+ * After the create: run the sandbox through its lifecycle (start, SIGKILL, wait, delete) and check the
+ * log: the facts complete and in order, one create input, first, and a replay of the records that
+ * gives back the recorded states (a lost input would make it diverge).
  */
-async function finishAndCheck(id: string, outcome: 'created' | 'rolledBack'): Promise<EventRecord[]> {
-  if (outcome === 'created') {
-    await n.call('start', { id });
-    await n.call('kill', { id, signal: 'SIGKILL' });
-    expect(await n.call('wait', { id })).toMatchObject({ exitStatus: 137 });
-    await n.call('delete', { id });
-  }
+async function finishAndCheck(id: string): Promise<EventRecord[]> {
+  await n.call('start', { id });
+  await n.call('kill', { id, signal: 'SIGKILL' });
+  expect(await n.call('wait', { id })).toMatchObject({ exitStatus: 137 });
+  await n.call('delete', { id });
   expect(await stateOf(id)).toBeUndefined();
-  const rs = await factsOf(id, outcome === 'created' ? 'deleted' : 'rolledBack');
-  expect(rs.filter((r) => FACTS.has(r.kind)).map((r) => r.kind)).toEqual(outcome === 'created' ? ['created', 'started', 'exited', 'deleted'] : ['rolledBack']);
+  const rs = await factsOf(id, 'deleted');
+  expect(rs.filter((r) => FACTS.has(r.kind)).map((r) => r.kind)).toEqual(['created', 'started', 'exited', 'deleted']);
   expect(rs[0]).toMatchObject({ kind: 'input', event: { type: 'create' } });
   expect(rs.filter((r) => r.kind === 'input' && (r.event as { type?: string } | undefined)?.type === 'create')).toHaveLength(1);
   const seqs = rs.map((r) => r.seq);
@@ -84,8 +73,13 @@ async function factsOf(id: string, last: string): Promise<EventRecord[]> {
 }
 
 describe('NATS itself restarted in the middle of a create', () => {
-  it('while the guest boots (down 0.3 s): the create completes, the lifecycle goes on, no fact is lost, nothing leaks', async () => {
-    const id = 'nrboot';
+  // Down briefly while the guest boots, and down past the end of the boot: the worker's boot reply and
+  // the agent's create reply are lost with the server, and asked for again (same opId, same requestId).
+  it.each([
+    { tag: 'boot', downMs: 300, what: 'while the guest boots (down 0.3 s)' },
+    { tag: 'boot, long', downMs: 4000, what: 'down past the end of the boot (4 s)' },
+  ])('$what: the create gets its own reply, the lifecycle goes on, no fact is lost, nothing leaks', async ({ tag, downMs: down }) => {
+    const id = tag === 'boot' ? 'nrboot' : 'nrlong';
     ids.push(id);
     const b = n.bundle(id, { args: ['sleep', '600'] });
     const t0 = performance.now();
@@ -93,31 +87,13 @@ describe('NATS itself restarted in the middle of a create', () => {
     create.catch(() => {});
     await waitForState(id, ['booting']);
     const at = since(t0);
-    const { downMs } = await n.restartNats({ downMs: 300 });
-    const outcome = await createOutcome(create, id);
-    const createMs = since(t0);
-    const rs = await finishAndCheck(id, outcome);
-    console.log(`nats-restart(boot): NATS SIGKILLed ${at} ms into the create, back after ${downMs} ms; create ${outcome} after ${createMs} ms; ${rs.length} records, replay ok`);
-  });
-
-  it('down past the end of the boot (4 s): the lost boot reply is asked for again with the same opId, and the create completes', async () => {
-    const id = 'nrlong';
-    ids.push(id);
-    const b = n.bundle(id, { args: ['sleep', '600'] });
-    const t0 = performance.now();
-    const create = n.call('create', { id, bundle: b }, 240_000);
-    create.catch(() => {});
-    await waitForState(id, ['booting']);
-    const at = since(t0);
-    const { downMs } = await n.restartNats({ downMs: 4000 });
-    // The create's own reply arrives: a reply lost while this client reconnected is asked for again (requestId).
+    const { downMs } = await n.restartNats({ downMs: down });
     expect(await create).toMatchObject({ pid: expect.any(Number) });
-    const outcome = 'created';
     const createMs = since(t0);
-    // Before rpc.ts re-sent idempotent requests on reconnect this waited out the boot deadline (120 s) and rolled back.
+    // Before rpc.ts re-sent idempotent requests on reconnect, the long case waited out the boot deadline (120 s) and rolled back.
     expect(createMs).toBeLessThan(60_000);
-    const rs = await finishAndCheck(id, outcome);
-    console.log(`nats-restart(boot, long): NATS SIGKILLed ${at} ms into the create, back after ${downMs} ms; create ${outcome} after ${createMs} ms; ${rs.length} records, replay ok`);
+    const rs = await finishAndCheck(id);
+    console.log(`nats-restart(${tag}): NATS SIGKILLed ${at} ms into the create, back after ${downMs} ms; create created after ${createMs} ms; ${rs.length} records, replay ok`);
   });
 
   it('a create sent while NATS is down is sent again when the connection comes back (same requestId) and is done once', async () => {
@@ -129,7 +105,7 @@ describe('NATS itself restarted in the middle of a create', () => {
     await n.restartNats({ downMs: 500, whileDown: () => { first = n.call<{ pid: number }>('create', { id, bundle: b }, 60_000); first.catch(() => {}); } });
     expect((await first).pid).toBeGreaterThan(0);
     const createMs = since(t0);
-    const rs = await finishAndCheck(id, 'created');
+    const rs = await finishAndCheck(id);
     console.log(`nats-restart(request lost): create created after ${createMs} ms (the client sent it again after the reconnect); ${rs.length} records, replay ok`);
   });
 
@@ -141,11 +117,8 @@ describe('NATS itself restarted in the middle of a create', () => {
     await n.call('create', { id, bundle: n.bundle(id, { args: ['sh', '-c', 'sleep 2; exit 7'] }) });
     await n.call('start', { id });
     await n.restartNats({ downMs: 4000 });
-    // Right after the restart the agent may not have resubscribed yet ("no responders"): a client asks again.
-    let waited: unknown;
-    for (let i = 0; i < 50 && waited === undefined; i++) {
-      waited = await n.call('wait', { id }, 60_000).catch(async (e: { code?: string }) => { if (e.code !== 'Unavailable') throw e; await new Promise((r) => setTimeout(r, 200)); return undefined; });
-    }
+    // Right after the restart the agent may not have resubscribed yet: the client asks again (rpc.ts, "no responders" grace).
+    const waited = await n.call('wait', { id }, 60_000);
     expect(waited).toMatchObject({ exitStatus: 7 });
     await n.call('delete', { id });
     const rs = await factsOf(id, 'deleted');

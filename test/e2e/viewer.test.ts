@@ -3,7 +3,7 @@
  * playwright-core (no browser download), network switched off. Checks the swimlanes, the visited
  * states in the statechart, a clicked payload, and that a hostile payload stays text.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
@@ -92,9 +92,11 @@ describe('the replay page in headless Chromium', () => {
     await page.keyboard.press('ArrowDown');
     expect(Number(await page.getAttribute('.ev.selected', 'data-i'))).toBe(before + 1);
 
+    // The screenshot is kept only when asked for (CORRAL_KEEP_SCREENSHOT=1): a test leaves nothing in /tmp.
     const shot = join(tmpdir(), `corral-viewer-${process.pid}.png`);
     await page.screenshot({ path: shot, fullPage: true });
-    console.log(`viewer screenshot: ${shot}`);
+    expect(statSync(shot).size).toBeGreaterThan(10_000);
+    if (process.env.CORRAL_KEEP_SCREENSHOT) console.log(`viewer screenshot: ${shot}`); else rmSync(shot, { force: true });
     expect(errors).toEqual([]);
     expect(requests.every((u) => u.startsWith('file://'))).toBe(true);
     await page.close();

@@ -5,10 +5,10 @@
  * record per snapshot, the facts. Then: replay rebuilds the recorded states; a changed machine or a
  * tampered record is reported at its step; --until stops there; the text, JSON and HTML forms.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { createActor, createMachine } from 'xstate';
 import type { Fact } from '../../src/domain/task.ts';
 import { ensureError } from '../../src/errors.ts';
@@ -194,6 +194,7 @@ describe('text forms', () => {
 
 describe('corral replay --file (no NATS)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'corral-replay-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const io = () => {
     const out: string[] = [], err: string[] = [];
     const i: Io = { env: { ...process.env, NATS_URL: 'nats://127.0.0.1:1' }, out: (l) => out.push(l), err: (l) => err.push(l), stdout: () => {}, stderr: () => {} };
