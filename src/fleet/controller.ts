@@ -187,7 +187,13 @@ export class FleetController {
       const r = await this.callNode(home.entry.node, body(null), this.nodeTimeoutMs);
       return { id: req.id, node: home.entry.node, pid: r.pid };
     }
-    const dup = this.view.all().find((v) => Object.hasOwn(v.entry.reservations, req.id));
+    let dup = this.view.all().find((v) => Object.hasOwn(v.entry.reservations, req.id));
+    if (dup) {
+      // Our copy may be behind a release (a drain recreating the task elsewhere): confirm on a fresh read.
+      const fresh = await this.o.registry.get(dup.entry.node);
+      if (fresh) this.view.apply(dup.entry.node, fresh);
+      dup = fresh && Object.hasOwn(fresh.entry.reservations, req.id) ? fresh : undefined;
+    }
     if (dup) {
       const had = dup.entry.reservations[req.id]!;
       if (!req.requestId || had.ref !== `rq:${req.requestId}`) throw err.exists(`task ${req.id} is already placed on node ${dup.entry.node}`);
