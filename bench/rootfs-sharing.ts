@@ -36,8 +36,17 @@ async function once(d: QemuDriver, mode: '9p' | 'blk', src: string, n: number) {
   const shared = join(tmp, sandboxId);
   mkdirSync(shared);
   const spec: BootSpec = {
-    sandboxId, vcpus: 1, memoryMiB: 512, kernel: join(GUEST, 'vmlinux'), initrd: join(GUEST, 'initramfs.cpio.gz'), kernelParams: '',
-    machineType: 'microvm', accel: 'auto', sharedDir: shared, msize9p: 512000, runDir: join(tmp, 'run'),
+    sandboxId,
+    vcpus: 1,
+    memoryMiB: 512,
+    kernel: join(GUEST, 'vmlinux'),
+    initrd: join(GUEST, 'initramfs.cpio.gz'),
+    kernelParams: '',
+    machineType: 'microvm',
+    accel: 'auto',
+    sharedDir: shared,
+    msize9p: 512000,
+    runDir: join(tmp, 'run'),
   };
   let extraArgs: string[] = [];
   let image = 0;
@@ -56,8 +65,27 @@ async function once(d: QemuDriver, mode: '9p' | 'blk', src: string, n: number) {
   const boot = await d.boot(spec, AbortSignal.timeout(60_000), { extraArgs });
   const ready = performance.now() - t0;
   const first = new Promise<number>((res) => d.once('output', () => res(performance.now() - t0)));
-  const exited = (cid: string) => new Promise<void>((res) => { const on = (e: { containerId: string }) => { if (e.containerId === cid) { d.off('exit', on); res(); } }; d.on('exit', on); });
-  const proc = (cid: string, args: string[]) => ({ sandboxId, containerId: cid, args, env: ['PATH=/bin'], cwd: '/', uid: 0, gid: 0, additionalGids: [], terminal: false });
+  const exited = (cid: string) =>
+    new Promise<void>((res) => {
+      const on = (e: { containerId: string }) => {
+        if (e.containerId === cid) {
+          d.off('exit', on);
+          res();
+        }
+      };
+      d.on('exit', on);
+    });
+  const proc = (cid: string, args: string[]) => ({
+    sandboxId,
+    containerId: cid,
+    args,
+    env: ['PATH=/bin'],
+    cwd: '/',
+    uid: 0,
+    gid: 0,
+    additionalGids: [],
+    terminal: false,
+  });
   let done = exited('c');
   await d.startProcess(proc('c', ['echo', 'hi']));
   const output = await first;
@@ -76,14 +104,21 @@ async function once(d: QemuDriver, mode: '9p' | 'blk', src: string, n: number) {
 type Row = Awaited<ReturnType<typeof once>>;
 const d = new QemuDriver();
 try {
-  for (const [name, data] of [['busybox', undefined], ['busybox+python3.11', '/usr/lib/python3.11']] as const) {
+  for (const [name, data] of [
+    ['busybox', undefined],
+    ['busybox+python3.11', '/usr/lib/python3.11'],
+  ] as const) {
     const src = join(tmp, `src-${name}`);
     const mb = makeRootfs(src, data);
     const rows = { '9p': [] as Row[], blk: [] as Row[] };
-    for (let i = 0; i < runs; i++) for (const mode of ['9p', 'blk'] as const) rows[mode].push(await once(d, mode, src, i)); // interleaved: load drifts
+    for (let i = 0; i < runs; i++)
+      for (const mode of ['9p', 'blk'] as const) rows[mode].push(await once(d, mode, src, i)); // interleaved: load drifts
     for (const mode of ['9p', 'blk'] as const) {
-      const col = (k: keyof Row) => `${Math.round(median(rows[mode].map((r) => r[k])))} (${rows[mode].map((r) => Math.round(r[k])).join('/')})`;
-      console.log(`${name} (${mb} MB) ${mode}: ready ${col('ready')} | output ${col('output')} | image ${col('image')} | total ${col('total')} | read ${col('read')} ms`);
+      const col = (k: keyof Row) =>
+        `${Math.round(median(rows[mode].map((r) => r[k])))} (${rows[mode].map((r) => Math.round(r[k])).join('/')})`;
+      console.log(
+        `${name} (${mb} MB) ${mode}: ready ${col('ready')} | output ${col('output')} | image ${col('image')} | total ${col('total')} | read ${col('read')} ms`,
+      );
     }
   }
 } finally {

@@ -34,13 +34,22 @@ const args = process.argv.slice(2);
 const runs = Number(args[args.indexOf('--runs') + 1] ?? 0) || 7;
 const json = args.includes('--json');
 const sandboxes = Number(args[args.indexOf('--sandboxes') + 1] ?? 0) || 1000;
-const say = (s: string) => { if (!json) process.stderr.write(s + '\n'); };
+const say = (s: string) => {
+  if (!json) process.stderr.write(s + '\n');
+};
 
-const pct = (xs: number[], p: number) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!; };
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
+};
 const stats = (xs: number[]) => ({ n: xs.length, p50: pct(xs, 50), p99: pct(xs, 99) });
 async function time(n: number, f: (i: number) => Promise<void> | void): Promise<number[]> {
   const out: number[] = [];
-  for (let i = 0; i < n; i++) { const t = performance.now(); await f(i); out.push(performance.now() - t); }
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    await f(i);
+    out.push(performance.now() - t);
+  }
   return out;
 }
 
@@ -52,21 +61,42 @@ try {
   // Raw mount: the mount worker's side effect without NATS or the worker.
   const mnt = join(tmp, 'mnt');
   mkdirSync(mnt);
-  results.rawMount = stats(await time(runs * 3, () => { execFileSync('mount', ['-t', 'tmpfs', 'tmpfs', mnt]); execFileSync('umount', [mnt]); }));
+  results.rawMount = stats(
+    await time(runs * 3, () => {
+      execFileSync('mount', ['-t', 'tmpfs', 'tmpfs', mnt]);
+      execFileSync('umount', [mnt]);
+    }),
+  );
 
   // Raw boot: QEMU to guest-agent READY and stop, straight through the driver.
   const guest = join(REPO, '.corral/guest');
   const driver = new QemuDriver();
-  results.rawBoot = stats(await time(runs, async (i) => {
-    const shared = join(tmp, `shared-${i}`);
-    mkdirSync(shared);
-    await driver.boot({
-      sandboxId: `bench-raw-${i}`, vcpus: 1, memoryMiB: 512, kernel: join(guest, 'vmlinux'), initrd: join(guest, 'initramfs.cpio.gz'),
-      kernelParams: '', machineType: 'microvm', accel: 'auto', sharedDir: shared, msize9p: 8192, runDir: join(tmp, `vm-${i}`),
-    }, new AbortController().signal);
-    await driver.stop(`bench-raw-${i}`);
-  }));
-  say(`  raw mount+umount p50 ${results.rawMount.p50.toFixed(1)} ms; raw boot→ready→stop p50 ${results.rawBoot.p50.toFixed(0)} ms`);
+  results.rawBoot = stats(
+    await time(runs, async (i) => {
+      const shared = join(tmp, `shared-${i}`);
+      mkdirSync(shared);
+      await driver.boot(
+        {
+          sandboxId: `bench-raw-${i}`,
+          vcpus: 1,
+          memoryMiB: 512,
+          kernel: join(guest, 'vmlinux'),
+          initrd: join(guest, 'initramfs.cpio.gz'),
+          kernelParams: '',
+          machineType: 'microvm',
+          accel: 'auto',
+          sharedDir: shared,
+          msize9p: 8192,
+          runDir: join(tmp, `vm-${i}`),
+        },
+        new AbortController().signal,
+      );
+      await driver.stop(`bench-raw-${i}`);
+    }),
+  );
+  say(
+    `  raw mount+umount p50 ${results.rawMount.p50.toFixed(1)} ms; raw boot→ready→stop p50 ${results.rawBoot.p50.toFixed(0)} ms`,
+  );
 
   const n = await testNode();
   try {
@@ -85,7 +115,9 @@ try {
     }
     results.createToRunning = stats(createToRunning);
     results.fullRun = stats(fullRun);
-  } finally { await n.cleanup(); }
+  } finally {
+    await n.cleanup();
+  }
 
   // Memory per idle sandbox actor.
   setFlagsFromString('--expose-gc');
@@ -93,10 +125,14 @@ try {
   const { fx } = fakeEffects();
   const machine = provideEffects(sandboxMachine, fx);
   const N = 5000;
-  gc(); const before = process.memoryUsage().heapUsed;
-  const actors = Array.from({ length: N }, (_, i) => createActor(machine, { input: { id: `m${i}`, request: fakeRequest(`m${i}`), rid: 'r' } }).start());
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  const actors = Array.from({ length: N }, (_, i) =>
+    createActor(machine, { input: { id: `m${i}`, request: fakeRequest(`m${i}`), rid: 'r' } }).start(),
+  );
   await new Promise((r) => setTimeout(r, 200));
-  gc(); const perActor = (process.memoryUsage().heapUsed - before) / N;
+  gc();
+  const perActor = (process.memoryUsage().heapUsed - before) / N;
   const idle = actors.filter((a) => a.getSnapshot().value === 'created').length;
   for (const a of actors) a.stop();
   say(`  memory: ${(perActor / 1024).toFixed(1)} KiB per idle sandbox actor (${idle}/${N} settled in created)`);
@@ -108,12 +144,14 @@ try {
     const b = sim.bundle('sim', { args: ['sleep', '1'] });
     const t0 = performance.now();
     let next = 0;
-    await Promise.all(Array.from({ length: 8 }, async () => {
-      for (let i = next++; i < sandboxes; i = next++) {
-        await sim.call('create', { id: `sim-${i}`, bundle: b }, 60_000);
-        await sim.call('start', { id: `sim-${i}` }, 60_000);
-      }
-    }));
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        for (let i = next++; i < sandboxes; i = next++) {
+          await sim.call('create', { id: `sim-${i}`, bundle: b }, 60_000);
+          await sim.call('start', { id: `sim-${i}` }, 60_000);
+        }
+      }),
+    );
     const createMs = performance.now() - t0;
     say(`  ${sandboxes} simulated sandboxes running (${(createMs / 1000).toFixed(1)} s to create and start)`);
     const r0 = performance.now();
@@ -123,17 +161,29 @@ try {
     for (const r of records) bySandbox.set(r.sandbox, [...(bySandbox.get(r.sandbox) ?? []), r]);
     const p0 = performance.now();
     let replayed = 0;
-    for (const recs of bySandbox.values()) { const r = await replay(recs); replayed += recs.length; for (const t of r.tasks) t.actor.stop(); }
+    for (const recs of bySandbox.values()) {
+      const r = await replay(recs);
+      replayed += recs.length;
+      for (const t of r.tasks) t.actor.stop();
+    }
     const replayMs = performance.now() - p0;
     const k0 = performance.now();
     await sim.restartAgent();
     const recoverMs = performance.now() - k0;
-    const running = (await sim.call<{ tasks: { state: string }[] }>('list', {})).tasks.filter((t) => t.state === 'running').length;
+    const running = (await sim.call<{ tasks: { state: string }[] }>('list', {})).tasks.filter(
+      (t) => t.state === 'running',
+    ).length;
     recovery = {
-      sandboxes, records: records.length, rawReadPerSec: records.length / (readMs / 1000), replayPerSec: replayed / (replayMs / 1000),
-      recoveryMs: recoverMs, recoveredRunning: running,
+      sandboxes,
+      records: records.length,
+      rawReadPerSec: records.length / (readMs / 1000),
+      replayPerSec: replayed / (replayMs / 1000),
+      recoveryMs: recoverMs,
+      recoveredRunning: running,
     };
-  } finally { await sim.cleanup(); }
+  } finally {
+    await sim.cleanup();
+  }
 
   const fb = await benchFleet({ say });
   results.placementAlone = stats(fb.placementAlone);
@@ -142,15 +192,23 @@ try {
 
   const ratio = (a: string, b: string) => results[a]!.p50 / results[b]!.p50;
   const report = {
-    runs, results, memory: { bytesPerIdleSandboxActor: Math.round(perActor) }, recovery, fleet,
+    runs,
+    results,
+    memory: { bytesPerIdleSandboxActor: Math.round(perActor) },
+    recovery,
+    fleet,
     ratios: {
-      createToRunningOverRawBoot: ratio('createToRunning', 'rawBoot'), fullRunOverRawBoot: ratio('fullRun', 'rawBoot'),
+      createToRunningOverRawBoot: ratio('createToRunning', 'rawBoot'),
+      fullRunOverRawBoot: ratio('fullRun', 'rawBoot'),
       replayOverRawRead: recovery.replayPerSec! / recovery.rawReadPerSec!,
       fleetOverDirectCreates: fleet.fleetPerSec / fleet.directPerSec,
     },
   };
-  if (json) { process.stdout.write(JSON.stringify(report) + '\n'); } else {
-    const row = (k: string, label: string) => `${label.padEnd(28)} p50 ${results[k]!.p50.toFixed(1).padStart(8)} ms   p99 ${results[k]!.p99.toFixed(1).padStart(8)} ms   (n=${results[k]!.n})`;
+  if (json) {
+    process.stdout.write(JSON.stringify(report) + '\n');
+  } else {
+    const row = (k: string, label: string) =>
+      `${label.padEnd(28)} p50 ${results[k]!.p50.toFixed(1).padStart(8)} ms   p99 ${results[k]!.p99.toFixed(1).padStart(8)} ms   (n=${results[k]!.n})`;
     console.log(row('rawMount', 'raw mount+umount'));
     console.log(row('rawBoot', 'raw QEMU boot→ready→stop'));
     console.log(row('createToRunning', 'corral create→running'));
@@ -158,11 +216,17 @@ try {
     console.log(`ratio create→running / raw boot: ${report.ratios.createToRunningOverRawBoot.toFixed(2)}`);
     console.log(`ratio full run / raw boot:       ${report.ratios.fullRunOverRawBoot.toFixed(2)}`);
     console.log(`memory per idle sandbox actor:   ${(report.memory.bytesPerIdleSandboxActor / 1024).toFixed(1)} KiB`);
-    console.log(`recovery: agent holding ${recovery.sandboxes} running sandboxes (simulated VMs) SIGKILLed → serving again in ${recovery.recoveryMs!.toFixed(0)} ms, ${recovery.recoveredRunning} running after`);
-    console.log(`replay: ${recovery.replayPerSec!.toFixed(0)} events/s vs raw JetStream read ${recovery.rawReadPerSec!.toFixed(0)} events/s of the same ${recovery.records} records (ratio ${report.ratios.replayOverRawRead.toFixed(2)})`);
+    console.log(
+      `recovery: agent holding ${recovery.sandboxes} running sandboxes (simulated VMs) SIGKILLed → serving again in ${recovery.recoveryMs!.toFixed(0)} ms, ${recovery.recoveredRunning} running after`,
+    );
+    console.log(
+      `replay: ${recovery.replayPerSec!.toFixed(0)} events/s vs raw JetStream read ${recovery.rawReadPerSec!.toFixed(0)} events/s of the same ${recovery.records} records (ratio ${report.ratios.replayOverRawRead.toFixed(2)})`,
+    );
     console.log(row('placementAlone', `fleet placement, ${fleet.nodes} sim nodes`));
     console.log(row('placementInFlight', '  … 32 in flight'));
-    console.log(`fleet creates: ${fleet.fleetPerSec.toFixed(1)}/s through corral.v1.fleet.task.create vs ${fleet.directPerSec.toFixed(1)}/s sent to the node directly (${fleet.creates} each, 8 in flight, simulated VMs; ratio ${report.ratios.fleetOverDirectCreates.toFixed(2)})`);
+    console.log(
+      `fleet creates: ${fleet.fleetPerSec.toFixed(1)}/s through corral.v1.fleet.task.create vs ${fleet.directPerSec.toFixed(1)}/s sent to the node directly (${fleet.creates} each, 8 in flight, simulated VMs; ratio ${report.ratios.fleetOverDirectCreates.toFixed(2)})`,
+    );
   }
 } finally {
   rmSync(tmp, { recursive: true, force: true });

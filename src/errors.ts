@@ -7,7 +7,10 @@ export const CODES = {
   InvalidArgument: { retryable: false, doc: 'The request is malformed or violates a rule of the create path.' },
   NotFound: { retryable: false, doc: 'No task, sandbox, file or operation by that name.' },
   AlreadyExists: { retryable: false, doc: 'A task with that id exists already.' },
-  FailedPrecondition: { retryable: false, doc: 'The command is not accepted in the current state; the message names the state.' },
+  FailedPrecondition: {
+    retryable: false,
+    doc: 'The command is not accepted in the current state; the message names the state.',
+  },
   Timeout: { retryable: true, doc: 'A deadline passed before the step finished; the step was rolled back.' },
   Unavailable: { retryable: true, doc: 'A worker or NATS did not answer; try again.' },
   Cancelled: { retryable: false, doc: 'The operation was cancelled (agent shutting down, caller gave up).' },

@@ -46,7 +46,8 @@ export function generateCreds(o: { dir: string; nodes: string[] }): GeneratedCre
   const nodes = [...new Set(o.nodes)];
   for (const n of nodes) {
     nodePermissions(n); // validates the name
-    if (n === 'controller' || n === 'admin') throw new Error(`"${n}" is reserved for the ${n} user; name the node otherwise`);
+    if (n === 'controller' || n === 'admin')
+      throw new Error(`"${n}" is reserved for the ${n} user; name the node otherwise`);
   }
   const seedFiles: Record<string, string> = {};
   const publicKeys: Record<string, string> = {};
@@ -74,5 +75,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   }
   const c = generateCreds({ dir: values.dir, nodes: values.node });
   process.stdout.write(c.authorization);
-  process.stderr.write(`seeds (0600): ${Object.values(c.seedFiles).join(' ')}\nauthorization block: ${join(resolve(values.dir), 'auth.conf')}\n`);
+  process.stderr.write(
+    `seeds (0600): ${Object.values(c.seedFiles).join(' ')}\nauthorization block: ${join(resolve(values.dir), 'auth.conf')}\n`,
+  );
 }

@@ -19,24 +19,42 @@ import { natsServerVersion } from '../../src/bus/server.ts';
 
 const { values } = parseArgs({
   options: {
-    'store-dir': { type: 'string', default: '/var/lib/corral/nats' }, port: { type: 'string', default: '4222' }, 'max-file-store': { type: 'string', default: '8GB' },
-    cluster: { type: 'string' }, hosts: { type: 'string' }, 'out-dir': { type: 'string' }, auth: { type: 'string' }, 'route-port': { type: 'string' },
+    'store-dir': { type: 'string', default: '/var/lib/corral/nats' },
+    port: { type: 'string', default: '4222' },
+    'max-file-store': { type: 'string', default: '8GB' },
+    cluster: { type: 'string' },
+    hosts: { type: 'string' },
+    'out-dir': { type: 'string' },
+    auth: { type: 'string' },
+    'route-port': { type: 'string' },
   },
 });
 const version = await natsServerVersion();
 if (values.cluster) {
   const hosts = values.hosts?.split(',').filter(Boolean);
   const c = natsClusterConfigs({
-    version, dataDir: values['store-dir']!, basePort: Number(values.port), size: Number(values.cluster), hosts, maxFileStore: values['max-file-store'],
+    version,
+    dataDir: values['store-dir']!,
+    basePort: Number(values.port),
+    size: Number(values.cluster),
+    hosts,
+    maxFileStore: values['max-file-store'],
     ...(values['route-port'] ? { routeBasePort: Number(values['route-port']) } : {}),
     ...(values.auth ? { extra: `include ${JSON.stringify(values.auth)}` } : {}),
   });
   const out = values['out-dir'] ?? '.';
   mkdirSync(out, { recursive: true });
   for (const s of c.servers) writeFileSync(join(out, `${s.name}.conf`), s.text);
-  process.stderr.write(`${c.servers.map((s) => join(out, `${s.name}.conf`)).join(' ')}\n${c.guarantee}\nclients: --nats ${c.url}\n`);
+  process.stderr.write(
+    `${c.servers.map((s) => join(out, `${s.name}.conf`)).join(' ')}\n${c.guarantee}\nclients: --nats ${c.url}\n`,
+  );
 } else {
-  const c = natsServerConfig({ version, storeDir: values['store-dir']!, port: Number(values.port), maxFileStore: values['max-file-store'] });
+  const c = natsServerConfig({
+    version,
+    storeDir: values['store-dir']!,
+    port: Number(values.port),
+    maxFileStore: values['max-file-store'],
+  });
   process.stdout.write(c.text);
   process.stderr.write(`${c.guarantee}\n`);
 }

@@ -15,7 +15,14 @@ import { subjects, type TaskVerb } from '../bus/subjects.ts';
 import { CHANGING_VERBS } from '../bus/task-client.ts';
 import type { EventLog } from '../bus/eventlog.ts';
 import type { Fact, Reply } from '../domain/task.ts';
-import { containerMachine, provideEffects, sandboxMachine, stateName, type LifecycleActor, type LifecycleEvent } from '../machines/index.ts';
+import {
+  containerMachine,
+  provideEffects,
+  sandboxMachine,
+  stateName,
+  type LifecycleActor,
+  type LifecycleEvent,
+} from '../machines/index.ts';
 import type { WorkerEvent } from '../workers/protocol.ts';
 import type { Logger } from '../log.ts';
 import type { CreateRules } from './create-rules.ts';
@@ -42,7 +49,10 @@ export interface AgentDeps {
   metrics: Metrics;
   watch?: WorkerWatch;
   /** The node's entry in the fleet registry (capacity released when a task goes). */
-  registration?: { release(req: { id: string }): Promise<unknown>; hold(id: string, r: { vcpus: number; memoryMiB: number; ref: string }): void };
+  registration?: {
+    release(req: { id: string }): Promise<unknown>;
+    hold(id: string, r: { vcpus: number; memoryMiB: number; ref: string }): void;
+  };
   /** Where fleet creates (inline specs) get their bundles: one of the bundle roots. */
   inlineBundleRoot: string;
   /** Actor snapshots (bounded recovery); without it recovery replays each task's whole log. */
@@ -86,10 +96,19 @@ export function buildAgent(d: AgentDeps) {
   let stopFacts: (() => void) | undefined;
   const log = d.log;
 
-  const respond = (msg: Msg, body: Envelope<unknown>) => { if (msg.reply) { try { msg.respond(encode(body)); } catch { /* requester gone */ } } };
+  const respond = (msg: Msg, body: Envelope<unknown>) => {
+    if (msg.reply) {
+      try {
+        msg.respond(encode(body));
+      } catch {
+        /* requester gone */
+      }
+    }
+  };
   /** Repeats of a request with a `requestId` join it or get its first answer (idempotency.ts). */
   const ledger = new RequestLedger(respond);
-  const replyTo = (msg: Msg, key: string | undefined): ReplyTo => (key ? (env) => ledger.settle(key, env) : (env) => respond(msg, env));
+  const replyTo = (msg: Msg, key: string | undefined): ReplyTo =>
+    key ? (env) => ledger.settle(key, env) : (env) => respond(msg, env);
 
   /** Write-ahead: store the input, then let the actor consume it. */
   async function input(t: Task, event: LifecycleEvent): Promise<void> {
@@ -107,36 +126,75 @@ export function buildAgent(d: AgentDeps) {
   }
 
   function onFact(t: Task, f: Fact) {
-    void d.events.append(t.sandboxId, f.kind, { taskId: t.id, ...f.data }).catch((e) => log.error({ err: e, taskId: t.id }, 'event log append failed'));
+    void d.events
+      .append(t.sandboxId, f.kind, { taskId: t.id, ...f.data })
+      .catch((e) => log.error({ err: e, taskId: t.id }, 'event log append failed'));
     if (f.kind === 'rolledBack') d.metrics.rollback((f.data.leftovers as unknown[]).length === 0);
     // The task's capacity in the fleet registry goes back (idempotent: most tasks hold none).
-    if ((f.kind === 'rolledBack' && (f.data.leftovers as unknown[]).length === 0) || f.kind === 'deleted') void d.registration?.release({ id: t.id }).catch((e) => log.warn({ err: e, taskId: t.id }, 'capacity not released'));
+    if ((f.kind === 'rolledBack' && (f.data.leftovers as unknown[]).length === 0) || f.kind === 'deleted')
+      void d.registration
+        ?.release({ id: t.id })
+        .catch((e) => log.warn({ err: e, taskId: t.id }, 'capacity not released'));
     if (f.kind === 'exited' || f.kind === 'deleted') {
       const v = taskView(t.actor, t);
-      for (const w of t.waiters.splice(0)) { clearTimeout(w.timer); w.reply({ ok: true, result: { exitStatus: v.exitStatus, exitedAt: v.exitedAt } }); }
+      for (const w of t.waiters.splice(0)) {
+        clearTimeout(w.timer);
+        w.reply({ ok: true, result: { exitStatus: v.exitStatus, exitedAt: v.exitedAt } });
+      }
       // The VM of a sandbox is going away: its pod containers exit 255 and release their mounts.
-      if (t.kind === 'sandbox') for (const c of tasks.values()) if (c.kind === 'container' && c.sandboxId === t.id) void input(c, { type: 'hostGone', at: Date.now() }).catch(() => {});
+      if (t.kind === 'sandbox')
+        for (const c of tasks.values())
+          if (c.kind === 'container' && c.sandboxId === t.id)
+            void input(c, { type: 'hostGone', at: Date.now() }).catch(() => {});
     }
   }
 
-  function effectsFor(t: Pick<Task, 'id' | 'kind' | 'sandboxId' | 'instance'> & { fx?: { effectCount(): number } }, gate?: EffectGate, effectsFrom = 0) {
-    return t.fx = taskEffects(
-      { nc: d.nc, settings: d.settings, rules: d.rules, events: d.events, observeStep: d.metrics.step, watch: d.watch, crashAt: d.crashAt },
+  function effectsFor(
+    t: Pick<Task, 'id' | 'kind' | 'sandboxId' | 'instance'> & { fx?: { effectCount(): number } },
+    gate?: EffectGate,
+    effectsFrom = 0,
+  ) {
+    return (t.fx = taskEffects(
       {
-        id: t.id, instance: t.instance, sandboxId: () => t.sandboxId,
-        sandbox: () => { const c = t.kind === 'container' ? tasks.get(t.sandboxId)?.actor.getSnapshot().context : undefined; return c?.plan ? { pid: c.pid, plan: c.plan } : undefined; },
+        nc: d.nc,
+        settings: d.settings,
+        rules: d.rules,
+        events: d.events,
+        observeStep: d.metrics.step,
+        watch: d.watch,
+        crashAt: d.crashAt,
+      },
+      {
+        id: t.id,
+        instance: t.instance,
+        sandboxId: () => t.sandboxId,
+        sandbox: () => {
+          const c = t.kind === 'container' ? tasks.get(t.sandboxId)?.actor.getSnapshot().context : undefined;
+          return c?.plan ? { pid: c.pid, plan: c.plan } : undefined;
+        },
       },
       gate,
       effectsFrom,
-    );
+    ));
   }
 
   const QUIET = new Set(['"created"', '{"running":"idle"}', '{"stopped":"clean"}']);
   /** At a quiet state (no effect in flight) the actor is saved with the sequence its state record got. */
   function snapshotAt(task: Task, value: string, seq: number) {
     if (!d.snapshots || !QUIET.has(value) || !task.fx) return;
-    const save = { seq, taskId: task.id, sandboxId: task.sandboxId, machine: task.kind, instance: task.instance, effects: task.fx.effectCount(), createdAt: task.createdAt, snapshot: task.actor.getPersistedSnapshot() };
-    task.snapshotChain = (task.snapshotChain ?? Promise.resolve()).then(() => d.snapshots!.save(save)).catch((e) => log.warn({ err: e, taskId: task.id }, 'snapshot not saved'));
+    const save = {
+      seq,
+      taskId: task.id,
+      sandboxId: task.sandboxId,
+      machine: task.kind,
+      instance: task.instance,
+      effects: task.fx.effectCount(),
+      createdAt: task.createdAt,
+      snapshot: task.actor.getPersistedSnapshot(),
+    };
+    task.snapshotChain = (task.snapshotChain ?? Promise.resolve())
+      .then(() => d.snapshots!.save(save))
+      .catch((e) => log.warn({ err: e, taskId: task.id }, 'snapshot not saved'));
   }
 
   /** Logs each transition and records the state it led to (replay compares against these). */
@@ -147,9 +205,23 @@ export function buildAgent(d: AgentDeps) {
       if (ev.type !== '@xstate.snapshot' || ev.actorRef !== task.actor) return;
       const value = (ev.snapshot as { value?: unknown }).value;
       const s = JSON.stringify(value);
-      if (s !== last) { alog.info({ state: s, event: ev.event.type, ...(task.skip.states > 0 ? { recovering: true } : {}) }, 'transition'); last = s; }
-      if (task.skip.states > 0) { task.skip.states--; return; } // already in the log: this is a replay
-      void d.events.append(task.sandboxId, 'state', { taskId: task.id, value: value as never, event: ev.event.type }).then((seq) => snapshotAt(task, s, seq), () => {});
+      if (s !== last) {
+        alog.info(
+          { state: s, event: ev.event.type, ...(task.skip.states > 0 ? { recovering: true } : {}) },
+          'transition',
+        );
+        last = s;
+      }
+      if (task.skip.states > 0) {
+        task.skip.states--;
+        return;
+      } // already in the log: this is a replay
+      void d.events
+        .append(task.sandboxId, 'state', { taskId: task.id, value: value as never, event: ev.event.type })
+        .then(
+          (seq) => snapshotAt(task, s, seq),
+          () => {},
+        );
     };
   }
 
@@ -157,27 +229,54 @@ export function buildAgent(d: AgentDeps) {
   function wire(task: Task) {
     task.actor.on('reply', (r) => onReply(r as Reply));
     task.actor.on('fact', (f) => {
-      if (task.skip.facts > 0) { task.skip.facts--; return; } // recorded before the crash, with its effects
+      if (task.skip.facts > 0) {
+        task.skip.facts--;
+        return;
+      } // recorded before the crash, with its effects
       onFact(task, f as Fact);
     });
     task.actor.subscribe({
       next: (snap) => {
         // A failed create whose rollback is complete leaves no task behind (Kata registers none).
         const v = snap.value as unknown;
-        if (v && typeof v === 'object' && (v as { failed?: string }).failed === 'clean' && tasks.get(task.id) === task) {
+        if (
+          v &&
+          typeof v === 'object' &&
+          (v as { failed?: string }).failed === 'clean' &&
+          tasks.get(task.id) === task
+        ) {
           tasks.delete(task.id);
           queueMicrotask(() => task.actor.stop());
           void (task.snapshotChain ?? Promise.resolve()).then(() => d.snapshots?.remove(task.id));
         }
       },
-      complete: () => { if (tasks.get(task.id) === task) tasks.delete(task.id); void task.snapshotChain?.then(() => d.snapshots?.remove(task.id)); },
-      error: (e) => { log.error({ err: e, taskId: task.id }, 'actor crashed'); },
+      complete: () => {
+        if (tasks.get(task.id) === task) tasks.delete(task.id);
+        void task.snapshotChain?.then(() => d.snapshots?.remove(task.id));
+      },
+      error: (e) => {
+        log.error({ err: e, taskId: task.id }, 'actor crashed');
+      },
     });
     tasks.set(task.id, task);
   }
 
-  function spawn(id: string, kind: Task['kind'], sandboxId: string, req: ReturnType<typeof parseCreate>, rid: string): Task {
-    const task = { id, kind, sandboxId, instance: randomUUID(), waiters: [], createdAt: Date.now(), skip: { facts: 0, states: 0 } } as unknown as Task;
+  function spawn(
+    id: string,
+    kind: Task['kind'],
+    sandboxId: string,
+    req: ReturnType<typeof parseCreate>,
+    rid: string,
+  ): Task {
+    const task = {
+      id,
+      kind,
+      sandboxId,
+      instance: randomUUID(),
+      waiters: [],
+      createdAt: Date.now(),
+      skip: { facts: 0, states: 0 },
+    } as unknown as Task;
     task.actor = createActor(provideEffects(kind === 'sandbox' ? sandboxMachine : containerMachine, effectsFor(task)), {
       input: { id, request: req, rid },
       inspect: inspector(task) as never,
@@ -201,17 +300,43 @@ export function buildAgent(d: AgentDeps) {
     const gate = new EffectGate();
     const pendingTasks = new Map<string, Task>();
     for (const [sandbox, recs] of bySandbox) {
-      const created = recs.filter((r) => r.kind === 'input' && (r.event as { type?: string } | undefined)?.type === 'create').map((r) => r.taskId);
-      const gone = new Set(recs.filter((r) => r.kind === 'deleted' || (r.kind === 'state' && JSON.stringify(r.value) === '{"failed":"clean"}')).map((r) => r.taskId));
+      const created = recs
+        .filter((r) => r.kind === 'input' && (r.event as { type?: string } | undefined)?.type === 'create')
+        .map((r) => r.taskId);
+      const gone = new Set(
+        recs
+          .filter(
+            (r) => r.kind === 'deleted' || (r.kind === 'state' && JSON.stringify(r.value) === '{"failed":"clean"}'),
+          )
+          .map((r) => r.taskId),
+      );
       const from = snaps.filter((sn) => sn.sandboxId === sandbox && !gone.has(sn.taskId));
       if (from.length === 0 && created.every((id) => gone.has(id))) continue;
       const r = await replay(recs, {
         gate,
         from,
         stopOnDivergence: false,
-        effects: (t, g) => effectsFor(pendingTasks.get(t.taskId) ?? { id: t.taskId, kind: t.machine, sandboxId: t.sandboxId, instance: t.instance }, g, t.effectsFrom),
+        effects: (t, g) =>
+          effectsFor(
+            pendingTasks.get(t.taskId) ?? {
+              id: t.taskId,
+              kind: t.machine,
+              sandboxId: t.sandboxId,
+              instance: t.instance,
+            },
+            g,
+            t.effectsFrom,
+          ),
         inspect: (t) => {
-          const task = { id: t.taskId, kind: t.machine, sandboxId: t.sandboxId, instance: t.instance, waiters: [], createdAt: Date.now(), skip: { facts: 0, states: 0 } } as unknown as Task;
+          const task = {
+            id: t.taskId,
+            kind: t.machine,
+            sandboxId: t.sandboxId,
+            instance: t.instance,
+            waiters: [],
+            createdAt: Date.now(),
+            skip: { facts: 0, states: 0 },
+          } as unknown as Task;
           pendingTasks.set(t.taskId, task);
           return inspector(task);
         },
@@ -223,18 +348,25 @@ export function buildAgent(d: AgentDeps) {
           wire(task);
         },
       });
-      if (r.divergence) log.error({ sandboxId: sandbox, divergence: r.divergence }, 'recovery: the rebuilt state differs from the recorded one');
+      if (r.divergence)
+        log.error(
+          { sandboxId: sandbox, divergence: r.divergence },
+          'recovery: the rebuilt state differs from the recorded one',
+        );
     }
     const resumed = gate.pending().map((p) => `${p.taskId}:${p.name}`);
     resumeRequests(records);
     gate.goLive();
     // Exits and VM deaths the workers reported while this agent was down (duplicates are ignored by the machines).
     const createdAt = new Map<string, number>();
-    for (const r of records) if (r.kind === 'input' && (r.event as { type?: string } | undefined)?.type === 'create' && r.taskId) createdAt.set(r.taskId, r.seq);
+    for (const r of records)
+      if (r.kind === 'input' && (r.event as { type?: string } | undefined)?.type === 'create' && r.taskId)
+        createdAt.set(r.taskId, r.seq);
     for (const r of records) {
       const ev = r.kind === 'worker' ? (r.event as WorkerEvent | undefined) : undefined;
       const id = ev && (ev.kind === 'exit' ? ev.containerId : ev.sandboxId);
-      if (ev && id && tasks.has(id) && r.seq > (createdAt.get(id) ?? Infinity)) await feedWorkerEvent(ev).catch((e) => log.error({ err: e }, 'worker fact lost in recovery'));
+      if (ev && id && tasks.has(id) && r.seq > (createdAt.get(id) ?? Infinity))
+        await feedWorkerEvent(ev).catch((e) => log.error({ err: e }, 'worker fact lost in recovery'));
     }
     return { tasks: tasks.size, resumed };
   }
@@ -247,17 +379,22 @@ export function buildAgent(d: AgentDeps) {
     const open = new Map<string, { key: string; rid: string }>();
     for (const r of records) {
       const ev = r.event as { type?: string; rid?: string } | undefined;
-      if (r.kind === 'input' && ev?.type === 'create' && typeof r.requestId === 'string' && r.taskId && ev.rid) open.set(r.taskId, { key: `${r.taskId}/${r.requestId}`, rid: ev.rid });
+      if (r.kind === 'input' && ev?.type === 'create' && typeof r.requestId === 'string' && r.taskId && ev.rid)
+        open.set(r.taskId, { key: `${r.taskId}/${r.requestId}`, rid: ev.rid });
       const o = r.taskId ? open.get(r.taskId) : undefined;
       if (!o || (r.kind !== 'created' && r.kind !== 'rolledBack')) continue;
-      ledger.settle(o.key, r.kind === 'created' ? { ok: true, result: { pid: r.pid } } : { ok: false, error: r.error as WireError });
+      ledger.settle(
+        o.key,
+        r.kind === 'created' ? { ok: true, result: { pid: r.pid } } : { ok: false, error: r.error as WireError },
+      );
       open.delete(r.taskId!);
     }
     for (const [id, o] of open) {
       const t = tasks.get(id);
       if (!t || pending.has(o.rid)) continue;
       const ctx = t.actor.getSnapshot().context;
-      if (taskStatus(t.actor) === 'unknown') { // still on the create path (or rolling it back): not answered yet
+      if (taskStatus(t.actor) === 'unknown') {
+        // still on the create path (or rolling it back): not answered yet
         ledger.admit(o.key, undefined);
         pending.set(o.rid, { reply: (env) => ledger.settle(o.key, env), verb: 'create', t0: performance.now() });
       } else if (stateName(t.actor) === 'failed') ledger.settle(o.key, { ok: false, error: ctx.error as WireError });
@@ -281,9 +418,15 @@ export function buildAgent(d: AgentDeps) {
       const cls = await d.rules.classify(req);
       if (cls.type === 'pod_container') {
         const sb = tasks.get(cls.sandboxId);
-        if (!sb || sb.kind !== 'sandbox') throw err.notFound(`sandbox ${cls.sandboxId} of container ${req.id} does not exist on node ${d.settings.node}`);
+        if (!sb || sb.kind !== 'sandbox')
+          throw err.notFound(
+            `sandbox ${cls.sandboxId} of container ${req.id} does not exist on node ${d.settings.node}`,
+          );
         const st = stateName(sb.actor);
-        if (st !== 'created' && st !== 'running') throw err.precondition(`BUG: Cannot start the container, since the sandbox hasn't been created (sandbox ${cls.sandboxId} is ${st})`);
+        if (st !== 'created' && st !== 'running')
+          throw err.precondition(
+            `BUG: Cannot start the container, since the sandbox hasn't been created (sandbox ${cls.sandboxId} is ${st})`,
+          );
       }
       if (tasks.has(req.id)) throw err.exists(`task ${req.id} already exists`); // again: classify awaited
       const rid = randomUUID();
@@ -291,8 +434,24 @@ export function buildAgent(d: AgentDeps) {
       pending.set(rid, { reply, verb: 'create', t0: performance.now(), after });
       const t = spawn(req.id, cls.type === 'pod_container' ? 'container' : 'sandbox', sandboxId, req, rid);
       try {
-        await d.events.append(sandboxId, 'input', { taskId: req.id, requestId: (body as { requestId?: string }).requestId, ...inlineOf(body), event: { type: 'create', rid, request: req as never, containerType: cls.type, machine: t.kind, instance: t.instance } });
-      } catch (e) { tasks.delete(req.id); pending.delete(rid); throw e; }
+        await d.events.append(sandboxId, 'input', {
+          taskId: req.id,
+          requestId: (body as { requestId?: string }).requestId,
+          ...inlineOf(body),
+          event: {
+            type: 'create',
+            rid,
+            request: req as never,
+            containerType: cls.type,
+            machine: t.kind,
+            instance: t.instance,
+          },
+        });
+      } catch (e) {
+        tasks.delete(req.id);
+        pending.delete(rid);
+        throw e;
+      }
       if (d.crashAt === 'after:create-input') process.kill(process.pid, 'SIGKILL');
       t.actor.start();
       return deferred;
@@ -306,7 +465,8 @@ export function buildAgent(d: AgentDeps) {
       const o = (body && typeof body === 'object' ? body : {}) as Record<string, unknown>;
       const id = taskId(o);
       d.rules.checkId(id);
-      if (!o.spec || typeof o.spec !== 'object' || Array.isArray(o.spec)) throw err.invalid('spec must be the OCI spec (config.json) as a map');
+      if (!o.spec || typeof o.spec !== 'object' || Array.isArray(o.spec))
+        throw err.invalid('spec must be the OCI spec (config.json) as a map');
       if (tasks.has(id)) throw err.exists(`task ${id} already exists`);
       const bundle = writeInlineBundle(d.inlineBundleRoot, id, o.spec as Record<string, unknown>);
       const remove = () => removeInlineBundle(bundle);
@@ -316,60 +476,97 @@ export function buildAgent(d: AgentDeps) {
           if (!ok) remove();
           else if (res && typeof res === 'object') d.registration?.hold(id, res); // its reservation is this node's to keep now
         });
-      } catch (e) { remove(); throw e; }
+      } catch (e) {
+        remove();
+        throw e;
+      }
     },
-    async start(body, reply) { return command(body, reply, (rid, at) => ({ type: 'start', rid, at })); },
-    async delete(body, reply) { return command(body, reply, (rid, at) => ({ type: 'delete', rid, at })); },
+    async start(body, reply) {
+      return command(body, reply, (rid, at) => ({ type: 'start', rid, at }));
+    },
+    async delete(body, reply) {
+      return command(body, reply, (rid, at) => ({ type: 'delete', rid, at }));
+    },
     async kill(body, reply) {
       const k = parseKill(body);
       // Kata: the init process of a task is always signalled with all=true.
       return command(body, reply, (rid, at) => ({ type: 'kill', rid, at, signal: k.signal, all: true }));
     },
-    async state(body) { const t = lookup(taskId(body)); return taskView(t.actor, t); },
-    async pids(body) { const t = lookup(taskId(body)); return { pids: [{ pid: t.actor.getSnapshot().context.pid }] }; },
-    async list() { return { tasks: [...tasks.values()].map((t) => taskView(t.actor, t)) }; },
+    async state(body) {
+      const t = lookup(taskId(body));
+      return taskView(t.actor, t);
+    },
+    async pids(body) {
+      const t = lookup(taskId(body));
+      return { pids: [{ pid: t.actor.getSnapshot().context.pid }] };
+    },
+    async list() {
+      return { tasks: [...tasks.values()].map((t) => taskView(t.actor, t)) };
+    },
     async wait(body, reply) {
       const w = parseWait(body);
       const t = lookup(w.id);
       const v = taskView(t.actor, t);
       if (taskStatus(t.actor) === 'stopped') return { exitStatus: v.exitStatus, exitedAt: v.exitedAt };
       const waiter: Task['waiters'][number] = { reply };
-      if (w.timeoutMs > 0) waiter.timer = setTimeout(() => {
-        t.waiters.splice(t.waiters.indexOf(waiter), 1);
-        reply({ ok: false, error: err.timeout(`task ${w.id} did not exit within ${w.timeoutMs} ms`).toWire() });
-      }, w.timeoutMs);
+      if (w.timeoutMs > 0)
+        waiter.timer = setTimeout(() => {
+          t.waiters.splice(t.waiters.indexOf(waiter), 1);
+          reply({ ok: false, error: err.timeout(`task ${w.id} did not exit within ${w.timeoutMs} ms`).toWire() });
+        }, w.timeoutMs);
       t.waiters.push(waiter);
       return deferred;
     },
     async shutdown() {
-      if (tasks.size > 0) throw err.precondition(`node ${d.settings.node} still holds ${tasks.size} task(s); delete them first`);
+      if (tasks.size > 0)
+        throw err.precondition(`node ${d.settings.node} still holds ${tasks.size} task(s); delete them first`);
       setImmediate(() => d.onShutdown?.());
       return {};
     },
-    async pause() { throw err.notImplemented('pause is not implemented by this node'); },
-    async resume() { throw err.notImplemented('resume is not implemented by this node'); },
-    async exec() { throw err.notImplemented('exec is not implemented by this node'); },
+    async pause() {
+      throw err.notImplemented('pause is not implemented by this node');
+    },
+    async resume() {
+      throw err.notImplemented('resume is not implemented by this node');
+    },
+    async exec() {
+      throw err.notImplemented('exec is not implemented by this node');
+    },
   };
 
   async function command(body: unknown, reply: ReplyTo, make: (rid: string, at: number) => LifecycleEvent) {
     const t = lookup(taskId(body));
     const rid = randomUUID();
     pending.set(rid, { reply, verb: 'cmd', t0: performance.now() });
-    try { await input(t, make(rid, Date.now())); } catch (e) { pending.delete(rid); throw e; }
+    try {
+      await input(t, make(rid, Date.now()));
+    } catch (e) {
+      pending.delete(rid);
+      throw e;
+    }
     return deferred;
   }
 
   /** Resolves once the fact is journaled as the task's input (or is nobody's): the consumer then acks it. */
   async function onWorkerEvent(raw: Uint8Array): Promise<void> {
     let ev: WorkerEvent | undefined;
-    try { ev = (decode(raw) as { event?: WorkerEvent }).event; } catch { return; }
+    try {
+      ev = (decode(raw) as { event?: WorkerEvent }).event;
+    } catch {
+      return;
+    }
     if (ev && typeof ev === 'object') await feedWorkerEvent(ev);
   }
 
   async function feedWorkerEvent(ev: WorkerEvent): Promise<void> {
     const t = tasks.get(ev.kind === 'exit' ? ev.containerId : ev.sandboxId);
     if (!t) return;
-    await input(t, ev.kind === 'exit' ? { type: 'exit', exitStatus: ev.exitStatus, exitedAt: ev.exitedAt } : { type: 'hostGone', at: ev.at });
+    await input(
+      t,
+      ev.kind === 'exit'
+        ? { type: 'exit', exitStatus: ev.exitStatus, exitedAt: ev.exitedAt }
+        : { type: 'hostGone', at: ev.at },
+    );
   }
 
   return {
@@ -377,30 +574,37 @@ export function buildAgent(d: AgentDeps) {
     recover,
     start() {
       const prefix = subjects.task(d.settings.node, '*').slice(0, -1);
-      subs.push(d.nc.subscribe(subjects.task(d.settings.node, '*'), {
-        callback: (e, msg) => {
-          if (e) return;
-          const verb = msg.subject.slice(prefix.length) as TaskVerb;
-          void (async () => {
-            let reply: ReplyTo = (env) => respond(msg, env);
-            try {
-              const h = Object.hasOwn(handlers, verb) ? handlers[verb] : undefined;
-              if (!h) throw err.invalid(`unknown verb ${JSON.stringify(verb)}; verbs: ${Object.keys(handlers).join(', ')}`);
-              const body = decode(msg.data);
-              const key = CHANGING_VERBS.has(verb) ? requestKey(body) : undefined;
-              if (ledger.admit(key, msg)) return; // a repeat: joined, or answered from memory
-              reply = replyTo(msg, key);
-              const result = await h(body, reply);
-              if (result !== deferred) reply({ ok: true, result });
-            } catch (x) {
-              if (!(x instanceof CorralError)) log.error({ err: x, verb }, 'handler failed');
-              reply({ ok: false, error: ensureError(x).toWire() });
-            }
-          })();
+      subs.push(
+        d.nc.subscribe(subjects.task(d.settings.node, '*'), {
+          callback: (e, msg) => {
+            if (e) return;
+            const verb = msg.subject.slice(prefix.length) as TaskVerb;
+            void (async () => {
+              let reply: ReplyTo = (env) => respond(msg, env);
+              try {
+                const h = Object.hasOwn(handlers, verb) ? handlers[verb] : undefined;
+                if (!h)
+                  throw err.invalid(`unknown verb ${JSON.stringify(verb)}; verbs: ${Object.keys(handlers).join(', ')}`);
+                const body = decode(msg.data);
+                const key = CHANGING_VERBS.has(verb) ? requestKey(body) : undefined;
+                if (ledger.admit(key, msg)) return; // a repeat: joined, or answered from memory
+                reply = replyTo(msg, key);
+                const result = await h(body, reply);
+                if (result !== deferred) reply({ ok: true, result });
+              } catch (x) {
+                if (!(x instanceof CorralError)) log.error({ err: x, verb }, 'handler failed');
+                reply({ ok: false, error: ensureError(x).toWire() });
+              }
+            })();
+          },
+        }),
+      );
+      void consumeWorkerFacts(d.nc, d.settings.node, (data) => onWorkerEvent(data)).then(
+        (c) => {
+          stopFacts = c.stop;
         },
-      }));
-      void consumeWorkerFacts(d.nc, d.settings.node, (data) => onWorkerEvent(data))
-        .then((c) => { stopFacts = c.stop; }, (e) => log.error({ err: e }, 'cannot consume worker facts'));
+        (e) => log.error({ err: e }, 'cannot consume worker facts'),
+      );
       void serve; // request/reply helper used by workers; the Task API routes verbs itself
     },
     /** Kill every sandbox, wait for teardown, delete every task: what `corral up` does on Ctrl-C. */
@@ -409,12 +613,14 @@ export function buildAgent(d: AgentDeps) {
       const at = () => Date.now();
       for (const t of [...tasks.values()]) {
         const st = stateName(t.actor);
-        if (t.kind === 'sandbox' && (st === 'created' || st === 'running')) await input(t, { type: 'kill', rid: 'teardown', signal: 9, all: true, at: at() }).catch(() => {});
+        if (t.kind === 'sandbox' && (st === 'created' || st === 'running'))
+          await input(t, { type: 'kill', rid: 'teardown', signal: 9, all: true, at: at() }).catch(() => {});
       }
       while (tasks.size > 0 && Date.now() < until) {
         for (const t of [...tasks.values()]) {
           const st = stateName(t.actor);
-          if (st === 'created' || st === 'running') await input(t, { type: 'kill', rid: 'teardown', signal: 9, all: true, at: at() }).catch(() => {});
+          if (st === 'created' || st === 'running')
+            await input(t, { type: 'kill', rid: 'teardown', signal: 9, all: true, at: at() }).catch(() => {});
           if (st === 'stopped') await input(t, { type: 'delete', rid: 'teardown', at: at() }).catch(() => {});
         }
         await new Promise((r) => setTimeout(r, 200));
@@ -426,7 +632,10 @@ export function buildAgent(d: AgentDeps) {
       for (const s of subs) s.unsubscribe();
       for (const t of tasks.values()) t.actor.stop();
     },
-    view: (id: string): TaskView | undefined => { const t = tasks.get(id); return t && taskView(t.actor, t); },
+    view: (id: string): TaskView | undefined => {
+      const t = tasks.get(id);
+      return t && taskView(t.actor, t);
+    },
   };
 }
 

@@ -7,16 +7,39 @@ import { join, isAbsolute } from 'node:path';
 import { err } from '../errors.ts';
 import type { ContainerType, CreatePlan, CreateTaskRequest, Step } from '../domain/task.ts';
 import {
-  applyAnnotations, calculateContainerSizing, calculateSandboxSizing, containerType, decideRootfs, envForProcess,
-  isBlockDevice, isTmpfsMountPoint, kernelCmdline, loadRuntimeConfig, readSpec, resolveConfigPath, sandboxIdOf,
-  setEphemeralStorageType, validBundle, verifyContainerId, type OciSpec,
+  applyAnnotations,
+  calculateContainerSizing,
+  calculateSandboxSizing,
+  containerType,
+  decideRootfs,
+  envForProcess,
+  isBlockDevice,
+  isTmpfsMountPoint,
+  kernelCmdline,
+  loadRuntimeConfig,
+  readSpec,
+  resolveConfigPath,
+  sandboxIdOf,
+  setEphemeralStorageType,
+  validBundle,
+  verifyContainerId,
+  type OciSpec,
 } from '../kata/index.ts';
 import { paths, type Settings } from './settings.ts';
 
-export interface Classified { type: ContainerType; sandboxId: string }
-export interface Validated extends Classified { bundle: string; spec: OciSpec }
+export interface Classified {
+  type: ContainerType;
+  sandboxId: string;
+}
+export interface Validated extends Classified {
+  bundle: string;
+  spec: OciSpec;
+}
 /** What a pod container's create needs of its sandbox. */
-export interface SandboxContext { pid: number; plan: CreatePlan }
+export interface SandboxContext {
+  pid: number;
+  plan: CreatePlan;
+}
 
 export interface CreateRules {
   checkId(id: string): void;
@@ -36,8 +59,13 @@ export function createRules(s: Settings): CreateRules {
   };
 
   return {
-    checkId: (id) => { verifyContainerId(id); },
-    classify: async (req) => { const v = await validate(req); return { type: v.type, sandboxId: v.sandboxId }; },
+    checkId: (id) => {
+      verifyContainerId(id);
+    },
+    classify: async (req) => {
+      const v = await validate(req);
+      return { type: v.type, sandboxId: v.sandboxId };
+    },
     validate,
     async configure(req, validatedRaw, sandbox) {
       const v = validatedRaw as Validated;
@@ -48,7 +76,9 @@ export function createRules(s: Settings): CreateRules {
         args: [...proc.args],
         env: envForProcess(proc.env).map((e) => `${e.name}=${e.value}`),
         cwd: proc.cwd || '/',
-        uid: proc.user.uid, gid: proc.user.gid, additionalGids: [...proc.user.additionalGids],
+        uid: proc.user.uid,
+        gid: proc.user.gid,
+        additionalGids: [...proc.user.additionalGids],
         terminal: req.terminal,
       };
       if (process.args.length === 0) throw err.invalid('config.json: process.args must not be empty');
@@ -58,42 +88,91 @@ export function createRules(s: Settings): CreateRules {
         // Kata: a pod container uses the config its sandbox was created with; its own config_path is ignored.
         const cfg = sandbox.plan.config!;
         const mounts = await setEphemeralStorageType(spec.mounts, cfg.disableGuestEmptyDir, isTmpfsMountPoint);
-        const steps = [...await rootfsSteps(req, cfg.disableBlockDeviceUse), bindStep(rootSource, v.sandboxId, req.id, spec.root.readonly)];
-        return { type: v.type, sandboxId: v.sandboxId, bundle: v.bundle, steps, process, mounts: mounts.map((m) => ({ ...m, options: [...m.options] })), hostPid: sandbox.pid, config: cfg };
+        const steps = [
+          ...(await rootfsSteps(req, cfg.disableBlockDeviceUse)),
+          bindStep(rootSource, v.sandboxId, req.id, spec.root.readonly),
+        ];
+        return {
+          type: v.type,
+          sandboxId: v.sandboxId,
+          bundle: v.bundle,
+          steps,
+          process,
+          mounts: mounts.map((m) => ({ ...m, options: [...m.options] })),
+          hostPid: sandbox.pid,
+          config: cfg,
+        };
       }
 
       const resolved = await resolveConfigPath({
-        annotations: spec.annotations, configPath: req.options.configPath, env: s.confFileEnv,
-        allowedConfigDirs: s.configRoots, defaultPaths: s.defaultConfigPaths,
+        annotations: spec.annotations,
+        configPath: req.options.configPath,
+        env: s.confFileEnv,
+        allowedConfigDirs: s.configRoots,
+        defaultPaths: s.defaultConfigPaths,
       });
       // Corral talks to its guest agent over virtio-serial, not vsock: /dev/vhost-vsock is not required.
       const base = await loadRuntimeConfig(resolved.path, { requireVsock: false });
       const rc = await applyAnnotations(base, spec.annotations);
       const hv = rc.hypervisor;
-      if (hv.sharedFs !== 'virtio-9p') throw err.invalid(`shared_fs = "${hv.sharedFs}" is not supported: Corral shares the rootfs over virtio-9p (set shared_fs = "virtio-9p" in ${rc.configPath})`);
-      if (!hv.initrd) throw err.invalid(`Corral boots an initrd: set initrd in [hypervisor.qemu] of ${rc.configPath} (image is not supported)`);
+      if (hv.sharedFs !== 'virtio-9p')
+        throw err.invalid(
+          `shared_fs = "${hv.sharedFs}" is not supported: Corral shares the rootfs over virtio-9p (set shared_fs = "virtio-9p" in ${rc.configPath})`,
+        );
+      if (!hv.initrd)
+        throw err.invalid(
+          `Corral boots an initrd: set initrd in [hypervisor.qemu] of ${rc.configPath} (image is not supported)`,
+        );
       const workload = v.type === 'pod_sandbox' ? calculateSandboxSizing(spec) : calculateContainerSizing(spec);
       const statik = rc.runtime.staticSandboxResourceMgmt;
       const vcpus = hv.defaultVcpus + (statik ? workload.vcpus : 0);
       const memoryMiB = hv.defaultMemory + (statik ? workload.memMiB : 0);
-      const accel = /\btcg\b/.test(hv.machineAccelerators) ? 'tcg' : /\bkvm\b/.test(hv.machineAccelerators) ? 'kvm' : 'auto';
+      const accel = /\btcg\b/.test(hv.machineAccelerators)
+        ? 'tcg'
+        : /\bkvm\b/.test(hv.machineAccelerators)
+          ? 'kvm'
+          : 'auto';
       const sid = req.id;
       const steps: Step[] = [
-        ...await rootfsSteps(req, hv.disableBlockDeviceUse),
+        ...(await rootfsSteps(req, hv.disableBlockDeviceUse)),
         { phase: 'mounting', kind: 'mkdir', args: { path: paths.sandboxDir(s, sid), mode: 0o755 } },
         bindStep(rootSource, sid, req.id, spec.root.readonly),
         ...(hv.rootless ? [{ phase: 'preparingUser', kind: 'createUser', args: { sandboxId: sid } } as Step] : []),
         {
-          phase: 'booting', kind: 'boot', args: {
-            sandboxId: sid, vcpus, memoryMiB, kernel: hv.kernel, initrd: hv.initrd, kernelParams: kernelCmdline(hv.kernelParams),
-            machineType: hv.machineType, accel, sharedDir: paths.sharedDir(s, sid), msize9p: hv.msize9p, runDir: paths.vmDir(s, sid),
+          phase: 'booting',
+          kind: 'boot',
+          args: {
+            sandboxId: sid,
+            vcpus,
+            memoryMiB,
+            kernel: hv.kernel,
+            initrd: hv.initrd,
+            kernelParams: kernelCmdline(hv.kernelParams),
+            machineType: hv.machineType,
+            accel,
+            sharedDir: paths.sharedDir(s, sid),
+            msize9p: hv.msize9p,
+            runDir: paths.vmDir(s, sid),
             bootTimeoutMs: Math.max(10, rc.agent.dialTimeout || 120) * 1000,
           },
         },
       ];
       return {
-        type: v.type, sandboxId: sid, bundle: v.bundle, steps, process, vcpus, memoryMiB, mounts: spec.mounts.map((m) => ({ ...m, options: [...m.options] })),
-        config: { path: rc.configPath, source: resolved.source, disableBlockDeviceUse: hv.disableBlockDeviceUse, disableGuestEmptyDir: rc.runtime.disableGuestEmptyDir, rootless: hv.rootless },
+        type: v.type,
+        sandboxId: sid,
+        bundle: v.bundle,
+        steps,
+        process,
+        vcpus,
+        memoryMiB,
+        mounts: spec.mounts.map((m) => ({ ...m, options: [...m.options] })),
+        config: {
+          path: rc.configPath,
+          source: resolved.source,
+          disableBlockDeviceUse: hv.disableBlockDeviceUse,
+          disableGuestEmptyDir: rc.runtime.disableGuestEmptyDir,
+          rootless: hv.rootless,
+        },
       };
     },
   };
@@ -107,9 +186,24 @@ export function createRules(s: Settings): CreateRules {
 async function rootfsSteps(req: CreateTaskRequest, disableBlockDeviceUse: boolean): Promise<Step[]> {
   const d = await decideRootfs(req.rootfs, { disableBlockDeviceUse, isBlockDevice });
   switch (d.action) {
-    case 'none': return [];
-    case 'mount': return [{ phase: 'mounting', kind: 'mountRootfs', args: { target: join(req.bundle, 'rootfs'), mounts: d.mounts.map((m) => ({ type: m.type, source: m.source, options: [...m.options] })) } }];
-    case 'block': throw err.notImplemented(`rootfs ${d.mounts[0]?.source} is a block device: Corral shares rootfs over virtio-9p; set disable_block_device_use = true to mount it on the host`);
-    case 'nydus': throw err.notImplemented('nydus rootfs (fuse.nydus-overlayfs) is not supported');
+    case 'none':
+      return [];
+    case 'mount':
+      return [
+        {
+          phase: 'mounting',
+          kind: 'mountRootfs',
+          args: {
+            target: join(req.bundle, 'rootfs'),
+            mounts: d.mounts.map((m) => ({ type: m.type, source: m.source, options: [...m.options] })),
+          },
+        },
+      ];
+    case 'block':
+      throw err.notImplemented(
+        `rootfs ${d.mounts[0]?.source} is a block device: Corral shares rootfs over virtio-9p; set disable_block_device_use = true to mount it on the host`,
+      );
+    case 'nydus':
+      throw err.notImplemented('nydus rootfs (fuse.nydus-overlayfs) is not supported');
   }
 }

@@ -35,22 +35,41 @@ export interface EffectDeps {
   observeStep?: (step: string, ms: number, ok: boolean) => void;
 }
 
-export function taskEffects(d: EffectDeps, task: { id: string; sandboxId: () => string; instance: string; sandbox: () => SandboxContext | undefined }, gate?: EffectGate, effectsFrom = 0): Effects & { effectCount(): number } {
+export function taskEffects(
+  d: EffectDeps,
+  task: { id: string; sandboxId: () => string; instance: string; sandbox: () => SandboxContext | undefined },
+  gate?: EffectGate,
+  effectsFrom = 0,
+): Effects & { effectCount(): number } {
   // opIds are `<instance>:<n>.<k>:<op>`: n counts this task's effects, k the worker calls inside one.
   // Replay after a crash invokes the same effects in the same order, so an effect that was in flight
   // is re-issued with the opId it had, and the worker answers with its first outcome.
   let effects = effectsFrom;
   const call = (n: number) => {
     let k = 0;
-    return async <T>(kind: WorkerKind, op: string, body: Record<string, unknown>, deadline: number, signal: AbortSignal): Promise<T> => {
+    return async <T>(
+      kind: WorkerKind,
+      op: string,
+      body: Record<string, unknown>,
+      deadline: number,
+      signal: AbortSignal,
+    ): Promise<T> => {
       const opId = `${task.instance}:${n}.${k++}:${op}`;
       const deadlineMs = Date.now() + deadline;
       if (signal.aborted) throw err.cancelled(`${op} cancelled`);
       const ac = new AbortController();
       const stop = () => ac.abort();
       signal.addEventListener('abort', stop, { once: true });
-      const p = request<T>(d.nc, subjects.worker(d.settings.node, kind, op), { opId, deadlineMs, ...body }, deadline + 2_000, { signal: ac.signal })
-        .finally(() => { signal.removeEventListener('abort', stop); ac.abort(); });
+      const p = request<T>(
+        d.nc,
+        subjects.worker(d.settings.node, kind, op),
+        { opId, deadlineMs, ...body },
+        deadline + 2_000,
+        { signal: ac.signal },
+      ).finally(() => {
+        signal.removeEventListener('abort', stop);
+        ac.abort();
+      });
       return d.watch ? d.watch.track(kind, op, p, stop) : p;
     };
   };
@@ -60,7 +79,10 @@ export function taskEffects(d: EffectDeps, task: { id: string; sandboxId: () => 
     const n = effects++;
     if (gate) {
       const recorded = await gate.wait(task.id, name);
-      if (recorded !== 'live') { if (recorded.ok) return recorded.output as T; throw fromWire(recorded.error); }
+      if (recorded !== 'live') {
+        if (recorded.ok) return recorded.output as T;
+        throw fromWire(recorded.error);
+      }
     }
     if (d.crashAt === `before:${name}`) process.kill(process.pid, 'SIGKILL');
     const t0 = performance.now();
@@ -68,24 +90,47 @@ export function taskEffects(d: EffectDeps, task: { id: string; sandboxId: () => 
       const output = await f(call(n));
       if (d.crashAt === `during:${name}`) process.kill(process.pid, 'SIGKILL'); // done by the worker, not journaled
       d.observeStep?.(name, performance.now() - t0, true);
-      await d.events.append(task.sandboxId(), 'input', { taskId: task.id, effect: name, ok: true, output: output as never });
+      await d.events.append(task.sandboxId(), 'input', {
+        taskId: task.id,
+        effect: name,
+        ok: true,
+        output: output as never,
+      });
       if (d.crashAt === `after:${name}`) process.kill(process.pid, 'SIGKILL');
       return output;
     } catch (e) {
       const ce = ensureError(e);
       d.observeStep?.(name, performance.now() - t0, false);
-      await d.events.append(task.sandboxId(), 'input', { taskId: task.id, effect: name, ok: false, error: ce.toWire() as never }).catch(() => {});
+      await d.events
+        .append(task.sandboxId(), 'input', { taskId: task.id, effect: name, ok: false, error: ce.toWire() as never })
+        .catch(() => {});
       throw ce;
     }
   };
 
-  const runStep = (call: Call, step: Step, plan: CreatePlan, results: Record<string, unknown>, signal: AbortSignal): Promise<unknown> => {
+  const runStep = (
+    call: Call,
+    step: Step,
+    plan: CreatePlan,
+    results: Record<string, unknown>,
+    signal: AbortSignal,
+  ): Promise<unknown> => {
     const a = step.args;
     switch (step.kind) {
-      case 'mountRootfs': return call('mount', 'mountRootfs', { target: a.target, mounts: a.mounts }, DEADLINES.mount, signal);
-      case 'mkdir': return call('mount', 'mkdir', { path: a.path, mode: a.mode }, DEADLINES.mount, signal);
-      case 'bind': return call('mount', 'bind', { source: a.source, target: a.target, readonly: a.readonly }, DEADLINES.mount, signal);
-      case 'createUser': return call('hypervisor', 'createUser', { sandboxId: plan.sandboxId }, DEADLINES.user, signal);
+      case 'mountRootfs':
+        return call('mount', 'mountRootfs', { target: a.target, mounts: a.mounts }, DEADLINES.mount, signal);
+      case 'mkdir':
+        return call('mount', 'mkdir', { path: a.path, mode: a.mode }, DEADLINES.mount, signal);
+      case 'bind':
+        return call(
+          'mount',
+          'bind',
+          { source: a.source, target: a.target, readonly: a.readonly },
+          DEADLINES.mount,
+          signal,
+        );
+      case 'createUser':
+        return call('hypervisor', 'createUser', { sandboxId: plan.sandboxId }, DEADLINES.user, signal);
       case 'boot': {
         const user = results.createUser as VmmUser | undefined;
         const spec = { ...(a as unknown as BootSpec), user, runDir: user ? user.runtimeDir : (a.runDir as string) };
@@ -98,14 +143,31 @@ export function taskEffects(d: EffectDeps, task: { id: string; sandboxId: () => 
   const compensate = async (call: Call, c: Compensation, signal: AbortSignal): Promise<unknown> => {
     const a = c.args;
     switch (c.kind) {
-      case 'unmountAll': return call('mount', 'unmountAll', { target: a.target, removeDir: a.removeDir }, DEADLINES.compensate, signal);
-      case 'removeUser': return call('hypervisor', 'removeUser', a.user === undefined ? { sandboxId: a.sandboxId } : { user: a.user, uid: a.uid }, DEADLINES.compensate, signal);
-      case 'stopVm': return call('hypervisor', 'stop', { sandboxId: a.sandboxId }, DEADLINES.compensate, signal);
+      case 'unmountAll':
+        return call('mount', 'unmountAll', { target: a.target, removeDir: a.removeDir }, DEADLINES.compensate, signal);
+      case 'removeUser':
+        return call(
+          'hypervisor',
+          'removeUser',
+          a.user === undefined ? { sandboxId: a.sandboxId } : { user: a.user, uid: a.uid },
+          DEADLINES.compensate,
+          signal,
+        );
+      case 'stopVm':
+        return call('hypervisor', 'stop', { sandboxId: a.sandboxId }, DEADLINES.compensate, signal);
       case 'removeTree': {
         // Pod containers' binds may still sit inside a sandbox dir: release them, deepest first.
-        const { mounts } = await request<{ mounts: { target: string }[] }>(d.nc, subjects.worker(d.settings.node, 'mount', 'scan'), {}, 10_000);
+        const { mounts } = await request<{ mounts: { target: string }[] }>(
+          d.nc,
+          subjects.worker(d.settings.node, 'mount', 'scan'),
+          {},
+          10_000,
+        );
         const path = String(a.path);
-        const inside = mounts.map((m) => m.target).filter((t) => t === path || t.startsWith(path + '/')).sort((x, y) => y.length - x.length);
+        const inside = mounts
+          .map((m) => m.target)
+          .filter((t) => t === path || t.startsWith(path + '/'))
+          .sort((x, y) => y.length - x.length);
         for (const target of inside) await call('mount', 'unmountAll', { target }, DEADLINES.compensate, signal);
         return call('mount', 'removeTree', { path }, DEADLINES.compensate, signal);
       }
@@ -115,17 +177,46 @@ export function taskEffects(d: EffectDeps, task: { id: string; sandboxId: () => 
   return {
     effectCount: () => effects,
     validate: (req) => journaled('validate', () => d.rules.validate(req)),
-    configure: (input) => journaled('configure', () => d.rules.configure(input.request, input.validated, task.sandbox())),
-    runStep: (input, signal) => journaled(input.step.kind, (call) => runStep(call, input.step, input.plan, input.results, signal)),
+    configure: (input) =>
+      journaled('configure', () => d.rules.configure(input.request, input.validated, task.sandbox())),
+    runStep: (input, signal) =>
+      journaled(input.step.kind, (call) => runStep(call, input.step, input.plan, input.results, signal)),
     startProcess: (input, signal) =>
-      journaled('startProcess', (call) => call('hypervisor', 'startProcess', { sandboxId: input.plan.sandboxId, containerId: input.id, ...input.plan.process }, DEADLINES.process, signal)),
+      journaled('startProcess', (call) =>
+        call(
+          'hypervisor',
+          'startProcess',
+          { sandboxId: input.plan.sandboxId, containerId: input.id, ...input.plan.process },
+          DEADLINES.process,
+          signal,
+        ),
+      ),
     signal: (input, signal) =>
-      journaled('signal', (call) => call('hypervisor', 'signal', { sandboxId: input.plan.sandboxId, containerId: input.id, signal: input.signal }, DEADLINES.process, signal)),
+      journaled('signal', (call) =>
+        call(
+          'hypervisor',
+          'signal',
+          { sandboxId: input.plan.sandboxId, containerId: input.id, signal: input.signal },
+          DEADLINES.process,
+          signal,
+        ),
+      ),
     compensate: (c, signal) => journaled(`undo:${c.kind}`, (call) => compensate(call, c, signal)),
     sleep: (ms, signal) =>
-      journaled('timer', () => new Promise<void>((resolve, reject) => {
-        const t = setTimeout(resolve, ms);
-        signal.addEventListener('abort', () => { clearTimeout(t); reject(new CorralError('Cancelled', 'timer cancelled')); }, { once: true });
-      })),
+      journaled(
+        'timer',
+        () =>
+          new Promise<void>((resolve, reject) => {
+            const t = setTimeout(resolve, ms);
+            signal.addEventListener(
+              'abort',
+              () => {
+                clearTimeout(t);
+                reject(new CorralError('Cancelled', 'timer cancelled'));
+              },
+              { once: true },
+            );
+          }),
+      ),
   };
 }

@@ -17,7 +17,8 @@ export function requestKey(body: unknown): string | undefined {
   if (!body || typeof body !== 'object') return undefined;
   const { id, requestId } = body as { id?: unknown; requestId?: unknown };
   if (requestId === undefined || requestId === null) return undefined;
-  if (typeof requestId !== 'string' || requestId.length === 0 || requestId.length > 128) throw err.invalid('requestId must be a string of 1 to 128 characters');
+  if (typeof requestId !== 'string' || requestId.length === 0 || requestId.length > 128)
+    throw err.invalid('requestId must be a string of 1 to 128 characters');
   return typeof id === 'string' ? `${id}/${requestId}` : undefined;
 }
 
@@ -25,7 +26,11 @@ export class RequestLedger {
   private readonly inflight = new Map<string, Msg[]>();
   private readonly done = new Map<string, { env: Envelope<unknown>; at: number }>();
 
-  constructor(private readonly answer: Answer, private readonly ttlMs = 10 * 60_000, private readonly max = 10_000) {}
+  constructor(
+    private readonly answer: Answer,
+    private readonly ttlMs = 10 * 60_000,
+    private readonly max = 10_000,
+  ) {}
 
   /**
    * A request arrives: true when it is a repeat (answered now from memory, or joined to the one in
@@ -34,9 +39,15 @@ export class RequestLedger {
   admit(key: string | undefined, msg: Msg | undefined): boolean {
     if (key === undefined) return false;
     const d = this.done.get(key);
-    if (d && Date.now() - d.at <= this.ttlMs) { if (msg) this.answer(msg, d.env); return true; }
+    if (d && Date.now() - d.at <= this.ttlMs) {
+      if (msg) this.answer(msg, d.env);
+      return true;
+    }
     const joined = this.inflight.get(key);
-    if (joined) { if (msg) joined.push(msg); return true; }
+    if (joined) {
+      if (msg) joined.push(msg);
+      return true;
+    }
     this.inflight.set(key, msg ? [msg] : []);
     return false;
   }
@@ -55,7 +66,9 @@ export class RequestLedger {
     for (const m of waiters) this.answer(m, env);
   }
 
-  get size(): { inflight: number; done: number } { return { inflight: this.inflight.size, done: this.done.size }; }
+  get size(): { inflight: number; done: number } {
+    return { inflight: this.inflight.size, done: this.done.size };
+  }
 
   private prune(): void {
     const cut = Date.now() - this.ttlMs;

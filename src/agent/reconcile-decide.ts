@@ -31,13 +31,17 @@ export function decideReconcile(observed: Observed, liveSandboxes: ReadonlySet<s
   const sandboxOf = (path: string) => (path.startsWith(base) ? path.slice(base.length).split('/')[0] || null : null);
   const actions: Action[] = [];
   // VMs first: a VMM holds the share open; then mounts, deepest first; then dirs; then users.
-  for (const vm of observed.vms) if (!liveSandboxes.has(vm.sandboxId)) actions.push({ kind: 'stopVm', sandboxId: vm.sandboxId, pid: vm.pid });
+  for (const vm of observed.vms)
+    if (!liveSandboxes.has(vm.sandboxId)) actions.push({ kind: 'stopVm', sandboxId: vm.sandboxId, pid: vm.pid });
   const orphanMounts = observed.mounts
     .map((target) => ({ target, sandboxId: sandboxOf(target) }))
     .filter((m): m is { target: string; sandboxId: string } => m.sandboxId !== null && !liveSandboxes.has(m.sandboxId))
     .sort((a, b) => b.target.split('/').length - a.target.split('/').length || b.target.localeCompare(a.target));
   for (const m of orphanMounts) actions.push({ kind: 'unmount', target: m.target, sandboxId: m.sandboxId });
-  for (const d of [...observed.sandboxDirs].sort()) if (!liveSandboxes.has(d)) actions.push({ kind: 'removeTree', path: base + d, sandboxId: d });
-  for (const u of observed.users) if (u.sandboxId !== null && !liveSandboxes.has(u.sandboxId)) actions.push({ kind: 'removeUser', user: u.name, uid: u.uid, sandboxId: u.sandboxId });
+  for (const d of [...observed.sandboxDirs].sort())
+    if (!liveSandboxes.has(d)) actions.push({ kind: 'removeTree', path: base + d, sandboxId: d });
+  for (const u of observed.users)
+    if (u.sandboxId !== null && !liveSandboxes.has(u.sandboxId))
+      actions.push({ kind: 'removeUser', user: u.name, uid: u.uid, sandboxId: u.sandboxId });
   return actions;
 }

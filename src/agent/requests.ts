@@ -9,12 +9,16 @@ import type { MountSpec } from '../workers/protocol.ts';
 type Obj = Record<string, unknown>;
 
 function obj(v: unknown, what: string): Obj {
-  if (!v || typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array) throw err.invalid(`${what} must be a map`);
+  if (!v || typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array)
+    throw err.invalid(`${what} must be a map`);
   return v as Obj;
 }
 function str(o: Obj, k: string, opts: { required?: boolean; max?: number } = {}): string {
   const v = o[k];
-  if (v === undefined || v === null) { if (opts.required) throw err.invalid(`${k} is required`); return ''; }
+  if (v === undefined || v === null) {
+    if (opts.required) throw err.invalid(`${k} is required`);
+    return '';
+  }
   if (typeof v !== 'string') throw err.invalid(`${k} must be a string, got ${typeof v}`);
   if (v.length > (opts.max ?? 4096)) throw err.invalid(`${k} is longer than ${opts.max ?? 4096} characters`);
   if (v.includes('\0')) throw err.invalid(`${k} must not contain NUL`);
@@ -29,7 +33,8 @@ function bool(o: Obj, k: string): boolean {
 function int(o: Obj, k: string, dflt: number, min: number, max: number): number {
   const v = o[k];
   if (v === undefined || v === null) return dflt;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw err.invalid(`${k} must be an integer in [${min}, ${max}]`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
+    throw err.invalid(`${k} must be an integer in [${min}, ${max}]`);
   return v;
 }
 
@@ -46,8 +51,13 @@ export function parseCreate(body: unknown): CreateTaskRequest {
   const rootfs: MountSpec[] = rootfsRaw.map((m, i) => {
     const e = obj(m, `rootfs[${i}]`);
     const options = e.options ?? [];
-    if (!Array.isArray(options) || options.some((x) => typeof x !== 'string')) throw err.invalid(`rootfs[${i}].options must be a list of strings`);
-    return { type: str(e, 'type', { required: true, max: 64 }), source: str(e, 'source', { required: true }), options: options as string[] };
+    if (!Array.isArray(options) || options.some((x) => typeof x !== 'string'))
+      throw err.invalid(`rootfs[${i}].options must be a list of strings`);
+    return {
+      type: str(e, 'type', { required: true, max: 64 }),
+      source: str(e, 'source', { required: true }),
+      options: options as string[],
+    };
   });
   const opts = o.options === undefined || o.options === null ? {} : obj(o.options, 'options');
   const configPath = str(opts, 'configPath');
@@ -56,13 +66,26 @@ export function parseCreate(body: unknown): CreateTaskRequest {
     bundle: str(o, 'bundle'),
     rootfs,
     terminal: bool(o, 'terminal'),
-    stdin: str(o, 'stdin'), stdout: str(o, 'stdout'), stderr: str(o, 'stderr'),
-    checkpoint: str(o, 'checkpoint'), parentCheckpoint: str(o, 'parentCheckpoint'),
+    stdin: str(o, 'stdin'),
+    stdout: str(o, 'stdout'),
+    stderr: str(o, 'stderr'),
+    checkpoint: str(o, 'checkpoint'),
+    parentCheckpoint: str(o, 'parentCheckpoint'),
     options: configPath ? { configPath } : {},
   };
 }
 
-const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGUSR1: 10, SIGUSR2: 12, SIGTERM: 15, SIGCONT: 18, SIGSTOP: 19 };
+const SIGNALS: Record<string, number> = {
+  SIGHUP: 1,
+  SIGINT: 2,
+  SIGQUIT: 3,
+  SIGKILL: 9,
+  SIGUSR1: 10,
+  SIGUSR2: 12,
+  SIGTERM: 15,
+  SIGCONT: 18,
+  SIGSTOP: 19,
+};
 
 /** `9`, `KILL` or `SIGKILL` → 9. */
 export function parseSignal(v: unknown): number {

@@ -36,7 +36,22 @@ export interface Settings {
   replicas: number;
 }
 
-export type Flags = Partial<Record<'node' | 'nats' | 'dataDir' | 'runDir' | 'bundleRoot' | 'configRoot' | 'metrics' | 'logLevel' | 'eventRetention' | 'creds' | 'replicas', string | string[]>>;
+export type Flags = Partial<
+  Record<
+    | 'node'
+    | 'nats'
+    | 'dataDir'
+    | 'runDir'
+    | 'bundleRoot'
+    | 'configRoot'
+    | 'metrics'
+    | 'logLevel'
+    | 'eventRetention'
+    | 'creds'
+    | 'replicas',
+    string | string[]
+  >
+>;
 
 const list = (v: string | string[] | undefined): string[] | undefined =>
   v === undefined ? undefined : (Array.isArray(v) ? v : v.split(':')).filter(Boolean);
@@ -50,27 +65,62 @@ function absDir(name: string, v: string): string {
 export function loadSettings(flags: Flags, env: NodeJS.ProcessEnv): Readonly<Settings> {
   const node = one(flags.node) ?? env.CORRAL_NODE ?? hostname().split('.')[0]!;
   // A NATS subject token and a KV key of the fleet registry: letters, digits, '_' and '-'.
-  if (!/^[A-Za-z0-9_-]{1,64}$/.test(node)) throw err.invalid(`node name (--node / CORRAL_NODE) must be 1-64 letters, digits, '_' or '-', got ${JSON.stringify(node)}`);
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(node))
+    throw err.invalid(
+      `node name (--node / CORRAL_NODE) must be 1-64 letters, digits, '_' or '-', got ${JSON.stringify(node)}`,
+    );
   const natsUrl = one(flags.nats) ?? env.NATS_URL ?? DEFAULT_NATS_URL;
   for (const u of natsUrl.split(',')) {
-    try { const p = new URL(u.includes('://') ? u : `nats://${u}`); if (!p.hostname) throw new Error(); } catch { throw err.invalid(`--nats / NATS_URL is not a URL: ${JSON.stringify(u)}`); }
+    try {
+      const p = new URL(u.includes('://') ? u : `nats://${u}`);
+      if (!p.hostname) throw new Error();
+    } catch {
+      throw err.invalid(`--nats / NATS_URL is not a URL: ${JSON.stringify(u)}`);
+    }
   }
-  const dataDir = absDir('--data-dir / CORRAL_DATA_DIR', one(flags.dataDir) ?? env.CORRAL_DATA_DIR ?? '/var/lib/corral');
+  const dataDir = absDir(
+    '--data-dir / CORRAL_DATA_DIR',
+    one(flags.dataDir) ?? env.CORRAL_DATA_DIR ?? '/var/lib/corral',
+  );
   const runDir = absDir('--run-dir / CORRAL_RUN_DIR', one(flags.runDir) ?? env.CORRAL_RUN_DIR ?? '/run/corral');
-  const bundleRoots = (list(flags.bundleRoot) ?? list(env.CORRAL_BUNDLE_ROOTS) ?? ['/run/containerd', `${dataDir}/bundles`]).map((p) => absDir('bundle root', p));
-  const configRoots = (list(flags.configRoot) ?? list(env.CORRAL_CONFIG_ROOTS) ?? ['/etc/corral/configs']).map((p) => absDir('config root', p));
+  const bundleRoots = (
+    list(flags.bundleRoot) ??
+    list(env.CORRAL_BUNDLE_ROOTS) ?? ['/run/containerd', `${dataDir}/bundles`]
+  ).map((p) => absDir('bundle root', p));
+  const configRoots = (list(flags.configRoot) ?? list(env.CORRAL_CONFIG_ROOTS) ?? ['/etc/corral/configs']).map((p) =>
+    absDir('config root', p),
+  );
   const metricsAddr = one(flags.metrics) ?? env.CORRAL_METRICS_ADDR ?? '127.0.0.1:0';
-  if (!/^[\w.-]+:\d{1,5}$/.test(metricsAddr)) throw err.invalid(`--metrics / CORRAL_METRICS_ADDR must be host:port, got ${JSON.stringify(metricsAddr)}`);
-  const credsFile = ((v) => (v ? absDir('--creds / CORRAL_CREDS', v) : undefined))(one(flags.creds) ?? env.CORRAL_CREDS);
+  if (!/^[\w.-]+:\d{1,5}$/.test(metricsAddr))
+    throw err.invalid(`--metrics / CORRAL_METRICS_ADDR must be host:port, got ${JSON.stringify(metricsAddr)}`);
+  const credsFile = ((v) => (v ? absDir('--creds / CORRAL_CREDS', v) : undefined))(
+    one(flags.creds) ?? env.CORRAL_CREDS,
+  );
   const replicas = Number(one(flags.replicas) ?? env.CORRAL_REPLICAS ?? 1);
-  if (!Number.isInteger(replicas) || replicas < 1 || replicas > 5) throw err.invalid(`--replicas / CORRAL_REPLICAS must be 1..5, got ${JSON.stringify(one(flags.replicas) ?? env.CORRAL_REPLICAS)}`);
+  if (!Number.isInteger(replicas) || replicas < 1 || replicas > 5)
+    throw err.invalid(
+      `--replicas / CORRAL_REPLICAS must be 1..5, got ${JSON.stringify(one(flags.replicas) ?? env.CORRAL_REPLICAS)}`,
+    );
   return Object.freeze({
-    ...(credsFile ? { credsFile } : {}), replicas,
-    node, natsUrl, dataDir, runDir, bundleRoots, configRoots, metricsAddr,
+    ...(credsFile ? { credsFile } : {}),
+    replicas,
+    node,
+    natsUrl,
+    dataDir,
+    runDir,
+    bundleRoots,
+    configRoots,
+    metricsAddr,
     defaultConfigPaths: ['/etc/corral/configuration.toml', '/usr/share/defaults/corral/configuration.toml'],
-    confFileEnv: { CORRAL_CONF_FILE: env.CORRAL_CONF_FILE || undefined, KATA_CONF_FILE: env.KATA_CONF_FILE || undefined },
+    confFileEnv: {
+      CORRAL_CONF_FILE: env.CORRAL_CONF_FILE || undefined,
+      KATA_CONF_FILE: env.KATA_CONF_FILE || undefined,
+    },
     logLevel: one(flags.logLevel) ?? env.CORRAL_LOG_LEVEL ?? 'info',
-    eventRetentionMs: ((v) => (v === undefined ? DEFAULT_RETENTION_MS : parseRetention(v, '--event-retention / CORRAL_EVENT_RETENTION')))(one(flags.eventRetention) ?? env.CORRAL_EVENT_RETENTION),
+    eventRetentionMs: ((v) =>
+      v === undefined ? DEFAULT_RETENTION_MS : parseRetention(v, '--event-retention / CORRAL_EVENT_RETENTION'))(
+      one(flags.eventRetention) ?? env.CORRAL_EVENT_RETENTION,
+    ),
   });
 }
 

@@ -21,7 +21,10 @@ export interface SupervisorOptions {
 }
 
 export class Supervisor {
-  private children = new Map<string, { spec: ChildSpec; proc?: ChildProcess; restarts: number[]; timer?: NodeJS.Timeout; adopted?: number }>();
+  private children = new Map<
+    string,
+    { spec: ChildSpec; proc?: ChildProcess; restarts: number[]; timer?: NodeJS.Timeout; adopted?: number }
+  >();
   private stopping = false;
   constructor(private o: SupervisorOptions = {}) {}
 
@@ -39,10 +42,18 @@ export class Supervisor {
    * it is watched by pid, and started anew when it dies.
    */
   adopt(spec: ChildSpec, pid: number): void {
-    const c = { spec, restarts: [] as number[], adopted: pid } as { spec: ChildSpec; restarts: number[]; adopted?: number; timer?: NodeJS.Timeout; proc?: ChildProcess };
+    const c = { spec, restarts: [] as number[], adopted: pid } as {
+      spec: ChildSpec;
+      restarts: number[];
+      adopted?: number;
+      timer?: NodeJS.Timeout;
+      proc?: ChildProcess;
+    };
     this.children.set(spec.name, c);
     const watch = setInterval(() => {
-      try { process.kill(pid, 0); } catch {
+      try {
+        process.kill(pid, 0);
+      } catch {
         clearInterval(watch);
         c.adopted = undefined;
         if (this.stopping) return;
@@ -56,7 +67,10 @@ export class Supervisor {
   private launch(name: string): void {
     const c = this.children.get(name);
     if (!c || this.stopping) return;
-    const proc = spawn(c.spec.command, c.spec.args, { env: c.spec.env ?? process.env, stdio: ['ignore', 'inherit', 'inherit'] });
+    const proc = spawn(c.spec.command, c.spec.args, {
+      env: c.spec.env ?? process.env,
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
     c.proc = proc;
     if (proc.pid) this.o.onStart?.(name, proc.pid);
     proc.once('exit', (code, signal) => {
@@ -66,7 +80,10 @@ export class Supervisor {
       this.o.onExit?.(name, code, signal);
       const now = Date.now();
       c.restarts = c.restarts.filter((t) => now - t < (this.o.windowMs ?? 30_000));
-      if (c.restarts.length >= (this.o.maxRestarts ?? 5)) { this.o.onGiveUp?.(name); return; }
+      if (c.restarts.length >= (this.o.maxRestarts ?? 5)) {
+        this.o.onGiveUp?.(name);
+        return;
+      }
       c.restarts.push(now);
       const delay = Math.min(5_000, 100 * 2 ** (c.restarts.length - 1));
       c.timer = setTimeout(() => this.launch(name), delay);
@@ -76,26 +93,47 @@ export class Supervisor {
   /** SIGTERM every child, SIGKILL after `graceMs`; resolves when all have exited. */
   async stop(graceMs = 15_000): Promise<void> {
     this.stopping = true;
-    await Promise.all([...this.children.values()].map(async (c) => {
-      clearTimeout(c.timer);
-      clearInterval(c.timer);
-      if (c.adopted) await stopPid(c.adopted, graceMs);
-      const p = c.proc;
-      if (!p || p.exitCode !== null || p.signalCode !== null) return;
-      return new Promise<void>((resolve) => {
-        const t = setTimeout(() => p.kill('SIGKILL'), graceMs);
-        p.once('exit', () => { clearTimeout(t); resolve(); });
-        p.kill('SIGTERM');
-      });
-    }));
+    await Promise.all(
+      [...this.children.values()].map(async (c) => {
+        clearTimeout(c.timer);
+        clearInterval(c.timer);
+        if (c.adopted) await stopPid(c.adopted, graceMs);
+        const p = c.proc;
+        if (!p || p.exitCode !== null || p.signalCode !== null) return;
+        return new Promise<void>((resolve) => {
+          const t = setTimeout(() => p.kill('SIGKILL'), graceMs);
+          p.once('exit', () => {
+            clearTimeout(t);
+            resolve();
+          });
+          p.kill('SIGTERM');
+        });
+      }),
+    );
   }
 }
 
 async function stopPid(pid: number, graceMs: number): Promise<void> {
-  const alive = () => { try { process.kill(pid, 0); return true; } catch { return false; } };
-  try { process.kill(pid, 'SIGTERM'); } catch { return; }
+  const alive = () => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return;
+  }
   for (const until = Date.now() + graceMs; alive() && Date.now() < until;) await new Promise((r) => setTimeout(r, 100));
-  if (alive()) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+  if (alive())
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
 }
 
 /** How to run this CLI again as a child: node with tsx, the same entry point. */

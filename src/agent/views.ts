@@ -23,20 +23,41 @@ export interface TaskView {
 
 export function taskStatus(actor: LifecycleActor): TaskStatus {
   switch (stateName(actor)) {
-    case 'created': case 'starting': return 'created';
-    case 'running': return 'running';
-    case 'stopping': case 'stopped': case 'deleted': case 'failed': return 'stopped';
-    default: return 'unknown';
+    case 'created':
+    case 'starting':
+      return 'created';
+    case 'running':
+      return 'running';
+    case 'stopping':
+    case 'stopped':
+    case 'deleted':
+    case 'failed':
+      return 'stopped';
+    default:
+      return 'unknown';
   }
 }
 
-export function taskView(actor: LifecycleActor, t: { id: string; sandboxId: string; kind: 'sandbox' | 'container'; createdAt: number }): TaskView {
+export function taskView(
+  actor: LifecycleActor,
+  t: { id: string; sandboxId: string; kind: 'sandbox' | 'container'; createdAt: number },
+): TaskView {
   const c = actor.getSnapshot().context;
   return {
-    id: t.id, sandboxId: t.sandboxId, kind: t.kind, bundle: c.request.bundle, pid: c.pid,
-    status: taskStatus(actor), state: stateName(actor),
-    exitStatus: c.exitStatus ?? 0, exitedAt: c.exitedAt ?? 0, createdAt: t.createdAt,
+    id: t.id,
+    sandboxId: t.sandboxId,
+    kind: t.kind,
+    bundle: c.request.bundle,
+    pid: c.pid,
+    status: taskStatus(actor),
+    state: stateName(actor),
+    exitStatus: c.exitStatus ?? 0,
+    exitedAt: c.exitedAt ?? 0,
+    createdAt: t.createdAt,
     ...(c.error ? { error: { code: c.error.code, message: c.error.message } } : {}),
-    terminal: c.request.terminal, stdin: c.request.stdin, stdout: c.request.stdout, stderr: c.request.stderr,
+    terminal: c.request.terminal,
+    stdin: c.request.stdin,
+    stdout: c.request.stdout,
+    stderr: c.request.stderr,
   };
 }

@@ -15,7 +15,10 @@ export class WorkerWatch {
     if (!set) this.inflight.set(kind, (set = new Set()));
     const s = set;
     return new Promise<T>((resolve, reject) => {
-      const fail = (e: Error) => { abandon?.(); reject(err.unavailable(`${kind} worker died during ${op}: ${e.message}`, e)); };
+      const fail = (e: Error) => {
+        abandon?.();
+        reject(err.unavailable(`${kind} worker died during ${op}: ${e.message}`, e));
+      };
       s.add(fail);
       p.then(resolve, reject).finally(() => s.delete(fail));
     });

@@ -69,17 +69,25 @@ const q = (s: string) => JSON.stringify(s);
 export function natsClusterConfigs(c: ClusterConfigInput): ClusterConfigs {
   const size = c.size ?? 3;
   if (!Number.isInteger(size) || size < 1) throw err.invalid(`cluster size must be a positive integer, got ${size}`);
-  if (c.hosts && c.hosts.length !== size) throw err.invalid(`cluster of ${size} needs ${size} hosts, got ${c.hosts.length}`);
+  if (c.hosts && c.hosts.length !== size)
+    throw err.invalid(`cluster of ${size} needs ${size} hosts, got ${c.hosts.length}`);
   const multi = !!c.hosts;
   const routeBase = c.routeBasePort ?? (multi ? 6222 : c.basePort + size);
   const ports = (i: number) => ({
-    host: multi ? c.hosts![i]! : c.host ?? '127.0.0.1',
+    host: multi ? c.hosts![i]! : (c.host ?? '127.0.0.1'),
     port: multi ? c.basePort : c.basePort + i,
     routePort: multi ? routeBase : routeBase + i,
   });
   const all = Array.from({ length: size }, (_, i) => ports(i));
   for (const p of all) {
-    if (!Number.isInteger(p.port) || p.port < 1 || p.port > 65535 || !Number.isInteger(p.routePort) || p.routePort < 1 || p.routePort > 65535) {
+    if (
+      !Number.isInteger(p.port) ||
+      p.port < 1 ||
+      p.port > 65535 ||
+      !Number.isInteger(p.routePort) ||
+      p.routePort < 1 ||
+      p.routePort > 65535
+    ) {
       throw err.invalid(`cluster ports out of range: client ${p.port}, route ${p.routePort}`);
     }
   }
@@ -122,7 +130,17 @@ export function natsClusterConfigs(c: ClusterConfigInput): ClusterConfigs {
       ...(c.extra ? ['', c.extra.trimEnd()] : []),
       '',
     ];
-    return { index: i, name, host: p.host, port: p.port, routePort: p.routePort, storeDir, pidFile, url: `nats://${p.host}:${p.port}`, text: lines.join('\n') };
+    return {
+      index: i,
+      name,
+      host: p.host,
+      port: p.port,
+      routePort: p.routePort,
+      storeDir,
+      pidFile,
+      url: `nats://${p.host}:${p.port}`,
+      text: lines.join('\n'),
+    };
   });
   return { servers, url: servers.map((s) => s.url).join(','), syncAlways, guarantee };
 }
@@ -149,11 +167,12 @@ export interface LocalNatsCluster {
   stop(): Promise<void>;
 }
 
-const freePort = (port: number) => new Promise<boolean>((res) => {
-  const s = createServer();
-  s.once('error', () => res(false));
-  s.listen(port, '127.0.0.1', () => s.close(() => res(true)));
-});
+const freePort = (port: number) =>
+  new Promise<boolean>((res) => {
+    const s = createServer();
+    s.once('error', () => res(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => res(true)));
+  });
 
 /** A base port with `2 * size` free ports after it (client and route ports on one machine). */
 async function freeBase(size: number): Promise<number> {
@@ -166,24 +185,40 @@ async function freeBase(size: number): Promise<number> {
   throw err.unavailable(`no ${2 * size} consecutive free ports found for a NATS cluster`);
 }
 
-const gone = (p: ChildProcess) => new Promise<void>((r) => { if (p.exitCode !== null || p.signalCode !== null) r(); else p.once('exit', () => r()); });
+const gone = (p: ChildProcess) =>
+  new Promise<void>((r) => {
+    if (p.exitCode !== null || p.signalCode !== null) r();
+    else p.once('exit', () => r());
+  });
 
 function spawnServer(configFile: string, timeoutMs: number): Promise<ChildProcess> {
   const proc = spawn(natsServerBinary(), ['-c', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
   return new Promise<ChildProcess>((resolveP, reject) => {
     let buf = '';
-    const timer = setTimeout(() => { proc.kill('SIGKILL'); reject(err.timeout(`nats-server (${configFile}) did not start: ${buf.slice(-500)}`)); }, timeoutMs);
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(err.timeout(`nats-server (${configFile}) did not start: ${buf.slice(-500)}`));
+    }, timeoutMs);
     const done = () => {
       clearTimeout(timer);
       proc.removeAllListeners('exit');
       proc.stderr!.removeAllListeners('data');
       proc.stderr!.resume();
     };
-    proc.once('error', (e) => { done(); reject(err.unavailable(`cannot run nats-server (${natsServerBinary()}): ${e.message}`, e)); });
-    proc.once('exit', (code) => { done(); reject(err.unavailable(`nats-server (${configFile}) exited with ${code}: ${buf.slice(-500)}`)); });
+    proc.once('error', (e) => {
+      done();
+      reject(err.unavailable(`cannot run nats-server (${natsServerBinary()}): ${e.message}`, e));
+    });
+    proc.once('exit', (code) => {
+      done();
+      reject(err.unavailable(`nats-server (${configFile}) exited with ${code}: ${buf.slice(-500)}`));
+    });
     proc.stderr!.on('data', (d: Buffer) => {
       buf += d.toString();
-      if (/Server is ready/.test(buf)) { done(); resolveP(proc); }
+      if (/Server is ready/.test(buf)) {
+        done();
+        resolveP(proc);
+      }
     });
   });
 }
@@ -206,26 +241,34 @@ export async function startNatsCluster(opts: {
   const size = opts.size ?? 3;
   const timeoutMs = opts.timeoutMs ?? 30_000;
   const version = await natsServerVersion();
-  const basePort = opts.basePort ?? await freeBase(size);
+  const basePort = opts.basePort ?? (await freeBase(size));
   const cfg = natsClusterConfigs({ version, dataDir, basePort, size, extra: opts.extra });
   const members: ClusterMember[] = [];
-  const stopAll = () => Promise.all(members.map(async (m) => {
-    if (m.proc.exitCode !== null || m.proc.signalCode !== null) return;
-    m.proc.kill('SIGTERM');
-    const t = setTimeout(() => m.proc.kill('SIGKILL'), 5000);
-    await gone(m.proc);
-    clearTimeout(t);
-  }));
+  const stopAll = () =>
+    Promise.all(
+      members.map(async (m) => {
+        if (m.proc.exitCode !== null || m.proc.signalCode !== null) return;
+        m.proc.kill('SIGTERM');
+        const t = setTimeout(() => m.proc.kill('SIGKILL'), 5000);
+        await gone(m.proc);
+        clearTimeout(t);
+      }),
+    );
   try {
-    const procs = await Promise.allSettled(cfg.servers.map(async (s) => {
-      const configFile = join(dataDir, `${s.name}.conf`);
-      writeFileSync(configFile, s.text);
-      const proc = await spawnServer(configFile, timeoutMs);
-      members[s.index] = { name: s.name, url: s.url, configFile, proc };
-    }));
+    const procs = await Promise.allSettled(
+      cfg.servers.map(async (s) => {
+        const configFile = join(dataDir, `${s.name}.conf`);
+        writeFileSync(configFile, s.text);
+        const proc = await spawnServer(configFile, timeoutMs);
+        members[s.index] = { name: s.name, url: s.url, configFile, proc };
+      }),
+    );
     const failed = procs.find((p): p is PromiseRejectedResult => p.status === 'rejected');
     if (failed) throw failed.reason;
-  } catch (e) { await stopAll(); throw e; }
+  } catch (e) {
+    await stopAll();
+    throw e;
+  }
 
   const connectOpts = () => {
     const seed = opts.readySeedFile ? readFileSync(opts.readySeedFile, 'utf8').trim() : undefined;
@@ -236,20 +279,36 @@ export async function startNatsCluster(opts: {
     let nc: NatsConnection | undefined;
     let last = '';
     try {
-      nc = await connect({ servers: cfg.servers.map((s) => s.url), timeout: 3000, maxReconnectAttempts: -1, reconnectTimeWait: 250, ...connectOpts() });
+      nc = await connect({
+        servers: cfg.servers.map((s) => s.url),
+        timeout: 3000,
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 250,
+        ...connectOpts(),
+      });
       for (;;) {
         try {
           const m = await nc.request('$JS.API.INFO', undefined, { timeout: 1000 });
           const r = JSON.parse(new TextDecoder().decode(m.data)) as { error?: { description?: string } };
           if (!r.error) return;
           last = r.error.description ?? JSON.stringify(r.error);
-        } catch (e) { last = (e as Error).message; }
-        if (Date.now() > until) throw err.timeout(`JetStream of the NATS cluster has no meta leader after ${ms} ms (${last})`);
+        } catch (e) {
+          last = (e as Error).message;
+        }
+        if (Date.now() > until)
+          throw err.timeout(`JetStream of the NATS cluster has no meta leader after ${ms} ms (${last})`);
         await new Promise((r) => setTimeout(r, 200));
       }
-    } finally { await nc?.close().catch(() => {}); }
+    } finally {
+      await nc?.close().catch(() => {});
+    }
   }
-  try { await waitForJetStream(); } catch (e) { await stopAll(); throw e; }
+  try {
+    await waitForJetStream();
+  } catch (e) {
+    await stopAll();
+    throw e;
+  }
   (opts.log ?? ((l: string) => process.stderr.write(`${l}\n`)))(cfg.guarantee);
 
   const cluster: LocalNatsCluster = {
@@ -267,7 +326,9 @@ export async function startNatsCluster(opts: {
       members[i]!.proc = await spawnServer(members[i]!.configFile, timeoutMs);
     },
     waitForJetStream,
-    stop: async () => { await stopAll(); },
+    stop: async () => {
+      await stopAll();
+    },
   };
   return cluster;
 }
@@ -316,13 +377,19 @@ export function nodePermissions(node: string): Permissions {
         '$JS.API.INFO',
         '$JS.API.STREAM.INFO.*',
         '$JS.API.STREAM.NAMES',
-        `$JS.API.STREAM.CREATE.${ev}`, `$JS.API.STREAM.UPDATE.${ev}`, // ensureEventStream
+        `$JS.API.STREAM.CREATE.${ev}`,
+        `$JS.API.STREAM.UPDATE.${ev}`, // ensureEventStream
         `$JS.API.STREAM.PURGE.${ev}`, // retention of its deleted sandboxes' history
-        `$JS.API.STREAM.CREATE.${kvNodes}`, `$JS.API.STREAM.CREATE.${kvSnaps}`, // first agent creates the buckets
-        '$JS.API.STREAM.MSG.GET.*', '$JS.API.DIRECT.GET.>', // reads: records, KV gets
-        '$JS.API.CONSUMER.CREATE.*', '$JS.API.CONSUMER.CREATE.*.>', // ordered consumers (reads, KV keys)
+        `$JS.API.STREAM.CREATE.${kvNodes}`,
+        `$JS.API.STREAM.CREATE.${kvSnaps}`, // first agent creates the buckets
+        '$JS.API.STREAM.MSG.GET.*',
+        '$JS.API.DIRECT.GET.>', // reads: records, KV gets
+        '$JS.API.CONSUMER.CREATE.*',
+        '$JS.API.CONSUMER.CREATE.*.>', // ordered consumers (reads, KV keys)
         `$JS.API.CONSUMER.DURABLE.CREATE.${ev}.${durable}`, // its worker-facts feed
-        '$JS.API.CONSUMER.INFO.*.*', '$JS.API.CONSUMER.DELETE.*.*', '$JS.API.CONSUMER.MSG.NEXT.*.*',
+        '$JS.API.CONSUMER.INFO.*.*',
+        '$JS.API.CONSUMER.DELETE.*.*',
+        '$JS.API.CONSUMER.MSG.NEXT.*.*',
         `$JS.ACK.${ev}.${durable}.>`,
         '$JS.FC.>', // flow control of push consumers (KV watch)
       ],
@@ -336,9 +403,17 @@ export function controllerPermissions(): Permissions {
   return {
     publish: {
       allow: [
-        'corral.v1.node.*.task.createInline', 'corral.v1.node.*.task.delete', 'corral.v1.node.*.task.kill', 'corral.v1.node.*.task.list',
-        'corral.v1.fleet.>', 'corral.v1.evt.*.*.lost', '_INBOX.>',
-        `$KV.${BUCKETS.nodes}.*`, '$JS.API.>', '$JS.FC.>', '$JS.ACK.>',
+        'corral.v1.node.*.task.createInline',
+        'corral.v1.node.*.task.delete',
+        'corral.v1.node.*.task.kill',
+        'corral.v1.node.*.task.list',
+        'corral.v1.fleet.>',
+        'corral.v1.evt.*.*.lost',
+        '_INBOX.>',
+        `$KV.${BUCKETS.nodes}.*`,
+        '$JS.API.>',
+        '$JS.FC.>',
+        '$JS.ACK.>',
       ],
     },
     subscribe: { allow: ['corral.v1.fleet.>', '_INBOX.>'] },
@@ -352,7 +427,10 @@ export function authorizationBlock(users: AuthUser[]): string {
   for (const u of users) {
     if (!/^U[A-Z2-7]{55}$/.test(u.nkey)) throw err.invalid(`not a user public NKEY: ${u.nkey}`);
     lines.push(`    # ${u.role}`);
-    if (!u.permissions) { lines.push(`    { nkey: ${q(u.nkey)} }`); continue; }
+    if (!u.permissions) {
+      lines.push(`    { nkey: ${q(u.nkey)} }`);
+      continue;
+    }
     lines.push(`    { nkey: ${q(u.nkey)}, permissions: {`);
     lines.push(`        publish: { allow: ${list(u.permissions.publish.allow)} }`);
     lines.push(`        subscribe: { allow: ${list(u.permissions.subscribe.allow)} }`);

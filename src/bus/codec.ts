@@ -11,7 +11,8 @@ export const encode = (v: unknown): Uint8Array => packr.pack(v);
 
 /** Decode bytes from the wire. Anything that is not one MessagePack value becomes InvalidArgument. */
 export function decode(bytes: Uint8Array): unknown {
-  if (bytes.length > MAX_PAYLOAD_BYTES) throw err.exhausted(`payload of ${bytes.length} bytes exceeds ${MAX_PAYLOAD_BYTES}`);
+  if (bytes.length > MAX_PAYLOAD_BYTES)
+    throw err.exhausted(`payload of ${bytes.length} bytes exceeds ${MAX_PAYLOAD_BYTES}`);
   if (bytes.length === 0) throw err.invalid('payload is empty: a MessagePack map was expected');
   let values: unknown[];
   try {
@@ -21,7 +22,8 @@ export function decode(bytes: Uint8Array): unknown {
   }
   // 0xc1 is "never used" in MessagePack; msgpackr hands back a marker object for it.
   if (values.some((v) => hasMarker(v))) throw err.invalid('payload is not MessagePack: reserved byte 0xc1');
-  if (values.length !== 1) throw err.invalid(`payload is not MessagePack: ${values.length} values where one map was expected`);
+  if (values.length !== 1)
+    throw err.invalid(`payload is not MessagePack: ${values.length} values where one map was expected`);
   return values[0];
 }
 

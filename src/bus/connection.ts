@@ -15,14 +15,23 @@ export function readNkeySeed(file: string): Uint8Array {
   try {
     mode = statSync(file).mode;
     text = readFileSync(file, 'utf8');
-  } catch (e) { throw err.invalid(`cannot read credentials file ${file}: ${(e as Error).message}`, e); }
+  } catch (e) {
+    throw err.invalid(`cannot read credentials file ${file}: ${(e as Error).message}`, e);
+  }
   if ((mode & 0o077) !== 0) throw err.invalid(`credentials file ${file} is readable by group or others: chmod 600 it`);
-  const seed = text.split('\n').map((l) => l.trim()).find((l) => /^SU[A-Z2-7]{50,}$/.test(l));
+  const seed = text
+    .split('\n')
+    .map((l) => l.trim())
+    .find((l) => /^SU[A-Z2-7]{50,}$/.test(l));
   if (!seed) throw err.invalid(`credentials file ${file} holds no NKEY user seed (a line starting with SU)`);
   return new TextEncoder().encode(seed);
 }
 
-export async function connectNats(url: string, name: string, opts: { timeoutMs?: number; nkeySeedFile?: string } = {}): Promise<NatsConnection> {
+export async function connectNats(
+  url: string,
+  name: string,
+  opts: { timeoutMs?: number; nkeySeedFile?: string } = {},
+): Promise<NatsConnection> {
   const seed = opts.nkeySeedFile ? readNkeySeed(opts.nkeySeedFile) : undefined;
   try {
     return await connect({
@@ -59,7 +68,9 @@ export function reconnectWatch(nc: NatsConnection): ReconnectWatch {
   let w = watches.get(nc);
   if (w) return w;
   let wake!: () => void;
-  let next = new Promise<void>((r) => { wake = r; });
+  let next = new Promise<void>((r) => {
+    wake = r;
+  });
   const state = { epoch: 0, lastAt: 0, next: () => next };
   w = state;
   watches.set(nc, w);
@@ -69,7 +80,9 @@ export function reconnectWatch(nc: NatsConnection): ReconnectWatch {
       state.epoch++;
       state.lastAt = Date.now();
       const done = wake;
-      next = new Promise<void>((r) => { wake = r; });
+      next = new Promise<void>((r) => {
+        wake = r;
+      });
       done();
     }
   })().catch(() => {});

@@ -12,7 +12,14 @@
  * never land after a later one. Past the deadline the append fails with Unavailable.
  */
 import { randomUUID } from 'node:crypto';
-import { jetstream, jetstreamManager, DiscardPolicy, RetentionPolicy, StorageType, type JetStreamClient } from '@nats-io/jetstream';
+import {
+  jetstream,
+  jetstreamManager,
+  DiscardPolicy,
+  RetentionPolicy,
+  StorageType,
+  type JetStreamClient,
+} from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { err } from '../errors.ts';
 import { encode } from './codec.ts';
@@ -69,12 +76,17 @@ export async function ensureEventStream(nc: NatsConnection, limits: StreamLimits
   try {
     await jsm.streams.info(EVENTS_STREAM);
   } catch (e) {
-    if (!/not found/i.test((e as Error).message)) throw err.unavailable(`JetStream unavailable: ${(e as Error).message}`, e);
+    if (!/not found/i.test((e as Error).message))
+      throw err.unavailable(`JetStream unavailable: ${(e as Error).message}`, e);
     await jsm.streams.add(cfg);
     return;
   }
   await jsm.streams.update(EVENTS_STREAM, {
-    subjects: cfg.subjects, max_bytes: cfg.max_bytes, max_age: cfg.max_age, discard: cfg.discard, duplicate_window: cfg.duplicate_window,
+    subjects: cfg.subjects,
+    max_bytes: cfg.max_bytes,
+    max_age: cfg.max_age,
+    discard: cfg.discard,
+    duplicate_window: cfg.duplicate_window,
   });
 }
 
@@ -89,16 +101,31 @@ export interface AppendPolicy {
 
 /** Errors after which the same publish may succeed: the server was unreachable, restarting or slow. */
 export function isTransientPublishError(e: unknown): boolean {
-  const x = e as { name?: string; message?: string; code?: unknown; status?: unknown; cause?: unknown; isNoResponders?: () => boolean };
+  const x = e as {
+    name?: string;
+    message?: string;
+    code?: unknown;
+    status?: unknown;
+    cause?: unknown;
+    isNoResponders?: () => boolean;
+  };
   if (!x || typeof x !== 'object') return false;
   switch (x.name) {
-    case 'TimeoutError': return true;
-    case 'NoResponders': return true;
-    case 'JetStreamNotEnabled': return true; // nats.js maps "no responders" (JetStream not up yet) to this
-    case 'RequestError': return x.isNoResponders?.() === true || /disconnect|timeout|no responders/i.test(x.message ?? '');
-    case 'JetStreamApiError': return x.status === 503; // e.g. "JetStream system temporarily unavailable"
-    case 'ClosedConnectionError': case 'DrainingConnectionError': return false;
-    default: return false;
+    case 'TimeoutError':
+      return true;
+    case 'NoResponders':
+      return true;
+    case 'JetStreamNotEnabled':
+      return true; // nats.js maps "no responders" (JetStream not up yet) to this
+    case 'RequestError':
+      return x.isNoResponders?.() === true || /disconnect|timeout|no responders/i.test(x.message ?? '');
+    case 'JetStreamApiError':
+      return x.status === 503; // e.g. "JetStream system temporarily unavailable"
+    case 'ClosedConnectionError':
+    case 'DrainingConnectionError':
+      return false;
+    default:
+      return false;
   }
 }
 
@@ -117,7 +144,11 @@ export class EventLog {
   /** A publish in flight across a reconnect is presumed lost and sent again at once. */
   private readonly reconnects: ReconnectWatch;
 
-  constructor(private nc: NatsConnection, private node: string, policy: AppendPolicy = {}) {
+  constructor(
+    private nc: NatsConnection,
+    private node: string,
+    policy: AppendPolicy = {},
+  ) {
     this.js = jetstream(nc);
     this.deadlineMs = policy.deadlineMs ?? 30_000;
     this.attemptTimeoutMs = policy.attemptTimeoutMs ?? 5_000;
@@ -126,7 +157,9 @@ export class EventLog {
   }
 
   /** The Nats-Msg-Id the next append without one gets (exposed for tests and logs). */
-  nextMsgId(): string { return `${this.node}:${this.instance}:${this.n + 1}`; }
+  nextMsgId(): string {
+    return `${this.node}:${this.instance}:${this.n + 1}`;
+  }
 
   /**
    * Append one record; resolves with its stream sequence once JetStream has stored it. `msgId` is the
@@ -141,7 +174,11 @@ export class EventLog {
     const prev = this.chains.get(sandbox) ?? Promise.resolve();
     const next = prev.catch(() => {}).then(() => this.publish(subject, body, id, deadline));
     this.chains.set(sandbox, next);
-    void next.finally(() => { if (this.chains.get(sandbox) === next) this.chains.delete(sandbox); }).catch(() => {});
+    void next
+      .finally(() => {
+        if (this.chains.get(sandbox) === next) this.chains.delete(sandbox);
+      })
+      .catch(() => {});
     return next;
   }
 
@@ -155,16 +192,23 @@ export class EventLog {
       if (attempt > 0) this.retries++;
       const epoch = this.reconnects.epoch;
       const reconnected = this.reconnects.next();
-      const p = this.js.publish(subject, body, { msgID, timeout: Math.max(100, Math.min(this.attemptTimeoutMs, left)) });
+      const p = this.js.publish(subject, body, {
+        msgID,
+        timeout: Math.max(100, Math.min(this.attemptTimeoutMs, left)),
+      });
       p.catch(() => {}); // may be abandoned below
       const r = await Promise.race([
-        p.then((ack) => ({ ack }), (e: unknown) => ({ e })),
+        p.then(
+          (ack) => ({ ack }),
+          (e: unknown) => ({ e }),
+        ),
         reconnected.then(() => ({ reconnected: true as const })),
       ]);
       if ('ack' in r) return r.ack.seq;
       if ('e' in r) {
         last = r.e;
-        if (!isTransientPublishError(r.e)) throw err.unavailable(`event log append failed: ${(r.e as Error).message}`, r.e);
+        if (!isTransientPublishError(r.e))
+          throw err.unavailable(`event log append failed: ${(r.e as Error).message}`, r.e);
       }
       // A reconnect since this attempt began: the publish or its ack was likely lost; send it again now.
       if (this.reconnects.epoch !== epoch) continue;

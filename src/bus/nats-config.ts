@@ -22,7 +22,12 @@ export interface ServerVersion {
 export function parseNatsServerVersion(output: string): ServerVersion | undefined {
   const m = /\bv?(\d+)\.(\d+)\.(\d+)((?:-[0-9A-Za-z.-]+)?)/.exec(output);
   if (!m) return undefined;
-  return { major: Number(m[1]), minor: Number(m[2]), patch: Number(m[3]), text: `${m[1]}.${m[2]}.${m[3]}${m[4] ?? ''}` };
+  return {
+    major: Number(m[1]),
+    minor: Number(m[2]),
+    patch: Number(m[3]),
+    text: `${m[1]}.${m[2]}.${m[3]}${m[4] ?? ''}`,
+  };
 }
 
 /** `sync_interval` exists from nats-server 2.10.0 on. */

@@ -87,13 +87,23 @@ export function sandboxesToPurge(records: readonly LogRecord[], now: number, ret
     let end = -1;
     for (let i = g.length - 1; i >= 0; i--) {
       const r = g[i]!;
-      if (ends(r) && typeof r.at === 'number' && r.at + retentionMs <= now) { end = i; break; }
+      if (ends(r) && typeof r.at === 'number' && r.at + retentionMs <= now) {
+        end = i;
+        break;
+      }
     }
     if (end < 0) continue;
     let last = end;
     while (last + 1 < g.length && !begins(g[last + 1]!)) last++;
     const { node, sandbox } = g[end]!;
-    out.push({ node, sandbox, subject: subjects.evt(node, sandbox, '>'), upToSeq: g[last]!.seq, endedAt: g[end]!.at, records: last + 1 });
+    out.push({
+      node,
+      sandbox,
+      subject: subjects.evt(node, sandbox, '>'),
+      upToSeq: g[last]!.seq,
+      endedAt: g[end]!.at,
+      records: last + 1,
+    });
   }
   return out.sort((a, b) => a.endedAt - b.endedAt || a.upToSeq - b.upToSeq);
 }
@@ -128,7 +138,15 @@ export async function readSubject(nc: NatsConnection, filter: string, sinceSeq?:
     for (;;) {
       const m = await c.next({ expires: 2000 });
       if (!m) break;
-      try { out.push({ ...(decode(m.data) as Record<string, unknown>), seq: m.seq, subject: m.subject } as unknown as LogRecord); } catch { /* not ours: skip */ }
+      try {
+        out.push({
+          ...(decode(m.data) as Record<string, unknown>),
+          seq: m.seq,
+          subject: m.subject,
+        } as unknown as LogRecord);
+      } catch {
+        /* not ours: skip */
+      }
       if (m.seq >= last || m.info.pending === 0) break;
     }
   } finally {
@@ -149,7 +167,10 @@ export interface RetentionReport {
  * `rolledBack` facts), read each one's whole history, decide, purge. Idempotent; safe to run while the
  * agent appends. The agent runs it periodically (e.g. hourly) with `Settings.eventRetentionMs`.
  */
-export async function runRetention(nc: NatsConnection, opts: { retentionMs: number; now?: number; node?: string }): Promise<RetentionReport> {
+export async function runRetention(
+  nc: NatsConnection,
+  opts: { retentionMs: number; now?: number; node?: string },
+): Promise<RetentionReport> {
   const now = opts.now ?? Date.now();
   const node = opts.node ?? '*';
   const ended = [

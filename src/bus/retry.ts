@@ -6,10 +6,16 @@
  */
 import { CorralError, err } from '../errors.ts';
 
-export async function retrying<T>(what: string, f: () => Promise<T>, opts: { deadlineMs?: number; maxDelayMs?: number } = {}): Promise<T> {
+export async function retrying<T>(
+  what: string,
+  f: () => Promise<T>,
+  opts: { deadlineMs?: number; maxDelayMs?: number } = {},
+): Promise<T> {
   const until = Date.now() + (opts.deadlineMs ?? 30_000);
   for (let delay = 100; ; delay = Math.min(delay * 2, opts.maxDelayMs ?? 2000)) {
-    try { return await f(); } catch (e) {
+    try {
+      return await f();
+    } catch (e) {
       if (e instanceof CorralError && !e.retryable) throw e;
       if (Date.now() + delay > until) throw err.unavailable(`cannot ${what}: ${(e as Error).message}`, e);
       await new Promise((r) => setTimeout(r, delay));
@@ -24,7 +30,10 @@ export async function retrying<T>(what: string, f: () => Promise<T>, opts: { dea
 export function withDeadline<T>(p: Promise<T>, ms: number, what: string, onTimeout?: () => void): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => { onTimeout?.(); reject(err.unavailable(`${what}: no answer within ${ms} ms`)); }, ms);
+    timer = setTimeout(() => {
+      onTimeout?.();
+      reject(err.unavailable(`${what}: no answer within ${ms} ms`));
+    }, ms);
   });
   return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }

@@ -40,30 +40,58 @@ const RESUBSCRIBE_GRACE_MS = 5_000;
  */
 const RESEND_EVERY_MS = 10_000;
 
-const isIdempotent = (body: unknown) => !!body && typeof body === 'object' && (typeof (body as { opId?: unknown }).opId === 'string' || typeof (body as { requestId?: unknown }).requestId === 'string');
-const isNoResponders = (e: unknown) => /no responders|503/i.test((e as Error).message ?? String(e)) || (e as Error).name === 'NoRespondersError' || (e as { isNoResponders?: () => boolean }).isNoResponders?.() === true;
+const isIdempotent = (body: unknown) =>
+  !!body &&
+  typeof body === 'object' &&
+  (typeof (body as { opId?: unknown }).opId === 'string' ||
+    typeof (body as { requestId?: unknown }).requestId === 'string');
+const isNoResponders = (e: unknown) =>
+  /no responders|503/i.test((e as Error).message ?? String(e)) ||
+  (e as Error).name === 'NoRespondersError' ||
+  (e as { isNoResponders?: () => boolean }).isNoResponders?.() === true;
 
-export async function request<T>(nc: NatsConnection, subject: string, body: unknown, timeoutMs: number, opts: RequestOptions = {}): Promise<T> {
+export async function request<T>(
+  nc: NatsConnection,
+  subject: string,
+  body: unknown,
+  timeoutMs: number,
+  opts: RequestOptions = {},
+): Promise<T> {
   const data = encode(body);
   const resend = opts.resendOnReconnect ?? isIdempotent(body);
   const until = Date.now() + Math.max(1, timeoutMs);
   const rc = resend ? reconnectWatch(nc) : undefined;
   let msg: Msg;
   let firstNoResponders: number | undefined;
-  const aborted = opts.signal ? new Promise<'aborted'>((r) => opts.signal!.addEventListener('abort', () => r('aborted'), { once: true })) : undefined;
+  const aborted = opts.signal
+    ? new Promise<'aborted'>((r) => opts.signal!.addEventListener('abort', () => r('aborted'), { once: true }))
+    : undefined;
   for (;;) {
     if (opts.signal?.aborted) throw err.cancelled(`request on ${subject} abandoned`);
     const left = Math.max(1, until - Date.now());
     const p = nc.request(subject, data, { timeout: left });
     try {
-      if (!rc) { msg = await p; break; }
+      if (!rc) {
+        msg = await p;
+        break;
+      }
       const epoch = rc.epoch;
       p.catch(() => {}); // abandoned if the connection comes back first
       let timer: NodeJS.Timeout | undefined;
-      const tick = new Promise<'tick'>((r) => { timer = setTimeout(() => r('tick'), RESEND_EVERY_MS); });
-      const r = await Promise.race([p.then((m) => ({ m })), rc.next().then(() => undefined), tick, ...(aborted ? [aborted] : [])]).finally(() => clearTimeout(timer));
+      const tick = new Promise<'tick'>((r) => {
+        timer = setTimeout(() => r('tick'), RESEND_EVERY_MS);
+      });
+      const r = await Promise.race([
+        p.then((m) => ({ m })),
+        rc.next().then(() => undefined),
+        tick,
+        ...(aborted ? [aborted] : []),
+      ]).finally(() => clearTimeout(timer));
       if (r === 'aborted') throw err.cancelled(`request on ${subject} abandoned`);
-      if (r && r !== 'tick') { msg = r.m; break; }
+      if (r && r !== 'tick') {
+        msg = r.m;
+        break;
+      }
       if ((r === 'tick' || rc.epoch !== epoch) && until - Date.now() > 200) continue; // came back, or silent too long: send it again
       msg = await p;
       break;
@@ -78,12 +106,14 @@ export async function request<T>(nc: NatsConnection, subject: string, body: unkn
       }
       const m = (e as Error).message ?? String(e);
       if (isNoResponders(e)) throw err.unavailable(`no one serves ${subject}`, e);
-      if (/timeout/i.test(m) || (e as Error).name === 'TimeoutError') throw err.timeout(`no reply on ${subject} within ${timeoutMs} ms`, e);
+      if (/timeout/i.test(m) || (e as Error).name === 'TimeoutError')
+        throw err.timeout(`no reply on ${subject} within ${timeoutMs} ms`, e);
       throw err.unavailable(`request on ${subject} failed: ${m}`, e);
     }
   }
   const env = decode(msg.data) as Envelope<T> | undefined;
-  if (!env || typeof env !== 'object' || typeof (env as { ok?: unknown }).ok !== 'boolean') throw err.internal(`malformed reply on ${subject}`);
+  if (!env || typeof env !== 'object' || typeof (env as { ok?: unknown }).ok !== 'boolean')
+    throw err.internal(`malformed reply on ${subject}`);
   if (env.ok) return env.result;
   throw fromWire(env.error);
 }
@@ -112,7 +142,11 @@ export function serve(nc: NatsConnection, subject: string, handler: Handler, opt
           reply = { ok: false, error: ensureError(x).toWire() };
         }
         if (msg.reply) {
-          try { msg.respond(encode(reply)); } catch { /* connection closing: nothing to answer to */ }
+          try {
+            msg.respond(encode(reply));
+          } catch {
+            /* connection closing: nothing to answer to */
+          }
         }
       })();
     },

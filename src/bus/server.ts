@@ -34,7 +34,8 @@ export function natsServerBinary(): string {
   return process.env.CORRAL_NATS_SERVER ?? 'nats-server';
 }
 
-const cannotRun = (e: Error) => err.unavailable(`cannot run nats-server (${natsServerBinary()}): ${e.message}; run infra/scripts/bootstrap.sh`, e);
+const cannotRun = (e: Error) =>
+  err.unavailable(`cannot run nats-server (${natsServerBinary()}): ${e.message}; run infra/scripts/bootstrap.sh`, e);
 
 /** `nats-server --version`, parsed. */
 export function natsServerVersion(timeoutMs = 10_000): Promise<ServerVersion | undefined> {
@@ -66,13 +67,25 @@ export async function startNatsServer(opts: {
   const proc = spawn(natsServerBinary(), ['-c', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
   const url = await new Promise<string>((resolve, reject) => {
     let buf = '';
-    const timer = setTimeout(() => { proc.kill('SIGKILL'); reject(err.timeout(`nats-server did not start: ${buf.slice(-500)}`)); }, opts.timeoutMs ?? 10_000);
-    proc.once('error', (e) => { clearTimeout(timer); reject(cannotRun(e)); });
-    proc.once('exit', (code) => { clearTimeout(timer); reject(err.unavailable(`nats-server exited with ${code}: ${buf.slice(-500)}`)); });
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(err.timeout(`nats-server did not start: ${buf.slice(-500)}`));
+    }, opts.timeoutMs ?? 10_000);
+    proc.once('error', (e) => {
+      clearTimeout(timer);
+      reject(cannotRun(e));
+    });
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(err.unavailable(`nats-server exited with ${code}: ${buf.slice(-500)}`));
+    });
     proc.stderr!.on('data', (d: Buffer) => {
       buf += d.toString();
       const m = /Listening for client connections on ([\d.]+):(\d+)/.exec(buf);
-      if (m && /Server is ready/.test(buf)) { clearTimeout(timer); resolve(`nats://127.0.0.1:${m[2]}`); }
+      if (m && /Server is ready/.test(buf)) {
+        clearTimeout(timer);
+        resolve(`nats://127.0.0.1:${m[2]}`);
+      }
     });
   });
   proc.removeAllListeners('exit');
@@ -88,11 +101,12 @@ export async function startNatsServer(opts: {
     guarantee: conf.guarantee,
     configFile,
     pidFile,
-    stop: () => new Promise<void>((resolve) => {
-      if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
-      proc.once('exit', () => resolve());
-      proc.kill('SIGTERM');
-      setTimeout(() => proc.kill('SIGKILL'), 3000).unref();
-    }),
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
+        proc.once('exit', () => resolve());
+        proc.kill('SIGTERM');
+        setTimeout(() => proc.kill('SIGKILL'), 3000).unref();
+      }),
   };
 }

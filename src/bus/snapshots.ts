@@ -18,19 +18,30 @@ export interface TaskSnapshot extends StartingPoint {
 }
 
 export class Snapshots {
-  private constructor(private kv: KV, private node: string) {}
+  private constructor(
+    private kv: KV,
+    private node: string,
+  ) {}
 
   static async open(nc: NatsConnection, node: string, replicas = 1): Promise<Snapshots> {
     try {
       const kv = await new Kvm(nc).create(SNAPSHOT_BUCKET, { history: 1, replicas });
       return new Snapshots(kv, node);
-    } catch (e) { throw err.unavailable(`cannot open the snapshot bucket ${SNAPSHOT_BUCKET}: ${(e as Error).message}`, e); }
+    } catch (e) {
+      throw err.unavailable(`cannot open the snapshot bucket ${SNAPSHOT_BUCKET}: ${(e as Error).message}`, e);
+    }
   }
 
-  private key(taskId: string) { return `${token(this.node, 'node')}.${token(taskId, 'task id')}`; }
+  private key(taskId: string) {
+    return `${token(this.node, 'node')}.${token(taskId, 'task id')}`;
+  }
 
-  async save(s: TaskSnapshot): Promise<void> { await this.kv.put(this.key(s.taskId), encode(s)); }
-  async remove(taskId: string): Promise<void> { await this.kv.purge(this.key(taskId)).catch(() => {}); }
+  async save(s: TaskSnapshot): Promise<void> {
+    await this.kv.put(this.key(s.taskId), encode(s));
+  }
+  async remove(taskId: string): Promise<void> {
+    await this.kv.purge(this.key(taskId)).catch(() => {});
+  }
 
   /** Every snapshot of this node. */
   async all(): Promise<TaskSnapshot[]> {

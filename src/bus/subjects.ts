@@ -8,7 +8,19 @@ export const PREFIX = 'corral.v1';
 export const EVENTS_STREAM = 'CORRAL_EVENTS';
 
 export const TASK_VERBS = [
-  'create', 'createInline', 'start', 'state', 'kill', 'wait', 'delete', 'pids', 'pause', 'resume', 'exec', 'shutdown', 'list',
+  'create',
+  'createInline',
+  'start',
+  'state',
+  'kill',
+  'wait',
+  'delete',
+  'pids',
+  'pause',
+  'resume',
+  'exec',
+  'shutdown',
+  'list',
 ] as const;
 export type TaskVerb = (typeof TASK_VERBS)[number];
 export type WorkerKind = 'mount' | 'hypervisor';
@@ -38,7 +50,8 @@ export const subjects = {
   /** Fleet: the controller forwards a placed create to the chosen node (body carries the OCI spec inline). */
   nodeCreateInline: (node: string) => `${PREFIX}.node.${token(node, 'node')}.task.createInline`,
   /** Fleet: a sandbox of a node that was marked lost (`corral.v1.evt.<node>.<sandbox>.lost`, in CORRAL_EVENTS). */
-  sandboxLost: (node: string, sandbox: string) => `${PREFIX}.evt.${token(node, 'node')}.${token(sandbox, 'sandbox id')}.lost`,
+  sandboxLost: (node: string, sandbox: string) =>
+    `${PREFIX}.evt.${token(node, 'node')}.${token(sandbox, 'sandbox id')}.lost`,
   /** Fleet: node events (`lost`), core NATS; `node` may be `*`, `kind` may be `*` or `>`. */
   fleetEvt: (node: string, kind: string) =>
     `${PREFIX}.fleet.evt.${node === '*' ? '*' : token(node, 'node')}.${kind === '*' || kind === '>' ? kind : token(kind, 'event kind')}`,

@@ -22,12 +22,32 @@ export const CHANGING_VERBS: ReadonlySet<string> = new Set(['create', 'createInl
 export const withRequestId = <B extends Record<string, unknown>>(body: B): B & { requestId: string } =>
   (body.requestId === undefined ? { ...body, requestId: randomUUID() } : body) as B & { requestId: string };
 
-export function taskRequest<T>(nc: NatsConnection, node: string, verb: TaskVerb, body: Record<string, unknown>, timeoutMs: number, opts: RequestOptions = {}): Promise<T> {
+export function taskRequest<T>(
+  nc: NatsConnection,
+  node: string,
+  verb: TaskVerb,
+  body: Record<string, unknown>,
+  timeoutMs: number,
+  opts: RequestOptions = {},
+): Promise<T> {
   const b = CHANGING_VERBS.has(verb) ? withRequestId(body) : body;
-  return request<T>(nc, subjects.task(node, verb), b, timeoutMs, { resendOnReconnect: verb !== 'shutdown', respondersGraceMs: RESPONDERS_GRACE_MS, ...opts });
+  return request<T>(nc, subjects.task(node, verb), b, timeoutMs, {
+    resendOnReconnect: verb !== 'shutdown',
+    respondersGraceMs: RESPONDERS_GRACE_MS,
+    ...opts,
+  });
 }
 
 /** A create through the fleet controller (`corral.v1.fleet.task.create`), safe to repeat in the same way. */
-export function fleetCreateRequest<T>(nc: NatsConnection, body: Record<string, unknown>, timeoutMs: number, opts: RequestOptions = {}): Promise<T> {
-  return request<T>(nc, subjects.fleetCreate(), withRequestId(body), timeoutMs, { resendOnReconnect: true, respondersGraceMs: RESPONDERS_GRACE_MS, ...opts });
+export function fleetCreateRequest<T>(
+  nc: NatsConnection,
+  body: Record<string, unknown>,
+  timeoutMs: number,
+  opts: RequestOptions = {},
+): Promise<T> {
+  return request<T>(nc, subjects.fleetCreate(), withRequestId(body), timeoutMs, {
+    resendOnReconnect: true,
+    respondersGraceMs: RESPONDERS_GRACE_MS,
+    ...opts,
+  });
 }

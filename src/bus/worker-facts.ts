@@ -7,21 +7,39 @@ import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/
 import type { NatsConnection } from '@nats-io/transport-node';
 import { EVENTS_STREAM, subjects, token } from './subjects.ts';
 
-export async function consumeWorkerFacts(nc: NatsConnection, node: string, onFact: (data: Uint8Array) => Promise<void> | void): Promise<{ stop(): void }> {
+export async function consumeWorkerFacts(
+  nc: NatsConnection,
+  node: string,
+  onFact: (data: Uint8Array) => Promise<void> | void,
+): Promise<{ stop(): void }> {
   const durable = `corral-agent-${token(node, 'node')}-worker-facts`;
   const jsm = await jetstreamManager(nc);
-  try { await jsm.consumers.info(EVENTS_STREAM, durable); } catch {
+  try {
+    await jsm.consumers.info(EVENTS_STREAM, durable);
+  } catch {
     await jsm.consumers.add(EVENTS_STREAM, {
-      durable_name: durable, filter_subject: subjects.evt(node, '*', 'worker'),
-      ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.New, ack_wait: 30_000_000_000,
+      durable_name: durable,
+      filter_subject: subjects.evt(node, '*', 'worker'),
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.New,
+      ack_wait: 30_000_000_000,
     });
   }
   const consumer = await jetstream(nc).consumers.get(EVENTS_STREAM, durable);
   const messages = await consumer.consume({ max_messages: 256 });
   void (async () => {
     for await (const m of messages) {
-      try { await onFact(m.data); m.ack(); } catch { m.nak(1000); }
+      try {
+        await onFact(m.data);
+        m.ack();
+      } catch {
+        m.nak(1000);
+      }
     }
   })();
-  return { stop: () => { void messages.close(); } };
+  return {
+    stop: () => {
+      void messages.close();
+    },
+  };
 }

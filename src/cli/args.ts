@@ -15,7 +15,12 @@ export type Parsed = { values: Record<string, string | boolean | string[] | unde
 
 export function parse(argv: string[], options: ParseArgsConfig['options'] = {}): Parsed {
   try {
-    const r = parseArgs({ args: argv, options: { ...GLOBAL_OPTIONS, ...options }, allowPositionals: true, strict: true });
+    const r = parseArgs({
+      args: argv,
+      options: { ...GLOBAL_OPTIONS, ...options },
+      allowPositionals: true,
+      strict: true,
+    });
     return r as Parsed;
   } catch (e) {
     throw err.invalid((e as Error).message.replace(/\. To specify a positional argument.*$/, ''));

@@ -11,14 +11,29 @@ export interface Client {
   node: string;
   call<T = Record<string, unknown>>(verb: TaskVerb, body: Record<string, unknown>, timeoutMs?: number): Promise<T>;
   /** The same Task API call on another node (after a fleet create chose it). */
-  callOn<T = Record<string, unknown>>(node: string, verb: TaskVerb, body: Record<string, unknown>, timeoutMs?: number): Promise<T>;
+  callOn<T = Record<string, unknown>>(
+    node: string,
+    verb: TaskVerb,
+    body: Record<string, unknown>,
+    timeoutMs?: number,
+  ): Promise<T>;
   /** A create through the fleet controller; the reply names the node. */
-  fleetCreate<T = { id: string; node: string; pid: number }>(body: Record<string, unknown>, timeoutMs?: number): Promise<T>;
+  fleetCreate<T = { id: string; node: string; pid: number }>(
+    body: Record<string, unknown>,
+    timeoutMs?: number,
+  ): Promise<T>;
   close(): Promise<void>;
 }
 
 export async function client(p: Parsed, env: NodeJS.ProcessEnv): Promise<Client> {
-  const s = loadSettings({ nats: p.values.nats as string | undefined, node: p.values.node as string | undefined, creds: p.values.creds as string | undefined }, env);
+  const s = loadSettings(
+    {
+      nats: p.values.nats as string | undefined,
+      node: p.values.node as string | undefined,
+      creds: p.values.creds as string | undefined,
+    },
+    env,
+  );
   const nc = await connectNats(s.natsUrl, 'corral-cli', { nkeySeedFile: s.credsFile });
   return {
     nc,
@@ -26,6 +41,8 @@ export async function client(p: Parsed, env: NodeJS.ProcessEnv): Promise<Client>
     call: (verb, body, timeoutMs = 30_000) => taskRequest(nc, s.node, verb, body, timeoutMs),
     callOn: (node, verb, body, timeoutMs = 30_000) => taskRequest(nc, node, verb, body, timeoutMs),
     fleetCreate: (body, timeoutMs = 300_000) => fleetCreateRequest(nc, body, timeoutMs),
-    close: async () => { await nc.drain().catch(() => {}); },
+    close: async () => {
+      await nc.drain().catch(() => {});
+    },
   };
 }

@@ -65,27 +65,44 @@ Docs: README.md, docs/api.md (subjects, fields, codes, events).`;
 
 export async function main(argv: string[], io: Io): Promise<number> {
   const [cmd, ...rest] = argv;
-  if (!cmd || cmd === 'help' || cmd === '--help' || cmd === '-h') { io.out(HELP); return 0; }
+  if (!cmd || cmd === 'help' || cmd === '--help' || cmd === '-h') {
+    io.out(HELP);
+    return 0;
+  }
   const task = Object.hasOwn(taskCommands, cmd) ? taskCommands[cmd] : undefined;
-  const usage = task?.usage ?? (cmd === 'events' ? EVENTS_USAGE : cmd === 'replay' ? REPLAY_USAGE : cmd === 'fleet' ? FLEET_USAGE : undefined);
+  const usage =
+    task?.usage ??
+    (cmd === 'events' ? EVENTS_USAGE : cmd === 'replay' ? REPLAY_USAGE : cmd === 'fleet' ? FLEET_USAGE : undefined);
   if (rest.includes('--help') || rest.includes('-h')) {
-    io.out(usage ? `Usage: ${usage}\n\nGlobal flags: --nats URL, --node NAME, --json, --timeout D, --creds FILE` : HELP);
+    io.out(
+      usage ? `Usage: ${usage}\n\nGlobal flags: --nats URL, --node NAME, --json, --timeout D, --creds FILE` : HELP,
+    );
     return 0;
   }
   if (task) return task.run(rest, io);
   switch (cmd) {
-    case 'up': return upCommand(rest, io);
-    case 'demo': return demoCommand(rest, io);
-    case 'agent': return agentCommand(rest, io);
-    case 'worker': return workerCommand(rest, io);
-    case 'events': return eventsCommand(rest, io);
-    case 'replay': return replayCommand(rest, io);
-    case 'fleet': return fleetCommand(rest, io);
-    default: io.err(`corral: unknown command ${JSON.stringify(cmd)}; see corral --help`); return 2;
+    case 'up':
+      return upCommand(rest, io);
+    case 'demo':
+      return demoCommand(rest, io);
+    case 'agent':
+      return agentCommand(rest, io);
+    case 'worker':
+      return workerCommand(rest, io);
+    case 'events':
+      return eventsCommand(rest, io);
+    case 'replay':
+      return replayCommand(rest, io);
+    case 'fleet':
+      return fleetCommand(rest, io);
+    default:
+      io.err(`corral: unknown command ${JSON.stringify(cmd)}; see corral --help`);
+      return 2;
   }
 }
 
-const isEntry = process.argv[1] && new URL(import.meta.url).pathname === (await import('node:fs')).realpathSync(process.argv[1]);
+const isEntry =
+  process.argv[1] && new URL(import.meta.url).pathname === (await import('node:fs')).realpathSync(process.argv[1]);
 const viaBin = process.argv[1]?.endsWith('/corral.mjs') || process.argv[1]?.endsWith('/corral');
 if (isEntry || viaBin) {
   const io: Io = {
@@ -96,7 +113,10 @@ if (isEntry || viaBin) {
     stderr: (b) => process.stderr.write(b),
   };
   main(process.argv.slice(2), io).then(
-    (code) => { process.exitCode = code; setTimeout(() => process.exit(code), 500).unref(); },
+    (code) => {
+      process.exitCode = code;
+      setTimeout(() => process.exit(code), 500).unref();
+    },
     (e: unknown) => {
       const ce = ensureError(e);
       io.err(`corral: ${ce.code}: ${ce.message}`);

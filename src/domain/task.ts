@@ -24,7 +24,9 @@ export type ContainerType = 'pod_sandbox' | 'pod_container' | 'single_container'
 export type TaskStatus = 'unknown' | 'created' | 'running' | 'stopped' | 'paused' | 'pausing';
 
 /** A machine's answer to a command; `rid` pairs it with the NATS request that asked. */
-export type Reply = { type: 'reply'; rid: string; ok: true; result: unknown } | { type: 'reply'; rid: string; ok: false; error: WireError };
+export type Reply =
+  | { type: 'reply'; rid: string; ok: true; result: unknown }
+  | { type: 'reply'; rid: string; ok: false; error: WireError };
 
 /** A lifecycle fact for the event log (past tense). */
 export interface Fact {
@@ -80,5 +82,11 @@ export interface CreatePlan {
   /** For a pod container: the VMM pid of its sandbox (the task pid, as in Kata). */
   hostPid?: number;
   /** The runtime config the sandbox was created with; its pod containers reuse it (Kata caches it per shim). */
-  config?: { path: string; source: string; disableBlockDeviceUse: boolean; disableGuestEmptyDir: boolean; rootless: boolean };
+  config?: {
+    path: string;
+    source: string;
+    disableBlockDeviceUse: boolean;
+    disableGuestEmptyDir: boolean;
+    rootless: boolean;
+  };
 }

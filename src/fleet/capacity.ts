@@ -39,13 +39,21 @@ export const fits = (e: Pick<NodeEntry, 'capacity' | 'used'>, d: Demand): boolea
 
 export function sumReservations(rs: Record<string, Pick<Reservation, 'vcpus' | 'memoryMiB'>>): Resources {
   const u = { vcpus: 0, memoryMiB: 0, sandboxes: 0 };
-  for (const r of Object.values(rs)) { u.vcpus += r.vcpus; u.memoryMiB += r.memoryMiB; u.sandboxes += 1; }
+  for (const r of Object.values(rs)) {
+    u.vcpus += r.vcpus;
+    u.memoryMiB += r.memoryMiB;
+    u.sandboxes += 1;
+  }
   return u;
 }
 
 function checkDemand(d: Demand): void {
-  for (const [k, v] of [['vcpus', d.vcpus], ['memoryMiB', d.memoryMiB]] as const) {
-    if (!Number.isInteger(v) || v < 0) throw err.invalid(`reservation ${k} must be a non-negative integer, got ${JSON.stringify(v)}`);
+  for (const [k, v] of [
+    ['vcpus', d.vcpus],
+    ['memoryMiB', d.memoryMiB],
+  ] as const) {
+    if (!Number.isInteger(v) || v < 0)
+      throw err.invalid(`reservation ${k} must be a non-negative integer, got ${JSON.stringify(v)}`);
   }
 }
 

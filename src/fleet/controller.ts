@@ -65,12 +65,18 @@ export interface CreateInlineBody {
 }
 
 /** The reply of createInline (as the Task API's create). */
-export interface CreateInlineResult { pid: number }
+export interface CreateInlineResult {
+  pid: number;
+}
 
 /** Sends createInline to a node; rejects with a CorralError (the node's, or Unavailable/Timeout from the bus). Injectable for tests. */
 export type NodeCaller = (node: string, body: CreateInlineBody, timeoutMs: number) => Promise<CreateInlineResult>;
 
-export interface FleetCreateResult { id: string; node: string; pid: number }
+export interface FleetCreateResult {
+  id: string;
+  node: string;
+  pid: number;
+}
 
 export interface ControllerOptions {
   nc: NatsConnection;
@@ -93,10 +99,18 @@ export interface ControllerOptions {
 }
 
 /** Codes after which the next candidate may do better (the node, not the request, was the problem). */
-const NEXT_NODE: ReadonlySet<Code> = new Set<Code>(['ResourceExhausted', 'Unavailable', 'NotImplemented', 'Internal', 'Cancelled']);
+const NEXT_NODE: ReadonlySet<Code> = new Set<Code>([
+  'ResourceExhausted',
+  'Unavailable',
+  'NotImplemented',
+  'Internal',
+  'Cancelled',
+]);
 
-export const natsNodeCaller = (nc: NatsConnection): NodeCaller => (node, body, timeoutMs) =>
-  rpcRequest<CreateInlineResult>(nc, subjects.nodeCreateInline(node), body, timeoutMs);
+export const natsNodeCaller =
+  (nc: NatsConnection): NodeCaller =>
+  (node, body, timeoutMs) =>
+    rpcRequest<CreateInlineResult>(nc, subjects.nodeCreateInline(node), body, timeoutMs);
 
 export interface ControllerStats {
   placed: number;
@@ -123,7 +137,10 @@ export class FleetController {
   /** Requests with a requestId being placed by this replica: a repeat joins its first copy. */
   private readonly inflight = new Map<string, Promise<FleetCreateResult>>();
 
-  private constructor(private readonly o: ControllerOptions, readonly view: RegistryView) {
+  private constructor(
+    private readonly o: ControllerOptions,
+    readonly view: RegistryView,
+  ) {
     this.name = o.name ?? `fleet-${randomUUID().slice(0, 8)}`;
     this.policy = o.policy ?? 'spread';
     this.callNode = o.callNode ?? natsNodeCaller(o.nc);
@@ -132,27 +149,42 @@ export class FleetController {
 
   /** Follow the registry, start the liveness monitor and serve the fleet subject. */
   static async start(o: ControllerOptions): Promise<FleetController> {
-    const view = await RegistryView.follow(o.registry, o.nc, (e) => o.log?.('warn', 'registry watch', { err: String(e) }));
+    const view = await RegistryView.follow(o.registry, o.nc, (e) =>
+      o.log?.('warn', 'registry watch', { err: String(e) }),
+    );
     const c = new FleetController(o, view);
     if (o.liveness !== false) {
       c.liveness = new LivenessMonitor({
-        registry: o.registry, entries: () => view.all(), events: o.events ?? natsLostEvents(o.nc),
-        boundMs: o.liveness?.boundMs, everyMs: o.liveness?.everyMs,
-        onLost: (e) => o.log?.('warn', 'node lost', { node: e.node, heartbeatAt: e.heartbeatAt, sandboxes: Object.keys(e.reservations).length }),
+        registry: o.registry,
+        entries: () => view.all(),
+        events: o.events ?? natsLostEvents(o.nc),
+        boundMs: o.liveness?.boundMs,
+        everyMs: o.liveness?.everyMs,
+        onLost: (e) =>
+          o.log?.('warn', 'node lost', {
+            node: e.node,
+            heartbeatAt: e.heartbeatAt,
+            sandboxes: Object.keys(e.reservations).length,
+          }),
         onError: (e) => o.log?.('error', 'liveness check', { err: String(e) }),
       });
       c.liveness.start();
     }
     c.sub = serve(o.nc, subjects.fleetCreate(), (body) => c.create(body), {
       queue: o.queue ?? FLEET_QUEUE,
-      onInternal: (e) => o.log?.('error', 'fleet create failed unexpectedly', { err: String((e as Error)?.stack ?? e) }),
+      onInternal: (e) =>
+        o.log?.('error', 'fleet create failed unexpectedly', { err: String((e as Error)?.stack ?? e) }),
     });
     await o.nc.flush();
     return c;
   }
 
-  get stats(): ControllerStats { return { ...this.stats0, conflicts: this.o.registry.conflicts }; }
-  get lostMonitor(): LivenessMonitor | undefined { return this.liveness; }
+  get stats(): ControllerStats {
+    return { ...this.stats0, conflicts: this.o.registry.conflicts };
+  }
+  get lostMonitor(): LivenessMonitor | undefined {
+    return this.liveness;
+  }
 
   /** Handle one fleet create (what the subscription calls; callable directly in tests). A repeat of one in flight here joins it. */
   async create(body: unknown): Promise<FleetCreateResult> {
@@ -170,7 +202,10 @@ export class FleetController {
         throw e;
       }
     })();
-    if (key) { this.inflight.set(key, p); void p.finally(() => this.inflight.delete(key)).catch(() => {}); }
+    if (key) {
+      this.inflight.set(key, p);
+      void p.finally(() => this.inflight.delete(key)).catch(() => {});
+    }
     return p;
   }
 
@@ -178,7 +213,16 @@ export class FleetController {
     const req = s.request;
     const requestId = req.requestId ?? randomUUID();
     const body = (reservation: CreateInlineBody['reservation']): CreateInlineBody => ({
-      id: req.id, spec: req.spec, rootfs: req.rootfs, terminal: req.terminal, stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, options: req.options, reservation, requestId,
+      id: req.id,
+      spec: req.spec,
+      rootfs: req.rootfs,
+      terminal: req.terminal,
+      stdin: req.stdin,
+      stdout: req.stdout,
+      stderr: req.stderr,
+      options: req.options,
+      reservation,
+      requestId,
       placement: { labels: req.labels, ...(req.vm ? { vm: req.vm } : {}) },
     });
     if (s.containerType === 'pod_container') {
@@ -196,8 +240,13 @@ export class FleetController {
     }
     if (dup) {
       const had = dup.entry.reservations[req.id]!;
-      if (!req.requestId || had.ref !== `rq:${req.requestId}`) throw err.exists(`task ${req.id} is already placed on node ${dup.entry.node}`);
-      const r = await this.callNode(dup.entry.node, body({ vcpus: had.vcpus, memoryMiB: had.memoryMiB, ref: had.ref }), this.nodeTimeoutMs); // a repeat: join the first
+      if (!req.requestId || had.ref !== `rq:${req.requestId}`)
+        throw err.exists(`task ${req.id} is already placed on node ${dup.entry.node}`);
+      const r = await this.callNode(
+        dup.entry.node,
+        body({ vcpus: had.vcpus, memoryMiB: had.memoryMiB, ref: had.ref }),
+        this.nodeTimeoutMs,
+      ); // a repeat: join the first
       return { id: req.id, node: dup.entry.node, pid: r.pid };
     }
 
@@ -221,7 +270,12 @@ export class FleetController {
         if (last.code === 'AlreadyExists' || last.code === 'InvalidArgument') throw last;
         // Our copy was behind (a cordon, a reservation by another replica): take the stored entry, so
         // that the next requests do not choose this node on the same stale copy.
-        void this.o.registry.get(node).then((v) => { if (v) this.view.apply(node, v); }, () => {});
+        void this.o.registry.get(node).then(
+          (v) => {
+            if (v) this.view.apply(node, v);
+          },
+          () => {},
+        );
         continue; // full, not ready, gone, or the registry did not answer: next
       } finally {
         this.unassume(node, ref);
@@ -232,15 +286,30 @@ export class FleetController {
       } catch (e) {
         const ce = ensureError(e);
         if (ce.code === 'Timeout') {
-          this.o.log?.('warn', 'node did not answer createInline in time; its reservation is kept', { node, id: req.id });
-          throw err.timeout(`node ${node} did not answer the create of ${req.id} in time (it may still create it): ${ce.message}`, ce);
+          this.o.log?.('warn', 'node did not answer createInline in time; its reservation is kept', {
+            node,
+            id: req.id,
+          });
+          throw err.timeout(
+            `node ${node} did not answer the create of ${req.id} in time (it may still create it): ${ce.message}`,
+            ce,
+          );
         }
-        await this.lanes.run(node, async () => {
-          const r = await this.o.registry.release(node, req.id, ref, reserved ?? this.view.get(node));
-          if (r.current) this.view.apply(node, r.current);
-        }).catch((x: unknown) => this.o.log?.('error', 'release after a refused create failed', { node, id: req.id, err: String(x) }));
+        await this.lanes
+          .run(node, async () => {
+            const r = await this.o.registry.release(node, req.id, ref, reserved ?? this.view.get(node));
+            if (r.current) this.view.apply(node, r.current);
+          })
+          .catch((x: unknown) =>
+            this.o.log?.('error', 'release after a refused create failed', { node, id: req.id, err: String(x) }),
+          );
         if (!NEXT_NODE.has(ce.code)) throw ce;
-        this.o.log?.('warn', 'node refused the create; trying the next candidate', { node, id: req.id, code: ce.code, message: ce.message });
+        this.o.log?.('warn', 'node refused the create; trying the next candidate', {
+          node,
+          id: req.id,
+          code: ce.code,
+          message: ce.message,
+        });
         last = ce;
       }
     }
@@ -253,7 +322,11 @@ export class FleetController {
       const p = this.pending.get(entry.node);
       if (!p || p.size === 0) return entry;
       const used = { ...entry.used };
-      for (const d of p.values()) { used.vcpus += d.vcpus; used.memoryMiB += d.memoryMiB; used.sandboxes += 1; }
+      for (const d of p.values()) {
+        used.vcpus += d.vcpus;
+        used.memoryMiB += d.memoryMiB;
+        used.sandboxes += 1;
+      }
       return { ...entry, used };
     });
   }

@@ -44,7 +44,13 @@ export interface DrainResult {
   failed: { id: string; code: string; message: string }[];
 }
 
-export interface TaskRow { id: string; sandboxId?: string; kind?: string; status?: string; exitStatus?: number }
+export interface TaskRow {
+  id: string;
+  sandboxId?: string;
+  kind?: string;
+  status?: string;
+  exitStatus?: number;
+}
 
 /**
  * Drain `node`. `progress` gets one human line per step.
@@ -52,7 +58,13 @@ export interface TaskRow { id: string; sandboxId?: string; kind?: string; status
  *   FailedPrecondition (lost), Timeout (past `timeoutMs`; what was done stays done), Unavailable (the
  *   node does not answer `list`).
  */
-export async function drainNode(registry: NodeRegistry, node: string, task: TaskCaller, opts: DrainOptions = {}, progress: (line: string) => void = () => {}): Promise<DrainResult> {
+export async function drainNode(
+  registry: NodeRegistry,
+  node: string,
+  task: TaskCaller,
+  opts: DrainOptions = {},
+  progress: (line: string) => void = () => {},
+): Promise<DrainResult> {
   const recreator = opts.policy === 'recreate' ? opts.recreator : undefined;
   if (opts.policy === 'recreate' && !recreator) throw err.invalid('drain policy recreate needs a recreator');
   const until = Date.now() + (opts.timeoutMs ?? 300_000);
@@ -66,13 +78,17 @@ export async function drainNode(registry: NodeRegistry, node: string, task: Task
   await registry.setState(node, 'drain');
   const { tasks } = await task<{ tasks: TaskRow[] }>('list', {}, Math.min(30_000, left()));
   const order = [...tasks].sort((a, b) => (a.kind === b.kind ? 0 : a.kind === 'container' ? -1 : 1));
-  progress(`draining ${node}: no new sandboxes; ${order.length} task(s) to stop and delete${recreator ? ', then recreate elsewhere' : ''}`);
+  progress(
+    `draining ${node}: no new sandboxes; ${order.length} task(s) to stop and delete${recreator ? ', then recreate elsewhere' : ''}`,
+  );
   const result: DrainResult = { node, deleted: [], recreated: [], failed: [] };
   const recipes = new Map<string, unknown>();
   for (const [i, t] of order.entries()) {
     const tag = `[${i + 1}/${order.length}] ${t.id}`;
     if (recreator) {
-      try { recipes.set(t.id, await recreator.prepare(t)); } catch (e) {
+      try {
+        recipes.set(t.id, await recreator.prepare(t));
+      } catch (e) {
         const ce = ensureError(e);
         result.failed.push({ id: t.id, code: ce.code, message: `not recreated: ${ce.message}` });
         progress(`${tag}: cannot be recreated (${ce.message}); stopping and deleting it`);
@@ -82,20 +98,28 @@ export async function drainNode(registry: NodeRegistry, node: string, task: Task
       if (t.status !== 'stopped') {
         await task('kill', { id: t.id, signal: 'SIGTERM', all: true }, Math.min(30_000, left())).catch(tolerateStopped);
         progress(`${tag}: SIGTERM sent, waiting up to ${Math.round(grace / 1000)} s`);
-        const exited = await task<{ exitStatus: number }>('wait', { id: t.id, timeoutMs: Math.min(grace, left()) }, Math.min(grace, left()) + 5_000).catch((e: unknown) => {
+        const exited = await task<{ exitStatus: number }>(
+          'wait',
+          { id: t.id, timeoutMs: Math.min(grace, left()) },
+          Math.min(grace, left()) + 5_000,
+        ).catch((e: unknown) => {
           if (ensureError(e).code === 'Timeout') return undefined;
           throw e;
         });
         if (!exited) {
           progress(`${tag}: still running after ${Math.round(grace / 1000)} s, SIGKILL`);
-          await task('kill', { id: t.id, signal: 'SIGKILL', all: true }, Math.min(30_000, left())).catch(tolerateStopped);
+          await task('kill', { id: t.id, signal: 'SIGKILL', all: true }, Math.min(30_000, left())).catch(
+            tolerateStopped,
+          );
           await task('wait', { id: t.id, timeoutMs: Math.min(30_000, left()) }, Math.min(30_000, left()) + 5_000);
         }
       }
-      const d = await task<{ exitStatus: number }>('delete', { id: t.id }, Math.min(120_000, left())).catch((e: unknown) => {
-        if (ensureError(e).code === 'NotFound') return undefined; // deleted meanwhile: gone is what we want
-        throw e;
-      });
+      const d = await task<{ exitStatus: number }>('delete', { id: t.id }, Math.min(120_000, left())).catch(
+        (e: unknown) => {
+          if (ensureError(e).code === 'NotFound') return undefined; // deleted meanwhile: gone is what we want
+          throw e;
+        },
+      );
       await registry.release(node, t.id).catch(() => {});
       result.deleted.push(t.id);
       progress(`${tag}: ${d ? `deleted (exit status ${d.exitStatus})` : 'already gone'}`);
@@ -120,7 +144,9 @@ export async function drainNode(registry: NodeRegistry, node: string, task: Task
     }
   }
   await registry.setState(node, 'drained');
-  progress(`drained ${node}: ${result.deleted.length} deleted${recreator ? `, ${result.recreated.length} recreated elsewhere` : ''}, ${result.failed.length} failed; the node stays cordoned (corral fleet uncordon ${node} to use it again)`);
+  progress(
+    `drained ${node}: ${result.deleted.length} deleted${recreator ? `, ${result.recreated.length} recreated elsewhere` : ''}, ${result.failed.length} failed; the node stays cordoned (corral fleet uncordon ${node} to use it again)`,
+  );
   return result;
 }
 

@@ -22,8 +22,13 @@ let version: string | undefined;
 export function corralVersion(): string {
   if (version === undefined) {
     try {
-      version = String((JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown }).version ?? 'unknown');
-    } catch { version = 'unknown'; }
+      version = String(
+        (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown })
+          .version ?? 'unknown',
+      );
+    } catch {
+      version = 'unknown';
+    }
   }
   return version;
 }

@@ -9,10 +9,16 @@ export class Lanes {
   run<T>(key: string, f: () => Promise<T>): Promise<T> {
     const next = (this.tails.get(key) ?? Promise.resolve()).catch(() => {}).then(f);
     this.tails.set(key, next);
-    void next.finally(() => { if (this.tails.get(key) === next) this.tails.delete(key); }).catch(() => {});
+    void next
+      .finally(() => {
+        if (this.tails.get(key) === next) this.tails.delete(key);
+      })
+      .catch(() => {});
     return next;
   }
 
   /** Resolves once every call made so far has settled. */
-  async idle(): Promise<void> { await Promise.allSettled([...this.tails.values()]); }
+  async idle(): Promise<void> {
+    await Promise.allSettled([...this.tails.values()]);
+  }
 }

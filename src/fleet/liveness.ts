@@ -23,8 +23,15 @@ export const DEFAULT_LOST_AFTER_MS = 3000;
  * Nodes to mark lost at `now`: not lost yet, and their last heartbeat more than `boundMs` ago
  * (exactly `boundMs` is still alive). Sorted by name.
  */
-export function nodesToMarkLost(entries: readonly Pick<NodeEntry, 'node' | 'state' | 'heartbeatAt'>[], now: number, boundMs = DEFAULT_LOST_AFTER_MS): string[] {
-  return entries.filter((e) => e.state !== 'lost' && now - e.heartbeatAt > boundMs).map((e) => e.node).sort();
+export function nodesToMarkLost(
+  entries: readonly Pick<NodeEntry, 'node' | 'state' | 'heartbeatAt'>[],
+  now: number,
+  boundMs = DEFAULT_LOST_AFTER_MS,
+): string[] {
+  return entries
+    .filter((e) => e.state !== 'lost' && now - e.heartbeatAt > boundMs)
+    .map((e) => e.node)
+    .sort();
 }
 
 /** What is published when a node is marked lost. */
@@ -54,16 +61,34 @@ export function natsLostEvents(nc: NatsConnection): LostEvents {
     async nodeLost(e) {
       const at = e.lostAt ?? Date.now();
       const sandboxes = Object.keys(e.reservations).sort();
-      const ev: NodeLostEvent = { node: e.node, kind: 'lost', at, heartbeatAt: e.heartbeatAt, lostFrom: e.lostFrom ?? 'ready', sandboxes };
+      const ev: NodeLostEvent = {
+        node: e.node,
+        kind: 'lost',
+        at,
+        heartbeatAt: e.heartbeatAt,
+        lostFrom: e.lostFrom ?? 'ready',
+        sandboxes,
+      };
       nc.publish(subjects.fleetEvt(e.node, 'lost'), encode(ev));
       if (sandboxes.length === 0) return;
-      const stream = await jetstreamManager(nc).then((m) => m.streams.info(EVENTS_STREAM)).then(() => true, () => false);
+      const stream = await jetstreamManager(nc)
+        .then((m) => m.streams.info(EVENTS_STREAM))
+        .then(
+          () => true,
+          () => false,
+        );
       const log = stream ? new EventLog(nc, e.node, { deadlineMs: 10_000 }) : undefined;
-      await Promise.all(sandboxes.map(async (id) => {
-        const data = { taskId: id, heartbeatAt: e.heartbeatAt, reason: 'node lost' };
-        if (log) await log.append(id, 'lost', data, `lost:${e.node}:${id}:${at}`);
-        else nc.publish(subjects.sandboxLost(e.node, id), encode({ node: e.node, sandbox: id, kind: 'lost', at, ...data }));
-      }));
+      await Promise.all(
+        sandboxes.map(async (id) => {
+          const data = { taskId: id, heartbeatAt: e.heartbeatAt, reason: 'node lost' };
+          if (log) await log.append(id, 'lost', data, `lost:${e.node}:${id}:${at}`);
+          else
+            nc.publish(
+              subjects.sandboxLost(e.node, id),
+              encode({ node: e.node, sandbox: id, kind: 'lost', at, ...data }),
+            );
+        }),
+      );
     },
   };
 }
@@ -72,13 +97,23 @@ export function natsLostEvents(nc: NatsConnection): LostEvents {
  * Mark one node lost if it still qualifies on the stored entry. Returns the entry as marked, or
  * undefined when it was not (a heartbeat came in, another controller marked it first).
  */
-export async function markLost(registry: NodeRegistry, node: string, now: () => number, boundMs: number, hint?: Versioned): Promise<NodeEntry | undefined> {
-  const r = await registry.update(node, (e) => {
-    if (!e) return undefined;
-    const t = now();
-    if (nodesToMarkLost([e], t, boundMs).length === 0) return undefined;
-    return { ...e, state: 'lost', lostAt: t, lostFrom: e.state === 'lost' ? e.lostFrom ?? 'ready' : e.state };
-  }, hint);
+export async function markLost(
+  registry: NodeRegistry,
+  node: string,
+  now: () => number,
+  boundMs: number,
+  hint?: Versioned,
+): Promise<NodeEntry | undefined> {
+  const r = await registry.update(
+    node,
+    (e) => {
+      if (!e) return undefined;
+      const t = now();
+      if (nodesToMarkLost([e], t, boundMs).length === 0) return undefined;
+      return { ...e, state: 'lost', lostAt: t, lostFrom: e.state === 'lost' ? (e.lostFrom ?? 'ready') : e.state };
+    },
+    hint,
+  );
   return r.wrote ? r.current!.entry : undefined;
 }
 
@@ -109,7 +144,9 @@ export class LivenessMonitor {
   start(): void {
     if (this.timer) return;
     const every = this.o.everyMs ?? Math.max(10, Math.min(250, this.boundMs / 4));
-    this.timer = setInterval(() => { void this.check().catch((e: unknown) => this.o.onError?.(e)); }, every);
+    this.timer = setInterval(() => {
+      void this.check().catch((e: unknown) => this.o.onError?.(e));
+    }, every);
     this.timer.unref?.();
   }
 
@@ -124,19 +161,33 @@ export class LivenessMonitor {
     this.running = (async () => {
       const clock = this.o.clock ?? Date.now;
       const all = this.o.entries();
-      const due = nodesToMarkLost(all.map((v) => v.entry), clock(), this.boundMs);
+      const due = nodesToMarkLost(
+        all.map((v) => v.entry),
+        clock(),
+        this.boundMs,
+      );
       const marked: string[] = [];
       for (const node of due) {
         try {
-          const e = await markLost(this.o.registry, node, clock, this.boundMs, all.find((v) => v.entry.node === node));
+          const e = await markLost(
+            this.o.registry,
+            node,
+            clock,
+            this.boundMs,
+            all.find((v) => v.entry.node === node),
+          );
           if (!e) continue;
           marked.push(node);
           this.o.onLost?.(e);
           await this.o.events.nodeLost(e);
-        } catch (x) { this.o.onError?.(x); }
+        } catch (x) {
+          this.o.onError?.(x);
+        }
       }
       return marked;
-    })().finally(() => { this.running = undefined; });
+    })().finally(() => {
+      this.running = undefined;
+    });
     return this.running;
   }
 }

@@ -27,7 +27,11 @@ export const labelsMatch = (want: Readonly<Record<string, string>>, have: Readon
 export function headroom(e: Pick<NodeEntry, 'capacity' | 'used'>, d: Demand): number {
   const f = free(e);
   const frac = (left: number, cap: number) => (cap > 0 ? left / cap : 0);
-  return Math.min(frac(f.vcpus - d.vcpus, e.capacity.vcpus), frac(f.memoryMiB - d.memoryMiB, e.capacity.memoryMiB), frac(f.sandboxes - 1, e.capacity.sandboxes));
+  return Math.min(
+    frac(f.vcpus - d.vcpus, e.capacity.vcpus),
+    frac(f.memoryMiB - d.memoryMiB, e.capacity.memoryMiB),
+    frac(f.sandboxes - 1, e.capacity.sandboxes),
+  );
 }
 
 /** Candidate node names, best first (empty: no node can take it; see {@link whyUnplaceable}). */
@@ -45,11 +49,18 @@ export function whyUnplaceable(request: PlacementRequest, nodes: readonly Placea
   const ready = nodes.filter((n) => n.state === 'ready');
   const labelMiss = ready.filter((n) => !labelsMatch(request.labels, n.labels));
   const full = ready.filter((n) => labelsMatch(request.labels, n.labels) && !fits(n, request));
-  const want = `${request.vcpus} vCPUs, ${request.memoryMiB} MiB${Object.keys(request.labels).length ? `, labels ${Object.entries(request.labels).map(([k, v]) => `${k}=${v}`).join(',')}` : ''}`;
+  const want = `${request.vcpus} vCPUs, ${request.memoryMiB} MiB${
+    Object.keys(request.labels).length
+      ? `, labels ${Object.entries(request.labels)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(',')}`
+      : ''
+  }`;
   const parts = [`${nodes.length} nodes`];
   if (notReady.length) parts.push(`${notReady.length} not ready (${summary(notReady.map((n) => n.state))})`);
   if (labelMiss.length) parts.push(`${labelMiss.length} without the labels`);
-  if (full.length) parts.push(`${full.length} full${full.length === 1 ? ` (${full[0]!.node}: ${shortfall(full[0]!, request)})` : ''}`);
+  if (full.length)
+    parts.push(`${full.length} full${full.length === 1 ? ` (${full[0]!.node}: ${shortfall(full[0]!, request)})` : ''}`);
   return `no node can take a sandbox of ${want}: ${parts.join(', ')}`;
 }
 

@@ -12,20 +12,43 @@ import { readRecords } from '../replay/records.ts';
 import type { Recreator, TaskRow } from './drain.ts';
 
 interface CreateInput {
-  request?: { rootfs?: unknown; terminal?: boolean; stdin?: string; stdout?: string; stderr?: string; options?: unknown };
+  request?: {
+    rootfs?: unknown;
+    terminal?: boolean;
+    stdin?: string;
+    stdout?: string;
+    stderr?: string;
+    options?: unknown;
+  };
 }
 
 /** The fleet create body that makes `t` again, from its last create input on `node`. */
 export async function recipeOf(nc: NatsConnection, node: string, t: TaskRow): Promise<Record<string, unknown>> {
   const recs = await readRecords(nc, { node, sandbox: t.sandboxId || t.id });
-  const input = recs.filter((r) => r.kind === 'input' && r.taskId === t.id && (r.event as { type?: string } | undefined)?.type === 'create').at(-1);
+  const input = recs
+    .filter(
+      (r) => r.kind === 'input' && r.taskId === t.id && (r.event as { type?: string } | undefined)?.type === 'create',
+    )
+    .at(-1);
   if (!input) throw err.notFound(`no create input of ${t.id} in the event log of ${node}`);
-  const inline = input.inline as { spec?: Record<string, unknown>; placement?: { labels?: Record<string, string>; vm?: unknown } } | undefined;
-  if (!inline?.spec) throw err.precondition(`${t.id} was created from a bundle on ${node}, not through the fleet: its spec cannot travel`);
+  const inline = input.inline as
+    { spec?: Record<string, unknown>; placement?: { labels?: Record<string, string>; vm?: unknown } } | undefined;
+  if (!inline?.spec)
+    throw err.precondition(
+      `${t.id} was created from a bundle on ${node}, not through the fleet: its spec cannot travel`,
+    );
   const req = (input.event as CreateInput).request ?? {};
   return {
-    id: t.id, spec: inline.spec, rootfs: req.rootfs ?? [], terminal: req.terminal ?? false, stdin: req.stdin ?? '', stdout: req.stdout ?? '', stderr: req.stderr ?? '',
-    options: req.options ?? {}, labels: inline.placement?.labels ?? {}, ...(inline.placement?.vm ? { vm: inline.placement.vm } : {}),
+    id: t.id,
+    spec: inline.spec,
+    rootfs: req.rootfs ?? [],
+    terminal: req.terminal ?? false,
+    stdin: req.stdin ?? '',
+    stdout: req.stdout ?? '',
+    stderr: req.stderr ?? '',
+    options: req.options ?? {},
+    labels: inline.placement?.labels ?? {},
+    ...(inline.placement?.vm ? { vm: inline.placement.vm } : {}),
   };
 }
 

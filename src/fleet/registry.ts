@@ -16,7 +16,14 @@ import { decode, encode } from '../bus/codec.ts';
 import { retrying, withDeadline } from '../bus/retry.ts';
 import { Lanes } from './lanes.ts';
 import { isTransientPublishError } from '../bus/eventlog.ts';
-import { withHeld, withoutUnheld, withReservation, withoutReservation, sumReservations, type ReserveRequest } from './capacity.ts';
+import {
+  withHeld,
+  withoutUnheld,
+  withReservation,
+  withoutReservation,
+  sumReservations,
+  type ReserveRequest,
+} from './capacity.ts';
 import { corralVersion, hostCapacity } from './host.ts';
 import { withHeartbeat, withState, type StateAction } from './state.ts';
 import { checkEntry, ZERO, type NodeEntry, type Reservation, type Resources, type Versioned } from './types.ts';
@@ -26,7 +33,8 @@ export const NODES_BUCKET = 'CORRAL_NODES';
 /** KV keys are node names; they must also be subject tokens (Task API subjects carry them). */
 const KEY = /^[A-Za-z0-9_-]{1,200}$/;
 export function nodeKey(node: string): string {
-  if (!KEY.test(node)) throw err.invalid(`node name ${JSON.stringify(node)} cannot be a registry key: use letters, digits, _ and -`);
+  if (!KEY.test(node))
+    throw err.invalid(`node name ${JSON.stringify(node)} cannot be a registry key: use letters, digits, _ and -`);
   return node;
 }
 
@@ -57,19 +65,26 @@ export interface UpdateResult {
 export class NodeRegistry {
   /** Revision conflicts met by all updates through this instance (for tests and stats). */
   conflicts = 0;
-  private constructor(readonly kv: KV, private readonly deadlineMs: number) {}
+  private constructor(
+    readonly kv: KV,
+    private readonly deadlineMs: number,
+  ) {}
 
   /** Open the bucket, creating it (history 1, file storage) if it does not exist. */
   static async open(nc: NatsConnection, opts: RegistryOptions = {}): Promise<NodeRegistry> {
     try {
       const kv = await new Kvm(nc).create(NODES_BUCKET, { history: 1, replicas: opts.replicas ?? 1 });
       return new NodeRegistry(kv, opts.updateDeadlineMs ?? 10_000);
-    } catch (e) { throw err.unavailable(`cannot open the node registry ${NODES_BUCKET}: ${(e as Error).message}`, e); }
+    } catch (e) {
+      throw err.unavailable(`cannot open the node registry ${NODES_BUCKET}: ${(e as Error).message}`, e);
+    }
   }
 
   async get(node: string): Promise<Versioned | undefined> {
     const k = nodeKey(node);
-    const e = await this.kv.get(k).catch((x: unknown) => { throw err.unavailable(`registry read of ${node} failed: ${(x as Error).message}`, x); });
+    const e = await this.kv.get(k).catch((x: unknown) => {
+      throw err.unavailable(`registry read of ${node} failed: ${(x as Error).message}`, x);
+    });
     if (!e || e.operation !== 'PUT' || e.value.length === 0) return undefined;
     return { entry: checkEntry(decode(e.value)), revision: e.revision };
   }
@@ -80,7 +95,14 @@ export class NodeRegistry {
       const keys: string[] = [];
       const it = await this.kv.keys();
       // The listing's consumer can stall for good across a failover: give it up and list again.
-      await withDeadline((async () => { for await (const k of it) keys.push(k); })(), 5000, 'registry key listing', () => it.stop());
+      await withDeadline(
+        (async () => {
+          for await (const k of it) keys.push(k);
+        })(),
+        5000,
+        'registry key listing',
+        () => it.stop(),
+      );
       const out = (await Promise.all(keys.map((k) => this.get(k)))).filter((v): v is Versioned => !!v);
       return out.sort((a, b) => (a.entry.node < b.entry.node ? -1 : a.entry.node > b.entry.node ? 1 : 0));
     });
@@ -102,14 +124,22 @@ export class NodeRegistry {
     let conflicts = 0;
     for (let attempt = 0; ; attempt++) {
       let next: NodeEntry | undefined;
-      try { next = mutate(cur?.entry); } catch (e) {
+      try {
+        next = mutate(cur?.entry);
+      } catch (e) {
         if (fresh) throw e;
-        cur = await this.get(node); fresh = true; continue;
+        cur = await this.get(node);
+        fresh = true;
+        continue;
       }
       if (next === undefined) {
         // "Nothing to do" decided on a cached copy may be wrong (a release of a reservation the copy
         // predates): confirm it on a fresh read.
-        if (!fresh) { cur = await this.get(node); fresh = true; continue; }
+        if (!fresh) {
+          cur = await this.get(node);
+          fresh = true;
+          continue;
+        }
         return { current: cur, wrote: false, conflicts };
       }
       if (next.node !== node) throw err.internal(`registry update of ${node} would write an entry named ${next.node}`);
@@ -119,9 +149,17 @@ export class NodeRegistry {
         return { current: { entry: next, revision }, wrote: true, conflicts };
       } catch (e) {
         const conflict = isRevisionConflict(e);
-        if (!conflict && !isTransientPublishError(e)) throw err.unavailable(`registry write of ${node} failed: ${(e as Error).message}`, e);
-        if (conflict) { conflicts++; this.conflicts++; }
-        if (Date.now() > until) throw err.unavailable(`registry write of ${node} did not succeed within ${this.deadlineMs} ms (${conflicts} revision conflicts)`, e);
+        if (!conflict && !isTransientPublishError(e))
+          throw err.unavailable(`registry write of ${node} failed: ${(e as Error).message}`, e);
+        if (conflict) {
+          conflicts++;
+          this.conflicts++;
+        }
+        if (Date.now() > until)
+          throw err.unavailable(
+            `registry write of ${node} did not succeed within ${this.deadlineMs} ms (${conflicts} revision conflicts)`,
+            e,
+          );
         // Many writers on one entry: back off a little, with jitter, so that one of them wins.
         if (attempt >= 2) await new Promise((r) => setTimeout(r, Math.random() * Math.min(20, 2 * attempt)));
         cur = await this.get(node);
@@ -135,10 +173,14 @@ export class NodeRegistry {
    * @throws NotFound when the node is not registered; ResourceExhausted; AlreadyExists.
    */
   reserve(node: string, r: ReserveRequest, hint?: Versioned, now: () => number = Date.now): Promise<UpdateResult> {
-    return this.update(node, (e) => {
-      if (!e) throw err.notFound(`node ${node} is not registered`);
-      return withReservation(e, r, now());
-    }, hint);
+    return this.update(
+      node,
+      (e) => {
+        if (!e) throw err.notFound(`node ${node} is not registered`);
+        return withReservation(e, r, now());
+      },
+      hint,
+    );
   }
 
   /** Release a reservation; with `ref`, only one made by that writer. Missing node or id: nothing to do. */
@@ -158,21 +200,29 @@ export class NodeRegistry {
    * Follow every change: `onChange(node, value, revision)` with the entry (undefined when deleted), from
    * the current values on. Returns a function that stops watching.
    */
-  async watch(onChange: (node: string, value: Versioned | undefined, revision: number) => void, onError?: (e: unknown) => void): Promise<() => void> {
+  async watch(
+    onChange: (node: string, value: Versioned | undefined, revision: number) => void,
+    onError?: (e: unknown) => void,
+  ): Promise<() => void> {
     const it = await this.kv.watch();
     void (async () => {
       for await (const e of it) {
         try {
-          if (e.operation === 'PUT' && e.value.length) onChange(e.key, { entry: checkEntry(decode(e.value)), revision: e.revision }, e.revision);
+          if (e.operation === 'PUT' && e.value.length)
+            onChange(e.key, { entry: checkEntry(decode(e.value)), revision: e.revision }, e.revision);
           else onChange(e.key, undefined, e.revision);
-        } catch (x) { onError?.(x); }
+        } catch (x) {
+          onError?.(x);
+        }
       }
     })().catch((x: unknown) => onError?.(x));
     return () => it.stop();
   }
 
   /** Remove a node's entry (a node taken out of the fleet for good). */
-  async remove(node: string): Promise<void> { await this.kv.delete(nodeKey(node)); }
+  async remove(node: string): Promise<void> {
+    await this.kv.delete(nodeKey(node));
+  }
 }
 
 export interface RegisterInfo {
@@ -214,11 +264,16 @@ export class AgentRegistration {
   private readonly held = new Map<string, Reservation>();
   /** This agent's writes to its entry, one at a time (lanes.ts: the nats-server 2.9 CAS race, #4320). */
   private readonly lanes = new Lanes();
-  private serial<T>(f: () => Promise<T>): Promise<T> { return this.lanes.run(this.opts.node, f); }
+  private serial<T>(f: () => Promise<T>): Promise<T> {
+    return this.lanes.run(this.opts.node, f);
+  }
   /** Heartbeats written (for tests). */
   beats = 0;
 
-  constructor(readonly registry: NodeRegistry, private readonly opts: AgentRegistrationOptions) {
+  constructor(
+    readonly registry: NodeRegistry,
+    private readonly opts: AgentRegistrationOptions,
+  ) {
     nodeKey(opts.node);
     this.clock = opts.clock ?? Date.now;
     this.info = this.resolve(opts);
@@ -228,10 +283,16 @@ export class AgentRegistration {
     return new AgentRegistration(await NodeRegistry.open(nc, opts), opts);
   }
 
-  get node(): string { return this.opts.node; }
+  get node(): string {
+    return this.opts.node;
+  }
   /** The entry as this agent last wrote or read it. */
-  get current(): Versioned | undefined { return this.last; }
-  get ref(): string { return `agent:${this.opts.node}`; }
+  get current(): Versioned | undefined {
+    return this.last;
+  }
+  get ref(): string {
+    return `agent:${this.opts.node}`;
+  }
 
   private resolve(i: RegisterInfo) {
     return {
@@ -244,8 +305,16 @@ export class AgentRegistration {
 
   private fresh(now: number): NodeEntry {
     return {
-      node: this.opts.node, state: 'ready', labels: this.info.labels, capacity: this.info.capacity, used: { ...ZERO },
-      heartbeatAt: now, version: this.info.version, ...(this.info.simulated ? { simulated: true } : {}), reservations: {}, registeredAt: now,
+      node: this.opts.node,
+      state: 'ready',
+      labels: this.info.labels,
+      capacity: this.info.capacity,
+      used: { ...ZERO },
+      heartbeatAt: now,
+      version: this.info.version,
+      ...(this.info.simulated ? { simulated: true } : {}),
+      reservations: {},
+      registeredAt: now,
     };
   }
 
@@ -255,13 +324,26 @@ export class AgentRegistration {
    * Starts the heartbeats.
    */
   async register(info: RegisterInfo = {}): Promise<NodeEntry> {
-    this.info = this.resolve({ ...this.opts, ...info, capacity: { ...this.opts.capacity, ...info.capacity }, labels: info.labels ?? this.opts.labels });
-    const r = await this.serial(() => this.registry.update(this.opts.node, (e) => {
-      const now = this.clock();
-      if (!e) return this.fresh(now);
-      const { simulated: _s, ...rest } = withHeartbeat(e, now);
-      return { ...rest, labels: this.info.labels, capacity: this.info.capacity, version: this.info.version, ...(this.info.simulated ? { simulated: true } : {}) };
-    }));
+    this.info = this.resolve({
+      ...this.opts,
+      ...info,
+      capacity: { ...this.opts.capacity, ...info.capacity },
+      labels: info.labels ?? this.opts.labels,
+    });
+    const r = await this.serial(() =>
+      this.registry.update(this.opts.node, (e) => {
+        const now = this.clock();
+        if (!e) return this.fresh(now);
+        const { simulated: _s, ...rest } = withHeartbeat(e, now);
+        return {
+          ...rest,
+          labels: this.info.labels,
+          capacity: this.info.capacity,
+          version: this.info.version,
+          ...(this.info.simulated ? { simulated: true } : {}),
+        };
+      }),
+    );
     this.last = r.current;
     this.startHeartbeats();
     return r.current!.entry;
@@ -271,15 +353,25 @@ export class AgentRegistration {
   async heartbeat(): Promise<void> {
     if (this.beating) return this.beating;
     this.beating = (async () => {
-      const r = await this.serial(() => this.registry.update(this.opts.node, (e) => {
-        const now = this.clock();
-        if (!e) return this.fresh(now);
-        const beat = withHeld(withHeartbeat(e, now), this.held);
-        return this.opts.pruneUnheldAfterMs ? withoutUnheld(beat, this.held, now - this.opts.pruneUnheldAfterMs) : beat;
-      }, this.last));
+      const r = await this.serial(() =>
+        this.registry.update(
+          this.opts.node,
+          (e) => {
+            const now = this.clock();
+            if (!e) return this.fresh(now);
+            const beat = withHeld(withHeartbeat(e, now), this.held);
+            return this.opts.pruneUnheldAfterMs
+              ? withoutUnheld(beat, this.held, now - this.opts.pruneUnheldAfterMs)
+              : beat;
+          },
+          this.last,
+        ),
+      );
       this.last = r.current;
       this.beats++;
-    })().finally(() => { this.beating = undefined; });
+    })().finally(() => {
+      this.beating = undefined;
+    });
     return this.beating;
   }
 
@@ -288,11 +380,13 @@ export class AgentRegistration {
     const every = this.opts.heartbeatMs ?? 1000;
     const tick = () => {
       const t0 = Date.now();
-      this.heartbeat().catch((e: unknown) => this.opts.onError?.(e)).finally(() => {
-        if (!this.timer) return; // stopped meanwhile
-        this.timer = setTimeout(tick, Math.max(0, every - (Date.now() - t0)));
-        this.timer.unref?.();
-      });
+      this.heartbeat()
+        .catch((e: unknown) => this.opts.onError?.(e))
+        .finally(() => {
+          if (!this.timer) return; // stopped meanwhile
+          this.timer = setTimeout(tick, Math.max(0, every - (Date.now() - t0)));
+          this.timer.unref?.();
+        });
     };
     this.timer = setTimeout(tick, every);
     this.timer.unref?.();
@@ -304,7 +398,9 @@ export class AgentRegistration {
    *   or another writer), NotFound (not registered).
    */
   async reserve(req: { id: string; vcpus: number; memoryMiB: number }): Promise<NodeEntry> {
-    const r = await this.serial(() => this.registry.reserve(this.opts.node, { ...req, ref: this.ref }, this.last, this.clock));
+    const r = await this.serial(() =>
+      this.registry.reserve(this.opts.node, { ...req, ref: this.ref }, this.last, this.clock),
+    );
     this.last = r.current;
     const mine = r.current?.entry.reservations[req.id];
     if (mine) this.held.set(req.id, mine);
@@ -333,15 +429,25 @@ export class AgentRegistration {
   async reconcile(live: Iterable<string>, graceMs = 60_000): Promise<string[]> {
     const keep = new Set(live);
     let dropped: string[] = [];
-    const r = await this.serial(() => this.registry.update(this.opts.node, (e) => {
-      if (!e) return undefined;
-      const now = this.clock();
-      for (const [id, x] of Object.entries(e.reservations)) if (keep.has(id)) this.held.set(id, x);
-      dropped = Object.entries(e.reservations).filter(([id, x]) => !keep.has(id) && now - x.at > graceMs).map(([id]) => id);
-      if (dropped.length === 0) return undefined;
-      const reservations = Object.fromEntries(Object.entries(e.reservations).filter(([id]) => !dropped.includes(id)));
-      return { ...e, reservations, used: sumReservations(reservations) };
-    }, this.last));
+    const r = await this.serial(() =>
+      this.registry.update(
+        this.opts.node,
+        (e) => {
+          if (!e) return undefined;
+          const now = this.clock();
+          for (const [id, x] of Object.entries(e.reservations)) if (keep.has(id)) this.held.set(id, x);
+          dropped = Object.entries(e.reservations)
+            .filter(([id, x]) => !keep.has(id) && now - x.at > graceMs)
+            .map(([id]) => id);
+          if (dropped.length === 0) return undefined;
+          const reservations = Object.fromEntries(
+            Object.entries(e.reservations).filter(([id]) => !dropped.includes(id)),
+          );
+          return { ...e, reservations, used: sumReservations(reservations) };
+        },
+        this.last,
+      ),
+    );
     this.last = r.current ?? this.last;
     return dropped;
   }

@@ -60,13 +60,15 @@ const isObj = (v: unknown): v is Obj => !!v && typeof v === 'object' && !Array.i
 function stringMap(v: unknown, what: string): Record<string, string> {
   if (v === undefined || v === null) return {};
   if (!isObj(v)) throw err.invalid(`${what} must be a map of strings`);
-  for (const [k, x] of Object.entries(v)) if (typeof x !== 'string' || !k) throw err.invalid(`${what}.${k} must be a string`);
+  for (const [k, x] of Object.entries(v))
+    if (typeof x !== 'string' || !k) throw err.invalid(`${what}.${k} must be a string`);
   return v as Record<string, string>;
 }
 
 function positiveInt(v: unknown, what: string): number | undefined {
   if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 0xffff_ffff) throw err.invalid(`${what} must be a positive integer`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 0xffff_ffff)
+    throw err.invalid(`${what} must be a positive integer`);
   return v;
 }
 
@@ -79,20 +81,30 @@ export function parseFleetCreate(body: unknown): FleetCreateRequest {
   const base = parseCreate(body);
   const o = body as Obj;
   verifyContainerId(base.id);
-  if (base.bundle) throw err.invalid('bundle must not be set in a fleet create: the OCI spec travels inline in spec, and the chosen node writes the bundle');
+  if (base.bundle)
+    throw err.invalid(
+      'bundle must not be set in a fleet create: the OCI spec travels inline in spec, and the chosen node writes the bundle',
+    );
   if (!isObj(o.spec)) throw err.invalid('spec (the OCI config.json as a map) is required');
   const policy = o.policy;
-  if (policy !== undefined && policy !== null && !POLICIES.includes(policy as Policy)) throw err.invalid(`policy must be one of ${POLICIES.join(', ')}, got ${JSON.stringify(policy)}`);
+  if (policy !== undefined && policy !== null && !POLICIES.includes(policy as Policy))
+    throw err.invalid(`policy must be one of ${POLICIES.join(', ')}, got ${JSON.stringify(policy)}`);
   let vm: Partial<Demand> | undefined;
   if (o.vm !== undefined && o.vm !== null) {
     if (!isObj(o.vm)) throw err.invalid('vm must be a map {vcpus?, memoryMiB?}');
     const vcpus = positiveInt(o.vm.vcpus, 'vm.vcpus');
     const memoryMiB = positiveInt(o.vm.memoryMiB, 'vm.memoryMiB');
-    if (memoryMiB !== undefined && memoryMiB < MIN_MEMORY_MIB) throw err.invalid(`vm.memoryMiB ${memoryMiB} is less than the minimum ${MIN_MEMORY_MIB}`);
+    if (memoryMiB !== undefined && memoryMiB < MIN_MEMORY_MIB)
+      throw err.invalid(`vm.memoryMiB ${memoryMiB} is less than the minimum ${MIN_MEMORY_MIB}`);
     vm = { ...(vcpus !== undefined ? { vcpus } : {}), ...(memoryMiB !== undefined ? { memoryMiB } : {}) };
   }
   const requestId = o.requestId;
-  if (requestId !== undefined && requestId !== null && (typeof requestId !== 'string' || requestId.length === 0 || requestId.length > 128)) throw err.invalid('requestId must be a string of 1 to 128 characters');
+  if (
+    requestId !== undefined &&
+    requestId !== null &&
+    (typeof requestId !== 'string' || requestId.length === 0 || requestId.length > 128)
+  )
+    throw err.invalid('requestId must be a string of 1 to 128 characters');
   const { bundle: _b, checkpoint: _c, parentCheckpoint: _p, ...rest } = base;
   return {
     ...rest,
@@ -111,13 +123,16 @@ function annotationBase(a: Readonly<Record<string, string>>): Partial<Demand> {
     if (!Object.hasOwn(a, k)) return undefined;
     const n = parseUint(a[k]!);
     if (n === undefined) throw err.invalid(`Error parsing annotation for ${k}: Please specify positive numeric value`);
-    if (n > 0xffff_ffffn) throw err.invalid(`Error parsing annotation for ${k}: The number exceeds the maximum allowed for its type`);
+    if (n > 0xffff_ffffn)
+      throw err.invalid(`Error parsing annotation for ${k}: The number exceeds the maximum allowed for its type`);
     return Number(n);
   };
   const vcpus = uint(`${HYPERVISOR_PREFIX}default_vcpus`);
   const mem = uint(`${HYPERVISOR_PREFIX}default_memory`);
   if (mem !== undefined && mem < MIN_MEMORY_MIB) {
-    throw err.invalid(`Memory specified in annotation ${HYPERVISOR_PREFIX}default_memory is less than minimum required ${MIN_MEMORY_MIB}, please specify a larger value`);
+    throw err.invalid(
+      `Memory specified in annotation ${HYPERVISOR_PREFIX}default_memory is less than minimum required ${MIN_MEMORY_MIB}, please specify a larger value`,
+    );
   }
   if (vcpus) out.vcpus = vcpus;
   if (mem !== undefined) out.memoryMiB = mem;
@@ -137,7 +152,14 @@ export function sizeFleetCreate(request: FleetCreateRequest): SizedRequest {
   const spec = parseSpec(JSON.stringify(request.spec));
   const type = containerType(spec.annotations);
   if (type === 'pod_container') {
-    return { request, containerType: type, sandboxId: sandboxIdOf(spec.annotations), base: { vcpus: 0, memoryMiB: 0 }, workload: { vcpus: 0, memMiB: 0 }, demand: { vcpus: 0, memoryMiB: 0 } };
+    return {
+      request,
+      containerType: type,
+      sandboxId: sandboxIdOf(spec.annotations),
+      base: { vcpus: 0, memoryMiB: 0 },
+      workload: { vcpus: 0, memMiB: 0 },
+      demand: { vcpus: 0, memoryMiB: 0 },
+    };
   }
   const ann = annotationBase(spec.annotations);
   const base: Demand = {
@@ -146,7 +168,11 @@ export function sizeFleetCreate(request: FleetCreateRequest): SizedRequest {
   };
   const workload = type === 'pod_sandbox' ? calculateSandboxSizing(spec) : calculateContainerSizing(spec);
   return {
-    request, containerType: type, sandboxId: request.id, base, workload,
+    request,
+    containerType: type,
+    sandboxId: request.id,
+    base,
+    workload,
     demand: { vcpus: base.vcpus + workload.vcpus, memoryMiB: base.memoryMiB + workload.memMiB },
   };
 }

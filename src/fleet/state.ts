@@ -7,7 +7,12 @@ import type { NodeEntry, NodeState } from './types.ts';
 
 export type StateAction = 'cordon' | 'uncordon' | 'drain' | 'drained';
 
-const TARGET: Record<StateAction, Exclude<NodeState, 'lost'>> = { cordon: 'cordoned', uncordon: 'ready', drain: 'draining', drained: 'cordoned' };
+const TARGET: Record<StateAction, Exclude<NodeState, 'lost'>> = {
+  cordon: 'cordoned',
+  uncordon: 'ready',
+  drain: 'draining',
+  drained: 'cordoned',
+};
 
 /**
  * The entry after the action, or undefined when it is already there (no write).
@@ -20,7 +25,8 @@ const TARGET: Record<StateAction, Exclude<NodeState, 'lost'>> = { cordon: 'cordo
 export function withState(e: NodeEntry, action: StateAction): NodeEntry | undefined {
   const to = TARGET[action];
   if (e.state === 'lost') {
-    if (action === 'drain' || action === 'drained') throw err.precondition(`node ${e.node} is lost: its sandboxes cannot be stopped through it`);
+    if (action === 'drain' || action === 'drained')
+      throw err.precondition(`node ${e.node} is lost: its sandboxes cannot be stopped through it`);
     return e.lostFrom === to ? undefined : { ...e, lostFrom: to };
   }
   if (action === 'cordon' && e.state !== 'ready') return undefined;
@@ -31,5 +37,5 @@ export function withState(e: NodeEntry, action: StateAction): NodeEntry | undefi
 /** The entry after a heartbeat: `heartbeatAt` moves; a lost node returns to the state it had. */
 export function withHeartbeat(e: NodeEntry, now: number): NodeEntry {
   const { lostAt: _a, lostFrom, ...rest } = e;
-  return { ...rest, state: e.state === 'lost' ? lostFrom ?? 'ready' : e.state, heartbeatAt: now };
+  return { ...rest, state: e.state === 'lost' ? (lostFrom ?? 'ready') : e.state, heartbeatAt: now };
 }

@@ -81,12 +81,15 @@ function resources(v: unknown, what: string): Resources {
 export function checkEntry(v: unknown): NodeEntry {
   if (!isObj(v)) throw err.internal('registry entry is not a map');
   if (typeof v.node !== 'string' || !v.node) throw err.internal('registry entry: node must be a string');
-  if (!NODE_STATES.includes(v.state as NodeState)) throw err.internal(`registry entry ${v.node}: unknown state ${JSON.stringify(v.state)}`);
+  if (!NODE_STATES.includes(v.state as NodeState))
+    throw err.internal(`registry entry ${v.node}: unknown state ${JSON.stringify(v.state)}`);
   const labels = isObj(v.labels) ? v.labels : {};
-  if (Object.values(labels).some((x) => typeof x !== 'string')) throw err.internal(`registry entry ${v.node}: labels must be strings`);
+  if (Object.values(labels).some((x) => typeof x !== 'string'))
+    throw err.internal(`registry entry ${v.node}: labels must be strings`);
   const reservations = isObj(v.reservations) ? v.reservations : {};
   for (const [id, r] of Object.entries(reservations)) {
-    if (!isObj(r) || !nonNeg(r.vcpus) || !nonNeg(r.memoryMiB)) throw err.internal(`registry entry ${v.node}: reservation ${id} is malformed`);
+    if (!isObj(r) || !nonNeg(r.vcpus) || !nonNeg(r.memoryMiB))
+      throw err.internal(`registry entry ${v.node}: reservation ${id} is malformed`);
   }
   return {
     ...(v as unknown as NodeEntry),

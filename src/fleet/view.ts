@@ -19,7 +19,11 @@ export class RegistryView {
   constructor(private readonly registry: NodeRegistry) {}
 
   /** List the bucket, then follow it; resolves once the current entries are in. */
-  static async follow(registry: NodeRegistry, nc?: NatsConnection, onError?: (e: unknown) => void): Promise<RegistryView> {
+  static async follow(
+    registry: NodeRegistry,
+    nc?: NatsConnection,
+    onError?: (e: unknown) => void,
+  ): Promise<RegistryView> {
     const v = new RegistryView(registry);
     v.stopWatch = await registry.watch((node, val, rev) => v.apply(node, val, rev), onError);
     await v.resync(false);
@@ -59,9 +63,15 @@ export class RegistryView {
     this.entries.set(node, value);
   }
 
-  get(node: string): Versioned | undefined { return this.entries.get(node); }
-  all(): Versioned[] { return [...this.entries.values()]; }
-  get size(): number { return this.entries.size; }
+  get(node: string): Versioned | undefined {
+    return this.entries.get(node);
+  }
+  all(): Versioned[] {
+    return [...this.entries.values()];
+  }
+  get size(): number {
+    return this.entries.size;
+  }
 
   stop(): void {
     this.stopped = true;

@@ -14,11 +14,17 @@ import { isWithin } from './util.ts';
  *   `Invalid bundle path '<b>': <stat error>`, `Invalid bundle path '<b>', it should be a directory`)
  *   or Corral's (`bundle <b> is outside the allowed bundle roots (<roots>)`).
  */
-export async function validBundle(id: string, bundle: string, allowedRoots: readonly string[], fs: KataFs = nodeFs): Promise<string> {
+export async function validBundle(
+  id: string,
+  bundle: string,
+  allowedRoots: readonly string[],
+  fs: KataFs = nodeFs,
+): Promise<string> {
   if (!id) throw err.invalid('Missing container ID');
   if (!bundle) throw err.invalid('Missing bundle path');
   if (!path.isAbsolute(bundle)) throw err.invalid(`Invalid bundle path '${bundle}': must be an absolute path`);
-  if (bundle.split('/').includes('..')) throw err.invalid(`Invalid bundle path '${bundle}': '..' segments are not allowed`);
+  if (bundle.split('/').includes('..'))
+    throw err.invalid(`Invalid bundle path '${bundle}': '..' segments are not allowed`);
   let real: string;
   try {
     real = await fs.realpath(bundle);

@@ -7,8 +7,15 @@
 import { err } from '../errors.ts';
 import { checkNetNs, validateHypervisorConfig } from './config-check.ts';
 import {
-  BLOCK_DEVICE_DRIVERS, EXPERIMENTAL_FEATURES, MIN_MEMORY_MIB, NETWORK_MODELS, VFIO_MODES,
-  type AgentConfig, type HypervisorConfig, type RuntimeConfig, type RuntimeSettings,
+  BLOCK_DEVICE_DRIVERS,
+  EXPERIMENTAL_FEATURES,
+  MIN_MEMORY_MIB,
+  NETWORK_MODELS,
+  VFIO_MODES,
+  type AgentConfig,
+  type HypervisorConfig,
+  type RuntimeConfig,
+  type RuntimeSettings,
 } from './config-types.ts';
 import { type KataFs, nodeFs } from './fs.ts';
 import { pathInGlobs } from './glob.ts';
@@ -41,7 +48,8 @@ function readers(a: Annotations) {
     const v = get(k);
     if (v === undefined) return undefined;
     const b = parseBool(v);
-    if (b === undefined) throw err.invalid(`Error parsing annotation for ${k}: Please specify boolean value 'true|false'`);
+    if (b === undefined)
+      throw err.invalid(`Error parsing annotation for ${k}: Please specify boolean value 'true|false'`);
     return b;
   };
   const uint = (k: string, max = U32) => {
@@ -49,7 +57,8 @@ function readers(a: Annotations) {
     if (v === undefined) return undefined;
     const n = parseUint(v);
     if (n === undefined) throw err.invalid(`Error parsing annotation for ${k}: Please specify positive numeric value`);
-    if (n > max) throw err.invalid(`Error parsing annotation for ${k}: The number exceeds the maximum allowed for its type`);
+    if (n > max)
+      throw err.invalid(`Error parsing annotation for ${k}: The number exceeds the maximum allowed for its type`);
     return Number(n);
   };
   return { get, bool, uint };
@@ -71,7 +80,12 @@ function checkGate(a: Annotations, enabled: readonly string[]): void {
   }
 }
 
-async function hypervisorOverrides(a: Annotations, base: HypervisorConfig, fs: KataFs, host: Pick<HostInfo, 'cpus' | 'maxVcpus'>) {
+async function hypervisorOverrides(
+  a: Annotations,
+  base: HypervisorConfig,
+  fs: KataFs,
+  host: Pick<HostInfo, 'cpus' | 'maxVcpus'>,
+) {
   const { get, bool, uint } = readers(a);
   const K = (s: string) => HYPERVISOR_PREFIX + s;
   const h: Mutable<HypervisorConfig> = { ...base };
@@ -79,24 +93,32 @@ async function hypervisorOverrides(a: Annotations, base: HypervisorConfig, fs: K
   const vcpus = uint(K('default_vcpus'));
   if (vcpus !== undefined) {
     if (vcpus > host.cpus) {
-      throw err.invalid(`Number of cpus ${vcpus} specified in annotation default_vcpus is greater than the number of CPUs ${host.cpus} on the system`);
+      throw err.invalid(
+        `Number of cpus ${vcpus} specified in annotation default_vcpus is greater than the number of CPUs ${host.cpus} on the system`,
+      );
     }
     h.defaultVcpus = vcpus;
   }
   const maxVcpus = uint(K('default_max_vcpus'));
   if (maxVcpus !== undefined) {
     if (maxVcpus > host.cpus) {
-      throw err.invalid(`Number of cpus ${maxVcpus} in annotation default_maxvcpus is greater than the number of CPUs ${host.cpus} on the system`);
+      throw err.invalid(
+        `Number of cpus ${maxVcpus} in annotation default_maxvcpus is greater than the number of CPUs ${host.cpus} on the system`,
+      );
     }
     if (maxVcpus > host.maxVcpus) {
-      throw err.invalid(`Number of cpus ${maxVcpus} in annotation default_maxvcpus is greater than max no of CPUs ${host.maxVcpus} supported for qemu`);
+      throw err.invalid(
+        `Number of cpus ${maxVcpus} in annotation default_maxvcpus is greater than max no of CPUs ${host.maxVcpus} supported for qemu`,
+      );
     }
     h.defaultMaxvcpus = maxVcpus;
   }
   const memory = uint(K('default_memory'));
   if (memory !== undefined) {
     if (memory < MIN_MEMORY_MIB) {
-      throw err.invalid(`Memory specified in annotation ${K('default_memory')} is less than minimum required ${MIN_MEMORY_MIB}, please specify a larger value`);
+      throw err.invalid(
+        `Memory specified in annotation ${K('default_memory')} is less than minimum required ${MIN_MEMORY_MIB}, please specify a larger value`,
+      );
     }
     h.defaultMemory = memory;
   }
@@ -104,7 +126,9 @@ async function hypervisorOverrides(a: Annotations, base: HypervisorConfig, fs: K
   const driver = get(K('block_device_driver'));
   if (driver !== undefined) {
     if (!(BLOCK_DEVICE_DRIVERS as readonly string[]).includes(driver)) {
-      throw err.invalid(`Invalid hypervisor block storage driver ${driver} specified in annotation (supported drivers: ${goList(BLOCK_DEVICE_DRIVERS)})`);
+      throw err.invalid(
+        `Invalid hypervisor block storage driver ${driver} specified in annotation (supported drivers: ${goList(BLOCK_DEVICE_DRIVERS)})`,
+      );
     }
     h.blockDeviceDriver = driver;
   }
@@ -113,13 +137,16 @@ async function hypervisorOverrides(a: Annotations, base: HypervisorConfig, fs: K
   if (sharedFs !== undefined) {
     const allowed = ['virtio-9p', 'virtio-fs'];
     if (!allowed.includes(sharedFs)) {
-      throw err.invalid(`Invalid hypervisor shared file system ${sharedFs} specified for annotation shared_fs, (supported file systems: ${goList(allowed)})`);
+      throw err.invalid(
+        `Invalid hypervisor shared file system ${sharedFs} specified for annotation shared_fs, (supported file systems: ${goList(allowed)})`,
+      );
     }
     h.sharedFs = sharedFs;
   }
   const daemon = get(K('virtio_fs_daemon'));
   if (daemon !== undefined) {
-    if (!(await pathInGlobs(fs, h.validVirtioFsDaemonPaths, daemon))) throw err.invalid(`virtiofs daemon ${daemon} required from annotation is not valid`);
+    if (!(await pathInGlobs(fs, h.validVirtioFsDaemonPaths, daemon)))
+      throw err.invalid(`virtiofs daemon ${daemon} required from annotation is not valid`);
     h.virtioFsDaemon = daemon;
   }
   const extraArgs = get(K('virtio_fs_extra_args'));
@@ -135,7 +162,8 @@ async function hypervisorOverrides(a: Annotations, base: HypervisorConfig, fs: K
     }
     h.virtioFsExtraArgs = [...h.virtioFsExtraArgs, ...parsed];
   }
-  if (h.sharedFs === 'virtio-fs' && h.virtioFsDaemon === '') throw err.invalid('cannot enable virtio-fs without daemon path');
+  if (h.sharedFs === 'virtio-fs' && h.virtioFsDaemon === '')
+    throw err.invalid('cannot enable virtio-fs without daemon path');
   const msize = uint(K('msize_9p'));
   if (msize !== undefined) {
     if (msize === 0) throw err.invalid('Error parsing annotation for msize_9p, please specify positive numeric value');
@@ -144,7 +172,8 @@ async function hypervisorOverrides(a: Annotations, base: HypervisorConfig, fs: K
 
   const hvPath = get(K('path'));
   if (hvPath !== undefined) {
-    if (!(await pathInGlobs(fs, h.validHypervisorPaths, hvPath))) throw err.invalid(`hypervisor ${hvPath} required from annotation is not valid`);
+    if (!(await pathInGlobs(fs, h.validHypervisorPaths, hvPath)))
+      throw err.invalid(`hypervisor ${hvPath} required from annotation is not valid`);
     h.path = hvPath;
   }
   const params = get(K('kernel_params'));
@@ -159,20 +188,28 @@ async function hypervisorOverrides(a: Annotations, base: HypervisorConfig, fs: K
   if (machine) h.machineType = machine;
   const entropy = get(K('entropy_source'));
   if (entropy !== undefined) {
-    if (!(await pathInGlobs(fs, h.validEntropySources, entropy))) throw err.invalid(`entropy source ${entropy} required from annotation is not valid`);
+    if (!(await pathInGlobs(fs, h.validEntropySources, entropy)))
+      throw err.invalid(`entropy source ${entropy} required from annotation is not valid`);
     if (entropy) h.entropySource = entropy;
   }
 
   const flags = [
-    ['disable_block_device_use', 'disableBlockDeviceUse'], ['enable_iommu', 'enableIommu'],
-    ['enable_iommu_platform', 'enableIommuPlatform'], ['enable_hugepages', 'enableHugepages'],
-    ['enable_mem_prealloc', 'enableMemPrealloc'], ['rootless', 'rootless'],
+    ['disable_block_device_use', 'disableBlockDeviceUse'],
+    ['enable_iommu', 'enableIommu'],
+    ['enable_iommu_platform', 'enableIommuPlatform'],
+    ['enable_hugepages', 'enableHugepages'],
+    ['enable_mem_prealloc', 'enableMemPrealloc'],
+    ['rootless', 'rootless'],
   ] as const;
   for (const [key, field] of flags) h[field] = bool(K(key)) ?? h[field];
 
   // Guest assets: Kata gates them only by enable_annotations; Corral also requires an allow-list,
   // since an initrd or image path makes the host read that file into the guest.
-  const assets = [['kernel', 'validKernelPaths'], ['image', 'validImagePaths'], ['initrd', 'validInitrdPaths']] as const;
+  const assets = [
+    ['kernel', 'validKernelPaths'],
+    ['image', 'validImagePaths'],
+    ['initrd', 'validInitrdPaths'],
+  ] as const;
   const asset = Object.fromEntries(assets.map(([k]) => [k, get(K(k))]));
   if (asset.image !== undefined && asset.initrd !== undefined) throw err.invalid('image and initrd cannot be both set');
   for (const [k, list] of assets) {
@@ -189,8 +226,10 @@ function runtimeOverrides(a: Annotations, base: RuntimeSettings): RuntimeSetting
   const K = (s: string) => RUNTIME_PREFIX + s;
   const r: Mutable<RuntimeSettings> = { ...base };
   const flags = [
-    ['disable_guest_seccomp', 'disableGuestSeccomp'], ['sandbox_cgroup_only', 'sandboxCgroupOnly'],
-    ['enable_pprof', 'enablePprof'], ['disable_new_netns', 'disableNewNetns'],
+    ['disable_guest_seccomp', 'disableGuestSeccomp'],
+    ['sandbox_cgroup_only', 'sandboxCgroupOnly'],
+    ['enable_pprof', 'enablePprof'],
+    ['disable_new_netns', 'disableNewNetns'],
   ] as const;
   for (const [key, field] of flags) r[field] = bool(K(key)) ?? r[field];
   r.enableVcpusPinning = bool(VCPUS_PINNING_ANNOTATION) ?? r.enableVcpusPinning;
@@ -200,17 +239,20 @@ function runtimeOverrides(a: Annotations, base: RuntimeSettings): RuntimeSetting
   if (exp !== undefined) {
     const features = exp.split(' ');
     const unknown = features.find((f) => !EXPERIMENTAL_FEATURES.includes(f));
-    if (unknown !== undefined) throw err.invalid(`Unsupported experimental feature ${unknown} specified in annotation ${K('experimental')}`);
+    if (unknown !== undefined)
+      throw err.invalid(`Unsupported experimental feature ${unknown} specified in annotation ${K('experimental')}`);
     r.experimental = features;
   }
   const model = get(K('internetworking_model'));
   if (model !== undefined) {
-    if (!(NETWORK_MODELS as readonly string[]).includes(model)) throw err.invalid(`Unknown network model specified in annotation ${K('internetworking_model')}`);
+    if (!(NETWORK_MODELS as readonly string[]).includes(model))
+      throw err.invalid(`Unknown network model specified in annotation ${K('internetworking_model')}`);
     r.internetworkingModel = model === 'default' ? 'tcfilter' : (model as RuntimeSettings['internetworkingModel']);
   }
   const vfio = get(K('vfio_mode'));
   if (vfio !== undefined) {
-    if (!(VFIO_MODES as readonly string[]).includes(vfio)) throw err.invalid(`Unknown VFIO mode "${vfio}" in annotation ${K('vfio_mode')}`);
+    if (!(VFIO_MODES as readonly string[]).includes(vfio))
+      throw err.invalid(`Unknown VFIO mode "${vfio}" in annotation ${K('vfio_mode')}`);
     r.vfioMode = vfio as RuntimeSettings['vfioMode'];
   }
   checkNetNs(r);
@@ -241,7 +283,11 @@ function agentOverrides(a: Annotations, base: AgentConfig): AgentConfig {
  * container_pipe_size. Other keys are ignored, as in Kata.
  * @throws InvalidArgument with Kata's messages, e.g. `annotation <key> is not enabled`.
  */
-export async function applyAnnotations(config: RuntimeConfig, annotations: Annotations, opts: AnnotationOptions = {}): Promise<RuntimeConfig> {
+export async function applyAnnotations(
+  config: RuntimeConfig,
+  annotations: Annotations,
+  opts: AnnotationOptions = {},
+): Promise<RuntimeConfig> {
   const fs = opts.fs ?? nodeFs;
   const host = opts.host ?? hostInfo();
   checkGate(annotations, config.hypervisor.enableAnnotations);

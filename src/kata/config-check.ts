@@ -19,10 +19,16 @@ const MiB = 1_048_576;
  * @throws InvalidArgument `VM memory cannot be zero`, `image "<p>" is empty`,
  *   `VM memory (<m>MB) smaller than image "<p>" size (<s>MB)`.
  */
-export async function checkHypervisorAssets(hv: Pick<HypervisorConfig, 'defaultMemory' | 'image' | 'initrd'>, fs: KataFs): Promise<string[]> {
+export async function checkHypervisorAssets(
+  hv: Pick<HypervisorConfig, 'defaultMemory' | 'image' | 'initrd'>,
+  fs: KataFs,
+): Promise<string[]> {
   if (hv.defaultMemory === 0) throw err.invalid('VM memory cannot be zero');
   const warnings: string[] = [];
-  for (const [p, initrd] of [[hv.image, false], [hv.initrd, true]] as const) {
+  for (const [p, initrd] of [
+    [hv.image, false],
+    [hv.initrd, true],
+  ] as const) {
     if (p === '') continue;
     const size = await fs.size(p).catch((e: unknown) => {
       throw err.invalid(fsErrorText('stat', p, e), e);
@@ -43,7 +49,8 @@ export async function checkHypervisorAssets(hv: Pick<HypervisorConfig, 'defaultM
  * @throws InvalidArgument `Factory option enable_template requires an initrd image`, `VM cache just support qemu`.
  */
 export function checkFactory(f: FactoryConfig, hv: Pick<HypervisorConfig, 'initrd'>, hypervisorType: string): void {
-  if (f.enableTemplate && hv.initrd === '') throw err.invalid('Factory option enable_template requires an initrd image');
+  if (f.enableTemplate && hv.initrd === '')
+    throw err.invalid('Factory option enable_template requires an initrd image');
   if (f.vmCacheNumber > 0 && hypervisorType !== 'qemu') throw err.invalid('VM cache just support qemu');
 }
 
@@ -53,7 +60,9 @@ export function checkFactory(f: FactoryConfig, hv: Pick<HypervisorConfig, 'initr
  */
 export function checkPcie(hv: Pick<HypervisorConfig, 'hotPlugVfio' | 'coldPlugVfio'>): void {
   if (hv.hotPlugVfio !== 'no-port' && hv.coldPlugVfio !== 'no-port') {
-    throw err.invalid(`invalid hot-plug=${hv.hotPlugVfio} and cold-plug=${hv.coldPlugVfio} settings, only one of them can be set`);
+    throw err.invalid(
+      `invalid hot-plug=${hv.hotPlugVfio} and cold-plug=${hv.coldPlugVfio} settings, only one of them can be set`,
+    );
   }
 }
 

@@ -39,11 +39,20 @@ const RANGES: Partial<Record<Kind, readonly [bigint, bigint]>> = {
 function value<K extends Kind>(kind: K, v: unknown, where: string): ValueOf<K> {
   const range = RANGES[kind];
   if (range) {
-    if (typeof v !== 'bigint' || v < range[0] || v > range[1]) throw err.invalid(`${where} must be an integer from ${range[0]} to ${range[1]}`);
+    if (typeof v !== 'bigint' || v < range[0] || v > range[1])
+      throw err.invalid(`${where} must be an integer from ${range[0]} to ${range[1]}`);
     return Number(v) as ValueOf<K>;
   }
-  const ok = kind === 'string' ? typeof v === 'string' : kind === 'bool' ? typeof v === 'boolean' : Array.isArray(v) && v.every((x) => typeof x === 'string');
-  if (!ok) throw err.invalid(`${where} must be ${kind === 'string' ? 'a string' : kind === 'bool' ? 'a boolean' : 'an array of strings'}`);
+  const ok =
+    kind === 'string'
+      ? typeof v === 'string'
+      : kind === 'bool'
+        ? typeof v === 'boolean'
+        : Array.isArray(v) && v.every((x) => typeof x === 'string');
+  if (!ok)
+    throw err.invalid(
+      `${where} must be ${kind === 'string' ? 'a string' : kind === 'bool' ? 'a boolean' : 'an array of strings'}`,
+    );
   return v as ValueOf<K>;
 }
 
@@ -51,7 +60,12 @@ function value<K extends Kind>(kind: K, v: unknown, where: string): ValueOf<K> {
  * Check one table against its schema. Unknown keys are skipped with a warning (Kata ignores them,
  * and warns for drop-ins); a known key of the wrong type is an InvalidArgument naming `where.key`.
  */
-export function decodeTable<S extends Readonly<Record<string, Kind>>>(schema: S, v: unknown, where: string, warnings: string[]): Raw<S> {
+export function decodeTable<S extends Readonly<Record<string, Kind>>>(
+  schema: S,
+  v: unknown,
+  where: string,
+  warnings: string[],
+): Raw<S> {
   if (v === undefined) return {};
   if (!isRecord(v)) throw err.invalid(`${where} must be a table`);
   const out: Record<string, unknown> = {};
@@ -65,11 +79,16 @@ export function decodeTable<S extends Readonly<Record<string, Kind>>>(schema: S,
 
 /** Named sub-tables (`[hypervisor.X]`, `[agent.X]`), each decoded. */
 export function decodeNamed<S extends Readonly<Record<string, Kind>>>(
-  schema: S, v: unknown, where: string, warnings: string[],
+  schema: S,
+  v: unknown,
+  where: string,
+  warnings: string[],
 ): Record<string, Raw<S>> {
   if (v === undefined) return {};
   if (!isRecord(v)) throw err.invalid(`${where} must be a table`);
-  return Object.fromEntries(Object.entries(v).map(([name, t]) => [name, decodeTable(schema, t, `${where}.${name}`, warnings)]));
+  return Object.fromEntries(
+    Object.entries(v).map(([name, t]) => [name, decodeTable(schema, t, `${where}.${name}`, warnings)]),
+  );
 }
 
 const camel = (k: string) => k.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
@@ -78,7 +97,11 @@ const camel = (k: string) => k.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpp
  * Fill every schema key (defaults for absent or zero values, booleans only when absent; Go zero
  * values otherwise) and camelCase the keys.
  */
-export function withDefaults<S extends Readonly<Record<string, Kind>>>(schema: S, raw: Raw<S>, defaults: Raw<S>): Record<string, unknown> {
+export function withDefaults<S extends Readonly<Record<string, Kind>>>(
+  schema: S,
+  raw: Raw<S>,
+  defaults: Raw<S>,
+): Record<string, unknown> {
   const zero = { string: '', bool: false, strings: [], int32: 0, uint32: 0, uint64: 0, int64: 0 } as const;
   return Object.fromEntries(
     Object.entries(schema).map(([k, kind]) => {

@@ -5,14 +5,41 @@
  */
 import * as path from 'node:path';
 import { err } from '../errors.ts';
-import { checkFactory, checkHypervisorAssets, checkNetNs, checkPcie, validateHypervisorConfig } from './config-check.ts';
+import {
+  checkFactory,
+  checkHypervisorAssets,
+  checkNetNs,
+  checkPcie,
+  validateHypervisorConfig,
+} from './config-check.ts';
 import { decodeNamed, decodeTable, mergeInto, parseToml, withDefaults } from './config-decode.ts';
 import {
-  AGENT_KEYS, BLOCK_DEVICE_AIO, BLOCK_DEVICE_DRIVERS, DEFAULT_MEMORY_MIB, EXPERIMENTAL_FEATURES, EXTRA_MONITOR_SOCKETS,
-  FACTORY_DEFAULTS, FACTORY_KEYS, HYPERVISOR_DEFAULTS, HYPERVISOR_KEYS, HYPERVISOR_NAMES, MAX_PCI_BRIDGES, MIN_MEMORY_MIB,
-  NETWORK_MODELS, PCIE_PORTS, RUNTIME_KEYS, SHARED_FS, VFIO_MODES,
-  type AgentConfig, type FactoryConfig, type HypervisorConfig, type NetworkModel, type Raw, type RuntimeConfig,
-  type RuntimeSettings, type VfioMode,
+  AGENT_KEYS,
+  BLOCK_DEVICE_AIO,
+  BLOCK_DEVICE_DRIVERS,
+  DEFAULT_MEMORY_MIB,
+  EXPERIMENTAL_FEATURES,
+  EXTRA_MONITOR_SOCKETS,
+  FACTORY_DEFAULTS,
+  FACTORY_KEYS,
+  HYPERVISOR_DEFAULTS,
+  HYPERVISOR_KEYS,
+  HYPERVISOR_NAMES,
+  MAX_PCI_BRIDGES,
+  MIN_MEMORY_MIB,
+  NETWORK_MODELS,
+  PCIE_PORTS,
+  RUNTIME_KEYS,
+  SHARED_FS,
+  VFIO_MODES,
+  type AgentConfig,
+  type FactoryConfig,
+  type HypervisorConfig,
+  type NetworkModel,
+  type Raw,
+  type RuntimeConfig,
+  type RuntimeSettings,
+  type VfioMode,
 } from './config-types.ts';
 import { type KataFs, errnoOf, fsErrorText, nodeFs, resolvePath } from './fs.ts';
 import { type HostInfo, hostInfo } from './host.ts';
@@ -75,39 +102,72 @@ async function dropIns(fs: KataFs, file: string): Promise<string[]> {
   }
 }
 
-const oneOf = <T extends string>(allowed: readonly T[], v: string): v is T => (allowed as readonly string[]).includes(v);
-const commaList = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean).join(',');
+const oneOf = <T extends string>(allowed: readonly T[], v: string): v is T =>
+  (allowed as readonly string[]).includes(v);
+const commaList = (s: string) =>
+  s
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean)
+    .join(',');
 
 /** `newQemuHypervisorConfig`: paths resolved (they must exist), values checked, defaults applied. */
-async function qemuConfig(raw: Raw<typeof HYPERVISOR_KEYS>, fs: KataFs, host: HostInfo, requireVsock: boolean): Promise<HypervisorConfig> {
-  const h = withDefaults(HYPERVISOR_KEYS, raw, HYPERVISOR_DEFAULTS) as unknown as Omit<HypervisorConfig, 'kernelParams'>;
+async function qemuConfig(
+  raw: Raw<typeof HYPERVISOR_KEYS>,
+  fs: KataFs,
+  host: HostInfo,
+  requireVsock: boolean,
+): Promise<HypervisorConfig> {
+  const h = withDefaults(HYPERVISOR_KEYS, raw, HYPERVISOR_DEFAULTS) as unknown as Omit<
+    HypervisorConfig,
+    'kernelParams'
+  >;
   const opt = (p: string) => (p === '' ? Promise.resolve('') : resolvePath(fs, p));
   const resolved = {
     path: await resolvePath(fs, h.path),
     kernel: await resolvePath(fs, h.kernel),
     initrd: await opt(h.initrd),
     image: await opt(h.image),
-    pflashes: await Promise.all(h.pflashes.map((p) => resolvePath(fs, p).catch((e: unknown) => {
-      throw prefixed(`failed to resolve path: ${p}`, e);
-    }))),
+    pflashes: await Promise.all(
+      h.pflashes.map((p) =>
+        resolvePath(fs, p).catch((e: unknown) => {
+          throw prefixed(`failed to resolve path: ${p}`, e);
+        }),
+      ),
+    ),
     firmware: await opt(h.firmware),
     firmwareVolume: await opt(h.firmwareVolume),
   };
   const check = (ok: boolean, msg: string) => {
     if (!ok) throw err.invalid(msg);
   };
-  check(oneOf(BLOCK_DEVICE_DRIVERS, h.blockDeviceDriver),
-    `Invalid hypervisor block storage driver ${h.blockDeviceDriver} specified (supported drivers: ${goList(BLOCK_DEVICE_DRIVERS)})`);
-  check(oneOf(BLOCK_DEVICE_AIO, h.blockDeviceAio),
-    `Invalid hypervisor block storage I/O mechanism ${h.blockDeviceAio} specified (supported AIO: ${goList(BLOCK_DEVICE_AIO)})`);
-  check(oneOf(SHARED_FS, h.sharedFs), `Invalid hypervisor shared file system ${h.sharedFs} specified (supported file systems: ${goList(SHARED_FS)})`);
-  check(!h.sharedFs.startsWith('virtio-fs') || h.virtioFsDaemon !== '', `cannot enable ${h.sharedFs} without daemon path in configuration file`);
+  check(
+    oneOf(BLOCK_DEVICE_DRIVERS, h.blockDeviceDriver),
+    `Invalid hypervisor block storage driver ${h.blockDeviceDriver} specified (supported drivers: ${goList(BLOCK_DEVICE_DRIVERS)})`,
+  );
+  check(
+    oneOf(BLOCK_DEVICE_AIO, h.blockDeviceAio),
+    `Invalid hypervisor block storage I/O mechanism ${h.blockDeviceAio} specified (supported AIO: ${goList(BLOCK_DEVICE_AIO)})`,
+  );
+  check(
+    oneOf(SHARED_FS, h.sharedFs),
+    `Invalid hypervisor shared file system ${h.sharedFs} specified (supported file systems: ${goList(SHARED_FS)})`,
+  );
+  check(
+    !h.sharedFs.startsWith('virtio-fs') || h.virtioFsDaemon !== '',
+    `cannot enable ${h.sharedFs} without daemon path in configuration file`,
+  );
   if (requireVsock && !(await fs.exists('/dev/vhost-vsock'))) {
     throw err.precondition("host system doesn't support vsock: stat /dev/vhost-vsock: no such file or directory");
   }
-  check(h.extraMonitorSocket === '' || oneOf(EXTRA_MONITOR_SOCKETS, h.extraMonitorSocket),
-    `Invalid hypervisor extra monitor socket ${h.extraMonitorSocket} specified (supported values: ${goList(EXTRA_MONITOR_SOCKETS)})`);
-  for (const [k, v] of [['hot_plug_vfio', h.hotPlugVfio], ['cold_plug_vfio', h.coldPlugVfio]] as const) {
+  check(
+    h.extraMonitorSocket === '' || oneOf(EXTRA_MONITOR_SOCKETS, h.extraMonitorSocket),
+    `Invalid hypervisor extra monitor socket ${h.extraMonitorSocket} specified (supported values: ${goList(EXTRA_MONITOR_SOCKETS)})`,
+  );
+  for (const [k, v] of [
+    ['hot_plug_vfio', h.hotPlugVfio],
+    ['cold_plug_vfio', h.coldPlugVfio],
+  ] as const) {
     check(oneOf(PCIE_PORTS, v), `invalid ${k} value ${JSON.stringify(v)} (allowed: ${PCIE_PORTS.join(', ')})`);
   }
   for (const re of h.enableAnnotations) {
@@ -125,8 +185,10 @@ async function qemuConfig(raw: Raw<typeof HYPERVISOR_KEYS>, fs: KataFs, host: Ho
     ...resolved,
     machineAccelerators: commaList(h.machineAccelerators),
     cpuFeatures: commaList(h.cpuFeatures),
-    disableImageNvdimm: h.disableImageNvdimm || h.machineType === 'microvm'
-      || (host.arch === 'arm64' && resolved.firmware === '' && resolved.pflashes.length === 0),
+    disableImageNvdimm:
+      h.disableImageNvdimm ||
+      h.machineType === 'microvm' ||
+      (host.arch === 'arm64' && resolved.firmware === '' && resolved.pflashes.length === 0),
     defaultVcpus: v < 0 || v > cpus ? cpus : v === 0 ? 1 : v,
     defaultMaxvcpus: Math.min(reqMax, host.maxVcpus),
     defaultMemory: h.defaultMemory < MIN_MEMORY_MIB ? DEFAULT_MEMORY_MIB : h.defaultMemory,
@@ -139,7 +201,9 @@ async function qemuConfig(raw: Raw<typeof HYPERVISOR_KEYS>, fs: KataFs, host: Ho
 function agentConfig(file: string, tables: Doc['agent']): AgentConfig {
   const names = Object.keys(tables).sort();
   if (names.length > 1) {
-    throw err.invalid(`${file}: configuration file contains several agent sections (${names.map((n) => JSON.stringify(n)).join(', ')}); at most one is allowed`);
+    throw err.invalid(
+      `${file}: configuration file contains several agent sections (${names.map((n) => JSON.stringify(n)).join(', ')}); at most one is allowed`,
+    );
   }
   const a = names[0] === undefined ? undefined : tables[names[0]];
   return {
@@ -158,12 +222,17 @@ function hypervisorTable(tables: Doc['hypervisor']): Raw<typeof HYPERVISOR_KEYS>
   const names = Object.keys(tables).sort();
   const invalid = names.find((n) => !oneOf(HYPERVISOR_NAMES, n));
   const fail = (m: string) => err.invalid(m);
-  if (invalid !== undefined) throw fail(`configuration file contains invalid hypervisor section: ${JSON.stringify(invalid)}`);
-  if (names.length === 0) throw fail('configuration file contains no hypervisor section; Corral needs [hypervisor.qemu]');
+  if (invalid !== undefined)
+    throw fail(`configuration file contains invalid hypervisor section: ${JSON.stringify(invalid)}`);
+  if (names.length === 0)
+    throw fail('configuration file contains no hypervisor section; Corral needs [hypervisor.qemu]');
   if (names.length > 1) {
-    throw fail(`configuration file contains several hypervisor sections (${names.map((n) => JSON.stringify(n)).join(', ')}); exactly one is allowed`);
+    throw fail(
+      `configuration file contains several hypervisor sections (${names.map((n) => JSON.stringify(n)).join(', ')}); exactly one is allowed`,
+    );
   }
-  if (names[0] !== 'qemu') throw fail(`hypervisor ${JSON.stringify(names[0])} is not supported by Corral (only "qemu")`);
+  if (names[0] !== 'qemu')
+    throw fail(`hypervisor ${JSON.stringify(names[0])} is not supported by Corral (only "qemu")`);
   return tables.qemu ?? {};
 }
 
@@ -188,7 +257,8 @@ export async function validateBindMounts(fs: KataFs, mounts: readonly string[]):
       throw prefixed(`sandbox-bindmounts: Failed to resolve path: ${m}`, e);
     });
     const base = path.basename(real);
-    if (bases.has(base)) throw err.invalid(`sandbox-bindmounts: File ${real} has base that matches already specified bindmount`);
+    if (bases.has(base))
+      throw err.invalid(`sandbox-bindmounts: File ${real} has base that matches already specified bindmount`);
     bases.add(base);
   }
 }
@@ -230,9 +300,14 @@ export async function loadRuntimeConfig(configPath: string, opts: LoadOptions = 
     }),
   };
 
-  const runtime = { ...(withDefaults(RUNTIME_KEYS, doc.runtime, {}) as unknown as RuntimeSettings), internetworkingModel, vfioMode };
+  const runtime = {
+    ...(withDefaults(RUNTIME_KEYS, doc.runtime, {}) as unknown as RuntimeSettings),
+    internetworkingModel,
+    vfioMode,
+  };
   const unknownFeature = runtime.experimental.find((f) => !EXPERIMENTAL_FEATURES.includes(f));
-  if (unknownFeature !== undefined) throw err.invalid(`Unsupported experimental feature ${JSON.stringify(unknownFeature)}`);
+  if (unknownFeature !== undefined)
+    throw err.invalid(`Unsupported experimental feature ${JSON.stringify(unknownFeature)}`);
   await validateBindMounts(fs, runtime.sandboxBindMounts);
 
   checkNetNs(runtime);

@@ -42,8 +42,11 @@ const unusable = (inner: unknown): unknown =>
  */
 async function fromAnnotation(fs: KataFs, value: string, dirs: readonly string[]): Promise<string> {
   const outside = () =>
-    err.invalid(`config path ${value} from annotation ${CONFIG_PATH_ANNOTATION} is outside the allowed config directories (${dirs.join(', ')})`);
-  if (!path.isAbsolute(value)) throw err.invalid(`config path ${value} from annotation ${CONFIG_PATH_ANNOTATION} must be absolute`);
+    err.invalid(
+      `config path ${value} from annotation ${CONFIG_PATH_ANNOTATION} is outside the allowed config directories (${dirs.join(', ')})`,
+    );
+  if (!path.isAbsolute(value))
+    throw err.invalid(`config path ${value} from annotation ${CONFIG_PATH_ANNOTATION} must be absolute`);
   const roots = dirs.filter((d) => path.isAbsolute(d));
   const real = await Promise.all(roots.map((d) => fs.realpath(d).catch(() => undefined)));
   const all = [...roots, ...real.filter((d): d is string => d !== undefined)];
@@ -65,9 +68,10 @@ async function fromAnnotation(fs: KataFs, value: string, dirs: readonly string[]
  */
 export async function resolveConfigPath(inputs: ConfigPathInputs): Promise<ResolvedConfigPath> {
   const fs = inputs.fs ?? nodeFs;
-  const annotation = inputs.annotations && Object.hasOwn(inputs.annotations, CONFIG_PATH_ANNOTATION)
-    ? inputs.annotations[CONFIG_PATH_ANNOTATION]
-    : undefined;
+  const annotation =
+    inputs.annotations && Object.hasOwn(inputs.annotations, CONFIG_PATH_ANNOTATION)
+      ? inputs.annotations[CONFIG_PATH_ANNOTATION]
+      : undefined;
   if (annotation) return { path: await fromAnnotation(fs, annotation, inputs.allowedConfigDirs), source: 'annotation' };
   const named: Array<[ConfigPathSource, string | undefined]> = [
     ['option', inputs.configPath],

@@ -12,13 +12,22 @@ export const CONTAINER_TYPE_KEYS = [
 ] as const;
 
 /** Checked in this order; the first key present wins, even with an empty value (§2.4). */
-export const SANDBOX_ID_KEYS = ['io.kubernetes.cri.sandbox-id', 'io.kubernetes.cri-o.SandboxID', 'io.kubernetes.sandbox.id'] as const;
+export const SANDBOX_ID_KEYS = [
+  'io.kubernetes.cri.sandbox-id',
+  'io.kubernetes.cri-o.SandboxID',
+  'io.kubernetes.sandbox.id',
+] as const;
 
 /** One table for every key (§2.2). */
-const TYPE_VALUES: Readonly<Record<string, ContainerType>> = { sandbox: 'pod_sandbox', container: 'pod_container', podsandbox: 'pod_sandbox' };
+const TYPE_VALUES: Readonly<Record<string, ContainerType>> = {
+  sandbox: 'pod_sandbox',
+  container: 'pod_container',
+  podsandbox: 'pod_sandbox',
+};
 
 type Annotations = Readonly<Record<string, string>> | undefined;
-const has = (a: Annotations, k: string): a is Readonly<Record<string, string>> => a !== undefined && Object.hasOwn(a, k);
+const has = (a: Annotations, k: string): a is Readonly<Record<string, string>> =>
+  a !== undefined && Object.hasOwn(a, k);
 
 /**
  * The container type. No key present → `single_container` (ctr, docker, nerdctl without CRI).

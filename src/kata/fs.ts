@@ -49,7 +49,9 @@ const STRERROR: Record<string, string> = {
 
 /** The errno code of a rejected fs call, if any. */
 export const errnoOf = (e: unknown): string | undefined =>
-  typeof e === 'object' && e !== null && typeof (e as { code?: unknown }).code === 'string' ? (e as { code: string }).code : undefined;
+  typeof e === 'object' && e !== null && typeof (e as { code?: unknown }).code === 'string'
+    ? (e as { code: string }).code
+    : undefined;
 
 /** A Go-style `<op> <path>: <strerror>` text for a failed fs call. */
 export function fsErrorText(op: string, p: string, e: unknown): string {

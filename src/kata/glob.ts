@@ -42,7 +42,8 @@ export function globToRegExp(pattern: string): RegExp | undefined {
           if (!h) return undefined;
           hi = h;
         }
-        if ((lo[0].codePointAt(0) ?? 0) <= (hi[0].codePointAt(0) ?? 0)) body += lo[0] === hi[0] ? esc(lo[0]) : `${esc(lo[0])}-${esc(hi[0])}`;
+        if ((lo[0].codePointAt(0) ?? 0) <= (hi[0].codePointAt(0) ?? 0))
+          body += lo[0] === hi[0] ? esc(lo[0]) : `${esc(lo[0])}-${esc(hi[0])}`;
         j = hi[1];
       }
       re += `[${neg ? '^' : ''}${body}]`;

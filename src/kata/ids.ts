@@ -19,6 +19,7 @@ export const MAX_ID_LENGTH = 128;
 export function verifyContainerId(id: string): string {
   if (typeof id !== 'string' || id === '') throw err.invalid('ID cannot be blank');
   if (!ID_RE.test(id)) throw err.invalid(`invalid container/sandbox ID (should match "${ID_PATTERN}")`);
-  if (id.length > MAX_ID_LENGTH) throw err.invalid(`invalid container/sandbox ID (longer than ${MAX_ID_LENGTH} characters)`);
+  if (id.length > MAX_ID_LENGTH)
+    throw err.invalid(`invalid container/sandbox ID (longer than ${MAX_ID_LENGTH} characters)`);
   return id;
 }

@@ -3,16 +3,38 @@ export { verifyContainerId, ID_PATTERN, MAX_ID_LENGTH } from './ids.ts';
 export { validBundle } from './bundle.ts';
 export { parseSpec, readSpec, envForProcess, HOOK_KINDS } from './oci.ts';
 export type {
-  OciSpec, OciProcess, OciUser, OciCapabilities, OciRoot, OciMount, OciResources, OciNamespace, OciDevice, OciHook,
-  OciHooks, OciLinux, EnvVar,
+  OciSpec,
+  OciProcess,
+  OciUser,
+  OciCapabilities,
+  OciRoot,
+  OciMount,
+  OciResources,
+  OciNamespace,
+  OciDevice,
+  OciHook,
+  OciHooks,
+  OciLinux,
+  EnvVar,
 } from './oci.ts';
 export {
-  containerType, sandboxIdOf, isSandbox, isCriSandbox, isCrioContainerManager, CONTAINER_TYPE_KEYS, SANDBOX_ID_KEYS,
+  containerType,
+  sandboxIdOf,
+  isSandbox,
+  isCriSandbox,
+  isCrioContainerManager,
+  CONTAINER_TYPE_KEYS,
+  SANDBOX_ID_KEYS,
 } from './container-type.ts';
 export type { ContainerType } from './container-type.ts';
 export {
-  calculateSandboxSizing, calculateContainerSizing, calculateVmResources, applyStaticSizing,
-  SANDBOX_CPU_PERIOD, SANDBOX_CPU_QUOTA, SANDBOX_MEMORY,
+  calculateSandboxSizing,
+  calculateContainerSizing,
+  calculateVmResources,
+  applyStaticSizing,
+  SANDBOX_CPU_PERIOD,
+  SANDBOX_CPU_QUOTA,
+  SANDBOX_MEMORY,
 } from './sizing.ts';
 export type { Sizing, StaticSizing } from './sizing.ts';
 export { resolveConfigPath, CONFIG_PATH_ANNOTATION } from './config-resolve.ts';
@@ -22,7 +44,13 @@ export type { LoadOptions } from './config-load.ts';
 export { applyAnnotations } from './config-annotations.ts';
 export type { AnnotationOptions } from './config-annotations.ts';
 export type {
-  RuntimeConfig, HypervisorConfig, AgentConfig, FactoryConfig, RuntimeSettings, NetworkModel, VfioMode,
+  RuntimeConfig,
+  HypervisorConfig,
+  AgentConfig,
+  FactoryConfig,
+  RuntimeSettings,
+  NetworkModel,
+  VfioMode,
 } from './config-types.ts';
 export { kernelCmdline } from './kernel-params.ts';
 export type { KernelParam } from './kernel-params.ts';

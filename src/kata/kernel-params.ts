@@ -9,10 +9,13 @@ export interface KernelParam {
 
 /** `vc.DeserializeParams(strings.Fields(s))`: whitespace-separated, each split on its first `=`. */
 export const parseKernelParams = (s: string): KernelParam[] =>
-  s.split(/\s+/).filter(Boolean).map((f) => {
-    const i = f.indexOf('=');
-    return i < 0 ? { key: f, value: '' } : { key: f.slice(0, i), value: f.slice(i + 1) };
-  });
+  s
+    .split(/\s+/)
+    .filter(Boolean)
+    .map((f) => {
+      const i = f.indexOf('=');
+      return i < 0 ? { key: f, value: '' } : { key: f.slice(0, i), value: f.slice(i + 1) };
+    });
 
 /**
  * `AddKernelParam`, for several: appends (it does not replace; the guest kernel lets the last
@@ -37,7 +40,11 @@ export interface KernelParamInputs {
 export function buildKernelParams(i: KernelParamInputs): KernelParam[] {
   const p = (key: string, value = ''): KernelParam => ({ key, value });
   const defaults = i.usesImage
-    ? [p('systemd.unit', 'kata-containers.target'), p('systemd.mask', 'systemd-networkd.service'), p('systemd.mask', 'systemd-networkd.socket')]
+    ? [
+        p('systemd.unit', 'kata-containers.target'),
+        p('systemd.mask', 'systemd-networkd.service'),
+        p('systemd.mask', 'systemd-networkd.socket'),
+      ]
     : [];
   const scsi = i.blockDeviceDriver === 'virtio-scsi' ? [p('scsi_mod.scan', 'none')] : [];
   const agent = [

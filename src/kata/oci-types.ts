@@ -68,7 +68,14 @@ export interface OciHook {
   readonly timeout?: number;
 }
 
-export const HOOK_KINDS = ['prestart', 'createRuntime', 'createContainer', 'startContainer', 'poststart', 'poststop'] as const;
+export const HOOK_KINDS = [
+  'prestart',
+  'createRuntime',
+  'createContainer',
+  'startContainer',
+  'poststart',
+  'poststop',
+] as const;
 export type OciHooks = { readonly [K in (typeof HOOK_KINDS)[number]]: readonly OciHook[] };
 
 export interface OciLinux {

@@ -12,8 +12,15 @@ import { type KataFs, nodeFs, errnoOf, fsErrorText } from './fs.ts';
 import { deepFreeze, isRecord } from './util.ts';
 
 import {
-  HOOK_KINDS, type OciCapabilities, type OciDevice, type OciHook, type OciHooks, type OciLinux, type OciProcess,
-  type OciResources, type OciSpec,
+  HOOK_KINDS,
+  type OciCapabilities,
+  type OciDevice,
+  type OciHook,
+  type OciHooks,
+  type OciLinux,
+  type OciProcess,
+  type OciResources,
+  type OciSpec,
 } from './oci-types.ts';
 
 export * from './oci-types.ts';
@@ -66,7 +73,8 @@ function capabilities(v: unknown): OciCapabilities {
   const unexpected = () => err.invalid(`Unexpected format for capabilities: ${JSON.stringify(v)}`);
   const names = (xs: unknown[], where: string) =>
     xs.map((x, i) => {
-      if (typeof x !== 'string') throw err.invalid(`Unexpected format for capabilities: ${where}[${i}] must be a string`);
+      if (typeof x !== 'string')
+        throw err.invalid(`Unexpected format for capabilities: ${where}[${i}] must be a string`);
       return x;
     });
   if (v == null) return { bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] };
@@ -109,13 +117,16 @@ function resourcesOf(v: unknown): OciResources {
   if (!r) throw err.invalid('config.json: missing linux.resources section');
   const cpu = table(r.cpu, 'linux.resources.cpu');
   const mem = table(r.memory, 'linux.resources.memory');
-  const defined = <T extends object>(o: T) => Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined)) as T;
+  const defined = <T extends object>(o: T) =>
+    Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined)) as T;
   return defined({
-    cpu: cpu && defined({
-      quota: int64(cpu.quota, 'linux.resources.cpu.quota'),
-      period: uint64(cpu.period, 'linux.resources.cpu.period'),
-      shares: uint64(cpu.shares, 'linux.resources.cpu.shares'),
-    }),
+    cpu:
+      cpu &&
+      defined({
+        quota: int64(cpu.quota, 'linux.resources.cpu.quota'),
+        period: uint64(cpu.period, 'linux.resources.cpu.period'),
+        shares: uint64(cpu.shares, 'linux.resources.cpu.shares'),
+      }),
     memory: mem && defined({ limit: int64(mem.limit, 'linux.resources.memory.limit') }),
   });
 }
@@ -128,7 +139,10 @@ function deviceOf(v: unknown, i: number): OciDevice {
   if (!DEVICE_TYPES.includes(type)) throw err.invalid(`Unexpected Device Type ${type} for device ${p}`);
   if (p === '') throw err.invalid('Path cannot be empty for device');
   const dev: { -readonly [K in keyof OciDevice]: OciDevice[K] } = {
-    type, path: p, major: int64(d.major, `${f}.major`) ?? 0, minor: int64(d.minor, `${f}.minor`) ?? 0,
+    type,
+    path: p,
+    major: int64(d.major, `${f}.major`) ?? 0,
+    minor: int64(d.minor, `${f}.minor`) ?? 0,
   };
   for (const k of ['fileMode', 'uid', 'gid'] as const) {
     const x = uint32(d[k], `${f}.${k}`);
@@ -158,7 +172,9 @@ function hooksOf(v: unknown): OciHooks {
     const base = { path: str(t.path, `${f}.path`), args: strs(t.args, `${f}.args`), env: strs(t.env, `${f}.env`) };
     return timeout === undefined ? base : { ...base, timeout };
   };
-  return Object.fromEntries(HOOK_KINDS.map((k) => [k, list(h[k], `hooks.${k}`).map((x, i) => hook(x, `hooks.${k}[${i}]`))])) as unknown as OciHooks;
+  return Object.fromEntries(
+    HOOK_KINDS.map((k) => [k, list(h[k], `hooks.${k}`).map((x, i) => hook(x, `hooks.${k}[${i}]`))]),
+  ) as unknown as OciHooks;
 }
 
 /**
@@ -194,7 +210,9 @@ export function parseSpec(text: string): OciSpec {
         options: strs(t.options, `${f}.options`),
       };
     }),
-    annotations: Object.fromEntries(Object.entries(ann).map(([k, x]) => [k, req(x, `annotations[${JSON.stringify(k)}]`)])),
+    annotations: Object.fromEntries(
+      Object.entries(ann).map(([k, x]) => [k, req(x, `annotations[${JSON.stringify(k)}]`)]),
+    ),
     linux: linuxOf(doc.linux),
     hooks: hooksOf(doc.hooks),
   });

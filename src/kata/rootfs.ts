@@ -42,7 +42,8 @@ export async function decideRootfs(rootfs: readonly RootfsEntry[], opts: RootfsO
   const [only] = rootfs;
   if (!only) return { action: 'none', mounts: [] };
   if (rootfs.length === 1) {
-    if (!opts.disableBlockDeviceUse && (await opts.isBlockDevice(only.source))) return { action: 'block', mounts: [only] };
+    if (!opts.disableBlockDeviceUse && (await opts.isBlockDevice(only.source)))
+      return { action: 'block', mounts: [only] };
     if (only.type === NYDUS_ROOTFS_TYPE) return { action: 'nydus', mounts: [only] };
   }
   return { action: 'mount', mounts: [...rootfs] };

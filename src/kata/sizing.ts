@@ -34,7 +34,9 @@ export function calculateVmResources(period: bigint, quota: bigint, memory: bigi
  * PodSandbox sizing from containerd's sandbox annotations (§4.1). A missing or unparsable value
  * counts as 0 (Kata logs a warning). Period is ParseUint, quota and memory are ParseInt (bytes).
  */
-export function calculateSandboxSizing(spec: { readonly annotations?: Readonly<Record<string, string>> } | undefined): Sizing {
+export function calculateSandboxSizing(
+  spec: { readonly annotations?: Readonly<Record<string, string>> } | undefined,
+): Sizing {
   const a = spec?.annotations;
   if (!a) return { vcpus: 0, memMiB: 0 };
   const get = (k: string) => (Object.hasOwn(a, k) ? a[k] : undefined);
@@ -52,7 +54,9 @@ interface ResourcesLike {
  * SingleContainer sizing from `linux.resources` (§4.2): quota and period count only when both are
  * present; memory is `memory.limit` or 0. No linux or resources section → 0/0.
  */
-export function calculateContainerSizing(spec: { readonly linux?: { readonly resources?: ResourcesLike } } | undefined): Sizing {
+export function calculateContainerSizing(
+  spec: { readonly linux?: { readonly resources?: ResourcesLike } } | undefined,
+): Sizing {
   const r = spec?.linux?.resources;
   if (!r) return { vcpus: 0, memMiB: 0 };
   const { quota, period } = r.cpu ?? {};

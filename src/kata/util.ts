@@ -10,7 +10,9 @@ export function isWithin(root: string, p: string): boolean {
 
 /** The same error (code, cause) with `prefix: ` in front of its message, as Go's `fmt.Errorf("%v: %v", ...)`. */
 export const prefixed = (prefix: string, e: unknown): unknown =>
-  e instanceof CorralError ? new CorralError(e.code, `${prefix}: ${e.message}`, { cause: e, retryable: e.retryable }) : e;
+  e instanceof CorralError
+    ? new CorralError(e.code, `${prefix}: ${e.message}`, { cause: e, retryable: e.retryable })
+    : e;
 
 /** Go's `%v` of a string slice: `[a b c]`. */
 export const goList = (xs: readonly string[]): string => `[${xs.join(' ')}]`;

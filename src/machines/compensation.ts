@@ -6,7 +6,11 @@ export function compensationOf(step: Step, output: unknown): Compensation | null
   switch (step.kind) {
     case 'mountRootfs':
       // Remove the rootfs dir only if this create made it (Kata creates it with mkdir 0711).
-      return { kind: 'unmountAll', args: { target: step.args.target, removeDir: o.createdDir === true }, undoes: step.kind };
+      return {
+        kind: 'unmountAll',
+        args: { target: step.args.target, removeDir: o.createdDir === true },
+        undoes: step.kind,
+      };
     case 'bind':
       return { kind: 'unmountAll', args: { target: step.args.target, removeDir: true }, undoes: step.kind };
     case 'mkdir':
@@ -19,7 +23,14 @@ export function compensationOf(step: Step, output: unknown): Compensation | null
 }
 
 /** Errors after which a worker guarantees it changed nothing (or undid it): no compensation is needed. */
-const CLEAN_FAILURES = new Set(['InvalidArgument', 'FailedPrecondition', 'NotFound', 'AlreadyExists', 'NotImplemented', 'ResourceExhausted']);
+const CLEAN_FAILURES = new Set([
+  'InvalidArgument',
+  'FailedPrecondition',
+  'NotFound',
+  'AlreadyExists',
+  'NotImplemented',
+  'ResourceExhausted',
+]);
 
 /**
  * The undo of a step whose outcome is unknown (a timeout, a worker that died before answering): built
@@ -29,10 +40,15 @@ const CLEAN_FAILURES = new Set(['InvalidArgument', 'FailedPrecondition', 'NotFou
 export function compensationOfFailed(step: Step, error: { code: string }): Compensation | null {
   if (CLEAN_FAILURES.has(error.code)) return null;
   switch (step.kind) {
-    case 'mountRootfs': return { kind: 'unmountAll', args: { target: step.args.target, removeDir: false }, undoes: step.kind };
-    case 'bind': return { kind: 'unmountAll', args: { target: step.args.target, removeDir: true }, undoes: step.kind };
-    case 'mkdir': return { kind: 'removeTree', args: { path: step.args.path }, undoes: step.kind };
-    case 'createUser': return { kind: 'removeUser', args: { sandboxId: step.args.sandboxId }, undoes: step.kind };
-    case 'boot': return { kind: 'stopVm', args: { sandboxId: step.args.sandboxId }, undoes: step.kind };
+    case 'mountRootfs':
+      return { kind: 'unmountAll', args: { target: step.args.target, removeDir: false }, undoes: step.kind };
+    case 'bind':
+      return { kind: 'unmountAll', args: { target: step.args.target, removeDir: true }, undoes: step.kind };
+    case 'mkdir':
+      return { kind: 'removeTree', args: { path: step.args.path }, undoes: step.kind };
+    case 'createUser':
+      return { kind: 'removeUser', args: { sandboxId: step.args.sandboxId }, undoes: step.kind };
+    case 'boot':
+      return { kind: 'stopVm', args: { sandboxId: step.args.sandboxId }, undoes: step.kind };
   }
 }

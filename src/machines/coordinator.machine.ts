@@ -19,7 +19,10 @@ export interface CoordinatorOutput {
   failed: { compensation: Compensation; error: WireError }[];
 }
 
-const notBound = (name: string) => fromPromise<never, never>(async () => { throw new Error(`effect ${name} is not bound`); });
+const notBound = (name: string) =>
+  fromPromise<never, never>(async () => {
+    throw new Error(`effect ${name} is not bound`);
+  });
 
 export const coordinatorMachine = setup({
   types: {
@@ -63,7 +66,12 @@ export const coordinatorMachine = setup({
         input: ({ context }) => context.pending[0]!,
         onDone: {
           target: 'next',
-          actions: assign(({ context }) => ({ done: [...context.done, context.pending[0]!], pending: context.pending.slice(1), attempts: 0, lastError: null })),
+          actions: assign(({ context }) => ({
+            done: [...context.done, context.pending[0]!],
+            pending: context.pending.slice(1),
+            attempts: 0,
+            lastError: null,
+          })),
         },
         onError: {
           target: 'retryOrRecord',
@@ -102,7 +110,8 @@ export const coordinatorMachine = setup({
 export function toWire(e: unknown): WireError {
   if (e && typeof e === 'object' && 'code' in e && 'message' in e) {
     const w = e as { code: unknown; message: unknown; retryable?: unknown };
-    if (typeof w.code === 'string' && typeof w.message === 'string') return { code: w.code as WireError['code'], message: w.message, retryable: w.retryable === true };
+    if (typeof w.code === 'string' && typeof w.message === 'string')
+      return { code: w.code as WireError['code'], message: w.message, retryable: w.retryable === true };
   }
   return { code: 'Internal', message: e instanceof Error ? e.message : String(e), retryable: false };
 }

@@ -12,7 +12,10 @@ import type { LifecycleMachine } from './lifecycle.ts';
 export interface Effects {
   validate(request: CreateTaskRequest, signal: AbortSignal): Promise<unknown>;
   configure(input: { request: CreateTaskRequest; validated: unknown }, signal: AbortSignal): Promise<CreatePlan>;
-  runStep(input: { id: string; step: Step; plan: CreatePlan; results: Record<string, unknown> }, signal: AbortSignal): Promise<unknown>;
+  runStep(
+    input: { id: string; step: Step; plan: CreatePlan; results: Record<string, unknown> },
+    signal: AbortSignal,
+  ): Promise<unknown>;
   startProcess(input: { id: string; plan: CreatePlan }, signal: AbortSignal): Promise<unknown>;
   signal(input: { id: string; plan: CreatePlan; signal: number; all: boolean }, signal: AbortSignal): Promise<unknown>;
   compensate(c: Compensation, signal: AbortSignal): Promise<unknown>;

@@ -2,5 +2,12 @@ export { sandboxMachine } from './sandbox.machine.ts';
 export { containerMachine } from './container.machine.ts';
 export { coordinatorMachine, toWire, type CoordinatorInput, type CoordinatorOutput } from './coordinator.machine.ts';
 export { compensationOf } from './compensation.ts';
-export { stateName, type LifecycleEvent, type LifecycleInput, type LifecycleContext, type LifecycleActor, type LifecycleMachine } from './lifecycle.ts';
+export {
+  stateName,
+  type LifecycleEvent,
+  type LifecycleInput,
+  type LifecycleContext,
+  type LifecycleActor,
+  type LifecycleMachine,
+} from './lifecycle.ts';
 export { provideEffects, type Effects } from './effects.ts';

@@ -58,11 +58,18 @@ export interface LifecycleContext {
 }
 
 type Emitted = Reply | Fact;
-const notBound = <O, I>(name: string) => fromPromise<O, I>(async () => { throw new Error(`effect ${name} is not bound`); });
+const notBound = <O, I>(name: string) =>
+  fromPromise<O, I>(async () => {
+    throw new Error(`effect ${name} is not bound`);
+  });
 
 const reply = (rid: string, result: unknown): Reply => ({ type: 'reply', rid, ok: true, result });
 const fail = (rid: string, error: WireError): Reply => ({ type: 'reply', rid, ok: false, error });
-const precondition = (verb: string, state: string): WireError => ({ code: 'FailedPrecondition', message: `cannot ${verb} task in ${state} state`, retryable: false });
+const precondition = (verb: string, state: string): WireError => ({
+  code: 'FailedPrecondition',
+  message: `cannot ${verb} task in ${state} state`,
+  retryable: false,
+});
 const exitInfo = (c: LifecycleContext) => ({ exitStatus: c.exitStatus ?? 0, exitedAt: c.exitedAt ?? 0, pid: c.pid });
 export function lifecycleMachine(kind: 'sandbox' | 'container') {
   return setup({
@@ -75,7 +82,9 @@ export function lifecycleMachine(kind: 'sandbox' | 'container') {
     actors: {
       validate: notBound<unknown, CreateTaskRequest>('validate'),
       configure: notBound<CreatePlan, { request: CreateTaskRequest; validated: unknown }>('configure'),
-      runStep: notBound<unknown, { id: string; step: Step; plan: CreatePlan; results: Record<string, unknown> }>('runStep'),
+      runStep: notBound<unknown, { id: string; step: Step; plan: CreatePlan; results: Record<string, unknown> }>(
+        'runStep',
+      ),
       startProcess: notBound<unknown, { id: string; plan: CreatePlan }>('startProcess'),
       signal: notBound<unknown, { id: string; plan: CreatePlan; signal: number; all: boolean }>('signal'),
       coordinator: coordinatorMachine,
@@ -91,8 +100,23 @@ export function lifecycleMachine(kind: 'sandbox' | 'container') {
   }).createMachine({
     id: kind,
     context: ({ input }) => ({
-      id: input.id, request: input.request, createRid: input.rid, plan: null, stepIndex: 0, results: {}, stack: [],
-      leftovers: [], error: null, pid: 0, exitStatus: null, exitedAt: null, started: false, pendingRid: null, pendingKill: null, deleteRids: [], cleanupAttempts: 0,
+      id: input.id,
+      request: input.request,
+      createRid: input.rid,
+      plan: null,
+      stepIndex: 0,
+      results: {},
+      stack: [],
+      leftovers: [],
+      error: null,
+      pid: 0,
+      exitStatus: null,
+      exitedAt: null,
+      started: false,
+      pendingRid: null,
+      pendingKill: null,
+      deleteRids: [],
+      cleanupAttempts: 0,
     }),
     initial: 'validating',
     // Commands not accepted by the current state end here: FailedPrecondition naming the state.
@@ -129,7 +153,19 @@ export function lifecycleMachine(kind: 'sandbox' | 'container') {
             target: 'created',
             actions: [
               assign({ pid: ({ context }) => pidOf(context) }),
-              emit(({ context }) => ({ type: 'fact', kind: 'created', data: { pid: context.pid, bundle: context.request.bundle, sandboxId: context.plan?.sandboxId, containerType: context.plan?.type } }) as Fact),
+              emit(
+                ({ context }) =>
+                  ({
+                    type: 'fact',
+                    kind: 'created',
+                    data: {
+                      pid: context.pid,
+                      bundle: context.request.bundle,
+                      sandboxId: context.plan?.sandboxId,
+                      containerType: context.plan?.type,
+                    },
+                  }) as Fact,
+              ),
               emit(({ context }) => reply(context.createRid!, { pid: context.pid })),
               assign({ createRid: null }),
             ],
@@ -148,7 +184,18 @@ export function lifecycleMachine(kind: 'sandbox' | 'container') {
             target: 'failed',
             actions: [
               assign({ leftovers: ({ event }) => event.output.failed, stack: [] }),
-              emit(({ context, event }) => ({ type: 'fact', kind: 'rolledBack', data: { error: context.error, undone: event.output.done.map((c) => c.undoes), leftovers: event.output.failed } }) as Fact),
+              emit(
+                ({ context, event }) =>
+                  ({
+                    type: 'fact',
+                    kind: 'rolledBack',
+                    data: {
+                      error: context.error,
+                      undone: event.output.done.map((c) => c.undoes),
+                      leftovers: event.output.failed,
+                    },
+                  }) as Fact,
+              ),
               emit(({ context }) => fail(context.createRid!, context.error!)),
               assign({ createRid: null }),
             ],
@@ -173,9 +220,18 @@ export function lifecycleMachine(kind: 'sandbox' | 'container') {
       created: {
         on: {
           start: { target: 'starting', actions: assign({ pendingRid: ({ event }) => event.rid }) },
-          kill: { target: 'stopping', actions: [assign({ exitStatus: ({ event }) => 128 + event.signal, exitedAt: ({ event }) => event.at }), emit(({ event }) => reply(event.rid, {}))] },
+          kill: {
+            target: 'stopping',
+            actions: [
+              assign({ exitStatus: ({ event }) => 128 + event.signal, exitedAt: ({ event }) => event.at }),
+              emit(({ event }) => reply(event.rid, {})),
+            ],
+          },
           // Never started: nothing exited, so no exit is published; the delete fact follows the teardown.
-          delete: { target: 'stopping', actions: assign({ deleteRids: ({ event }) => [event.rid], exitedAt: ({ event }) => event.at }) },
+          delete: {
+            target: 'stopping',
+            actions: assign({ deleteRids: ({ event }) => [event.rid], exitedAt: ({ event }) => event.at }),
+          },
           hostGone: { target: 'stopping', actions: assign({ exitStatus: 255, exitedAt: ({ event }) => event.at }) },
         },
       },
@@ -201,7 +257,11 @@ export function lifecycleMachine(kind: 'sandbox' | 'container') {
             ],
           },
         },
-        on: { exit: { actions: assign({ exitStatus: ({ event }) => event.exitStatus, exitedAt: ({ event }) => event.exitedAt }) } },
+        on: {
+          exit: {
+            actions: assign({ exitStatus: ({ event }) => event.exitStatus, exitedAt: ({ event }) => event.exitedAt }),
+          },
+        },
       },
       running: {
         initial: 'idle',
@@ -212,20 +272,43 @@ export function lifecycleMachine(kind: 'sandbox' | 'container') {
               id: 'signal',
               src: 'signal',
               input: ({ context }) => ({ id: context.id, plan: context.plan!, ...context.pendingKill! }),
-              onDone: { target: 'idle', actions: [emit(({ context }) => reply(context.pendingRid!, {})), assign({ pendingRid: null, pendingKill: null })] },
-              onError: { target: 'idle', actions: [emit(({ context, event }) => fail(context.pendingRid!, toWire(event.error))), assign({ pendingRid: null, pendingKill: null })] },
+              onDone: {
+                target: 'idle',
+                actions: [
+                  emit(({ context }) => reply(context.pendingRid!, {})),
+                  assign({ pendingRid: null, pendingKill: null }),
+                ],
+              },
+              onError: {
+                target: 'idle',
+                actions: [
+                  emit(({ context, event }) => fail(context.pendingRid!, toWire(event.error))),
+                  assign({ pendingRid: null, pendingKill: null }),
+                ],
+              },
             },
           },
         },
         always: { guard: ({ context }) => context.exitStatus !== null, target: 'stopping' },
         on: {
-          kill: { target: '.signalling', actions: assign({ pendingRid: ({ event }) => event.rid, pendingKill: ({ event }) => ({ signal: event.signal, all: event.all }) }) },
+          kill: {
+            target: '.signalling',
+            actions: assign({
+              pendingRid: ({ event }) => event.rid,
+              pendingKill: ({ event }) => ({ signal: event.signal, all: event.all }),
+            }),
+          },
           // The process may exit before the signal's own reply is in: the kill waiting for it is answered too.
           exit: {
             target: 'stopping',
             actions: enqueueActions(({ context, event, enqueue }) => {
               if (context.pendingKill && context.pendingRid) enqueue.emit(reply(context.pendingRid, {}) as never);
-              enqueue.assign({ exitStatus: event.exitStatus, exitedAt: event.exitedAt, pendingRid: null, pendingKill: null });
+              enqueue.assign({
+                exitStatus: event.exitStatus,
+                exitedAt: event.exitedAt,
+                pendingRid: null,
+                pendingKill: null,
+              });
             }),
           },
           hostGone: {
@@ -239,7 +322,10 @@ export function lifecycleMachine(kind: 'sandbox' | 'container') {
       },
       stopping: {
         // HEAD semantics (Kata d3291b8778): the exit is published first, the slow teardown follows.
-        entry: enqueueActions(({ context, enqueue }) => { if (context.exitStatus !== null) enqueue.emit({ type: 'fact', kind: 'exited', data: exitInfo(context) } as Fact as never); }),
+        entry: enqueueActions(({ context, enqueue }) => {
+          if (context.exitStatus !== null)
+            enqueue.emit({ type: 'fact', kind: 'exited', data: exitInfo(context) } as Fact as never);
+        }),
         invoke: {
           id: 'coordinator',
           src: 'coordinator',
@@ -263,7 +349,10 @@ export function lifecycleMachine(kind: 'sandbox' | 'container') {
         on: {
           delete: [
             { guard: 'hasLeftovers', actions: emit(({ event, context }) => fail(event.rid, leftoverError(context))) },
-            { target: 'deleted', actions: assign({ deleteRids: ({ context, event }) => [...context.deleteRids, event.rid] }) },
+            {
+              target: 'deleted',
+              actions: assign({ deleteRids: ({ context, event }) => [...context.deleteRids, event.rid] }),
+            },
           ],
           kill: [
             { guard: 'isStopSignal', actions: emit(({ event }) => reply(event.rid, {})) },
@@ -278,7 +367,9 @@ export function lifecycleMachine(kind: 'sandbox' | 'container') {
         entry: [
           emit(({ context }) => ({ type: 'fact', kind: 'deleted', data: exitInfo(context) }) as Fact),
           // Several deletes may have queued during teardown; all get the same answer.
-          enqueueActions(({ context, enqueue }) => { for (const rid of context.deleteRids) enqueue.emit(reply(rid, exitInfo(context))); }),
+          enqueueActions(({ context, enqueue }) => {
+            for (const rid of context.deleteRids) enqueue.emit(reply(rid, exitInfo(context)));
+          }),
         ],
       },
     },
@@ -289,25 +380,45 @@ export function lifecycleMachine(kind: 'sandbox' | 'container') {
       invoke: {
         id: 'runStep',
         src: 'runStep' as const,
-        input: ({ context }: { context: LifecycleContext }) => ({ id: context.id, step: context.plan!.steps[context.stepIndex]!, plan: context.plan!, results: context.results }),
+        input: ({ context }: { context: LifecycleContext }) => ({
+          id: context.id,
+          step: context.plan!.steps[context.stepIndex]!,
+          plan: context.plan!,
+          results: context.results,
+        }),
         onDone: {
           target: 'advancing',
           actions: [
-            (assign as (f: unknown) => never)(({ context, event }: { context: LifecycleContext; event: { output: unknown } }) => {
-              const step = context.plan!.steps[context.stepIndex]!;
-              const undo = compensationOf(step, event.output);
-              return { stepIndex: context.stepIndex + 1, results: { ...context.results, [step.kind]: event.output }, stack: undo ? [...context.stack, undo] : context.stack };
-            }),
-            emit(({ context }: { context: LifecycleContext }) => ({ type: 'fact', kind: 'stepDone', data: { step: context.plan!.steps[context.stepIndex - 1]!.kind } }) as Fact),
+            (assign as (f: unknown) => never)(
+              ({ context, event }: { context: LifecycleContext; event: { output: unknown } }) => {
+                const step = context.plan!.steps[context.stepIndex]!;
+                const undo = compensationOf(step, event.output);
+                return {
+                  stepIndex: context.stepIndex + 1,
+                  results: { ...context.results, [step.kind]: event.output },
+                  stack: undo ? [...context.stack, undo] : context.stack,
+                };
+              },
+            ),
+            emit(
+              ({ context }: { context: LifecycleContext }) =>
+                ({
+                  type: 'fact',
+                  kind: 'stepDone',
+                  data: { step: context.plan!.steps[context.stepIndex - 1]!.kind },
+                }) as Fact,
+            ),
           ],
         },
         onError: {
           target: 'rollingBack',
-          actions: (assign as (f: unknown) => never)(({ context, event }: { context: LifecycleContext; event: { error: unknown } }) => {
-            const error = toWire(event.error);
-            const undo = compensationOfFailed(context.plan!.steps[context.stepIndex]!, error);
-            return { error, stack: undo ? [...context.stack, undo] : context.stack };
-          }),
+          actions: (assign as (f: unknown) => never)(
+            ({ context, event }: { context: LifecycleContext; event: { error: unknown } }) => {
+              const error = toWire(event.error);
+              const undo = compensationOfFailed(context.plan!.steps[context.stepIndex]!, error);
+              return { error, stack: undo ? [...context.stack, undo] : context.stack };
+            },
+          ),
         },
       },
     } as never; // fragments built outside createMachine cannot carry its inferred types
@@ -320,7 +431,9 @@ export function lifecycleMachine(kind: 'sandbox' | 'container') {
         invoke: {
           id: 'backoff',
           src: 'backoff' as const,
-          input: ({ context }: { context: LifecycleContext }) => ({ ms: Math.min(60_000, 1000 * 2 ** context.cleanupAttempts) }),
+          input: ({ context }: { context: LifecycleContext }) => ({
+            ms: Math.min(60_000, 1000 * 2 ** context.cleanupAttempts),
+          }),
           onDone: 'retrying',
           onError: 'retrying',
         },
@@ -329,10 +442,17 @@ export function lifecycleMachine(kind: 'sandbox' | 'container') {
         invoke: {
           id: 'coordinator',
           src: 'coordinator' as const,
-          input: ({ context }: { context: LifecycleContext }) => ({ compensations: context.leftovers.map((l) => l.compensation) }),
+          input: ({ context }: { context: LifecycleContext }) => ({
+            compensations: context.leftovers.map((l) => l.compensation),
+          }),
           onDone: {
             target: 'settle',
-            actions: (assign as (f: unknown) => never)(({ context, event }: { context: LifecycleContext; event: { output: CoordinatorOutput } }) => ({ leftovers: event.output.failed, cleanupAttempts: context.cleanupAttempts + 1 })),
+            actions: (assign as (f: unknown) => never)(
+              ({ context, event }: { context: LifecycleContext; event: { output: CoordinatorOutput } }) => ({
+                leftovers: event.output.failed,
+                cleanupAttempts: context.cleanupAttempts + 1,
+              }),
+            ),
           },
         },
       },
@@ -340,7 +460,22 @@ export function lifecycleMachine(kind: 'sandbox' | 'container') {
   }
 }
 
-const TOP_STATES = ['validating', 'configuring', 'advancing', 'mounting', 'preparingUser', 'booting', 'rollingBack', 'failed', 'created', 'starting', 'running', 'stopping', 'stopped', 'deleted'] as const;
+const TOP_STATES = [
+  'validating',
+  'configuring',
+  'advancing',
+  'mounting',
+  'preparingUser',
+  'booting',
+  'rollingBack',
+  'failed',
+  'created',
+  'starting',
+  'running',
+  'stopping',
+  'stopped',
+  'deleted',
+] as const;
 
 /** FailedPrecondition naming the current top-level state ("cannot delete task in running state"), as containerd's init_state.go. */
 function refuse(verb: string): never {
@@ -366,5 +501,5 @@ function leftoverError(c: LifecycleContext): WireError {
 /** The state name a user sees: the top-level state, e.g. "running". */
 export function stateName(self: { getSnapshot(): { value: unknown } }): string {
   const v = self.getSnapshot().value;
-  return typeof v === 'string' ? v : Object.keys(v as object)[0] ?? 'unknown';
+  return typeof v === 'string' ? v : (Object.keys(v as object)[0] ?? 'unknown');
 }

@@ -7,7 +7,14 @@
  */
 import { createActor } from 'xstate';
 import type { CreateTaskRequest } from '../domain/task.ts';
-import { containerMachine, provideEffects, sandboxMachine, type Effects, type LifecycleActor, type LifecycleMachine } from '../machines/index.ts';
+import {
+  containerMachine,
+  provideEffects,
+  sandboxMachine,
+  type Effects,
+  type LifecycleActor,
+  type LifecycleMachine,
+} from '../machines/index.ts';
 import { EffectGate, tick, type Outcome } from './gate.ts';
 import type { EventRecord } from './records.ts';
 
@@ -45,7 +52,13 @@ export interface TimelineEntry {
   durationMs?: number;
 }
 
-export interface Divergence { seq: number; taskId: string; message: string; expected?: unknown; actual?: unknown }
+export interface Divergence {
+  seq: number;
+  taskId: string;
+  message: string;
+  expected?: unknown;
+  actual?: unknown;
+}
 
 export interface ReplayResult {
   tasks: ReplayTask[];
@@ -76,7 +89,10 @@ export interface ReplayOptions {
   machines?: { sandbox: LifecycleMachine; container: LifecycleMachine };
   gate?: EffectGate;
   /** Effects of one task. Default: every effect waits on the gate (offline replay). */
-  effects?: (t: Pick<ReplayTask, 'taskId' | 'sandboxId' | 'instance' | 'machine'> & { effectsFrom: number }, gate: EffectGate) => Effects;
+  effects?: (
+    t: Pick<ReplayTask, 'taskId' | 'sandboxId' | 'instance' | 'machine'> & { effectsFrom: number },
+    gate: EffectGate,
+  ) => Effects;
   /** An inspection observer for a task's actor (recovery logs and records transitions with it). */
   inspect?: (t: Pick<ReplayTask, 'taskId' | 'sandboxId' | 'instance' | 'machine'>) => (ev: never) => void;
   /** Called once per task, before its actor starts (recovery wires replies and facts here). */
@@ -120,7 +136,10 @@ export function gatedEffects(taskId: string, gate: EffectGate): Effects {
 }
 
 const json = (v: unknown) => JSON.stringify(v);
-const settle = async () => { await tick(); await tick(); };
+const settle = async () => {
+  await tick();
+  await tick();
+};
 
 export async function replay(records: EventRecord[], o: ReplayOptions = {}): Promise<ReplayResult> {
   const machines = o.machines ?? { sandbox: sandboxMachine, container: containerMachine };
@@ -137,18 +156,45 @@ export async function replay(records: EventRecord[], o: ReplayOptions = {}): Pro
   for (const r of sorted) {
     if (!r.taskId || r.kind === 'input' || covered(r)) continue;
     const c = counts.get(r.taskId) ?? { facts: 0, states: 0 };
-    if (r.kind === 'state') c.states++; else c.facts++;
+    if (r.kind === 'state') c.states++;
+    else c.facts++;
     counts.set(r.taskId, c);
   }
 
-  const diverge = (d: Divergence) => { result.divergence ??= d; };
-  const start = (base: Pick<ReplayTask, 'taskId' | 'sandboxId' | 'instance' | 'machine'>, effectsFrom: number, actorOpts: { input?: unknown; snapshot?: unknown }, request: CreateTaskRequest, rid: string) => {
+  const diverge = (d: Divergence) => {
+    result.divergence ??= d;
+  };
+  const start = (
+    base: Pick<ReplayTask, 'taskId' | 'sandboxId' | 'instance' | 'machine'>,
+    effectsFrom: number,
+    actorOpts: { input?: unknown; snapshot?: unknown },
+    request: CreateTaskRequest,
+    rid: string,
+  ) => {
     const inspect = o.inspect?.(base);
     const fx = o.effects ? o.effects({ ...base, effectsFrom }, gate) : gatedEffects(base.taskId, gate);
-    const actor = createActor(provideEffects(machines[base.machine], fx), { ...actorOpts, ...(inspect ? { inspect: inspect as never } : {}) } as never) as LifecycleActor;
-    const t: ReplayTask = { ...base, request, rid, actor, visited: [], fromSnapshot: actorOpts.snapshot !== undefined, recorded: counts.get(base.taskId) ?? { facts: 0, states: 0 } };
+    const actor = createActor(provideEffects(machines[base.machine], fx), {
+      ...actorOpts,
+      ...(inspect ? { inspect: inspect as never } : {}),
+    } as never) as LifecycleActor;
+    const t: ReplayTask = {
+      ...base,
+      request,
+      rid,
+      actor,
+      visited: [],
+      fromSnapshot: actorOpts.snapshot !== undefined,
+      recorded: counts.get(base.taskId) ?? { facts: 0, states: 0 },
+    };
     unchecked.set(base.taskId, []);
-    actor.subscribe({ next: (s) => { const v = json(s.value); if (t.visited[t.visited.length - 1] !== v) t.visited.push(v); unchecked.get(base.taskId)?.push(v); }, error: () => {} });
+    actor.subscribe({
+      next: (s) => {
+        const v = json(s.value);
+        if (t.visited[t.visited.length - 1] !== v) t.visited.push(v);
+        unchecked.get(base.taskId)?.push(v);
+      },
+      error: () => {},
+    });
     tasks.set(base.taskId, t);
     o.onTask?.(t);
     actor.start();
@@ -156,7 +202,13 @@ export async function replay(records: EventRecord[], o: ReplayOptions = {}): Pro
   };
   for (const f of from.values()) {
     const ctx = (f.snapshot as { context?: { request?: CreateTaskRequest; createRid?: string } }).context;
-    start({ taskId: f.taskId, sandboxId: f.sandboxId, instance: f.instance, machine: f.machine }, f.effects, { snapshot: f.snapshot }, ctx?.request as CreateTaskRequest, ctx?.createRid ?? '');
+    start(
+      { taskId: f.taskId, sandboxId: f.sandboxId, instance: f.instance, machine: f.machine },
+      f.effects,
+      { snapshot: f.snapshot },
+      ctx?.request as CreateTaskRequest,
+      ctx?.createRid ?? '',
+    );
   }
   if (from.size) await settle();
   for (const r of sorted) {
@@ -169,26 +221,58 @@ export async function replay(records: EventRecord[], o: ReplayOptions = {}): Pro
     let entry: TimelineEntry;
 
     if (r.kind === 'input' && event?.type === 'create') {
-      const machine = (event.machine as 'sandbox' | 'container' | undefined) ?? (event.containerType === 'pod_container' ? 'container' : 'sandbox');
+      const machine =
+        (event.machine as 'sandbox' | 'container' | undefined) ??
+        (event.containerType === 'pod_container' ? 'container' : 'sandbox');
       const base = { taskId, sandboxId: r.sandbox, machine, instance: String(event.instance ?? taskId) };
       const request = event.request as CreateTaskRequest;
-      start(base, 0, { input: { id: taskId, request, rid: String(event.rid ?? '') } }, request, String(event.rid ?? ''));
+      start(
+        base,
+        0,
+        { input: { id: taskId, request, rid: String(event.rid ?? '') } },
+        request,
+        String(event.rid ?? ''),
+      );
       await settle();
       result.inputs++;
-      entry = { seq: r.seq, at: r.at, taskId, lane: machine, kind: 'create', label: `create (${String(event.containerType)})`, payload: request };
+      entry = {
+        seq: r.seq,
+        at: r.at,
+        taskId,
+        lane: machine,
+        kind: 'create',
+        label: `create (${String(event.containerType)})`,
+        payload: request,
+      };
     } else {
       const t = tasks.get(taskId);
       if (!t) continue; // records of tasks created before the window: nothing to rebuild them from
       if (r.kind === 'input' && typeof r.effect === 'string') {
-        const outcome: Outcome = r.ok ? { ok: true, output: r.output } : { ok: false, error: r.error as Outcome extends { error: infer E } ? E : never };
+        const outcome: Outcome = r.ok
+          ? { ok: true, output: r.output }
+          : { ok: false, error: r.error as Outcome extends { error: infer E } ? E : never };
         if (!(await gate.deliver(taskId, r.effect, outcome))) {
-          diverge({ seq: r.seq, taskId, message: `the log has an outcome of ${r.effect}, but the rebuilt ${t.machine} (${json(t.actor.getSnapshot().value)}) never asked for it` });
+          diverge({
+            seq: r.seq,
+            taskId,
+            message: `the log has an outcome of ${r.effect}, but the rebuilt ${t.machine} (${json(t.actor.getSnapshot().value)}) never asked for it`,
+          });
         }
         await settle();
         result.inputs++;
         const since = lastStateAt.get(taskId);
         lastStateAt.set(taskId, r.at); // a task runs one effect at a time: the next one starts here at the latest
-        entry = { seq: r.seq, at: r.at, taskId, lane: laneOf(r, t.machine), kind: 'effect', label: `${r.effect} ${r.ok ? 'ok' : `failed: ${(r.error as { code?: string })?.code}`}`, payload: r.ok ? r.output : r.error, ok: Boolean(r.ok), durationMs: since === undefined ? undefined : r.at - since };
+        entry = {
+          seq: r.seq,
+          at: r.at,
+          taskId,
+          lane: laneOf(r, t.machine),
+          kind: 'effect',
+          label: `${r.effect} ${r.ok ? 'ok' : `failed: ${(r.error as { code?: string })?.code}`}`,
+          payload: r.ok ? r.output : r.error,
+          ok: Boolean(r.ok),
+          durationMs: since === undefined ? undefined : r.at - since,
+        };
       } else if (r.kind === 'input' && event) {
         t.actor.send(event as never);
         await settle();
@@ -199,11 +283,28 @@ export async function replay(records: EventRecord[], o: ReplayOptions = {}): Pro
         const actual = t.actor.getSnapshot().value;
         // A state record joins the sandbox's append chain after the input that led there, so another
         // input may sit between them in the log: match it against every state rebuilt since the last match.
-        const q = unchecked.get(taskId)!, k = q.indexOf(json(r.value));
+        const q = unchecked.get(taskId)!,
+          k = q.indexOf(json(r.value));
         if (k >= 0) q.splice(0, k + 1);
         const ok = k >= 0 || json(actual) === json(r.value);
-        if (!ok) diverge({ seq: r.seq, taskId, message: `state differs after seq ${r.seq}: recorded ${json(r.value)}, rebuilt ${json(actual)}`, expected: r.value, actual });
-        entry = { seq: r.seq, at: r.at, taskId, lane: t.machine, kind: 'state', label: json(r.value), payload: { value: r.value, event: r.event }, ok };
+        if (!ok)
+          diverge({
+            seq: r.seq,
+            taskId,
+            message: `state differs after seq ${r.seq}: recorded ${json(r.value)}, rebuilt ${json(actual)}`,
+            expected: r.value,
+            actual,
+          });
+        entry = {
+          seq: r.seq,
+          at: r.at,
+          taskId,
+          lane: t.machine,
+          kind: 'state',
+          label: json(r.value),
+          payload: { value: r.value, event: r.event },
+          ok,
+        };
       } else {
         entry = { seq: r.seq, at: r.at, taskId, lane: t.machine, kind: 'fact', label: r.kind, payload: r };
       }

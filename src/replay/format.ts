@@ -9,9 +9,16 @@ import type { EventRecord } from './records.ts';
 export function stateText(v: unknown): string {
   if (typeof v === 'string') {
     if (!v.startsWith('"') && !v.startsWith('{')) return v;
-    try { return stateText(JSON.parse(v)); } catch { return v; }
+    try {
+      return stateText(JSON.parse(v));
+    } catch {
+      return v;
+    }
   }
-  if (v && typeof v === 'object') return Object.entries(v).map(([k, sub]) => `${k}.${stateText(sub)}`).join(',');
+  if (v && typeof v === 'object')
+    return Object.entries(v)
+      .map(([k, sub]) => `${k}.${stateText(sub)}`)
+      .join(',');
   return String(v);
 }
 
@@ -22,27 +29,41 @@ export function brief(v: unknown, max = 60): string {
 }
 
 const fields = (r: Record<string, unknown>, keys: string[]) =>
-  keys.filter((k) => r[k] !== undefined).map((k) => `${k}=${typeof r[k] === 'string' ? r[k] : brief(r[k], 40)}`).join(' ');
+  keys
+    .filter((k) => r[k] !== undefined)
+    .map((k) => `${k}=${typeof r[k] === 'string' ? r[k] : brief(r[k], 40)}`)
+    .join(' ');
 
 /** What an effect returned, in a few words (the whole payload is in --json and the HTML page). */
 export function outcomeText(effect: string, ok: boolean, v: unknown): string {
-  if (!ok) { const e = (v ?? {}) as { code?: string; message?: string }; return `failed: ${e.code ?? '?'}: ${e.message ?? ''}`; }
+  if (!ok) {
+    const e = (v ?? {}) as { code?: string; message?: string };
+    return `failed: ${e.code ?? '?'}: ${e.message ?? ''}`;
+  }
   const o = (v ?? {}) as Record<string, unknown>;
-  if (effect === 'configure' && Array.isArray(o.steps)) return `ok: plan ${(o.steps as { kind: string }[]).map((s) => s.kind).join(', ') || '(no steps)'}`;
+  if (effect === 'configure' && Array.isArray(o.steps))
+    return `ok: plan ${(o.steps as { kind: string }[]).map((s) => s.kind).join(', ') || '(no steps)'}`;
   if (effect === 'validate') return `ok${o.type ? `: ${String(o.type)}` : ''}`;
   const f = fields(o, ['pid', 'user', 'uid', 'createdDir']);
-  return f ? `ok: ${f}` : v === undefined || (typeof v === 'object' && v && !Object.keys(v).length) ? 'ok' : `ok: ${brief(v, 40)}`;
+  return f
+    ? `ok: ${f}`
+    : v === undefined || (typeof v === 'object' && v && !Object.keys(v).length)
+      ? 'ok'
+      : `ok: ${brief(v, 40)}`;
 }
 
 /** A request or worker event fed to a machine: its type and main fields. */
-export const requestText = (ev: Record<string, unknown>) => `${String(ev.type)} ${fields(ev, ['signal', 'all', 'exitStatus', 'exitedAt'])}`.trimEnd();
+export const requestText = (ev: Record<string, unknown>) =>
+  `${String(ev.type)} ${fields(ev, ['signal', 'all', 'exitStatus', 'exitedAt'])}`.trimEnd();
 
 /** The summary column of `corral events`: the effect and its outcome, the request, the state, the fact's fields. */
 export function recordSummary(r: EventRecord): string {
   const ev = r.event as Record<string, unknown> | string | undefined;
-  if (r.kind === 'input' && typeof r.effect === 'string') return `${r.effect} ${outcomeText(r.effect, Boolean(r.ok), r.ok ? r.output : r.error)}`;
+  if (r.kind === 'input' && typeof r.effect === 'string')
+    return `${r.effect} ${outcomeText(r.effect, Boolean(r.ok), r.ok ? r.output : r.error)}`;
   if (r.kind === 'input' && ev && typeof ev === 'object') {
-    if (ev.type === 'create') return `create ${String(ev.containerType ?? '')} (${String(ev.machine ?? 'sandbox')} machine, bundle ${String((ev.request as { bundle?: string })?.bundle ?? '?')})`;
+    if (ev.type === 'create')
+      return `create ${String(ev.containerType ?? '')} (${String(ev.machine ?? 'sandbox')} machine, bundle ${String((ev.request as { bundle?: string })?.bundle ?? '?')})`;
     return requestText(ev);
   }
   if (r.kind === 'state') return `${stateText(r.value)} ← ${String(ev ?? '?')}`;
@@ -61,7 +82,15 @@ const time = (at: number) => new Date(at).toISOString().replace('T', ' ').slice(
 
 /** One line of `corral events`: seq, time (UTC), node, sandbox, task, kind, summary. */
 export function recordLine(r: EventRecord): string {
-  return [String(r.seq).padStart(6), time(r.at), pad(r.node, 10), pad(r.sandbox, 12), pad(r.taskId ?? '-', 12), pad(r.kind, 10), recordSummary(r)].join('  ');
+  return [
+    String(r.seq).padStart(6),
+    time(r.at),
+    pad(r.node, 10),
+    pad(r.sandbox, 12),
+    pad(r.taskId ?? '-', 12),
+    pad(r.kind, 10),
+    recordSummary(r),
+  ].join('  ');
 }
 
 export const ms = (d: number) => (d >= 1000 ? `${(d / 1000).toFixed(2)} s` : `${d} ms`);
@@ -70,18 +99,27 @@ export const ms = (d: number) => (d >= 1000 ? `${(d / 1000).toFixed(2)} s` : `${
 export function entryLine(e: TimelineEntry, t0: number): string {
   let what: string;
   switch (e.kind) {
-    case 'create': what = `${e.label}`; break;
-    case 'request': what = `request ${requestText(e.payload as Record<string, unknown>)}`; break;
+    case 'create':
+      what = `${e.label}`;
+      break;
+    case 'request':
+      what = `request ${requestText(e.payload as Record<string, unknown>)}`;
+      break;
     case 'effect': {
       const name = e.label.split(' ')[0]!;
       what = `effect ${name} ${outcomeText(name, e.ok ?? false, e.payload)}${e.durationMs === undefined ? '' : ` (${ms(e.durationMs)})`}`;
       break;
     }
     case 'state': {
-      what = e.ok === false ? `state ${stateText(e.label)} ✗ rebuilt ${stateText(e.state)}` : `state ${stateText(e.label)} ✓`;
+      what =
+        e.ok === false
+          ? `state ${stateText(e.label)} ✗ rebuilt ${stateText(e.state)}`
+          : `state ${stateText(e.label)} ✓`;
       break;
     }
-    case 'fact': what = `fact ${e.label} ${recordSummary(e.payload as EventRecord)}`.trimEnd(); break;
+    case 'fact':
+      what = `fact ${e.label} ${recordSummary(e.payload as EventRecord)}`.trimEnd();
+      break;
   }
   const to = e.kind === 'state' || e.kind === 'fact' ? '' : `  → ${stateText(e.state)}`;
   return `${`+${((e.at - t0) / 1000).toFixed(3)}s`.padStart(9)} ${String(e.seq).padStart(6)}  ${pad(e.taskId, 12)} ${pad(e.lane, 18)} ${what}${to}`;
@@ -91,9 +129,10 @@ export const TIMELINE_HEADER = `${'time'.padStart(9)} ${'seq'.padStart(6)}  ${pa
 
 /** The one line naming the first divergent step. */
 export function divergenceLine(d: Divergence): string {
-  const what = d.expected !== undefined || d.actual !== undefined
-    ? `recorded state ${stateText(d.expected)}, rebuilt ${stateText(d.actual)}`
-    : d.message;
+  const what =
+    d.expected !== undefined || d.actual !== undefined
+      ? `recorded state ${stateText(d.expected)}, rebuilt ${stateText(d.actual)}`
+      : d.message;
   return `replay diverged at seq ${d.seq} (task ${d.taskId}): ${what}`;
 }
 
@@ -101,7 +140,12 @@ export function divergenceLine(d: Divergence): string {
 export function summaryLines(r: ReplayResult): string[] {
   const checks = r.timeline.filter((e) => e.kind === 'state').length;
   return [
-    ...r.tasks.map((t) => `task ${t.taskId} (${t.machine}): ${stateText(t.actor.getSnapshot().value)}, visited ${t.visited.map(stateText).join(' → ')}`),
-    r.divergence ? divergenceLine(r.divergence) : `ok: ${r.inputs} inputs replayed up to seq ${r.lastSeq}; ${checks} rebuilt states equal the recorded ones`,
+    ...r.tasks.map(
+      (t) =>
+        `task ${t.taskId} (${t.machine}): ${stateText(t.actor.getSnapshot().value)}, visited ${t.visited.map(stateText).join(' → ')}`,
+    ),
+    r.divergence
+      ? divergenceLine(r.divergence)
+      : `ok: ${r.inputs} inputs replayed up to seq ${r.lastSeq}; ${checks} rebuilt states equal the recorded ones`,
   ];
 }

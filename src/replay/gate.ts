@@ -8,7 +8,11 @@ import type { WireError } from '../errors.ts';
 
 export type Outcome = { ok: true; output: unknown } | { ok: false; error: WireError };
 
-interface Waiting { taskId: string; name: string; settle: (o: Outcome | 'live') => void }
+interface Waiting {
+  taskId: string;
+  name: string;
+  settle: (o: Outcome | 'live') => void;
+}
 
 export const tick = () => new Promise<void>((r) => setImmediate(r));
 
@@ -16,7 +20,9 @@ export class EffectGate {
   private waiting: Waiting[] = [];
   private isLive = false;
 
-  get live(): boolean { return this.isLive; }
+  get live(): boolean {
+    return this.isLive;
+  }
 
   /** Called by an effect: its recorded outcome, or 'live' once the gate is open. */
   wait(taskId: string, name: string): Promise<Outcome | 'live'> {
@@ -28,7 +34,10 @@ export class EffectGate {
   async deliver(taskId: string, name: string, outcome: Outcome, ticks = 20): Promise<boolean> {
     for (let i = 0; i <= ticks; i++) {
       const k = this.waiting.findIndex((w) => w.taskId === taskId && w.name === name);
-      if (k >= 0) { this.waiting.splice(k, 1)[0]!.settle(outcome); return true; }
+      if (k >= 0) {
+        this.waiting.splice(k, 1)[0]!.settle(outcome);
+        return true;
+      }
       await tick();
     }
     return false;

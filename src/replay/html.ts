@@ -36,15 +36,21 @@ export function lanesOf(timeline: TimelineEntry[]): { key: string; lane: string;
   return [...seen.values()].sort((a, b) => LANE_ORDER.indexOf(a.lane) - LANE_ORDER.indexOf(b.lane));
 }
 
-const laneKey = (e: TimelineEntry) => (e.lane === 'sandbox' || e.lane === 'container' ? `${e.lane}:${e.taskId}` : e.lane);
+const laneKey = (e: TimelineEntry) =>
+  e.lane === 'sandbox' || e.lane === 'container' ? `${e.lane}:${e.taskId}` : e.lane;
 
 function chipText(e: TimelineEntry): string {
   switch (e.kind) {
-    case 'effect': return `${e.label.split(' ')[0]} ${e.ok ? '✓' : '✗ failed'}`;
-    case 'state': return `${stateText(e.label)} ${e.ok === false ? '✗' : '✓'}`;
-    case 'fact': return `★ ${e.label}`;
-    case 'create': return 'create';
-    default: return e.label;
+    case 'effect':
+      return `${e.label.split(' ')[0]} ${e.ok ? '✓' : '✗ failed'}`;
+    case 'state':
+      return `${stateText(e.label)} ${e.ok === false ? '✗' : '✓'}`;
+    case 'fact':
+      return `★ ${e.label}`;
+    case 'create':
+      return 'create';
+    default:
+      return e.label;
   }
 }
 
@@ -58,26 +64,54 @@ export function replayHtml(p: PageInput): string {
   const checks = r.timeline.filter((e) => e.kind === 'state').length;
   const span = r.timeline.length ? r.timeline[r.timeline.length - 1]!.at - t0 : 0;
 
-  const charts = r.tasks.map((t) => `<figure class="task-chart" data-task="${esc(t.taskId)}">
+  const charts = r.tasks
+    .map(
+      (t) => `<figure class="task-chart" data-task="${esc(t.taskId)}">
 <figcaption>task <b>${esc(t.taskId)}</b> (${esc(t.machine)} machine): ${esc(t.visited.map(stateText).join(' → '))}</figcaption>
 ${chartSvg(chartOf(machines[t.machine]), t.visited)}
-</figure>`).join('\n');
+</figure>`,
+    )
+    .join('\n');
 
-  const laneDivs = lanes.map((l, i) =>
-    `<div class="lane${i % 2 ? ' alt' : ''}" data-lane="${esc(l.lane)}"${l.task ? ` data-task="${esc(l.task)}"` : ''} style="grid-column:${col.get(l.key)};grid-row:1 / -1"><div class="lane-name">${esc(l.lane)}<small>${esc(l.task ?? '')}</small></div></div>`).join('\n');
+  const laneDivs = lanes
+    .map(
+      (l, i) =>
+        `<div class="lane${i % 2 ? ' alt' : ''}" data-lane="${esc(l.lane)}"${l.task ? ` data-task="${esc(l.task)}"` : ''} style="grid-column:${col.get(l.key)};grid-row:1 / -1"><div class="lane-name">${esc(l.lane)}<small>${esc(l.task ?? '')}</small></div></div>`,
+    )
+    .join('\n');
 
-  const rows = r.timeline.map((e, i) => {
-    const row = i + 2, gap = i ? e.at - r.timeline[i - 1]!.at : 0;
-    const cls = ['ev', `k-${e.kind}`, e.ok === false ? 'failed' : '', d && d.seq === e.seq ? 'diverged' : ''].filter(Boolean).join(' ');
-    const dur = e.durationMs === undefined ? '' : `<span class="dur">${esc(ms(e.durationMs))}</span>`;
-    return `<div class="cell time${gap >= 500 ? ' long' : ''}" style="grid-row:${row};grid-column:1">+${((e.at - t0) / 1000).toFixed(3)}s</div>`
-      + `<div class="cell seq" style="grid-row:${row};grid-column:2">${e.seq}</div>`
-      + `<button type="button" class="${cls}" data-i="${i}" data-seq="${e.seq}" data-kind="${esc(e.kind)}" style="grid-row:${row};grid-column:${col.get(laneKey(e))}" title="${esc(`seq ${e.seq} · ${e.taskId} · ${e.label}`)}">${esc(chipText(e))}${dur}</button>`;
-  }).join('\n');
+  const rows = r.timeline
+    .map((e, i) => {
+      const row = i + 2,
+        gap = i ? e.at - r.timeline[i - 1]!.at : 0;
+      const cls = ['ev', `k-${e.kind}`, e.ok === false ? 'failed' : '', d && d.seq === e.seq ? 'diverged' : '']
+        .filter(Boolean)
+        .join(' ');
+      const dur = e.durationMs === undefined ? '' : `<span class="dur">${esc(ms(e.durationMs))}</span>`;
+      return (
+        `<div class="cell time${gap >= 500 ? ' long' : ''}" style="grid-row:${row};grid-column:1">+${((e.at - t0) / 1000).toFixed(3)}s</div>` +
+        `<div class="cell seq" style="grid-row:${row};grid-column:2">${e.seq}</div>` +
+        `<button type="button" class="${cls}" data-i="${i}" data-seq="${e.seq}" data-kind="${esc(e.kind)}" style="grid-row:${row};grid-column:${col.get(laneKey(e))}" title="${esc(`seq ${e.seq} · ${e.taskId} · ${e.label}`)}">${esc(chipText(e))}${dur}</button>`
+      );
+    })
+    .join('\n');
 
   const data = {
-    sandbox: p.sandbox, t0, divergence: d ?? null,
-    entries: r.timeline.map((e) => ({ seq: e.seq, at: e.at, taskId: e.taskId, lane: e.lane, kind: e.kind, label: e.label, state: e.state, ok: e.ok, durationMs: e.durationMs, payload: e.payload })),
+    sandbox: p.sandbox,
+    t0,
+    divergence: d ?? null,
+    entries: r.timeline.map((e) => ({
+      seq: e.seq,
+      at: e.at,
+      taskId: e.taskId,
+      lane: e.lane,
+      kind: e.kind,
+      label: e.label,
+      state: e.state,
+      ok: e.ok,
+      durationMs: e.durationMs,
+      payload: e.payload,
+    })),
   };
   const verdict = d
     ? `<p class="verdict diverged">✗ diverged at seq ${d.seq} (task ${esc(d.taskId)}): ${esc(d.message)}</p>`

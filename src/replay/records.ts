@@ -27,7 +27,8 @@ export interface ReadFilter {
 }
 
 export function filterSubject(f: ReadFilter): string {
-  if (!f.node) return f.sandbox ? `${subjects.evtAll().slice(0, -1)}*.${f.sandbox.replaceAll('.', '~')}.>` : subjects.evtAll();
+  if (!f.node)
+    return f.sandbox ? `${subjects.evtAll().slice(0, -1)}*.${f.sandbox.replaceAll('.', '~')}.>` : subjects.evtAll();
   return subjects.evt(f.node, f.sandbox ?? '*', '>');
 }
 
@@ -37,27 +38,45 @@ export function filterSubject(f: ReadFilter): string {
  * goes on from the record after the last one it got, with back-off, until `deadlineMs` has passed;
  * then `Unavailable`. It never returns fewer records than the stream holds.
  */
-export async function readRecords(nc: NatsConnection, f: ReadFilter = {}, opts: { deadlineMs?: number } = {}): Promise<EventRecord[]> {
+export async function readRecords(
+  nc: NatsConnection,
+  f: ReadFilter = {},
+  opts: { deadlineMs?: number } = {},
+): Promise<EventRecord[]> {
   const js = jetstream(nc);
   const out: EventRecord[] = [];
   let last: number | undefined;
-  await retrying(`read the event log (${EVENTS_STREAM})`, async () => {
-    if (last === undefined) {
-      const info = await (await js.streams.get(EVENTS_STREAM)).info(false);
-      if (info.state.messages === 0) return;
-      last = info.state.last_seq;
-    }
-    await readFrom(js, f, out, last);
-  }, opts);
+  await retrying(
+    `read the event log (${EVENTS_STREAM})`,
+    async () => {
+      if (last === undefined) {
+        const info = await (await js.streams.get(EVENTS_STREAM)).info(false);
+        if (info.state.messages === 0) return;
+        last = info.state.last_seq;
+      }
+      await readFrom(js, f, out, last);
+    },
+    opts,
+  );
   return out;
 }
 
 /** One ordered consumer's pass, appending to `out` from the record after its last, until complete. */
-async function readFrom(js: ReturnType<typeof jetstream>, f: ReadFilter, out: EventRecord[], last: number): Promise<void> {
+async function readFrom(
+  js: ReturnType<typeof jetstream>,
+  f: ReadFilter,
+  out: EventRecord[],
+  last: number,
+): Promise<void> {
   const from = out.at(-1)?.seq;
-  const start = from !== undefined ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from + 1 }
-    : f.sinceSeq !== undefined ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(1, f.sinceSeq) }
-    : f.sinceTime !== undefined ? { deliver_policy: DeliverPolicy.StartTime, opt_start_time: new Date(f.sinceTime).toISOString() } : {};
+  const start =
+    from !== undefined
+      ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from + 1 }
+      : f.sinceSeq !== undefined
+        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(1, f.sinceSeq) }
+        : f.sinceTime !== undefined
+          ? { deliver_policy: DeliverPolicy.StartTime, opt_start_time: new Date(f.sinceTime).toISOString() }
+          : {};
   const c = await js.consumers.get(EVENTS_STREAM, { filter_subjects: filterSubject(f), ...start } as never);
   try {
     for (;;) {
@@ -86,12 +105,21 @@ export function writeRecordsFile(path: string, records: EventRecord[]): void {
 
 export function readRecordsFile(path: string): EventRecord[] {
   let text: string;
-  try { text = readFileSync(path, 'utf8'); } catch (e) { throw err.notFound(`cannot read ${path}: ${(e as Error).message}`); }
-  return text.split('\n').filter((l) => l.trim()).map((l, i) => {
-    try {
-      const r = JSON.parse(l) as EventRecord;
-      if (typeof r.seq !== 'number' || typeof r.kind !== 'string') throw new Error('missing seq or kind');
-      return r;
-    } catch (e) { throw err.invalid(`${path}:${i + 1}: not an event record: ${(e as Error).message}`); }
-  });
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw err.notFound(`cannot read ${path}: ${(e as Error).message}`);
+  }
+  return text
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l, i) => {
+      try {
+        const r = JSON.parse(l) as EventRecord;
+        if (typeof r.seq !== 'number' || typeof r.kind !== 'string') throw new Error('missing seq or kind');
+        return r;
+      } catch (e) {
+        throw err.invalid(`${path}:${i + 1}: not an event record: ${(e as Error).message}`);
+      }
+    });
 }

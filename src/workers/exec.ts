@@ -68,8 +68,18 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
     const errOut: Buffer[] = [];
     let outLen = 0;
     let errLen = 0;
-    child.stdout!.on('data', (d: Buffer) => { if (outLen < MAX_OUTPUT_BYTES) { out.push(d); outLen += d.length; } });
-    child.stderr!.on('data', (d: Buffer) => { if (errLen < MAX_OUTPUT_BYTES) { errOut.push(d); errLen += d.length; } });
+    child.stdout!.on('data', (d: Buffer) => {
+      if (outLen < MAX_OUTPUT_BYTES) {
+        out.push(d);
+        outLen += d.length;
+      }
+    });
+    child.stderr!.on('data', (d: Buffer) => {
+      if (errLen < MAX_OUTPUT_BYTES) {
+        errOut.push(d);
+        errLen += d.length;
+      }
+    });
 
     let settled = false;
     let killedFor: CorralError | undefined;
@@ -91,7 +101,11 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
       try {
         if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
       } catch {
-        try { child.kill('SIGKILL'); } catch { /* already gone */ }
+        try {
+          child.kill('SIGKILL');
+        } catch {
+          /* already gone */
+        }
       }
       // A child stuck in an uninterruptible syscall may not die at once; do not wait forever for it.
       graceTimer = setTimeout(() => finish(() => reject(why)), killGraceMs);
@@ -101,19 +115,25 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
     const onAbort = () => kill(abortReason(signal!, what));
     signal?.addEventListener('abort', onAbort, { once: true });
     if (timeoutMs !== undefined) {
-      timer = setTimeout(() => kill(err.timeout(`${what} did not finish within ${timeoutMs} ms`)), Math.max(0, timeoutMs));
+      timer = setTimeout(
+        () => kill(err.timeout(`${what} did not finish within ${timeoutMs} ms`)),
+        Math.max(0, timeoutMs),
+      );
     }
 
     child.once('error', (e) => finish(() => reject(err.internal(`cannot run ${what}: ${e.message}`, e))));
-    child.once('close', (code, sig) => finish(() => {
-      if (killedFor) return reject(killedFor);
-      const stdout = Buffer.concat(out).toString('utf8');
-      const stderr = Buffer.concat(errOut).toString('utf8');
-      if (code === null) return reject(err.internal(`${what} was killed by ${sig ?? 'a signal'}: ${stderr.trim()}`));
-      const result = { code, stdout, stderr };
-      if (okCodes !== 'any' && !okCodes.includes(code)) return reject(err.internal(failureMessage(what, result), result));
-      resolve(result);
-    }));
+    child.once('close', (code, sig) =>
+      finish(() => {
+        if (killedFor) return reject(killedFor);
+        const stdout = Buffer.concat(out).toString('utf8');
+        const stderr = Buffer.concat(errOut).toString('utf8');
+        if (code === null) return reject(err.internal(`${what} was killed by ${sig ?? 'a signal'}: ${stderr.trim()}`));
+        const result = { code, stdout, stderr };
+        if (okCodes !== 'any' && !okCodes.includes(code))
+          return reject(err.internal(failureMessage(what, result), result));
+        resolve(result);
+      }),
+    );
   });
 }
 
@@ -124,4 +144,8 @@ export function failureMessage(what: string, r: RunResult): string {
 
 /** Output on one line, without mount's boilerplate hint "dmesg(1) may have more information...". */
 export const oneLine = (s: string): string =>
-  s.split('\n').map((l) => l.trim()).filter((l) => l && !/^dmesg\(1\) may have more information/.test(l)).join('; ');
+  s
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !/^dmesg\(1\) may have more information/.test(l))
+    .join('; ');

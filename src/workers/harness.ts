@@ -43,16 +43,24 @@ export class Journal {
     if (!path) return;
     mkdirSync(dirname(path), { recursive: true });
     let text = '';
-    try { text = readFileSync(path, 'utf8'); } catch { return; }
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch {
+      return;
+    }
     for (const line of text.split('\n')) {
       if (!line) continue;
       try {
         const { opId, env } = JSON.parse(line) as { opId: string; env: Envelope<unknown> };
         this.done.set(opId, env);
-      } catch { /* a torn last line after a crash: the op will simply run again */ }
+      } catch {
+        /* a torn last line after a crash: the op will simply run again */
+      }
     }
   }
-  get(opId: string) { return this.done.get(opId); }
+  get(opId: string) {
+    return this.done.get(opId);
+  }
   put(opId: string, env: Envelope<unknown>) {
     this.done.set(opId, env);
     if (this.done.size > MAX_JOURNAL) this.done.delete(this.done.keys().next().value as string);
@@ -70,13 +78,18 @@ export function runWorker(o: WorkerOptions): { sub: Subscription; journal: Journ
   // `__ping`: which process serves this worker (the agent adopts a live worker after its own restart).
   const builtins: Record<string, OpHandler> = { __ping: async () => ({ pid: process.pid, kind: o.kind, startedAt }) };
   const run = async (op: string, body: unknown): Promise<Envelope<unknown>> => {
-    const handler = Object.hasOwn(o.handlers, op) ? o.handlers[op] : Object.hasOwn(builtins, op) ? builtins[op] : undefined;
+    const handler = Object.hasOwn(o.handlers, op)
+      ? o.handlers[op]
+      : Object.hasOwn(builtins, op)
+        ? builtins[op]
+        : undefined;
     if (!handler) throw err.invalid(`unknown ${o.kind} worker op: ${JSON.stringify(op)}`);
     if (!body || typeof body !== 'object' || Array.isArray(body)) throw err.invalid(`${op}: request must be a map`);
     const req = body as Record<string, unknown>;
     const isRead = reads.has(op) || op.startsWith('__'); // `__` ops are test controls, never journaled
     const opId = req.opId;
-    if (!isRead && (typeof opId !== 'string' || opId.length === 0 || opId.length > 256)) throw err.invalid(`${op}: opId must be a non-empty string`);
+    if (!isRead && (typeof opId !== 'string' || opId.length === 0 || opId.length > 256))
+      throw err.invalid(`${op}: opId must be a non-empty string`);
     const deadlineMs = typeof req.deadlineMs === 'number' ? req.deadlineMs : Date.now() + DEFAULT_DEADLINE_MS;
     const key = `${op}:${String(opId)}`;
     if (!isRead) {
@@ -115,8 +128,18 @@ export function runWorker(o: WorkerOptions): { sub: Subscription; journal: Journ
       const op = msg.subject.slice(prefix.length);
       void (async () => {
         let env: Envelope<unknown>;
-        try { env = await run(op, decode(msg.data)); } catch (x) { env = { ok: false, error: ensureError(x).toWire() }; }
-        if (msg.reply) { try { msg.respond(encode(env)); } catch { /* closing */ } }
+        try {
+          env = await run(op, decode(msg.data));
+        } catch (x) {
+          env = { ok: false, error: ensureError(x).toWire() };
+        }
+        if (msg.reply) {
+          try {
+            msg.respond(encode(env));
+          } catch {
+            /* closing */
+          }
+        }
       })();
     },
   });

@@ -38,7 +38,10 @@ export interface MountOps {
    * the directory (or the placeholder file of a file bind) if `removeDir`. Missing target is success.
    * `lazy`: `umount -l` had to be used because the deadline was near.
    */
-  unmountAll: { req: OpBase & { target: string; removeDir?: boolean }; res: { unmounted: number; lazy: boolean; removedDir: boolean } };
+  unmountAll: {
+    req: OpBase & { target: string; removeDir?: boolean };
+    res: { unmounted: number; lazy: boolean; removedDir: boolean };
+  };
   /** Create a directory with parents and a mode. */
   mkdir: { req: OpBase & { path: string; mode: number }; res: { created: boolean } };
   /** Remove a directory tree; refuses (FailedPrecondition) if anything is mounted at or below it. */

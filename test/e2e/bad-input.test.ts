@@ -7,8 +7,12 @@ import { subjects } from '../../src/bus/subjects.ts';
 import { NOTHING_LEFT, testNode, type TestNode } from '../helpers/node.ts';
 
 let n: TestNode;
-beforeAll(async () => { n = await testNode(); });
-afterAll(async () => { await n?.cleanup(); });
+beforeAll(async () => {
+  n = await testNode();
+});
+afterAll(async () => {
+  await n?.cleanup();
+});
 
 /** Send raw bytes; return the decoded error envelope. */
 async function raw(subject: string, bytes: Uint8Array) {
@@ -23,8 +27,18 @@ describe('bad input on the Task API', () => {
     ['JSON text', new TextEncoder().encode('{"id":"x"}'), 'InvalidArgument', /MessagePack/],
     ['a list, not a map', encode(['x']), 'InvalidArgument', /must be a map/],
     ['an id of the wrong type', encode({ id: 42, bundle: '/x' }), 'InvalidArgument', /id must be a string/],
-    ['rootfs of the wrong shape', encode({ id: 'aa', bundle: '/x', rootfs: 'tmpfs' }), 'InvalidArgument', /rootfs must be a list/],
-    ['terminal not a boolean', encode({ id: 'aa', bundle: '/x', terminal: 'yes' }), 'InvalidArgument', /terminal must be a boolean/],
+    [
+      'rootfs of the wrong shape',
+      encode({ id: 'aa', bundle: '/x', rootfs: 'tmpfs' }),
+      'InvalidArgument',
+      /rootfs must be a list/,
+    ],
+    [
+      'terminal not a boolean',
+      encode({ id: 'aa', bundle: '/x', terminal: 'yes' }),
+      'InvalidArgument',
+      /terminal must be a boolean/,
+    ],
     ['a huge payload', encode({ id: 'aa', bundle: 'x'.repeat(600 * 1024) }), 'ResourceExhausted', /exceeds/],
     ['an id with a slash', encode({ id: 'a/b', bundle: '/x' }), 'InvalidArgument', /invalid container\/sandbox ID/],
     ['an id with ..', encode({ id: '..', bundle: '/x' }), 'InvalidArgument', /invalid container\/sandbox ID/],
@@ -39,20 +53,33 @@ describe('bad input on the Task API', () => {
   });
 
   it('a bundle outside the allowed roots → InvalidArgument naming the roots', async () => {
-    await expect(n.call('create', { id: 'outside', bundle: '/etc' })).rejects.toMatchObject({ code: 'InvalidArgument', message: expect.stringMatching(/outside the allowed bundle roots/) });
+    await expect(n.call('create', { id: 'outside', bundle: '/etc' })).rejects.toMatchObject({
+      code: 'InvalidArgument',
+      message: expect.stringMatching(/outside the allowed bundle roots/),
+    });
   });
   it('a bundle that escapes its root with .. → InvalidArgument', async () => {
-    await expect(n.call('create', { id: 'escape', bundle: `${n.bundles}/../../../etc` })).rejects.toMatchObject({ code: 'InvalidArgument' });
+    await expect(n.call('create', { id: 'escape', bundle: `${n.bundles}/../../../etc` })).rejects.toMatchObject({
+      code: 'InvalidArgument',
+    });
   });
   it('a bundle without config.json → NotFound', async () => {
     const b = n.bundle('noconfig', { args: ['true'] });
     await import('node:fs').then((fs) => fs.rmSync(`${b}/config.json`));
     await expect(n.call('create', { id: 'noconfig', bundle: b })).rejects.toMatchObject({ code: 'NotFound' });
   });
-  it('config.json without process → InvalidArgument, Kata\'s text', async () => {
+  it("config.json without process → InvalidArgument, Kata's text", async () => {
     const b = n.bundle('noproc', { args: ['true'] });
-    await import('node:fs').then((fs) => fs.writeFileSync(`${b}/config.json`, JSON.stringify({ ociVersion: '1.0.2', root: { path: 'rootfs' }, linux: { resources: {} } })));
-    await expect(n.call('create', { id: 'noproc', bundle: b })).rejects.toMatchObject({ code: 'InvalidArgument', message: 'ContainerCapabilities, Process is nil' });
+    await import('node:fs').then((fs) =>
+      fs.writeFileSync(
+        `${b}/config.json`,
+        JSON.stringify({ ociVersion: '1.0.2', root: { path: 'rootfs' }, linux: { resources: {} } }),
+      ),
+    );
+    await expect(n.call('create', { id: 'noproc', bundle: b })).rejects.toMatchObject({
+      code: 'InvalidArgument',
+      message: 'ContainerCapabilities, Process is nil',
+    });
   });
   it('an unknown verb → InvalidArgument listing the verbs', async () => {
     const r = await raw(task('explode'), encode({ id: 'x' }));
@@ -60,26 +87,50 @@ describe('bad input on the Task API', () => {
     expect(r.error!.message).toMatch(/unknown verb "explode"; verbs: create, createInline, start/);
   });
   it.each(['start', 'state', 'kill', 'wait', 'delete', 'pids'])('%s of an unknown task → NotFound', async (verb) => {
-    await expect(n.call(verb as never, { id: 'ghost' })).rejects.toMatchObject({ code: 'NotFound', message: 'container does not exist ghost' });
+    await expect(n.call(verb as never, { id: 'ghost' })).rejects.toMatchObject({
+      code: 'NotFound',
+      message: 'container does not exist ghost',
+    });
   });
   it('kill with an unknown signal → InvalidArgument', async () => {
     await expect(n.call('kill', { id: 'ghost', signal: 'SIGNOPE' })).rejects.toMatchObject({ code: 'InvalidArgument' });
   });
   it('pause/resume/exec → NotImplemented', async () => {
-    for (const v of ['pause', 'resume', 'exec'] as const) await expect(n.call(v, { id: 'x' })).rejects.toMatchObject({ code: 'NotImplemented' });
+    for (const v of ['pause', 'resume', 'exec'] as const)
+      await expect(n.call(v, { id: 'x' })).rejects.toMatchObject({ code: 'NotImplemented' });
   });
 });
 
 describe('bad input on the worker subjects', () => {
   it.each([
-    ['mount', 'mountRootfs', encode({ opId: 'b1', deadlineMs: Date.now() + 5000, target: 'relative/path', mounts: [] }), 'InvalidArgument'],
+    [
+      'mount',
+      'mountRootfs',
+      encode({ opId: 'b1', deadlineMs: Date.now() + 5000, target: 'relative/path', mounts: [] }),
+      'InvalidArgument',
+    ],
     ['mount', 'removeTree', encode({ opId: 'b2', deadlineMs: Date.now() + 5000, path: '/etc' }), 'InvalidArgument'],
-    ['mount', 'bind', encode({ opId: 'b3', deadlineMs: Date.now() + 5000, source: '/', target: '/tmp/../etc/x' }), 'InvalidArgument'],
+    [
+      'mount',
+      'bind',
+      encode({ opId: 'b3', deadlineMs: Date.now() + 5000, source: '/', target: '/tmp/../etc/x' }),
+      'InvalidArgument',
+    ],
     ['mount', 'unmountAll', new Uint8Array([0xc1]), 'InvalidArgument'],
     ['mount', 'nosuchop', encode({ opId: 'b4' }), 'InvalidArgument'],
     ['hypervisor', 'boot', encode({ opId: 'b5', deadlineMs: Date.now() + 5000, sandboxId: '../x' }), 'InvalidArgument'],
-    ['hypervisor', 'removeUser', encode({ opId: 'b6', deadlineMs: Date.now() + 5000, user: 'root', uid: 0 }), 'InvalidArgument'],
-    ['hypervisor', 'startProcess', encode({ opId: 'b7', sandboxId: 'x', containerId: 'y', args: 'sh' }), 'InvalidArgument'],
+    [
+      'hypervisor',
+      'removeUser',
+      encode({ opId: 'b6', deadlineMs: Date.now() + 5000, user: 'root', uid: 0 }),
+      'InvalidArgument',
+    ],
+    [
+      'hypervisor',
+      'startProcess',
+      encode({ opId: 'b7', sandboxId: 'x', containerId: 'y', args: 'sh' }),
+      'InvalidArgument',
+    ],
   ] as const)('%s.%s → %s', async (kind, op, bytes, code) => {
     const r = await raw(subjects.worker(n.node, kind, op), bytes);
     expect(r.ok).toBe(false);

@@ -11,8 +11,12 @@ import { eventually, NOTHING_LEFT, REPO, testNode, type TestNode } from '../help
 
 let n: TestNode;
 const ids: string[] = [];
-beforeAll(async () => { n = await testNode(); });
-afterAll(async () => { await n?.cleanup(); });
+beforeAll(async () => {
+  n = await testNode();
+});
+afterAll(async () => {
+  await n?.cleanup();
+});
 afterEach(async () => {
   await n.expectNothingLeft(ids);
 });
@@ -35,7 +39,13 @@ describe('corral run through NATS and a QEMU guest', () => {
   });
 
   it('applies uid, gid, env and cwd from config.json', async () => {
-    const b = n.bundle('ids', { args: ['sh', '-c', 'echo "$(id -u):$(id -g):$FOO:$(pwd)"'], uid: 1234, gid: 567, env: ['PATH=/bin', 'FOO=bar=baz'], cwd: '/tmp' });
+    const b = n.bundle('ids', {
+      args: ['sh', '-c', 'echo "$(id -u):$(id -g):$FOO:$(pwd)"'],
+      uid: 1234,
+      gid: 567,
+      env: ['PATH=/bin', 'FOO=bar=baz'],
+      cwd: '/tmp',
+    });
     ids.push('ids');
     const r = await n.cli(['run', '--id', 'ids', '--bundle', b, '--rm']);
     expect(r.stdout.trim()).toBe('1234:567:bar=baz:/tmp');
@@ -64,7 +74,12 @@ describe('corral run through NATS and a QEMU guest', () => {
       if (!m) break;
       kinds.push((decode(m.data) as { kind: string }).kind);
     }
-    expect(kinds.filter((k) => ['created', 'started', 'exited', 'deleted'].includes(k))).toEqual(['created', 'started', 'exited', 'deleted']);
+    expect(kinds.filter((k) => ['created', 'started', 'exited', 'deleted'].includes(k))).toEqual([
+      'created',
+      'started',
+      'exited',
+      'deleted',
+    ]);
     expect(kinds[0]).toBe('input');
     expect(kinds.indexOf('input')).toBeLessThan(kinds.indexOf('created'));
   });
@@ -80,12 +95,22 @@ describe('corral run through NATS and a QEMU guest', () => {
   });
 
   it('runs a pod: a sandbox and two containers in one guest (examples/pod)', async () => {
-    const pod = (name: string, type: string, args: string[]) => n.bundle(name, {
-      args, annotations: { 'io.kubernetes.cri.container-type': type, 'io.kubernetes.cri.sandbox-id': 'pod1' },
-    });
+    const pod = (name: string, type: string, args: string[]) =>
+      n.bundle(name, {
+        args,
+        annotations: { 'io.kubernetes.cri.container-type': type, 'io.kubernetes.cri.sandbox-id': 'pod1' },
+      });
     const sb = pod('pod1', 'sandbox', ['sleep', '600']);
-    const a1 = pod('app1', 'container', ['sh', '-c', 'echo app1 on $(cat /proc/sys/kernel/random/boot_id 2>/dev/null || uname -r); exit 1']);
-    const a2 = pod('app2', 'container', ['sh', '-c', 'echo app2 on $(cat /proc/sys/kernel/random/boot_id 2>/dev/null || uname -r); exit 2']);
+    const a1 = pod('app1', 'container', [
+      'sh',
+      '-c',
+      'echo app1 on $(cat /proc/sys/kernel/random/boot_id 2>/dev/null || uname -r); exit 1',
+    ]);
+    const a2 = pod('app2', 'container', [
+      'sh',
+      '-c',
+      'echo app2 on $(cat /proc/sys/kernel/random/boot_id 2>/dev/null || uname -r); exit 2',
+    ]);
     ids.push('pod1');
     const { pid } = await n.call<{ pid: number }>('create', { id: 'pod1', bundle: sb });
     await n.call('start', { id: 'pod1' });
@@ -98,7 +123,10 @@ describe('corral run through NATS and a QEMU guest', () => {
     expect(r2.stdout.trim().split(' on ')[1]).toBe(boot1);
     expect(r1.stderr).toContain(`(pid ${pid})`);
     expect((await n.call<{ tasks: unknown[] }>('list', {})).tasks).toHaveLength(1);
-    await expect(n.call('shutdown', {})).rejects.toMatchObject({ code: 'FailedPrecondition', message: expect.stringContaining('still holds 1 task') });
+    await expect(n.call('shutdown', {})).rejects.toMatchObject({
+      code: 'FailedPrecondition',
+      message: expect.stringContaining('still holds 1 task'),
+    });
     await n.call('kill', { id: 'pod1', signal: 9 });
     await n.call('wait', { id: 'pod1' });
     await n.call('delete', { id: 'pod1' });

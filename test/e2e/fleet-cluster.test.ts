@@ -41,45 +41,103 @@ let creds: ReturnType<typeof generateCreds>;
 
 function startAgent(node: string): ChildProcess {
   const d = join(dir, node);
-  const p = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'src/cli/main.ts'), 'agent', '--spawn-workers', '--teardown-on-exit',
-    '--node', node, '--nats', cluster.url, '--data-dir', d, '--run-dir', join(d, 'run'), '--bundle-root', join(d, 'bundles'),
-    '--replicas', '3', '--creds', creds.seedFiles[node]!, '--capacity', 'vcpus=64,memory=65536,sandboxes=20'], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-    env: { ...process.env, CORRAL_SIMULATE_VMS: '1', CORRAL_CONF_FILE: join(dir, 'configuration.toml'), CORRAL_LOG_LEVEL: process.env.CORRAL_LOG_LEVEL ?? 'error' },
-  });
+  const p = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      join(REPO, 'src/cli/main.ts'),
+      'agent',
+      '--spawn-workers',
+      '--teardown-on-exit',
+      '--node',
+      node,
+      '--nats',
+      cluster.url,
+      '--data-dir',
+      d,
+      '--run-dir',
+      join(d, 'run'),
+      '--bundle-root',
+      join(d, 'bundles'),
+      '--replicas',
+      '3',
+      '--creds',
+      creds.seedFiles[node]!,
+      '--capacity',
+      'vcpus=64,memory=65536,sandboxes=20',
+    ],
+    {
+      stdio: ['ignore', 'ignore', 'inherit'],
+      env: {
+        ...process.env,
+        CORRAL_SIMULATE_VMS: '1',
+        CORRAL_CONF_FILE: join(dir, 'configuration.toml'),
+        CORRAL_LOG_LEVEL: process.env.CORRAL_LOG_LEVEL ?? 'error',
+      },
+    },
+  );
   agents.set(node, p);
   return p;
 }
 
 const rootfs = [{ type: 'bind', source: join(REPO, 'examples/hello/rootfs'), options: ['rbind', 'ro'] }];
 const spec = JSON.parse(readFileSync(join(REPO, 'examples/hello/config.json'), 'utf8')) as Record<string, unknown>;
-const createBody = (id: string) => ({ id, spec: { ...spec, process: { ...(spec.process as object), args: ['sleep', '600'] } }, rootfs, labels: {}, policy: 'spread' });
+const createBody = (id: string) => ({
+  id,
+  spec: { ...spec, process: { ...(spec.process as object), args: ['sleep', '600'] } },
+  rootfs,
+  labels: {},
+  policy: 'spread',
+});
 const fleetCreate = (id: string) => request<{ node: string }>(ctlNc, subjects.fleetCreate(), createBody(id), 60_000);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 beforeAll(async () => {
   creds = generateCreds({ dir: join(dir, 'creds'), nodes: NODES });
-  cluster = await startNatsCluster({ dataDir: join(dir, 'nats'), size: 3, extra: creds.authorization, readySeedFile: creds.seedFiles.admin });
+  cluster = await startNatsCluster({
+    dataDir: join(dir, 'nats'),
+    size: 3,
+    extra: creds.authorization,
+    readySeedFile: creds.seedFiles.admin,
+  });
   writeFileSync(join(dir, 'configuration.toml'), localRuntimeConfig(join(REPO, '.corral/guest')));
   admin = await connectNats(cluster.url, 'fleet-test-admin', { nkeySeedFile: creds.seedFiles.admin });
   // The operator (admin) sets up the R3 stream and buckets once; agents then only open them.
   await ensureEventStream(admin, { replicas: 3 });
   await Snapshots.open(admin, 'admin', 3);
   await NodeRegistry.open(admin, { replicas: 3 });
-  for (const n of NODES) { mkdirSync(join(dir, n, 'bundles'), { recursive: true }); startAgent(n); }
+  for (const n of NODES) {
+    mkdirSync(join(dir, n, 'bundles'), { recursive: true });
+    startAgent(n);
+  }
   ctlNc = await connectNats(cluster.url, 'fleet-test-controller', { nkeySeedFile: creds.seedFiles.controller });
   registry = await NodeRegistry.open(admin, { replicas: 3 });
   await eventually(async () => (await registry.list()).filter((e) => e.entry.state === 'ready').length === 3, 60_000);
-  controller = await FleetController.start({ nc: ctlNc, registry: await NodeRegistry.open(ctlNc, { replicas: 3 }), policy: 'spread' });
+  controller = await FleetController.start({
+    nc: ctlNc,
+    registry: await NodeRegistry.open(ctlNc, { replicas: 3 }),
+    policy: 'spread',
+  });
   console.log('fleet-cluster: 3 agents with SIMULATED VMs (no QEMU) on a 3-server NATS cluster, per-node nkeys');
 }, 180_000);
 
 afterAll(async () => {
   await controller?.stop();
-  for (const p of agents.values()) if (p.exitCode === null && p.signalCode === null) { p.kill('SIGTERM'); await new Promise((r) => p.once('exit', r)); }
+  for (const p of agents.values())
+    if (p.exitCode === null && p.signalCode === null) {
+      p.kill('SIGTERM');
+      await new Promise((r) => p.once('exit', r));
+    }
   // Workers of an agent that was SIGKILLed and not restarted would outlive it (by design): a leak here.
   const strays = processesMatching(`--data-dir ${dir}/`);
-  for (const pid of strays) { try { process.kill(pid, 'SIGTERM'); } catch { /* gone */ } }
+  for (const pid of strays) {
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      /* gone */
+    }
+  }
   if (strays.length) await eventually(async () => processesMatching(`--data-dir ${dir}/`).length === 0, 30_000);
   await admin?.close().catch(() => {});
   await ctlNc?.close().catch(() => {});
@@ -109,7 +167,8 @@ describe('fleet on a 3-server cluster', () => {
 
   it('a drained node ends with none', async () => {
     // Drain is an operator's action: the admin credentials (the controller may only create/kill/delete/list).
-    const task = <T,>(verb: Parameters<typeof subjects.task>[1], body: Record<string, unknown>, t: number) => request<T>(admin, subjects.task('fb', verb as never), body, t);
+    const task = <T>(verb: Parameters<typeof subjects.task>[1], body: Record<string, unknown>, t: number) =>
+      request<T>(admin, subjects.task('fb', verb as never), body, t);
     const r = await drainNode(registry, 'fb', task, { graceMs: 2000 });
     expect(r.failed).toEqual([]);
     expect(r.deleted).toHaveLength(15);
@@ -117,8 +176,9 @@ describe('fleet on a 3-server cluster', () => {
     expect((await placed()).fb).toBe(0);
   });
 
-  it('drain --policy recreate moves a node\'s sandboxes to the other nodes; running ones run again', async () => {
-    const view = (states: Record<string, string>) => eventually(async () => Object.entries(states).every(([n, s]) => controller.view.get(n)?.entry.state === s), 5000);
+  it("drain --policy recreate moves a node's sandboxes to the other nodes; running ones run again", async () => {
+    const view = (states: Record<string, string>) =>
+      eventually(async () => Object.entries(states).every(([n, s]) => controller.view.get(n)?.entry.state === s), 5000);
     await registry.setState('fa', 'cordon');
     await registry.setState('fb', 'uncordon');
     await view({ fa: 'cordoned', fb: 'ready', fc: 'cordoned' });
@@ -131,8 +191,15 @@ describe('fleet on a 3-server cluster', () => {
     await view({ fa: 'ready', fc: 'ready' });
 
     const lines: string[] = [];
-    const task = <T,>(verb: Parameters<typeof subjects.task>[1], body: Record<string, unknown>, t: number) => taskRequest<T>(admin, 'fb', verb as never, body, t);
-    const r = await drainNode(registry, 'fb', task, { graceMs: 1000, policy: 'recreate', recreator: fleetRecreator(admin, 'fb') }, (l) => lines.push(l));
+    const task = <T>(verb: Parameters<typeof subjects.task>[1], body: Record<string, unknown>, t: number) =>
+      taskRequest<T>(admin, 'fb', verb as never, body, t);
+    const r = await drainNode(
+      registry,
+      'fb',
+      task,
+      { graceMs: 1000, policy: 'recreate', recreator: fleetRecreator(admin, 'fb') },
+      (l) => lines.push(l),
+    );
     expect(r.failed).toEqual([]);
     expect(r.deleted.sort()).toEqual(ids);
     expect(r.recreated.map((x) => x.id).sort()).toEqual(ids);
@@ -146,7 +213,10 @@ describe('fleet on a 3-server cluster', () => {
     await eventually(async () => (await placed()).fb === 0, 10_000);
     expect((await placed()).fb).toBe(0);
     for (const x of r.recreated) {
-      if (started.has(x.id)) { await taskRequest(admin, x.node, 'kill', { id: x.id, signal: 'SIGKILL' }, 10_000); await taskRequest(admin, x.node, 'wait', { id: x.id }, 30_000); }
+      if (started.has(x.id)) {
+        await taskRequest(admin, x.node, 'kill', { id: x.id, signal: 'SIGKILL' }, 10_000);
+        await taskRequest(admin, x.node, 'wait', { id: x.id }, 30_000);
+      }
       await taskRequest(admin, x.node, 'delete', { id: x.id }, 30_000);
     }
   });
@@ -155,18 +225,29 @@ describe('fleet on a 3-server cluster', () => {
     for (const node of ['fb', 'fc']) await registry.setState(node, 'uncordon');
     const jsm = await jetstreamManager(admin);
     const leader = (await jsm.streams.info(EVENTS_STREAM)).cluster?.leader;
-    const victim = Math.max(0, cluster.members.findIndex((m) => m.name === leader));
+    const victim = Math.max(
+      0,
+      cluster.members.findIndex((m) => m.name === leader),
+    );
     const ids = Array.from({ length: 30 }, (_, i) => `k${i}`);
     // A user's client (the admin credentials), creates spaced over ~1.5 s; the server dies in the middle.
     const t0 = Date.now();
-    const creates = ids.map((id, i) => sleep(i * 50).then(() => fleetCreateRequest<{ id: string; node: string; pid: number }>(admin, createBody(id), 120_000)));
+    const creates = ids.map((id, i) =>
+      sleep(i * 50).then(() =>
+        fleetCreateRequest<{ id: string; node: string; pid: number }>(admin, createBody(id), 120_000),
+      ),
+    );
     await sleep(600);
     await cluster.kill(victim);
     const killedAt = Date.now() - t0;
     const results = await Promise.allSettled(creates);
     const doneMs = Date.now() - t0;
-    expect(results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason))).toEqual([]);
-    const placedOn = new Map((results as PromiseFulfilledResult<{ id: string; node: string }>[]).map((r) => [r.value.id, r.value.node]));
+    expect(
+      results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason)),
+    ).toEqual([]);
+    const placedOn = new Map(
+      (results as PromiseFulfilledResult<{ id: string; node: string }>[]).map((r) => [r.value.id, r.value.node]),
+    );
     expect([...placedOn.keys()].sort()).toEqual([...ids].sort());
 
     // Each sandbox exists once, on the node its reply named, and holds one reservation there.
@@ -178,7 +259,10 @@ describe('fleet on a 3-server cluster', () => {
     for (const id of ids) expect(held.get(id), id).toEqual([placedOn.get(id)]);
     // KV reads may be served by a replica still catching up after the failover, and a reservation lost to
     // an overwrite during the leader change (seen on 2.9.10) comes back with the node's next heartbeat.
-    const reserved = async () => (await registry.list()).flatMap((e) => Object.keys(e.entry.reservations).filter((id) => id.startsWith('k'))).sort();
+    const reserved = async () =>
+      (await registry.list())
+        .flatMap((e) => Object.keys(e.entry.reservations).filter((id) => id.startsWith('k')))
+        .sort();
     await eventually(async () => JSON.stringify(await reserved()) === JSON.stringify([...ids].sort()), 10_000);
     expect(await reserved()).toEqual([...ids].sort());
 
@@ -189,8 +273,14 @@ describe('fleet on a 3-server cluster', () => {
     for (const id of ids) {
       const rs = all.filter((r) => r.sandbox === id);
       expect(new Set(rs.map((r) => r.node)), id).toEqual(new Set([placedOn.get(id)]));
-      expect(rs.filter((r) => r.kind === 'input' && (r.event as { type?: string } | undefined)?.type === 'create'), id).toHaveLength(1);
-      expect(rs.filter((r) => r.kind === 'created'), id).toHaveLength(1);
+      expect(
+        rs.filter((r) => r.kind === 'input' && (r.event as { type?: string } | undefined)?.type === 'create'),
+        id,
+      ).toHaveLength(1);
+      expect(
+        rs.filter((r) => r.kind === 'created'),
+        id,
+      ).toHaveLength(1);
       expect((await replay(rs)).divergence, id).toBeUndefined();
     }
 
@@ -201,7 +291,9 @@ describe('fleet on a 3-server cluster', () => {
     await Promise.all(ids.map((id) => taskRequest(admin, placedOn.get(id)!, 'delete', { id }, 60_000)));
     await eventually(async () => (await reserved()).length === 0, 30_000);
     expect(await reserved()).toEqual([]);
-    console.log(`fleet-cluster: server ${cluster.members[victim]!.name} (event stream leader) SIGKILLed ${killedAt} ms into 30 fleet creates; all 30 answered after ${doneMs} ms, each once; ${all.length} records read in ${readMs} ms, none lost; server back in ${restartMs} ms, cleanup ${Date.now() - t2} ms`);
+    console.log(
+      `fleet-cluster: server ${cluster.members[victim]!.name} (event stream leader) SIGKILLed ${killedAt} ms into 30 fleet creates; all 30 answered after ${doneMs} ms, each once; ${all.length} records read in ${readMs} ms, none lost; server back in ${restartMs} ms, cleanup ${Date.now() - t2} ms`,
+    );
   }, 240_000); // the creates wait up to 120 s each: a hung one fails with its error, not the test timeout
 
   it('a SIGKILLed agent is marked lost within the bound (3 s)', async () => {

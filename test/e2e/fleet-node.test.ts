@@ -16,18 +16,34 @@ beforeAll(async () => {
   registry = await NodeRegistry.open(n.nc);
   controller = await FleetController.start({ nc: n.nc, registry });
 });
-afterAll(async () => { await controller?.stop(); await n?.cleanup(); });
+afterAll(async () => {
+  await controller?.stop();
+  await n?.cleanup();
+});
 
 it('corral run --fleet places the sandbox, runs it in a guest and releases its capacity', async () => {
   await eventually(async () => (await registry.get(n.node))?.entry.state === 'ready', 10_000);
   const entry = await registry.get(n.node);
-  expect(entry?.entry).toMatchObject({ node: n.node, state: "ready" });
+  expect(entry?.entry).toMatchObject({ node: n.node, state: 'ready' });
   const b = n.bundle('fleet1', { args: ['sh', '-c', 'echo placed by the fleet; exit 4'] });
-  const r = await n.cli(['run', '--fleet', '--id', 'fleet1', '--bundle', b, '--rootfs', `bind:${REPO}/examples/hello/rootfs:rbind,ro`, '--rm']);
+  const r = await n.cli([
+    'run',
+    '--fleet',
+    '--id',
+    'fleet1',
+    '--bundle',
+    b,
+    '--rootfs',
+    `bind:${REPO}/examples/hello/rootfs:rbind,ro`,
+    '--rm',
+  ]);
   expect(r.stderr).toContain(`on node ${n.node}`);
   expect(r.stdout).toContain('placed by the fleet');
   expect(r.code).toBe(4);
-  await eventually(async () => Object.keys((await registry.get(n.node))?.entry.reservations ?? {}).length === 0, 10_000);
+  await eventually(
+    async () => Object.keys((await registry.get(n.node))?.entry.reservations ?? {}).length === 0,
+    10_000,
+  );
   expect((await registry.get(n.node))?.entry.used).toMatchObject({ sandboxes: 0 });
   await n.expectNothingLeft(['fleet1']);
 });
@@ -39,6 +55,9 @@ it('a fleet create that fails on the node gives its reservation back and leaves 
   expect(r.stderr).toMatch(/^corral: InvalidArgument: failed to mount rootfs component/);
   const { existsSync } = await import('node:fs');
   expect(existsSync(`${n.dataDir}/bundles/fleet/fleet2`)).toBe(false);
-  await eventually(async () => Object.keys((await registry.get(n.node))?.entry.reservations ?? {}).length === 0, 10_000);
+  await eventually(
+    async () => Object.keys((await registry.get(n.node))?.entry.reservations ?? {}).length === 0,
+    10_000,
+  );
   expect((await registry.get(n.node))?.entry.used).toMatchObject({ sandboxes: 0 });
 });

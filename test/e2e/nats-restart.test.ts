@@ -12,8 +12,12 @@ import { eventually, NOTHING_LEFT, testNode, type TestNode } from '../helpers/no
 
 let n: TestNode;
 const ids: string[] = [];
-beforeAll(async () => { n = await testNode(); });
-afterAll(async () => { await n?.cleanup(); });
+beforeAll(async () => {
+  n = await testNode();
+});
+afterAll(async () => {
+  await n?.cleanup();
+});
 afterEach(async () => {
   await n.expectNothingLeft(ids);
 });
@@ -25,7 +29,9 @@ const since = (t: number) => Math.round(performance.now() - t);
 /** `state` of a task, or undefined once it is gone (NotFound). Retries while NATS is coming back. */
 async function stateOf(id: string): Promise<Record<string, unknown> | undefined> {
   for (let i = 0; ; i++) {
-    try { return await n.call('state', { id }, 5000); } catch (e) {
+    try {
+      return await n.call('state', { id }, 5000);
+    } catch (e) {
       if (e instanceof CorralError && e.code === 'NotFound') return undefined;
       if (i > 20) throw e;
       await sleep(250);
@@ -58,7 +64,9 @@ async function finishAndCheck(id: string): Promise<EventRecord[]> {
   const rs = await factsOf(id, 'deleted');
   expect(rs.filter((r) => FACTS.has(r.kind)).map((r) => r.kind)).toEqual(['created', 'started', 'exited', 'deleted']);
   expect(rs[0]).toMatchObject({ kind: 'input', event: { type: 'create' } });
-  expect(rs.filter((r) => r.kind === 'input' && (r.event as { type?: string } | undefined)?.type === 'create')).toHaveLength(1);
+  expect(
+    rs.filter((r) => r.kind === 'input' && (r.event as { type?: string } | undefined)?.type === 'create'),
+  ).toHaveLength(1);
   const seqs = rs.map((r) => r.seq);
   expect(new Set(seqs).size).toBe(seqs.length);
   expect((await replay(rs)).divergence).toBeUndefined();
@@ -68,7 +76,10 @@ async function finishAndCheck(id: string): Promise<EventRecord[]> {
 /** The sandbox's facts (in stream order) once its last one is in the log. */
 async function factsOf(id: string, last: string): Promise<EventRecord[]> {
   let rs: EventRecord[] = [];
-  await eventually(async () => { rs = await readRecords(n.nc, { node: n.node, sandbox: id }); return rs.some((r) => r.kind === last); }, 20_000);
+  await eventually(async () => {
+    rs = await readRecords(n.nc, { node: n.node, sandbox: id });
+    return rs.some((r) => r.kind === last);
+  }, 20_000);
   return rs;
 }
 
@@ -78,23 +89,28 @@ describe('NATS itself restarted in the middle of a create', () => {
   it.each([
     { tag: 'boot', downMs: 300, what: 'while the guest boots (down 0.3 s)' },
     { tag: 'boot, long', downMs: 4000, what: 'down past the end of the boot (4 s)' },
-  ])('$what: the create gets its own reply, the lifecycle goes on, no fact is lost, nothing leaks', async ({ tag, downMs: down }) => {
-    const id = tag === 'boot' ? 'nrboot' : 'nrlong';
-    ids.push(id);
-    const b = n.bundle(id, { args: ['sleep', '600'] });
-    const t0 = performance.now();
-    const create = n.call('create', { id, bundle: b }, 240_000);
-    create.catch(() => {});
-    await waitForState(id, ['booting']);
-    const at = since(t0);
-    const { downMs } = await n.restartNats({ downMs: down });
-    expect(await create).toMatchObject({ pid: expect.any(Number) });
-    const createMs = since(t0);
-    // Before rpc.ts re-sent idempotent requests on reconnect, the long case waited out the boot deadline (120 s) and rolled back.
-    expect(createMs).toBeLessThan(60_000);
-    const rs = await finishAndCheck(id);
-    console.log(`nats-restart(${tag}): NATS SIGKILLed ${at} ms into the create, back after ${downMs} ms; create created after ${createMs} ms; ${rs.length} records, replay ok`);
-  });
+  ])(
+    '$what: the create gets its own reply, the lifecycle goes on, no fact is lost, nothing leaks',
+    async ({ tag, downMs: down }) => {
+      const id = tag === 'boot' ? 'nrboot' : 'nrlong';
+      ids.push(id);
+      const b = n.bundle(id, { args: ['sleep', '600'] });
+      const t0 = performance.now();
+      const create = n.call('create', { id, bundle: b }, 240_000);
+      create.catch(() => {});
+      await waitForState(id, ['booting']);
+      const at = since(t0);
+      const { downMs } = await n.restartNats({ downMs: down });
+      expect(await create).toMatchObject({ pid: expect.any(Number) });
+      const createMs = since(t0);
+      // Before rpc.ts re-sent idempotent requests on reconnect, the long case waited out the boot deadline (120 s) and rolled back.
+      expect(createMs).toBeLessThan(60_000);
+      const rs = await finishAndCheck(id);
+      console.log(
+        `nats-restart(${tag}): NATS SIGKILLed ${at} ms into the create, back after ${downMs} ms; create created after ${createMs} ms; ${rs.length} records, replay ok`,
+      );
+    },
+  );
 
   it('a create sent while NATS is down is sent again when the connection comes back (same requestId) and is done once', async () => {
     const id = 'nrlost';
@@ -102,11 +118,19 @@ describe('NATS itself restarted in the middle of a create', () => {
     const b = n.bundle(id, { args: ['sleep', '600'] });
     const t0 = performance.now();
     let first!: Promise<{ pid: number }>;
-    await n.restartNats({ downMs: 500, whileDown: () => { first = n.call<{ pid: number }>('create', { id, bundle: b }, 60_000); first.catch(() => {}); } });
+    await n.restartNats({
+      downMs: 500,
+      whileDown: () => {
+        first = n.call<{ pid: number }>('create', { id, bundle: b }, 60_000);
+        first.catch(() => {});
+      },
+    });
     expect((await first).pid).toBeGreaterThan(0);
     const createMs = since(t0);
     const rs = await finishAndCheck(id);
-    console.log(`nats-restart(request lost): create created after ${createMs} ms (the client sent it again after the reconnect); ${rs.length} records, replay ok`);
+    console.log(
+      `nats-restart(request lost): create created after ${createMs} ms (the client sent it again after the reconnect); ${rs.length} records, replay ok`,
+    );
   });
 
   // Worker facts are appended with acknowledgement (retried across the outage) and consumed through a
@@ -124,7 +148,9 @@ describe('NATS itself restarted in the middle of a create', () => {
     const rs = await factsOf(id, 'deleted');
     expect(rs.filter((r) => FACTS.has(r.kind)).map((r) => r.kind)).toEqual(['created', 'started', 'exited', 'deleted']);
     // The worker's exit fact is stored (it may be stored twice across the outage; the agent ignores the second).
-    expect(rs.filter((r) => r.kind === 'worker').map((r) => (r.event as { exitStatus?: number }).exitStatus)).toContain(7);
+    expect(rs.filter((r) => r.kind === 'worker').map((r) => (r.event as { exitStatus?: number }).exitStatus)).toContain(
+      7,
+    );
     expect((await replay(rs)).divergence).toBeUndefined();
   });
 });

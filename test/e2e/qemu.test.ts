@@ -7,20 +7,50 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { createServer, type Socket } from 'node:net';
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CorralError, err } from '../../src/errors.ts';
 import type { BootSpec, ProcessSpec } from '../../src/workers/protocol.ts';
-import { QemuDriver, type ExitEvent, type QemuDriverOptions, type VmExitEvent } from '../../src/workers/hypervisor/qemu.ts';
+import {
+  QemuDriver,
+  type ExitEvent,
+  type QemuDriverOptions,
+  type VmExitEvent,
+} from '../../src/workers/hypervisor/qemu.ts';
 import { kvmPossible, parseQemuCmdline, qemuArgs, vmPaths } from '../../src/workers/hypervisor/qemu-args.ts';
-import { AgentChannel, FRAME, STATE_MAGIC, type AgentMsg, type ResyncInfo } from '../../src/workers/hypervisor/agent-channel.ts';
+import {
+  AgentChannel,
+  FRAME,
+  STATE_MAGIC,
+  type AgentMsg,
+  type ResyncInfo,
+} from '../../src/workers/hypervisor/agent-channel.ts';
 import { processesMatching } from '../helpers/leaks.ts';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const GUEST = process.env.CORRAL_GUEST_DIR ?? join(REPO, '.corral/guest');
-const hasQemu = (() => { try { execFileSync('qemu-system-x86_64', ['--version']); return true; } catch { return false; } })();
+const hasQemu = (() => {
+  try {
+    execFileSync('qemu-system-x86_64', ['--version']);
+    return true;
+  } catch {
+    return false;
+  }
+})();
 const isRoot = process.getuid?.() === 0;
 if (!hasQemu) console.warn('qemu e2e: SKIPPED, qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)');
 if (!isRoot) console.warn('qemu e2e: SKIPPED, needs root (9p passthrough, setpriv)');
@@ -44,19 +74,44 @@ function rootfs(containerId: string): void {
 
 function spec(sandboxId: string, over: Partial<BootSpec> = {}): BootSpec {
   return {
-    sandboxId: `${RUN}-${sandboxId}`, vcpus: 1, memoryMiB: 256, kernel: join(GUEST, 'vmlinux'), initrd: join(GUEST, 'initramfs.cpio.gz'),
-    kernelParams: '', machineType: 'microvm', accel: 'auto', sharedDir: shared, msize9p: 512000, runDir: join(tmp, 'run'), ...over,
+    sandboxId: `${RUN}-${sandboxId}`,
+    vcpus: 1,
+    memoryMiB: 256,
+    kernel: join(GUEST, 'vmlinux'),
+    initrd: join(GUEST, 'initramfs.cpio.gz'),
+    kernelParams: '',
+    machineType: 'microvm',
+    accel: 'auto',
+    sharedDir: shared,
+    msize9p: 512000,
+    runDir: join(tmp, 'run'),
+    ...over,
   };
 }
 
 /** Run one process to its end: output by fd and the exit status. */
-async function run(d: QemuDriver, sandboxId: string, p: Partial<ProcessSpec> & { containerId: string; args: string[] }) {
+async function run(
+  d: QemuDriver,
+  sandboxId: string,
+  p: Partial<ProcessSpec> & { containerId: string; args: string[] },
+) {
   const out = { 1: '', 2: '' };
-  const onOut = (s: string, c: string, fd: 1 | 2, b: Uint8Array) => { if (s === sandboxId && c === p.containerId) out[fd] += Buffer.from(b).toString(); };
+  const onOut = (s: string, c: string, fd: 1 | 2, b: Uint8Array) => {
+    if (s === sandboxId && c === p.containerId) out[fd] += Buffer.from(b).toString();
+  };
   d.on('output', onOut);
   try {
     const exited = nextExit(d, sandboxId, p.containerId);
-    await d.startProcess({ sandboxId, env: ['PATH=/bin'], cwd: '/', uid: 0, gid: 0, additionalGids: [], terminal: false, ...p });
+    await d.startProcess({
+      sandboxId,
+      env: ['PATH=/bin'],
+      cwd: '/',
+      uid: 0,
+      gid: 0,
+      additionalGids: [],
+      terminal: false,
+      ...p,
+    });
     const e = await exited;
     return { status: e.exitStatus, stdout: out[1], stderr: out[2], exitedAt: e.exitedAt };
   } finally {
@@ -66,8 +121,17 @@ async function run(d: QemuDriver, sandboxId: string, p: Partial<ProcessSpec> & {
 
 function nextExit(d: QemuDriver, sandboxId: string, containerId: string, ms = 30_000): Promise<ExitEvent> {
   return new Promise((res, rej) => {
-    const t = setTimeout(() => { d.off('exit', on); rej(new Error(`no exit for ${containerId}`)); }, ms);
-    const on = (e: ExitEvent) => { if (e.sandboxId === sandboxId && e.containerId === containerId) { clearTimeout(t); d.off('exit', on); res(e); } };
+    const t = setTimeout(() => {
+      d.off('exit', on);
+      rej(new Error(`no exit for ${containerId}`));
+    }, ms);
+    const on = (e: ExitEvent) => {
+      if (e.sandboxId === sandboxId && e.containerId === containerId) {
+        clearTimeout(t);
+        d.off('exit', on);
+        res(e);
+      }
+    };
     d.on('exit', on);
   });
 }
@@ -79,7 +143,12 @@ function expectGone(sandboxId: string, runDir = join(tmp, 'run')): void {
 }
 
 async function rejection(p: Promise<unknown>): Promise<CorralError> {
-  try { await p; } catch (e) { expect(e).toBeInstanceOf(CorralError); return e as CorralError; }
+  try {
+    await p;
+  } catch (e) {
+    expect(e).toBeInstanceOf(CorralError);
+    return e as CorralError;
+  }
   throw new Error('expected a rejection');
 }
 
@@ -90,7 +159,25 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
     chmodSync(tmp, 0o755); // the rootless QEMU must reach the shared dir
     shared = join(tmp, 'shared');
     mkdirSync(shared);
-    for (const c of ['echo', 'exit3', 'kill9', 'term', 'a', 'b', 'ids', 'path', 'big', 'stop', 'crash', 'q35', 'ad-sleep', 'ad-loop', 'ad-exit', 'ad-new']) rootfs(c);
+    for (const c of [
+      'echo',
+      'exit3',
+      'kill9',
+      'term',
+      'a',
+      'b',
+      'ids',
+      'path',
+      'big',
+      'stop',
+      'crash',
+      'q35',
+      'ad-sleep',
+      'ad-loop',
+      'ad-exit',
+      'ad-new',
+    ])
+      rootfs(c);
   }, 900_000);
 
   afterAll(() => {
@@ -103,7 +190,9 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
     const id = `${RUN}-main`;
     let boot: { pid: number; accel: 'kvm' | 'tcg'; bootMs: number };
 
-    beforeAll(async () => { boot = await d.boot(spec('main'), AbortSignal.timeout(60_000)); }, 120_000);
+    beforeAll(async () => {
+      boot = await d.boot(spec('main'), AbortSignal.timeout(60_000));
+    }, 120_000);
     afterAll(() => d.stopAll());
 
     it('boots to the agent, with auto accel picking what works here', () => {
@@ -111,22 +200,47 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
       expect(d.detectedAccel).toBe(boot.accel);
       expect(d.list()).toMatchObject([{ sandboxId: id, pid: boot.pid, state: 'running' }]);
       expect(d.scanHost()).toContainEqual({ pid: boot.pid, sandboxId: id, owner: OWNER });
-      expect(driver({ owner: 'another-node' }).scanHost().map((v) => v.pid)).not.toContain(boot.pid); // never another node's
+      expect(
+        driver({ owner: 'another-node' })
+          .scanHost()
+          .map((v) => v.pid),
+      ).not.toContain(boot.pid); // never another node's
       console.log(`boot (${boot.accel}): ${boot.bootMs} ms`);
     });
 
     it('echo hello: output arrives, exit 0', async () => {
-      expect(await run(d, id, { containerId: 'echo', args: ['echo', 'hello'] })).toMatchObject({ status: 0, stdout: 'hello\n', stderr: '' });
+      expect(await run(d, id, { containerId: 'echo', args: ['echo', 'hello'] })).toMatchObject({
+        status: 0,
+        stdout: 'hello\n',
+        stderr: '',
+      });
     });
 
     it("sh -c 'exit 3' exits 3, stderr is fd 2", async () => {
-      expect(await run(d, id, { containerId: 'exit3', args: ['sh', '-c', 'echo oops >&2; exit 3'] })).toMatchObject({ status: 3, stdout: '', stderr: 'oops\n' });
+      expect(await run(d, id, { containerId: 'exit3', args: ['sh', '-c', 'echo oops >&2; exit 3'] })).toMatchObject({
+        status: 3,
+        stdout: '',
+        stderr: 'oops\n',
+      });
     });
 
     it('signals: SIGKILL → 137, SIGTERM → 143; unknown containers are not signalled', async () => {
-      for (const [cid, sig, status] of [['kill9', 9, 137], ['term', 15, 143]] as const) {
+      for (const [cid, sig, status] of [
+        ['kill9', 9, 137],
+        ['term', 15, 143],
+      ] as const) {
         const exited = nextExit(d, id, cid);
-        await d.startProcess({ sandboxId: id, containerId: cid, args: ['sleep', '100'], env: [], cwd: '/', uid: 0, gid: 0, additionalGids: [], terminal: false });
+        await d.startProcess({
+          sandboxId: id,
+          containerId: cid,
+          args: ['sleep', '100'],
+          env: [],
+          cwd: '/',
+          uid: 0,
+          gid: 0,
+          additionalGids: [],
+          terminal: false,
+        });
         expect(d.signal(id, cid, sig)).toEqual({ delivered: true });
         expect((await exited).exitStatus).toBe(status);
       }
@@ -135,7 +249,9 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
     });
 
     it('two containers run concurrently in one guest', async () => {
-      const [a, b] = await Promise.all(['a', 'b'].map((c) => run(d, id, { containerId: c, args: ['sh', '-c', `sleep 1; echo ${c}`] })));
+      const [a, b] = await Promise.all(
+        ['a', 'b'].map((c) => run(d, id, { containerId: c, args: ['sh', '-c', `sleep 1; echo ${c}`] })),
+      );
       expect([a!.stdout, b!.stdout, a!.status, b!.status]).toEqual(['a\n', 'b\n', 0, 0]);
       // Each ran for a second; run one after the other they would end a second apart.
       expect(Math.abs(a!.exitedAt - b!.exitedAt)).toBeLessThan(800);
@@ -143,8 +259,13 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
 
     it('uid, gid, additional gids, env and cwd come from the spec', async () => {
       const r = await run(d, id, {
-        containerId: 'ids', args: ['sh', '-c', 'id -u; id -g; id -G; pwd; echo "$FOO"'],
-        env: ['PATH=/bin', 'FOO=bar baz'], cwd: '/tmp', uid: 1000, gid: 1001, additionalGids: [2000, 2001],
+        containerId: 'ids',
+        args: ['sh', '-c', 'id -u; id -g; id -G; pwd; echo "$FOO"'],
+        env: ['PATH=/bin', 'FOO=bar baz'],
+        cwd: '/tmp',
+        uid: 1000,
+        gid: 1001,
+        additionalGids: [2000, 2001],
       });
       expect(r).toMatchObject({ status: 0, stdout: '1000\n1001\n1001 2000 2001\n/tmp\nbar baz\n', stderr: '' });
       // A relative cwd is taken inside the container root, never outside it.
@@ -152,17 +273,53 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
     });
 
     it("args[0] is looked up in the env's PATH; a missing one fails the start", async () => {
-      expect((await run(d, id, { containerId: 'path', args: ['echo', 'x'], env: ['PATH=/nowhere:/bin'] })).stdout).toBe('x\n');
+      expect((await run(d, id, { containerId: 'path', args: ['echo', 'x'], env: ['PATH=/nowhere:/bin'] })).stdout).toBe(
+        'x\n',
+      );
       expect((await run(d, id, { containerId: 'path', args: ['echo', 'y'], env: [] })).stdout).toBe('y\n'); // default PATH
-      const e = await rejection(d.startProcess({ sandboxId: id, containerId: 'path', args: ['nope'], env: ['PATH=/bin'], cwd: '/', uid: 0, gid: 0, additionalGids: [], terminal: false }));
+      const e = await rejection(
+        d.startProcess({
+          sandboxId: id,
+          containerId: 'path',
+          args: ['nope'],
+          env: ['PATH=/bin'],
+          cwd: '/',
+          uid: 0,
+          gid: 0,
+          additionalGids: [],
+          terminal: false,
+        }),
+      );
       expect(e.code).toBe('NotFound');
       expect(e.message).toMatch(/exec nope: No such file/);
-      const e2 = await rejection(d.startProcess({ sandboxId: id, containerId: 'no-rootfs', args: ['true'], env: [], cwd: '/', uid: 0, gid: 0, additionalGids: [], terminal: false }));
+      const e2 = await rejection(
+        d.startProcess({
+          sandboxId: id,
+          containerId: 'no-rootfs',
+          args: ['true'],
+          env: [],
+          cwd: '/',
+          uid: 0,
+          gid: 0,
+          additionalGids: [],
+          terminal: false,
+        }),
+      );
       expect(e2.message).toMatch(/chroot/);
     });
 
     it('refuses what it cannot do: a second process per container id, terminals, a second VM per sandbox', async () => {
-      const p = { sandboxId: id, containerId: 'dup', args: ['sleep', '100'], env: [], cwd: '/', uid: 0, gid: 0, additionalGids: [], terminal: false };
+      const p = {
+        sandboxId: id,
+        containerId: 'dup',
+        args: ['sleep', '100'],
+        env: [],
+        cwd: '/',
+        uid: 0,
+        gid: 0,
+        additionalGids: [],
+        terminal: false,
+      };
       rootfs('dup');
       const exited = nextExit(d, id, 'dup');
       await d.startProcess(p);
@@ -183,7 +340,17 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
       const vmExits: VmExitEvent[] = [];
       d.on('vmExit', (e) => vmExits.push(e));
       const exited = nextExit(d, id, 'stop');
-      await d.startProcess({ sandboxId: id, containerId: 'stop', args: ['sleep', '100'], env: [], cwd: '/', uid: 0, gid: 0, additionalGids: [], terminal: false });
+      await d.startProcess({
+        sandboxId: id,
+        containerId: 'stop',
+        args: ['sleep', '100'],
+        env: [],
+        cwd: '/',
+        uid: 0,
+        gid: 0,
+        additionalGids: [],
+        terminal: false,
+      });
       expect(await d.stop(id, Date.now() + 10_000)).toEqual({ stopped: true });
       expect((await exited).exitStatus).toBe(255);
       expectGone(id);
@@ -266,7 +433,17 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
 
       const vmExit = new Promise<VmExitEvent>((res) => d.once('vmExit', res));
       const exited = nextExit(d, id, 'crash');
-      await d.startProcess({ sandboxId: id, containerId: 'crash', args: ['sleep', '100'], env: [], cwd: '/', uid: 0, gid: 0, additionalGids: [], terminal: false });
+      await d.startProcess({
+        sandboxId: id,
+        containerId: 'crash',
+        args: ['sleep', '100'],
+        env: [],
+        cwd: '/',
+        uid: 0,
+        gid: 0,
+        additionalGids: [],
+        terminal: false,
+      });
       process.kill(r.pid, 'SIGKILL');
       expect((await exited).exitStatus).toBe(255);
       expect(await vmExit).toMatchObject({ kind: 'vmExit', sandboxId: id, code: null, signal: 'SIGKILL' });
@@ -286,10 +463,24 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
     // Their own owner tag: adoptAll takes over every QEMU with it, and only these tests' VMs carry it.
     const adopter = (o: QemuDriverOptions = {}) => driver({ owner: `${OWNER}-adopt`, ...o });
     const drivers: QemuDriver[] = [];
-    const track = (d: QemuDriver) => { drivers.push(d); return d; };
-    afterAll(async () => { for (const d of drivers) await d.stopAll(); });
-    const proc = (sandboxId: string, containerId: string, args: string[]): ProcessSpec =>
-      ({ sandboxId, containerId, args, env: ['PATH=/bin'], cwd: '/', uid: 0, gid: 0, additionalGids: [], terminal: false });
+    const track = (d: QemuDriver) => {
+      drivers.push(d);
+      return d;
+    };
+    afterAll(async () => {
+      for (const d of drivers) await d.stopAll();
+    });
+    const proc = (sandboxId: string, containerId: string, args: string[]): ProcessSpec => ({
+      sandboxId,
+      containerId,
+      args,
+      env: ['PATH=/bin'],
+      cwd: '/',
+      uid: 0,
+      gid: 0,
+      additionalGids: [],
+      terminal: false,
+    });
     const numbers = (text: string) => text.split('\n').filter(Boolean).map(Number);
 
     it('processes carry on, an exit that happened meanwhile is reported, output resumes in order, the VM works as a booted one', async () => {
@@ -297,7 +488,9 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
       const a = track(adopter());
       const boot = await a.boot(spec('adopt'), AbortSignal.timeout(60_000));
       let before = '';
-      a.on('output', (s, c, _fd, d) => { if (s === id && c === 'ad-loop') before += Buffer.from(d).toString(); });
+      a.on('output', (s, c, _fd, d) => {
+        if (s === id && c === 'ad-loop') before += Buffer.from(d).toString();
+      });
       await a.startProcess(proc(id, 'ad-sleep', ['sleep', '600']));
       await a.startProcess(proc(id, 'ad-loop', ['sh', '-c', 'i=0; while :; do i=$((i+1)); echo $i; sleep 0.1; done']));
       await a.startProcess(proc(id, 'ad-exit', ['sh', '-c', 'sleep 1; exit 5']));
@@ -314,12 +507,16 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
       let after = '';
       b.on('exit', (e) => exits.push(e));
       b.on('vmExit', (e) => vmExits.push(e));
-      b.on('output', (s, c, _fd, d) => { if (s === id && c === 'ad-loop') after += Buffer.from(d).toString(); });
+      b.on('output', (s, c, _fd, d) => {
+        if (s === id && c === 'ad-loop') after += Buffer.from(d).toString();
+      });
       const t0 = Date.now();
       const r = await b.adoptAll();
       console.log(`adoption: ${Date.now() - t0} ms; resync ${JSON.stringify(r.adopted[0]?.resync)}`);
       expect(r.stopped).toEqual([]);
-      expect(r.adopted).toMatchObject([{ sandboxId: id, pid: boot.pid, accel: boot.accel, exited: [{ containerId: 'ad-exit', status: 5 }] }]);
+      expect(r.adopted).toMatchObject([
+        { sandboxId: id, pid: boot.pid, accel: boot.accel, exited: [{ containerId: 'ad-exit', status: 5 }] },
+      ]);
       expect(r.adopted[0]!.running.sort()).toEqual(['ad-loop', 'ad-sleep']);
       await eventually(() => exits.length > 0, 5000);
       expect(exits).toMatchObject([{ kind: 'exit', sandboxId: id, containerId: 'ad-exit', exitStatus: 5 }]);
@@ -339,10 +536,17 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
       const killed = nextExit(b, id, 'ad-sleep');
       expect(b.signal(id, 'ad-sleep', 9)).toEqual({ delivered: true });
       expect((await killed).exitStatus).toBe(137);
-      expect(await run(b, id, { containerId: 'ad-new', args: ['echo', 'hi'] })).toMatchObject({ status: 0, stdout: 'hi\n' });
+      expect(await run(b, id, { containerId: 'ad-new', args: ['echo', 'hi'] })).toMatchObject({
+        status: 0,
+        stdout: 'hi\n',
+      });
       expect(await run(b, id, { containerId: 'ad-exit', args: ['sh', '-c', 'exit 7'] })).toMatchObject({ status: 7 });
       // A boot re-issued for the sandbox (its first outcome was lost with the worker) answers with the adopted VM.
-      expect(await b.boot(spec('adopt'), AbortSignal.timeout(5000))).toEqual({ pid: boot.pid, accel: boot.accel, bootMs: 0 });
+      expect(await b.boot(spec('adopt'), AbortSignal.timeout(5000))).toEqual({
+        pid: boot.pid,
+        accel: boot.accel,
+        bootMs: 0,
+      });
 
       // A second hand-over: the exits acknowledged meanwhile are not reported again.
       await new Promise((r) => setTimeout(r, 300));
@@ -369,7 +573,10 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
       const b = track(adopter());
       const vmExit = new Promise<VmExitEvent>((res) => b.once('vmExit', res));
       const r = await b.adoptAll();
-      expect(r).toMatchObject({ adopted: [], stopped: [{ sandboxId: id, pid: boot.pid, reason: expect.stringMatching(/socket .* is gone/) }] });
+      expect(r).toMatchObject({
+        adopted: [],
+        stopped: [{ sandboxId: id, pid: boot.pid, reason: expect.stringMatching(/socket .* is gone/) }],
+      });
       expect(await vmExit).toMatchObject({ kind: 'vmExit', sandboxId: id });
       expect(b.list()).toEqual([]);
       expectGone(id);
@@ -386,7 +593,11 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
       await eventually(() => processesMatching(`corral-${id}`).length === 0, 5000);
       const b = track(adopter({ registryPath }));
       const vmExit = new Promise<VmExitEvent>((res) => b.once('vmExit', res));
-      expect(await b.adoptAll()).toEqual({ adopted: [], stopped: [], dead: [{ sandboxId: id, pid: boot.pid, reason: 'its QEMU exited while no worker watched it' }] });
+      expect(await b.adoptAll()).toEqual({
+        adopted: [],
+        stopped: [],
+        dead: [{ sandboxId: id, pid: boot.pid, reason: 'its QEMU exited while no worker watched it' }],
+      });
       expect(await vmExit).toMatchObject({ kind: 'vmExit', sandboxId: id, code: null, signal: null });
       expect(JSON.parse(readFileSync(registryPath, 'utf8'))).toEqual([]);
       expectGone(id);
@@ -401,7 +612,10 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
       const b = track(adopter());
       const vmExit = new Promise<VmExitEvent>((res) => b.once('vmExit', res));
       const r = await b.adoptAll();
-      expect(r).toMatchObject({ adopted: [], stopped: [{ sandboxId: id, pid: boot.pid, reason: expect.stringMatching(/QMP/) }] });
+      expect(r).toMatchObject({
+        adopted: [],
+        stopped: [{ sandboxId: id, pid: boot.pid, reason: expect.stringMatching(/QMP/) }],
+      });
       expect(await vmExit).toMatchObject({ kind: 'vmExit', sandboxId: id });
       expectGone(id);
     });
@@ -418,7 +632,10 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
       const adoption = b.adoptAll();
       expect(b.list()).toMatchObject([{ sandboxId: id, state: 'adopting' }]);
       expect(await b.stop(id)).toEqual({ stopped: true });
-      expect(await adoption).toMatchObject({ adopted: [], stopped: [{ sandboxId: id, reason: 'stopped while being adopted' }] });
+      expect(await adoption).toMatchObject({
+        adopted: [],
+        stopped: [{ sandboxId: id, reason: 'stopped while being adopted' }],
+      });
       await new Promise((r) => setImmediate(r));
       expect(vmExits).toEqual([]);
       expectGone(id);
@@ -434,19 +651,47 @@ const frame = (type: number, ...parts: Buffer[]): Buffer => {
   head[4] = type;
   return Buffer.concat([head, body]);
 };
-const u32 = (n: number) => { const b = Buffer.alloc(4); b.writeUInt32BE(n); return b; };
+const u32 = (n: number) => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n);
+  return b;
+};
 const str = (s: string) => Buffer.concat([u32(Buffer.byteLength(s)), Buffer.from(s)]);
 const output = (cid: string, text: string) => frame(FRAME.OUTPUT, str(cid), Buffer.from([1]), str(text));
 const exitFrame = (cid: string, status: number) => frame(FRAME.EXIT, str(cid), u32(status));
 const stateFrame = (token: number, cs: [string, number, boolean, number][]) =>
-  frame(FRAME.STATE, u32(STATE_MAGIC), u32(token), u32(cs.length), ...cs.flatMap(([c, pid, exited, status]) => [str(c), u32(pid), u32(exited ? 1 : 0), u32(status)]));
+  frame(
+    FRAME.STATE,
+    u32(STATE_MAGIC),
+    u32(token),
+    u32(cs.length),
+    ...cs.flatMap(([c, pid, exited, status]) => [str(c), u32(pid), u32(exited ? 1 : 0), u32(status)]),
+  );
 
 describe('re-attaching to a guest (no QEMU needed)', () => {
   it("parseQemuCmdline reads back the sockets, accel and sandbox of qemuArgs' command line", () => {
     const runDir = '/tmp/odd,dir';
     const paths = vmPaths(runDir, 'sb-1');
-    const s: BootSpec = { sandboxId: 'sb-1', vcpus: 1, memoryMiB: 128, kernel: '/k', initrd: '/i', kernelParams: '', machineType: 'q35', accel: 'kvm', sharedDir: '/s', msize9p: 8192, runDir };
-    expect(parseQemuCmdline(qemuArgs(s, { accel: 'kvm', paths }))).toEqual({ sandboxId: 'sb-1', accel: 'kvm', qmp: paths.qmp, agent: paths.agent, console: paths.console });
+    const s: BootSpec = {
+      sandboxId: 'sb-1',
+      vcpus: 1,
+      memoryMiB: 128,
+      kernel: '/k',
+      initrd: '/i',
+      kernelParams: '',
+      machineType: 'q35',
+      accel: 'kvm',
+      sharedDir: '/s',
+      msize9p: 8192,
+      runDir,
+    };
+    expect(parseQemuCmdline(qemuArgs(s, { accel: 'kvm', paths }))).toEqual({
+      sandboxId: 'sb-1',
+      accel: 'kvm',
+      qmp: paths.qmp,
+      agent: paths.agent,
+      console: paths.console,
+    });
     expect(parseQemuCmdline(['qemu-system-x86_64', '-name', 'corral-x'])).toBeNull();
     expect(parseQemuCmdline(['qemu-system-x86_64', '-name', 'other'])).toBeNull();
   });
@@ -456,13 +701,15 @@ describe('re-attaching to a guest (no QEMU needed)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'corral-resync-'));
     const path = join(dir, 'agent');
     let token = 0;
-    const server = createServer((sock: Socket) => sock.once('data', (d) => {
-      expect(d[4]).toBe(FRAME.LIST);
-      token = d.readUInt32BE(5);
-      const b = bytes(token);
-      sock.write(b.subarray(0, 7)); // in pieces: the STATE pattern may straddle reads
-      setTimeout(() => sock.write(b.subarray(7)), 20);
-    }));
+    const server = createServer((sock: Socket) =>
+      sock.once('data', (d) => {
+        expect(d[4]).toBe(FRAME.LIST);
+        token = d.readUInt32BE(5);
+        const b = bytes(token);
+        sock.write(b.subarray(0, 7)); // in pieces: the STATE pattern may straddle reads
+        setTimeout(() => sock.write(b.subarray(7)), 20);
+      }),
+    );
     await new Promise<void>((r) => server.listen(path, r));
     try {
       const ch = await AgentChannel.connect(path, { deadlineMs: Date.now() + 5000 }, 0x12345678);
@@ -481,15 +728,40 @@ describe('re-attaching to a guest (no QEMU needed)', () => {
   }
 
   it('whole frames before the STATE are kept, in order', async () => {
-    const r = await resync((t) => Buffer.concat([output('c', 'queued\n'), exitFrame('d', 5), stateFrame(t, [['c', 7, false, 0], ['d', 8, true, 5]]), exitFrame('after', 0)]));
+    const r = await resync((t) =>
+      Buffer.concat([
+        output('c', 'queued\n'),
+        exitFrame('d', 5),
+        stateFrame(t, [
+          ['c', 7, false, 0],
+          ['d', 8, true, 5],
+        ]),
+        exitFrame('after', 0),
+      ]),
+    );
     expect(r.info).toEqual({ discarded: 0, frames: 2 });
     expect(r.msgs.map((m) => m.type)).toEqual(['output', 'exit', 'state', 'exit']);
-    expect(r.msgs[2]).toEqual({ type: 'state', token: 0x12345678, containers: [{ containerId: 'c', pid: 7, exited: false, status: 0 }, { containerId: 'd', pid: 8, exited: true, status: 5 }] });
+    expect(r.msgs[2]).toEqual({
+      type: 'state',
+      token: 0x12345678,
+      containers: [
+        { containerId: 'c', pid: 7, exited: false, status: 0 },
+        { containerId: 'd', pid: 8, exited: true, status: 5 },
+      ],
+    });
   });
 
   it('the rest of a half-sent frame (and an older STATE) before it: skipped, and the stream is whole again after it', async () => {
     const half = output('c', 'x'.repeat(100)).subarray(37);
-    const r = await resync((t) => Buffer.concat([half, output('c', 'lost\n'), stateFrame(t, [['c', 7, false, 0]]), output('c', 'new\n'), exitFrame('after', 0)]));
+    const r = await resync((t) =>
+      Buffer.concat([
+        half,
+        output('c', 'lost\n'),
+        stateFrame(t, [['c', 7, false, 0]]),
+        output('c', 'new\n'),
+        exitFrame('after', 0),
+      ]),
+    );
     expect(r.info).toEqual({ discarded: half.length + output('c', 'lost\n').length, frames: 0 });
     expect(r.msgs.map((m) => m.type)).toEqual(['state', 'output', 'exit']);
     expect(Buffer.from((r.msgs[1] as { data: Uint8Array }).data).toString()).toBe('new\n');

@@ -11,16 +11,35 @@ import { readRecords } from '../../src/replay/records.ts';
 import { eventually, NOTHING_LEFT, testNode, type TestNode } from '../helpers/node.ts';
 
 let n: TestNode;
-beforeAll(async () => { n = await testNode({ faults: true }); });
-afterAll(async () => { await n?.cleanup(); });
+beforeAll(async () => {
+  n = await testNode({ faults: true });
+});
+afterAll(async () => {
+  await n?.cleanup();
+});
 
-const CREATE = ['after:create-input', ...['validate', 'configure', 'mountRootfs', 'mkdir', 'bind', 'boot'].flatMap((s) => [`before:${s}`, `during:${s}`, `after:${s}`])];
+const CREATE = [
+  'after:create-input',
+  ...['validate', 'configure', 'mountRootfs', 'mkdir', 'bind', 'boot'].flatMap((s) => [
+    `before:${s}`,
+    `during:${s}`,
+    `after:${s}`,
+  ]),
+];
 const START = ['before:startProcess', 'during:startProcess', 'after:startProcess'];
-const DELETE = ['stopVm', 'removeTree', 'unmountAll'].flatMap((s) => [`before:undo:${s}`, `during:undo:${s}`, `after:undo:${s}`]);
+const DELETE = ['stopVm', 'removeTree', 'unmountAll'].flatMap((s) => [
+  `before:undo:${s}`,
+  `during:undo:${s}`,
+  `after:undo:${s}`,
+]);
 const KILL = ['before:signal', 'during:signal', 'after:signal'];
 const ROLLBACK = ['before:undo:removeTree', 'after:undo:unmountAll'];
 let tested = 0;
-afterAll(() => { console.log(`recovery: ${tested} agent kill points tested (${CREATE.length} in create, ${START.length} in start, ${KILL.length} in kill, ${DELETE.length} in delete, ${ROLLBACK.length} in a create's rollback)`); });
+afterAll(() => {
+  console.log(
+    `recovery: ${tested} agent kill points tested (${CREATE.length} in create, ${START.length} in start, ${KILL.length} in kill, ${DELETE.length} in delete, ${ROLLBACK.length} in a create's rollback)`,
+  );
+});
 
 const state = async (id: string) => (await n.call<{ state: string; status: string }>('state', { id })).state;
 const tmpfsRootfs = [{ type: 'tmpfs', source: 'tmpfs', options: ['size=4m'] }];
@@ -37,7 +56,7 @@ async function crashDuring(point: string, f: () => Promise<unknown>) {
 
 async function expectClean(id: string) {
   await n.expectNothingLeft([id]);
-  const recs = (await readRecords(n.nc, { node: n.node, sandbox: id }));
+  const recs = await readRecords(n.nc, { node: n.node, sandbox: id });
   const r = await replay(recs);
   expect(r.divergence, JSON.stringify(r.divergence)).toBeUndefined();
   for (const t of r.tasks) t.actor.stop();
@@ -74,7 +93,11 @@ describe('agent killed during start converges to running', () => {
 describe('agent killed during delete finishes the teardown', () => {
   it.each(DELETE)('%s', async (point) => {
     const id = `d-${point.replace(/[^a-z]/gi, '')}`;
-    await n.call('create', { id, bundle: n.bundle(id, { args: ['sleep', '600'], emptyRootfs: true }), rootfs: tmpfsRootfs });
+    await n.call('create', {
+      id,
+      bundle: n.bundle(id, { args: ['sleep', '600'], emptyRootfs: true }),
+      rootfs: tmpfsRootfs,
+    });
     await crashDuring(point, () => n.call('delete', { id }, 60_000));
     await eventually(async () => (await state(id).catch((e: { code?: string }) => e.code)) === 'NotFound', 60_000);
     await expect(n.call('state', { id })).rejects.toMatchObject({ code: 'NotFound' });
@@ -100,7 +123,13 @@ describe("agent killed while a failed create's rollback unwinds: the rollback fi
   it.each(ROLLBACK)('%s', async (point) => {
     const id = `rb-${point.replace(/[^a-z]/gi, '')}`;
     await n.fault('hypervisor', 'boot', 'fail');
-    await crashDuring(point, () => n.call('create', { id, bundle: n.bundle(id, { args: ['sleep', '600'], emptyRootfs: true }), rootfs: tmpfsRootfs }, 60_000));
+    await crashDuring(point, () =>
+      n.call(
+        'create',
+        { id, bundle: n.bundle(id, { args: ['sleep', '600'], emptyRootfs: true }), rootfs: tmpfsRootfs },
+        60_000,
+      ),
+    );
     await eventually(async () => (await state(id).catch((e: { code?: string }) => e.code)) === 'NotFound', 60_000);
     expect(await expectClean(id)).toEqual([]);
   });
@@ -113,10 +142,39 @@ describe('reconciliation on agent start', () => {
     const ghost = `${n.dataDir}/run/sandboxes/ghost`;
     mkdirSync(`${ghost}/shared/ghost/rootfs`, { recursive: true });
     execFileSync('mount', ['-t', 'tmpfs', 'tmpfs', `${ghost}/shared/ghost/rootfs`]);
-    execFileSync('useradd', ['-M', '-s', '/usr/sbin/nologin', '-c', `Corral temporary hypervisor user of sandbox ghost on ${n.node}`, 'corral-99999']);
+    execFileSync('useradd', [
+      '-M',
+      '-s',
+      '/usr/sbin/nologin',
+      '-c',
+      `Corral temporary hypervisor user of sandbox ghost on ${n.node}`,
+      'corral-99999',
+    ]);
     // Another node's user on the same host is not this node's to remove.
-    execFileSync('useradd', ['-M', '-s', '/usr/sbin/nologin', '-c', 'Corral temporary hypervisor user of sandbox ghost on elsewhere', 'corral-99998']);
-    const qemu = spawn('qemu-system-x86_64', ['-name', 'corral-ghost', '-M', 'none', '-nographic', '-nodefaults', '-display', 'none', '-fsdev', `local,id=fs0,path=${ghost}/shared,security_model=none`], { stdio: 'ignore', detached: true });
+    execFileSync('useradd', [
+      '-M',
+      '-s',
+      '/usr/sbin/nologin',
+      '-c',
+      'Corral temporary hypervisor user of sandbox ghost on elsewhere',
+      'corral-99998',
+    ]);
+    const qemu = spawn(
+      'qemu-system-x86_64',
+      [
+        '-name',
+        'corral-ghost',
+        '-M',
+        'none',
+        '-nographic',
+        '-nodefaults',
+        '-display',
+        'none',
+        '-fsdev',
+        `local,id=fs0,path=${ghost}/shared,security_model=none`,
+      ],
+      { stdio: 'ignore', detached: true },
+    );
     const { processesMatching, usersWithPrefix } = await import('../helpers/leaks.ts');
     await eventually(() => processesMatching('-name corral-ghost ').length === 1);
     qemu.unref();
@@ -127,7 +185,12 @@ describe('reconciliation on agent start', () => {
     expect(n.leftovers(['ghost'])).toEqual(NOTHING_LEFT);
     expect(existsSync(ghost)).toBe(false);
     const orphans = (await readRecords(n.nc, { node: n.node, sandbox: 'ghost' })).filter((r) => r.kind === 'orphan');
-    expect(orphans.map((o) => [(o.action as { kind: string }).kind, o.ok])).toEqual([['stopVm', true], ['unmount', true], ['removeTree', true], ['removeUser', true]]);
+    expect(orphans.map((o) => [(o.action as { kind: string }).kind, o.ok])).toEqual([
+      ['stopVm', true],
+      ['unmount', true],
+      ['removeTree', true],
+      ['removeUser', true],
+    ]);
     expect(await (await fetch(n.metricsUrl)).text()).toContain('corral_leaks_found_total 4');
   });
 });

@@ -23,12 +23,20 @@ beforeAll(async () => {
   const run = await n.cli(['run', '--id', ID, '--bundle', b, '--rm']);
   expect(run.code, run.stderr).toBe(3);
   // Facts and state records are appended asynchronously: wait for the last ones.
-  await eventually(async () => (await readRecords(n.nc, { sandbox: ID })).some((r) => r.kind === 'state' && r.value === 'deleted'));
+  await eventually(async () =>
+    (await readRecords(n.nc, { sandbox: ID })).some((r) => r.kind === 'state' && r.value === 'deleted'),
+  );
   exported = join(n.dataDir, `${ID}.jsonl`);
 });
-afterAll(async () => { await n?.cleanup(); });
+afterAll(async () => {
+  await n?.cleanup();
+});
 
-const jsonLines = (s: string) => s.trim().split('\n').map((l) => JSON.parse(l) as EventRecord);
+const jsonLines = (s: string) =>
+  s
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as EventRecord);
 
 describe('corral events', () => {
   it('--sandbox X --json lists its records in stream order, created/started/exited/deleted among them', async () => {
@@ -48,14 +56,20 @@ describe('corral events', () => {
     const started = recs.find((x) => x.kind === 'started')!.seq;
     const since = jsonLines((await n.cli(['events', '--sandbox', ID, '--since', String(started), '--json'])).stdout);
     expect(since[0]!.seq).toBe(started);
-    expect(jsonLines((await n.cli(['events', '--sandbox', ID, '--since', '10m', '--json'])).stdout)).toHaveLength(recs.length);
+    expect(jsonLines((await n.cli(['events', '--sandbox', ID, '--since', '10m', '--json'])).stdout)).toHaveLength(
+      recs.length,
+    );
     expect((await n.cli(['events', '--since', 'soon'])).code).toBe(2);
   });
 
   it('--follow prints the past, then records as they are appended, until Ctrl-C', async () => {
     const log = new EventLog(n.nc, n.node);
     await log.append('follow1', 'created', { taskId: 'follow1', pid: 1 });
-    const p = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'src/cli/main.ts'), 'events', '--sandbox', 'follow1', '--follow', '--json'], { cwd: REPO, env: n.env });
+    const p = spawn(
+      process.execPath,
+      ['--import', 'tsx', join(REPO, 'src/cli/main.ts'), 'events', '--sandbox', 'follow1', '--follow', '--json'],
+      { cwd: REPO, env: n.env },
+    );
     let out = '';
     p.stdout.on('data', (d) => (out += d));
     await eventually(() => out.includes('"pid":1'), 15_000);
@@ -65,7 +79,10 @@ describe('corral events', () => {
     const code = new Promise<number | null>((res) => p.on('exit', res));
     p.kill('SIGINT');
     expect(await code).toBe(0);
-    expect(jsonLines(out).map((x) => [x.kind, x.pid])).toEqual([['created', 1], ['started', 2]]);
+    expect(jsonLines(out).map((x) => [x.kind, x.pid])).toEqual([
+      ['created', 1],
+      ['started', 2],
+    ]);
   });
 });
 
@@ -84,12 +101,23 @@ describe('corral replay', () => {
     expect(out).toMatch(/sandbox\s+request start\s+→ starting/);
     expect(out).toMatch(/state running\.idle ✓/);
     expect(out).toMatch(/fact deleted .*exitStatus=3/);
-    expect(out).toMatch(new RegExp(`task ${ID} \\(sandbox\\): deleted, visited validating → configuring → mounting → .*booting → created → starting → running\\.idle → stopping → deleted`));
-    expect(out.trim().split('\n').at(-1)).toMatch(/^ok: \d+ inputs replayed up to seq \d+; \d+ rebuilt states equal the recorded ones$/);
+    expect(out).toMatch(
+      new RegExp(
+        `task ${ID} \\(sandbox\\): deleted, visited validating → configuring → mounting → .*booting → created → starting → running\\.idle → stopping → deleted`,
+      ),
+    );
+    expect(out.trim().split('\n').at(-1)).toMatch(
+      /^ok: \d+ inputs replayed up to seq \d+; \d+ rebuilt states equal the recorded ones$/,
+    );
 
     const j = await n.cli(['replay', ID, '--file', exported, '--json'], NOWHERE);
     expect(j.code).toBe(0);
-    expect(JSON.parse(j.stdout)).toMatchObject({ sandbox: ID, ok: true, divergence: null, tasks: [{ taskId: ID, machine: 'sandbox', state: 'deleted' }] });
+    expect(JSON.parse(j.stdout)).toMatchObject({
+      sandbox: ID,
+      ok: true,
+      divergence: null,
+      tasks: [{ taskId: ID, machine: 'sandbox', state: 'deleted' }],
+    });
 
     // The same from NATS, and --until stopping at the `created` state.
     expect((await n.cli(['replay', ID])).code).toBe(0);
@@ -107,7 +135,9 @@ describe('corral replay', () => {
     writeFileSync(tampered, recs.map((x, i) => JSON.stringify(i === k ? { ...x, value: 'created' } : x)).join('\n'));
     const r = await n.cli(['replay', ID, '--file', tampered], NOWHERE);
     expect(r.code).toBe(1);
-    expect(r.stderr.trim().split('\n')).toEqual([`corral: replay diverged at seq ${recs[k]!.seq} (task ${ID}): recorded state created, rebuilt starting`]);
+    expect(r.stderr.trim().split('\n')).toEqual([
+      `corral: replay diverged at seq ${recs[k]!.seq} (task ${ID}): recorded state created, rebuilt starting`,
+    ]);
   });
 
   it('--html writes a self-contained page', async () => {
@@ -119,7 +149,8 @@ describe('corral replay', () => {
     const html = readFileSync(page, 'utf8');
     expect(html).toMatch(/^<!doctype html>/);
     expect(html).toContain('<svg class="chart"');
-    for (const lane of ['sandbox', 'agent', 'worker:mount', 'worker:hypervisor']) expect(html).toContain(`data-lane="${lane}"`);
+    for (const lane of ['sandbox', 'agent', 'worker:mount', 'worker:hypervisor'])
+      expect(html).toContain(`data-lane="${lane}"`);
     expect(html).not.toMatch(/(src|href)="(https?:)?\/\//); // nothing loaded from anywhere
   });
 });

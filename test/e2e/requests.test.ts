@@ -13,9 +13,15 @@ import { eventually, testNode, type TestNode } from '../helpers/node.ts';
 
 let n: TestNode;
 const ids: string[] = [];
-beforeAll(async () => { n = await testNode({ faults: true }); });
-afterAll(async () => { await n?.cleanup(); });
-afterEach(async () => { await n.expectNothingLeft(ids); });
+beforeAll(async () => {
+  n = await testNode({ faults: true });
+});
+afterAll(async () => {
+  await n?.cleanup();
+});
+afterEach(async () => {
+  await n.expectNothingLeft(ids);
+});
 
 const kinds = async (id: string) => (await readRecords(n.nc, { node: n.node, sandbox: id })).map((r) => r.kind);
 const count = (xs: string[], k: string) => xs.filter((x) => x === k).length;
@@ -35,7 +41,9 @@ describe('a repeated request is done once', () => {
     // Two copies at once (the second arrives while the guest boots) and a third after the answer.
     const [a, c] = await Promise.all([
       n.call<{ pid: number }>('create', { id, bundle: b, requestId: rq.create }),
-      new Promise((r) => setTimeout(r, 300)).then(() => n.call<{ pid: number }>('create', { id, bundle: b, requestId: rq.create })),
+      new Promise((r) => setTimeout(r, 300)).then(() =>
+        n.call<{ pid: number }>('create', { id, bundle: b, requestId: rq.create }),
+      ),
     ]);
     expect(a.pid).toBeGreaterThan(0);
     expect(c).toEqual(a);
@@ -102,7 +110,10 @@ describe('a repeated request is done once', () => {
   });
 
   it('a malformed requestId is InvalidArgument', async () => {
-    await expect(n.call('create', { id: 'rq4', bundle: '/nonexistent', requestId: 42 })).rejects.toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('requestId') });
+    await expect(n.call('create', { id: 'rq4', bundle: '/nonexistent', requestId: 42 })).rejects.toMatchObject({
+      code: 'InvalidArgument',
+      message: expect.stringContaining('requestId'),
+    });
     await expect(n.call('start', { id: 'rq4', requestId: '' })).rejects.toMatchObject({ code: 'InvalidArgument' });
   });
 });

@@ -13,7 +13,11 @@ const dir = mkdtempSync('/tmp/corral-up-');
 chmodSync(dir, 0o755);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const cli = (args: string[], env: NodeJS.ProcessEnv = {}) => spawn(process.execPath, ['--import', 'tsx', join(REPO, 'src/cli/main.ts'), ...args], { cwd: REPO, env: { ...process.env, ...env } });
+const cli = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+  spawn(process.execPath, ['--import', 'tsx', join(REPO, 'src/cli/main.ts'), ...args], {
+    cwd: REPO,
+    env: { ...process.env, ...env },
+  });
 
 it('corral up serves a node; Ctrl-C stops everything and leaves nothing behind', async () => {
   const up = cli(['up', '--data-dir', dir, '--port', '0', '--node', 'uptest']);
@@ -21,14 +25,28 @@ it('corral up serves a node; Ctrl-C stops everything and leaves nothing behind',
   up.stderr.on('data', (d) => (stderr += d));
   const url = await new Promise<string>((res, rej) => {
     const t = setTimeout(() => rej(new Error(`up did not start: ${stderr}`)), 60_000);
-    up.stderr.on('data', () => { const m = /NATS_URL=(\S+)/.exec(stderr); if (m) { clearTimeout(t); res(m[1]!); } });
+    up.stderr.on('data', () => {
+      const m = /NATS_URL=(\S+)/.exec(stderr);
+      if (m) {
+        clearTimeout(t);
+        res(m[1]!);
+      }
+    });
     up.on('exit', (c) => rej(new Error(`up exited ${c}: ${stderr}`)));
   });
   const bundle = join(dir, 'bundles', 'sleeper');
   mkdirSync(bundle, { recursive: true });
   cpSync(join(REPO, 'examples/hello/rootfs'), join(bundle, 'rootfs'), { recursive: true, verbatimSymlinks: true });
-  writeFileSync(join(bundle, 'config.json'), JSON.stringify({ process: { user: { uid: 0, gid: 0 }, args: ['sleep', '600'], cwd: '/' }, root: { path: 'rootfs' }, linux: { resources: {} } }));
-  const run = (args: string[]) => new Promise<number>((res) => cli(args, { NATS_URL: url, CORRAL_NODE: 'uptest' }).on('exit', (c) => res(c ?? 1)));
+  writeFileSync(
+    join(bundle, 'config.json'),
+    JSON.stringify({
+      process: { user: { uid: 0, gid: 0 }, args: ['sleep', '600'], cwd: '/' },
+      root: { path: 'rootfs' },
+      linux: { resources: {} },
+    }),
+  );
+  const run = (args: string[]) =>
+    new Promise<number>((res) => cli(args, { NATS_URL: url, CORRAL_NODE: 'uptest' }).on('exit', (c) => res(c ?? 1)));
   expect(await run(['create', 'upsb', '--bundle', bundle])).toBe(0);
   expect(await run(['start', 'upsb'])).toBe(0);
   expect(processesMatching('-name corral-upsb ')).toHaveLength(1);

@@ -21,13 +21,20 @@ beforeAll(async () => {
   execFileSync('bash', [join(REPO, 'infra/guest/build.sh')], { stdio: 'inherit', timeout: 900_000 }); // the agent that answers LIST
   n = await testNode({ faults: true });
 }, 900_000);
-afterAll(async () => { await n?.cleanup(); });
+afterAll(async () => {
+  await n?.cleanup();
+});
 afterEach(async () => {
   await n.expectNothingLeft(ids);
 });
 
-type Scan = { vms: { sandboxId: string; pid: number }[]; managed: (VmInfo & { processes: string[] })[]; adoption: Adoption | null };
-const hv = <T>(op: string, timeoutMs = 2000) => request<T>(n.nc, subjects.worker(n.node, 'hypervisor', op), {}, timeoutMs);
+type Scan = {
+  vms: { sandboxId: string; pid: number }[];
+  managed: (VmInfo & { processes: string[] })[];
+  adoption: Adoption | null;
+};
+const hv = <T>(op: string, timeoutMs = 2000) =>
+  request<T>(n.nc, subjects.worker(n.node, 'hypervisor', op), {}, timeoutMs);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** SIGKILL the hypervisor worker (after `before`, if given); resolves once the agent has restarted it and its adoption has settled. */
@@ -46,7 +53,9 @@ async function killWorker(before?: (pid: number) => Promise<void> | void) {
   let scan: Scan | undefined;
   await eventually(async () => (scan = await hv<Scan>('scan', 5000)).adoption !== null);
   const settledMs = Math.round(performance.now() - t0);
-  console.log(`worker ${pid} killed → ${back!.pid} answers after ${restartMs} ms, adoption settled after ${settledMs} ms: ${JSON.stringify(scan!.adoption)}`);
+  console.log(
+    `worker ${pid} killed → ${back!.pid} answers after ${restartMs} ms, adoption settled after ${settledMs} ms: ${JSON.stringify(scan!.adoption)}`,
+  );
   return { oldPid: pid, newPid: back!.pid, restartMs, settledMs, scan: scan! };
 }
 
@@ -59,10 +68,18 @@ const sandbox = async (id: string, args: string[]) => {
 describe('the hypervisor worker SIGKILLed while sandboxes run', () => {
   it('comes back and adopts its VMs: same VMM, output carries on, kill gives 137, delete leaves nothing', async () => {
     const sleeperPid = await sandbox('wc-sleep', ['sleep', '600']);
-    const loopPid = await sandbox('wc-loop', ['sh', '-c', 'i=0; while :; do i=$((i+1)); echo "line $i"; sleep 1; done']);
+    const loopPid = await sandbox('wc-loop', [
+      'sh',
+      '-c',
+      'i=0; while :; do i=$((i+1)); echo "line $i"; sleep 1; done',
+    ]);
     const lines: { n: number; at: number }[] = [];
     const sub = n.nc.subscribe(subjects.io(n.node, 'wc-loop', 'stdout'), {
-      callback: (e, m) => { if (!e) for (const l of Buffer.from(m.data).toString().split('\n')) if (/^line \d+$/.test(l)) lines.push({ n: Number(l.slice(5)), at: Date.now() }); },
+      callback: (e, m) => {
+        if (!e)
+          for (const l of Buffer.from(m.data).toString().split('\n'))
+            if (/^line \d+$/.test(l)) lines.push({ n: Number(l.slice(5)), at: Date.now() });
+      },
     });
     try {
       await n.call('start', { id: 'wc-sleep' });
@@ -73,10 +90,18 @@ describe('the hypervisor worker SIGKILLed while sandboxes run', () => {
       const k = await killWorker();
       const back = Date.now();
       expect(k.scan.adoption!.stopped).toEqual([]);
-      expect(k.scan.adoption!.adopted.map((a) => [a.sandboxId, a.pid, a.running]).sort()).toEqual([['wc-loop', loopPid, ['wc-loop']], ['wc-sleep', sleeperPid, ['wc-sleep']]]);
-      expect(k.scan.managed.map((v) => [v.sandboxId, v.pid, v.state, v.adoptedAt! > 0, v.processes]).sort())
-        .toEqual([['wc-loop', loopPid, 'running', true, ['wc-loop']], ['wc-sleep', sleeperPid, 'running', true, ['wc-sleep']]]);
-      for (const [id, pid] of [['wc-sleep', sleeperPid], ['wc-loop', loopPid]] as const) {
+      expect(k.scan.adoption!.adopted.map((a) => [a.sandboxId, a.pid, a.running]).sort()).toEqual([
+        ['wc-loop', loopPid, ['wc-loop']],
+        ['wc-sleep', sleeperPid, ['wc-sleep']],
+      ]);
+      expect(k.scan.managed.map((v) => [v.sandboxId, v.pid, v.state, v.adoptedAt! > 0, v.processes]).sort()).toEqual([
+        ['wc-loop', loopPid, 'running', true, ['wc-loop']],
+        ['wc-sleep', sleeperPid, 'running', true, ['wc-sleep']],
+      ]);
+      for (const [id, pid] of [
+        ['wc-sleep', sleeperPid],
+        ['wc-loop', loopPid],
+      ] as const) {
         expect(await n.call('state', { id })).toMatchObject({ status: 'running', pid });
         expect(processesMatching(`-name corral-${id} `)).toEqual([pid]); // the same QEMU, never restarted
       }
@@ -104,7 +129,9 @@ describe('the hypervisor worker SIGKILLed while sandboxes run', () => {
     await n.call('start', { id: 'wc-exit' });
     const k = await killWorker();
     const a = k.scan.adoption!.adopted.find((v) => v.sandboxId === 'wc-exit');
-    console.log(`wc-exit ${a?.exited.length ? 'had exited when the worker re-attached' : 'was still running when the worker re-attached'}`);
+    console.log(
+      `wc-exit ${a?.exited.length ? 'had exited when the worker re-attached' : 'was still running when the worker re-attached'}`,
+    );
     expect(await n.call('wait', { id: 'wc-exit' })).toMatchObject({ exitStatus: 5 });
     await n.call('delete', { id: 'wc-exit' });
   });
@@ -114,8 +141,17 @@ describe('the hypervisor worker SIGKILLed while sandboxes run', () => {
     await n.call('start', { id: 'wc-frozen' });
     // Frozen, the worker's socket takes the guest's EXIT; killed, that EXIT is lost with it. The guest keeps
     // the exit until a host ACKs it and reports it in its STATE to the restarted worker.
-    const k = await killWorker(async (pid) => { process.kill(pid, 'SIGSTOP'); await sleep(3000); });
-    expect(k.scan.adoption!.adopted).toContainEqual(expect.objectContaining({ sandboxId: 'wc-frozen', running: [], exited: [{ containerId: 'wc-frozen', status: 5 }] }));
+    const k = await killWorker(async (pid) => {
+      process.kill(pid, 'SIGSTOP');
+      await sleep(3000);
+    });
+    expect(k.scan.adoption!.adopted).toContainEqual(
+      expect.objectContaining({
+        sandboxId: 'wc-frozen',
+        running: [],
+        exited: [{ containerId: 'wc-frozen', status: 5 }],
+      }),
+    );
     expect(await n.call('wait', { id: 'wc-frozen' })).toMatchObject({ exitStatus: 5 });
     await n.call('delete', { id: 'wc-frozen' });
   });

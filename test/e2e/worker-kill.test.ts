@@ -15,30 +15,50 @@ let rootless: string;
 beforeAll(async () => {
   n = await testNode({ faults: true });
   rootless = join(n.configs, 'rootless.toml');
-  writeFileSync(rootless, localRuntimeConfig(join(REPO, '.corral/guest')).replace('[hypervisor.qemu]', '[hypervisor.qemu]\nrootless = true'));
+  writeFileSync(
+    rootless,
+    localRuntimeConfig(join(REPO, '.corral/guest')).replace('[hypervisor.qemu]', '[hypervisor.qemu]\nrootless = true'),
+  );
 });
-afterAll(async () => { await n?.cleanup(); });
+afterAll(async () => {
+  await n?.cleanup();
+});
 // A fresh agent per case: each case kills a worker, and the supervisor's restart intensity is per agent.
-beforeEach(async () => { await n.restartAgent(); });
+beforeEach(async () => {
+  await n.restartAgent();
+});
 let tested = 0;
-afterAll(() => { console.log(`worker kill: ${tested} worker kill points tested`); });
+afterAll(() => {
+  console.log(`worker kill: ${tested} worker kill points tested`);
+});
 
 const MODES = ['crash', 'crashAfter'] as const;
 const tmpfs = [{ type: 'tmpfs', source: 'tmpfs', options: ['size=4m'] }];
-const gone = async (id: string) => { await eventually(async () => (await n.call('state', { id }).catch((e: { code?: string }) => e.code)) === 'NotFound', 60_000); };
+const gone = async (id: string) => {
+  await eventually(
+    async () => (await n.call('state', { id }).catch((e: { code?: string }) => e.code)) === 'NotFound',
+    60_000,
+  );
+};
 async function clean(id: string) {
   await n.expectNothingLeft([id], 60_000);
   tested++;
 }
 
 describe.each([
-  ['mount', 'mountRootfs', false], ['mount', 'mkdir', false], ['mount', 'bind', false], ['hypervisor', 'createUser', true], ['hypervisor', 'boot', false],
+  ['mount', 'mountRootfs', false],
+  ['mount', 'mkdir', false],
+  ['mount', 'bind', false],
+  ['hypervisor', 'createUser', true],
+  ['hypervisor', 'boot', false],
 ] as const)('create: the %s worker killed at %s', (kind, op, isRootless) => {
   it.each(MODES)('%s → the create fails with Unavailable and rolls back', async (mode) => {
     const id = `wc-${op.slice(0, 6)}-${mode === 'crash' ? 'b' : 'a'}`.toLowerCase(); // short: unix socket paths are capped at 108 bytes
     await n.fault(kind, op, mode);
     const b = n.bundle(id, { args: ['sleep', '600'], emptyRootfs: true });
-    await expect(n.call('create', { id, bundle: b, rootfs: tmpfs, options: isRootless ? { configPath: rootless } : {} }, 60_000)).rejects.toMatchObject({ code: 'Unavailable' });
+    await expect(
+      n.call('create', { id, bundle: b, rootfs: tmpfs, options: isRootless ? { configPath: rootless } : {} }, 60_000),
+    ).rejects.toMatchObject({ code: 'Unavailable' });
     await gone(id);
     await clean(id);
   });
@@ -57,11 +77,19 @@ describe('start: the hypervisor worker killed at startProcess', () => {
 });
 
 describe.each([
-  ['hypervisor', 'stop', false], ['hypervisor', 'removeUser', true], ['mount', 'removeTree', false], ['mount', 'unmountAll', false],
+  ['hypervisor', 'stop', false],
+  ['hypervisor', 'removeUser', true],
+  ['mount', 'removeTree', false],
+  ['mount', 'unmountAll', false],
 ] as const)('delete: the %s worker killed at %s', (kind, op, isRootless) => {
   it.each(MODES)('%s → the teardown is retried after the restart and finishes', async (mode) => {
     const id = `wd-${op.slice(0, 6)}-${mode === 'crash' ? 'b' : 'a'}`.toLowerCase();
-    await n.call('create', { id, bundle: n.bundle(id, { args: ['sleep', '600'], emptyRootfs: true }), rootfs: tmpfs, options: isRootless ? { configPath: rootless } : {} });
+    await n.call('create', {
+      id,
+      bundle: n.bundle(id, { args: ['sleep', '600'], emptyRootfs: true }),
+      rootfs: tmpfs,
+      options: isRootless ? { configPath: rootless } : {},
+    });
     await n.fault(kind, op, mode);
     await n.call('delete', { id }, 120_000).catch(() => {}); // may report the pending cleanup; it goes on
     await gone(id);

@@ -5,7 +5,16 @@ import type { Compensation, CreatePlan, CreateTaskRequest, Fact, Reply, Step } f
 import { provideEffects, type Effects, type LifecycleMachine } from '../../src/machines/index.ts';
 
 export const request = (id = 'sb1'): CreateTaskRequest => ({
-  id, bundle: '/b', rootfs: [], terminal: false, stdin: '', stdout: '', stderr: '', checkpoint: '', parentCheckpoint: '', options: {},
+  id,
+  bundle: '/b',
+  rootfs: [],
+  terminal: false,
+  stdin: '',
+  stdout: '',
+  stderr: '',
+  checkpoint: '',
+  parentCheckpoint: '',
+  options: {},
 });
 
 export const plan = (over: Partial<CreatePlan> = {}): CreatePlan => ({
@@ -38,24 +47,46 @@ export function fakeEffects(opts: FakeOptions = {}) {
   const compensated: Compensation['kind'][] = [];
   let compFailures = 0;
   const fx: Effects = {
-    validate: async () => { calls.push('validate'); if (opts.failValidate) throw err.invalid('Missing bundle path'); return {}; },
-    configure: async () => { calls.push('configure'); return opts.plan ?? plan(); },
+    validate: async () => {
+      calls.push('validate');
+      if (opts.failValidate) throw err.invalid('Missing bundle path');
+      return {};
+    },
+    configure: async () => {
+      calls.push('configure');
+      return opts.plan ?? plan();
+    },
     runStep: async ({ step }) => {
       calls.push(step.kind);
-      if (step.kind === opts.failStep) throw opts.failCode === 'InvalidArgument' ? err.invalid(`${step.kind} failed`) : err.internal(`${step.kind} failed`);
+      if (step.kind === opts.failStep)
+        throw opts.failCode === 'InvalidArgument'
+          ? err.invalid(`${step.kind} failed`)
+          : err.internal(`${step.kind} failed`);
       if (step.kind === 'boot') return { pid: 4242 };
       if (step.kind === 'createUser') return { user: 'corral-1', uid: 1001 };
       return { createdDir: true };
     },
-    startProcess: async () => { calls.push('startProcess'); if (opts.failStart) throw err.internal('agent gone'); return {}; },
-    signal: async ({ signal }) => { calls.push(`signal:${signal}`); return {}; },
+    startProcess: async () => {
+      calls.push('startProcess');
+      if (opts.failStart) throw err.internal('agent gone');
+      return {};
+    },
+    signal: async ({ signal }) => {
+      calls.push(`signal:${signal}`);
+      return {};
+    },
     compensate: async (c) => {
       calls.push(`undo:${c.kind}`);
-      if (opts.failCompensation?.kind === c.kind && compFailures < opts.failCompensation.times) { compFailures++; throw err.unavailable(`${c.kind} failed`); }
+      if (opts.failCompensation?.kind === c.kind && compFailures < opts.failCompensation.times) {
+        compFailures++;
+        throw err.unavailable(`${c.kind} failed`);
+      }
       compensated.push(c.kind);
       return {};
     },
-    sleep: async () => { calls.push('sleep'); },
+    sleep: async () => {
+      calls.push('sleep');
+    },
   };
   return { fx, calls, compensated };
 }
@@ -70,10 +101,27 @@ export function run(machine: LifecycleMachine, fx: Effects, id = 'sb1') {
 
 /** Resolves once `pred` holds for the actor's snapshot. */
 export function until(actor: AnyActorRef, pred: (value: string) => boolean, ms = 3000): Promise<void> {
-  const name = () => { const v = actor.getSnapshot().value; return typeof v === 'string' ? v : JSON.stringify(v); };
+  const name = () => {
+    const v = actor.getSnapshot().value;
+    return typeof v === 'string' ? v : JSON.stringify(v);
+  };
   return new Promise((resolve, reject) => {
-    const t = setTimeout(() => { sub.unsubscribe(); reject(new Error(`timeout in state ${name()}`)); }, ms);
-    const sub = actor.subscribe({ next: () => { if (pred(name())) { clearTimeout(t); resolve(); } }, error: reject });
-    if (pred(name())) { clearTimeout(t); resolve(); }
+    const t = setTimeout(() => {
+      sub.unsubscribe();
+      reject(new Error(`timeout in state ${name()}`));
+    }, ms);
+    const sub = actor.subscribe({
+      next: () => {
+        if (pred(name())) {
+          clearTimeout(t);
+          resolve();
+        }
+      },
+      error: reject,
+    });
+    if (pred(name())) {
+      clearTimeout(t);
+      resolve();
+    }
   });
 }

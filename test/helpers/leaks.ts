@@ -27,7 +27,9 @@ export function processesMatching(needle: string): number[] {
       const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
       if (/\) Z /.test(stat)) continue; // zombies hold nothing
       if (cmd.includes(needle)) out.push(Number(p));
-    } catch { /* exited meanwhile */ }
+    } catch {
+      /* exited meanwhile */
+    }
   }
   return out;
 }
@@ -35,7 +37,10 @@ export function processesMatching(needle: string): number[] {
 /** Users whose name starts with `prefix` (default: Corral's temporary VMM users). */
 export function usersWithPrefix(prefix = 'corral-'): string[] {
   const text = execFileSync('getent', ['passwd'], { encoding: 'utf8' });
-  return text.split('\n').map((l) => l.split(':')[0] ?? '').filter((n) => n.startsWith(prefix));
+  return text
+    .split('\n')
+    .map((l) => l.split(':')[0] ?? '')
+    .filter((n) => n.startsWith(prefix));
 }
 
 /** Directories under /run/user (a leaked VMM runtime dir shows here). */
@@ -43,7 +48,15 @@ export function runUserDirs(): string[] {
   return existsSync('/run/user') ? readdirSync('/run/user') : [];
 }
 
-export interface LeakReport { mounts: string[]; processes: number[]; users: string[] }
+export interface LeakReport {
+  mounts: string[];
+  processes: number[];
+  users: string[];
+}
 export function leaks(opts: { root: string; processNeedle: string; userPrefix?: string }): LeakReport {
-  return { mounts: mountsUnder(opts.root), processes: processesMatching(opts.processNeedle), users: usersWithPrefix(opts.userPrefix) };
+  return {
+    mounts: mountsUnder(opts.root),
+    processes: processesMatching(opts.processNeedle),
+    users: usersWithPrefix(opts.userPrefix),
+  };
 }

@@ -20,13 +20,22 @@ export interface TestNats extends LocalNats {
   cleanup(): Promise<void>;
 }
 
-const gone = (p: LocalNats['proc']) => new Promise<void>((r) => { if (p.exitCode !== null || p.signalCode !== null) r(); else p.once('exit', () => r()); });
+const gone = (p: LocalNats['proc']) =>
+  new Promise<void>((r) => {
+    if (p.exitCode !== null || p.signalCode !== null) r();
+    else p.once('exit', () => r());
+  });
 
 /** Resolves on the connection's next reconnect (10 s at most: then the caller's next request says why). */
 export function reconnected(nc: NatsConnection, timeoutMs = 10_000): Promise<void> {
   return new Promise<void>((res) => {
     const t = setTimeout(res, timeoutMs);
-    void (async () => { for await (const s of nc.status()) if (s.type === 'reconnect') break; })().finally(() => { clearTimeout(t); res(); });
+    void (async () => {
+      for await (const s of nc.status()) if (s.type === 'reconnect') break;
+    })().finally(() => {
+      clearTimeout(t);
+      res();
+    });
   });
 }
 
@@ -47,7 +56,14 @@ export async function natsServer(): Promise<TestNats> {
       await t.kill();
       if (opts.downMs) await new Promise((r) => setTimeout(r, opts.downMs));
       srv = await startNatsServer({ dataDir: dir, port: srv.port, log: () => {} });
-      Object.assign(t, { proc: srv.proc, url: srv.url, port: srv.port, version: srv.version, syncAlways: srv.syncAlways, guarantee: srv.guarantee });
+      Object.assign(t, {
+        proc: srv.proc,
+        url: srv.url,
+        port: srv.port,
+        version: srv.version,
+        syncAlways: srv.syncAlways,
+        guarantee: srv.guarantee,
+      });
       await back; // the test's own connection is back before the caller goes on
     },
     stop: () => srv.stop(),

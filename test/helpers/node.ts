@@ -4,7 +4,17 @@
  * make bundles, call the Task API, arm worker faults, run the CLI, and list what was left behind.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { expect } from 'vitest';
@@ -22,7 +32,14 @@ import { mountsUnder, processesMatching, runUserDirs, usersWithPrefix } from './
 export const REPO = resolve(new URL('../..', import.meta.url).pathname);
 const CLI = join(REPO, 'src/cli/main.ts');
 
-const freePort = () => new Promise<number>((res) => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const a = s.address() as { port: number }; s.close(() => res(a.port)); }); });
+const freePort = () =>
+  new Promise<number>((res) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address() as { port: number };
+      s.close(() => res(a.port));
+    });
+  });
 
 const quiet: Io = { env: process.env, out: () => {}, err: () => {}, stdout: () => {}, stderr: () => {} };
 
@@ -49,8 +66,20 @@ export async function testNode(opts: { faults?: boolean; simulate?: boolean; env
   const node = `e2e${process.pid}`;
   const metrics = `127.0.0.1:${await freePort()}`;
   const n = await bringUp({
-    dataDir, node, port: 0, io: quiet, guestDir: join(REPO, '.corral/guest'), bundleRoots: [bundles],
-    extraEnv: { CORRAL_TEST_FAULTS: opts.faults ? '1' : '0', CORRAL_SIMULATE_VMS: opts.simulate ? '1' : '0', CORRAL_METRICS_ADDR: metrics, CORRAL_LOG_LEVEL: process.env.CORRAL_LOG_LEVEL ?? 'error', CORRAL_CONFIG_ROOTS: configs, ...opts.env },
+    dataDir,
+    node,
+    port: 0,
+    io: quiet,
+    guestDir: join(REPO, '.corral/guest'),
+    bundleRoots: [bundles],
+    extraEnv: {
+      CORRAL_TEST_FAULTS: opts.faults ? '1' : '0',
+      CORRAL_SIMULATE_VMS: opts.simulate ? '1' : '0',
+      CORRAL_METRICS_ADDR: metrics,
+      CORRAL_LOG_LEVEL: process.env.CORRAL_LOG_LEVEL ?? 'error',
+      CORRAL_CONFIG_ROOTS: configs,
+      ...opts.env,
+    },
   });
   const nc: NatsConnection = await connectNats(n.natsUrl, 'e2e');
   const env = { ...process.env, NATS_URL: n.natsUrl, CORRAL_NODE: node };
@@ -58,31 +87,57 @@ export async function testNode(opts: { faults?: boolean; simulate?: boolean; env
   const restartedNats: LocalNats[] = [];
   const natsDir = join(dataDir, 'nats');
   const natsPid = () => Number(readFileSync(join(natsDir, 'nats-server.pid'), 'utf8'));
-  const running = (pid: number) => { try { return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8')); } catch { return false; } };
+  const running = (pid: number) => {
+    try {
+      return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    } catch {
+      return false;
+    }
+  };
 
   return {
-    ...n, nc, dataDir, bundles, configs, metricsUrl: `http://${metrics}/metrics`, env,
-    call: <T = Record<string, unknown>>(verb: TaskVerb, body: Record<string, unknown>, timeoutMs = 200_000) => taskRequest<T>(nc, node, verb, body, timeoutMs),
+    ...n,
+    nc,
+    dataDir,
+    bundles,
+    configs,
+    metricsUrl: `http://${metrics}/metrics`,
+    env,
+    call: <T = Record<string, unknown>>(verb: TaskVerb, body: Record<string, unknown>, timeoutMs = 200_000) =>
+      taskRequest<T>(nc, node, verb, body, timeoutMs),
     fault: (kind: WorkerKind, op: string, mode: 'fail' | 'hang' | 'crash' | 'crashAfter', times = 1) =>
       request(nc, subjects.worker(node, kind, '__fault'), { op, mode, times }, 5000),
     bundle(name: string, b: BundleOptions): string {
       const dir = join(bundles, name);
       mkdirSync(join(dir, 'rootfs'), { recursive: true });
-      if (!b.emptyRootfs) cpSync(join(REPO, 'examples/hello/rootfs'), join(dir, 'rootfs'), { recursive: true, verbatimSymlinks: true });
-      writeFileSync(join(dir, 'config.json'), JSON.stringify({
-        ociVersion: '1.0.2',
-        process: { user: { uid: b.uid ?? 0, gid: b.gid ?? 0 }, args: b.args, env: b.env ?? ['PATH=/bin'], cwd: b.cwd ?? '/' },
-        root: { path: 'rootfs', readonly: false },
-        annotations: b.annotations ?? {},
-        linux: { resources: b.resources ?? {} },
-      }));
+      if (!b.emptyRootfs)
+        cpSync(join(REPO, 'examples/hello/rootfs'), join(dir, 'rootfs'), { recursive: true, verbatimSymlinks: true });
+      writeFileSync(
+        join(dir, 'config.json'),
+        JSON.stringify({
+          ociVersion: '1.0.2',
+          process: {
+            user: { uid: b.uid ?? 0, gid: b.gid ?? 0 },
+            args: b.args,
+            env: b.env ?? ['PATH=/bin'],
+            cwd: b.cwd ?? '/',
+          },
+          root: { path: 'rootfs', readonly: false },
+          annotations: b.annotations ?? {},
+          linux: { resources: b.resources ?? {} },
+        }),
+      );
       return dir;
     },
     /** Run the CLI as a user would; resolves with its exit code and output. */
     cli(args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
       return new Promise((res) => {
-        const p = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: REPO, env: { ...env, ...extraEnv } });
-        let stdout = '', stderr = '';
+        const p = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
+          cwd: REPO,
+          env: { ...env, ...extraEnv },
+        });
+        let stdout = '',
+          stderr = '';
         p.stdout.on('data', (d) => (stdout += d));
         p.stderr.on('data', (d) => (stderr += d));
         p.on('exit', (code) => res({ code: code ?? 1, stdout, stderr }));
@@ -95,7 +150,9 @@ export async function testNode(opts: { faults?: boolean; simulate?: boolean; env
         mounts: mountsUnder(dataDir),
         qemu: ids.flatMap((id) => processesMatching(`-name corral-${id} `)),
         users: usersWithPrefix('corral-'),
-        runUser: runUserDirs().filter((d) => /^\d+$/.test(d) && Number(d) >= 1000 && !existsSync(`/proc/${d}`) && ownerless(d)),
+        runUser: runUserDirs().filter(
+          (d) => /^\d+$/.test(d) && Number(d) >= 1000 && !existsSync(`/proc/${d}`) && ownerless(d),
+        ),
         sandboxDirs: existsSync(sandboxes) ? readdirSync(sandboxes) : [],
       };
     },
@@ -106,7 +163,9 @@ export async function testNode(opts: { faults?: boolean; simulate?: boolean; env
      * store dir. The agent, its workers and `nc` reconnect by themselves (connection.ts); resolves once
      * `nc` is back. `downMs` keeps the server down that long; `whileDown` runs once it is down.
      */
-    async restartNats(opts: { downMs?: number; whileDown?: () => void } = {}): Promise<{ pid: number; downMs: number }> {
+    async restartNats(
+      opts: { downMs?: number; whileDown?: () => void } = {},
+    ): Promise<{ pid: number; downMs: number }> {
       const port = Number(new URL(n.natsUrl).port);
       const pid = natsPid();
       const back = reconnected(nc);
@@ -138,7 +197,12 @@ export type TestNode = Awaited<ReturnType<typeof testNode>>;
 
 /** A /run/user/<uid> whose uid has no passwd entry: left behind by a removed VMM user. */
 function ownerless(uid: string): boolean {
-  try { execFileSync('getent', ['passwd', uid]); return false; } catch { return true; }
+  try {
+    execFileSync('getent', ['passwd', uid]);
+    return false;
+  } catch {
+    return true;
+  }
 }
 
 export const NOTHING_LEFT = { mounts: [], qemu: [], users: [], runUser: [], sandboxDirs: [] };

@@ -23,12 +23,30 @@ export interface SimNode {
   stop(): Promise<void>;
 }
 
-export async function simNode(nc: NatsConnection, reg: NodeRegistry, name: string, capacity: Resources, o: { labels?: Record<string, string>; heartbeatMs?: number; taskApi?: boolean } = {}): Promise<SimNode> {
+export async function simNode(
+  nc: NatsConnection,
+  reg: NodeRegistry,
+  name: string,
+  capacity: Resources,
+  o: { labels?: Record<string, string>; heartbeatMs?: number; taskApi?: boolean } = {},
+): Promise<SimNode> {
   let sub: Subscription | undefined;
   const n: SimNode = {
-    name, created: new Map(), kills: [],
-    reg: new AgentRegistration(reg, { node: name, capacity, labels: o.labels, simulated: true, version: 'test', heartbeatMs: o.heartbeatMs ?? 1000 }),
-    async stop() { sub?.unsubscribe(); await n.reg.deregister(); },
+    name,
+    created: new Map(),
+    kills: [],
+    reg: new AgentRegistration(reg, {
+      node: name,
+      capacity,
+      labels: o.labels,
+      simulated: true,
+      version: 'test',
+      heartbeatMs: o.heartbeatMs ?? 1000,
+    }),
+    async stop() {
+      sub?.unsubscribe();
+      await n.reg.deregister();
+    },
   };
   await n.reg.register();
   if (o.taskApi !== false) {
@@ -41,13 +59,20 @@ export async function simNode(nc: NatsConnection, reg: NodeRegistry, name: strin
           if (n.created.has(b.id)) throw err.exists(`task ${b.id} already exists`);
           n.created.set(b.id, b);
           return { pid: 1000 + n.created.size };
-        case 'list': return { tasks: [...n.created.keys()].map((id) => ({ id, kind: 'sandbox', status: 'running' })) };
-        case 'kill': n.kills.push(`${b.id}:${b.signal}`); return {};
-        case 'wait': return { exitStatus: 143, exitedAt: new Date().toISOString() };
+        case 'list':
+          return { tasks: [...n.created.keys()].map((id) => ({ id, kind: 'sandbox', status: 'running' })) };
+        case 'kill':
+          n.kills.push(`${b.id}:${b.signal}`);
+          return {};
+        case 'wait':
+          return { exitStatus: 143, exitedAt: new Date().toISOString() };
         case 'delete':
           if (!n.created.delete(b.id)) throw err.notFound(`task ${b.id} not found`);
-          return n.reg.release({ id: b.id }).then(() => ({ exitStatus: 143, exitedAt: new Date().toISOString(), pid: 1 }));
-        default: throw err.invalid(`fake node: no verb ${verb}`);
+          return n.reg
+            .release({ id: b.id })
+            .then(() => ({ exitStatus: 143, exitedAt: new Date().toISOString(), pid: 1 }));
+        default:
+          throw err.invalid(`fake node: no verb ${verb}`);
       }
     });
   }

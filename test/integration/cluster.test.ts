@@ -43,7 +43,10 @@ describe('3-server NATS cluster', () => {
   it('CORRAL_EVENTS with 3 replicas survives a SIGKILLed server; the server rejoins', async () => {
     expect(cluster.urls).toHaveLength(3);
     // R3 needs all three servers known to the meta leader: creation may need a moment after start
-    await until(async () => { await ensureEventStream(nc, { replicas: 3 }); return true; }, 20_000);
+    await until(async () => {
+      await ensureEventStream(nc, { replicas: 3 });
+      return true;
+    }, 20_000);
     const jsm = await jetstreamManager(nc);
     const info = await jsm.streams.info(EVENTS_STREAM);
     expect(info.config.num_replicas).toBe(3);
@@ -58,7 +61,10 @@ describe('3-server NATS cluster', () => {
 
     // Kill the stream's leader (the worst case: a new leader must be elected).
     const leader = info.cluster?.leader;
-    const victim = Math.max(0, cluster.members.findIndex((m) => m.name === leader));
+    const victim = Math.max(
+      0,
+      cluster.members.findIndex((m) => m.name === leader),
+    );
     const t0 = Date.now();
     await cluster.kill(victim);
     for (let i = 20; i < 40; i++) seqs.push(await log.append('sb1', 'fact', { i }));
@@ -75,11 +81,16 @@ describe('3-server NATS cluster', () => {
     await cluster.restart(victim);
     await until(async () => {
       const i = await jsm.streams.info(EVENTS_STREAM);
-      const peers = [i.cluster?.leader, ...(i.cluster?.replicas ?? []).filter((r) => r.current && !r.offline).map((r) => r.name)];
+      const peers = [
+        i.cluster?.leader,
+        ...(i.cluster?.replicas ?? []).filter((r) => r.current && !r.offline).map((r) => r.name),
+      ];
       return peers.includes(cluster.members[victim]!.name) && peers.length === 3;
     }, 30_000);
     for (let i = 40; i < 45; i++) seqs.push(await log.append('sb1', 'fact', { i }));
     expect((await jsm.streams.info(EVENTS_STREAM)).state.messages).toBe(45);
-    console.log(`cluster failover: 20 appends across a killed stream leader took ${failoverMs} ms (${log.retries} retries)`);
+    console.log(
+      `cluster failover: 20 appends across a killed stream leader took ${failoverMs} ms (${log.retries} retries)`,
+    );
   }, 120_000);
 });

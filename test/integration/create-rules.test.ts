@@ -13,21 +13,50 @@ import type { CreateTaskRequest } from '../../src/domain/task.ts';
 const dir = mkdtempSync('/tmp/corral-rules-');
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 for (const f of ['vmlinux', 'initrd']) writeFileSync(join(dir, f), 'x'.repeat(4096));
-const toml = (extra = '', runtime = '') => `[hypervisor.qemu]\npath = "/bin/true"\nkernel = "${dir}/vmlinux"\ninitrd = "${dir}/initrd"\nmachine_type = "microvm"\nshared_fs = "virtio-9p"\n${extra}\n[runtime]\n${runtime}\n`;
-writeFileSync(join(dir, 'static.toml'), toml('default_vcpus = 1\ndefault_memory = 2048', 'static_sandbox_resource_mgmt = true'));
+const toml = (extra = '', runtime = '') =>
+  `[hypervisor.qemu]\npath = "/bin/true"\nkernel = "${dir}/vmlinux"\ninitrd = "${dir}/initrd"\nmachine_type = "microvm"\nshared_fs = "virtio-9p"\n${extra}\n[runtime]\n${runtime}\n`;
+writeFileSync(
+  join(dir, 'static.toml'),
+  toml('default_vcpus = 1\ndefault_memory = 2048', 'static_sandbox_resource_mgmt = true'),
+);
 writeFileSync(join(dir, 'dynamic.toml'), toml('default_vcpus = 1\ndefault_memory = 2048\nrootless = true'));
 writeFileSync(join(dir, 'env.toml'), toml('default_memory = 300'));
 
 function bundle(name: string, annotations: Record<string, string> = {}): string {
   const b = join(dir, 'bundles', name);
   mkdirSync(join(b, 'rootfs'), { recursive: true });
-  writeFileSync(join(b, 'config.json'), JSON.stringify({ process: { args: ['sh'], env: ['A=b=c', 'NOEQ'], cwd: '/' }, root: { path: 'rootfs' }, annotations, linux: { resources: { memory: { limit: 1 << 30 } } } }));
+  writeFileSync(
+    join(b, 'config.json'),
+    JSON.stringify({
+      process: { args: ['sh'], env: ['A=b=c', 'NOEQ'], cwd: '/' },
+      root: { path: 'rootfs' },
+      annotations,
+      linux: { resources: { memory: { limit: 1 << 30 } } },
+    }),
+  );
   return b;
 }
-const req = (id: string, b: string, over: Partial<CreateTaskRequest> = {}): CreateTaskRequest =>
-  ({ id, bundle: b, rootfs: [], terminal: false, stdin: '', stdout: '', stderr: '', checkpoint: '', parentCheckpoint: '', options: {}, ...over });
-const rules = (env: NodeJS.ProcessEnv = {}) => createRules(loadSettings({ runDir: join(dir, 'run'), bundleRoot: join(dir, 'bundles'), configRoot: dir }, env));
-const POD = { 'io.kubernetes.cri.container-type': 'sandbox', 'io.kubernetes.cri.sandbox-memory': '536870912', 'io.kubernetes.cri.sandbox-cpu-quota': '150000', 'io.kubernetes.cri.sandbox-cpu-period': '100000' };
+const req = (id: string, b: string, over: Partial<CreateTaskRequest> = {}): CreateTaskRequest => ({
+  id,
+  bundle: b,
+  rootfs: [],
+  terminal: false,
+  stdin: '',
+  stdout: '',
+  stderr: '',
+  checkpoint: '',
+  parentCheckpoint: '',
+  options: {},
+  ...over,
+});
+const rules = (env: NodeJS.ProcessEnv = {}) =>
+  createRules(loadSettings({ runDir: join(dir, 'run'), bundleRoot: join(dir, 'bundles'), configRoot: dir }, env));
+const POD = {
+  'io.kubernetes.cri.container-type': 'sandbox',
+  'io.kubernetes.cri.sandbox-memory': '536870912',
+  'io.kubernetes.cri.sandbox-cpu-quota': '150000',
+  'io.kubernetes.cri.sandbox-cpu-period': '100000',
+};
 
 describe('create rules', () => {
   it('static sizing adds the pod annotations to the defaults (Kata [C] example: 3 vCPU / 2560 MiB)', async () => {
@@ -62,26 +91,58 @@ describe('create rules', () => {
   it('rootfs entries become one mount step onto <bundle>/rootfs, in order', async () => {
     const r = rules({ CORRAL_CONF_FILE: join(dir, 'env.toml') });
     const b = bundle('mnt');
-    const rq = req('mnt', b, { rootfs: [{ type: 'tmpfs', source: 'a', options: [] }, { type: 'tmpfs', source: 'b', options: ['ro'] }] });
+    const rq = req('mnt', b, {
+      rootfs: [
+        { type: 'tmpfs', source: 'a', options: [] },
+        { type: 'tmpfs', source: 'b', options: ['ro'] },
+      ],
+    });
     const plan = await r.configure(rq, await r.validate(rq));
-    expect(plan.steps[0]).toEqual({ phase: 'mounting', kind: 'mountRootfs', args: { target: join(b, 'rootfs'), mounts: rq.rootfs } });
+    expect(plan.steps[0]).toEqual({
+      phase: 'mounting',
+      kind: 'mountRootfs',
+      args: { target: join(b, 'rootfs'), mounts: rq.rootfs },
+    });
   });
 
   it('a pod container reuses its sandbox config, mounts and binds into the sandbox share, and reports the VMM pid', async () => {
     const r = rules({ CORRAL_CONF_FILE: join(dir, 'env.toml') });
     const sb = req('sb2', bundle('sb2', { 'io.kubernetes.cri.container-type': 'sandbox' }));
     const sbPlan = await r.configure(sb, await r.validate(sb));
-    const c = req('c1', bundle('c1', { 'io.kubernetes.cri.container-type': 'container', 'io.kubernetes.cri.sandbox-id': 'sb2', 'io.katacontainers.config_path': '/nope' }));
+    const c = req(
+      'c1',
+      bundle('c1', {
+        'io.kubernetes.cri.container-type': 'container',
+        'io.kubernetes.cri.sandbox-id': 'sb2',
+        'io.katacontainers.config_path': '/nope',
+      }),
+    );
     expect(await r.classify(c)).toEqual({ type: 'pod_container', sandboxId: 'sb2' });
     const plan = await r.configure(c, await r.validate(c), { pid: 4321, plan: sbPlan });
     expect(plan).toMatchObject({ type: 'pod_container', sandboxId: 'sb2', hostPid: 4321, config: sbPlan.config });
-    expect(plan.steps).toEqual([{ phase: 'mounting', kind: 'bind', args: { source: join(dir, 'bundles/c1/rootfs'), target: join(dir, 'run/sandboxes/sb2/shared/c1/rootfs'), readonly: false } }]);
+    expect(plan.steps).toEqual([
+      {
+        phase: 'mounting',
+        kind: 'bind',
+        args: {
+          source: join(dir, 'bundles/c1/rootfs'),
+          target: join(dir, 'run/sandboxes/sb2/shared/c1/rootfs'),
+          readonly: false,
+        },
+      },
+    ]);
   });
 
   it('shared_fs other than virtio-9p is refused with a clear error', async () => {
-    writeFileSync(join(dir, 'vfs.toml'), toml().replace('shared_fs = "virtio-9p"', 'shared_fs = "virtio-fs"\nvirtio_fs_daemon = "/bin/true"'));
+    writeFileSync(
+      join(dir, 'vfs.toml'),
+      toml().replace('shared_fs = "virtio-9p"', 'shared_fs = "virtio-fs"\nvirtio_fs_daemon = "/bin/true"'),
+    );
     const r = rules();
     const rq = req('vfs', bundle('vfs'), { options: { configPath: join(dir, 'vfs.toml') } });
-    await expect(r.configure(rq, await r.validate(rq))).rejects.toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('virtio-9p') });
+    await expect(r.configure(rq, await r.validate(rq))).rejects.toMatchObject({
+      code: 'InvalidArgument',
+      message: expect.stringContaining('virtio-9p'),
+    });
   });
 });

@@ -23,7 +23,9 @@ beforeAll(async () => {
   nats = await natsServer();
   await ensureEventStream(nats.nc);
 });
-afterAll(async () => { await nats?.cleanup(); });
+afterAll(async () => {
+  await nats?.cleanup();
+});
 
 let node = 0;
 /** Each test writes as its own node, so tests never see each other's records. */
@@ -37,7 +39,11 @@ async function bySandbox(n: string): Promise<Map<string, number[]>> {
   const seqs = rs.map((r) => r.seq);
   expect(seqs).toEqual([...seqs].sort((a, b) => a - b)); // stream order
   const m = new Map<string, number[]>();
-  for (const r of rs) { const l = m.get(r.sandbox) ?? []; l.push(r.i as number); m.set(r.sandbox, l); }
+  for (const r of rs) {
+    const l = m.get(r.sandbox) ?? [];
+    l.push(r.i as number);
+    m.set(r.sandbox, l);
+  }
   return m;
 }
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
@@ -64,7 +70,9 @@ describe('the event log survives a nats-server killed with SIGKILL', () => {
     for (let s = 0; s < 6; s++) expect(got.get(`s${s}`)).toEqual(range(N).filter((i) => i % 6 === s));
     const stored = (await readRecords(nats.nc, { node: n })).map((r) => r.seq);
     expect(stored).toEqual([...acks].sort((a, b) => a - b)); // every ack names a record that is there
-    console.log(`durability(a): ${N} acked appends in ${appendMs} ms; SIGKILL + restart ${restartMs} ms; read back ${N} in ${readMs} ms`);
+    console.log(
+      `durability(a): ${N} acked appends in ${appendMs} ms; SIGKILL + restart ${restartMs} ms; read back ${N} in ${readMs} ms`,
+    );
   });
 
   it('a Nats-Msg-Id is still remembered after the restart (a retried publish whose ack died with the server is stored once)', async () => {
@@ -80,24 +88,39 @@ describe('the event log survives a nats-server killed with SIGKILL', () => {
 
 describe('appends in flight while nats-server restarts', () => {
   /** Keep appending from several sandboxes; restart the server when `restartAt` appends were acknowledged. */
-  async function appendAcrossRestart(opts: { log: EventLog; n: string; perSandbox: number; sandboxes: number; restartAt: number; downMs: number }) {
+  async function appendAcrossRestart(opts: {
+    log: EventLog;
+    n: string;
+    perSandbox: number;
+    sandboxes: number;
+    restartAt: number;
+    downMs: number;
+  }) {
     let acked = 0;
     let restart: Promise<void> | undefined;
     const results: { sandbox: string; i: number; seq?: number; error?: unknown }[] = [];
     const started = t0();
-    await Promise.all(range(opts.sandboxes).map(async (s) => {
-      for (let i = 0; i < opts.perSandbox; i++) {
-        // a few appends of each sandbox in flight at once, as the agent does (facts are not awaited)
-        const batch = range(Math.min(5, opts.perSandbox - i)).map((k) => i + k);
-        i += batch.length - 1;
-        await Promise.all(batch.map(async (j) => {
-          const r: (typeof results)[number] = { sandbox: `s${s}`, i: j };
-          results.push(r);
-          try { r.seq = await opts.log.append(`s${s}`, 'input', { i: j }); } catch (e) { r.error = e; }
-          if (++acked === opts.restartAt) restart = nats.restart({ downMs: opts.downMs });
-        }));
-      }
-    }));
+    await Promise.all(
+      range(opts.sandboxes).map(async (s) => {
+        for (let i = 0; i < opts.perSandbox; i++) {
+          // a few appends of each sandbox in flight at once, as the agent does (facts are not awaited)
+          const batch = range(Math.min(5, opts.perSandbox - i)).map((k) => i + k);
+          i += batch.length - 1;
+          await Promise.all(
+            batch.map(async (j) => {
+              const r: (typeof results)[number] = { sandbox: `s${s}`, i: j };
+              results.push(r);
+              try {
+                r.seq = await opts.log.append(`s${s}`, 'input', { i: j });
+              } catch (e) {
+                r.error = e;
+              }
+              if (++acked === opts.restartAt) restart = nats.restart({ downMs: opts.downMs });
+            }),
+          );
+        }
+      }),
+    );
     await restart;
     return { results, totalMs: ms(started) };
   }
@@ -105,25 +128,43 @@ describe('appends in flight while nats-server restarts', () => {
   it('no acknowledged record is lost or duplicated, none fails, order is kept (server down ~0.3 s)', async () => {
     const n = freshNode();
     const log = new EventLog(nats.nc, n);
-    const { results, totalMs } = await appendAcrossRestart({ log, n, perSandbox: 300, sandboxes: 4, restartAt: 400, downMs: 300 });
+    const { results, totalMs } = await appendAcrossRestart({
+      log,
+      n,
+      perSandbox: 300,
+      sandboxes: 4,
+      restartAt: 400,
+      downMs: 300,
+    });
     expect(results.filter((r) => r.error).map((r) => String(r.error))).toEqual([]);
     const got = await bySandbox(n);
     for (let s = 0; s < 4; s++) expect(got.get(`s${s}`)).toEqual(range(300));
     expect(log.retries).toBeGreaterThan(0); // the restart did hit appends in flight
     const stored = new Set((await readRecords(nats.nc, { node: n })).map((r) => r.seq));
     for (const r of results) expect(stored.has(r.seq!)).toBe(true);
-    console.log(`durability(b): 1200 appends across a SIGKILL + restart (down 300 ms) in ${totalMs} ms, ${log.retries} publishes retried, 0 lost, 0 duplicated`);
+    console.log(
+      `durability(b): 1200 appends across a SIGKILL + restart (down 300 ms) in ${totalMs} ms, ${log.retries} publishes retried, 0 lost, 0 duplicated`,
+    );
   });
 
   it('also when the server stays down longer than one publish waits for its ack (attempts time out and are retried)', async () => {
     const n = freshNode();
     const log = new EventLog(nats.nc, n, { attemptTimeoutMs: 400 });
-    const { results, totalMs } = await appendAcrossRestart({ log, n, perSandbox: 100, sandboxes: 3, restartAt: 120, downMs: 1500 });
+    const { results, totalMs } = await appendAcrossRestart({
+      log,
+      n,
+      perSandbox: 100,
+      sandboxes: 3,
+      restartAt: 120,
+      downMs: 1500,
+    });
     expect(results.filter((r) => r.error).map((r) => String(r.error))).toEqual([]);
     const got = await bySandbox(n);
     for (let s = 0; s < 3; s++) expect(got.get(`s${s}`)).toEqual(range(100));
     expect(log.retries).toBeGreaterThan(0);
-    console.log(`durability(b'): 300 appends across a restart with the server down 1.5 s in ${totalMs} ms, ${log.retries} publishes retried, 0 lost, 0 duplicated`);
+    console.log(
+      `durability(b'): 300 appends across a restart with the server down 1.5 s in ${totalMs} ms, ${log.retries} publishes retried, 0 lost, 0 duplicated`,
+    );
   });
 
   it('an append that is not acknowledged by its deadline fails with Unavailable, and stores nothing', async () => {
@@ -133,7 +174,10 @@ describe('appends in flight while nats-server restarts', () => {
     await nats.kill();
     const started = t0();
     const failing = log.append('d', 'input', { i: 1 });
-    await expect(failing).rejects.toMatchObject({ code: 'Unavailable', message: expect.stringMatching(/not acknowledged within 1200 ms/) });
+    await expect(failing).rejects.toMatchObject({
+      code: 'Unavailable',
+      message: expect.stringMatching(/not acknowledged within 1200 ms/),
+    });
     const took = ms(started);
     expect(took).toBeGreaterThanOrEqual(1100);
     expect(took).toBeLessThan(4000);
@@ -164,7 +208,10 @@ describe('requests across a restart (rpc.ts)', () => {
     serve(wc, 'dur.rpc.op', async (body) => {
       calls++;
       const { opId } = body as { opId: string };
-      if (!seen.has(opId)) { seen.set(opId, seen.size + 1); await new Promise((r) => setTimeout(r, 1200)); }
+      if (!seen.has(opId)) {
+        seen.set(opId, seen.size + 1);
+        await new Promise((r) => setTimeout(r, 1200));
+      }
       return { n: seen.get(opId) };
     });
     await wc.flush();
@@ -193,7 +240,14 @@ describe('CORRAL_EVENTS limits', () => {
   it('file storage, limits retention, 1 GiB with discard old, max_age 365 days, 2 min duplicate window; an older stream is brought up to them', async () => {
     const jsm = await jetstreamManager(nats.nc);
     const cfg = (await jsm.streams.info(EVENTS_STREAM)).config;
-    expect(cfg).toMatchObject({ storage: 'file', retention: 'limits', discard: 'old', max_bytes: 1024 ** 3, max_age: 365 * 86_400 * 1e9, duplicate_window: 120 * 1e9 });
+    expect(cfg).toMatchObject({
+      storage: 'file',
+      retention: 'limits',
+      discard: 'old',
+      max_bytes: 1024 ** 3,
+      max_age: 365 * 86_400 * 1e9,
+      duplicate_window: 120 * 1e9,
+    });
     // a stream made by an older Corral (no max_age) gets it on the next start
     await jsm.streams.update(EVENTS_STREAM, { max_age: 0 });
     expect((await jsm.streams.info(EVENTS_STREAM)).config.max_age).toBe(0);
@@ -203,7 +257,7 @@ describe('CORRAL_EVENTS limits', () => {
 });
 
 describe('retention: the janitor purges a sandbox once it was deleted and the retention period passed', () => {
-  it('purges the old deleted sandbox only; a running one, a recent one and a reused id\'s new sandbox stay', async () => {
+  it("purges the old deleted sandbox only; a running one, a recent one and a reused id's new sandbox stay", async () => {
     const n = freshNode();
     const log = new EventLog(nats.nc, n);
     const DAY = 86_400_000;
@@ -241,7 +295,9 @@ describe('retention: the janitor purges a sandbox once it was deleted and the re
 
     // idempotent, and a later pass (retention passed for `recent` too) takes it
     expect((await runRetention(nats.nc, { retentionMs: 7 * DAY, now, node: n })).records).toBe(0);
-    expect((await runRetention(nats.nc, { retentionMs: 7 * DAY, now: now + 7 * DAY, node: n })).purged.map((d) => d.sandbox)).toEqual(['recent']);
+    expect(
+      (await runRetention(nats.nc, { retentionMs: 7 * DAY, now: now + 7 * DAY, node: n })).purged.map((d) => d.sandbox),
+    ).toEqual(['recent']);
     console.log(`retention: one janitor pass over ${n} (5 sandboxes) in ${took} ms`);
   });
 });
@@ -261,7 +317,9 @@ describe('the generated nats-server config', () => {
       } else {
         expect(s.syncAlways).toBe(false);
         expect(conf).not.toMatch(/^\s*sync_interval:/m);
-        expect(s.guarantee).toMatch(/does not support sync_interval: .* an OS crash can lose the last acknowledged writes/);
+        expect(s.guarantee).toMatch(
+          /does not support sync_interval: .* an OS crash can lose the last acknowledged writes/,
+        );
       }
       expect(Number(readFileSync(s.pidFile, 'utf8'))).toBe(s.proc.pid);
     } finally {
@@ -274,7 +332,8 @@ describe('the generated nats-server config', () => {
     const saved = process.env.CORRAL_NATS_SERVER;
     let dir: string;
     afterEach(() => {
-      if (saved === undefined) delete process.env.CORRAL_NATS_SERVER; else process.env.CORRAL_NATS_SERVER = saved;
+      if (saved === undefined) delete process.env.CORRAL_NATS_SERVER;
+      else process.env.CORRAL_NATS_SERVER = saved;
       rmSync(dir, { recursive: true, force: true });
     });
     it('writes sync_interval: always and logs that every write is flushed', async () => {
@@ -283,14 +342,17 @@ describe('the generated nats-server config', () => {
       // on that config minus the field 2.9 does not know.
       const real = natsServerBinary();
       const fake = join(dir, 'nats-server-2.10');
-      writeFileSync(fake, [
-        '#!/bin/sh',
-        'if [ "$1" = "--version" ]; then echo "nats-server: v2.10.22"; exit 0; fi',
-        `cp "$2" "${dir}/given.conf"`,
-        `grep -v "sync_interval" "$2" > "${dir}/real.conf"`,
-        `exec ${JSON.stringify(real)} -c "${dir}/real.conf"`,
-        '',
-      ].join('\n'));
+      writeFileSync(
+        fake,
+        [
+          '#!/bin/sh',
+          'if [ "$1" = "--version" ]; then echo "nats-server: v2.10.22"; exit 0; fi',
+          `cp "$2" "${dir}/given.conf"`,
+          `grep -v "sync_interval" "$2" > "${dir}/real.conf"`,
+          `exec ${JSON.stringify(real)} -c "${dir}/real.conf"`,
+          '',
+        ].join('\n'),
+      );
       chmodSync(fake, 0o755);
       process.env.CORRAL_NATS_SERVER = fake;
       const lines: string[] = [];
@@ -298,8 +360,12 @@ describe('the generated nats-server config', () => {
       try {
         expect(s.version?.text).toBe('2.10.22');
         expect(s.syncAlways).toBe(true);
-        expect(lines).toEqual(['nats-server 2.10.22: JetStream flushes every write (sync_interval: always): an acknowledged event survives a process kill, an OS crash and power loss']);
-        expect(readFileSync(join(dir, 'given.conf'), 'utf8')).toMatch(/jetstream \{\n  store_dir: ".*"\n  sync_interval: always\n\}/);
+        expect(lines).toEqual([
+          'nats-server 2.10.22: JetStream flushes every write (sync_interval: always): an acknowledged event survives a process kill, an OS crash and power loss',
+        ]);
+        expect(readFileSync(join(dir, 'given.conf'), 'utf8')).toMatch(
+          /jetstream \{\n  store_dir: ".*"\n  sync_interval: always\n\}/,
+        );
       } finally {
         await s.stop();
       }

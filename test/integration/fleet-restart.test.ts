@@ -11,20 +11,42 @@ import { AgentRegistration, NodeRegistry } from '../../src/fleet/registry.ts';
 import { natsServer, type TestNats } from '../helpers/nats.ts';
 
 let nats: TestNats;
-beforeAll(async () => { nats = await natsServer(); });
-afterAll(async () => { await nats?.cleanup(); });
+beforeAll(async () => {
+  nats = await natsServer();
+});
+afterAll(async () => {
+  await nats?.cleanup();
+});
 
-const spec = { ociVersion: '1.0.2', process: { args: ['/bin/true'], cwd: '/', user: { uid: 0, gid: 0 } }, root: { path: 'rootfs' }, linux: { resources: {} } };
+const spec = {
+  ociVersion: '1.0.2',
+  process: { args: ['/bin/true'], cwd: '/', user: { uid: 0, gid: 0 } },
+  root: { path: 'rootfs' },
+  linux: { resources: {} },
+};
 
-it('registry, heartbeats, the controller\'s copy and placement all come back after nats-server is killed and restarted', async () => {
+it("registry, heartbeats, the controller's copy and placement all come back after nats-server is killed and restarted", async () => {
   const nodeNc = await connectNats(nats.url, 'restart-node');
   const ctlNc = await connectNats(nats.url, 'restart-ctl');
   const reg = await NodeRegistry.open(nodeNc);
-  const agents = ['ra', 'rb'].map((node) => new AgentRegistration(reg, { node, capacity: { vcpus: 8, memoryMiB: 32768, sandboxes: 8 }, simulated: true, heartbeatMs: 200 }));
+  const agents = ['ra', 'rb'].map(
+    (node) =>
+      new AgentRegistration(reg, {
+        node,
+        capacity: { vcpus: 8, memoryMiB: 32768, sandboxes: 8 },
+        simulated: true,
+        heartbeatMs: 200,
+      }),
+  );
   for (const a of agents) await a.register();
   let pid = 0;
   const subs = ['ra', 'rb'].map((node) => serve(nodeNc, subjects.nodeCreateInline(node), () => ({ pid: ++pid })));
-  const ctl = await FleetController.start({ nc: ctlNc, registry: await NodeRegistry.open(ctlNc), liveness: { boundMs: 3000 }, name: 'rc' });
+  const ctl = await FleetController.start({
+    nc: ctlNc,
+    registry: await NodeRegistry.open(ctlNc),
+    liveness: { boundMs: 3000 },
+    name: 'rc',
+  });
   try {
     const create = (id: string) => request<FleetCreateResult>(nats.nc, subjects.fleetCreate(), { id, spec }, 10_000);
     expect((await create('before-1')).node).toBe('ra');
@@ -33,14 +55,16 @@ it('registry, heartbeats, the controller\'s copy and placement all come back aft
     // Heartbeats resume on their own (the agents retried through the outage).
     const beats = agents.map((a) => a.beats);
     const until = Date.now() + 10_000;
-    while (agents.some((a, i) => a.beats <= beats[i]! + 2) && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+    while (agents.some((a, i) => a.beats <= beats[i]! + 2) && Date.now() < until)
+      await new Promise((r) => setTimeout(r, 100));
     expect(agents.every((a, i) => a.beats > beats[i]! + 2)).toBe(true);
 
     // The controller's copy follows new writes again: a cordon made after the restart is seen.
     await new Promise((r) => setTimeout(r, 500)); // resubscribe
     await reg.setState('rb', 'cordon');
     const seenBy = Date.now() + 5000;
-    while (ctl.view.get('rb')?.entry.state !== 'cordoned' && Date.now() < seenBy) await new Promise((r) => setTimeout(r, 50));
+    while (ctl.view.get('rb')?.entry.state !== 'cordoned' && Date.now() < seenBy)
+      await new Promise((r) => setTimeout(r, 50));
     expect(ctl.view.get('rb')?.entry.state).toBe('cordoned');
 
     expect((await create('after-1')).node).toBe('ra');

@@ -32,11 +32,16 @@ beforeAll(async () => {
   nats = await natsServer();
   registry = await NodeRegistry.open(nats.nc);
 });
-afterAll(async () => { await nats?.cleanup(); });
+afterAll(async () => {
+  await nats?.cleanup();
+});
 
 /** A minimal config.json as a map (Kata defaults size it: 1 vCPU, 2048 MiB). */
 const spec = (o: { resources?: Record<string, unknown> } = {}) => ({
-  ociVersion: '1.0.2', process: { args: ['/bin/true'], cwd: '/', user: { uid: 0, gid: 0 } }, root: { path: 'rootfs' }, linux: { resources: o.resources ?? {} },
+  ociVersion: '1.0.2',
+  process: { args: ['/bin/true'], cwd: '/', user: { uid: 0, gid: 0 } },
+  root: { path: 'rootfs' },
+  linux: { resources: o.resources ?? {} },
 });
 const create = (id: string, o: Record<string, unknown> = {}) => ({ id, spec: spec(), ...o });
 
@@ -54,19 +59,33 @@ afterEach(async () => {
 });
 
 /** Two controllers in the queue group, each on its own connection. */
-async function controllers(o: { policy?: Policy; boundMs?: number; callNode?: NodeCaller; nodeTimeoutMs?: number; count?: number } = {}): Promise<FleetController[]> {
+async function controllers(
+  o: { policy?: Policy; boundMs?: number; callNode?: NodeCaller; nodeTimeoutMs?: number; count?: number } = {},
+): Promise<FleetController[]> {
   const out: FleetController[] = [];
   for (let i = 0; i < (o.count ?? 2); i++) {
     const nc = await connectNats(nats.url, `fleet-test-${i}`);
     const reg = await NodeRegistry.open(nc);
-    const c = await FleetController.start({ nc, registry: reg, policy: o.policy, name: `c${i}`, liveness: { boundMs: o.boundMs ?? 3000 }, callNode: o.callNode, nodeTimeoutMs: o.nodeTimeoutMs });
-    cleanups.push(async () => { await c.stop(); await nc.close(); });
+    const c = await FleetController.start({
+      nc,
+      registry: reg,
+      policy: o.policy,
+      name: `c${i}`,
+      liveness: { boundMs: o.boundMs ?? 3000 },
+      callNode: o.callNode,
+      nodeTimeoutMs: o.nodeTimeoutMs,
+    });
+    cleanups.push(async () => {
+      await c.stop();
+      await nc.close();
+    });
     out.push(c);
   }
   return out;
 }
 
-const fleetCreate = (body: Record<string, unknown>, timeoutMs = 30_000) => request<FleetCreateResult>(nats.nc, subjects.fleetCreate(), body, timeoutMs);
+const fleetCreate = (body: Record<string, unknown>, timeoutMs = 30_000) =>
+  request<FleetCreateResult>(nats.nc, subjects.fleetCreate(), body, timeoutMs);
 const entryOf = async (node: string): Promise<NodeEntry> => (await registry.get(node))!.entry;
 const counts = (nodes: SimNode[]) => Object.fromEntries(nodes.map((n) => [n.name, n.created.size]));
 const CAP = (sandboxes: number): Resources => ({ vcpus: sandboxes, memoryMiB: sandboxes * 2048, sandboxes });
@@ -123,30 +142,61 @@ describe('placement through corral.v1.fleet.task.create', () => {
     await controllers({ policy: 'spread' });
     for (let i = 0; i < 4; i++) await fleetCreate(create(`l-${i}`, { labels: { zone: 'b' }, policy: 'binpack' }));
     expect(counts(nodes)).toEqual({ la: 0, lb: 4, lc: 0 });
-    const r = await fleetCreate(create('l-gpu', { labels: { gpu: 'yes' }, spec: spec({ resources: { cpu: { quota: 200000, period: 100000 }, memory: { limit: 1024 * 1048576 } } }) }));
+    const r = await fleetCreate(
+      create('l-gpu', {
+        labels: { gpu: 'yes' },
+        spec: spec({ resources: { cpu: { quota: 200000, period: 100000 }, memory: { limit: 1024 * 1048576 } } }),
+      }),
+    );
     expect(r.node).toBe('lc');
     expect((await entryOf('lc')).reservations['l-gpu']).toMatchObject({ vcpus: 3, memoryMiB: 3072 });
     const big = await fleetCreate(create('l-vm', { vm: { vcpus: 4, memoryMiB: 4096 }, labels: { zone: 'a' } }));
     expect((await entryOf(big.node)).reservations['l-vm']).toMatchObject({ vcpus: 4, memoryMiB: 4096 });
-    await expect(fleetCreate(create('l-none', { labels: { zone: 'c' } }))).rejects.toMatchObject({ code: 'ResourceExhausted', message: expect.stringMatching(/3 without the labels/) });
-    await expect(fleetCreate(create('l-0'))).rejects.toMatchObject({ code: 'AlreadyExists', message: 'task l-0 is already placed on node lb' });
+    await expect(fleetCreate(create('l-none', { labels: { zone: 'c' } }))).rejects.toMatchObject({
+      code: 'ResourceExhausted',
+      message: expect.stringMatching(/3 without the labels/),
+    });
+    await expect(fleetCreate(create('l-0'))).rejects.toMatchObject({
+      code: 'AlreadyExists',
+      message: 'task l-0 is already placed on node lb',
+    });
     await expect(fleetCreate({ id: 'x1', bundle: '/tmp/b' })).rejects.toMatchObject({ code: 'InvalidArgument' });
   });
 
   it('a pod container goes to the node holding its sandbox, with no new reservation', async () => {
     const nodes = await Promise.all(['qa', 'qb'].map((n) => simNode(nats.nc, registry, n, CAP(4))));
     await controllers();
-    const pod = await fleetCreate(create('pod-1', { spec: { ...spec(), annotations: { 'io.kubernetes.cri.container-type': 'sandbox' } } }));
-    const c = await fleetCreate(create('pod-1-c', { spec: { ...spec(), annotations: { 'io.kubernetes.cri.container-type': 'container', 'io.kubernetes.cri.sandbox-id': 'pod-1' } } }));
+    const pod = await fleetCreate(
+      create('pod-1', { spec: { ...spec(), annotations: { 'io.kubernetes.cri.container-type': 'sandbox' } } }),
+    );
+    const c = await fleetCreate(
+      create('pod-1-c', {
+        spec: {
+          ...spec(),
+          annotations: { 'io.kubernetes.cri.container-type': 'container', 'io.kubernetes.cri.sandbox-id': 'pod-1' },
+        },
+      }),
+    );
     expect(c.node).toBe(pod.node);
     expect(nodes.find((n) => n.name === pod.node)!.created.get('pod-1-c')!.reservation).toBeNull();
     expect((await entryOf(pod.node)).used.sandboxes).toBe(1);
-    await expect(fleetCreate(create('c-x', { spec: { ...spec(), annotations: { 'io.kubernetes.cri.container-type': 'container', 'io.kubernetes.cri.sandbox-id': 'nope' } } })))
-      .rejects.toMatchObject({ code: 'NotFound' });
+    await expect(
+      fleetCreate(
+        create('c-x', {
+          spec: {
+            ...spec(),
+            annotations: { 'io.kubernetes.cri.container-type': 'container', 'io.kubernetes.cri.sandbox-id': 'nope' },
+          },
+        }),
+      ),
+    ).rejects.toMatchObject({ code: 'NotFound' });
   });
 
   it('a node that refuses (or does not answer) is released and the next one tried; request errors come back at once', async () => {
-    const [ra, rb] = await Promise.all([simNode(nats.nc, registry, 'ra', CAP(10)), simNode(nats.nc, registry, 'rb', CAP(10))]);
+    const [ra, rb] = await Promise.all([
+      simNode(nats.nc, registry, 'ra', CAP(10)),
+      simNode(nats.nc, registry, 'rb', CAP(10)),
+    ]);
     await simNode(nats.nc, registry, 'r0', CAP(30), { taskApi: false }); // registered, but no Task API: no responders
     const cs = await controllers({ policy: 'spread', count: 1 });
     ra!.refuse = 'ResourceExhausted';
@@ -167,7 +217,10 @@ describe('placement through corral.v1.fleet.task.create', () => {
     await simNode(nats.nc, registry, 'ta', CAP(2), { taskApi: false });
     const slow: NodeCaller = () => Promise.reject(err.timeout('no reply within 50 ms'));
     await controllers({ callNode: slow, count: 1 });
-    await expect(fleetCreate(create('t-1'))).rejects.toMatchObject({ code: 'Timeout', message: expect.stringMatching(/node ta did not answer the create of t-1 in time/) });
+    await expect(fleetCreate(create('t-1'))).rejects.toMatchObject({
+      code: 'Timeout',
+      message: expect.stringMatching(/node ta did not answer the create of t-1 in time/),
+    });
     expect((await entryOf('ta')).reservations['t-1']).toBeDefined();
     // The agent's reconcile drops it once past the grace (it does not hold t-1).
     const agent = new AgentRegistration(registry, { node: 'ta', capacity: CAP(2), simulated: true });
@@ -180,7 +233,8 @@ describe('placement through corral.v1.fleet.task.create', () => {
     const asked: string[] = [];
     const caller: NodeCaller = async (node) => {
       asked.push(node);
-      if (node !== 'ic') throw ensureError({ code: node === 'ia' ? 'Unavailable' : 'ResourceExhausted', message: 'test' });
+      if (node !== 'ic')
+        throw ensureError({ code: node === 'ia' ? 'Unavailable' : 'ResourceExhausted', message: 'test' });
       return { pid: 7 };
     };
     await controllers({ policy: 'spread', callNode: caller, count: 1 });
@@ -199,8 +253,16 @@ describe('node loss', () => {
     expect(held.length).toBe(2);
     const fleetEvents: NodeLostEvent[] = [];
     const sandboxEvents: Record<string, unknown>[] = [];
-    const s1 = nats.nc.subscribe(subjects.fleetEvt('*', 'lost'), { callback: (_e, m) => { fleetEvents.push(decode(m.data) as NodeLostEvent); } });
-    const s2 = nats.nc.subscribe('corral.v1.evt.*.*.lost', { callback: (_e, m) => { sandboxEvents.push(decode(m.data) as Record<string, unknown>); } });
+    const s1 = nats.nc.subscribe(subjects.fleetEvt('*', 'lost'), {
+      callback: (_e, m) => {
+        fleetEvents.push(decode(m.data) as NodeLostEvent);
+      },
+    });
+    const s2 = nats.nc.subscribe('corral.v1.evt.*.*.lost', {
+      callback: (_e, m) => {
+        sandboxEvents.push(decode(m.data) as Record<string, unknown>);
+      },
+    });
     await nats.nc.flush();
 
     nodes[1]!.reg.stop();
@@ -209,13 +271,18 @@ describe('node loss', () => {
     while (fleetEvents.length === 0 && Date.now() - stoppedAt < 10_000) await new Promise((r) => setTimeout(r, 20));
     const detectedAt = Date.now();
     await new Promise((r) => setTimeout(r, 500)); // would a second controller report it again?
-    s1.unsubscribe(); s2.unsubscribe();
+    s1.unsubscribe();
+    s2.unsubscribe();
 
     const sinceBeat = detectedAt - lastBeat;
-    console.log(`node loss: heartbeats of xb stopped; marked lost ${sinceBeat} ms after its last heartbeat (${detectedAt - stoppedAt} ms after they stopped); bound 3000 ms + 1000 ms slack`);
+    console.log(
+      `node loss: heartbeats of xb stopped; marked lost ${sinceBeat} ms after its last heartbeat (${detectedAt - stoppedAt} ms after they stopped); bound 3000 ms + 1000 ms slack`,
+    );
     expect(sinceBeat).toBeGreaterThan(3000);
     expect(sinceBeat).toBeLessThanOrEqual(4000);
-    expect(fleetEvents).toEqual([expect.objectContaining({ node: 'xb', kind: 'lost', heartbeatAt: lastBeat, lostFrom: 'ready', sandboxes: held })]);
+    expect(fleetEvents).toEqual([
+      expect.objectContaining({ node: 'xb', kind: 'lost', heartbeatAt: lastBeat, lostFrom: 'ready', sandboxes: held }),
+    ]);
     expect(sandboxEvents.map((e) => e.sandbox).sort()).toEqual(held);
     expect(sandboxEvents[0]).toMatchObject({ node: 'xb', kind: 'lost', reason: 'node lost' });
     expect((await entryOf('xb')).state).toBe('lost');
@@ -228,10 +295,11 @@ describe('node loss', () => {
     expect((await entryOf('xb')).state).toBe('ready');
   });
 
-
-  it('with CORRAL_EVENTS present, each sandbox\'s lost record is stored in the event log (once, with two controllers)', async () => {
+  it("with CORRAL_EVENTS present, each sandbox's lost record is stored in the event log (once, with two controllers)", async () => {
     await ensureEventStream(nats.nc);
-    const [ya] = await Promise.all(['ya', 'yb'].map((n) => simNode(nats.nc, registry, n, CAP(4), { heartbeatMs: 100 })));
+    const [ya] = await Promise.all(
+      ['ya', 'yb'].map((n) => simNode(nats.nc, registry, n, CAP(4), { heartbeatMs: 100 })),
+    );
     await controllers({ policy: 'binpack', boundMs: 500 });
     for (let i = 0; i < 3; i++) expect((await fleetCreate(create(`y.${i}`))).node).toBe('ya');
     ya!.reg.stop();
@@ -247,7 +315,13 @@ describe('node loss', () => {
 
 describe('the agent keeps its entry honest', () => {
   it('heartbeats put back a held reservation an overwrite dropped, and drop one nobody holds once it is old', async () => {
-    const agent = new AgentRegistration(registry, { node: 'hh', capacity: CAP(4), simulated: true, heartbeatMs: 50, pruneUnheldAfterMs: 300 });
+    const agent = new AgentRegistration(registry, {
+      node: 'hh',
+      capacity: CAP(4),
+      simulated: true,
+      heartbeatMs: 50,
+      pruneUnheldAfterMs: 300,
+    });
     cleanups.push(() => agent.deregister());
     await agent.register();
     // A controller reserves two sandboxes; the node creates one of them (it holds it), the other never arrives.
@@ -257,7 +331,10 @@ describe('the agent keeps its entry honest', () => {
     // A lost update (nats-server 2.9 CAS race) drops the held one: written here as a plain overwrite.
     const v = (await registry.get('hh'))!;
     const { kept: _k, ...rest } = v.entry.reservations;
-    await registry.kv.put('hh', encode({ ...v.entry, reservations: rest, used: { vcpus: 1, memoryMiB: 2048, sandboxes: 1 } }));
+    await registry.kv.put(
+      'hh',
+      encode({ ...v.entry, reservations: rest, used: { vcpus: 1, memoryMiB: 2048, sandboxes: 1 } }),
+    );
     expect(Object.keys((await entryOf('hh')).reservations)).toEqual(['orphan']);
     await eventually(async () => JSON.stringify(Object.keys((await entryOf('hh')).reservations)) === '["kept"]', 5000);
     const e = await entryOf('hh');
@@ -274,43 +351,69 @@ describe('corral fleet (CLI)', () => {
   const run = async (...argv: string[]) => {
     const out: string[] = [];
     const errs: string[] = [];
-    const io: Io = { env: { NATS_URL: nats.url }, out: (l) => out.push(l), err: (l) => errs.push(l), stdout: () => {}, stderr: () => {} };
-    const code = await main(['fleet', ...argv], io).catch((e: unknown) => { errs.push(`${ensureError(e).code}: ${(e as Error).message}`); return -1; });
+    const io: Io = {
+      env: { NATS_URL: nats.url },
+      out: (l) => out.push(l),
+      err: (l) => errs.push(l),
+      stdout: () => {},
+      stderr: () => {},
+    };
+    const code = await main(['fleet', ...argv], io).catch((e: unknown) => {
+      errs.push(`${ensureError(e).code}: ${(e as Error).message}`);
+      return -1;
+    });
     return { code, out: out.join('\n'), err: errs.join('\n') };
   };
 
   it('nodes, cordon, uncordon, drain', async () => {
-    const [ca] = await Promise.all([simNode(nats.nc, registry, 'cli-a', CAP(8), { labels: { zone: 'a' } }), simNode(nats.nc, registry, 'cli-b', CAP(8))]);
+    const [ca] = await Promise.all([
+      simNode(nats.nc, registry, 'cli-a', CAP(8), { labels: { zone: 'a' } }),
+      simNode(nats.nc, registry, 'cli-b', CAP(8)),
+    ]);
     await controllers({ count: 1, policy: 'binpack' });
     for (let i = 0; i < 3; i++) await fleetCreate(create(`cli-${i}`, { labels: { zone: 'a' } }));
 
     const nodes = await run('nodes');
     expect(nodes.code).toBe(0);
     expect(nodes.out).toMatch(/^NODE\s+STATE\s+VCPUS\s+MEMORY MiB\s+SANDBOXES\s+HEARTBEAT\s+VERSION\s+LABELS$/m);
-    expect(nodes.out).toMatch(/^cli-a \(simulated\)\s+ready\s+3\/8\s+6144\/16384\s+3\/8\s+\d+\.\ds ago\s+test\s+zone=a$/m);
+    expect(nodes.out).toMatch(
+      /^cli-a \(simulated\)\s+ready\s+3\/8\s+6144\/16384\s+3\/8\s+\d+\.\ds ago\s+test\s+zone=a$/m,
+    );
     expect(nodes.out).toMatch(/2 of 2 nodes are simulated/);
     const json = JSON.parse((await run('nodes', '--json')).out) as (NodeEntry & { heartbeatAgeMs: number })[];
-    expect(json.map((n) => [n.node, n.state, n.used.sandboxes, n.simulated])).toEqual([['cli-a', 'ready', 3, true], ['cli-b', 'ready', 0, true]]);
+    expect(json.map((n) => [n.node, n.state, n.used.sandboxes, n.simulated])).toEqual([
+      ['cli-a', 'ready', 3, true],
+      ['cli-b', 'ready', 0, true],
+    ]);
 
     expect(await run('cordon', 'cli-b')).toMatchObject({ code: 0, out: 'cli-b: cordoned' });
     expect(await run('cordon', 'cli-b')).toMatchObject({ code: 0, out: 'cli-b: already cordoned' });
     expect(await run('uncordon', 'cli-b')).toMatchObject({ code: 0, out: 'cli-b: ready' });
     expect((await run('cordon', 'nope')).err).toMatch(/NotFound: node nope is not registered/);
 
-    expect((await run('drain', 'cli-a', '--policy', 'move')).err).toMatch(/^InvalidArgument: --policy must be delete or recreate, got "move"/);
+    expect((await run('drain', 'cli-a', '--policy', 'move')).err).toMatch(
+      /^InvalidArgument: --policy must be delete or recreate, got "move"/,
+    );
     const d = await run('drain', 'cli-a', '--grace', '1s');
     expect(d.code).toBe(0);
     expect(d.out.split('\n')).toEqual([
       'draining cli-a: no new sandboxes; 3 task(s) to stop and delete',
-      '[1/3] cli-0: SIGTERM sent, waiting up to 1 s', '[1/3] cli-0: deleted (exit status 143)',
-      '[2/3] cli-1: SIGTERM sent, waiting up to 1 s', '[2/3] cli-1: deleted (exit status 143)',
-      '[3/3] cli-2: SIGTERM sent, waiting up to 1 s', '[3/3] cli-2: deleted (exit status 143)',
+      '[1/3] cli-0: SIGTERM sent, waiting up to 1 s',
+      '[1/3] cli-0: deleted (exit status 143)',
+      '[2/3] cli-1: SIGTERM sent, waiting up to 1 s',
+      '[2/3] cli-1: deleted (exit status 143)',
+      '[3/3] cli-2: SIGTERM sent, waiting up to 1 s',
+      '[3/3] cli-2: deleted (exit status 143)',
       'drained cli-a: 3 deleted, 0 failed; the node stays cordoned (corral fleet uncordon cli-a to use it again)',
     ]);
     expect(ca!.created.size).toBe(0);
     expect(ca!.kills).toEqual(['cli-0:SIGTERM', 'cli-1:SIGTERM', 'cli-2:SIGTERM']);
     const after = await entryOf('cli-a');
-    expect([after.state, after.used, after.reservations]).toEqual(['cordoned', { vcpus: 0, memoryMiB: 0, sandboxes: 0 }, {}]);
+    expect([after.state, after.used, after.reservations]).toEqual([
+      'cordoned',
+      { vcpus: 0, memoryMiB: 0, sandboxes: 0 },
+      {},
+    ]);
     expect((await run('fleet-x')).err).toMatch(/InvalidArgument: fleet has no subcommand "fleet-x"/);
   });
 });
@@ -318,15 +421,44 @@ describe('corral fleet (CLI)', () => {
 describe('corral fleet controller (a process)', () => {
   it('serves the fleet subject until SIGTERM', async () => {
     await simNode(nats.nc, registry, 'proc-a', CAP(2));
-    const child = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'src/cli/main.ts'), 'fleet', 'controller', '--nats', nats.url, '--name', 'proc-ctl', '--log-level', 'warn'], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-    cleanups.push(async () => { if (child.exitCode === null) child.kill('SIGKILL'); });
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        join(REPO, 'src/cli/main.ts'),
+        'fleet',
+        'controller',
+        '--nats',
+        nats.url,
+        '--name',
+        'proc-ctl',
+        '--log-level',
+        'warn',
+      ],
+      { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    cleanups.push(async () => {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    });
     let stderr = '';
     await new Promise<void>((res, rej) => {
       const t = setTimeout(() => rej(new Error(`controller not ready: ${stderr}`)), 30_000);
-      child.stderr.on('data', (b: Buffer) => { stderr += b.toString(); if (/ready/.test(stderr)) { clearTimeout(t); res(); } });
-      child.once('exit', (c) => { clearTimeout(t); rej(new Error(`controller exited ${c}: ${stderr}`)); });
+      child.stderr.on('data', (b: Buffer) => {
+        stderr += b.toString();
+        if (/ready/.test(stderr)) {
+          clearTimeout(t);
+          res();
+        }
+      });
+      child.once('exit', (c) => {
+        clearTimeout(t);
+        rej(new Error(`controller exited ${c}: ${stderr}`));
+      });
     });
-    expect(stderr).toMatch(/corral fleet controller proc-ctl ready: corral\.v1\.fleet\.task\.create \(queue corral-fleet\), policy spread, nodes lost after 3000 ms without a heartbeat, 1 node\(s\) registered/);
+    expect(stderr).toMatch(
+      /corral fleet controller proc-ctl ready: corral\.v1\.fleet\.task\.create \(queue corral-fleet\), policy spread, nodes lost after 3000 ms without a heartbeat, 1 node\(s\) registered/,
+    );
     expect(await fleetCreate(create('proc-1'))).toMatchObject({ id: 'proc-1', node: 'proc-a' });
     expect((await entryOf('proc-a')).reservations['proc-1']!.ref).toMatch(/^proc-ctl:/);
     const code = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
@@ -343,7 +475,11 @@ describe('scale (simulated nodes)', () => {
     // Capacity varies per node, and so does the dimension that runs out first (vCPUs, memory or slots).
     const caps: Resources[] = Array.from({ length: N }, (_, i) => {
       const k = 50 + (i % 5) * 10; // 50..90 sandboxes of 1 vCPU / 2048 MiB
-      return i % 3 === 0 ? { vcpus: k, memoryMiB: 2048 * (k + 7), sandboxes: k + 3 } : i % 3 === 1 ? { vcpus: k + 5, memoryMiB: 2048 * k + 1000, sandboxes: k + 9 } : { vcpus: k + 2, memoryMiB: 2048 * (k + 2), sandboxes: k };
+      return i % 3 === 0
+        ? { vcpus: k, memoryMiB: 2048 * (k + 7), sandboxes: k + 3 }
+        : i % 3 === 1
+          ? { vcpus: k + 5, memoryMiB: 2048 * k + 1000, sandboxes: k + 9 }
+          : { vcpus: k + 2, memoryMiB: 2048 * (k + 2), sandboxes: k };
     });
     const slots = caps.map((c) => Math.min(c.vcpus, Math.floor(c.memoryMiB / 2048), c.sandboxes));
     const capacityTotal = slots.reduce((a, b) => a + b, 0);
@@ -351,9 +487,13 @@ describe('scale (simulated nodes)', () => {
 
     // The nodes share two connections (as they would share a NATS cluster); each has its own heartbeat and Task API.
     const ncs = await Promise.all([0, 1].map((i) => connectNats(nats.url, `sim-nodes-${i}`)));
-    cleanups.unshift(async () => { for (const nc of ncs) await nc.close(); });
+    cleanups.unshift(async () => {
+      for (const nc of ncs) await nc.close();
+    });
     const regs = await Promise.all(ncs.map((nc) => NodeRegistry.open(nc)));
-    const nodes = await Promise.all(caps.map((c, i) => simNode(ncs[i % 2]!, regs[i % 2]!, `sim-${String(i).padStart(3, '0')}`, c)));
+    const nodes = await Promise.all(
+      caps.map((c, i) => simNode(ncs[i % 2]!, regs[i % 2]!, `sim-${String(i).padStart(3, '0')}`, c)),
+    );
 
     // Every stored revision of every entry, checked: used never past capacity, and always the sum of its reservations.
     const violations: string[] = [];
@@ -362,19 +502,38 @@ describe('scale (simulated nodes)', () => {
       if (!v) return;
       revisions++;
       const e = v.entry;
-      const sum = Object.values(e.reservations).reduce((a, r) => ({ vcpus: a.vcpus + r.vcpus, memoryMiB: a.memoryMiB + r.memoryMiB, sandboxes: a.sandboxes + 1 }), { vcpus: 0, memoryMiB: 0, sandboxes: 0 });
-      if (e.used.vcpus > e.capacity.vcpus || e.used.memoryMiB > e.capacity.memoryMiB || e.used.sandboxes > e.capacity.sandboxes) violations.push(`${node}@${v.revision}: used ${JSON.stringify(e.used)} > ${JSON.stringify(e.capacity)}`);
-      if (JSON.stringify(sum) !== JSON.stringify(e.used)) violations.push(`${node}@${v.revision}: used ${JSON.stringify(e.used)} != reservations ${JSON.stringify(sum)}`);
+      const sum = Object.values(e.reservations).reduce(
+        (a, r) => ({ vcpus: a.vcpus + r.vcpus, memoryMiB: a.memoryMiB + r.memoryMiB, sandboxes: a.sandboxes + 1 }),
+        { vcpus: 0, memoryMiB: 0, sandboxes: 0 },
+      );
+      if (
+        e.used.vcpus > e.capacity.vcpus ||
+        e.used.memoryMiB > e.capacity.memoryMiB ||
+        e.used.sandboxes > e.capacity.sandboxes
+      )
+        violations.push(`${node}@${v.revision}: used ${JSON.stringify(e.used)} > ${JSON.stringify(e.capacity)}`);
+      if (JSON.stringify(sum) !== JSON.stringify(e.used))
+        violations.push(`${node}@${v.revision}: used ${JSON.stringify(e.used)} != reservations ${JSON.stringify(sum)}`);
     });
     cleanups.push(async () => stopWatch());
 
     const cs = await controllers({ policy: 'spread' });
-    await Promise.all(cs.map(async (c) => { while (c.view.size < N) await new Promise((r) => setTimeout(r, 20)); }));
+    await Promise.all(
+      cs.map(async (c) => {
+        while (c.view.size < N) await new Promise((r) => setTimeout(r, 20));
+      }),
+    );
 
     const client = await connectNats(nats.url, 'scale-client');
-    cleanups.push(async () => { await client.close(); });
+    cleanups.push(async () => {
+      await client.close();
+    });
     const lost: string[] = [];
-    const lostSub = nats.nc.subscribe(subjects.fleetEvt('*', 'lost'), { callback: (_e, m) => { lost.push((decode(m.data) as NodeLostEvent).node); } });
+    const lostSub = nats.nc.subscribe(subjects.fleetEvt('*', 'lost'), {
+      callback: (_e, m) => {
+        lost.push((decode(m.data) as NodeLostEvent).node);
+      },
+    });
     cleanups.push(async () => lostSub.unsubscribe());
     const codes: Record<string, number> = {};
     const one = async (i: number, lat: number[]) => {
@@ -395,20 +554,27 @@ describe('scale (simulated nodes)', () => {
     const lat: number[] = [];
     let next = 200;
     const tp = performance.now();
-    await Promise.all(Array.from({ length: IN_FLIGHT }, async () => { while (next < TOTAL) await one(next++, lat); }));
+    await Promise.all(
+      Array.from({ length: IN_FLIGHT }, async () => {
+        while (next < TOTAL) await one(next++, lat);
+      }),
+    );
     const secs = (performance.now() - t0) / 1000;
     const pipelinedSecs = (performance.now() - tp) / 1000;
     stopWatch();
     await new Promise((r) => setTimeout(r, 200));
 
-    const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!.toFixed(1);
+    const pct = (xs: number[], p: number) =>
+      [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!.toFixed(1);
     const conflicts = cs.reduce((a, c) => a + c.stats.conflicts, 0);
-    console.log([
-      `scale: ${N} SIMULATED nodes (AgentRegistration + fake Task API in this process; no VM runs), 2 controllers, ${IN_FLIGHT} requests in flight`,
-      `scale: ${TOTAL} placements in ${secs.toFixed(1)} s (pipelined part: ${Math.round((TOTAL - 200) / pipelinedSecs)}/s): ${JSON.stringify(codes)}; fleet capacity ${capacityTotal} sandboxes`,
-      `scale: placement latency (client round trip, placed ones): one at a time p50 ${pct(alone, 50)} ms, p99 ${pct(alone, 99)} ms; ${IN_FLIGHT} in flight p50 ${pct(lat, 50)} ms, p99 ${pct(lat, 99)} ms`,
-      `scale: ${revisions} registry revisions checked, ${conflicts} revision conflicts retried; served ${cs.map((c) => `${c.name}=${c.stats.placed}`).join(' ')}; nodes marked lost: ${lost.length}`,
-    ].join('\n'));
+    console.log(
+      [
+        `scale: ${N} SIMULATED nodes (AgentRegistration + fake Task API in this process; no VM runs), 2 controllers, ${IN_FLIGHT} requests in flight`,
+        `scale: ${TOTAL} placements in ${secs.toFixed(1)} s (pipelined part: ${Math.round((TOTAL - 200) / pipelinedSecs)}/s): ${JSON.stringify(codes)}; fleet capacity ${capacityTotal} sandboxes`,
+        `scale: placement latency (client round trip, placed ones): one at a time p50 ${pct(alone, 50)} ms, p99 ${pct(alone, 99)} ms; ${IN_FLIGHT} in flight p50 ${pct(lat, 50)} ms, p99 ${pct(lat, 99)} ms`,
+        `scale: ${revisions} registry revisions checked, ${conflicts} revision conflicts retried; served ${cs.map((c) => `${c.name}=${c.stats.placed}`).join(' ')}; nodes marked lost: ${lost.length}`,
+      ].join('\n'),
+    );
 
     expect(violations).toEqual([]);
     expect(lost).toEqual([]); // heartbeats kept up under load

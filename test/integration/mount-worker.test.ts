@@ -3,7 +3,19 @@
  * Every test leaves nothing mounted under the root (checked after each test).
  */
 import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -30,7 +42,11 @@ const opId = () => `op-${process.pid}-${++seq}`;
 const deadline = (ms = 10_000) => Date.now() + ms;
 const subject = (op: string, node = NODE) => subjects.worker(node, 'mount', op);
 
-function call<K extends keyof MountOps>(op: K, body: Record<string, unknown>, node = NODE): Promise<MountOps[K]['res']> {
+function call<K extends keyof MountOps>(
+  op: K,
+  body: Record<string, unknown>,
+  node = NODE,
+): Promise<MountOps[K]['res']> {
   return request<MountOps[K]['res']>(nats.nc, subject(op, node), body, 15_000);
 }
 async function callErr(op: string, body: unknown, node = NODE): Promise<CorralError> {
@@ -65,7 +81,11 @@ function unmountEverythingUnder(dir: string) {
   for (let i = 0; i < 500; i++) {
     const left = mountsUnder(dir);
     if (left.length === 0) return;
-    try { sh('umount', '-l', left[left.length - 1]!); } catch { /* raced */ }
+    try {
+      sh('umount', '-l', left[left.length - 1]!);
+    } catch {
+      /* raced */
+    }
   }
 }
 
@@ -74,7 +94,12 @@ beforeAll(async () => {
   root = mkdtempSync(join(tmpdir(), 'corral-mnt-'));
   outside = mkdtempSync(join(tmpdir(), 'corral-outside-'));
   journalDir = mkdtempSync(join(tmpdir(), 'corral-mnt-journal-'));
-  worker = await startMountWorker({ nc: nats.nc, node: NODE, roots: [root], journalPath: join(journalDir, 'main.jsonl') });
+  worker = await startMountWorker({
+    nc: nats.nc,
+    node: NODE,
+    roots: [root],
+    journalPath: join(journalDir, 'main.jsonl'),
+  });
 });
 
 afterEach(() => {
@@ -85,7 +110,10 @@ afterEach(() => {
 
 afterAll(async () => {
   await worker?.stop();
-  if (root) { unmountEverythingUnder(root); rmSync(root, { recursive: true, force: true }); }
+  if (root) {
+    unmountEverythingUnder(root);
+    rmSync(root, { recursive: true, force: true });
+  }
   if (outside) rmSync(outside, { recursive: true, force: true });
   if (journalDir) rmSync(journalDir, { recursive: true, force: true });
   await nats?.cleanup();
@@ -98,14 +126,21 @@ describe('mount worker: start', () => {
     sh('mount', '-t', 'tmpfs', 'found-me', join(dir, 'a'));
     const logged: { obj: object; msg?: string }[] = [];
     const w = await startMountWorker({
-      nc: nats.nc, node: 'mnt-start', roots: [dir], journalPath: join(journalDir, 'start.jsonl'),
+      nc: nats.nc,
+      node: 'mnt-start',
+      roots: [dir],
+      journalPath: join(journalDir, 'start.jsonl'),
       log: { info: (obj, msg) => logged.push({ obj, msg }), error: () => {} },
     });
     try {
       expect(w.found).toEqual([{ target: join(dir, 'a'), fstype: 'tmpfs', source: 'found-me' }]);
       expect(logged).toHaveLength(1);
       expect(logged[0]!.msg).toMatch(/found 1 mount/);
-      const r = await call('unmountAll', { opId: opId(), deadlineMs: deadline(), target: join(dir, 'a'), removeDir: true }, 'mnt-start');
+      const r = await call(
+        'unmountAll',
+        { opId: opId(), deadlineMs: deadline(), target: join(dir, 'a'), removeDir: true },
+        'mnt-start',
+      );
       expect(r).toEqual({ unmounted: 1, lazy: false, removedDir: true });
     } finally {
       await w.stop();
@@ -116,12 +151,22 @@ describe('mount worker: start', () => {
 describe('mount worker: mountRootfs', () => {
   it('mounts a tmpfs onto a new 0711 directory; unmountAll removes mount and directory', async () => {
     const target = join(sandboxDir(), 'rootfs');
-    const r = await call('mountRootfs', { opId: opId(), deadlineMs: deadline(), target, mounts: [tmpfs('rootfs-tmpfs')] });
+    const r = await call('mountRootfs', {
+      opId: opId(),
+      deadlineMs: deadline(),
+      target,
+      mounts: [tmpfs('rootfs-tmpfs')],
+    });
     expect(r).toEqual({ mounted: 1, createdDir: true });
     expect(stackCount(target)).toBe(1);
     writeFileSync(join(target, 'hello'), 'x');
 
-    const u = await call('unmountAll', { opId: opId(), deadlineMs: deadline(), target, removeDir: true }) as UnmountAllResult;
+    const u = (await call('unmountAll', {
+      opId: opId(),
+      deadlineMs: deadline(),
+      target,
+      removeDir: true,
+    })) as UnmountAllResult;
     expect(u).toEqual({ unmounted: 1, lazy: false, removedDir: true });
     expect(existsSync(target)).toBe(false);
   });
@@ -134,7 +179,12 @@ describe('mount worker: mountRootfs', () => {
     expect(statSync(target).mode & 0o7777).toBe(0o711);
     rmSync(target, { recursive: true });
 
-    const e = await callErr('mountRootfs', { opId: opId(), deadlineMs: deadline(), target: join(dir, 'missing', 'rootfs'), mounts: [tmpfs()] });
+    const e = await callErr('mountRootfs', {
+      opId: opId(),
+      deadlineMs: deadline(),
+      target: join(dir, 'missing', 'rootfs'),
+      mounts: [tmpfs()],
+    });
     expect(e.code).toBe('FailedPrecondition');
     expect(e.message).toMatch(/parent does not exist/);
     expect(existsSync(join(dir, 'missing'))).toBe(false);
@@ -148,11 +198,15 @@ describe('mount worker: mountRootfs', () => {
     writeFileSync(join(dir, 'hosts'), '127.0.0.1 localhost\n');
     const target = join(dir, 'deep', 'er', 'target');
 
-    expect(await call('bind', { opId: opId(), deadlineMs: deadline(), source: src, target, readonly: true })).toEqual({ createdDir: true });
+    expect(await call('bind', { opId: opId(), deadlineMs: deadline(), source: src, target, readonly: true })).toEqual({
+      createdDir: true,
+    });
     expect(readFileSync(join(target, 'data'), 'utf8')).toBe('from-source');
     expect(() => writeFileSync(join(target, 'new'), 'x')).toThrow(/EROFS|read-only/);
     // Same bind again (another opId): already there, nothing stacked.
-    expect(await call('bind', { opId: opId(), deadlineMs: deadline(), source: src, target, readonly: true })).toEqual({ createdDir: false });
+    expect(await call('bind', { opId: opId(), deadlineMs: deadline(), source: src, target, readonly: true })).toEqual({
+      createdDir: false,
+    });
     expect(stackCount(target)).toBe(1);
 
     const rwTarget = join(dir, 'rw');
@@ -161,24 +215,42 @@ describe('mount worker: mountRootfs', () => {
     expect(readFileSync(join(src, 'new'), 'utf8')).toBe('y');
 
     const fileTarget = join(dir, 'etc', 'hosts');
-    expect(await call('bind', { opId: opId(), deadlineMs: deadline(), source: join(dir, 'hosts'), target: fileTarget, readonly: true })).toEqual({ createdDir: true });
+    expect(
+      await call('bind', {
+        opId: opId(),
+        deadlineMs: deadline(),
+        source: join(dir, 'hosts'),
+        target: fileTarget,
+        readonly: true,
+      }),
+    ).toEqual({ createdDir: true });
     expect(readFileSync(fileTarget, 'utf8')).toContain('localhost');
 
     // A different source onto an occupied target is refused.
     const other = join(dir, 'other');
     mkdirSync(other);
-    expect((await callErr('bind', { opId: opId(), deadlineMs: deadline(), source: other, target })).code).toBe('FailedPrecondition');
+    expect((await callErr('bind', { opId: opId(), deadlineMs: deadline(), source: other, target })).code).toBe(
+      'FailedPrecondition',
+    );
 
     // A bind as a rootfs component (containerd's {type: bind, options: [rbind, ro]}), twice.
     const rootfs = join(dir, 'rootfs');
-    const bindRootfs = { deadlineMs: deadline(), target: rootfs, mounts: [{ type: 'bind', source: src, options: ['rbind', 'ro'] }] };
+    const bindRootfs = {
+      deadlineMs: deadline(),
+      target: rootfs,
+      mounts: [{ type: 'bind', source: src, options: ['rbind', 'ro'] }],
+    };
     expect(await call('mountRootfs', { ...bindRootfs, opId: opId() })).toEqual({ mounted: 1, createdDir: true });
     expect(await call('mountRootfs', { ...bindRootfs, opId: opId() })).toEqual({ mounted: 1, createdDir: false });
     expect(stackCount(rootfs)).toBe(1);
     expect(readFileSync(join(rootfs, 'data'), 'utf8')).toBe('from-source');
 
     for (const t of [target, rwTarget, fileTarget, rootfs]) {
-      expect(await call('unmountAll', { opId: opId(), deadlineMs: deadline(), target: t, removeDir: true })).toEqual({ unmounted: 1, lazy: false, removedDir: true });
+      expect(await call('unmountAll', { opId: opId(), deadlineMs: deadline(), target: t, removeDir: true })).toEqual({
+        unmounted: 1,
+        lazy: false,
+        removedDir: true,
+      });
       expect(existsSync(t)).toBe(false);
     }
     expect(readFileSync(join(src, 'data'), 'utf8')).toBe('from-source');
@@ -189,7 +261,10 @@ describe('mount worker: mountRootfs', () => {
     const dir = sandboxDir();
     const node = 'mnt-fault';
     const w = await startMountWorker({
-      nc: nats.nc, node, roots: [root], journalPath: join(journalDir, 'fault.jsonl'),
+      nc: nats.nc,
+      node,
+      roots: [root],
+      journalPath: join(journalDir, 'fault.jsonl'),
       afterCreate: (_op, target) => {
         if (target.includes('fail-here')) throw new CorralError('Unavailable', 'injected failure after create');
       },
@@ -199,13 +274,20 @@ describe('mount worker: mountRootfs', () => {
       mkdirSync(src);
       writeFileSync(join(dir, 'file'), 'x');
       mkdirSync(join(dir, 'kept'));
-      for (const [source, target] of [[src, join(dir, 'kept', 'new', 'er', 'fail-here')], [join(dir, 'file'), join(dir, 'kept', 'p', 'fail-here')]] as const) {
+      for (const [source, target] of [
+        [src, join(dir, 'kept', 'new', 'er', 'fail-here')],
+        [join(dir, 'file'), join(dir, 'kept', 'p', 'fail-here')],
+      ] as const) {
         const e = await callErr('bind', { opId: opId(), deadlineMs: deadline(), source, target }, node);
         expect(e.code).toBe('Unavailable');
         expect(e.message).toBe('injected failure after create');
         expect(readdirSync(join(dir, 'kept'))).toEqual([]); // the pre-existing parent stays, the rest is gone
       }
-      const e2 = await callErr('mountRootfs', { opId: opId(), deadlineMs: deadline(), target: join(dir, 'fail-here'), mounts: [tmpfs()] }, node);
+      const e2 = await callErr(
+        'mountRootfs',
+        { opId: opId(), deadlineMs: deadline(), target: join(dir, 'fail-here'), mounts: [tmpfs()] },
+        node,
+      );
       expect(e2.code).toBe('Unavailable');
       expect(existsSync(join(dir, 'fail-here'))).toBe(false);
       expect(mountsUnder(dir)).toEqual([]);
@@ -216,14 +298,24 @@ describe('mount worker: mountRootfs', () => {
 
   it('a bind of a missing source is NotFound and creates nothing', async () => {
     const dir = sandboxDir();
-    const e = await callErr('bind', { opId: opId(), deadlineMs: deadline(), source: join(dir, 'nope'), target: join(dir, 'a', 'b') });
+    const e = await callErr('bind', {
+      opId: opId(),
+      deadlineMs: deadline(),
+      source: join(dir, 'nope'),
+      target: join(dir, 'a', 'b'),
+    });
     expect(e.code).toBe('NotFound');
     expect(existsSync(join(dir, 'a'))).toBe(false);
   });
 
   it('mounts an overlay with two lower layers', async () => {
     const dir = sandboxDir();
-    const [l1, l2, up, work] = ['lower1', 'lower2', 'upper', 'work'].map((n) => join(dir, n)) as [string, string, string, string];
+    const [l1, l2, up, work] = ['lower1', 'lower2', 'upper', 'work'].map((n) => join(dir, n)) as [
+      string,
+      string,
+      string,
+      string,
+    ];
     for (const d of [l1, l2, up, work]) mkdirSync(d);
     writeFileSync(join(l1, 'both'), 'from-lower1');
     writeFileSync(join(l2, 'both'), 'from-lower2');
@@ -231,8 +323,12 @@ describe('mount worker: mountRootfs', () => {
     const target = join(dir, 'rootfs');
 
     const r = await call('mountRootfs', {
-      opId: opId(), deadlineMs: deadline(), target,
-      mounts: [{ type: 'overlay', source: 'overlay', options: [`lowerdir=${l1}:${l2}`, `upperdir=${up}`, `workdir=${work}`] }],
+      opId: opId(),
+      deadlineMs: deadline(),
+      target,
+      mounts: [
+        { type: 'overlay', source: 'overlay', options: [`lowerdir=${l1}:${l2}`, `upperdir=${up}`, `workdir=${work}`] },
+      ],
     });
     expect(r).toEqual({ mounted: 1, createdDir: true });
     expect(readFileSync(join(target, 'both'), 'utf8')).toBe('from-lower1');
@@ -241,7 +337,9 @@ describe('mount worker: mountRootfs', () => {
     expect(readFileSync(join(up, 'written'), 'utf8')).toBe('w');
     expect(existsSync(join(l1, 'written'))).toBe(false);
 
-    expect((await worker.mounter.scan()).mounts.filter((m) => m.target === target)).toEqual([{ target, fstype: 'overlay', source: 'overlay' }]);
+    expect((await worker.mounter.scan()).mounts.filter((m) => m.target === target)).toEqual([
+      { target, fstype: 'overlay', source: 'overlay' },
+    ]);
     await call('unmountAll', { opId: opId(), deadlineMs: deadline(), target, removeDir: true });
   });
 
@@ -249,7 +347,9 @@ describe('mount worker: mountRootfs', () => {
     const dir = sandboxDir();
     const target = join(dir, 'rootfs');
     const e = await callErr('mountRootfs', {
-      opId: opId(), deadlineMs: deadline(), target,
+      opId: opId(),
+      deadlineMs: deadline(),
+      target,
       mounts: [tmpfs('first-ok'), { type: 'bogusfs', source: 'bogus-source', options: [] }],
     });
     expect(e.code).toBe('InvalidArgument');
@@ -261,7 +361,9 @@ describe('mount worker: mountRootfs', () => {
     // A directory that existed before is kept.
     mkdirSync(target);
     const e2 = await callErr('mountRootfs', {
-      opId: opId(), deadlineMs: deadline(), target,
+      opId: opId(),
+      deadlineMs: deadline(),
+      target,
       mounts: [tmpfs(), tmpfs(), { type: 'ext4', source: join(dir, 'no-such-device'), options: [] }],
     });
     expect(e2.message).toContain(`failed to mount rootfs component ext4 ${join(dir, 'no-such-device')}`);
@@ -270,7 +372,12 @@ describe('mount worker: mountRootfs', () => {
   });
 
   it('rejects an empty mount list', async () => {
-    const e = await callErr('mountRootfs', { opId: opId(), deadlineMs: deadline(), target: join(sandboxDir(), 'rootfs'), mounts: [] });
+    const e = await callErr('mountRootfs', {
+      opId: opId(),
+      deadlineMs: deadline(),
+      target: join(sandboxDir(), 'rootfs'),
+      mounts: [],
+    });
     expect(e.code).toBe('InvalidArgument');
   });
 });
@@ -291,7 +398,12 @@ describe('mount worker: idempotency', () => {
     // A failure is the first outcome too: the same opId keeps failing even once the cause is gone.
     const target2 = join(sandboxDir(), 'rootfs');
     const id2 = opId();
-    const bad = { opId: id2, deadlineMs: deadline(), target: target2, mounts: [{ type: 'bogusfs', source: 'x', options: [] }] };
+    const bad = {
+      opId: id2,
+      deadlineMs: deadline(),
+      target: target2,
+      mounts: [{ type: 'bogusfs', source: 'x', options: [] }],
+    };
     const e1 = await callErr('mountRootfs', bad);
     const e2 = await callErr('mountRootfs', { ...bad, mounts: [tmpfs()] });
     expect(e2.toWire()).toEqual(e1.toWire());
@@ -368,28 +480,36 @@ describe('mount worker: path rules', () => {
     ['not a string', 42],
   ];
 
-  it.each(['mountRootfs', 'bind', 'unmountAll', 'mkdir', 'removeTree'] as const)('%s rejects bad paths with InvalidArgument', async (op) => {
-    if (!existsSync(join(root, 'escape'))) symlinkSync(outside, join(root, 'escape'));
-    const src = sandboxDir();
-    for (const [why, p] of bad()) {
-      const body: Record<string, unknown> = { opId: opId(), deadlineMs: deadline() };
-      if (op === 'mountRootfs') Object.assign(body, { target: p, mounts: [tmpfs()] });
-      if (op === 'bind') Object.assign(body, { source: src, target: p });
-      if (op === 'unmountAll') Object.assign(body, { target: p, removeDir: true });
-      if (op === 'mkdir') Object.assign(body, { path: p, mode: 0o755 });
-      if (op === 'removeTree') Object.assign(body, { path: p });
-      const e = await callErr(op, body);
-      expect(e.code, `${op} ${why}`).toBe('InvalidArgument');
-    }
-    if (op === 'bind') {
-      // The source obeys the same rules.
-      const e = await callErr('bind', { opId: opId(), deadlineMs: deadline(), source: '/etc', target: join(src, 't') });
-      expect(e.code).toBe('InvalidArgument');
-      expect(e.message).toMatch(/source/);
-    }
-    expect(existsSync('/etc/corral-must-not-exist')).toBe(false);
-    expect(existsSync(join(outside, 'rootfs'))).toBe(false);
-  });
+  it.each(['mountRootfs', 'bind', 'unmountAll', 'mkdir', 'removeTree'] as const)(
+    '%s rejects bad paths with InvalidArgument',
+    async (op) => {
+      if (!existsSync(join(root, 'escape'))) symlinkSync(outside, join(root, 'escape'));
+      const src = sandboxDir();
+      for (const [why, p] of bad()) {
+        const body: Record<string, unknown> = { opId: opId(), deadlineMs: deadline() };
+        if (op === 'mountRootfs') Object.assign(body, { target: p, mounts: [tmpfs()] });
+        if (op === 'bind') Object.assign(body, { source: src, target: p });
+        if (op === 'unmountAll') Object.assign(body, { target: p, removeDir: true });
+        if (op === 'mkdir') Object.assign(body, { path: p, mode: 0o755 });
+        if (op === 'removeTree') Object.assign(body, { path: p });
+        const e = await callErr(op, body);
+        expect(e.code, `${op} ${why}`).toBe('InvalidArgument');
+      }
+      if (op === 'bind') {
+        // The source obeys the same rules.
+        const e = await callErr('bind', {
+          opId: opId(),
+          deadlineMs: deadline(),
+          source: '/etc',
+          target: join(src, 't'),
+        });
+        expect(e.code).toBe('InvalidArgument');
+        expect(e.message).toMatch(/source/);
+      }
+      expect(existsSync('/etc/corral-must-not-exist')).toBe(false);
+      expect(existsSync(join(outside, 'rootfs'))).toBe(false);
+    },
+  );
 });
 
 describe('mount worker: unmountAll', () => {
@@ -409,7 +529,11 @@ describe('mount worker: unmountAll', () => {
     expect(existsSync(target)).toBe(false);
 
     // Nothing there: success, nothing to do.
-    expect(await call('unmountAll', { opId: opId(), deadlineMs: deadline(), target, removeDir: true })).toEqual({ unmounted: 0, lazy: false, removedDir: false });
+    expect(await call('unmountAll', { opId: opId(), deadlineMs: deadline(), target, removeDir: true })).toEqual({
+      unmounted: 0,
+      lazy: false,
+      removedDir: false,
+    });
   });
 
   it('keeps a non-empty directory', async () => {
@@ -417,7 +541,11 @@ describe('mount worker: unmountAll', () => {
     mkdirSync(target);
     writeFileSync(join(target, 'file'), 'x');
     sh('mount', '-t', 'tmpfs', 'tmpfs', target);
-    expect(await call('unmountAll', { opId: opId(), deadlineMs: deadline(), target, removeDir: true })).toEqual({ unmounted: 1, lazy: false, removedDir: false });
+    expect(await call('unmountAll', { opId: opId(), deadlineMs: deadline(), target, removeDir: true })).toEqual({
+      unmounted: 1,
+      lazy: false,
+      removedDir: false,
+    });
     expect(existsSync(join(target, 'file'))).toBe(true);
   });
 
@@ -466,11 +594,17 @@ describe('mount worker: removeTree and mkdir', () => {
   it('mkdir creates parents and exactly the mode asked for; existing is success', async () => {
     const dir = sandboxDir();
     const p = join(dir, 'x', 'y');
-    expect(await call('mkdir', { opId: opId(), deadlineMs: deadline(), path: p, mode: 0o2770 })).toEqual({ created: true });
+    expect(await call('mkdir', { opId: opId(), deadlineMs: deadline(), path: p, mode: 0o2770 })).toEqual({
+      created: true,
+    });
     expect(statSync(p).mode & 0o7777).toBe(0o2770);
-    expect(await call('mkdir', { opId: opId(), deadlineMs: deadline(), path: p, mode: 0o700 })).toEqual({ created: false });
+    expect(await call('mkdir', { opId: opId(), deadlineMs: deadline(), path: p, mode: 0o700 })).toEqual({
+      created: false,
+    });
     writeFileSync(join(dir, 'file'), '');
-    expect((await callErr('mkdir', { opId: opId(), deadlineMs: deadline(), path: join(dir, 'file'), mode: 0o700 })).code).toBe('FailedPrecondition');
+    expect(
+      (await callErr('mkdir', { opId: opId(), deadlineMs: deadline(), path: join(dir, 'file'), mode: 0o700 })).code,
+    ).toBe('FailedPrecondition');
   });
 });
 
@@ -481,7 +615,12 @@ describe('mount worker: scan', () => {
     const b = join(dir, 'b');
     const src = join(dir, 'src');
     mkdirSync(src);
-    await call('mountRootfs', { opId: opId(), deadlineMs: deadline(), target: a, mounts: [tmpfs('bottom'), tmpfs('top')] });
+    await call('mountRootfs', {
+      opId: opId(),
+      deadlineMs: deadline(),
+      target: a,
+      mounts: [tmpfs('bottom'), tmpfs('top')],
+    });
     await call('bind', { opId: opId(), deadlineMs: deadline(), source: src, target: b });
 
     const { mounts } = await call('scan', {});
@@ -506,7 +645,10 @@ describe('mount worker: bad input', () => {
     const notMsgpack = await raw('mountRootfs', new Uint8Array([0xc1, 0xff, 0x00]));
     expect(notMsgpack).toMatchObject({ ok: false, error: { code: 'InvalidArgument' } });
     expect((notMsgpack as { error: { message: string } }).error.message).toMatch(/not MessagePack/);
-    expect(await raw('mountRootfs', encode(42))).toMatchObject({ ok: false, error: { code: 'InvalidArgument', message: expect.stringMatching(/must be a map/) } });
+    expect(await raw('mountRootfs', encode(42))).toMatchObject({
+      ok: false,
+      error: { code: 'InvalidArgument', message: expect.stringMatching(/must be a map/) },
+    });
     expect(await raw('mountRootfs', new Uint8Array())).toMatchObject({ ok: false, error: { code: 'InvalidArgument' } });
 
     const cases: [string, unknown, RegExp][] = [
@@ -515,12 +657,32 @@ describe('mount worker: bad input', () => {
       ['mountRootfs', { ...ok, opId: 7 }, /opId/],
       ['mountRootfs', { ...ok, opId: opId(), target: 5 }, /target must be a string, got number/],
       ['mountRootfs', { ...ok, opId: opId(), mounts: 'tmpfs' }, /mounts must be an array, got string/],
-      ['mountRootfs', { ...ok, opId: opId(), mounts: [{ source: 'x', options: [] }] }, /mounts\[0\]\.type must be a string/],
-      ['mountRootfs', { ...ok, opId: opId(), mounts: [{ type: '../../tmp/evil', source: 'x', options: [] }] }, /not a filesystem type/],
-      ['mountRootfs', { ...ok, opId: opId(), mounts: [{ type: 'tmpfs', source: 'x', options: 'size=1m' }] }, /options must be an array of strings/],
-      ['mountRootfs', { ...ok, opId: opId(), mounts: [{ type: 'tmpfs', source: 'x', options: [1] }] }, /options\[0\] must be a string/],
+      [
+        'mountRootfs',
+        { ...ok, opId: opId(), mounts: [{ source: 'x', options: [] }] },
+        /mounts\[0\]\.type must be a string/,
+      ],
+      [
+        'mountRootfs',
+        { ...ok, opId: opId(), mounts: [{ type: '../../tmp/evil', source: 'x', options: [] }] },
+        /not a filesystem type/,
+      ],
+      [
+        'mountRootfs',
+        { ...ok, opId: opId(), mounts: [{ type: 'tmpfs', source: 'x', options: 'size=1m' }] },
+        /options must be an array of strings/,
+      ],
+      [
+        'mountRootfs',
+        { ...ok, opId: opId(), mounts: [{ type: 'tmpfs', source: 'x', options: [1] }] },
+        /options\[0\] must be a string/,
+      ],
       ['mountRootfs', { ...ok, opId: opId(), mounts: [null] }, /mounts\[0\] must be a map/],
-      ['bind', { opId: opId(), deadlineMs: deadline(), source: target, target, readonly: 'yes' }, /readonly must be a boolean/],
+      [
+        'bind',
+        { opId: opId(), deadlineMs: deadline(), source: target, target, readonly: 'yes' },
+        /readonly must be a boolean/,
+      ],
       ['mkdir', { opId: opId(), deadlineMs: deadline(), path: target, mode: '0755' }, /mode must be an integer/],
       ['mkdir', { opId: opId(), deadlineMs: deadline(), path: target, mode: 0o10000 }, /mode must be an integer/],
       ['removeTree', { opId: opId(), deadlineMs: deadline() }, /path must be a string, got undefined/],
@@ -540,13 +702,22 @@ describe('mount worker: bad input', () => {
 });
 
 describe('exec: the helper every mount effect runs through', () => {
-  const code = async (p: Promise<unknown>) => { try { await p; } catch (e) { return e instanceof CorralError ? `${e.code}: ${e.message}` : `not a CorralError: ${String(e)}`; } return 'resolved'; };
+  const code = async (p: Promise<unknown>) => {
+    try {
+      await p;
+    } catch (e) {
+      return e instanceof CorralError ? `${e.code}: ${e.message}` : `not a CorralError: ${String(e)}`;
+    }
+    return 'resolved';
+  };
 
   it('returns code and output; a failure is a CorralError carrying stderr', async () => {
     expect(await run('sh', ['-c', 'echo out; echo err >&2'])).toEqual({ code: 0, stdout: 'out\n', stderr: 'err\n' });
     expect(await run('sh', ['-c', 'exit 3'], { okCodes: [0, 3] })).toMatchObject({ code: 3 });
     expect(await run('sh', ['-c', 'exit 3'], { okCodes: 'any' })).toMatchObject({ code: 3 });
-    expect(await code(run('sh', ['-c', 'echo broken thing >&2; exit 2']))).toBe('Internal: sh -c echo broken thing >&2; exit 2 exited with code 2: broken thing');
+    expect(await code(run('sh', ['-c', 'echo broken thing >&2; exit 2']))).toBe(
+      'Internal: sh -c echo broken thing >&2; exit 2 exited with code 2: broken thing',
+    );
     expect(await code(run('/nonexistent/binary', []))).toMatch(/^Internal: cannot run \/nonexistent\/binary/);
   });
 
@@ -559,7 +730,9 @@ describe('exec: the helper every mount effect runs through', () => {
     expect(Date.now() - t0).toBeLessThan(3000);
     await expect.poll(() => processesMatching('sleep 31.4159'), { timeout: 1000 }).toEqual([]);
 
-    expect(await code(run('sh', ['-c', 'trap "" TERM; sleep 27.1828'], { timeoutMs: 100 }))).toMatch(/^Timeout: .*did not finish within 100 ms/);
+    expect(await code(run('sh', ['-c', 'trap "" TERM; sleep 27.1828'], { timeoutMs: 100 }))).toMatch(
+      /^Timeout: .*did not finish within 100 ms/,
+    );
     await expect.poll(() => processesMatching('sleep 27.1828'), { timeout: 1000 }).toEqual([]);
 
     const gone = new AbortController();

@@ -23,7 +23,11 @@ let dir: string;
 let srv: LocalNats;
 let creds: GeneratedCreds;
 const conns: NatsConnection[] = [];
-const as = async (who: string) => { const nc = await connectNats(srv.url, `test-${who}`, { nkeySeedFile: creds.seedFiles[who] }); conns.push(nc); return nc; };
+const as = async (who: string) => {
+  const nc = await connectNats(srv.url, `test-${who}`, { nkeySeedFile: creds.seedFiles[who] });
+  conns.push(nc);
+  return nc;
+};
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'corral-nkeys-'));
@@ -37,12 +41,19 @@ afterAll(async () => {
 });
 
 /** The next permission violation the server reports on `nc` (or undefined after `ms`). */
-function nextViolation(nc: NatsConnection, ms = 3000): Promise<InstanceType<typeof errors.PermissionViolationError> | undefined> {
+function nextViolation(
+  nc: NatsConnection,
+  ms = 3000,
+): Promise<InstanceType<typeof errors.PermissionViolationError> | undefined> {
   return new Promise((res) => {
     const t = setTimeout(() => res(undefined), ms);
     void (async () => {
       for await (const s of nc.status()) {
-        if (s.type === 'error' && s.error instanceof errors.PermissionViolationError) { clearTimeout(t); res(s.error); return; }
+        if (s.type === 'error' && s.error instanceof errors.PermissionViolationError) {
+          clearTimeout(t);
+          res(s.error);
+          return;
+        }
       }
     })();
   });
@@ -72,11 +83,15 @@ describe('per-node NKEY users', () => {
     await reg.kv.delete('A');
   });
 
-  it('node A cannot publish to node B\'s worker subjects, nor subscribe to them', async () => {
+  it("node A cannot publish to node B's worker subjects, nor subscribe to them", async () => {
     const a = await as('A');
     const b = await as('B');
     const got: string[] = [];
-    const bsub = b.subscribe(subjects.worker('B', 'mount', '>'), { callback: (_e, m) => { got.push(m.subject); } });
+    const bsub = b.subscribe(subjects.worker('B', 'mount', '>'), {
+      callback: (_e, m) => {
+        got.push(m.subject);
+      },
+    });
     await b.flush();
 
     const violation = nextViolation(a);
@@ -102,7 +117,9 @@ describe('per-node NKEY users', () => {
     a.publish(subjects.task('B', 'delete'), new Uint8Array([0x80]));
     expect((await v2)?.subject).toBe('corral.v1.node.B.task.delete');
     const v3 = nextViolation(a);
-    await expect(new EventLog(a, 'B', { deadlineMs: 1500, attemptTimeoutMs: 500 }).append('sbX', 'created', {})).rejects.toThrow();
+    await expect(
+      new EventLog(a, 'B', { deadlineMs: 1500, attemptTimeoutMs: 500 }).append('sbX', 'created', {}),
+    ).rejects.toThrow();
     expect((await v3)?.subject).toBe('corral.v1.evt.B.sbX.created');
     const kv = await new Kvm(a).open('CORRAL_NODES');
     const v4 = nextViolation(a);
@@ -112,7 +129,7 @@ describe('per-node NKEY users', () => {
     bsub.unsubscribe();
   });
 
-  it('the controller reaches every node\'s createInline', async () => {
+  it("the controller reaches every node's createInline", async () => {
     const c = await as('controller');
     const nodes = { A: await as('A'), B: await as('B') };
     for (const [n, nc] of Object.entries(nodes)) {
@@ -124,10 +141,14 @@ describe('per-node NKEY users', () => {
   });
 
   it('no seed, an unknown seed or a world-readable seed file cannot connect', async () => {
-    await expect(connectNats(srv.url, 'anon', { timeoutMs: 2000 })).rejects.toThrow(/Authorization|authentication|cannot reach/i);
+    await expect(connectNats(srv.url, 'anon', { timeoutMs: 2000 })).rejects.toThrow(
+      /Authorization|authentication|cannot reach/i,
+    );
     const stranger = join(dir, 'stranger.nk');
     writeFileSync(stranger, `${new TextDecoder().decode(createUser().getSeed())}\n`, { mode: 0o600 });
-    await expect(connectNats(srv.url, 'stranger', { nkeySeedFile: stranger, timeoutMs: 2000 })).rejects.toThrow(/Authorization|cannot reach/i);
+    await expect(connectNats(srv.url, 'stranger', { nkeySeedFile: stranger, timeoutMs: 2000 })).rejects.toThrow(
+      /Authorization|cannot reach/i,
+    );
     const open = join(dir, 'open.nk');
     writeFileSync(open, 'x', { mode: 0o644 });
     await expect(connectNats(srv.url, 'open', { nkeySeedFile: open })).rejects.toThrow(/readable by group or others/);

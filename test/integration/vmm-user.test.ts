@@ -13,13 +13,21 @@ import { CorralError, err } from '../../src/errors.ts';
 import { runWorker, type OpHandler } from '../../src/workers/harness.ts';
 import type { VmmUser } from '../../src/workers/protocol.ts';
 import {
-  VMM_USER_COMMENT, createVmmUser, removeVmmUser, vmmUserExists, vmmUserHandlers, type VmmUserStep,
+  VMM_USER_COMMENT,
+  createVmmUser,
+  removeVmmUser,
+  vmmUserExists,
+  vmmUserHandlers,
+  type VmmUserStep,
 } from '../../src/workers/hypervisor/vmm-user.ts';
 import { natsServer, type TestNats } from '../helpers/nats.ts';
 
 /** Users and runtime dirs this file created or may have created: all must be gone after each test. */
 const touched: { user?: string; uid?: number; runtimeDir?: string }[] = [];
-const track = (u: Partial<VmmUser>) => { touched.push({ ...u }); return u; };
+const track = (u: Partial<VmmUser>) => {
+  touched.push({ ...u });
+  return u;
+};
 
 function passwd(user: string): string[] | undefined {
   try {
@@ -30,7 +38,12 @@ function passwd(user: string): string[] | undefined {
 }
 
 async function expectFailure(p: Promise<unknown>): Promise<CorralError> {
-  try { await p; } catch (e) { if (e instanceof CorralError) return e; throw e; }
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof CorralError) return e;
+    throw e;
+  }
   throw new Error('expected a failure');
 }
 
@@ -39,7 +52,11 @@ afterEach(() => {
   for (const t of touched.splice(0)) {
     if (t.user && passwd(t.user)) {
       leaks.push(`user ${t.user}`);
-      try { execFileSync('userdel', ['-f', t.user], { stdio: 'ignore' }); } catch { /* reported */ }
+      try {
+        execFileSync('userdel', ['-f', t.user], { stdio: 'ignore' });
+      } catch {
+        /* reported */
+      }
     }
     if (t.runtimeDir && existsSync(t.runtimeDir)) {
       leaks.push(`dir ${t.runtimeDir}`);
@@ -89,7 +106,9 @@ describe('createVmmUser / removeVmmUser', () => {
     expect(new Set(users.map((u) => u.user)).size).toBe(6);
     expect(new Set(users.map((u) => u.uid)).size).toBe(6);
     for (const u of users) expect(statSync(u.runtimeDir).uid).toBe(u.uid);
-    expect(await Promise.all(users.map((u) => removeVmmUser(u.user, u.uid)))).toEqual(users.map(() => ({ removed: true })));
+    expect(await Promise.all(users.map((u) => removeVmmUser(u.user, u.uid)))).toEqual(
+      users.map(() => ({ removed: true })),
+    );
     for (const u of users) expect(passwd(u.user)).toBeUndefined();
   });
 
@@ -138,12 +157,14 @@ describe('createVmmUser / removeVmmUser', () => {
   const steps: VmmUserStep[] = ['useradd', 'lookup', 'runtimeDir', 'chown', 'kvm', 'done'];
   it.each(steps)('a failure at step %s leaves neither the user nor the runtime dir', async (failAt) => {
     let sofar: Partial<VmmUser> = {};
-    const e = await expectFailure(createVmmUser('sandbox-fail', {
-      onStep: (step, s) => {
-        sofar = track(s);
-        if (step === failAt) throw err.unavailable(`injected ${step} failure`);
-      },
-    }));
+    const e = await expectFailure(
+      createVmmUser('sandbox-fail', {
+        onStep: (step, s) => {
+          sofar = track(s);
+          if (step === failAt) throw err.unavailable(`injected ${step} failure`);
+        },
+      }),
+    );
     expect(e.code).toBe('Unavailable'); // the original error is what the caller sees
     expect(e.message).toContain(`injected ${failAt} failure`);
     expect(e.message).not.toMatch(/rollback failed/);
@@ -160,13 +181,15 @@ describe('createVmmUser / removeVmmUser', () => {
   it('a deadline firing in the middle rolls back and answers Timeout', async () => {
     const ac = new AbortController();
     let sofar: Partial<VmmUser> = {};
-    const e = await expectFailure(createVmmUser('sandbox-deadline', {
-      signal: ac.signal,
-      onStep: (step, s) => {
-        sofar = track(s);
-        if (step === 'chown') ac.abort(err.timeout('hypervisor.createUser passed its deadline'));
-      },
-    }));
+    const e = await expectFailure(
+      createVmmUser('sandbox-deadline', {
+        signal: ac.signal,
+        onStep: (step, s) => {
+          sofar = track(s);
+          if (step === 'chown') ac.abort(err.timeout('hypervisor.createUser passed its deadline'));
+        },
+      }),
+    );
     expect(e.code).toBe('Timeout');
     expect(sofar.user).toBeDefined();
     expect(passwd(sofar.user!)).toBeUndefined();
@@ -176,7 +199,14 @@ describe('createVmmUser / removeVmmUser', () => {
     const gone = new AbortController();
     gone.abort(err.timeout('already late'));
     let called = false;
-    const e2 = await expectFailure(createVmmUser('sandbox-late', { signal: gone.signal, onStep: () => { called = true; } }));
+    const e2 = await expectFailure(
+      createVmmUser('sandbox-late', {
+        signal: gone.signal,
+        onStep: () => {
+          called = true;
+        },
+      }),
+    );
     expect(e2.code).toBe('Timeout');
     expect(called).toBe(false);
   });
@@ -209,15 +239,28 @@ describe('createUser / removeUser through a worker over NATS', () => {
   beforeAll(async () => {
     nats = await natsServer();
     const inner = vmmUserHandlers();
-    const counted = (name: string, h: OpHandler): OpHandler => (req, ctx) => { calls.push(name); return h(req, ctx); };
+    const counted =
+      (name: string, h: OpHandler): OpHandler =>
+      (req, ctx) => {
+        calls.push(name);
+        return h(req, ctx);
+      };
     runWorker({
-      nc: nats.nc, node, kind: 'hypervisor',
-      handlers: { createUser: counted('createUser', inner.createUser), removeUser: counted('removeUser', inner.removeUser) },
+      nc: nats.nc,
+      node,
+      kind: 'hypervisor',
+      handlers: {
+        createUser: counted('createUser', inner.createUser),
+        removeUser: counted('removeUser', inner.removeUser),
+      },
     });
   });
-  afterAll(async () => { await nats?.cleanup(); });
+  afterAll(async () => {
+    await nats?.cleanup();
+  });
 
-  const call = <T>(op: string, body: Record<string, unknown>) => request<T>(nats.nc, subjects.worker(node, 'hypervisor', op), body, 30_000);
+  const call = <T>(op: string, body: Record<string, unknown>) =>
+    request<T>(nats.nc, subjects.worker(node, 'hypervisor', op), body, 30_000);
 
   it('creates once per opId and removes', async () => {
     const body = { opId: 'create-1', deadlineMs: Date.now() + 20_000, sandboxId: 'sb-nats' };

@@ -15,6 +15,8 @@ describe('codec', () => {
     expect(() => decode(new Uint8Array(bytes))).toThrowError(expect.objectContaining({ code: 'InvalidArgument' }));
   });
   it('refuses oversized payloads before decoding', () => {
-    expect(() => decode(new Uint8Array(MAX_PAYLOAD_BYTES + 1))).toThrowError(expect.objectContaining({ code: 'ResourceExhausted' }));
+    expect(() => decode(new Uint8Array(MAX_PAYLOAD_BYTES + 1))).toThrowError(
+      expect.objectContaining({ code: 'ResourceExhausted' }),
+    );
   });
 });

@@ -15,7 +15,10 @@ describe('error catalogue', () => {
   });
   it('turns anything thrown into a CorralError, keeping wire errors', () => {
     expect(ensureError(new Error('boom'))).toMatchObject({ code: 'Internal', message: 'boom' });
-    expect(ensureError({ code: 'NotFound', message: 'x', retryable: false })).toMatchObject({ code: 'NotFound', message: 'x' });
+    expect(ensureError({ code: 'NotFound', message: 'x', retryable: false })).toMatchObject({
+      code: 'NotFound',
+      message: 'x',
+    });
     expect(ensureError('text')).toMatchObject({ code: 'Internal', message: 'text' });
   });
 });

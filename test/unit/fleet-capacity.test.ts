@@ -1,12 +1,28 @@
 import { describe, expect, it } from 'vitest';
-import { free, shortfall, sumReservations, withHeld, withoutReservation, withoutUnheld, withReservation } from '../../src/fleet/capacity.ts';
+import {
+  free,
+  shortfall,
+  sumReservations,
+  withHeld,
+  withoutReservation,
+  withoutUnheld,
+  withReservation,
+} from '../../src/fleet/capacity.ts';
 import { withHeartbeat, withState, type StateAction } from '../../src/fleet/state.ts';
 import type { NodeEntry, NodeState } from '../../src/fleet/types.ts';
 import { expectError } from './kata/expect-error.ts';
 
 const entry = (o: Partial<NodeEntry> = {}): NodeEntry => ({
-  node: 'n1', state: 'ready', labels: {}, capacity: { vcpus: 4, memoryMiB: 8192, sandboxes: 3 }, used: { vcpus: 0, memoryMiB: 0, sandboxes: 0 },
-  heartbeatAt: 1, version: 'v', reservations: {}, registeredAt: 1, ...o,
+  node: 'n1',
+  state: 'ready',
+  labels: {},
+  capacity: { vcpus: 4, memoryMiB: 8192, sandboxes: 3 },
+  used: { vcpus: 0, memoryMiB: 0, sandboxes: 0 },
+  heartbeatAt: 1,
+  version: 'v',
+  reservations: {},
+  registeredAt: 1,
+  ...o,
 });
 const r = (id: string, vcpus = 1, memoryMiB = 2048, ref = 'c1:1') => ({ id, vcpus, memoryMiB, ref });
 
@@ -24,12 +40,36 @@ describe('reservations', () => {
   });
 
   it.each<[string, NodeEntry, ReturnType<typeof r>, string, RegExp]>([
-    ['the id is reserved by another writer', withReservation(entry(), r('t1'), 1)!, r('t1', 1, 2048, 'c2:9'), 'AlreadyExists', /task t1 is already placed on node n1/],
-    ['cordoned', entry({ state: 'cordoned' }), r('t1'), 'ResourceExhausted', /node n1 is cordoned: it takes no new sandboxes/],
+    [
+      'the id is reserved by another writer',
+      withReservation(entry(), r('t1'), 1)!,
+      r('t1', 1, 2048, 'c2:9'),
+      'AlreadyExists',
+      /task t1 is already placed on node n1/,
+    ],
+    [
+      'cordoned',
+      entry({ state: 'cordoned' }),
+      r('t1'),
+      'ResourceExhausted',
+      /node n1 is cordoned: it takes no new sandboxes/,
+    ],
     ['lost', entry({ state: 'lost' }), r('t1'), 'ResourceExhausted', /is lost/],
     ['too many vCPUs', entry(), r('t1', 5), 'ResourceExhausted', /node n1 is full: 5 vCPUs wanted, 4 free/],
-    ['too much memory', entry({ used: { vcpus: 0, memoryMiB: 8000, sandboxes: 0 } }), r('t1'), 'ResourceExhausted', /2048 MiB wanted, 192 free/],
-    ['no sandbox slot', entry({ used: { vcpus: 0, memoryMiB: 0, sandboxes: 3 } }), r('t1', 0, 0), 'ResourceExhausted', /sandboxes 3\/3/],
+    [
+      'too much memory',
+      entry({ used: { vcpus: 0, memoryMiB: 8000, sandboxes: 0 } }),
+      r('t1'),
+      'ResourceExhausted',
+      /2048 MiB wanted, 192 free/,
+    ],
+    [
+      'no sandbox slot',
+      entry({ used: { vcpus: 0, memoryMiB: 0, sandboxes: 3 } }),
+      r('t1', 0, 0),
+      'ResourceExhausted',
+      /sandboxes 3\/3/,
+    ],
     ['a negative demand', entry(), r('t1', -1), 'InvalidArgument', /vcpus must be a non-negative integer/],
   ])('refused: %s', async (_n, e, req, code, msg) => {
     await expectError(() => withReservation(e, req, 1), code as never, msg);
@@ -43,7 +83,7 @@ describe('reservations', () => {
     expect(shortfall(e, { vcpus: 1, memoryMiB: 0 })).toBe('1 vCPUs wanted, 0 free');
   });
 
-  it('release removes it; a missing id, or another writer\'s with a ref, is nothing to write', () => {
+  it("release removes it; a missing id, or another writer's with a ref, is nothing to write", () => {
     const e = withReservation(withReservation(entry(), r('a'), 1)!, r('b', 2, 1024, 'c2:1'), 1)!;
     const a = withoutReservation(e, 'a')!;
     expect(a.used).toEqual({ vcpus: 2, memoryMiB: 1024, sandboxes: 1 });
@@ -69,7 +109,11 @@ describe('held reservations (the agent restores what vanished)', () => {
   });
 
   it('drops reservations nobody holds once they are older than the cut; young ones may be a create on its way', () => {
-    const e = withReservation(withReservation(withReservation(entry(), r('old'), 10)!, r('young'), 500)!, r('mine'), 10)!;
+    const e = withReservation(
+      withReservation(withReservation(entry(), r('old'), 10)!, r('young'), 500)!,
+      r('mine'),
+      10,
+    )!;
     const held = new Map([['mine', e.reservations.mine!]]);
     const pruned = withoutUnheld(e, held, 100);
     expect(Object.keys(pruned.reservations).sort()).toEqual(['mine', 'young']);

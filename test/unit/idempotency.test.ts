@@ -16,7 +16,8 @@ describe('requestKey', () => {
     expect(requestKey({ id: 'a', requestId: 'r' })).toBe('a/r');
     expect(requestKey({ id: 'a' })).toBeUndefined();
     expect(requestKey(undefined)).toBeUndefined();
-    for (const bad of [1, '', 'x'.repeat(129), {}]) expect(() => requestKey({ id: 'a', requestId: bad })).toThrow(/requestId/);
+    for (const bad of [1, '', 'x'.repeat(129), {}])
+      expect(() => requestKey({ id: 'a', requestId: bad })).toThrow(/requestId/);
   });
 });
 
@@ -27,7 +28,10 @@ describe('RequestLedger', () => {
     expect(l.admit('k', msg('second'))).toBe(true);
     expect(answered).toEqual([]);
     l.settle('k', OK);
-    expect(answered).toEqual([['first', OK], ['second', OK]]);
+    expect(answered).toEqual([
+      ['first', OK],
+      ['second', OK],
+    ]);
     expect(l.admit('k', msg('later'))).toBe(true);
     expect(answered.at(-1)).toEqual(['later', OK]);
   });
@@ -41,7 +45,10 @@ describe('RequestLedger', () => {
   it('errors are remembered too, Unavailable included: a late copy never does the work after all', () => {
     const { l, answered } = setup();
     l.admit('k', msg('a'));
-    const unavailable = { ok: false as const, error: { code: 'Unavailable' as const, message: 'worker gone', retryable: true } };
+    const unavailable = {
+      ok: false as const,
+      error: { code: 'Unavailable' as const, message: 'worker gone', retryable: true },
+    };
     l.settle('k', unavailable);
     expect(answered).toEqual([['a', unavailable]]);
     expect(l.admit('k', msg('b'))).toBe(true);
@@ -50,7 +57,10 @@ describe('RequestLedger', () => {
 
   it('answers are forgotten after the ttl and beyond the size cap, oldest first', () => {
     const { l } = setup(60_000, 2);
-    for (const k of ['a', 'b', 'c']) { l.admit(k, undefined); l.settle(k, OK); }
+    for (const k of ['a', 'b', 'c']) {
+      l.admit(k, undefined);
+      l.settle(k, OK);
+    }
     expect(l.size.done).toBe(2);
     expect(l.admit('a', undefined)).toBe(false);
     expect(l.admit('c', undefined)).toBe(true);

@@ -2,8 +2,15 @@ import { describe, expect, it } from 'vitest';
 import { sandboxMachine } from '../../src/machines/index.ts';
 import { fakeEffects, run, until } from '../helpers/fake-effects.ts';
 
-const replies = (e: { type: string }[]) => e.filter((x) => x.type === 'reply') as unknown as { rid: string; ok: boolean; error?: { code: string; message: string }; result?: unknown }[];
-const facts = (e: { type: string }[]) => e.filter((x) => x.type === 'fact').map((x) => (x as unknown as { kind: string }).kind);
+const replies = (e: { type: string }[]) =>
+  e.filter((x) => x.type === 'reply') as unknown as {
+    rid: string;
+    ok: boolean;
+    error?: { code: string; message: string };
+    result?: unknown;
+  }[];
+const facts = (e: { type: string }[]) =>
+  e.filter((x) => x.type === 'fact').map((x) => (x as unknown as { kind: string }).kind);
 
 describe('sandbox lifecycle', () => {
   it('creates in order and replies with the VMM pid', async () => {
@@ -38,11 +45,17 @@ describe('sandbox lifecycle', () => {
     const { actor, emitted } = run(sandboxMachine, fx);
     await until(actor, (s) => s.includes('failed'));
     expect(calls).toEqual(['validate']);
-    expect(replies(emitted)[0]).toMatchObject({ ok: false, error: { code: 'InvalidArgument', message: 'Missing bundle path' } });
+    expect(replies(emitted)[0]).toMatchObject({
+      ok: false,
+      error: { code: 'InvalidArgument', message: 'Missing bundle path' },
+    });
   });
 
   it('retries a failing compensation with back-off and keeps the original error', async () => {
-    const { fx, calls, compensated } = fakeEffects({ failStep: 'boot', failCompensation: { kind: 'removeUser', times: 2 } });
+    const { fx, calls, compensated } = fakeEffects({
+      failStep: 'boot',
+      failCompensation: { kind: 'removeUser', times: 2 },
+    });
     const { actor, emitted } = run(sandboxMachine, fx);
     await until(actor, (s) => s.includes('failed'));
     expect(calls.filter((c) => c === 'undo:removeUser')).toHaveLength(3);
@@ -82,7 +95,10 @@ describe('sandbox lifecycle', () => {
     actor.send({ type: 'start', rid: 'r1', at: 1 });
     await until(actor, (s) => s.includes('running'));
     actor.send({ type: 'delete', rid: 'r2', at: 2 });
-    expect(replies(emitted).find((r) => r.rid === 'r2')).toMatchObject({ ok: false, error: { code: 'FailedPrecondition', message: 'cannot delete task in running state' } });
+    expect(replies(emitted).find((r) => r.rid === 'r2')).toMatchObject({
+      ok: false,
+      error: { code: 'FailedPrecondition', message: 'cannot delete task in running state' },
+    });
   });
 
   it('kill while running signals; kill of a stopped task with SIGKILL is a no-op', async () => {
@@ -103,7 +119,10 @@ describe('sandbox lifecycle', () => {
   });
 
   it('a kill whose process exits before the signal is answered still gets its reply (exit or VM death)', async () => {
-    for (const gone of [{ type: 'exit', exitStatus: 143, exitedAt: 3 }, { type: 'hostGone', at: 3 }] as const) {
+    for (const gone of [
+      { type: 'exit', exitStatus: 143, exitedAt: 3 },
+      { type: 'hostGone', at: 3 },
+    ] as const) {
       const { fx } = fakeEffects();
       const { actor, emitted } = run(sandboxMachine, fx);
       await until(actor, (s) => s === 'created');
@@ -112,7 +131,10 @@ describe('sandbox lifecycle', () => {
       actor.send({ type: 'kill', rid: 'k1', signal: 15, all: true, at: 2 });
       actor.send(gone); // before the signal effect's own reply (a microtask away)
       await until(actor, (s) => s.includes('stopped'));
-      expect(replies(emitted).filter((r) => r.rid === 'k1'), gone.type).toEqual([{ type: 'reply', rid: 'k1', ok: true, result: {} }]);
+      expect(
+        replies(emitted).filter((r) => r.rid === 'k1'),
+        gone.type,
+      ).toEqual([{ type: 'reply', rid: 'k1', ok: true, result: {} }]);
     }
   });
 
@@ -125,7 +147,9 @@ describe('sandbox lifecycle', () => {
     actor.send({ type: 'hostGone', at: 9 });
     await until(actor, (s) => s.includes('stopped'));
     expect(compensated).toEqual(['stopVm', 'removeUser', 'unmountAll', 'unmountAll']);
-    expect(emitted.find((e) => e.type === 'fact' && e.kind === 'exited')).toMatchObject({ data: { exitStatus: 255, exitedAt: 9 } });
+    expect(emitted.find((e) => e.type === 'fact' && e.kind === 'exited')).toMatchObject({
+      data: { exitStatus: 255, exitedAt: 9 },
+    });
   });
 
   it('a failed start replies with the error and tears down (wait sees 255)', async () => {

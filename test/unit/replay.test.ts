@@ -12,7 +12,14 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { createActor, createMachine } from 'xstate';
 import type { Fact } from '../../src/domain/task.ts';
 import { ensureError } from '../../src/errors.ts';
-import { containerMachine, provideEffects, sandboxMachine, type Effects, type LifecycleEvent, type LifecycleMachine } from '../../src/machines/index.ts';
+import {
+  containerMachine,
+  provideEffects,
+  sandboxMachine,
+  type Effects,
+  type LifecycleEvent,
+  type LifecycleMachine,
+} from '../../src/machines/index.ts';
 import { main, type Io } from '../../src/cli/main.ts';
 import { parseSince } from '../../src/cli/commands/events.ts';
 import { replay } from '../../src/replay/engine.ts';
@@ -27,18 +34,29 @@ function recorder(machine: LifecycleMachine, opts: FakeOptions = {}, id = 'sb1')
   const records: EventRecord[] = [];
   let seq = 0;
   const append = (kind: string, data: Record<string, unknown>) =>
-    records.push({ seq: ++seq, subject: `corral.v1.evt.n1.${id}.${kind}`, node: 'n1', sandbox: id, kind, at: 1_000 + seq * 10, taskId: id, ...data });
+    records.push({
+      seq: ++seq,
+      subject: `corral.v1.evt.n1.${id}.${kind}`,
+      node: 'n1',
+      sandbox: id,
+      kind,
+      at: 1_000 + seq * 10,
+      taskId: id,
+      ...data,
+    });
   const { fx } = fakeEffects(opts);
-  const journal = <I, T>(name: (i: I) => string, f: (i: I, signal: AbortSignal) => Promise<T>) => async (i: I, signal: AbortSignal): Promise<T> => {
-    try {
-      const output = await f(i, signal);
-      append('input', { effect: name(i), ok: true, output });
-      return output;
-    } catch (e) {
-      append('input', { effect: name(i), ok: false, error: ensureError(e).toWire() });
-      throw e;
-    }
-  };
+  const journal =
+    <I, T>(name: (i: I) => string, f: (i: I, signal: AbortSignal) => Promise<T>) =>
+    async (i: I, signal: AbortSignal): Promise<T> => {
+      try {
+        const output = await f(i, signal);
+        append('input', { effect: name(i), ok: true, output });
+        return output;
+      } catch (e) {
+        append('input', { effect: name(i), ok: false, error: ensureError(e).toWire() });
+        throw e;
+      }
+    };
   const journaled: Effects = {
     validate: journal(() => 'validate', fx.validate),
     configure: journal(() => 'configure', fx.configure),
@@ -46,21 +64,41 @@ function recorder(machine: LifecycleMachine, opts: FakeOptions = {}, id = 'sb1')
     startProcess: journal(() => 'startProcess', fx.startProcess),
     signal: journal(() => 'signal', fx.signal),
     compensate: journal((c) => `undo:${c.kind}`, fx.compensate),
-    sleep: journal(() => 'timer', async () => {}),
+    sleep: journal(
+      () => 'timer',
+      async () => {},
+    ),
   };
   const rid = 'r-create';
-  append('input', { event: { type: 'create', rid, request: request(id), containerType: 'single_container', machine: 'sandbox', instance: 'i-1' } });
+  append('input', {
+    event: {
+      type: 'create',
+      rid,
+      request: request(id),
+      containerType: 'single_container',
+      machine: 'sandbox',
+      instance: 'i-1',
+    },
+  });
   const actor = createActor(provideEffects(machine, journaled), {
     input: { id, request: request(id), rid },
     inspect: (ev) => {
-      if (ev.type === '@xstate.snapshot' && ev.actorRef === actor) append('state', { value: (ev.snapshot as unknown as { value: unknown }).value, event: ev.event.type });
+      if (ev.type === '@xstate.snapshot' && ev.actorRef === actor)
+        append('state', { value: (ev.snapshot as unknown as { value: unknown }).value, event: ev.event.type });
     },
   });
-  actor.on('fact', (f) => { const fact = f as Fact; append(fact.kind, fact.data); });
+  actor.on('fact', (f) => {
+    const fact = f as Fact;
+    append(fact.kind, fact.data);
+  });
   actor.start();
   return {
-    records, actor,
-    send(event: LifecycleEvent) { append('input', { event }); actor.send(event); },
+    records,
+    actor,
+    send(event: LifecycleEvent) {
+      append('input', { event });
+      actor.send(event);
+    },
   };
 }
 
@@ -83,8 +121,17 @@ const isState = (v: unknown) => (r: EventRecord) => r.kind === 'state' && JSON.s
 function alteredMachine(): LifecycleMachine {
   const cfg = sandboxMachine.config as { states: Record<string, { invoke: { onDone: object } }> };
   const configuring = cfg.states.configuring!;
-  const states = { ...cfg.states, configuring: { ...configuring, invoke: { ...configuring.invoke, onDone: { ...configuring.invoke.onDone, target: 'created' } } } };
-  return createMachine({ ...sandboxMachine.config, states } as never, sandboxMachine.implementations as never) as unknown as LifecycleMachine;
+  const states = {
+    ...cfg.states,
+    configuring: {
+      ...configuring,
+      invoke: { ...configuring.invoke, onDone: { ...configuring.invoke.onDone, target: 'created' } },
+    },
+  };
+  return createMachine(
+    { ...sandboxMachine.config, states } as never,
+    sandboxMachine.implementations as never,
+  ) as unknown as LifecycleMachine;
 }
 
 const stopAll = (r: Awaited<ReturnType<typeof replay>>) => r.tasks.forEach((t) => t.actor.stop());
@@ -98,14 +145,37 @@ describe('replay engine', () => {
     expect(r.lastSeq).toBe(records.length);
     expect(r.tasks).toHaveLength(1);
     expect(JSON.parse(r.tasks[0]!.visited.at(-1)!)).toBe('deleted');
-    expect(r.tasks[0]!.visited.map(stateText)).toEqual(['validating', 'configuring', 'mounting', 'preparingUser', 'booting', 'created', 'starting', 'running.idle', 'stopping', 'deleted']);
+    expect(r.tasks[0]!.visited.map(stateText)).toEqual([
+      'validating',
+      'configuring',
+      'mounting',
+      'preparingUser',
+      'booting',
+      'created',
+      'starting',
+      'running.idle',
+      'stopping',
+      'deleted',
+    ]);
     const states = r.timeline.filter((e) => e.kind === 'state');
     expect(states).toHaveLength(records.filter((x) => x.kind === 'state').length);
     for (const e of states) expect(e.state).toBe(JSON.stringify((e.payload as { value: unknown }).value));
-    expect(new Set(r.timeline.map((e) => e.lane))).toEqual(new Set(['sandbox', 'agent', 'worker:mount', 'worker:hypervisor']));
+    expect(new Set(r.timeline.map((e) => e.lane))).toEqual(
+      new Set(['sandbox', 'agent', 'worker:mount', 'worker:hypervisor']),
+    );
     // Every effect of this log starts right after the record before it (the fake clock: 10 ms a record).
-    for (const e of r.timeline.filter((x) => x.kind === 'effect')) expect(e.durationMs, `${e.label} at ${e.seq}`).toBe(10);
-    expect(r.timeline.filter((e) => e.kind === 'fact').map((e) => e.label)).toEqual(['stepDone', 'stepDone', 'stepDone', 'stepDone', 'created', 'started', 'exited', 'deleted']);
+    for (const e of r.timeline.filter((x) => x.kind === 'effect'))
+      expect(e.durationMs, `${e.label} at ${e.seq}`).toBe(10);
+    expect(r.timeline.filter((e) => e.kind === 'fact').map((e) => e.label)).toEqual([
+      'stepDone',
+      'stepDone',
+      'stepDone',
+      'stepDone',
+      'created',
+      'started',
+      'exited',
+      'deleted',
+    ]);
   });
 
   it('replays a rollback with a retried compensation (coordinator lane, timers)', async () => {
@@ -115,7 +185,11 @@ describe('replay engine', () => {
     stopAll(r);
     expect(r.divergence).toBeUndefined();
     expect(r.timeline.filter((e) => e.lane === 'coordinator').map((e) => e.label)).toEqual(['timer ok', 'timer ok']);
-    expect(r.timeline.filter((e) => e.ok === false).map((e) => e.label)).toEqual(['boot failed: Internal', 'undo:removeUser failed: Unavailable', 'undo:removeUser failed: Unavailable']);
+    expect(r.timeline.filter((e) => e.ok === false).map((e) => e.label)).toEqual([
+      'boot failed: Internal',
+      'undo:removeUser failed: Unavailable',
+      'undo:removeUser failed: Unavailable',
+    ]);
     expect(r.timeline.find((e) => e.label === 'rolledBack')).toBeTruthy();
     expect(JSON.parse(r.tasks[0]!.visited.at(-1)!)).toEqual({ failed: 'clean' });
   });
@@ -128,7 +202,9 @@ describe('replay engine', () => {
     const expected = seqOf(records, (x) => x.seq > configured && x.kind === 'state');
     expect(r.divergence).toMatchObject({ seq: expected, taskId: 'sb1', expected: 'mounting', actual: 'created' });
     expect(r.lastSeq).toBe(expected); // stops at the first divergence
-    expect(divergenceLine(r.divergence!)).toBe(`replay diverged at seq ${expected} (task sb1): recorded state mounting, rebuilt created`);
+    expect(divergenceLine(r.divergence!)).toBe(
+      `replay diverged at seq ${expected} (task sb1): recorded state mounting, rebuilt created`,
+    );
   });
 
   it('a tampered state record diverges at that seq; an outcome nobody asked for too', async () => {
@@ -151,7 +227,13 @@ describe('replay engine', () => {
     const records = await happyLog();
     const running = records.findIndex(isState({ running: 'idle' }));
     const exit = records.findIndex((x) => (x.event as { type?: string } | undefined)?.type === 'exit');
-    const moved = [...records.slice(0, running), records[exit]!, records[running]!, ...records.slice(running + 1, exit), ...records.slice(exit + 1)].map((x, i) => ({ ...x, seq: i + 1 }));
+    const moved = [
+      ...records.slice(0, running),
+      records[exit]!,
+      records[running]!,
+      ...records.slice(running + 1, exit),
+      ...records.slice(exit + 1),
+    ].map((x, i) => ({ ...x, seq: i + 1 }));
     const r = await replay(moved);
     stopAll(r);
     expect(r.divergence).toBeUndefined();
@@ -182,12 +264,19 @@ describe('text forms', () => {
   it('prints one line per record and per timeline entry', async () => {
     const records = await happyLog();
     const boot = records.find((x) => x.effect === 'boot')!;
-    expect(recordLine(boot)).toMatch(/^\s+\d+  1970-01-01 00:00:01\.\d{3}  n1\s+sb1\s+sb1\s+input\s+boot ok: pid=4242$/);
-    expect(recordLine(records.find(isState({ running: 'idle' }))!)).toMatch(/state\s+running\.idle ← xstate\.done\.actor\.startProcess$/);
+    expect(recordLine(boot)).toMatch(
+      /^\s+\d+  1970-01-01 00:00:01\.\d{3}  n1\s+sb1\s+sb1\s+input\s+boot ok: pid=4242$/,
+    );
+    expect(recordLine(records.find(isState({ running: 'idle' }))!)).toMatch(
+      /state\s+running\.idle ← xstate\.done\.actor\.startProcess$/,
+    );
     expect(recordLine(records.find((x) => x.kind === 'exited')!)).toMatch(/exited\s+pid=4242 exitStatus=3 exitedAt=3$/);
     const r = await replay(records);
     stopAll(r);
-    const line = entryLine(r.timeline.find((e) => e.label.startsWith('boot'))!, r.timeline[0]!.at);
+    const line = entryLine(
+      r.timeline.find((e) => e.label.startsWith('boot'))!,
+      r.timeline[0]!.at,
+    );
     expect(line).toMatch(/worker:hypervisor\s+effect boot ok: pid=4242 \(10 ms\)  → created$/);
   });
 });
@@ -196,8 +285,15 @@ describe('corral replay --file (no NATS)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'corral-replay-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const io = () => {
-    const out: string[] = [], err: string[] = [];
-    const i: Io = { env: { ...process.env, NATS_URL: 'nats://127.0.0.1:1' }, out: (l) => out.push(l), err: (l) => err.push(l), stdout: () => {}, stderr: () => {} };
+    const out: string[] = [],
+      err: string[] = [];
+    const i: Io = {
+      env: { ...process.env, NATS_URL: 'nats://127.0.0.1:1' },
+      out: (l) => out.push(l),
+      err: (l) => err.push(l),
+      stdout: () => {},
+      stderr: () => {},
+    };
     return { i, out, err };
   };
 
@@ -208,17 +304,26 @@ describe('corral replay --file (no NATS)', () => {
     const ok = io();
     expect(await main(['replay', 'sb1', '--file', file], ok.i)).toBe(0);
     expect(ok.out.join('\n')).toMatch(/effect boot ok: pid=4242/);
-    expect(ok.out.at(-1)).toMatch(/^ok: \d+ inputs replayed up to seq \d+; \d+ rebuilt states equal the recorded ones$/);
+    expect(ok.out.at(-1)).toMatch(
+      /^ok: \d+ inputs replayed up to seq \d+; \d+ rebuilt states equal the recorded ones$/,
+    );
 
     const k = records.findIndex(isState('starting'));
     writeFileSync(file, records.map((x, i) => JSON.stringify(i === k ? { ...x, value: 'stopped' } : x)).join('\n'));
     const bad = io();
     expect(await main(['replay', 'sb1', '--file', file], bad.i)).toBe(1);
-    expect(bad.err).toEqual([`corral: replay diverged at seq ${records[k]!.seq} (task sb1): recorded state stopped, rebuilt starting`]);
+    expect(bad.err).toEqual([
+      `corral: replay diverged at seq ${records[k]!.seq} (task sb1): recorded state stopped, rebuilt starting`,
+    ]);
 
     const js = io();
     expect(await main(['replay', 'sb1', '--file', file, '--json'], js.i)).toBe(1);
-    const j = JSON.parse(js.out[0]!) as { ok: boolean; divergence: { seq: number }; tasks: { state: unknown }[]; timeline: unknown[] };
+    const j = JSON.parse(js.out[0]!) as {
+      ok: boolean;
+      divergence: { seq: number };
+      tasks: { state: unknown }[];
+      timeline: unknown[];
+    };
     expect(j).toMatchObject({ ok: false, divergence: { seq: records[k]!.seq }, tasks: [{ state: 'starting' }] });
 
     await expect(main(['replay', 'sb1', '--file', file, '--step'], io().i)).rejects.toThrow(/stdin is not a TTY/);
@@ -242,7 +347,13 @@ describe('the HTML page', () => {
   it('escapes every payload: </script> and markup in the log stay text', async () => {
     const records = await happyLog();
     const evil = '</script><script>window.pwned=1</script><img src=x onerror=alert(1)> & \u2028';
-    const tainted = records.map((x) => (x.effect === 'boot' ? { ...x, output: { pid: 4242, note: evil } } : x.kind === 'created' ? { ...x, bundle: evil } : x));
+    const tainted = records.map((x) =>
+      x.effect === 'boot'
+        ? { ...x, output: { pid: 4242, note: evil } }
+        : x.kind === 'created'
+          ? { ...x, bundle: evil }
+          : x,
+    );
     const r = await replay(tainted);
     stopAll(r);
     const html = replayHtml({ sandbox: '<i>sb1</i>', node: 'n1', source: 'x.jsonl', result: r });

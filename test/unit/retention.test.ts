@@ -44,14 +44,21 @@ describe('sandboxesToPurge', () => {
     const life = l.life('old', NOW - WEEK - 1);
     l.life('recent', NOW - WEEK + 1);
     expect(sandboxesToPurge(l.rs, NOW, WEEK)).toEqual([
-      { node: 'n1', sandbox: 'old', subject: 'corral.v1.evt.n1.old.>', upToSeq: life.last, endedAt: NOW - WEEK - 1, records: 8 },
+      {
+        node: 'n1',
+        sandbox: 'old',
+        subject: 'corral.v1.evt.n1.old.>',
+        upToSeq: life.last,
+        endedAt: NOW - WEEK - 1,
+        records: 8,
+      },
     ]);
     expect(sandboxesToPurge(l.rs, NOW, WEEK).map((d) => d.sandbox)).not.toContain('recent');
     // exactly at the boundary it goes
     expect(sandboxesToPurge(l.rs, NOW + 1, WEEK).map((d) => d.sandbox)).toEqual(['old', 'recent']);
   });
 
-  it('a reused id: purges the old sandbox only, up to the new one\'s create input', () => {
+  it("a reused id: purges the old sandbox only, up to the new one's create input", () => {
     const l = log();
     const old = l.life('web', NOW - 30 * DAY);
     l.add('web', 'input', NOW - DAY, { event: { type: 'create', rid: 'new' } });
@@ -66,7 +73,9 @@ describe('sandboxesToPurge', () => {
     l.life('x', NOW - 40 * DAY);
     const second = l.life('x', NOW - 20 * DAY);
     l.life('x', NOW - DAY); // within retention: kept
-    expect(sandboxesToPurge(l.rs, NOW, WEEK)).toEqual([expect.objectContaining({ sandbox: 'x', upToSeq: second.last, records: 16, endedAt: NOW - 20 * DAY })]);
+    expect(sandboxesToPurge(l.rs, NOW, WEEK)).toEqual([
+      expect.objectContaining({ sandbox: 'x', upToSeq: second.last, records: 16, endedAt: NOW - 20 * DAY }),
+    ]);
   });
 
   it('a rolled-back create ends the sandbox when nothing is left over; with leftovers it is kept', () => {
@@ -87,7 +96,9 @@ describe('sandboxesToPurge', () => {
     l.add('pod', 'deleted', NOW - 19 * DAY, { taskId: 'c1' });
     expect(sandboxesToPurge(l.rs, NOW, WEEK)).toEqual([]);
     l.add('pod', 'deleted', NOW - 18 * DAY);
-    expect(sandboxesToPurge(l.rs, NOW, WEEK)).toEqual([expect.objectContaining({ sandbox: 'pod', upToSeq: 6, records: 6 })]);
+    expect(sandboxesToPurge(l.rs, NOW, WEEK)).toEqual([
+      expect.objectContaining({ sandbox: 'pod', upToSeq: 6, records: 6 }),
+    ]);
   });
 
   it('keeps nodes apart and ignores records it cannot place', () => {
@@ -102,7 +113,9 @@ describe('sandboxesToPurge', () => {
     const l = log();
     l.life('a', NOW - 10 * DAY);
     const facts = l.rs.filter((r) => r.kind === 'deleted');
-    expect(sandboxesToPurge(facts, NOW, WEEK)).toEqual([expect.objectContaining({ sandbox: 'a', upToSeq: 7, records: 1 })]);
+    expect(sandboxesToPurge(facts, NOW, WEEK)).toEqual([
+      expect.objectContaining({ sandbox: 'a', upToSeq: 7, records: 1 }),
+    ]);
   });
 
   it('writes ids with dots as subjects do (`~`)', () => {
@@ -120,7 +133,16 @@ describe('sandboxesToPurge', () => {
 });
 
 describe('parseRetention', () => {
-  it.each([['7d', 7 * DAY], ['36h', 36 * 3_600_000], ['90m', 5_400_000], ['3600s', 3_600_000], ['500ms', 500], ['2', 2 * DAY], ['0', 0], ['1.5d', 1.5 * DAY]])('%s', (v, ms) => {
+  it.each([
+    ['7d', 7 * DAY],
+    ['36h', 36 * 3_600_000],
+    ['90m', 5_400_000],
+    ['3600s', 3_600_000],
+    ['500ms', 500],
+    ['2', 2 * DAY],
+    ['0', 0],
+    ['1.5d', 1.5 * DAY],
+  ])('%s', (v, ms) => {
     expect(parseRetention(v)).toBe(ms);
   });
   it.each(['', 'week', '-1d', '7 days', '1w'])('rejects %j with InvalidArgument', (v) => {
@@ -133,7 +155,11 @@ describe('Settings.eventRetentionMs', () => {
     const { loadSettings } = await import('../../src/agent/settings.ts');
     expect(loadSettings({ node: 'n' }, {}).eventRetentionMs).toBe(7 * DAY);
     expect(loadSettings({ node: 'n' }, { CORRAL_EVENT_RETENTION: '36h' }).eventRetentionMs).toBe(36 * 3_600_000);
-    expect(loadSettings({ node: 'n', eventRetention: '30d' }, { CORRAL_EVENT_RETENTION: '36h' }).eventRetentionMs).toBe(30 * DAY);
-    expect(() => loadSettings({ node: 'n' }, { CORRAL_EVENT_RETENTION: 'forever' })).toThrowError(expect.objectContaining({ code: 'InvalidArgument' }));
+    expect(loadSettings({ node: 'n', eventRetention: '30d' }, { CORRAL_EVENT_RETENTION: '36h' }).eventRetentionMs).toBe(
+      30 * DAY,
+    );
+    expect(() => loadSettings({ node: 'n' }, { CORRAL_EVENT_RETENTION: 'forever' })).toThrowError(
+      expect.objectContaining({ code: 'InvalidArgument' }),
+    );
   });
 });

@@ -30,13 +30,16 @@ export function parseLabels(items: string[]): Record<string, string> {
 }
 
 /** `--capacity vcpus=4,memory=8192,sandboxes=20` (MiB); omitted parts come from the host. */
-export function parseCapacity(v: string | undefined): { vcpus?: number; memoryMiB?: number; sandboxes?: number } | undefined {
+export function parseCapacity(
+  v: string | undefined,
+): { vcpus?: number; memoryMiB?: number; sandboxes?: number } | undefined {
   if (!v) return undefined;
   const out: Record<string, number> = {};
   for (const part of v.split(',')) {
     const [k, n] = part.split('=');
     const key = k === 'memory' ? 'memoryMiB' : k;
-    if (!key || !['vcpus', 'memoryMiB', 'sandboxes'].includes(key) || !/^\d+$/.test(n ?? '')) throw err.invalid(`--capacity ${JSON.stringify(v)}: expected vcpus=N,memory=MiB,sandboxes=N`);
+    if (!key || !['vcpus', 'memoryMiB', 'sandboxes'].includes(key) || !/^\d+$/.test(n ?? ''))
+      throw err.invalid(`--capacity ${JSON.stringify(v)}: expected vcpus=N,memory=MiB,sandboxes=N`);
     out[key] = Number(n);
   }
   return out;
@@ -46,35 +49,77 @@ import { parse } from '../args.ts';
 import type { Io } from '../main.ts';
 
 export const SETTINGS_OPTS = {
-  'data-dir': { type: 'string' }, 'run-dir': { type: 'string' }, 'bundle-root': { type: 'string', multiple: true },
-  'config-root': { type: 'string', multiple: true }, metrics: { type: 'string' }, 'log-level': { type: 'string' },
-  'event-retention': { type: 'string' }, creds: { type: 'string' }, replicas: { type: 'string' },
+  'data-dir': { type: 'string' },
+  'run-dir': { type: 'string' },
+  'bundle-root': { type: 'string', multiple: true },
+  'config-root': { type: 'string', multiple: true },
+  metrics: { type: 'string' },
+  'log-level': { type: 'string' },
+  'event-retention': { type: 'string' },
+  creds: { type: 'string' },
+  replicas: { type: 'string' },
 } as const;
 
-export function settingsFrom(argv: string[], io: Io, extra: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = {}) {
+export function settingsFrom(
+  argv: string[],
+  io: Io,
+  extra: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = {},
+) {
   const p = parse(argv, { ...SETTINGS_OPTS, ...extra });
   const v = p.values;
-  const settings = loadSettings({
-    node: v.node as string, nats: v.nats as string, dataDir: v['data-dir'] as string, runDir: v['run-dir'] as string,
-    bundleRoot: v['bundle-root'] as string[], configRoot: v['config-root'] as string[], metrics: v.metrics as string, logLevel: v['log-level'] as string,
-    eventRetention: v['event-retention'] as string, creds: v.creds as string, replicas: v.replicas as string,
-  }, io.env);
+  const settings = loadSettings(
+    {
+      node: v.node as string,
+      nats: v.nats as string,
+      dataDir: v['data-dir'] as string,
+      runDir: v['run-dir'] as string,
+      bundleRoot: v['bundle-root'] as string[],
+      configRoot: v['config-root'] as string[],
+      metrics: v.metrics as string,
+      logLevel: v['log-level'] as string,
+      eventRetention: v['event-retention'] as string,
+      creds: v.creds as string,
+      replicas: v.replicas as string,
+    },
+    io.env,
+  );
   return { p, settings };
 }
 
 /** Flags that hand the same settings to a child process. */
 export function settingsArgs(s: Settings): string[] {
-  return ['--node', s.node, '--nats', s.natsUrl, '--data-dir', s.dataDir, '--run-dir', s.runDir, '--log-level', s.logLevel,
-    ...s.bundleRoots.flatMap((r) => ['--bundle-root', r]), ...s.configRoots.flatMap((r) => ['--config-root', r]),
-    ...(s.credsFile ? ['--creds', s.credsFile] : [])];
+  return [
+    '--node',
+    s.node,
+    '--nats',
+    s.natsUrl,
+    '--data-dir',
+    s.dataDir,
+    '--run-dir',
+    s.runDir,
+    '--log-level',
+    s.logLevel,
+    ...s.bundleRoots.flatMap((r) => ['--bundle-root', r]),
+    ...s.configRoots.flatMap((r) => ['--config-root', r]),
+    ...(s.credsFile ? ['--creds', s.credsFile] : []),
+  ];
 }
 
 /** Resolves once the worker answers its read-only `scan` op. */
-export async function waitForWorker(nc: Parameters<typeof request>[0], node: string, kind: WorkerKind, timeoutMs: number): Promise<void> {
+export async function waitForWorker(
+  nc: Parameters<typeof request>[0],
+  node: string,
+  kind: WorkerKind,
+  timeoutMs: number,
+): Promise<void> {
   const until = Date.now() + timeoutMs;
   for (;;) {
-    try { await request(nc, subjects.worker(node, kind, 'scan'), {}, 2000); return; } catch (e) {
-      if (Date.now() > until) throw err.unavailable(`${kind} worker did not become ready in ${timeoutMs} ms: ${(e as Error).message}`);
+    try {
+      await request(nc, subjects.worker(node, kind, 'scan'), {}, 2000);
+      return;
+    } catch (e) {
+      if (Date.now() > until)
+        throw err.unavailable(`${kind} worker did not become ready in ${timeoutMs} ms: ${(e as Error).message}`);
       await new Promise((r) => setTimeout(r, 100));
     }
   }
@@ -82,10 +127,14 @@ export async function waitForWorker(nc: Parameters<typeof request>[0], node: str
 
 export async function agentCommand(argv: string[], io: Io): Promise<number> {
   const { p, settings } = settingsFrom(argv, io, {
-    'spawn-workers': { type: 'boolean' }, 'teardown-on-exit': { type: 'boolean' },
-    label: { type: 'string', multiple: true }, capacity: { type: 'string' },
+    'spawn-workers': { type: 'boolean' },
+    'teardown-on-exit': { type: 'boolean' },
+    label: { type: 'string', multiple: true },
+    capacity: { type: 'string' },
   });
-  const labels = parseLabels((p.values.label as string[] | undefined) ?? (io.env.CORRAL_LABELS ? io.env.CORRAL_LABELS.split(',') : []));
+  const labels = parseLabels(
+    (p.values.label as string[] | undefined) ?? (io.env.CORRAL_LABELS ? io.env.CORRAL_LABELS.split(',') : []),
+  );
   const capacity = parseCapacity((p.values.capacity as string | undefined) ?? io.env.CORRAL_CAPACITY);
   const log = rootLogger({ name: 'corral-agent', level: settings.logLevel });
   const nc = await connectNats(settings.natsUrl, `corral-agent-${settings.node}`, { nkeySeedFile: settings.credsFile });
@@ -99,14 +148,33 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
   const crashAt = faultsEnabled(io.env) ? io.env.CORRAL_TEST_CRASH : undefined;
   const snapshots = await untilReady('the snapshot bucket', () => Snapshots.open(nc, settings.node, settings.replicas));
   // The node's entry in the fleet registry: capacity, labels, heartbeat (docs/api.md, Fleet).
-  const registration = await untilReady('the node registry', () => AgentRegistration.open(nc, {
-    node: settings.node, labels, capacity, simulated: io.env.CORRAL_SIMULATE_VMS === '1', replicas: settings.replicas,
-    onError: (e) => log.warn({ err: e }, 'fleet heartbeat failed'),
-    // This agent holds every sandbox on its node: a reservation it does not hold after 5 min (the
-    // controller's default node timeout) is one whose release was lost.
-    pruneUnheldAfterMs: 300_000,
-  }));
-  const agent = buildAgent({ nc, settings, rules: createRules(settings), events, log, metrics, watch, crashAt, snapshots, registration, inlineBundleRoot: `${settings.dataDir}/bundles/fleet`, onShutdown: () => void shutdown('shutdown request') });
+  const registration = await untilReady('the node registry', () =>
+    AgentRegistration.open(nc, {
+      node: settings.node,
+      labels,
+      capacity,
+      simulated: io.env.CORRAL_SIMULATE_VMS === '1',
+      replicas: settings.replicas,
+      onError: (e) => log.warn({ err: e }, 'fleet heartbeat failed'),
+      // This agent holds every sandbox on its node: a reservation it does not hold after 5 min (the
+      // controller's default node timeout) is one whose release was lost.
+      pruneUnheldAfterMs: 300_000,
+    }),
+  );
+  const agent = buildAgent({
+    nc,
+    settings,
+    rules: createRules(settings),
+    events,
+    log,
+    metrics,
+    watch,
+    crashAt,
+    snapshots,
+    registration,
+    inlineBundleRoot: `${settings.dataDir}/bundles/fleet`,
+    onShutdown: () => void shutdown('shutdown request'),
+  });
   const mgmt = await startManagement(settings.metricsAddr, () => metrics.render({ corral_tasks: agent.tasks.size }));
 
   let sup: Supervisor | undefined;
@@ -114,32 +182,64 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
     const self = selfCommand();
     sup = new Supervisor({
       onStart: (name, pid) => log.info({ worker: name, pid }, 'worker started'),
-      onExit: (name, code, signal) => { log.warn({ worker: name, code, signal }, 'worker exited; restarting'); watch.died(name as WorkerKind, `exit ${code ?? signal}`); },
-      onGiveUp: (name) => { log.error({ worker: name }, 'worker keeps crashing; giving up'); void shutdown('worker restart intensity exceeded', 1); },
+      onExit: (name, code, signal) => {
+        log.warn({ worker: name, code, signal }, 'worker exited; restarting');
+        watch.died(name as WorkerKind, `exit ${code ?? signal}`);
+      },
+      onGiveUp: (name) => {
+        log.error({ worker: name }, 'worker keeps crashing; giving up');
+        void shutdown('worker restart intensity exceeded', 1);
+      },
     });
     for (const kind of ['mount', 'hypervisor'] as const) {
-      const spec = { name: kind, command: self.command, args: [...self.prefix, 'worker', kind, ...settingsArgs(settings)] };
+      const spec = {
+        name: kind,
+        command: self.command,
+        args: [...self.prefix, 'worker', kind, ...settingsArgs(settings)],
+      };
       // A worker that outlived a previous agent (killed, restarted) keeps its VMs and mounts: adopt it.
-      const live = await request<{ pid: number }>(nc, subjects.worker(settings.node, kind, '__ping'), {}, 1000).catch(() => undefined);
-      if (live) { log.info({ worker: kind, pid: live.pid }, 'adopting a running worker'); sup.adopt(spec, live.pid); } else sup.add(spec);
+      const live = await request<{ pid: number }>(nc, subjects.worker(settings.node, kind, '__ping'), {}, 1000).catch(
+        () => undefined,
+      );
+      if (live) {
+        log.info({ worker: kind, pid: live.pid }, 'adopting a running worker');
+        sup.adopt(spec, live.pid);
+      } else sup.add(spec);
     }
     await Promise.all((['mount', 'hypervisor'] as const).map((k) => waitForWorker(nc, settings.node, k, 30_000)));
   }
   const recovered = await agent.recover();
   if (recovered.tasks > 0 || recovered.resumed.length > 0) log.info(recovered, 'recovered tasks from the event log');
-  if (p.values['spawn-workers'] || (await request(nc, subjects.worker(settings.node, 'mount', '__ping'), {}, 1000).then(() => true, () => false))) {
+  if (
+    p.values['spawn-workers'] ||
+    (await request(nc, subjects.worker(settings.node, 'mount', '__ping'), {}, 1000).then(
+      () => true,
+      () => false,
+    ))
+  ) {
     const live = new Set([...agent.tasks.values()].map((t) => t.sandboxId));
-    const orphans = await reconcile({ nc, settings, events }, live).catch((e) => { log.error({ err: e }, 'reconciliation failed'); return []; });
+    const orphans = await reconcile({ nc, settings, events }, live).catch((e) => {
+      log.error({ err: e }, 'reconciliation failed');
+      return [];
+    });
     metrics.leaks(orphans.length);
     for (const o of orphans) log.warn({ orphan: o.action, cleaned: o.ok }, 'orphan found on the host');
   }
   // Serve before registering: a controller places on a node as soon as the registry says it is ready.
   agent.start();
   await registration.register();
-  await registration.reconcile([...agent.tasks.keys()]).catch((e) => log.warn({ err: e }, 'fleet reservations not reconciled'));
+  await registration
+    .reconcile([...agent.tasks.keys()])
+    .catch((e) => log.warn({ err: e }, 'fleet reservations not reconciled'));
   // History of deleted sandboxes goes once the retention period has passed (docs/decisions/0005).
-  const janitor = () => runRetention(nc, { retentionMs: settings.eventRetentionMs, node: settings.node })
-    .then((r) => { if (r && (r as { purged?: unknown[] }).purged?.length) log.info({ retention: r }, 'purged expired sandbox history'); }, (e) => log.warn({ err: e }, 'retention pass failed'));
+  const janitor = () =>
+    runRetention(nc, { retentionMs: settings.eventRetentionMs, node: settings.node }).then(
+      (r) => {
+        if (r && (r as { purged?: unknown[] }).purged?.length)
+          log.info({ retention: r }, 'purged expired sandbox history');
+      },
+      (e) => log.warn({ err: e }, 'retention pass failed'),
+    );
   void janitor();
   const janitorTimer = setInterval(janitor, 3600_000);
   janitorTimer.unref();
@@ -151,7 +251,8 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
     if (stopping) return;
     stopping = true;
     log.info({ why }, 'agent stopping');
-    if (p.values['teardown-on-exit']) await agent.teardownAll(60_000).catch((e) => log.error({ err: e }, 'teardown incomplete'));
+    if (p.values['teardown-on-exit'])
+      await agent.teardownAll(60_000).catch((e) => log.error({ err: e }, 'teardown incomplete'));
     await agent.stop();
     await registration.stop();
     await sup?.stop();
@@ -165,4 +266,5 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
 }
 
 /** Retry a JetStream set-up step for up to a minute (a cluster forming, a leader being elected). */
-const untilReady = <T,>(what: string, f: () => Promise<T>): Promise<T> => retrying(`set up ${what}`, f, { deadlineMs: 60_000, maxDelayMs: 4000 });
+const untilReady = <T>(what: string, f: () => Promise<T>): Promise<T> =>
+  retrying(`set up ${what}`, f, { deadlineMs: 60_000, maxDelayMs: 4000 });

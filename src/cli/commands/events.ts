@@ -7,7 +7,14 @@ import { DeliverPolicy, jetstream } from '@nats-io/jetstream';
 import { err } from '../../errors.ts';
 import { EVENTS_STREAM } from '../../bus/subjects.ts';
 import { recordLine } from '../../replay/format.ts';
-import { filterSubject, readRecords, toRecord, writeRecordsFile, type EventRecord, type ReadFilter } from '../../replay/records.ts';
+import {
+  filterSubject,
+  readRecords,
+  toRecord,
+  writeRecordsFile,
+  type EventRecord,
+  type ReadFilter,
+} from '../../replay/records.ts';
 import { parse, type Parsed } from '../args.ts';
 import { client } from '../client.ts';
 import type { Io } from '../main.ts';
@@ -27,7 +34,10 @@ export function parseSince(v: string, now = Date.now()): Pick<ReadFilter, 'since
   const d = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(v);
   if (d) return { sinceTime: now - Math.round(Number(d[1]) * UNITS[d[2]!]!) };
   const t = /^\d{4}-\d\d-\d\d/.test(v) ? Date.parse(v) : NaN;
-  if (Number.isNaN(t)) throw err.invalid(`--since ${JSON.stringify(v)}: expected a sequence (123), a duration ago (10m) or an ISO date (2025-01-31T12:00:00Z)`);
+  if (Number.isNaN(t))
+    throw err.invalid(
+      `--since ${JSON.stringify(v)}: expected a sequence (123), a duration ago (10m) or an ISO date (2025-01-31T12:00:00Z)`,
+    );
   return { sinceTime: t };
 }
 
@@ -42,7 +52,8 @@ function filterOf(p: Parsed): ReadFilter {
 export async function eventsCommand(argv: string[], io: Io): Promise<number> {
   if (argv[0] === 'export') return exportCommand(argv.slice(1), io);
   const p = parse(argv, { sandbox: { type: 'string' }, since: { type: 'string' }, follow: { type: 'boolean' } });
-  if (p.positionals.length) throw err.invalid(`unexpected argument ${JSON.stringify(p.positionals[0])}; see corral events --help`);
+  if (p.positionals.length)
+    throw err.invalid(`unexpected argument ${JSON.stringify(p.positionals[0])}; see corral events --help`);
   const f = filterOf(p);
   const print = (r: EventRecord) => io.out(p.values.json ? JSON.stringify(r) : recordLine(r));
   const c = await client(p, io.env);
@@ -53,13 +64,21 @@ export async function eventsCommand(argv: string[], io: Io): Promise<number> {
     // Live: an ordered consumer from just after the last record read (or, when none matched, from the
     // same start as the read: nothing before it matched, so nothing is printed twice or skipped).
     const last = past[past.length - 1];
-    const start = last ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: last.seq + 1 }
-      : f.sinceSeq !== undefined ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(1, f.sinceSeq) }
-        : f.sinceTime !== undefined ? { deliver_policy: DeliverPolicy.StartTime, opt_start_time: new Date(f.sinceTime).toISOString() }
+    const start = last
+      ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: last.seq + 1 }
+      : f.sinceSeq !== undefined
+        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(1, f.sinceSeq) }
+        : f.sinceTime !== undefined
+          ? { deliver_policy: DeliverPolicy.StartTime, opt_start_time: new Date(f.sinceTime).toISOString() }
           : { deliver_policy: DeliverPolicy.All };
-    const consumer = await jetstream(c.nc).consumers.get(EVENTS_STREAM, { filter_subjects: filterSubject(f), ...start } as never);
+    const consumer = await jetstream(c.nc).consumers.get(EVENTS_STREAM, {
+      filter_subjects: filterSubject(f),
+      ...start,
+    } as never);
     const messages = await consumer.consume();
-    const stop = () => { messages.stop(); };
+    const stop = () => {
+      messages.stop();
+    };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
     try {
@@ -82,9 +101,20 @@ async function exportCommand(argv: string[], io: Io): Promise<number> {
   if (!file) throw err.invalid('-o FILE is required');
   const c = await client(p, io.env);
   let records: EventRecord[];
-  try { records = await readRecords(c.nc, filterOf(p)); } finally { await c.close(); }
-  if (!records.length) throw err.notFound(`no records of sandbox ${sandbox}${p.values.node ? ` on node ${p.values.node as string}` : ''} in ${EVENTS_STREAM}`);
+  try {
+    records = await readRecords(c.nc, filterOf(p));
+  } finally {
+    await c.close();
+  }
+  if (!records.length)
+    throw err.notFound(
+      `no records of sandbox ${sandbox}${p.values.node ? ` on node ${p.values.node as string}` : ''} in ${EVENTS_STREAM}`,
+    );
   writeRecordsFile(file, records);
-  io.out(p.values.json ? JSON.stringify({ sandbox, file, records: records.length }) : `exported ${records.length} records of sandbox ${sandbox} to ${file}`);
+  io.out(
+    p.values.json
+      ? JSON.stringify({ sandbox, file, records: records.length })
+      : `exported ${records.length} records of sandbox ${sandbox} to ${file}`,
+  );
   return 0;
 }

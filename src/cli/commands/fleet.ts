@@ -38,16 +38,30 @@ corral fleet controller [--policy spread|binpack] [--lost-after D] [--name NAME]
   operator's for nodes/cordon/drain, the controller's for controller; infra/nats/gen-creds.ts).`;
 
 async function connect(p: Parsed, io: Io, name: string): Promise<{ nc: NatsConnection; registry: NodeRegistry }> {
-  const s = loadSettings({ nats: p.values.nats as string | undefined, creds: p.values.creds as string | undefined, replicas: p.values.replicas as string | undefined }, io.env);
+  const s = loadSettings(
+    {
+      nats: p.values.nats as string | undefined,
+      creds: p.values.creds as string | undefined,
+      replicas: p.values.replicas as string | undefined,
+    },
+    io.env,
+  );
   const nc = await connectNats(s.natsUrl, name, { nkeySeedFile: s.credsFile });
   try {
     return { nc, registry: await NodeRegistry.open(nc, { replicas: s.replicas }) };
-  } catch (e) { await nc.close().catch(() => {}); throw e; }
+  } catch (e) {
+    await nc.close().catch(() => {});
+    throw e;
+  }
 }
 
 async function withRegistry<T>(p: Parsed, io: Io, f: (nc: NatsConnection, r: NodeRegistry) => Promise<T>): Promise<T> {
   const { nc, registry } = await connect(p, io, 'corral-cli');
-  try { return await f(nc, registry); } finally { await nc.drain().catch(() => {}); }
+  try {
+    return await f(nc, registry);
+  } finally {
+    await nc.drain().catch(() => {});
+  }
 }
 
 /** `0.4s`, `12s`, `3m`, `2h`, `5d`. */
@@ -72,23 +86,40 @@ export function nodesTable(nodes: readonly Versioned[], now: number): string {
       `${e.used.sandboxes}/${e.capacity.sandboxes}`,
       `${age(now - e.heartbeatAt)} ago`,
       e.version || '-',
-      Object.entries(e.labels).map(([k, v]) => `${k}=${v}`).join(',') || '-',
+      Object.entries(e.labels)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(',') || '-',
     ]);
   }
   const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  const lines = rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]!))).join('  ').trimEnd());
+  const lines = rows.map((r) =>
+    r
+      .map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]!)))
+      .join('  ')
+      .trimEnd(),
+  );
   const sim = nodes.filter((n) => n.entry.simulated).length;
   if (sim) lines.push(`(${sim} of ${nodes.length} nodes are simulated: their hypervisor is simulated, no VM runs)`);
   return lines.join('\n');
 }
 
-const view = (v: Versioned, now: number) => ({ ...v.entry, revision: v.revision, heartbeatAgeMs: now - v.entry.heartbeatAt });
+const view = (v: Versioned, now: number) => ({
+  ...v.entry,
+  revision: v.revision,
+  heartbeatAgeMs: now - v.entry.heartbeatAt,
+});
 
 async function nodes(argv: string[], io: Io): Promise<number> {
   const p = parse(argv);
   const list = await withRegistry(p, io, (_nc, r) => r.list());
   const now = Date.now();
-  io.out(p.values.json ? JSON.stringify(list.map((v) => view(v, now))) : list.length ? nodesTable(list, now) : 'no nodes registered');
+  io.out(
+    p.values.json
+      ? JSON.stringify(list.map((v) => view(v, now)))
+      : list.length
+        ? nodesTable(list, now)
+        : 'no nodes registered',
+  );
   return 0;
 }
 
@@ -106,33 +137,62 @@ async function drain(argv: string[], io: Io): Promise<number> {
   const p = parse(argv, { grace: { type: 'string' }, policy: { type: 'string' } });
   const node = need(p, 0, 'NODE');
   const policy = (p.values.policy as string | undefined) ?? 'delete';
-  if (policy !== 'delete' && policy !== 'recreate') throw err.invalid(`--policy must be delete or recreate, got ${JSON.stringify(policy)}`);
-  const r = await withRegistry(p, io, (nc, reg) => drainNode(reg, node,
-    (verb, body, timeoutMs) => taskRequest(nc, node, verb, body, timeoutMs),
-    { timeoutMs: duration(p.values.timeout as string, 300_000), graceMs: duration(p.values.grace as string, 10_000), policy, ...(policy === 'recreate' ? { recreator: fleetRecreator(nc, node) } : {}) },
-    (line) => { if (!p.values.json) io.out(line); }));
+  if (policy !== 'delete' && policy !== 'recreate')
+    throw err.invalid(`--policy must be delete or recreate, got ${JSON.stringify(policy)}`);
+  const r = await withRegistry(p, io, (nc, reg) =>
+    drainNode(
+      reg,
+      node,
+      (verb, body, timeoutMs) => taskRequest(nc, node, verb, body, timeoutMs),
+      {
+        timeoutMs: duration(p.values.timeout as string, 300_000),
+        graceMs: duration(p.values.grace as string, 10_000),
+        policy,
+        ...(policy === 'recreate' ? { recreator: fleetRecreator(nc, node) } : {}),
+      },
+      (line) => {
+        if (!p.values.json) io.out(line);
+      },
+    ),
+  );
   if (p.values.json) io.out(JSON.stringify(r));
   return r.failed.length ? 1 : 0;
 }
 
 async function controller(argv: string[], io: Io): Promise<number> {
-  const p = parse(argv, { policy: { type: 'string' }, 'lost-after': { type: 'string' }, name: { type: 'string' }, 'node-timeout': { type: 'string' }, 'log-level': { type: 'string' }, replicas: { type: 'string' } });
+  const p = parse(argv, {
+    policy: { type: 'string' },
+    'lost-after': { type: 'string' },
+    name: { type: 'string' },
+    'node-timeout': { type: 'string' },
+    'log-level': { type: 'string' },
+    replicas: { type: 'string' },
+  });
   const policy = (p.values.policy as string | undefined) ?? 'spread';
-  if (!POLICIES.includes(policy as Policy)) throw err.invalid(`--policy must be one of ${POLICIES.join(', ')}, got ${JSON.stringify(policy)}`);
+  if (!POLICIES.includes(policy as Policy))
+    throw err.invalid(`--policy must be one of ${POLICIES.join(', ')}, got ${JSON.stringify(policy)}`);
   const log = rootLogger({ name: 'corral-fleet', level: p.values['log-level'] as string | undefined });
   const { nc, registry } = await connect(p, io, 'corral-fleet-controller');
   const boundMs = duration(p.values['lost-after'] as string, DEFAULT_LOST_AFTER_MS);
   const c = await FleetController.start({
-    nc, registry, policy: policy as Policy, name: p.values.name as string | undefined,
+    nc,
+    registry,
+    policy: policy as Policy,
+    name: p.values.name as string | undefined,
     nodeTimeoutMs: duration(p.values['node-timeout'] as string, 300_000),
     liveness: { boundMs },
     log: (level, msg, fields) => log[level](fields ?? {}, msg),
   });
-  io.err(`corral fleet controller ${c.name} ready: ${subjects.fleetCreate()} (queue corral-fleet), policy ${policy}, nodes lost after ${boundMs} ms without a heartbeat, ${c.view.size} node(s) registered`);
+  io.err(
+    `corral fleet controller ${c.name} ready: ${subjects.fleetCreate()} (queue corral-fleet), policy ${policy}, nodes lost after ${boundMs} ms without a heartbeat, ${c.view.size} node(s) registered`,
+  );
   return new Promise<number>((resolve) => {
     const stop = (why: string) => {
       log.info({ why, ...c.stats }, 'controller stopping');
-      void c.stop().then(() => nc.drain().catch(() => {})).then(() => resolve(0));
+      void c
+        .stop()
+        .then(() => nc.drain().catch(() => {}))
+        .then(() => resolve(0));
     };
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
@@ -142,11 +202,19 @@ async function controller(argv: string[], io: Io): Promise<number> {
 export async function fleetCommand(argv: string[], io: Io): Promise<number> {
   const [sub, ...rest] = argv;
   switch (sub) {
-    case 'nodes': return nodes(rest, io);
-    case 'cordon': return setState(rest, io, 'cordon');
-    case 'uncordon': return setState(rest, io, 'uncordon');
-    case 'drain': return drain(rest, io);
-    case 'controller': return controller(rest, io);
-    default: throw err.invalid(`fleet ${sub === undefined ? 'needs a subcommand' : `has no subcommand ${JSON.stringify(sub)}`}: nodes, cordon, uncordon, drain, controller`);
+    case 'nodes':
+      return nodes(rest, io);
+    case 'cordon':
+      return setState(rest, io, 'cordon');
+    case 'uncordon':
+      return setState(rest, io, 'uncordon');
+    case 'drain':
+      return drain(rest, io);
+    case 'controller':
+      return controller(rest, io);
+    default:
+      throw err.invalid(
+        `fleet ${sub === undefined ? 'needs a subcommand' : `has no subcommand ${JSON.stringify(sub)}`}: nodes, cordon, uncordon, drain, controller`,
+      );
   }
 }

@@ -26,13 +26,23 @@ export const REPLAY_USAGE = `corral replay ID [--file FILE] [--node N] [--until 
 const QUIT = Symbol('quit');
 
 export async function replayCommand(argv: string[], io: Io): Promise<number> {
-  const p = parse(argv, { file: { type: 'string' }, until: { type: 'string' }, step: { type: 'boolean' }, html: { type: 'string' } });
+  const p = parse(argv, {
+    file: { type: 'string' },
+    until: { type: 'string' },
+    step: { type: 'boolean' },
+    html: { type: 'string' },
+  });
   const id = need(p, 0, 'sandbox ID');
   const until = p.values.until as string | undefined;
-  if (until !== undefined && !/^\d+$/.test(until)) throw err.invalid(`--until ${JSON.stringify(until)}: expected a stream sequence (digits)`);
+  if (until !== undefined && !/^\d+$/.test(until))
+    throw err.invalid(`--until ${JSON.stringify(until)}: expected a stream sequence (digits)`);
   const step = p.values.step === true;
-  if (step && (p.values.json || p.values.html)) throw err.invalid('--step shows the timeline one entry at a time: it does not combine with --json or --html');
-  if (step && !process.stdin.isTTY) throw err.invalid('--step waits for Enter on a terminal, but stdin is not a TTY; run it in a terminal, or drop --step');
+  if (step && (p.values.json || p.values.html))
+    throw err.invalid('--step shows the timeline one entry at a time: it does not combine with --json or --html');
+  if (step && !process.stdin.isTTY)
+    throw err.invalid(
+      '--step waits for Enter on a terminal, but stdin is not a TTY; run it in a terminal, or drop --step',
+    );
 
   const node = p.values.node as string | undefined;
   const file = p.values.file as string | undefined;
@@ -40,12 +50,17 @@ export async function replayCommand(argv: string[], io: Io): Promise<number> {
   if (file) records = readRecordsFile(file).filter((r) => r.sandbox === id && (!node || r.node === node));
   else {
     const c = await client(p, io.env);
-    try { records = await readRecords(c.nc, { sandbox: id, node }); } finally { await c.close(); }
+    try {
+      records = await readRecords(c.nc, { sandbox: id, node });
+    } finally {
+      await c.close();
+    }
   }
   const from = file ?? 'the event log';
   if (!records.length) throw err.notFound(`no records of sandbox ${id}${node ? ` on node ${node}` : ''} in ${from}`);
   const nodes = [...new Set(records.map((r) => r.node))];
-  if (nodes.length > 1) throw err.invalid(`sandbox ${id} has records from nodes ${nodes.join(', ')}: pick one with --node`);
+  if (nodes.length > 1)
+    throw err.invalid(`sandbox ${id} has records from nodes ${nodes.join(', ')}: pick one with --node`);
 
   const t0 = records.reduce((m, r) => Math.min(m, r.at), Infinity);
   const rl = step ? createInterface({ input: process.stdin, output: process.stderr }) : undefined;
@@ -56,11 +71,15 @@ export async function replayCommand(argv: string[], io: Io): Promise<number> {
     if (rl && (await rl.question('')).trim().toLowerCase() === 'q') throw QUIT;
   };
   const human = !p.values.json && !p.values.html;
-  if (human) io.out(`replay of sandbox ${id} on node ${nodes[0]} from ${from}: ${records.length} records\n${TIMELINE_HEADER}`);
+  if (human)
+    io.out(`replay of sandbox ${id} on node ${nodes[0]} from ${from}: ${records.length} records\n${TIMELINE_HEADER}`);
   if (rl) io.err('(Enter: next entry, q + Enter: stop)');
   let result: ReplayResult;
   try {
-    result = await replay(records, { until: until === undefined ? undefined : Number(until), onEntry: human ? onEntry : undefined });
+    result = await replay(records, {
+      until: until === undefined ? undefined : Number(until),
+      onEntry: human ? onEntry : undefined,
+    });
   } catch (e) {
     if (e !== QUIT) throw e;
     io.out(`stopped after seq ${at}`);
@@ -69,22 +88,43 @@ export async function replayCommand(argv: string[], io: Io): Promise<number> {
     rl?.close();
   }
   for (const t of result.tasks) t.actor.stop();
-  if (!result.tasks.length) throw err.notFound(`no create of sandbox ${id} in ${from} (the log may have lost its beginning): nothing to rebuild`);
+  if (!result.tasks.length)
+    throw err.notFound(
+      `no create of sandbox ${id} in ${from} (the log may have lost its beginning): nothing to rebuild`,
+    );
 
   if (p.values.html) {
     const html = replayHtml({ sandbox: id, node: nodes[0]!, source: from, result });
     writeFileSync(p.values.html as string, html);
-    io.out(`wrote ${p.values.html as string} (${result.timeline.length} entries, ${(html.length / 1024).toFixed(0)} KiB)`);
+    io.out(
+      `wrote ${p.values.html as string} (${result.timeline.length} entries, ${(html.length / 1024).toFixed(0)} KiB)`,
+    );
   } else if (p.values.json) {
-    io.out(JSON.stringify({
-      sandbox: id, node: nodes[0], ok: !result.divergence, divergence: result.divergence ?? null, lastSeq: result.lastSeq, inputs: result.inputs,
-      tasks: result.tasks.map((t) => ({ taskId: t.taskId, machine: t.machine, instance: t.instance, state: t.actor.getSnapshot().value, visited: t.visited.map((v) => JSON.parse(v) as unknown) })),
-      timeline: result.timeline,
-    }));
+    io.out(
+      JSON.stringify({
+        sandbox: id,
+        node: nodes[0],
+        ok: !result.divergence,
+        divergence: result.divergence ?? null,
+        lastSeq: result.lastSeq,
+        inputs: result.inputs,
+        tasks: result.tasks.map((t) => ({
+          taskId: t.taskId,
+          machine: t.machine,
+          instance: t.instance,
+          state: t.actor.getSnapshot().value,
+          visited: t.visited.map((v) => JSON.parse(v) as unknown),
+        })),
+        timeline: result.timeline,
+      }),
+    );
   } else {
     for (const l of summaryLines(result).slice(0, -1)) io.out(l);
     if (!result.divergence) io.out(summaryLines(result).at(-1)!);
   }
-  if (result.divergence) { io.err(`corral: ${divergenceLine(result.divergence)}`); return 1; }
+  if (result.divergence) {
+    io.err(`corral: ${divergenceLine(result.divergence)}`);
+    return 1;
+  }
   return 0;
 }

@@ -11,8 +11,13 @@ import { client, type Client } from '../client.ts';
 import type { Io } from '../main.ts';
 
 const CREATE_OPTS = {
-  bundle: { type: 'string' }, rootfs: { type: 'string', multiple: true }, config: { type: 'string' }, terminal: { type: 'boolean' },
-  fleet: { type: 'boolean' }, label: { type: 'string', multiple: true }, policy: { type: 'string' },
+  bundle: { type: 'string' },
+  rootfs: { type: 'string', multiple: true },
+  config: { type: 'string' },
+  terminal: { type: 'boolean' },
+  fleet: { type: 'boolean' },
+  label: { type: 'string', multiple: true },
+  policy: { type: 'string' },
 } as const;
 
 /**
@@ -23,7 +28,9 @@ const CREATE_OPTS = {
 function fleetBody(p: Parsed, id: string) {
   const local = createBody(p, id);
   let spec: unknown;
-  try { spec = JSON.parse(readFileSync(join(local.bundle, 'config.json'), 'utf8')); } catch (e) {
+  try {
+    spec = JSON.parse(readFileSync(join(local.bundle, 'config.json'), 'utf8'));
+  } catch (e) {
     throw err.invalid(`cannot read ${join(local.bundle, 'config.json')} for the inline spec: ${(e as Error).message}`);
   }
   const labels: Record<string, string> = {};
@@ -32,7 +39,15 @@ function fleetBody(p: Parsed, id: string) {
     if (i <= 0) throw err.invalid(`--label ${JSON.stringify(l)}: expected key=value`);
     labels[l.slice(0, i)] = l.slice(i + 1);
   }
-  return { id, spec, rootfs: local.rootfs, terminal: local.terminal, options: local.options, labels, ...(p.values.policy ? { policy: p.values.policy } : {}) };
+  return {
+    id,
+    spec,
+    rootfs: local.rootfs,
+    terminal: local.terminal,
+    options: local.options,
+    labels,
+    ...(p.values.policy ? { policy: p.values.policy } : {}),
+  };
 }
 
 /** `T:SRC[:OPTS]`: type, source, then comma-separated options (which may themselves hold colons). */
@@ -43,7 +58,17 @@ export function parseRootfs(v: string): MountSpec {
   const type = v.slice(0, a);
   const source = b < 0 ? v.slice(a + 1) : v.slice(a + 1, b);
   if (!source) throw err.invalid(`--rootfs ${JSON.stringify(v)}: the source is empty`);
-  return { type, source, options: b < 0 ? [] : v.slice(b + 1).split(',').filter(Boolean) };
+  return {
+    type,
+    source,
+    options:
+      b < 0
+        ? []
+        : v
+            .slice(b + 1)
+            .split(',')
+            .filter(Boolean),
+  };
 }
 
 function createBody(p: Parsed, id: string) {
@@ -60,14 +85,20 @@ function createBody(p: Parsed, id: string) {
 
 async function withClient<T>(p: Parsed, io: Io, f: (c: Client) => Promise<T>): Promise<T> {
   const c = await client(p, io.env);
-  try { return await f(c); } finally { await c.close(); }
+  try {
+    return await f(c);
+  } finally {
+    await c.close();
+  }
 }
 
-const show = (io: Io, p: Parsed, result: unknown, human: () => string) => io.out(p.values.json ? JSON.stringify(result) : human());
+const show = (io: Io, p: Parsed, result: unknown, human: () => string) =>
+  io.out(p.values.json ? JSON.stringify(result) : human());
 
 export const taskCommands: Record<string, { usage: string; run(argv: string[], io: Io): Promise<number> }> = {
   create: {
-    usage: 'corral create ID --bundle DIR [--rootfs TYPE:SRC[:OPTS]]... [--config PATH] [--terminal] [--fleet [--label K=V]... [--policy spread|binpack]]',
+    usage:
+      'corral create ID --bundle DIR [--rootfs TYPE:SRC[:OPTS]]... [--config PATH] [--terminal] [--fleet [--label K=V]... [--policy spread|binpack]]',
     async run(argv, io) {
       const p = parse(argv, CREATE_OPTS);
       const id = need(p, 0, 'task ID');
@@ -95,7 +126,9 @@ export const taskCommands: Record<string, { usage: string; run(argv: string[], i
     async run(argv, io) {
       const p = parse(argv, { signal: { type: 'string' }, all: { type: 'boolean' } });
       const id = need(p, 0, 'task ID');
-      await withClient(p, io, (c) => c.call('kill', { id, signal: p.values.signal ?? 'SIGTERM', all: p.values.all === true }));
+      await withClient(p, io, (c) =>
+        c.call('kill', { id, signal: p.values.signal ?? 'SIGTERM', all: p.values.all === true }),
+      );
       show(io, p, { id }, () => `signalled ${id}`);
       return 0;
     },
@@ -106,7 +139,9 @@ export const taskCommands: Record<string, { usage: string; run(argv: string[], i
       const p = parse(argv);
       const id = need(p, 0, 'task ID');
       const ms = duration(p.values.timeout as string, 24 * 3600_000);
-      const r = await withClient(p, io, (c) => c.call<{ exitStatus: number }>('wait', { id, timeoutMs: ms }, ms + 5000));
+      const r = await withClient(p, io, (c) =>
+        c.call<{ exitStatus: number }>('wait', { id, timeoutMs: ms }, ms + 5000),
+      );
       show(io, p, r, () => String(r.exitStatus));
       return 0;
     },
@@ -116,12 +151,18 @@ export const taskCommands: Record<string, { usage: string; run(argv: string[], i
     async run(argv, io) {
       const p = parse(argv);
       const r = await withClient(p, io, (c) => c.call<{ tasks: Record<string, unknown>[] }>('list', {}));
-      show(io, p, r, () => ['ID\tSANDBOX\tSTATUS\tSTATE\tPID\tEXIT', ...r.tasks.map((t) => `${t.id}\t${t.sandboxId}\t${t.status}\t${t.state}\t${t.pid}\t${t.exitStatus}`)].join('\n'));
+      show(io, p, r, () =>
+        [
+          'ID\tSANDBOX\tSTATUS\tSTATE\tPID\tEXIT',
+          ...r.tasks.map((t) => `${t.id}\t${t.sandboxId}\t${t.status}\t${t.state}\t${t.pid}\t${t.exitStatus}`),
+        ].join('\n'),
+      );
       return 0;
     },
   },
   run: {
-    usage: 'corral run --bundle DIR [--rootfs TYPE:SRC[:OPTS]]... [--config PATH] [--id ID] [--rm] [--fleet [--label K=V]... [--policy P]]',
+    usage:
+      'corral run --bundle DIR [--rootfs TYPE:SRC[:OPTS]]... [--config PATH] [--id ID] [--rm] [--fleet [--label K=V]... [--policy P]]',
     async run(argv, io) {
       const p = parse(argv, { ...CREATE_OPTS, id: { type: 'string' }, rm: { type: 'boolean' } });
       const id = (p.values.id as string | undefined) ?? `run-${randomBytes(4).toString('hex')}`;
@@ -130,15 +171,26 @@ export const taskCommands: Record<string, { usage: string; run(argv: string[], i
         // Through the fleet, the node is known only from the create's reply: subscribe to every node's io of this id.
         const ioNode = p.values.fleet ? '*' : c.node;
         const outs = (['stdout', 'stderr'] as const).map((fd) =>
-          c.nc.subscribe(subjects.io(ioNode, id, fd), { callback: (e, m) => { if (!e) (fd === 'stdout' ? io.stdout : io.stderr)(m.data); } }));
+          c.nc.subscribe(subjects.io(ioNode, id, fd), {
+            callback: (e, m) => {
+              if (!e) (fd === 'stdout' ? io.stdout : io.stderr)(m.data);
+            },
+          }),
+        );
         let interrupted = 0;
         let node = c.node;
-        const on = <T,>(verb: Parameters<typeof c.call>[0], b: Record<string, unknown>, t?: number) => c.callOn<T>(node, verb, b, t);
-        const onSig = () => { interrupted++; void on('kill', { id, signal: interrupted > 1 ? 'SIGKILL' : 'SIGTERM' }).catch(() => {}); };
+        const on = <T>(verb: Parameters<typeof c.call>[0], b: Record<string, unknown>, t?: number) =>
+          c.callOn<T>(node, verb, b, t);
+        const onSig = () => {
+          interrupted++;
+          void on('kill', { id, signal: interrupted > 1 ? 'SIGKILL' : 'SIGTERM' }).catch(() => {});
+        };
         process.on('SIGINT', onSig);
         try {
           const timeout = duration(p.values.timeout as string, 300_000);
-          const created = p.values.fleet ? await c.fleetCreate(body, timeout) : await c.call<{ pid: number }>('create', body, timeout);
+          const created = p.values.fleet
+            ? await c.fleetCreate(body, timeout)
+            : await c.call<{ pid: number }>('create', body, timeout);
           if ('node' in created && typeof created.node === 'string') node = created.node;
           if (!p.values.json) io.err(`created ${id}${p.values.fleet ? ` on node ${node}` : ''} (pid ${created.pid})`);
           await on('start', { id });

@@ -51,7 +51,13 @@ export function localRuntimeConfig(guestDir: string): string {
 }
 
 export async function bringUp(o: {
-  dataDir: string; node: string; port: number; io: Io; guestDir?: string; extraEnv?: NodeJS.ProcessEnv; bundleRoots?: string[];
+  dataDir: string;
+  node: string;
+  port: number;
+  io: Io;
+  guestDir?: string;
+  extraEnv?: NodeJS.ProcessEnv;
+  bundleRoots?: string[];
   /** Servers in the local NATS cluster (`--cluster N`); 1 or unset: one server. Streams and buckets get min(N, 3) replicas. */
   cluster?: number;
 }): Promise<Node> {
@@ -66,42 +72,92 @@ export async function bringUp(o: {
   const size = o.cluster ?? 1;
   const replicas = Math.min(size, 3);
   try {
-    nats = size > 1
-      ? await startNatsCluster({ dataDir: resolve(o.dataDir, 'nats-cluster'), size, basePort: o.port || undefined })
-      : await startNatsServer({ dataDir: resolve(o.dataDir, 'nats'), port: o.port });
+    nats =
+      size > 1
+        ? await startNatsCluster({ dataDir: resolve(o.dataDir, 'nats-cluster'), size, basePort: o.port || undefined })
+        : await startNatsServer({ dataDir: resolve(o.dataDir, 'nats'), port: o.port });
   } catch (e) {
-    throw err.unavailable(`cannot start nats-server on port ${o.port} (${(e as Error).message.split('\n')[0]}); is another one running? try --port 0`);
+    throw err.unavailable(
+      `cannot start nats-server on port ${o.port} (${(e as Error).message.split('\n')[0]}); is another one running? try --port 0`,
+    );
   }
-  o.io.err(size > 1
-    ? `NATS cluster of ${size} ready at ${nats.url} (data ${resolve(o.dataDir, 'nats-cluster')}; streams and buckets with ${replicas} replicas)`
-    : `nats-server ready at ${nats.url} (data ${resolve(o.dataDir, 'nats')})`);
+  o.io.err(
+    size > 1
+      ? `NATS cluster of ${size} ready at ${nats.url} (data ${resolve(o.dataDir, 'nats-cluster')}; streams and buckets with ${replicas} replicas)`
+      : `nats-server ready at ${nats.url} (data ${resolve(o.dataDir, 'nats')})`,
+  );
   const self = selfCommand();
-  const spawnAgent = (env: NodeJS.ProcessEnv = {}) => spawn(self.command, [
-    ...self.prefix, 'agent', '--spawn-workers', '--teardown-on-exit', '--node', o.node, '--nats', nats.url,
-    '--data-dir', o.dataDir, '--run-dir', resolve(o.dataDir, 'run'), ...(replicas > 1 ? ['--replicas', String(replicas)] : []),
-    ...(o.bundleRoots ?? [process.cwd(), '/run/containerd', resolve(o.dataDir, 'bundles')]).flatMap((r) => ['--bundle-root', r]),
-  ], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, CORRAL_CONF_FILE: conf, CORRAL_LOG_LEVEL: process.env.CORRAL_LOG_LEVEL ?? 'warn', ...o.extraEnv, ...env } });
-  const exitOf = (p: ChildProcess) => new Promise<void>((r) => { if (p.exitCode !== null || p.signalCode !== null) r(); else p.once('exit', () => r()); });
+  const spawnAgent = (env: NodeJS.ProcessEnv = {}) =>
+    spawn(
+      self.command,
+      [
+        ...self.prefix,
+        'agent',
+        '--spawn-workers',
+        '--teardown-on-exit',
+        '--node',
+        o.node,
+        '--nats',
+        nats.url,
+        '--data-dir',
+        o.dataDir,
+        '--run-dir',
+        resolve(o.dataDir, 'run'),
+        ...(replicas > 1 ? ['--replicas', String(replicas)] : []),
+        ...(o.bundleRoots ?? [process.cwd(), '/run/containerd', resolve(o.dataDir, 'bundles')]).flatMap((r) => [
+          '--bundle-root',
+          r,
+        ]),
+      ],
+      {
+        stdio: ['ignore', 'ignore', 'inherit'],
+        env: {
+          ...process.env,
+          CORRAL_CONF_FILE: conf,
+          CORRAL_LOG_LEVEL: process.env.CORRAL_LOG_LEVEL ?? 'warn',
+          ...o.extraEnv,
+          ...env,
+        },
+      },
+    );
+  const exitOf = (p: ChildProcess) =>
+    new Promise<void>((r) => {
+      if (p.exitCode !== null || p.signalCode !== null) r();
+      else p.once('exit', () => r());
+    });
   /** Resolves once the agent's workers and its Task API answer. */
   const ready = async (agent: ChildProcess) => {
     const nc = await connectNats(nats.url, 'corral-up');
     try {
-      const exited = new Promise<never>((_, rej) => agent.once('exit', (c, sig) => rej(err.unavailable(`agent exited with ${c ?? sig} during start-up`))));
+      const exited = new Promise<never>((_, rej) =>
+        agent.once('exit', (c, sig) => rej(err.unavailable(`agent exited with ${c ?? sig} during start-up`))),
+      );
       await Promise.race([
         (async () => {
           for (const k of ['mount', 'hypervisor'] as const) await waitForWorker(nc, o.node, k, 60_000);
           // the agent subscribes to its Task API after its workers answer and its recovery: wait for it
           const until = Date.now() + 60_000;
           for (;;) {
-            try { await nc.request(`corral.v1.node.${o.node}.task.list`, new Uint8Array([0x80]), { timeout: 1000 }); break; } catch (e) { if (Date.now() > until) throw e; await new Promise((r) => setTimeout(r, 100)); }
+            try {
+              await nc.request(`corral.v1.node.${o.node}.task.list`, new Uint8Array([0x80]), { timeout: 1000 });
+              break;
+            } catch (e) {
+              if (Date.now() > until) throw e;
+              await new Promise((r) => setTimeout(r, 100));
+            }
           }
         })(),
         exited,
       ]);
-    } finally { await nc.close(); }
+    } finally {
+      await nc.close();
+    }
   };
   const node = {
-    natsUrl: nats.url, node: o.node, dataDir: o.dataDir, agent: spawnAgent(),
+    natsUrl: nats.url,
+    node: o.node,
+    dataDir: o.dataDir,
+    agent: spawnAgent(),
     async stop() {
       const agent = node.agent;
       if (agent.exitCode === null && agent.signalCode === null) {
@@ -114,13 +170,21 @@ export async function bringUp(o: {
     },
     /** Start the agent again (after a crash, or killing it first), with extra env; waits until it serves. */
     async restartAgent(env: NodeJS.ProcessEnv = {}, opts: { wait?: boolean } = {}) {
-      if (node.agent.exitCode === null && node.agent.signalCode === null) { node.agent.kill('SIGKILL'); await exitOf(node.agent); }
+      if (node.agent.exitCode === null && node.agent.signalCode === null) {
+        node.agent.kill('SIGKILL');
+        await exitOf(node.agent);
+      }
       node.agent = spawnAgent(env);
       if (opts.wait !== false) await ready(node.agent);
     },
     exited: () => exitOf(node.agent),
   };
-  try { await ready(node.agent); } catch (e) { await node.stop(); throw e; }
+  try {
+    await ready(node.agent);
+  } catch (e) {
+    await node.stop();
+    throw e;
+  }
   return node;
 }
 
@@ -131,16 +195,29 @@ function upArgs(argv: string[], io: Io) {
   const port = Number(p.values.port ?? 4222);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw err.invalid(`--port must be 0..65535`);
   const cluster = Number(p.values.cluster ?? 1);
-  if (!Number.isInteger(cluster) || cluster < 1 || cluster > 7) throw err.invalid(`--cluster must be 1..7 (servers in the local NATS cluster; 3 for replicas)`);
-  return { p, cluster, dataDir: resolve((p.values['data-dir'] as string | undefined) ?? '.corral'), node: (p.values.node as string | undefined) ?? io.env.CORRAL_NODE ?? 'local', port };
+  if (!Number.isInteger(cluster) || cluster < 1 || cluster > 7)
+    throw err.invalid(`--cluster must be 1..7 (servers in the local NATS cluster; 3 for replicas)`);
+  return {
+    p,
+    cluster,
+    dataDir: resolve((p.values['data-dir'] as string | undefined) ?? '.corral'),
+    node: (p.values.node as string | undefined) ?? io.env.CORRAL_NODE ?? 'local',
+    port,
+  };
 }
 
 export async function upCommand(argv: string[], io: Io): Promise<number> {
   const { dataDir, node, port, cluster } = upArgs(argv, io);
   const n = await bringUp({ dataDir, node, port, io, cluster });
-  io.err(`corral up: node "${node}" ready. In another shell: NATS_URL=${n.natsUrl} CORRAL_NODE=${node} npx corral run --bundle examples/hello --rm`);
+  io.err(
+    `corral up: node "${node}" ready. In another shell: NATS_URL=${n.natsUrl} CORRAL_NODE=${node} npx corral run --bundle examples/hello --rm`,
+  );
   io.err('Ctrl-C stops everything.');
-  await new Promise<void>((r) => { process.once('SIGINT', r); process.once('SIGTERM', r); n.agent.once('exit', () => r()); });
+  await new Promise<void>((r) => {
+    process.once('SIGINT', r);
+    process.once('SIGTERM', r);
+    n.agent.once('exit', () => r());
+  });
   io.err('stopping: tearing down sandboxes, workers, nats-server…');
   await n.stop();
   return 0;

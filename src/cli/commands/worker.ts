@@ -11,15 +11,37 @@ import type { Io } from '../main.ts';
 export async function workerCommand(argv: string[], io: Io): Promise<number> {
   const { p, settings } = settingsFrom(argv, io);
   const kind = p.positionals[0];
-  if (kind !== 'mount' && kind !== 'hypervisor') throw err.invalid(`worker kind must be mount or hypervisor, got ${JSON.stringify(kind ?? '')}`);
+  if (kind !== 'mount' && kind !== 'hypervisor')
+    throw err.invalid(`worker kind must be mount or hypervisor, got ${JSON.stringify(kind ?? '')}`);
   const log = rootLogger({ name: `corral-worker-${kind}`, level: settings.logLevel });
-  const nc = await connectNats(settings.natsUrl, `corral-${kind}-${settings.node}`, { nkeySeedFile: settings.credsFile });
+  const nc = await connectNats(settings.natsUrl, `corral-${kind}-${settings.node}`, {
+    nkeySeedFile: settings.credsFile,
+  });
   const faults = faultsEnabled(io.env) ? new Faults() : undefined;
   const journalPath = `${settings.dataDir}/journal/${kind}.jsonl`;
-  const w = kind === 'mount'
-    ? await startMountWorker({ nc, node: settings.node, roots: [settings.runDir, ...settings.bundleRoots], journalPath, log, wrap: faults && ((h) => faults.wrap(h)) })
-    : await startHypervisorWorker({ nc, node: settings.node, runDir: settings.runDir, journalPath, log, wrap: faults && ((h) => faults.wrap(h)), simulate: io.env.CORRAL_SIMULATE_VMS === '1' });
-  log.info({ node: settings.node, faults: !!faults, simulated: kind === 'hypervisor' && io.env.CORRAL_SIMULATE_VMS === '1' }, `${kind} worker ready`);
+  const w =
+    kind === 'mount'
+      ? await startMountWorker({
+          nc,
+          node: settings.node,
+          roots: [settings.runDir, ...settings.bundleRoots],
+          journalPath,
+          log,
+          wrap: faults && ((h) => faults.wrap(h)),
+        })
+      : await startHypervisorWorker({
+          nc,
+          node: settings.node,
+          runDir: settings.runDir,
+          journalPath,
+          log,
+          wrap: faults && ((h) => faults.wrap(h)),
+          simulate: io.env.CORRAL_SIMULATE_VMS === '1',
+        });
+  log.info(
+    { node: settings.node, faults: !!faults, simulated: kind === 'hypervisor' && io.env.CORRAL_SIMULATE_VMS === '1' },
+    `${kind} worker ready`,
+  );
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);

@@ -14,7 +14,19 @@ import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import { connectUnix, type ConnectOptions } from './unix-socket.ts';
 
-export const FRAME = { PING: 1, RUN: 2, SIGNAL: 3, LIST: 4, ACK: 5, READY: 0x81, STARTED: 0x82, OUTPUT: 0x83, EXIT: 0x84, ERROR: 0x85, STATE: 0x86 } as const;
+export const FRAME = {
+  PING: 1,
+  RUN: 2,
+  SIGNAL: 3,
+  LIST: 4,
+  ACK: 5,
+  READY: 0x81,
+  STARTED: 0x82,
+  OUTPUT: 0x83,
+  EXIT: 0x84,
+  ERROR: 0x85,
+  STATE: 0x86,
+} as const;
 /** The agent rejects host→guest frames larger than this. */
 export const MAX_FRAME = 1 << 20;
 /** First payload word of STATE ("CORR"); with the token after it, what a re-attaching host scans for. */
@@ -23,7 +35,12 @@ export const STATE_MAGIC = 0x434f5252;
 const MAX_RESYNC_BYTES = 64 << 20;
 
 /** A container the guest still knows (STATE): running, or exited with an EXIT the host has not ACKed. */
-export interface GuestContainer { containerId: string; pid: number; exited: boolean; status: number }
+export interface GuestContainer {
+  containerId: string;
+  pid: number;
+  exited: boolean;
+  status: number;
+}
 
 /** What the guest says. `status` follows the shell: exit code, or 128 + signal number. */
 export type AgentMsg =
@@ -39,11 +56,30 @@ export type RunFrame = Omit<ProcessSpec, 'sandboxId' | 'terminal'>;
 
 class Writer {
   private parts: Buffer[] = [];
-  u32(v: number): this { const b = Buffer.alloc(4); b.writeUInt32BE(v >>> 0); this.parts.push(b); return this; }
-  str(s: string): this { const b = Buffer.from(s, 'utf8'); return this.u32(b.length).raw(b); }
-  strs(v: string[]): this { this.u32(v.length); for (const s of v) this.str(s); return this; }
-  u32s(v: number[]): this { this.u32(v.length); for (const n of v) this.u32(n); return this; }
-  raw(b: Buffer): this { this.parts.push(b); return this; }
+  u32(v: number): this {
+    const b = Buffer.alloc(4);
+    b.writeUInt32BE(v >>> 0);
+    this.parts.push(b);
+    return this;
+  }
+  str(s: string): this {
+    const b = Buffer.from(s, 'utf8');
+    return this.u32(b.length).raw(b);
+  }
+  strs(v: string[]): this {
+    this.u32(v.length);
+    for (const s of v) this.str(s);
+    return this;
+  }
+  u32s(v: number[]): this {
+    this.u32(v.length);
+    for (const n of v) this.u32(n);
+    return this;
+  }
+  raw(b: Buffer): this {
+    this.parts.push(b);
+    return this;
+  }
   frame(type: number): Buffer {
     const body = Buffer.concat(this.parts);
     const head = Buffer.alloc(5);
@@ -56,16 +92,35 @@ class Writer {
 export const encodePing = (token: number): Buffer => new Writer().u32(token).frame(FRAME.PING);
 export const encodeList = (token: number): Buffer => new Writer().u32(token).frame(FRAME.LIST);
 export const encodeAck = (containerId: string): Buffer => new Writer().str(containerId).frame(FRAME.ACK);
-export const encodeSignal = (containerId: string, signal: number): Buffer => new Writer().str(containerId).u32(signal).frame(FRAME.SIGNAL);
+export const encodeSignal = (containerId: string, signal: number): Buffer =>
+  new Writer().str(containerId).u32(signal).frame(FRAME.SIGNAL);
 export const encodeRun = (r: RunFrame): Buffer =>
-  new Writer().str(r.containerId).strs(r.args).strs(r.env).str(r.cwd).u32(r.uid).u32(r.gid).u32s(r.additionalGids).frame(FRAME.RUN);
+  new Writer()
+    .str(r.containerId)
+    .strs(r.args)
+    .strs(r.env)
+    .str(r.cwd)
+    .u32(r.uid)
+    .u32(r.gid)
+    .u32s(r.additionalGids)
+    .frame(FRAME.RUN);
 
 class Reader {
   private at = 0;
   constructor(private b: Buffer) {}
-  u8(): number { return this.b.readUInt8(this.at++); }
-  u32(): number { const v = this.b.readUInt32BE(this.at); this.at += 4; return v; }
-  i32(): number { const v = this.b.readInt32BE(this.at); this.at += 4; return v; }
+  u8(): number {
+    return this.b.readUInt8(this.at++);
+  }
+  u32(): number {
+    const v = this.b.readUInt32BE(this.at);
+    this.at += 4;
+    return v;
+  }
+  i32(): number {
+    const v = this.b.readInt32BE(this.at);
+    this.at += 4;
+    return v;
+  }
   bytes(): Buffer {
     const n = this.u32();
     if (this.at + n > this.b.length) throw new RangeError('short frame');
@@ -73,32 +128,40 @@ class Reader {
     this.at += n;
     return v;
   }
-  str(): string { return this.bytes().toString('utf8'); }
+  str(): string {
+    return this.bytes().toString('utf8');
+  }
 }
 
 /** Decode one guest→host frame body (type byte first). Unknown types → null. Throws on a short frame. */
 export function decodeFrame(body: Buffer): AgentMsg | null {
   const r = new Reader(body);
   switch (r.u8()) {
-    case FRAME.READY: return { type: 'ready', token: r.u32(), version: r.u32() };
-    case FRAME.STARTED: return { type: 'started', containerId: r.str(), pid: r.u32() };
+    case FRAME.READY:
+      return { type: 'ready', token: r.u32(), version: r.u32() };
+    case FRAME.STARTED:
+      return { type: 'started', containerId: r.str(), pid: r.u32() };
     case FRAME.OUTPUT: {
       const containerId = r.str();
       const fd = r.u8() === 2 ? 2 : 1;
       return { type: 'output', containerId, fd, data: new Uint8Array(r.bytes()) };
     }
-    case FRAME.EXIT: return { type: 'exit', containerId: r.str(), status: r.i32() };
-    case FRAME.ERROR: return { type: 'error', containerId: r.str(), errno: r.u32(), message: r.str() };
+    case FRAME.EXIT:
+      return { type: 'exit', containerId: r.str(), status: r.i32() };
+    case FRAME.ERROR:
+      return { type: 'error', containerId: r.str(), errno: r.u32(), message: r.str() };
     case FRAME.STATE: {
       if (r.u32() !== STATE_MAGIC) return null;
       const token = r.u32();
       const n = r.u32();
       if (n > 4096) throw new RangeError('STATE lists too many containers');
       const containers: GuestContainer[] = [];
-      for (let i = 0; i < n; i++) containers.push({ containerId: r.str(), pid: r.u32(), exited: r.u32() !== 0, status: r.i32() });
+      for (let i = 0; i < n; i++)
+        containers.push({ containerId: r.str(), pid: r.u32(), exited: r.u32() !== 0, status: r.i32() });
       return { type: 'state', token, containers };
     }
-    default: return null;
+    default:
+      return null;
   }
 }
 
@@ -115,7 +178,9 @@ export function statePattern(token: number): Buffer {
 export class FrameSplitter {
   private buf: Buffer = Buffer.alloc(0);
   /** Bytes of an incomplete frame held back. */
-  get buffered(): number { return this.buf.length; }
+  get buffered(): number {
+    return this.buf.length;
+  }
   push(chunk: Buffer): Buffer[] {
     this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
     const out: Buffer[] = [];
@@ -130,9 +195,18 @@ export class FrameSplitter {
 }
 
 /** What a resync skipped before the STATE frame: `discarded` bytes that were not whole frames, else `frames` kept. */
-export interface ResyncInfo { discarded: number; frames: number }
+export interface ResyncInfo {
+  discarded: number;
+  frames: number;
+}
 
-const decodeSafe = (body: Buffer): AgentMsg | null => { try { return decodeFrame(body); } catch { return null; } };
+const decodeSafe = (body: Buffer): AgentMsg | null => {
+  try {
+    return decodeFrame(body);
+  } catch {
+    return null;
+  }
+};
 
 /**
  * A connected agent channel. Emits `msg` for each guest frame and `close` once. In resync mode it first
@@ -142,7 +216,10 @@ const decodeSafe = (body: Buffer): AgentMsg | null => { try { return decodeFrame
 export class AgentChannel extends EventEmitter<{ msg: [AgentMsg]; close: []; resync: [ResyncInfo] }> {
   private split = new FrameSplitter();
   private scan?: { pattern: Buffer; buf: Buffer; from: number };
-  private constructor(private sock: Socket, resyncToken?: number) {
+  private constructor(
+    private sock: Socket,
+    resyncToken?: number,
+  ) {
     super();
     if (resyncToken !== undefined) this.scan = { pattern: statePattern(resyncToken), buf: Buffer.alloc(0), from: 4 };
     sock.on('data', (d: Buffer) => this.onData(d));
@@ -180,7 +257,9 @@ export class AgentChannel extends EventEmitter<{ msg: [AgentMsg]; close: []; res
     }
   }
 
-  get isClosed(): boolean { return this.sock.destroyed; }
+  get isClosed(): boolean {
+    return this.sock.destroyed;
+  }
 
   /** Queue a frame; never blocks (Node buffers what the socket cannot take yet). False when closed. */
   send(frame: Buffer): boolean {
@@ -189,5 +268,7 @@ export class AgentChannel extends EventEmitter<{ msg: [AgentMsg]; close: []; res
     return true;
   }
 
-  close(): void { this.sock.destroy(); }
+  close(): void {
+    this.sock.destroy();
+  }
 }

@@ -19,9 +19,12 @@ export const fmtExit = (e?: ExitInfo): string => (e?.signal ? `signal ${e.signal
 /** An aborted boot: the signal's CorralError reason keeps its code; a DOM TimeoutError → Timeout; else Cancelled. */
 export function abortError(signal: AbortSignal, sandboxId: string, detail = ''): CorralError {
   const r: unknown = signal.reason;
-  const base = r instanceof CorralError ? r
-    : r instanceof Error && r.name === 'TimeoutError' ? err.timeout('boot passed its deadline')
-    : err.cancelled('boot was cancelled');
+  const base =
+    r instanceof CorralError
+      ? r
+      : r instanceof Error && r.name === 'TimeoutError'
+        ? err.timeout('boot passed its deadline')
+        : err.cancelled('boot was cancelled');
   return new CorralError(base.code, `sandbox ${sandboxId}: ${base.message}${detail}`, { cause: r });
 }
 
@@ -30,7 +33,8 @@ export function bootError(e: unknown, vm: FailedVm, signal: AbortSignal): Corral
   if (signal.aborted) return abortError(signal, vm.info.sandboxId, detail);
   let c = e instanceof CorralError ? e : err.internal(e instanceof Error ? e.message : String(e), e);
   if (vm.spawnError) c = err.internal(`cannot run QEMU: ${vm.spawnError.message}`);
-  else if (vm.exitInfo && !vm.requested) c = err.internal(`QEMU (${vm.info.accel}) exited (${fmtExit(vm.exitInfo)}) before the guest agent was ready`);
+  else if (vm.exitInfo && !vm.requested)
+    c = err.internal(`QEMU (${vm.info.accel}) exited (${fmtExit(vm.exitInfo)}) before the guest agent was ready`);
   return new CorralError(c.code, `sandbox ${vm.info.sandboxId}: ${c.message}${detail}`, { cause: e });
 }
 

@@ -10,7 +10,11 @@ import { NAME_PREFIX } from './qemu-args.ts';
  * A Corral QEMU on this host. `owner` is the `CORRAL_OWNER` tag in its environment: the node whose
  * hypervisor worker started it (absent for QEMUs started without one, e.g. by an older version).
  */
-export interface HostVm { pid: number; sandboxId: string; owner?: string }
+export interface HostVm {
+  pid: number;
+  sandboxId: string;
+  owner?: string;
+}
 
 /** Environment variable that carries a QEMU's owner tag (QEMU ignores it). */
 export const OWNER_ENV = 'CORRAL_OWNER';
@@ -26,8 +30,14 @@ export function scanHost(): HostVm[] {
       const name = i >= 0 ? argv[i + 1] : undefined;
       if (!name?.startsWith(NAME_PREFIX) || !pidAlive(Number(p))) continue;
       const owner = ownerOf(Number(p));
-      out.push({ pid: Number(p), sandboxId: name.slice(NAME_PREFIX.length), ...(owner === undefined ? {} : { owner }) });
-    } catch { /* exited meanwhile */ }
+      out.push({
+        pid: Number(p),
+        sandboxId: name.slice(NAME_PREFIX.length),
+        ...(owner === undefined ? {} : { owner }),
+      });
+    } catch {
+      /* exited meanwhile */
+    }
   }
   return out;
 }
@@ -35,7 +45,9 @@ export function scanHost(): HostVm[] {
 /** The `CORRAL_OWNER` tag in a process's environment, if any. */
 export function ownerOf(pid: number): string | undefined {
   try {
-    const kv = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').find((e) => e.startsWith(`${OWNER_ENV}=`));
+    const kv = readFileSync(`/proc/${pid}/environ`, 'utf8')
+      .split('\0')
+      .find((e) => e.startsWith(`${OWNER_ENV}=`));
     return kv?.slice(OWNER_ENV.length + 1);
   } catch {
     return undefined;
@@ -43,7 +55,10 @@ export function ownerOf(pid: number): string | undefined {
 }
 
 /** VMs a driver tagged `owner` may treat as its own: its own, and untagged ones (never another node's). */
-export const ownedBy = (owner: string | undefined) => (v: HostVm): boolean => owner === undefined || v.owner === undefined || v.owner === owner;
+export const ownedBy =
+  (owner: string | undefined) =>
+  (v: HostVm): boolean =>
+    owner === undefined || v.owner === undefined || v.owner === owner;
 
 /** True while `pid` exists and is not a zombie. */
 export function pidAlive(pid: number): boolean {
@@ -75,7 +90,12 @@ export function procStart(pid: number): { ticks: string; at: number } | undefine
 export function watchPid(pid: number, ticks: string, everyMs = 200): { gone: Promise<void>; stop: () => void } {
   let stop = () => {};
   const gone = new Promise<void>((resolve) => {
-    const t = setInterval(() => { if (procStart(pid)?.ticks !== ticks) { clearInterval(t); resolve(); } }, everyMs);
+    const t = setInterval(() => {
+      if (procStart(pid)?.ticks !== ticks) {
+        clearInterval(t);
+        resolve();
+      }
+    }, everyMs);
     t.unref();
     stop = () => clearInterval(t);
   });
@@ -83,7 +103,11 @@ export function watchPid(pid: number, ticks: string, everyMs = 200): { gone: Pro
 }
 
 export function kill(pid: number, sig: NodeJS.Signals): void {
-  try { process.kill(pid, sig); } catch { /* gone already */ }
+  try {
+    process.kill(pid, sig);
+  } catch {
+    /* gone already */
+  }
 }
 
 /**

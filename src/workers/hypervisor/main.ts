@@ -43,12 +43,21 @@ export async function startHypervisorWorker(o: HypervisorWorkerOptions) {
   // - An exit is acknowledged to the guest only once NATS has it: until then the guest keeps it, and a
   //   worker restarted in between reports it again.
   // - The registry (next to the journal) lists the worker's VMs: its successor reports those that died meanwhile.
-  const driver = o.simulate ? new SimDriver() as unknown as QemuDriver : new QemuDriver({
-    bootTimeoutMs: 30 * 60_000, owner: o.node, confirmExit: async (e) => { await appended.get(e); },
-    registryPath: join(dirname(o.journalPath), 'hypervisor-vms.json'), ...o.driver,
-  });
+  const driver = o.simulate
+    ? (new SimDriver() as unknown as QemuDriver)
+    : new QemuDriver({
+        bootTimeoutMs: 30 * 60_000,
+        owner: o.node,
+        confirmExit: async (e) => {
+          await appended.get(e);
+        },
+        registryPath: join(dirname(o.journalPath), 'hypervisor-vms.json'),
+        ...o.driver,
+      });
 
-  driver.on('output', (_sid, cid, fd, data) => o.nc.publish(subjects.io(o.node, cid, fd === 1 ? 'stdout' : 'stderr'), data));
+  driver.on('output', (_sid, cid, fd, data) =>
+    o.nc.publish(subjects.io(o.node, cid, fd === 1 ? 'stdout' : 'stderr'), data),
+  );
   // Exits and VM deaths are facts: published into the event log's subjects, so an agent that was down
   // when they happened finds them there on recovery.
   // Appended with acknowledgement (and retried across a NATS outage): an exit is never lost in flight.
@@ -67,14 +76,21 @@ export async function startHypervisorWorker(o: HypervisorWorkerOptions) {
   let adoption: Adoption | null = null;
   const adopted = driver.adoptAll().then((r) => {
     adoption = r;
-    const others = found.filter((v) => !r.adopted.some((a) => a.pid === v.pid) && !r.stopped.some((s) => s.pid === v.pid));
-    const list = (vs: { sandboxId: string; pid: number; reason: string }[]) => vs.map((s) => `${s.sandboxId} pid ${s.pid}: ${s.reason}`).join('; ');
-    o.log?.info({ adopted: r.adopted, stopped: r.stopped, dead: r.dead, untagged: others },
+    const others = found.filter(
+      (v) => !r.adopted.some((a) => a.pid === v.pid) && !r.stopped.some((s) => s.pid === v.pid),
+    );
+    const list = (vs: { sandboxId: string; pid: number; reason: string }[]) =>
+      vs.map((s) => `${s.sandboxId} pid ${s.pid}: ${s.reason}`).join('; ');
+    o.log?.info(
+      { adopted: r.adopted, stopped: r.stopped, dead: r.dead, untagged: others },
       `hypervisor worker re-attached: adopted ${r.adopted.length} VM(s) [${r.adopted.map((a) => `${a.sandboxId} pid ${a.pid}: ${a.running.length} running, ${a.exited.length} exited meanwhile`).join('; ')}], ` +
-      `stopped ${r.stopped.length} [${list(r.stopped)}], found ${r.dead.length} dead [${list(r.dead)}]` + (others.length ? `, left ${others.length} untagged Corral QEMU(s) alone` : ''));
+        `stopped ${r.stopped.length} [${list(r.stopped)}], found ${r.dead.length} dead [${list(r.dead)}]` +
+        (others.length ? `, left ${others.length} untagged Corral QEMU(s) alone` : ''),
+    );
     for (const s of [...r.stopped, ...r.dead]) {
       const m = `VM of sandbox ${s.sandboxId} (pid ${s.pid}) reported gone: ${s.reason}`;
-      if (o.log?.warn) o.log.warn({ sandboxId: s.sandboxId, pid: s.pid, reason: s.reason }, m); else o.log?.error({ sandboxId: s.sandboxId, pid: s.pid, reason: s.reason }, m);
+      if (o.log?.warn) o.log.warn({ sandboxId: s.sandboxId, pid: s.pid, reason: s.reason }, m);
+      else o.log?.error({ sandboxId: s.sandboxId, pid: s.pid, reason: s.reason }, m);
     }
     return r;
   });
@@ -86,15 +102,18 @@ export async function startHypervisorWorker(o: HypervisorWorkerOptions) {
     removeUser: async (req, ctx) => {
       if (req.user !== undefined) return users.removeUser(req, ctx);
       let removed = false;
-      for (const u of await vmmUsersOfSandbox(str(req, 'sandboxId'), o.node)) removed = (await removeVmmUser(u.name, u.uid, { signal: ctx.signal })).removed || removed;
+      for (const u of await vmmUsersOfSandbox(str(req, 'sandboxId'), o.node))
+        removed = (await removeVmmUser(u.name, u.uid, { signal: ctx.signal })).removed || removed;
       return { removed };
     },
     boot: async (req, ctx) => driver.boot(req as unknown as BootSpec, ctx.signal),
     stop: async (req, ctx) => driver.stop(str(req, 'sandboxId'), ctx.deadlineMs),
     startProcess: async (req) => {
       const p = req as unknown as ProcessSpec;
-      for (const k of ['args', 'env', 'additionalGids'] as const) if (!Array.isArray(p[k])) throw err.invalid(`${k} must be a list`);
-      str(req, 'sandboxId'); str(req, 'containerId');
+      for (const k of ['args', 'env', 'additionalGids'] as const)
+        if (!Array.isArray(p[k])) throw err.invalid(`${k} must be a list`);
+      str(req, 'sandboxId');
+      str(req, 'containerId');
       await driver.startProcess(p);
       return { started: true };
     },
@@ -105,15 +124,28 @@ export async function startHypervisorWorker(o: HypervisorWorkerOptions) {
     },
     // vms: every Corral QEMU of this node (and untagged ones); managed: the VMs this worker runs, adopted
     // ones with `adoptedAt`; adoption: what it adopted and stopped when it started (null until settled).
-    scan: async () => ({ vms: driver.scanHost(), users: await getentUsers('corral-'), managed: driver.list(), adoption }),
+    scan: async () => ({
+      vms: driver.scanHost(),
+      users: await getentUsers('corral-'),
+      managed: driver.list(),
+      adoption,
+    }),
   };
   const { sub, journal } = runWorker({
-    nc: o.nc, node: o.node, kind: 'hypervisor', handlers: o.wrap ? o.wrap(handlers) : handlers,
-    journalPath: o.journalPath, readOps: ['scan'],
+    nc: o.nc,
+    node: o.node,
+    kind: 'hypervisor',
+    handlers: o.wrap ? o.wrap(handlers) : handlers,
+    journalPath: o.journalPath,
+    readOps: ['scan'],
     onInternal: (e, op) => o.log?.error({ err: e, op }, 'hypervisor worker op failed unexpectedly'),
   });
   return {
-    driver, found, adopted, sub, journal,
+    driver,
+    found,
+    adopted,
+    sub,
+    journal,
     async stop(timeoutMs = 20_000) {
       sub.unsubscribe();
       await driver.stopAll(Date.now() + timeoutMs);

@@ -9,7 +9,12 @@ export const NAME_PREFIX = 'corral-';
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const SUN_PATH_MAX = 107;
 
-export interface VmPaths { qmp: string; agent: string; console: string; stderr: string }
+export interface VmPaths {
+  qmp: string;
+  agent: string;
+  console: string;
+  stderr: string;
+}
 
 /** Per-VM files in the run dir; several sandboxes may share one run dir. */
 export const vmPaths = (runDir: string, sandboxId: string): VmPaths => ({
@@ -29,17 +34,23 @@ export function machineFamily(machineType: string): 'mmio' | 'pci' {
 
 /** Throws InvalidArgument naming the first bad field. */
 export function validateBootSpec(s: BootSpec): void {
-  if (!ID_RE.test(s.sandboxId)) throw err.invalid(`sandboxId ${JSON.stringify(s.sandboxId)}: want [A-Za-z0-9][A-Za-z0-9_.-]{0,127}`);
-  if (!Number.isInteger(s.vcpus) || s.vcpus < 1 || s.vcpus > 255) throw err.invalid(`vcpus ${s.vcpus}: want an integer in 1..255`);
-  if (!Number.isInteger(s.memoryMiB) || s.memoryMiB < 64) throw err.invalid(`memoryMiB ${s.memoryMiB}: want an integer >= 64`);
-  if (!Number.isInteger(s.msize9p) || s.msize9p < 4096) throw err.invalid(`msize9p ${s.msize9p}: want an integer >= 4096`);
-  if (!['auto', 'kvm', 'tcg'].includes(s.accel)) throw err.invalid(`accel ${JSON.stringify(s.accel)}: want auto, kvm or tcg`);
+  if (!ID_RE.test(s.sandboxId))
+    throw err.invalid(`sandboxId ${JSON.stringify(s.sandboxId)}: want [A-Za-z0-9][A-Za-z0-9_.-]{0,127}`);
+  if (!Number.isInteger(s.vcpus) || s.vcpus < 1 || s.vcpus > 255)
+    throw err.invalid(`vcpus ${s.vcpus}: want an integer in 1..255`);
+  if (!Number.isInteger(s.memoryMiB) || s.memoryMiB < 64)
+    throw err.invalid(`memoryMiB ${s.memoryMiB}: want an integer >= 64`);
+  if (!Number.isInteger(s.msize9p) || s.msize9p < 4096)
+    throw err.invalid(`msize9p ${s.msize9p}: want an integer >= 4096`);
+  if (!['auto', 'kvm', 'tcg'].includes(s.accel))
+    throw err.invalid(`accel ${JSON.stringify(s.accel)}: want auto, kvm or tcg`);
   for (const k of ['kernel', 'initrd', 'sharedDir', 'runDir'] as const) {
     if (!s[k]?.startsWith('/')) throw err.invalid(`${k} ${JSON.stringify(s[k])}: want an absolute path`);
   }
   machineFamily(s.machineType);
   const p = vmPaths(s.runDir, s.sandboxId);
-  if (Buffer.byteLength(p.agent) > SUN_PATH_MAX) throw err.invalid(`runDir ${s.runDir}: socket path ${p.agent} is longer than ${SUN_PATH_MAX} bytes`);
+  if (Buffer.byteLength(p.agent) > SUN_PATH_MAX)
+    throw err.invalid(`runDir ${s.runDir}: socket path ${p.agent} is longer than ${SUN_PATH_MAX} bytes`);
 }
 
 /** QEMU option values escape commas by doubling them. */
@@ -63,34 +74,62 @@ export function qemuArgs(s: BootSpec, o: ArgOptions): string[] {
     o.accel === 'tcg' && o.tscKhz ? `tsc_early_khz=${o.tscKhz}` : '',
     `corral.msize=${s.msize9p}`,
     s.kernelParams,
-  ].filter(Boolean).join(' ');
+  ]
+    .filter(Boolean)
+    .join(' ');
   const dev = (name: string) => `${name}-${mmio ? 'device' : 'pci'}`;
   return [
-    '-name', `${NAME_PREFIX}${s.sandboxId}`,
-    '-M', machine,
-    '-accel', o.accel,
+    '-name',
+    `${NAME_PREFIX}${s.sandboxId}`,
+    '-M',
+    machine,
+    '-accel',
+    o.accel,
     ...(o.accel === 'kvm' ? ['-cpu', 'host'] : []),
-    '-m', String(s.memoryMiB),
-    '-smp', String(s.vcpus),
-    '-nodefaults', '-no-user-config', '-nographic', '-no-reboot',
-    '-kernel', s.kernel,
-    '-initrd', s.initrd,
-    '-append', kernelParams,
-    '-chardev', `file,id=con,path=${esc(o.paths.console)}`,
-    '-serial', 'chardev:con',
-    '-chardev', `socket,id=qmp,path=${esc(o.paths.qmp)},server=on,wait=off`,
-    '-mon', 'chardev=qmp,mode=control',
-    '-chardev', `socket,id=agent,path=${esc(o.paths.agent)},server=on,wait=off`,
-    '-device', dev('virtio-serial'),
-    '-device', 'virtserialport,chardev=agent,name=corral.agent',
-    '-fsdev', `local,id=fs0,path=${esc(s.sharedDir)},security_model=${s.user ? 'none' : 'passthrough'},multidevs=remap`,
-    '-device', `${dev('virtio-9p')},fsdev=fs0,mount_tag=corral`,
+    '-m',
+    String(s.memoryMiB),
+    '-smp',
+    String(s.vcpus),
+    '-nodefaults',
+    '-no-user-config',
+    '-nographic',
+    '-no-reboot',
+    '-kernel',
+    s.kernel,
+    '-initrd',
+    s.initrd,
+    '-append',
+    kernelParams,
+    '-chardev',
+    `file,id=con,path=${esc(o.paths.console)}`,
+    '-serial',
+    'chardev:con',
+    '-chardev',
+    `socket,id=qmp,path=${esc(o.paths.qmp)},server=on,wait=off`,
+    '-mon',
+    'chardev=qmp,mode=control',
+    '-chardev',
+    `socket,id=agent,path=${esc(o.paths.agent)},server=on,wait=off`,
+    '-device',
+    dev('virtio-serial'),
+    '-device',
+    'virtserialport,chardev=agent,name=corral.agent',
+    '-fsdev',
+    `local,id=fs0,path=${esc(s.sharedDir)},security_model=${s.user ? 'none' : 'passthrough'},multidevs=remap`,
+    '-device',
+    `${dev('virtio-9p')},fsdev=fs0,mount_tag=corral`,
     ...(o.extra ?? []),
   ];
 }
 
 /** What a re-attaching worker needs from a running Corral QEMU's command line (the inverse of `qemuArgs`). */
-export interface QemuCmdline { sandboxId: string; accel: 'kvm' | 'tcg'; qmp: string; agent: string; console?: string }
+export interface QemuCmdline {
+  sandboxId: string;
+  accel: 'kvm' | 'tcg';
+  qmp: string;
+  agent: string;
+  console?: string;
+}
 
 /** Split a QEMU option value at single commas (`,,` is an escaped comma). */
 export function splitOpts(v: string): string[] {
@@ -98,7 +137,13 @@ export function splitOpts(v: string): string[] {
   let cur = '';
   for (let i = 0; i < v.length; i++) {
     if (v[i] !== ',') cur += v[i];
-    else if (v[i + 1] === ',') { cur += ','; i++; } else { out.push(cur); cur = ''; }
+    else if (v[i + 1] === ',') {
+      cur += ',';
+      i++;
+    } else {
+      out.push(cur);
+      cur = '';
+    }
   }
   out.push(cur);
   return out;
@@ -123,14 +168,24 @@ export function parseQemuCmdline(argv: string[]): QemuCmdline | null {
   const agent = chardevs.get('agent')?.get('path');
   if (!qmp?.startsWith('/') || !agent?.startsWith('/')) return null;
   const console = chardevs.get('con')?.get('path');
-  return { sandboxId: name.slice(NAME_PREFIX.length), accel: values('-accel')[0] === 'kvm' ? 'kvm' : 'tcg', qmp, agent, ...(console ? { console } : {}) };
+  return {
+    sandboxId: name.slice(NAME_PREFIX.length),
+    accel: values('-accel')[0] === 'kvm' ? 'kvm' : 'tcg',
+    qmp,
+    agent,
+    ...(console ? { console } : {}),
+  };
 }
 
 /** `setpriv` prefix that runs the command as the VMM user with its supplementary groups. */
 export const setprivArgs = (u: VmmUser): string[] => [
-  '--reuid', String(u.uid), '--regid', String(u.gid),
+  '--reuid',
+  String(u.uid),
+  '--regid',
+  String(u.gid),
   ...(u.groups.length ? ['--groups', u.groups.join(',')] : ['--clear-groups']),
-  '--inh-caps=-all', '--',
+  '--inh-caps=-all',
+  '--',
 ];
 
 /** The host TSC frequency in kHz (what a TCG guest's TSC runs at), from /proc/cpuinfo. */
@@ -151,5 +206,9 @@ export function kvmPossible(cpuinfo = safeRead('/proc/cpuinfo')): boolean {
 }
 
 function safeRead(p: string): string {
-  try { return readFileSync(p, 'utf8'); } catch { return ''; }
+  try {
+    return readFileSync(p, 'utf8');
+  } catch {
+    return '';
+  }
 }

@@ -17,15 +17,45 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomInt } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chownSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname } from 'node:path';
 import { CorralError, ensureError, err } from '../../errors.ts';
 import type { BootSpec, ProcessSpec, WorkerEvent } from '../protocol.ts';
-import { AgentChannel, MAX_FRAME, encodeAck, encodeList, encodePing, encodeRun, encodeSignal, type AgentMsg, type GuestContainer } from './agent-channel.ts';
+import {
+  AgentChannel,
+  MAX_FRAME,
+  encodeAck,
+  encodeList,
+  encodePing,
+  encodeRun,
+  encodeSignal,
+  type AgentMsg,
+  type GuestContainer,
+} from './agent-channel.ts';
 import { abortError, bootError, fmtExit, tailOf, type FailedVm } from './boot-error.ts';
 import { OWNER_ENV, kill, killOrphans, ownedBy, procStart, scanHost, watchPid, type HostVm } from './host-scan.ts';
 import { Qmp } from './qmp.ts';
-import { hostTscKhz, kvmPossible, parseQemuCmdline, qemuArgs, setprivArgs, validateBootSpec, vmPaths, type VmPaths } from './qemu-args.ts';
+import {
+  hostTscKhz,
+  kvmPossible,
+  parseQemuCmdline,
+  qemuArgs,
+  setprivArgs,
+  validateBootSpec,
+  vmPaths,
+  type VmPaths,
+} from './qemu-args.ts';
 
 export interface QemuDriverOptions {
   /** @default 'qemu-system-x86_64' */
@@ -63,7 +93,12 @@ export interface QemuDriverOptions {
 }
 
 /** One line of the registry: enough to tell a VM's QEMU is gone and to remove its files. */
-interface RegistryEntry { sandboxId: string; pid: number; ticks: string; paths: VmPaths }
+interface RegistryEntry {
+  sandboxId: string;
+  pid: number;
+  ticks: string;
+  paths: VmPaths;
+}
 
 export type ExitEvent = Extract<WorkerEvent, { kind: 'exit' }>;
 export type VmExitEvent = Extract<WorkerEvent, { kind: 'vmExit' }>;
@@ -84,10 +119,25 @@ export interface VmInfo {
 }
 
 /** A VM `adoptAll` took over: its guest's running containers, and those that exited while nobody listened. */
-export interface AdoptedVm { sandboxId: string; pid: number; accel: 'kvm' | 'tcg'; running: string[]; exited: { containerId: string; status: number }[]; resync: { discarded: number; frames: number } }
+export interface AdoptedVm {
+  sandboxId: string;
+  pid: number;
+  accel: 'kvm' | 'tcg';
+  running: string[];
+  exited: { containerId: string; status: number }[];
+  resync: { discarded: number; frames: number };
+}
 /** A VM `adoptAll` could not take over, and stopped; or (in `dead`) found gone. Each was emitted as `vmExit`. */
-export interface StoppedVm { sandboxId: string; pid: number; reason: string }
-export interface Adoption { adopted: AdoptedVm[]; stopped: StoppedVm[]; dead: StoppedVm[] }
+export interface StoppedVm {
+  sandboxId: string;
+  pid: number;
+  reason: string;
+}
+export interface Adoption {
+  adopted: AdoptedVm[];
+  stopped: StoppedVm[];
+  dead: StoppedVm[];
+}
 
 interface Proc {
   state: 'starting' | 'running';
@@ -121,53 +171,81 @@ interface Vm extends FailedVm {
 }
 
 const EXIT_UNKNOWN = 255;
-const ERRNO_CODE: Record<number, (m: string) => CorralError> = { 2: err.notFound, 17: err.exists, 22: err.invalid, 11: err.exhausted };
+const ERRNO_CODE: Record<number, (m: string) => CorralError> = {
+  2: err.notFound,
+  17: err.exists,
+  22: err.invalid,
+  11: err.exhausted,
+};
 
 export class QemuDriver extends EventEmitter<QemuDriverEvents> {
   private vms = new Map<string, Vm>();
   private autoAccel: 'kvm' | 'tcg' | undefined;
-  private o: Required<Omit<QemuDriverOptions, 'owner' | 'confirmExit' | 'registryPath'>> & Pick<QemuDriverOptions, 'owner' | 'confirmExit' | 'registryPath'>;
+  private o: Required<Omit<QemuDriverOptions, 'owner' | 'confirmExit' | 'registryPath'>> &
+    Pick<QemuDriverOptions, 'owner' | 'confirmExit' | 'registryPath'>;
 
   constructor(o: QemuDriverOptions = {}) {
     super();
     this.o = {
-      qemuPath: 'qemu-system-x86_64', setprivPath: 'setpriv', bootTimeoutMs: 60_000, kvmProbeMs: 10_000,
-      tscKhz: hostTscKhz() ?? 0, startTimeoutMs: 30_000, probeKvm: kvmPossible, adoptTimeoutMs: 20_000, ...o,
+      qemuPath: 'qemu-system-x86_64',
+      setprivPath: 'setpriv',
+      bootTimeoutMs: 60_000,
+      kvmProbeMs: 10_000,
+      tscKhz: hostTscKhz() ?? 0,
+      startTimeoutMs: 30_000,
+      probeKvm: kvmPossible,
+      adoptTimeoutMs: 20_000,
+      ...o,
     };
   }
 
   /** What `auto` settled on after the first boot (undefined before). */
-  get detectedAccel(): 'kvm' | 'tcg' | undefined { return this.autoAccel; }
+  get detectedAccel(): 'kvm' | 'tcg' | undefined {
+    return this.autoAccel;
+  }
 
   /** Spawn QEMU and wait for the guest agent's READY. `extraArgs` are appended to QEMU's command line. */
-  async boot(spec: BootSpec, signal: AbortSignal, opts: { extraArgs?: string[] } = {}): Promise<{ pid: number; accel: 'kvm' | 'tcg'; bootMs: number }> {
+  async boot(
+    spec: BootSpec,
+    signal: AbortSignal,
+    opts: { extraArgs?: string[] } = {},
+  ): Promise<{ pid: number; accel: 'kvm' | 'tcg'; bootMs: number }> {
     validateBootSpec(spec);
     const had = this.vms.get(spec.sandboxId);
     if (had?.info.adoptedAt !== undefined) {
       // A boot re-issued after a worker restart: the VM it started then was adopted, and is the answer.
       await had.settled;
-      if (this.vms.get(spec.sandboxId) === had && had.info.state === 'running') return { pid: had.info.pid, accel: had.info.accel, bootMs: 0 };
+      if (this.vms.get(spec.sandboxId) === had && had.info.state === 'running')
+        return { pid: had.info.pid, accel: had.info.accel, bootMs: 0 };
       await had.gone;
     }
     if (this.vms.has(spec.sandboxId)) throw err.exists(`sandbox ${spec.sandboxId} has a VM already`);
-    for (const f of [spec.kernel, spec.initrd]) if (!existsSync(f)) throw err.notFound(`guest image file ${f} does not exist (run infra/guest/build.sh)`);
-    if (!existsSync(spec.sharedDir) || !statSync(spec.sharedDir).isDirectory()) throw err.notFound(`sharedDir ${spec.sharedDir} is not a directory`);
+    for (const f of [spec.kernel, spec.initrd])
+      if (!existsSync(f)) throw err.notFound(`guest image file ${f} does not exist (run infra/guest/build.sh)`);
+    if (!existsSync(spec.sharedDir) || !statSync(spec.sharedDir).isDirectory())
+      throw err.notFound(`sharedDir ${spec.sharedDir} is not a directory`);
     const t0 = Date.now();
     const deadline = t0 + this.o.bootTimeoutMs;
-    const probe = spec.accel !== 'tcg' && (spec.accel === 'kvm' || (this.autoAccel ?? (this.o.probeKvm() ? 'kvm' : 'tcg')) === 'kvm');
+    const probe =
+      spec.accel !== 'tcg' &&
+      (spec.accel === 'kvm' || (this.autoAccel ?? (this.o.probeKvm() ? 'kvm' : 'tcg')) === 'kvm');
     if (probe) {
       // Under `auto`, any failure of the KVM attempt (QEMU dying, a silent guest) means: use TCG.
-      const vm = await this.launch(spec, 'kvm', signal, deadline, opts.extraArgs, Date.now() + this.o.kvmProbeMs)
-        .catch((e: unknown) => {
+      const vm = await this.launch(spec, 'kvm', signal, deadline, opts.extraArgs, Date.now() + this.o.kvmProbeMs).catch(
+        (e: unknown) => {
           if (signal.aborted || (e instanceof CorralError && e.code === 'Cancelled')) throw e; // stop() during the attempt
           if (spec.accel === 'kvm') throw err.unavailable(`KVM is not usable here: ${(e as Error).message}`, e);
           return null;
-        });
+        },
+      );
       if (vm) {
         if (spec.accel === 'auto') this.autoAccel = 'kvm';
         return { pid: vm.info.pid, accel: 'kvm', bootMs: Date.now() - t0 };
       }
-      if (spec.accel === 'kvm') throw err.unavailable(`sandbox ${spec.sandboxId}: the KVM guest showed no sign of life within ${this.o.kvmProbeMs} ms`);
+      if (spec.accel === 'kvm')
+        throw err.unavailable(
+          `sandbox ${spec.sandboxId}: the KVM guest showed no sign of life within ${this.o.kvmProbeMs} ms`,
+        );
     }
     if (spec.accel === 'auto') this.autoAccel = 'tcg';
     const vm = await this.launch(spec, 'tcg', signal, deadline, opts.extraArgs);
@@ -176,7 +254,14 @@ export class QemuDriver extends EventEmitter<QemuDriverEvents> {
   }
 
   /** One QEMU launch; null when the guest stayed silent past `probeUntil` (already cleaned up). */
-  private async launch(spec: BootSpec, accel: 'kvm' | 'tcg', signal: AbortSignal, deadline: number, extra?: string[], probeUntil?: number): Promise<Vm | null> {
+  private async launch(
+    spec: BootSpec,
+    accel: 'kvm' | 'tcg',
+    signal: AbortSignal,
+    deadline: number,
+    extra?: string[],
+    probeUntil?: number,
+  ): Promise<Vm | null> {
     if (signal.aborted) throw abortError(signal, spec.sandboxId, '');
     const paths = vmPaths(spec.runDir, spec.sandboxId);
     if (!existsSync(spec.runDir)) {
@@ -185,12 +270,17 @@ export class QemuDriver extends EventEmitter<QemuDriverEvents> {
     }
     removeFiles(paths);
     const args = qemuArgs(spec, { accel, paths, tscKhz: this.o.tscKhz || undefined, extra });
-    const [cmd, argv] = spec.user ? [this.o.setprivPath, [...setprivArgs(spec.user), this.o.qemuPath, ...args]] : [this.o.qemuPath, args];
+    const [cmd, argv] = spec.user
+      ? [this.o.setprivPath, [...setprivArgs(spec.user), this.o.qemuPath, ...args]]
+      : [this.o.qemuPath, args];
     const errFd = openSync(paths.stderr, 'w', 0o600);
     let child: ChildProcess;
     try {
       // Own session: a worker restart or a ^C in its terminal does not take the VMs down (scanHost finds them).
-      const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...(this.o.owner ? { [OWNER_ENV]: this.o.owner } : {}) };
+      const env: NodeJS.ProcessEnv = {
+        PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+        ...(this.o.owner ? { [OWNER_ENV]: this.o.owner } : {}),
+      };
       child = spawn(cmd, argv, { stdio: ['ignore', 'ignore', errFd], detached: true, env });
     } catch (e) {
       removeFiles(paths);
@@ -199,14 +289,31 @@ export class QemuDriver extends EventEmitter<QemuDriverEvents> {
       closeSync(errFd);
     }
     let markGone = () => {};
-    const gone = new Promise<void>((r) => { markGone = r; });
+    const gone = new Promise<void>((r) => {
+      markGone = r;
+    });
     const vm: Vm = {
-      gone, markGone,
+      gone,
+      markGone,
       info: { sandboxId: spec.sandboxId, pid: child.pid ?? -1, accel, state: 'booting', startedAt: Date.now() },
-      child, paths, ready: false, abort: new AbortController(), procs: new Map(), orphans: new Set(),
+      child,
+      paths,
+      ready: false,
+      abort: new AbortController(),
+      procs: new Map(),
+      orphans: new Set(),
       exited: new Promise<void>((resolve) => {
-        child.once('exit', (code, sig) => { vm.exitInfo = { code, signal: sig }; resolve(); });
-        child.once('error', (e) => { if (child.pid === undefined) { vm.exitInfo = { code: null, signal: null }; vm.spawnError = e; resolve(); } });
+        child.once('exit', (code, sig) => {
+          vm.exitInfo = { code, signal: sig };
+          resolve();
+        });
+        child.once('error', (e) => {
+          if (child.pid === undefined) {
+            vm.exitInfo = { code: null, signal: null };
+            vm.spawnError = e;
+            resolve();
+          }
+        });
       }),
     };
     child.unref();
@@ -248,27 +355,43 @@ export class QemuDriver extends EventEmitter<QemuDriverEvents> {
         vm.agent?.off('msg', onMsg);
         f();
       };
-      const onMsg = (m: AgentMsg) => { if (m.type === 'ready') done(() => resolve('ready')); };
+      const onMsg = (m: AgentMsg) => {
+        if (m.type === 'ready') done(() => resolve('ready'));
+      };
       const onAbort = () => done(() => reject(signal.reason));
       if (signal.aborted) return reject(signal.reason);
       if (vm.ready) return resolve('ready');
       vm.agent?.on('msg', onMsg);
       signal.addEventListener('abort', onAbort, { once: true });
-      void vm.exited.then(() => done(() => reject(err.internal(`QEMU exited (${fmtExit(vm.exitInfo)}) before the guest agent was ready`))));
-      timers.push(setTimeout(() => done(() => reject(err.timeout(`the guest agent was not ready within ${this.o.bootTimeoutMs} ms`))), Math.max(0, deadline - Date.now())));
-      if (probeUntil) timers.push(setTimeout(() => done(() => resolve('silent')), Math.max(0, probeUntil - Date.now())));
+      void vm.exited.then(() =>
+        done(() => reject(err.internal(`QEMU exited (${fmtExit(vm.exitInfo)}) before the guest agent was ready`))),
+      );
+      timers.push(
+        setTimeout(
+          () => done(() => reject(err.timeout(`the guest agent was not ready within ${this.o.bootTimeoutMs} ms`))),
+          Math.max(0, deadline - Date.now()),
+        ),
+      );
+      if (probeUntil)
+        timers.push(setTimeout(() => done(() => resolve('silent')), Math.max(0, probeUntil - Date.now())));
       const poll = setInterval(() => {
         if (!probeUntil || !vm.qmp) return;
-        vm.qmp.queryStatus(500).then((s) => {
-          if (s.status === 'internal-error' || s.status === 'guest-panicked') done(() => resolve('silent'));
-        }, () => {});
+        vm.qmp.queryStatus(500).then(
+          (s) => {
+            if (s.status === 'internal-error' || s.status === 'guest-panicked') done(() => resolve('silent'));
+          },
+          () => {},
+        );
       }, 250);
     });
   }
 
   private onAgent(vm: Vm, m: AgentMsg): void {
     const id = vm.info.sandboxId;
-    if (m.type === 'ready') { vm.ready = true; return; }
+    if (m.type === 'ready') {
+      vm.ready = true;
+      return;
+    }
     if (m.type === 'state') return; // an answer to an earlier LIST
     const p = vm.procs.get(m.containerId);
     if (m.type === 'started') {
@@ -277,7 +400,8 @@ export class QemuDriver extends EventEmitter<QemuDriverEvents> {
         clearTimeout(p.start.timer);
         p.start.resolve(m.pid);
         delete p.start;
-      } else if (p?.state !== 'running') { // running: known from an adoption's STATE already
+      } else if (p?.state !== 'running') {
+        // running: known from an adoption's STATE already
         // Its start already timed out: nobody expects this process.
         vm.orphans.add(m.containerId);
         vm.agent?.send(encodeSignal(m.containerId, 9));
@@ -294,19 +418,32 @@ export class QemuDriver extends EventEmitter<QemuDriverEvents> {
     } else if (m.type === 'error' && p?.state === 'starting' && p.start) {
       vm.procs.delete(m.containerId);
       clearTimeout(p.start.timer);
-      p.start.reject((ERRNO_CODE[m.errno] ?? err.precondition)(`start ${m.containerId} in sandbox ${id}: ${m.message}`));
+      p.start.reject(
+        (ERRNO_CODE[m.errno] ?? err.precondition)(`start ${m.containerId} in sandbox ${id}: ${m.message}`),
+      );
     }
   }
 
   /** Emit an exit on a later macrotask; for an exit the guest reported (`ack`), then let the guest forget it. */
   private emitExit(vm: Vm, containerId: string, exitStatus: number, ack: boolean): void {
     setImmediate(() => {
-      const e: ExitEvent = { kind: 'exit', sandboxId: vm.info.sandboxId, containerId, exitStatus, exitedAt: Date.now() };
+      const e: ExitEvent = {
+        kind: 'exit',
+        sandboxId: vm.info.sandboxId,
+        containerId,
+        exitStatus,
+        exitedAt: Date.now(),
+      };
       this.emit('exit', e);
       if (!ack) return;
-      const send = () => { vm.agent?.send(encodeAck(containerId)); };
+      const send = () => {
+        vm.agent?.send(encodeAck(containerId));
+      };
       if (!this.o.confirmExit) send();
-      else this.o.confirmExit(e).then(send, () => { /* not confirmed: the guest keeps it for the next adoption */ });
+      else
+        this.o.confirmExit(e).then(send, () => {
+          /* not confirmed: the guest keeps it for the next adoption */
+        });
     });
   }
 
@@ -315,7 +452,15 @@ export class QemuDriver extends EventEmitter<QemuDriverEvents> {
     if (vm.info.state !== 'running' || vm.destroying || vm.released) return; // boot, adoption and stop clean up themselves
     void this.destroy(vm, 0).then(() => {
       const e = vm.exitInfo ?? { code: null, signal: null };
-      setImmediate(() => this.emit('vmExit', { kind: 'vmExit', sandboxId: vm.info.sandboxId, code: e.code, signal: e.signal, at: Date.now() }));
+      setImmediate(() =>
+        this.emit('vmExit', {
+          kind: 'vmExit',
+          sandboxId: vm.info.sandboxId,
+          code: e.code,
+          signal: e.signal,
+          at: Date.now(),
+        }),
+      );
     });
   }
 
@@ -370,7 +515,13 @@ export class QemuDriver extends EventEmitter<QemuDriverEvents> {
    */
   async stop(sandboxId: string, deadlineMs = Date.now() + 10_000): Promise<{ stopped: boolean }> {
     const vm = this.vms.get(sandboxId);
-    if (!vm) return { stopped: await killOrphans(this.scanHost().filter((v) => v.sandboxId === sandboxId), deadlineMs) };
+    if (!vm)
+      return {
+        stopped: await killOrphans(
+          this.scanHost().filter((v) => v.sandboxId === sandboxId),
+          deadlineMs,
+        ),
+      };
     if (vm.info.state === 'booting' || vm.info.state === 'adopting') {
       vm.stopRequested = true;
       vm.abort.abort(err.cancelled(`sandbox ${sandboxId}: stopped while ${vm.info.state}`));
@@ -393,20 +544,33 @@ export class QemuDriver extends EventEmitter<QemuDriverEvents> {
     const vm = this.running(spec.sandboxId);
     const cid = spec.containerId;
     if (spec.terminal) throw err.notImplemented('terminal processes: the guest agent has no pty support');
-    if (!cid || cid.includes('/') || cid === '.' || cid === '..' || Buffer.byteLength(cid) > 255) throw err.invalid(`containerId ${JSON.stringify(cid)}`);
+    if (!cid || cid.includes('/') || cid === '.' || cid === '..' || Buffer.byteLength(cid) > 255)
+      throw err.invalid(`containerId ${JSON.stringify(cid)}`);
     if (!spec.args.length) throw err.invalid(`container ${cid}: args must not be empty`);
     const ids = [spec.uid, spec.gid, ...spec.additionalGids];
     if (spec.additionalGids.length > 256) throw err.invalid(`container ${cid}: more than 256 additionalGids`);
-    if (!ids.every((n) => Number.isInteger(n) && n >= 0 && n < 2 ** 32)) throw err.invalid(`container ${cid}: uid, gid and additionalGids must be integers >= 0`);
+    if (!ids.every((n) => Number.isInteger(n) && n >= 0 && n < 2 ** 32))
+      throw err.invalid(`container ${cid}: uid, gid and additionalGids must be integers >= 0`);
     if (vm.procs.has(cid)) throw err.exists(`container ${cid} has a process in sandbox ${spec.sandboxId}`);
-    const frame = encodeRun({ containerId: cid, args: spec.args, env: spec.env, cwd: spec.cwd || '/', uid: spec.uid, gid: spec.gid, additionalGids: spec.additionalGids });
+    const frame = encodeRun({
+      containerId: cid,
+      args: spec.args,
+      env: spec.env,
+      cwd: spec.cwd || '/',
+      uid: spec.uid,
+      gid: spec.gid,
+      additionalGids: spec.additionalGids,
+    });
     if (frame.length - 4 > MAX_FRAME) throw err.exhausted(`container ${cid}: args and env exceed ${MAX_FRAME} bytes`);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         vm.procs.delete(cid);
         reject(err.timeout(`container ${cid}: the guest did not report a start within ${this.o.startTimeoutMs} ms`));
       }, this.o.startTimeoutMs);
-      vm.procs.set(cid, { state: 'starting', start: { resolve: (pid) => resolve({ started: true, pid }), reject, timer } });
+      vm.procs.set(cid, {
+        state: 'starting',
+        start: { resolve: (pid) => resolve({ started: true, pid }), reject, timer },
+      });
       if (!vm.agent?.send(frame)) this.failStarts(vm, 'the agent channel is closed');
     });
   }
@@ -421,13 +585,17 @@ export class QemuDriver extends EventEmitter<QemuDriverEvents> {
     const vm = this.vms.get(sandboxId);
     if (!vm) throw err.notFound(`sandbox ${sandboxId} has no VM`);
     if (!Number.isInteger(sig) || sig < 1 || sig > 64) throw err.invalid(`signal ${sig}: want 1..64`);
-    if (vm.procs.get(containerId)?.state !== 'running' || !vm.agent?.send(encodeSignal(containerId, sig))) return { delivered: false };
+    if (vm.procs.get(containerId)?.state !== 'running' || !vm.agent?.send(encodeSignal(containerId, sig)))
+      return { delivered: false };
     return { delivered: true };
   }
 
   /** The VMs this driver runs (booting and adopting ones included), with the containers running in each. */
   list(): (VmInfo & { processes: string[] })[] {
-    return [...this.vms.values()].map((v) => ({ ...v.info, processes: [...v.procs].filter(([, p]) => p.state === 'running').map(([c]) => c) }));
+    return [...this.vms.values()].map((v) => ({
+      ...v.info,
+      processes: [...v.procs].filter(([, p]) => p.state === 'running').map(([c]) => c),
+    }));
   }
 
   /**
@@ -449,38 +617,64 @@ export class QemuDriver extends EventEmitter<QemuDriverEvents> {
   adoptAll(): Promise<Adoption> {
     const owner = this.o.owner;
     const all = scanHost();
-    const found = owner === undefined ? [] : all.filter((v) => v.owner === owner && this.vms.get(v.sandboxId)?.info.pid !== v.pid);
+    const found =
+      owner === undefined ? [] : all.filter((v) => v.owner === owner && this.vms.get(v.sandboxId)?.info.pid !== v.pid);
     // VMs the registry lists whose QEMU is gone: they died while no driver watched.
-    const dead = this.loadRegistry().filter((e) => !this.vms.has(e.sandboxId) && !all.some((v) => v.sandboxId === e.sandboxId) && procStart(e.pid)?.ticks !== e.ticks);
+    const dead = this.loadRegistry().filter(
+      (e) =>
+        !this.vms.has(e.sandboxId) &&
+        !all.some((v) => v.sandboxId === e.sandboxId) &&
+        procStart(e.pid)?.ticks !== e.ticks,
+    );
     for (const e of dead) {
       removeFiles(e.paths);
-      setImmediate(() => this.emit('vmExit', { kind: 'vmExit', sandboxId: e.sandboxId, code: null, signal: null, at: Date.now() }));
+      setImmediate(() =>
+        this.emit('vmExit', { kind: 'vmExit', sandboxId: e.sandboxId, code: null, signal: null, at: Date.now() }),
+      );
     }
     const adoptions = found.map((h) => this.adopt(h, Date.now() + this.o.adoptTimeoutMs));
     this.saveRegistry();
     return Promise.all(adoptions).then((rs) => ({
       adopted: rs.flatMap((r) => ('running' in r ? [r] : [])),
       stopped: rs.flatMap((r) => ('reason' in r ? [r] : [])),
-      dead: dead.map((e) => ({ sandboxId: e.sandboxId, pid: e.pid, reason: 'its QEMU exited while no worker watched it' })),
+      dead: dead.map((e) => ({
+        sandboxId: e.sandboxId,
+        pid: e.pid,
+        reason: 'its QEMU exited while no worker watched it',
+      })),
     }));
   }
 
   private saveRegistry(): void {
     const path = this.o.registryPath;
     if (!path) return;
-    const entries: RegistryEntry[] = [...this.vms.values()].flatMap((v) => (v.ticks && v.info.pid > 0 ? [{ sandboxId: v.info.sandboxId, pid: v.info.pid, ticks: v.ticks, paths: v.paths }] : []));
+    const entries: RegistryEntry[] = [...this.vms.values()].flatMap((v) =>
+      v.ticks && v.info.pid > 0
+        ? [{ sandboxId: v.info.sandboxId, pid: v.info.pid, ticks: v.ticks, paths: v.paths }]
+        : [],
+    );
     try {
       mkdirSync(dirname(path), { recursive: true });
       writeFileSync(`${path}.tmp`, JSON.stringify(entries) + '\n', { mode: 0o600 });
       renameSync(`${path}.tmp`, path);
-    } catch { /* best effort: without it, a VM that dies while no driver runs goes unreported */ }
+    } catch {
+      /* best effort: without it, a VM that dies while no driver runs goes unreported */
+    }
   }
 
   private loadRegistry(): RegistryEntry[] {
     if (!this.o.registryPath) return [];
     try {
       const v: unknown = JSON.parse(readFileSync(this.o.registryPath, 'utf8'));
-      return Array.isArray(v) ? (v as RegistryEntry[]).filter((e) => typeof e?.sandboxId === 'string' && Number.isInteger(e.pid) && typeof e.ticks === 'string' && typeof e.paths?.qmp === 'string') : [];
+      return Array.isArray(v)
+        ? (v as RegistryEntry[]).filter(
+            (e) =>
+              typeof e?.sandboxId === 'string' &&
+              Number.isInteger(e.pid) &&
+              typeof e.ticks === 'string' &&
+              typeof e.paths?.qmp === 'string',
+          )
+        : [];
     } catch {
       return [];
     }
@@ -488,55 +682,105 @@ export class QemuDriver extends EventEmitter<QemuDriverEvents> {
 
   private adopt(h: HostVm, deadlineMs: number): Promise<AdoptedVm | StoppedVm> {
     let argv: string[] = [];
-    try { argv = readFileSync(`/proc/${h.pid}/cmdline`, 'utf8').split('\0'); } catch { /* gone meanwhile */ }
+    try {
+      argv = readFileSync(`/proc/${h.pid}/cmdline`, 'utf8').split('\0');
+    } catch {
+      /* gone meanwhile */
+    }
     const cmd = parseQemuCmdline(argv);
     const start = procStart(h.pid);
     if (!cmd || !start || this.vms.has(h.sandboxId)) {
       // Nothing to talk to: end the process. A second QEMU of a sandbox that has one is no VM exit.
       const duplicate = this.vms.has(h.sandboxId);
-      const reason = duplicate ? `a second QEMU of sandbox ${h.sandboxId}` : !start ? 'it exited meanwhile' : 'unrecognised command line';
-      return killOrphans([h], Date.now() + 5000).catch(() => false).then(() => {
-        if (!duplicate) setImmediate(() => this.emit('vmExit', { kind: 'vmExit', sandboxId: h.sandboxId, code: null, signal: null, at: Date.now() }));
-        return { sandboxId: h.sandboxId, pid: h.pid, reason };
-      });
+      const reason = duplicate
+        ? `a second QEMU of sandbox ${h.sandboxId}`
+        : !start
+          ? 'it exited meanwhile'
+          : 'unrecognised command line';
+      return killOrphans([h], Date.now() + 5000)
+        .catch(() => false)
+        .then(() => {
+          if (!duplicate)
+            setImmediate(() =>
+              this.emit('vmExit', { kind: 'vmExit', sandboxId: h.sandboxId, code: null, signal: null, at: Date.now() }),
+            );
+          return { sandboxId: h.sandboxId, pid: h.pid, reason };
+        });
     }
     let markGone = () => {};
     let settle = () => {};
     const watch = watchPid(h.pid, start.ticks);
     const vm: Vm = {
-      info: { sandboxId: h.sandboxId, pid: h.pid, accel: cmd.accel, state: 'adopting', startedAt: start.at, adoptedAt: 0 },
-      paths: { ...vmPaths(dirname(cmd.agent), h.sandboxId), qmp: cmd.qmp, agent: cmd.agent, ...(cmd.console ? { console: cmd.console } : {}) },
-      ready: false, abort: new AbortController(), procs: new Map(), orphans: new Set(),
-      gone: new Promise<void>((r) => { markGone = r; }), markGone: () => markGone(),
-      settled: new Promise<void>((r) => { settle = r; }),
-      exited: watch.gone.then(() => { vm.exitInfo ??= { code: null, signal: null }; }),
-      unwatch: watch.stop, ticks: start.ticks,
+      info: {
+        sandboxId: h.sandboxId,
+        pid: h.pid,
+        accel: cmd.accel,
+        state: 'adopting',
+        startedAt: start.at,
+        adoptedAt: 0,
+      },
+      paths: {
+        ...vmPaths(dirname(cmd.agent), h.sandboxId),
+        qmp: cmd.qmp,
+        agent: cmd.agent,
+        ...(cmd.console ? { console: cmd.console } : {}),
+      },
+      ready: false,
+      abort: new AbortController(),
+      procs: new Map(),
+      orphans: new Set(),
+      gone: new Promise<void>((r) => {
+        markGone = r;
+      }),
+      markGone: () => markGone(),
+      settled: new Promise<void>((r) => {
+        settle = r;
+      }),
+      exited: watch.gone.then(() => {
+        vm.exitInfo ??= { code: null, signal: null };
+      }),
+      unwatch: watch.stop,
+      ticks: start.ticks,
     };
     this.vms.set(h.sandboxId, vm);
     void vm.exited.then(() => this.onVmExit(vm));
     return (async (): Promise<AdoptedVm | StoppedVm> => {
       try {
-        for (const f of [vm.paths.qmp, vm.paths.agent]) if (!existsSync(f)) throw err.unavailable(`its socket ${f} is gone`);
+        for (const f of [vm.paths.qmp, vm.paths.agent])
+          if (!existsSync(f)) throw err.unavailable(`its socket ${f} is gone`);
         const alive = () => !vm.exitInfo;
-        vm.qmp = await Qmp.connect(vm.paths.qmp, { deadlineMs: Math.min(deadlineMs, Date.now() + 5000), signal: vm.abort.signal, alive });
+        vm.qmp = await Qmp.connect(vm.paths.qmp, {
+          deadlineMs: Math.min(deadlineMs, Date.now() + 5000),
+          signal: vm.abort.signal,
+          alive,
+        });
         const st = await vm.qmp.queryStatus(2000);
         if (st.status !== 'running') throw err.unavailable(`QMP says the guest is ${st.status}`);
         const token = randomInt(1, 0xffffffff);
         vm.agent = await AgentChannel.connect(vm.paths.agent, { deadlineMs, signal: vm.abort.signal, alive }, token);
         let resync = { discarded: 0, frames: 0 };
-        vm.agent.once('resync', (r) => { resync = r; });
+        vm.agent.once('resync', (r) => {
+          resync = r;
+        });
         vm.agent.send(encodeList(token));
         const found = await this.takeOver(vm, token, deadlineMs);
         vm.info.adoptedAt = Date.now();
         return {
-          sandboxId: h.sandboxId, pid: h.pid, accel: cmd.accel, resync,
+          sandboxId: h.sandboxId,
+          pid: h.pid,
+          accel: cmd.accel,
+          resync,
           running: found.filter((c) => !c.exited).map((c) => c.containerId),
           exited: found.filter((c) => c.exited).map((c) => ({ containerId: c.containerId, status: c.status })),
         };
       } catch (e) {
-        const reason = vm.abort.signal.aborted && vm.stopRequested ? 'stopped while being adopted' : ensureError(e).message;
+        const reason =
+          vm.abort.signal.aborted && vm.stopRequested ? 'stopped while being adopted' : ensureError(e).message;
         await this.destroy(vm, 500).catch(() => {});
-        if (!vm.stopRequested) setImmediate(() => this.emit('vmExit', { kind: 'vmExit', sandboxId: h.sandboxId, code: null, signal: null, at: Date.now() }));
+        if (!vm.stopRequested)
+          setImmediate(() =>
+            this.emit('vmExit', { kind: 'vmExit', sandboxId: h.sandboxId, code: null, signal: null, at: Date.now() }),
+          );
         return { sandboxId: h.sandboxId, pid: h.pid, reason };
       } finally {
         settle();
@@ -566,7 +810,10 @@ export class QemuDriver extends EventEmitter<QemuDriverEvents> {
       const onAbort = () => finish(() => reject(vm.abort.signal.reason));
       const onClose = () => finish(() => reject(err.unavailable('the guest agent channel closed before STATE')));
       const onMsg = (m: AgentMsg) => {
-        if (m.type !== 'state' || m.token !== token) { held.push(m); return; }
+        if (m.type !== 'state' || m.token !== token) {
+          held.push(m);
+          return;
+        }
         finish(() => {
           for (const c of m.containers) vm.procs.set(c.containerId, { state: 'running' });
           vm.ready = true;
@@ -574,11 +821,16 @@ export class QemuDriver extends EventEmitter<QemuDriverEvents> {
           agent.on('msg', (x) => this.onAgent(vm, x));
           agent.on('close', () => this.failStarts(vm, 'the agent channel closed'));
           for (const x of held) this.onAgent(vm, x);
-          for (const c of m.containers) if (c.exited && vm.procs.delete(c.containerId)) this.emitExit(vm, c.containerId, c.status, true);
+          for (const c of m.containers)
+            if (c.exited && vm.procs.delete(c.containerId)) this.emitExit(vm, c.containerId, c.status, true);
           resolve(m.containers);
         });
       };
-      const timer = setTimeout(() => finish(() => reject(err.timeout(`the guest agent did not answer LIST within ${this.o.adoptTimeoutMs} ms`))), Math.max(0, deadlineMs - Date.now()));
+      const timer = setTimeout(
+        () =>
+          finish(() => reject(err.timeout(`the guest agent did not answer LIST within ${this.o.adoptTimeoutMs} ms`))),
+        Math.max(0, deadlineMs - Date.now()),
+      );
       agent.on('msg', onMsg);
       agent.on('close', onClose);
       vm.abort.signal.addEventListener('abort', onAbort, { once: true });
@@ -611,7 +863,8 @@ export class QemuDriver extends EventEmitter<QemuDriverEvents> {
   private running(sandboxId: string): Vm {
     const vm = this.vms.get(sandboxId);
     if (!vm) throw err.notFound(`sandbox ${sandboxId} has no VM`);
-    if (vm.info.state !== 'running' || !vm.agent) throw err.precondition(`cannot start a process in sandbox ${sandboxId}: VM is ${vm.info.state}`);
+    if (vm.info.state !== 'running' || !vm.agent)
+      throw err.precondition(`cannot start a process in sandbox ${sandboxId}: VM is ${vm.info.state}`);
     return vm;
   }
 }
@@ -619,7 +872,10 @@ export class QemuDriver extends EventEmitter<QemuDriverEvents> {
 const waitFor = (p: Promise<void>, ms: number): Promise<boolean> =>
   new Promise((resolve) => {
     const t = setTimeout(() => resolve(false), ms);
-    void p.then(() => { clearTimeout(t); resolve(true); });
+    void p.then(() => {
+      clearTimeout(t);
+      resolve(true);
+    });
   });
 
 function removeFiles(p: VmPaths): void {

@@ -7,7 +7,11 @@ import type { Socket } from 'node:net';
 import { CorralError, err } from '../../errors.ts';
 import { connectUnix, type ConnectOptions } from './unix-socket.ts';
 
-interface Pending { resolve: (v: unknown) => void; reject: (e: CorralError) => void; timer: NodeJS.Timeout }
+interface Pending {
+  resolve: (v: unknown) => void;
+  reject: (e: CorralError) => void;
+  timer: NodeJS.Timeout;
+}
 
 export class Qmp {
   private buf = '';
@@ -33,7 +37,10 @@ export class Qmp {
       const left = Math.max(1, o.deadlineMs - Date.now());
       const ok = await new Promise<boolean>((resolve) => {
         const t = setTimeout(() => resolve(false), left);
-        q.greeting = (v) => { clearTimeout(t); resolve(v); };
+        q.greeting = (v) => {
+          clearTimeout(t);
+          resolve(v);
+        };
       });
       if (!ok) throw err.unavailable(`QMP ${path}: no greeting`);
       await q.execute('qmp_capabilities', undefined, Math.max(1, o.deadlineMs - Date.now()));
@@ -46,7 +53,9 @@ export class Qmp {
     }
   }
 
-  get isClosed(): boolean { return this.closed; }
+  get isClosed(): boolean {
+    return this.closed;
+  }
 
   /** Run one command; resolves with its `return` value. QMP errors → Internal, timeout → Timeout. */
   execute<T = unknown>(command: string, args?: Record<string, unknown>, timeoutMs = 2000): Promise<T> {
@@ -71,9 +80,12 @@ export class Qmp {
   async quit(timeoutMs = 1000): Promise<void> {
     if (this.closed) return;
     const closed = new Promise<void>((r) => this.sock.once('close', () => r()));
-    await Promise.race([this.execute('quit', undefined, timeoutMs).catch((e: CorralError) => {
-      if (e.code !== 'Unavailable') throw e;
-    }), closed]);
+    await Promise.race([
+      this.execute('quit', undefined, timeoutMs).catch((e: CorralError) => {
+        if (e.code !== 'Unavailable') throw e;
+      }),
+      closed,
+    ]);
   }
 
   close(): void {
@@ -88,8 +100,16 @@ export class Qmp {
       this.buf = this.buf.slice(nl + 1);
       if (!line) continue;
       let msg: { QMP?: unknown; id?: number; return?: unknown; error?: { class?: string; desc?: string } };
-      try { msg = JSON.parse(line); } catch { continue; }
-      if (msg.QMP) { this.greeting?.(true); this.greeting = null; continue; }
+      try {
+        msg = JSON.parse(line);
+      } catch {
+        continue;
+      }
+      if (msg.QMP) {
+        this.greeting?.(true);
+        this.greeting = null;
+        continue;
+      }
       const p = msg.id === undefined ? undefined : this.pending.get(msg.id);
       if (!p) continue; // an event, or a reply that already timed out
       this.pending.delete(msg.id!);

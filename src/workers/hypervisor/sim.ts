@@ -29,7 +29,8 @@ export class SimDriver extends EventEmitter<QemuDriverEvents> {
     const vm = this.vms.get(sandboxId);
     if (!vm) return { stopped: false };
     this.vms.delete(sandboxId);
-    for (const cid of vm.procs) this.emit('exit', { kind: 'exit', sandboxId, containerId: cid, exitStatus: 255, exitedAt: Date.now() });
+    for (const cid of vm.procs)
+      this.emit('exit', { kind: 'exit', sandboxId, containerId: cid, exitStatus: 255, exitedAt: Date.now() });
     return { stopped: true };
   }
 
@@ -40,7 +41,8 @@ export class SimDriver extends EventEmitter<QemuDriverEvents> {
   async startProcess(spec: ProcessSpec): Promise<{ started: true; pid: number }> {
     const vm = this.vms.get(spec.sandboxId);
     if (!vm) throw err.notFound(`sandbox ${spec.sandboxId} has no VM`);
-    if (vm.procs.has(spec.containerId)) throw err.exists(`container ${spec.containerId} has a process in sandbox ${spec.sandboxId}`);
+    if (vm.procs.has(spec.containerId))
+      throw err.exists(`container ${spec.containerId} has a process in sandbox ${spec.sandboxId}`);
     vm.procs.add(spec.containerId);
     const code = spec.args[0] === 'true' ? 0 : spec.args[0] === 'false' ? 1 : null;
     if (code !== null) setImmediate(() => this.exit(spec.sandboxId, spec.containerId, code));
@@ -54,11 +56,23 @@ export class SimDriver extends EventEmitter<QemuDriverEvents> {
   }
 
   /** Nothing to re-attach: simulated VMs live in this process only. */
-  async adoptAll() { return { adopted: [], stopped: [], dead: [] }; }
+  async adoptAll() {
+    return { adopted: [], stopped: [], dead: [] };
+  }
   async settled(_sandboxId: string): Promise<void> {}
 
-  list() { return [...this.vms].map(([sandboxId, v]) => ({ sandboxId, pid: v.pid, accel: 'tcg' as const, state: 'running' as const, startedAt: 0 })); }
-  scanHost() { return [...this.vms].map(([sandboxId, v]) => ({ sandboxId, pid: v.pid })); }
+  list() {
+    return [...this.vms].map(([sandboxId, v]) => ({
+      sandboxId,
+      pid: v.pid,
+      accel: 'tcg' as const,
+      state: 'running' as const,
+      startedAt: 0,
+    }));
+  }
+  scanHost() {
+    return [...this.vms].map(([sandboxId, v]) => ({ sandboxId, pid: v.pid }));
+  }
 
   private exit(sandboxId: string, containerId: string, exitStatus: number) {
     const vm = this.vms.get(sandboxId);

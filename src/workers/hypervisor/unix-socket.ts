@@ -23,11 +23,28 @@ export async function connectUnix(path: string, o: ConnectOptions): Promise<Sock
     if (Date.now() >= o.deadlineMs) throw err.timeout(`${path}: not accepting connections before the deadline`);
     const sock = await new Promise<Socket | null>((resolve) => {
       const s = createConnection(path);
-      const timer = setTimeout(() => { s.destroy(); resolve(null); }, Math.max(1, Math.min(1000, o.deadlineMs - Date.now())));
-      s.once('connect', () => { clearTimeout(timer); s.removeAllListeners('error'); resolve(s); });
-      s.once('error', () => { clearTimeout(timer); s.destroy(); resolve(null); });
+      const timer = setTimeout(
+        () => {
+          s.destroy();
+          resolve(null);
+        },
+        Math.max(1, Math.min(1000, o.deadlineMs - Date.now())),
+      );
+      s.once('connect', () => {
+        clearTimeout(timer);
+        s.removeAllListeners('error');
+        resolve(s);
+      });
+      s.once('error', () => {
+        clearTimeout(timer);
+        s.destroy();
+        resolve(null);
+      });
     });
-    if (sock && o.signal?.aborted) { sock.destroy(); throw o.signal.reason; } // aborted while connecting
+    if (sock && o.signal?.aborted) {
+      sock.destroy();
+      throw o.signal.reason;
+    } // aborted while connecting
     if (sock) return sock;
     await new Promise((r) => setTimeout(r, o.retryMs ?? 20));
   }

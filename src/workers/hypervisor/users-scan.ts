@@ -3,5 +3,8 @@ import { run } from '../exec.ts';
 
 export async function getentUsers(prefix: string): Promise<string[]> {
   const r = await run('getent', ['passwd'], { timeoutMs: 5000, okCodes: 'any' });
-  return r.stdout.split('\n').map((l) => l.split(':')[0] ?? '').filter((n) => n.startsWith(prefix));
+  return r.stdout
+    .split('\n')
+    .map((l) => l.split(':')[0] ?? '')
+    .filter((n) => n.startsWith(prefix));
 }

@@ -75,7 +75,9 @@ async function firstExecutable(paths: readonly string[]): Promise<string> {
     try {
       const s = await stat(p);
       if (s.isFile() && (s.mode & 0o111) !== 0) return p;
-    } catch { /* next */ }
+    } catch {
+      /* next */
+    }
   }
   throw err.internal(`all the executables are invalid: ${paths.join(', ')}`);
 }
@@ -89,27 +91,35 @@ function checkId(v: unknown, what: string): number {
 }
 
 function checkRoot(root: string): string {
-  if (!root.startsWith('/') || posix.normalize(root) !== root || root === '/') throw err.invalid(`runUserRoot must be an absolute normalized path, got ${JSON.stringify(root)}`);
+  if (!root.startsWith('/') || posix.normalize(root) !== root || root === '/')
+    throw err.invalid(`runUserRoot must be an absolute normalized path, got ${JSON.stringify(root)}`);
   return root;
 }
 
 /** `getent passwd <key>` (name or uid): the entry, or undefined when there is none. */
-async function getentPasswd(key: string): Promise<{ name: string; uid: number; gid: number; gecos: string; shell: string } | undefined> {
+async function getentPasswd(
+  key: string,
+): Promise<{ name: string; uid: number; gid: number; gecos: string; shell: string } | undefined> {
   const r = await run('getent', ['passwd', key], { timeoutMs: ACCOUNT_CMD_TIMEOUT_MS, okCodes: [0, 2] });
   if (r.code === 2) return undefined;
   const f = r.stdout.split('\n')[0]?.split(':') ?? [];
-  if (f.length < 7 || !/^\d+$/.test(f[2] ?? '') || !/^\d+$/.test(f[3] ?? '')) throw err.internal(`cannot parse the passwd entry of ${key}: ${JSON.stringify(r.stdout.trim())}`);
+  if (f.length < 7 || !/^\d+$/.test(f[2] ?? '') || !/^\d+$/.test(f[3] ?? ''))
+    throw err.internal(`cannot parse the passwd entry of ${key}: ${JSON.stringify(r.stdout.trim())}`);
   return { name: f[0]!, uid: Number(f[2]), gid: Number(f[3]), gecos: f[4] ?? '', shell: f[6] ?? '' };
 }
 
 /** The GECOS comment names the sandbox, so that a user whose creation was never confirmed can be found. */
 /** The GECOS comment: `... of sandbox <id>`, plus ` on <node>` when the worker knows its node. */
-export const vmmUserComment = (sandboxId: string, node?: string) => `${VMM_USER_COMMENT} of sandbox ${sandboxId}${node ? ` on ${node}` : ''}`;
+export const vmmUserComment = (sandboxId: string, node?: string) =>
+  `${VMM_USER_COMMENT} of sandbox ${sandboxId}${node ? ` on ${node}` : ''}`;
 
 /** Corral VMM users created for `sandboxId` (by their comment). */
 export async function vmmUsersOfSandbox(sandboxId: string, node?: string): Promise<{ name: string; uid: number }[]> {
   const r = await run('getent', ['passwd'], { timeoutMs: ACCOUNT_CMD_TIMEOUT_MS, okCodes: 'any' });
-  return r.stdout.split('\n').map((l) => l.split(':')).filter((f) => f[0]?.startsWith(VMM_USER_PREFIX) && f[4] === vmmUserComment(sandboxId, node))
+  return r.stdout
+    .split('\n')
+    .map((l) => l.split(':'))
+    .filter((f) => f[0]?.startsWith(VMM_USER_PREFIX) && f[4] === vmmUserComment(sandboxId, node))
     .map((f) => ({ name: f[0]!, uid: Number(f[2]) }));
 }
 
@@ -167,7 +177,8 @@ async function kvmGroups(device: string): Promise<number[]> {
  * On any failure both the directory and the user are removed before the error is thrown.
  */
 export async function createVmmUser(sandboxId: string, o: CreateVmmUserOptions = {}): Promise<VmmUser> {
-  if (typeof sandboxId !== 'string' || sandboxId.length === 0 || sandboxId.length > 256) throw err.invalid('createVmmUser: sandboxId must be a non-empty string');
+  if (typeof sandboxId !== 'string' || sandboxId.length === 0 || sandboxId.length > 256)
+    throw err.invalid('createVmmUser: sandboxId must be a non-empty string');
   const root = checkRoot(o.runUserRoot ?? '/run/user');
   const { signal } = o;
   signal?.throwIfAborted();
@@ -208,12 +219,16 @@ export async function createVmmUser(sandboxId: string, o: CreateVmmUserOptions =
     const first = ensureError(e);
     const problems: string[] = [];
     if (dirTouched && sofar.uid !== undefined) {
-      await rm(posix.join(root, String(sofar.uid)), { recursive: true, force: true })
-        .catch((x: unknown) => problems.push(`cannot remove ${root}/${sofar.uid}: ${(x as Error).message}`));
+      await rm(posix.join(root, String(sofar.uid)), { recursive: true, force: true }).catch((x: unknown) =>
+        problems.push(`cannot remove ${root}/${sofar.uid}: ${(x as Error).message}`),
+      );
     }
     if (sofar.user) await deleteUser(sofar.user).catch((x: unknown) => problems.push(ensureError(x).message));
     const msg = `cannot prepare the VMM user for sandbox ${sandboxId}: ${first.message}`;
-    throw new CorralError(first.code, problems.length ? `${msg}; rollback failed: ${problems.join('; ')}` : msg, { cause: e, retryable: first.retryable });
+    throw new CorralError(first.code, problems.length ? `${msg}; rollback failed: ${problems.join('; ')}` : msg, {
+      cause: e,
+      retryable: first.retryable,
+    });
   }
 }
 
@@ -221,7 +236,11 @@ export async function createVmmUser(sandboxId: string, o: CreateVmmUserOptions =
  * Remove `/run/user/<uid>` and the user (`userdel -f`, 5 attempts). A missing user is success
  * (`removed: false`). Refuses names outside Corral's prefix, and a name whose uid changed.
  */
-export async function removeVmmUser(user: string, uid: number, o: RemoveVmmUserOptions = {}): Promise<{ removed: boolean }> {
+export async function removeVmmUser(
+  user: string,
+  uid: number,
+  o: RemoveVmmUserOptions = {},
+): Promise<{ removed: boolean }> {
   if (typeof user !== 'string' || !user.startsWith(VMM_USER_PREFIX) || !NAME.test(user)) {
     throw err.invalid(`refusing to remove ${JSON.stringify(user)}: not a Corral VMM user (${VMM_USER_PREFIX}...)`);
   }
@@ -230,11 +249,14 @@ export async function removeVmmUser(user: string, uid: number, o: RemoveVmmUserO
   o.signal?.throwIfAborted();
 
   const entry = await getentPasswd(user);
-  if (entry && entry.uid !== uid) throw err.precondition(`refusing to remove ${user}: it has uid ${entry.uid}, not ${uid}`);
+  if (entry && entry.uid !== uid)
+    throw err.precondition(`refusing to remove ${user}: it has uid ${entry.uid}, not ${uid}`);
   // The uid may have been reused by a newer user since: then its runtime dir is not ours to remove.
   const owner = entry ?? (await getentPasswd(String(uid)));
   if (!owner || owner.name === user) {
-    try { await rm(posix.join(root, String(uid)), { recursive: true, force: true }); } catch (e) {
+    try {
+      await rm(posix.join(root, String(uid)), { recursive: true, force: true });
+    } catch (e) {
       throw err.internal(`cannot remove ${root}/${uid}: ${(e as Error).message}`, e);
     }
   }
@@ -243,10 +265,13 @@ export async function removeVmmUser(user: string, uid: number, o: RemoveVmmUserO
 }
 
 /** `createUser` and `removeUser` for the hypervisor worker's harness (validated here, at the edge). */
-export function vmmUserHandlers(o: { runUserRoot?: string; kvmDevice?: string; node?: string } = {}): Record<'createUser' | 'removeUser', OpHandler> {
+export function vmmUserHandlers(
+  o: { runUserRoot?: string; kvmDevice?: string; node?: string } = {},
+): Record<'createUser' | 'removeUser', OpHandler> {
   return {
     createUser: async (req, ctx) => {
-      if (typeof req.sandboxId !== 'string' || req.sandboxId.length === 0) throw err.invalid('createUser: sandboxId must be a non-empty string');
+      if (typeof req.sandboxId !== 'string' || req.sandboxId.length === 0)
+        throw err.invalid('createUser: sandboxId must be a non-empty string');
       return createVmmUser(req.sandboxId, { ...o, signal: ctx.signal });
     },
     removeUser: async (req, ctx) => {

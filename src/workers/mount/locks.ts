@@ -6,7 +6,10 @@
 import { isAtOrBelow } from './mountinfo.ts';
 import { err } from '../../errors.ts';
 
-interface Held { paths: readonly string[]; done: Promise<void> }
+interface Held {
+  paths: readonly string[];
+  done: Promise<void>;
+}
 
 const overlaps = (a: string, b: string) => isAtOrBelow(a, b) || isAtOrBelow(b, a);
 
@@ -15,7 +18,8 @@ export class PathLocks {
 
   async acquire(paths: readonly string[], signal?: AbortSignal): Promise<() => void> {
     for (;;) {
-      if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : err.cancelled('cancelled while waiting for a path lock');
+      if (signal?.aborted)
+        throw signal.reason instanceof Error ? signal.reason : err.cancelled('cancelled while waiting for a path lock');
       const busy = [...this.held].filter((h) => h.paths.some((a) => paths.some((b) => overlaps(a, b))));
       if (busy.length === 0) break;
       await new Promise<void>((resolve) => {
@@ -28,7 +32,12 @@ export class PathLocks {
       });
     }
     let release!: () => void;
-    const entry: Held = { paths, done: new Promise<void>((r) => { release = r; }) };
+    const entry: Held = {
+      paths,
+      done: new Promise<void>((r) => {
+        release = r;
+      }),
+    };
     this.held.add(entry);
     return () => {
       if (!this.held.delete(entry)) return;

@@ -53,7 +53,10 @@ export function mountHandlers(m: Mounter): Record<string, OpHandler> {
 export async function startMountWorker(o: MountWorkerOptions): Promise<MountWorker> {
   const mounter = new Mounter(o);
   const { mounts: found } = await mounter.scan();
-  o.log?.info({ roots: mounter.policy.roots, mounts: found }, `mount worker found ${found.length} mount(s) under its roots`);
+  o.log?.info(
+    { roots: mounter.policy.roots, mounts: found },
+    `mount worker found ${found.length} mount(s) under its roots`,
+  );
 
   const inflight = new Set<Promise<unknown>>();
   const handlers: Record<string, OpHandler> = {};
@@ -87,7 +90,9 @@ export async function startMountWorker(o: MountWorkerOptions): Promise<MountWork
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
         Promise.allSettled([...inflight]),
-        new Promise<void>((r) => { timer = setTimeout(r, timeoutMs); }),
+        new Promise<void>((r) => {
+          timer = setTimeout(r, timeoutMs);
+        }),
       ]);
       clearTimeout(timer);
       // Let the harness journal and answer the ops that just finished.

@@ -13,7 +13,13 @@ import type { MountOps, MountSpec } from '../protocol.ts';
 import { describeCommand, failureMessage, oneLine, run } from '../exec.ts';
 import { PathLocks } from './locks.ts';
 import {
-  bindIdentity, isAtOrBelow, isReadOnly, mountsAtOrBelow, readMountInfo, stackAt, type MountEntry,
+  bindIdentity,
+  isAtOrBelow,
+  isReadOnly,
+  mountsAtOrBelow,
+  readMountInfo,
+  stackAt,
+  type MountEntry,
 } from './mountinfo.ts';
 import { PathPolicy } from './paths.ts';
 import { unmountBelow } from './unmount.ts';
@@ -55,13 +61,19 @@ const PARENT_DIR_MODE = 0o755;
 const errnoOf = (e: unknown) => (e as NodeJS.ErrnoException | undefined)?.code;
 
 async function lstatOrUndefined(p: string) {
-  try { return await lstat(p); } catch (e) { if (errnoOf(e) === 'ENOENT') return undefined; throw e; }
+  try {
+    return await lstat(p);
+  } catch (e) {
+    if (errnoOf(e) === 'ENOENT') return undefined;
+    throw e;
+  }
 }
 
 const isBindSpec = (m: MountSpec) => m.type === 'bind' || m.options.includes('bind') || m.options.includes('rbind');
 
 /** mount(8)'s complaints about the request itself (rather than the host) are the caller's fault. */
-const CALLER_FAULT = /unknown filesystem type|does not exist|wrong fs type|bad option|bad superblock|no such file|not a directory|can't find|invalid argument|bad usage|missing codepage|not a block device/i;
+const CALLER_FAULT =
+  /unknown filesystem type|does not exist|wrong fs type|bad option|bad superblock|no such file|not a directory|can't find|invalid argument|bad usage|missing codepage|not a block device/i;
 
 export class Mounter {
   readonly policy: PathPolicy;
@@ -95,7 +107,9 @@ export class Mounter {
       const stack = stackAt(info, target);
       if (stack.length > 0) {
         if (await this.stackMatches(info, stack, req.mounts)) return { mounted: req.mounts.length, createdDir: false };
-        throw err.precondition(`${target} already holds ${stack.length} mount(s) (${describeStack(stack)}) that differ from the requested rootfs; unmount it first`);
+        throw err.precondition(
+          `${target} already holds ${stack.length} mount(s) (${describeStack(stack)}) that differ from the requested rootfs; unmount it first`,
+        );
       }
 
       let createdDir = false;
@@ -104,9 +118,12 @@ export class Mounter {
         await chmod(target, ROOTFS_DIR_MODE); // the umask must not decide the mode
         createdDir = true;
       } catch (e) {
-        if (errnoOf(e) === 'ENOENT') throw err.precondition(`cannot create rootfs directory ${target}: its parent does not exist`);
-        if (errnoOf(e) !== 'EEXIST') throw err.internal(`cannot create rootfs directory ${target}: ${(e as Error).message}`, e);
-        if (!(await stat(target)).isDirectory()) throw err.precondition(`rootfs target ${target} exists and is not a directory`);
+        if (errnoOf(e) === 'ENOENT')
+          throw err.precondition(`cannot create rootfs directory ${target}: its parent does not exist`);
+        if (errnoOf(e) !== 'EEXIST')
+          throw err.internal(`cannot create rootfs directory ${target}: ${(e as Error).message}`, e);
+        if (!(await stat(target)).isDirectory())
+          throw err.precondition(`rootfs target ${target} exists and is not a directory`);
       }
 
       let current: MountSpec | undefined;
@@ -144,9 +161,12 @@ export class Mounter {
       if (top) {
         const id = bindIdentity(info, source);
         if (!id || id.dev !== top.dev || id.root !== top.root) {
-          throw err.precondition(`${target} already holds a different mount (${describeStack([top])}); unmount it first`);
+          throw err.precondition(
+            `${target} already holds a different mount (${describeStack([top])}); unmount it first`,
+          );
         }
-        if (isReadOnly(top) !== readonly) await this.mountCmd(['-o', `remount,bind,${readonly ? 'ro' : 'rw'}`, target], ctx.signal);
+        if (isReadOnly(top) !== readonly)
+          await this.mountCmd(['-o', `remount,bind,${readonly ? 'ro' : 'rw'}`, target], ctx.signal);
         return { createdDir: false };
       }
 
@@ -154,7 +174,9 @@ export class Mounter {
       const existing = await lstatOrUndefined(target);
       if (existing) {
         if (existing.isDirectory() !== srcStat.isDirectory()) {
-          throw err.precondition(`bind target ${target} exists but is ${existing.isDirectory() ? 'a directory' : 'not a directory'} while the source is ${srcStat.isDirectory() ? 'one' : 'not'}`);
+          throw err.precondition(
+            `bind target ${target} exists but is ${existing.isDirectory() ? 'a directory' : 'not a directory'} while the source is ${srcStat.isDirectory() ? 'one' : 'not'}`,
+          );
         }
       }
       try {
@@ -190,7 +212,12 @@ export class Mounter {
     const target = await this.policy.check(req.target, 'target');
     const release = await this.locks.acquire([target], ctx.signal);
     try {
-      const { unmounted, lazy } = await unmountBelow(target, { deadlineMs: ctx.deadlineMs, onlyAt: false, lazyReserveMs: this.lazyReserveMs, mountInfo: this.mountInfo });
+      const { unmounted, lazy } = await unmountBelow(target, {
+        deadlineMs: ctx.deadlineMs,
+        onlyAt: false,
+        lazyReserveMs: this.lazyReserveMs,
+        mountInfo: this.mountInfo,
+      });
       const removedDir = req.removeDir === true && (await removeIfEmpty(target));
       return { unmounted, lazy, removedDir };
     } finally {
@@ -209,7 +236,9 @@ export class Mounter {
         return { created: false };
       }
       await mkdir(dirname(path), { recursive: true, mode: PARENT_DIR_MODE });
-      try { await mkdir(path, { mode: req.mode }); } catch (e) {
+      try {
+        await mkdir(path, { mode: req.mode });
+      } catch (e) {
         if (errnoOf(e) === 'EEXIST') return { created: false };
         throw err.internal(`cannot create ${path}: ${(e as Error).message}`, e);
       }
@@ -229,7 +258,9 @@ export class Mounter {
       const mounted = mountsAtOrBelow(await this.mountInfo(), path);
       if (mounted.length > 0) {
         const list = [...new Set(mounted.map((m) => m.mountPoint))];
-        throw err.precondition(`refusing to remove ${path}: ${list.length} mount point(s) at or below it (${list.slice(0, 5).join(', ')}${list.length > 5 ? ', ...' : ''}); unmount first`);
+        throw err.precondition(
+          `refusing to remove ${path}: ${list.length} mount point(s) at or below it (${list.slice(0, 5).join(', ')}${list.length > 5 ? ', ...' : ''}); unmount first`,
+        );
       }
       // --one-file-system: should a mount appear below anyway, rm fails instead of emptying it.
       await run('rm', ['-rf', '--one-file-system', '--', path], { signal: ctx.signal });
@@ -265,11 +296,17 @@ export class Mounter {
     if (r.code === 0) return;
     const what = describeCommand('mount', args);
     const msg = oneLine(r.stderr) || failureMessage(what, r);
-    throw CALLER_FAULT.test(r.stderr) ? err.invalid(msg, r) : err.internal(`${msg} (mount exited with code ${r.code})`, r);
+    throw CALLER_FAULT.test(r.stderr)
+      ? err.invalid(msg, r)
+      : err.internal(`${msg} (mount exited with code ${r.code})`, r);
   }
 
   /** Does the stack on a target hold exactly the requested mounts (for a repeated op without its journal)? */
-  private async stackMatches(info: readonly MountEntry[], stack: readonly MountEntry[], mounts: readonly MountSpec[]): Promise<boolean> {
+  private async stackMatches(
+    info: readonly MountEntry[],
+    stack: readonly MountEntry[],
+    mounts: readonly MountSpec[],
+  ): Promise<boolean> {
     if (stack.length !== mounts.length) return false;
     for (let i = 0; i < mounts.length; i++) {
       const m = mounts[i]!;
@@ -291,7 +328,12 @@ export class Mounter {
   private async undo(target: string, createdPaths: readonly string[]): Promise<string[]> {
     const problems: string[] = [];
     try {
-      await unmountBelow(target, { deadlineMs: Date.now() + this.undoTimeoutMs, onlyAt: true, lazyReserveMs: this.lazyReserveMs, mountInfo: this.mountInfo });
+      await unmountBelow(target, {
+        deadlineMs: Date.now() + this.undoTimeoutMs,
+        onlyAt: true,
+        lazyReserveMs: this.lazyReserveMs,
+        mountInfo: this.mountInfo,
+      });
     } catch (e) {
       problems.push(ensureError(e).message);
       return problems; // never remove a directory something may still be mounted on
@@ -300,7 +342,8 @@ export class Mounter {
       try {
         const s = await lstatOrUndefined(p);
         if (!s) continue;
-        if (s.isDirectory()) await rmdir(p); else await unlink(p);
+        if (s.isDirectory()) await rmdir(p);
+        else await unlink(p);
       } catch (e) {
         problems.push(`cannot remove ${p}: ${(e as Error).message}`);
       }
@@ -313,8 +356,14 @@ export class Mounter {
 async function removeIfEmpty(p: string): Promise<boolean> {
   try {
     const s = await lstatOrUndefined(p);
-    if (s?.isDirectory()) { await rmdir(p); return true; }
-    if (s?.isFile() && s.size === 0) { await unlink(p); return true; }
+    if (s?.isDirectory()) {
+      await rmdir(p);
+      return true;
+    }
+    if (s?.isFile() && s.size === 0) {
+      await unlink(p);
+      return true;
+    }
     return false;
   } catch (e) {
     const code = errnoOf(e);
@@ -341,11 +390,17 @@ function describeStack(stack: readonly MountEntry[]): string {
 function componentError(m: MountSpec | undefined, e: unknown): CorralError {
   const c = ensureError(e);
   if (!m) return c;
-  return new CorralError(c.code, `failed to mount rootfs component ${m.type} ${m.source}: ${c.message}`, { cause: e, retryable: c.retryable });
+  return new CorralError(c.code, `failed to mount rootfs component ${m.type} ${m.source}: ${c.message}`, {
+    cause: e,
+    retryable: c.retryable,
+  });
 }
 
 /** The original error stays what the caller sees; a failed undo is appended, never dropped. */
 function withUndoErrors(e: CorralError, problems: readonly string[]): CorralError {
   if (problems.length === 0) return e;
-  return new CorralError(e.code, `${e.message}; undo failed: ${problems.join('; ')}`, { cause: e, retryable: e.retryable });
+  return new CorralError(e.code, `${e.message}; undo failed: ${problems.join('; ')}`, {
+    cause: e,
+    retryable: e.retryable,
+  });
 }

@@ -69,7 +69,10 @@ export const isReadOnly = (e: MountEntry): boolean => e.mountOptions.includes('r
  * The `(dev, root)` a bind mount of `realSource` would show in mountinfo: the visible mount that
  * contains the source (longest mount point, top of its stack), and the source's path inside it.
  */
-export function bindIdentity(entries: readonly MountEntry[], realSource: string): { dev: string; root: string } | undefined {
+export function bindIdentity(
+  entries: readonly MountEntry[],
+  realSource: string,
+): { dev: string; root: string } | undefined {
   let best: MountEntry | undefined;
   for (const e of entries) {
     if (!isAtOrBelow(realSource, e.mountPoint)) continue;
@@ -77,6 +80,6 @@ export function bindIdentity(entries: readonly MountEntry[], realSource: string)
   }
   if (!best) return undefined;
   const rest = best.mountPoint === '/' ? realSource : realSource.slice(best.mountPoint.length);
-  const root = best.root === '/' ? (rest || '/') : best.root + rest;
+  const root = best.root === '/' ? rest || '/' : best.root + rest;
   return { dev: best.dev, root };
 }

@@ -50,7 +50,10 @@ export async function resolveExisting(p: string): Promise<string> {
 
 export class PathPolicy {
   readonly roots: readonly string[];
-  constructor(roots: readonly string[], readonly label = 'allowed roots') {
+  constructor(
+    roots: readonly string[],
+    readonly label = 'allowed roots',
+  ) {
     if (roots.length === 0) throw err.invalid('the mount worker needs at least one root');
     this.roots = roots.map((r, i) => checkAbsolute(r, `root[${i}]`));
     if (this.roots.includes('/')) throw err.invalid('"/" cannot be a mount worker root');
@@ -60,7 +63,8 @@ export class PathPolicy {
   private rootOf(p: unknown, what: string): { path: string; root: string } {
     const path = checkAbsolute(p, what);
     const root = this.roots.find((r) => path !== r && isAtOrBelow(path, r));
-    if (!root) throw err.invalid(`${what} ${JSON.stringify(path)} is not below the ${this.label} (${this.roots.join(', ')})`);
+    if (!root)
+      throw err.invalid(`${what} ${JSON.stringify(path)} is not below the ${this.label} (${this.roots.join(', ')})`);
     return { path, root };
   }
 
@@ -73,7 +77,8 @@ export class PathPolicy {
     const realRoot = await resolveExisting(root);
     const expected = posix.join(realRoot, path.slice(root.length));
     const real = await resolveExisting(path);
-    if (real !== expected) throw err.invalid(`${what} ${JSON.stringify(path)} goes through a symlink (resolves to ${real})`);
+    if (real !== expected)
+      throw err.invalid(`${what} ${JSON.stringify(path)} goes through a symlink (resolves to ${real})`);
     return real;
   }
 

@@ -36,10 +36,17 @@ export async function unmountBelow(target: string, o: UnmountOptions): Promise<{
       try {
         r = await run('umount', [top.mountPoint], { timeoutMs: budget, okCodes: 'any' });
       } catch (e) {
-        if (e instanceof CorralError && e.code === 'Timeout') { lazy = true; continue; }
+        if (e instanceof CorralError && e.code === 'Timeout') {
+          lazy = true;
+          continue;
+        }
         throw e;
       }
-      if (r.code === 0) { unmounted++; backoffMs = 20; continue; }
+      if (r.code === 0) {
+        unmounted++;
+        backoffMs = 20;
+        continue;
+      }
       if (/not mounted|no mount point specified/i.test(r.stderr)) continue; // unmounted by someone else meanwhile
       if (/busy/i.test(r.stderr)) {
         await sleep(Math.min(backoffMs, deadlineMs - Date.now() - reserve));
@@ -50,7 +57,10 @@ export async function unmountBelow(target: string, o: UnmountOptions): Promise<{
     }
     lazy = true;
     r = await run('umount', ['-l', top.mountPoint], { timeoutMs: Math.max(reserve, 1000), okCodes: 'any' });
-    if (r.code === 0) { unmounted++; continue; }
+    if (r.code === 0) {
+      unmounted++;
+      continue;
+    }
     if (/not mounted/i.test(r.stderr)) continue;
     throw err.internal(failureMessage(describeCommand('umount', ['-l', top.mountPoint]), r), r);
   }

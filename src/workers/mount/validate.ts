@@ -14,7 +14,8 @@ const MAX_MOUNTS = 128;
 const MAX_OPTIONS = 256;
 const MAX_TEXT = 8192;
 
-const typeName = (v: unknown) => (v === null ? 'null' : Array.isArray(v) ? 'array' : v instanceof Uint8Array ? 'bytes' : typeof v);
+const typeName = (v: unknown) =>
+  v === null ? 'null' : Array.isArray(v) ? 'array' : v instanceof Uint8Array ? 'bytes' : typeof v;
 
 function text(op: string, field: string, v: unknown, { allowEmpty = false } = {}): string {
   if (typeof v !== 'string') throw err.invalid(`${op}: ${field} must be a string, got ${typeName(v)}`);
@@ -32,13 +33,15 @@ function optBool(op: string, field: string, v: unknown): boolean | undefined {
 
 function mountSpec(op: string, i: number, v: unknown): MountSpec {
   const at = `mounts[${i}]`;
-  if (!v || typeof v !== 'object' || Array.isArray(v)) throw err.invalid(`${op}: ${at} must be a map {type, source, options}, got ${typeName(v)}`);
+  if (!v || typeof v !== 'object' || Array.isArray(v))
+    throw err.invalid(`${op}: ${at} must be a map {type, source, options}, got ${typeName(v)}`);
   const m = v as Req;
   const type = text(op, `${at}.type`, m.type);
   if (!FSTYPE.test(type)) throw err.invalid(`${op}: ${at}.type ${JSON.stringify(type)} is not a filesystem type`);
   const source = text(op, `${at}.source`, m.source);
   const rawOptions = m.options ?? [];
-  if (!Array.isArray(rawOptions)) throw err.invalid(`${op}: ${at}.options must be an array of strings, got ${typeName(rawOptions)}`);
+  if (!Array.isArray(rawOptions))
+    throw err.invalid(`${op}: ${at}.options must be an array of strings, got ${typeName(rawOptions)}`);
   if (rawOptions.length > MAX_OPTIONS) throw err.invalid(`${op}: ${at}.options has more than ${MAX_OPTIONS} entries`);
   const options = rawOptions.map((o, j) => text(op, `${at}.options[${j}]`, o));
   return { type, source, options };
@@ -49,13 +52,18 @@ export function parseMountRootfs(req: Req): { target: string; mounts: MountSpec[
   const target = text(op, 'target', req.target);
   if (!Array.isArray(req.mounts)) throw err.invalid(`${op}: mounts must be an array, got ${typeName(req.mounts)}`);
   if (req.mounts.length === 0) throw err.invalid(`${op}: mounts must not be empty`);
-  if (req.mounts.length > MAX_MOUNTS) throw err.invalid(`${op}: at most ${MAX_MOUNTS} mounts, got ${req.mounts.length}`);
+  if (req.mounts.length > MAX_MOUNTS)
+    throw err.invalid(`${op}: at most ${MAX_MOUNTS} mounts, got ${req.mounts.length}`);
   return { target, mounts: req.mounts.map((m, i) => mountSpec(op, i, m)) };
 }
 
 export function parseBind(req: Req): { source: string; target: string; readonly?: boolean } {
   const op = 'bind';
-  return { source: text(op, 'source', req.source), target: text(op, 'target', req.target), readonly: optBool(op, 'readonly', req.readonly) };
+  return {
+    source: text(op, 'source', req.source),
+    target: text(op, 'target', req.target),
+    readonly: optBool(op, 'readonly', req.readonly),
+  };
 }
 
 export function parseUnmountAll(req: Req): { target: string; removeDir?: boolean } {
@@ -67,7 +75,9 @@ export function parseMkdir(req: Req): { path: string; mode: number } {
   const op = 'mkdir';
   const mode = req.mode;
   if (typeof mode !== 'number' || !Number.isInteger(mode) || mode < 0 || mode > 0o7777) {
-    throw err.invalid(`${op}: mode must be an integer in 0..0o7777, got ${typeName(mode) === 'number' ? String(mode) : typeName(mode)}`);
+    throw err.invalid(
+      `${op}: mode must be an integer in 0..0o7777, got ${typeName(mode) === 'number' ? String(mode) : typeName(mode)}`,
+    );
   }
   return { path: text(op, 'path', req.path), mode };
 }

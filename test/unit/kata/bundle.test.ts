@@ -32,12 +32,18 @@ describe('validBundle (§5.1) on a real file system', () => {
   });
 
   it('resolves the roots too (a root given through a symlink)', async () => {
-    expect(await validBundle('c1', path.join(bundles, 'b1'), [path.join(root, 'roots-link')])).toBe(path.join(bundles, 'b1'));
+    expect(await validBundle('c1', path.join(bundles, 'b1'), [path.join(root, 'roots-link')])).toBe(
+      path.join(bundles, 'b1'),
+    );
   });
 
   it('rejects a link inside a root that points outside', async () => {
     const b = path.join(bundles, 'link-out');
-    await expectError(() => validBundle('c1', b, [bundles]), 'InvalidArgument', `bundle ${b} is outside the allowed bundle roots (${bundles})`);
+    await expectError(
+      () => validBundle('c1', b, [bundles]),
+      'InvalidArgument',
+      `bundle ${b} is outside the allowed bundle roots (${bundles})`,
+    );
   });
 
   it('rejects a bundle outside every root, naming all roots', async () => {
@@ -50,21 +56,37 @@ describe('validBundle (§5.1) on a real file system', () => {
   });
 
   it('the root itself is not inside itself', async () => {
-    await expectError(() => validBundle('c1', bundles, [bundles]), 'InvalidArgument', /is outside the allowed bundle roots/);
+    await expectError(
+      () => validBundle('c1', bundles, [bundles]),
+      'InvalidArgument',
+      /is outside the allowed bundle roots/,
+    );
   });
 
   it('no roots → nothing is allowed', async () => {
-    await expectError(() => validBundle('c1', path.join(bundles, 'b1'), []), 'InvalidArgument', /outside the allowed bundle roots \(\)$/);
+    await expectError(
+      () => validBundle('c1', path.join(bundles, 'b1'), []),
+      'InvalidArgument',
+      /outside the allowed bundle roots \(\)$/,
+    );
   });
 
   it('a missing bundle → "Invalid bundle path \'<b>\': <stat error>"', async () => {
     const b = path.join(bundles, 'missing');
-    await expectError(() => validBundle('c1', b, [bundles]), 'InvalidArgument', `Invalid bundle path '${b}': stat ${b}: no such file or directory`);
+    await expectError(
+      () => validBundle('c1', b, [bundles]),
+      'InvalidArgument',
+      `Invalid bundle path '${b}': stat ${b}: no such file or directory`,
+    );
   });
 
   it('a file → "it should be a directory"', async () => {
     const b = path.join(bundles, 'file');
-    await expectError(() => validBundle('c1', b, [bundles]), 'InvalidArgument', `Invalid bundle path '${b}', it should be a directory`);
+    await expectError(
+      () => validBundle('c1', b, [bundles]),
+      'InvalidArgument',
+      `Invalid bundle path '${b}', it should be a directory`,
+    );
   });
 });
 
@@ -91,15 +113,27 @@ describe('validBundle argument rules', () => {
 
   it('a permission error is reported with its errno text', async () => {
     const f = memFs({ '/run/b/c2': { error: 'EACCES' } });
-    await expectError(() => validBundle('c2', '/run/b/c2', ['/run/b'], f), 'InvalidArgument', "Invalid bundle path '/run/b/c2': stat /run/b/c2: permission denied");
+    await expectError(
+      () => validBundle('c2', '/run/b/c2', ['/run/b'], f),
+      'InvalidArgument',
+      "Invalid bundle path '/run/b/c2': stat /run/b/c2: permission denied",
+    );
   });
 
   it('a root named by a relative path matches nothing', async () => {
-    await expectError(() => validBundle('c1', '/run/b/c1', ['run/b'], fs), 'InvalidArgument', /outside the allowed bundle roots \(run\/b\)/);
+    await expectError(
+      () => validBundle('c1', '/run/b/c1', ['run/b'], fs),
+      'InvalidArgument',
+      /outside the allowed bundle roots \(run\/b\)/,
+    );
   });
 
   it('a sibling directory sharing the root as a name prefix is outside', async () => {
     const f = memFs({ '/run/bb/c1': { dir: true }, '/run/b': { dir: true } });
-    await expectError(() => validBundle('c1', '/run/bb/c1', ['/run/b'], f), 'InvalidArgument', /outside the allowed bundle roots/);
+    await expectError(
+      () => validBundle('c1', '/run/bb/c1', ['/run/b'], f),
+      'InvalidArgument',
+      /outside the allowed bundle roots/,
+    );
   });
 });

@@ -56,7 +56,12 @@ internetworking_model = "tcfilter"
   it('[hypervisor.qemu] keys merge one by one; the other keys of the table survive', async () => {
     await write('10-cpus.toml', '[hypervisor.qemu]\ndefault_vcpus = 4\n');
     const c = await load();
-    expect(c.hypervisor).toMatchObject({ defaultVcpus: 4, defaultMemory: 4096, path: `${dir}/qemu`, enableAnnotations: ['enable_iommu'] });
+    expect(c.hypervisor).toMatchObject({
+      defaultVcpus: 4,
+      defaultMemory: 4096,
+      path: `${dir}/qemu`,
+      enableAnnotations: ['enable_iommu'],
+    });
   });
 
   it('files apply in lexical order, so the last one wins ("10-" sorts before "9-")', async () => {
@@ -78,10 +83,14 @@ internetworking_model = "tcfilter"
 
   it('[runtime] keys merge one by one', async () => {
     await write('50.toml', '[runtime]\ninternetworking_model = "none"\ndisable_new_netns = true\n');
-    expect((await load()).runtime).toMatchObject({ enableDebug: true, internetworkingModel: 'none', disableNewNetns: true });
+    expect((await load()).runtime).toMatchObject({
+      enableDebug: true,
+      internetworkingModel: 'none',
+      disableNewNetns: true,
+    });
   });
 
-  it('kernel_params from a drop-in replace the main file\'s string', async () => {
+  it("kernel_params from a drop-in replace the main file's string", async () => {
     await write('50.toml', '[hypervisor.qemu]\nkernel_params = "debug"\n');
     const keys = (await load()).hypervisor.kernelParams.map((p) => p.key);
     expect(keys).toContain('debug');
@@ -90,25 +99,42 @@ internetworking_model = "tcfilter"
 
   it('a drop-in that adds a second hypervisor table makes the config invalid', async () => {
     await write('50.toml', '[hypervisor.clh]\npath = "/x"\n');
-    await expectError(() => load(), 'InvalidArgument', `${conf}: configuration file contains several hypervisor sections ("clh", "qemu"); exactly one is allowed`);
+    await expectError(
+      () => load(),
+      'InvalidArgument',
+      `${conf}: configuration file contains several hypervisor sections ("clh", "qemu"); exactly one is allowed`,
+    );
   });
 
   it('a drop-in with an invalid hypervisor section name', async () => {
     await write('50.toml', '[hypervisor.kvm]\npath = "/x"\n');
-    await expectError(() => load(), 'InvalidArgument', `${conf}: configuration file contains invalid hypervisor section: "kvm"`);
+    await expectError(
+      () => load(),
+      'InvalidArgument',
+      `${conf}: configuration file contains invalid hypervisor section: "kvm"`,
+    );
   });
 
   it('malformed TOML in a drop-in → "error decoding file <f>: ..."', async () => {
     const f = path.join(dir, 'config.d', '50.toml');
     await write('50.toml', '[hypervisor.qemu\n');
-    await expectError(() => load(), 'InvalidArgument', new RegExp(`^error decoding file ${JSON.stringify(f).replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: Invalid TOML document`));
+    await expectError(
+      () => load(),
+      'InvalidArgument',
+      new RegExp(
+        `^error decoding file ${JSON.stringify(f).replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: Invalid TOML document`,
+      ),
+    );
   });
 
   it('a wrong type in a drop-in names the file and the key', async () => {
     const f = path.join(dir, 'config.d', '50.toml');
     await write('50.toml', '[hypervisor.qemu]\ndefault_vcpus = "4"\n');
-    await expectError(() => load(), 'InvalidArgument',
-      `error decoding file ${JSON.stringify(f)}: hypervisor.qemu.default_vcpus must be an integer from -2147483648 to 2147483647`);
+    await expectError(
+      () => load(),
+      'InvalidArgument',
+      `error decoding file ${JSON.stringify(f)}: hypervisor.qemu.default_vcpus must be an integer from -2147483648 to 2147483647`,
+    );
   });
 
   it('unknown keys in a drop-in are only warnings', async () => {
@@ -117,14 +143,19 @@ internetworking_model = "tcfilter"
     expect((await load()).warnings).toEqual([`${f}: unknown configuration key hypervisor.qemu.shiny ignored`]);
   });
 
-  it('drop-ins sit next to the RESOLVED main file (a symlinked config uses the target\'s config.d)', async () => {
+  it("drop-ins sit next to the RESOLVED main file (a symlinked config uses the target's config.d)", async () => {
     const other = await mkdtemp(path.join(tmpdir(), 'corral-conf-link-'));
     try {
       await symlink(conf, path.join(other, 'configuration.toml'));
       await mkdir(path.join(other, 'config.d'));
       await writeFile(path.join(other, 'config.d', '50.toml'), '[hypervisor.qemu]\ndefault_vcpus = 1\n');
       await write('50.toml', '[hypervisor.qemu]\ndefault_vcpus = 7\n');
-      const { path: resolved } = await resolveConfigPath({ configPath: path.join(other, 'configuration.toml'), env: {}, allowedConfigDirs: [], defaultPaths: [] });
+      const { path: resolved } = await resolveConfigPath({
+        configPath: path.join(other, 'configuration.toml'),
+        env: {},
+        allowedConfigDirs: [],
+        defaultPaths: [],
+      });
       expect(resolved).toBe(await realpath(conf));
       expect((await loadRuntimeConfig(resolved, { host, requireVsock: false })).hypervisor.defaultVcpus).toBe(7);
     } finally {
@@ -136,8 +167,11 @@ internetworking_model = "tcfilter"
     if (process.getuid?.() === 0) {
       // root reads anything: use the injected fs for the same rule.
       const fs = memFs({ '/c/configuration.toml': main, '/c/config.d/50.toml': { error: 'EACCES' } });
-      await expectError(() => loadRuntimeConfig('/c/configuration.toml', { fs, host, requireVsock: false }), 'InvalidArgument',
-        'error reading file "/c/config.d/50.toml": open /c/config.d/50.toml: permission denied');
+      await expectError(
+        () => loadRuntimeConfig('/c/configuration.toml', { fs, host, requireVsock: false }),
+        'InvalidArgument',
+        'error reading file "/c/config.d/50.toml": open /c/config.d/50.toml: permission denied',
+      );
       return;
     }
     await write('50.toml', '[runtime]\n');
@@ -147,7 +181,10 @@ internetworking_model = "tcfilter"
 
   it('a config.d that cannot be read → "error reading <dir> directory: ..."', async () => {
     const fs = memFs({ '/c/configuration.toml': main, '/c/config.d': { error: 'EACCES' } });
-    await expectError(() => loadRuntimeConfig('/c/configuration.toml', { fs, host, requireVsock: false }), 'InvalidArgument',
-      'error reading "/c/config.d" directory: open /c/config.d: permission denied');
+    await expectError(
+      () => loadRuntimeConfig('/c/configuration.toml', { fs, host, requireVsock: false }),
+      'InvalidArgument',
+      'error reading "/c/config.d" directory: open /c/config.d: permission denied',
+    );
   });
 });

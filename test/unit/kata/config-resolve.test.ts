@@ -30,21 +30,34 @@ describe('resolveConfigPath: precedence (§3.1, Corral)', () => {
   it('annotation (allowed) > option > CORRAL_CONF_FILE > KATA_CONF_FILE > defaults', async () => {
     expect(await resolve(all)).toEqual({ path: '/etc/corral/pods/fast.toml', source: 'annotation' });
     expect(await resolve({ ...all, annotations: {} })).toEqual({ path: '/opt/option.toml', source: 'option' });
-    expect(await resolve({ ...all, annotations: {}, configPath: undefined })).toEqual({ path: '/opt/corral.toml', source: 'CORRAL_CONF_FILE' });
-    expect(await resolve({ env: { KATA_CONF_FILE: '/opt/kata.toml' } })).toEqual({ path: '/opt/kata.toml', source: 'KATA_CONF_FILE' });
+    expect(await resolve({ ...all, annotations: {}, configPath: undefined })).toEqual({
+      path: '/opt/corral.toml',
+      source: 'CORRAL_CONF_FILE',
+    });
+    expect(await resolve({ env: { KATA_CONF_FILE: '/opt/kata.toml' } })).toEqual({
+      path: '/opt/kata.toml',
+      source: 'KATA_CONF_FILE',
+    });
     expect(await resolve({})).toEqual({ path: '/etc/corral/configuration.toml', source: 'default' });
   });
   it('empty values count as absent at every level', async () => {
-    expect(await resolve({ ...ann(''), configPath: '', env: { CORRAL_CONF_FILE: '', KATA_CONF_FILE: '' } }))
-      .toEqual({ path: '/etc/corral/configuration.toml', source: 'default' });
+    expect(await resolve({ ...ann(''), configPath: '', env: { CORRAL_CONF_FILE: '', KATA_CONF_FILE: '' } })).toEqual({
+      path: '/etc/corral/configuration.toml',
+      source: 'default',
+    });
   });
   it('the default search takes the first path that resolves', async () => {
-    expect(await resolve({ defaultPaths: ['/nope.toml', ...DEFAULTS.slice(1)] }))
-      .toEqual({ path: '/usr/share/defaults/corral/configuration.toml', source: 'default' });
+    expect(await resolve({ defaultPaths: ['/nope.toml', ...DEFAULTS.slice(1)] })).toEqual({
+      path: '/usr/share/defaults/corral/configuration.toml',
+      source: 'default',
+    });
   });
   it('no default resolves → NotFound listing each', async () => {
-    await expectError(() => resolve({ defaultPaths: ['/a.toml', '/b/c.toml'] }), 'NotFound',
-      'Cannot find usable config file (config file "/a.toml" unresolvable: file /a.toml does not exist, config file "/b/c.toml" unresolvable: file /b/c.toml does not exist)');
+    await expectError(
+      () => resolve({ defaultPaths: ['/a.toml', '/b/c.toml'] }),
+      'NotFound',
+      'Cannot find usable config file (config file "/a.toml" unresolvable: file /a.toml does not exist, config file "/b/c.toml" unresolvable: file /b/c.toml does not exist)',
+    );
   });
   it('no defaults at all', async () => {
     await expectError(() => resolve({ defaultPaths: [] }), 'NotFound', 'Cannot find usable config file ()');
@@ -71,10 +84,18 @@ describe('resolveConfigPath: named files that do not resolve', () => {
     await expectError(() => resolve(over), 'NotFound', `Cannot find usable config file (file ${abs} does not exist)`);
   });
   it('a named file does not fall back to later sources', async () => {
-    await expectError(() => resolve({ configPath: '/opt/missing.toml', env: { KATA_CONF_FILE: '/opt/kata.toml' } }), 'NotFound', /missing\.toml/);
+    await expectError(
+      () => resolve({ configPath: '/opt/missing.toml', env: { KATA_CONF_FILE: '/opt/kata.toml' } }),
+      'NotFound',
+      /missing\.toml/,
+    );
   });
   it('a relative path is refused (Kata would resolve it against the bundle)', async () => {
-    await expectError(() => resolve({ configPath: 'conf.toml' }), 'InvalidArgument', 'Cannot find usable config file (path conf.toml must be absolute)');
+    await expectError(
+      () => resolve({ configPath: 'conf.toml' }),
+      'InvalidArgument',
+      'Cannot find usable config file (path conf.toml must be absolute)',
+    );
   });
 });
 
@@ -82,35 +103,64 @@ describe('resolveConfigPath: the annotation is honoured only inside an allowed d
   const outside = (p: string, dirs = '/etc/corral/pods') =>
     `config path ${p} from annotation io.katacontainers.config_path is outside the allowed config directories (${dirs})`;
   it('outside every allowed directory → InvalidArgument, without falling back', async () => {
-    await expectError(() => resolve({ ...ann('/tmp/evil.toml'), configPath: '/opt/option.toml' }), 'InvalidArgument', outside('/tmp/evil.toml'));
+    await expectError(
+      () => resolve({ ...ann('/tmp/evil.toml'), configPath: '/opt/option.toml' }),
+      'InvalidArgument',
+      outside('/tmp/evil.toml'),
+    );
   });
   it('a sibling directory sharing the prefix is outside', async () => {
-    await expectError(() => resolve(ann('/etc/corral/pods-evil/x.toml')), 'InvalidArgument', outside('/etc/corral/pods-evil/x.toml'));
+    await expectError(
+      () => resolve(ann('/etc/corral/pods-evil/x.toml')),
+      'InvalidArgument',
+      outside('/etc/corral/pods-evil/x.toml'),
+    );
   });
   it('".." cannot climb out', async () => {
-    await expectError(() => resolve(ann('/etc/corral/pods/../../../tmp/evil.toml')), 'InvalidArgument', outside('/etc/corral/pods/../../../tmp/evil.toml'));
+    await expectError(
+      () => resolve(ann('/etc/corral/pods/../../../tmp/evil.toml')),
+      'InvalidArgument',
+      outside('/etc/corral/pods/../../../tmp/evil.toml'),
+    );
   });
   it('a symlink inside that points outside is refused', async () => {
-    await expectError(() => resolve(ann('/etc/corral/pods/escape.toml')), 'InvalidArgument', outside('/etc/corral/pods/escape.toml'));
+    await expectError(
+      () => resolve(ann('/etc/corral/pods/escape.toml')),
+      'InvalidArgument',
+      outside('/etc/corral/pods/escape.toml'),
+    );
   });
   it('outside paths are refused before any existence check (no oracle)', async () => {
     await expectError(() => resolve(ann('/nonexistent/x.toml')), 'InvalidArgument', outside('/nonexistent/x.toml'));
   });
   it('a missing file inside an allowed directory → NotFound', async () => {
-    await expectError(() => resolve(ann('/etc/corral/pods/missing.toml')), 'NotFound',
-      'Cannot find usable config file (file /etc/corral/pods/missing.toml does not exist)');
+    await expectError(
+      () => resolve(ann('/etc/corral/pods/missing.toml')),
+      'NotFound',
+      'Cannot find usable config file (file /etc/corral/pods/missing.toml does not exist)',
+    );
   });
   it('a relative annotation path is refused', async () => {
-    await expectError(() => resolve(ann('pods/fast.toml')), 'InvalidArgument',
-      'config path pods/fast.toml from annotation io.katacontainers.config_path must be absolute');
+    await expectError(
+      () => resolve(ann('pods/fast.toml')),
+      'InvalidArgument',
+      'config path pods/fast.toml from annotation io.katacontainers.config_path must be absolute',
+    );
   });
   it('no allowed directories → never honoured', async () => {
-    await expectError(() => resolve({ ...ann('/etc/corral/pods/fast.toml'), allowedConfigDirs: [] }), 'InvalidArgument',
-      outside('/etc/corral/pods/fast.toml', ''));
+    await expectError(
+      () => resolve({ ...ann('/etc/corral/pods/fast.toml'), allowedConfigDirs: [] }),
+      'InvalidArgument',
+      outside('/etc/corral/pods/fast.toml', ''),
+    );
   });
   it('an allowed directory named through a symlink also allows its real location', async () => {
-    expect((await resolve({ ...ann('/srv/conf/fast.toml'), allowedConfigDirs: ['/srv/conf'] })).path).toBe('/etc/corral/pods/fast.toml');
-    expect((await resolve({ ...ann('/etc/corral/pods/fast.toml'), allowedConfigDirs: ['/srv/conf'] })).path).toBe('/etc/corral/pods/fast.toml');
+    expect((await resolve({ ...ann('/srv/conf/fast.toml'), allowedConfigDirs: ['/srv/conf'] })).path).toBe(
+      '/etc/corral/pods/fast.toml',
+    );
+    expect((await resolve({ ...ann('/etc/corral/pods/fast.toml'), allowedConfigDirs: ['/srv/conf'] })).path).toBe(
+      '/etc/corral/pods/fast.toml',
+    );
   });
   it('a path that is outside lexically is refused even if a symlink would lead inside', async () => {
     await expectError(() => resolve(ann('/srv/conf/fast.toml')), 'InvalidArgument', outside('/srv/conf/fast.toml'));

@@ -1,6 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import {
-  containerType, isCriSandbox, isCrioContainerManager, isSandbox, sandboxIdOf,
+  containerType,
+  isCriSandbox,
+  isCrioContainerManager,
+  isSandbox,
+  sandboxIdOf,
 } from '../../../src/kata/container-type.ts';
 import { expectError } from './expect-error.ts';
 
@@ -38,16 +42,30 @@ describe('containerType (§2.1–2.3)', () => {
   });
 
   it('the first present key decides even when a later key holds a valid value', async () => {
-    await expectError(() => containerType({ [CRI]: 'bogus', [CRIO]: 'sandbox' }), 'InvalidArgument', 'Unknown container type bogus');
+    await expectError(
+      () => containerType({ [CRI]: 'bogus', [CRIO]: 'sandbox' }),
+      'InvalidArgument',
+      'Unknown container type bogus',
+    );
   });
 
   it('prototype keys are not annotations', () => {
-    expect(containerType(JSON.parse('{"__proto__": {"io.kubernetes.cri.container-type": "x"}}'))).toBe('single_container');
+    expect(containerType(JSON.parse('{"__proto__": {"io.kubernetes.cri.container-type": "x"}}'))).toBe(
+      'single_container',
+    );
   });
 
   it('IsSandbox / IsCriSandbox', () => {
-    expect([isSandbox('pod_sandbox'), isSandbox('single_container'), isSandbox('pod_container')]).toEqual([true, true, false]);
-    expect([isCriSandbox('pod_sandbox'), isCriSandbox('single_container'), isCriSandbox('pod_container')]).toEqual([true, false, false]);
+    expect([isSandbox('pod_sandbox'), isSandbox('single_container'), isSandbox('pod_container')]).toEqual([
+      true,
+      true,
+      false,
+    ]);
+    expect([isCriSandbox('pod_sandbox'), isCriSandbox('single_container'), isCriSandbox('pod_container')]).toEqual([
+      true,
+      false,
+      false,
+    ]);
   });
 
   it('CRI-O detection (§2.6)', () => {
@@ -63,13 +81,19 @@ describe('sandboxIdOf (§2.4)', () => {
     [{ 'io.kubernetes.cri.sandbox-id': 'a' }, 'a'],
     [{ 'io.kubernetes.cri-o.SandboxID': 'b' }, 'b'],
     [{ 'io.kubernetes.sandbox.id': 'c' }, 'c'],
-    [{ 'io.kubernetes.cri.sandbox-id': 'a', 'io.kubernetes.cri-o.SandboxID': 'b', 'io.kubernetes.sandbox.id': 'c' }, 'a'],
+    [
+      { 'io.kubernetes.cri.sandbox-id': 'a', 'io.kubernetes.cri-o.SandboxID': 'b', 'io.kubernetes.sandbox.id': 'c' },
+      'a',
+    ],
     [{ 'io.kubernetes.cri-o.SandboxID': 'b', 'io.kubernetes.sandbox.id': 'c' }, 'b'],
     [{ 'io.kubernetes.cri.sandbox-id': '', 'io.kubernetes.cri-o.SandboxID': 'b' }, ''],
   ])('%j → %j (first present key wins, even if empty)', (a, id) => {
     expect(sandboxIdOf(a)).toBe(id);
   });
-  it.each<Record<string, string> | undefined>([{}, undefined, { 'io.kubernetes.cri.container-type': 'container' }])('%j → "Could not find sandbox ID"', async (a) => {
-    await expectError(() => sandboxIdOf(a), 'InvalidArgument', 'Could not find sandbox ID');
-  });
+  it.each<Record<string, string> | undefined>([{}, undefined, { 'io.kubernetes.cri.container-type': 'container' }])(
+    '%j → "Could not find sandbox ID"',
+    async (a) => {
+      await expectError(() => sandboxIdOf(a), 'InvalidArgument', 'Could not find sandbox ID');
+    },
+  );
 });

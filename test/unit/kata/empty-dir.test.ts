@@ -1,10 +1,18 @@
 import { describe, expect, it } from 'vitest';
-import { isEmptyDirSource, isTmpfsIn, isTmpfsMountPoint, setEphemeralStorageType } from '../../../src/kata/empty-dir.ts';
+import {
+  isEmptyDirSource,
+  isTmpfsIn,
+  isTmpfsMountPoint,
+  setEphemeralStorageType,
+} from '../../../src/kata/empty-dir.ts';
 import type { OciMount } from '../../../src/kata/oci.ts';
 
 const ED = '/var/lib/kubelet/pods/uid/volumes/kubernetes.io~empty-dir';
 const m = (source: string, type = 'bind'): OciMount => ({ destination: '/d', type, source, options: ['rbind'] });
-const tmpfsAt = (...paths: string[]) => async (p: string) => paths.includes(p);
+const tmpfsAt =
+  (...paths: string[]) =>
+  async (p: string) =>
+    paths.includes(p);
 
 describe('isEmptyDirSource', () => {
   it.each([

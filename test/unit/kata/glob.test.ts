@@ -23,9 +23,12 @@ describe('globToRegExp (Go filepath.Match)', () => {
     ['/a/*', '/a/.hidden', true],
   ])('%j matches %j: %s', (g, p, yes) => expect(globToRegExp(g)?.test(p)).toBe(yes));
 
-  it.each(['[', '/a/[b', '/a/[]', '/a/[]b]', '/a/\\', '/a/[a-]', '/a/[-a]'])('%j is a bad pattern (no match at all)', (g) => {
-    expect(globToRegExp(g)).toBeUndefined();
-  });
+  it.each(['[', '/a/[b', '/a/[]', '/a/[]b]', '/a/\\', '/a/[a-]', '/a/[-a]'])(
+    '%j is a bad pattern (no match at all)',
+    (g) => {
+      expect(globToRegExp(g)).toBeUndefined();
+    },
+  );
 });
 
 describe('pathInGlobs (checkPathIsInGlobs)', () => {
@@ -43,7 +46,9 @@ describe('pathInGlobs (checkPathIsInGlobs)', () => {
     expect(await pathInGlobs(fs, [], '/usr/bin/qemu-system-x86_64')).toBe(false);
   });
   it.each(['/usr/bin/../bin/qemu-system-x86_64', '/usr/bin//qemu-system-x86_64', 'usr/bin/qemu-system-x86_64'])(
-    'an unclean or relative path (%j) is not', async (p) => {
+    'an unclean or relative path (%j) is not',
+    async (p) => {
       expect(await pathInGlobs(fs, ['/usr/bin/*', '/usr/*/*/*', '*/*/*'], p)).toBe(false);
-    });
+    },
+  );
 });

@@ -56,7 +56,13 @@ export function memFs(entries: Record<string, MemEntry>): KataFs {
     readdir: async (p) => {
       const r = real(p);
       if (kind(r) !== 'dir') throw fail('ENOTDIR', r);
-      return [...new Set([...map.keys()].filter((k) => k.startsWith(`${r}/`)).map((k) => k.slice(r.length + 1).split('/')[0] as string))];
+      return [
+        ...new Set(
+          [...map.keys()]
+            .filter((k) => k.startsWith(`${r}/`))
+            .map((k) => k.slice(r.length + 1).split('/')[0] as string),
+        ),
+      ];
     },
   };
 }

@@ -17,13 +17,20 @@ function spec(patch: Record<string, unknown> = {}): string {
   }
   return JSON.stringify(base);
 }
-const proc = (p: Record<string, unknown>) => spec({ process: { user: { uid: 0, gid: 0 }, args: ['sh'], cwd: '/', ...p } });
+const proc = (p: Record<string, unknown>) =>
+  spec({ process: { user: { uid: 0, gid: 0 }, args: ['sh'], cwd: '/', ...p } });
 
 describe('parseSpec: structure (§5.2)', () => {
   it('parses the fields Corral uses, with Go zero values for absent ones', () => {
     const s = parseSpec(spec());
     expect(s.ociVersion).toBe('1.0.2');
-    expect(s.process).toMatchObject({ terminal: false, user: { uid: 0, gid: 0, additionalGids: [] }, args: ['sh'], cwd: '/', noNewPrivileges: false });
+    expect(s.process).toMatchObject({
+      terminal: false,
+      user: { uid: 0, gid: 0, additionalGids: [] },
+      args: ['sh'],
+      cwd: '/',
+      noNewPrivileges: false,
+    });
     expect(s.root).toEqual({ path: 'rootfs', readonly: false });
     expect(s.mounts).toEqual([]);
     expect(s.annotations).toEqual({});
@@ -33,27 +40,51 @@ describe('parseSpec: structure (§5.2)', () => {
   });
 
   it('parses a full spec', () => {
-    const s = parseSpec(spec({
-      process: {
-        terminal: true, user: { uid: 1000, gid: 1001, additionalGids: [5, 6] }, args: ['a', 'b'], env: ['A=1'], cwd: '/w',
-        noNewPrivileges: true, capabilities: { bounding: ['CAP_KILL'] },
-      },
-      root: { path: '/r', readonly: true },
-      mounts: [{ destination: '/d', type: 'bind', source: '/s', options: ['rbind', 'ro'] }],
-      annotations: { a: 'b' },
-      linux: {
-        resources: { cpu: { quota: 150000, period: 100000, shares: 1024 }, memory: { limit: 536870912 } },
-        namespaces: [{ type: 'network', path: '/var/run/netns/x' }, { type: 'pid' }],
-        devices: [{ type: 'c', path: '/dev/fuse', major: 10, minor: 229, fileMode: 438, uid: 0, gid: 0 }],
-      },
-      hooks: { prestart: [{ path: '/bin/hook', args: ['hook', 'x'], env: ['E=1'], timeout: 5 }], poststop: [{ path: '/bin/p' }] },
-    }));
+    const s = parseSpec(
+      spec({
+        process: {
+          terminal: true,
+          user: { uid: 1000, gid: 1001, additionalGids: [5, 6] },
+          args: ['a', 'b'],
+          env: ['A=1'],
+          cwd: '/w',
+          noNewPrivileges: true,
+          capabilities: { bounding: ['CAP_KILL'] },
+        },
+        root: { path: '/r', readonly: true },
+        mounts: [{ destination: '/d', type: 'bind', source: '/s', options: ['rbind', 'ro'] }],
+        annotations: { a: 'b' },
+        linux: {
+          resources: { cpu: { quota: 150000, period: 100000, shares: 1024 }, memory: { limit: 536870912 } },
+          namespaces: [{ type: 'network', path: '/var/run/netns/x' }, { type: 'pid' }],
+          devices: [{ type: 'c', path: '/dev/fuse', major: 10, minor: 229, fileMode: 438, uid: 0, gid: 0 }],
+        },
+        hooks: {
+          prestart: [{ path: '/bin/hook', args: ['hook', 'x'], env: ['E=1'], timeout: 5 }],
+          poststop: [{ path: '/bin/p' }],
+        },
+      }),
+    );
     expect(s.process.user.additionalGids).toEqual([5, 6]);
     expect(s.root).toEqual({ path: '/r', readonly: true });
     expect(s.mounts[0]).toEqual({ destination: '/d', type: 'bind', source: '/s', options: ['rbind', 'ro'] });
-    expect(s.linux.resources).toEqual({ cpu: { quota: 150000, period: 100000, shares: 1024 }, memory: { limit: 536870912 } });
-    expect(s.linux.namespaces).toEqual([{ type: 'network', path: '/var/run/netns/x' }, { type: 'pid', path: '' }]);
-    expect(s.linux.devices[0]).toEqual({ type: 'c', path: '/dev/fuse', major: 10, minor: 229, fileMode: 438, uid: 0, gid: 0 });
+    expect(s.linux.resources).toEqual({
+      cpu: { quota: 150000, period: 100000, shares: 1024 },
+      memory: { limit: 536870912 },
+    });
+    expect(s.linux.namespaces).toEqual([
+      { type: 'network', path: '/var/run/netns/x' },
+      { type: 'pid', path: '' },
+    ]);
+    expect(s.linux.devices[0]).toEqual({
+      type: 'c',
+      path: '/dev/fuse',
+      major: 10,
+      minor: 229,
+      fileMode: 438,
+      uid: 0,
+      gid: 0,
+    });
     expect(s.hooks.prestart[0]).toEqual({ path: '/bin/hook', args: ['hook', 'x'], env: ['E=1'], timeout: 5 });
     expect(s.hooks.poststop[0]).toEqual({ path: '/bin/p', args: [], env: [] });
   });
@@ -65,7 +96,11 @@ describe('parseSpec: structure (§5.2)', () => {
   });
 
   it('malformed JSON → InvalidArgument carrying the parser message', async () => {
-    const e = await expectError(() => parseSpec('{"process": '), 'InvalidArgument', /^config\.json is not valid JSON: /);
+    const e = await expectError(
+      () => parseSpec('{"process": '),
+      'InvalidArgument',
+      /^config\.json is not valid JSON: /,
+    );
     expect(e.message.length).toBeGreaterThan('config.json is not valid JSON: '.length);
   });
 
@@ -74,11 +109,19 @@ describe('parseSpec: structure (§5.2)', () => {
   });
 
   it.each([undefined, null])('process %j → "ContainerCapabilities, Process is nil"', async (p) => {
-    await expectError(() => parseSpec(spec({ process: p })), 'InvalidArgument', 'ContainerCapabilities, Process is nil');
+    await expectError(
+      () => parseSpec(spec({ process: p })),
+      'InvalidArgument',
+      'ContainerCapabilities, Process is nil',
+    );
   });
 
   it('missing root → InvalidArgument (Kata panics)', async () => {
-    await expectError(() => parseSpec(spec({ root: undefined })), 'InvalidArgument', 'config.json: missing root section');
+    await expectError(
+      () => parseSpec(spec({ root: undefined })),
+      'InvalidArgument',
+      'config.json: missing root section',
+    );
   });
 
   it('missing linux → "missing Linux section" (Kata panics in ContainerConfig)', async () => {
@@ -86,7 +129,11 @@ describe('parseSpec: structure (§5.2)', () => {
   });
 
   it('missing linux.resources → InvalidArgument (Kata panics)', async () => {
-    await expectError(() => parseSpec(spec({ linux: {} })), 'InvalidArgument', 'config.json: missing linux.resources section');
+    await expectError(
+      () => parseSpec(spec({ linux: {} })),
+      'InvalidArgument',
+      'config.json: missing linux.resources section',
+    );
   });
 });
 
@@ -105,8 +152,14 @@ describe('parseSpec: wrong types name the field', () => {
     [proc({ user: { uid: '0', gid: 0 } }), 'process.user.uid must be a non-negative integer (uint32)'],
     [proc({ user: { uid: 4294967296, gid: 0 } }), 'process.user.uid must be a non-negative integer (uint32)'],
     [proc({ user: { uid: 0, gid: -2 } }), 'process.user.gid must be a non-negative integer (uint32)'],
-    [proc({ user: { uid: 0, gid: 0, additionalGids: [1, -1] } }), 'process.user.additionalGids[1] must be a non-negative integer (uint32)'],
-    [proc({ user: { uid: 0, gid: 0, additionalGids: [null] } }), 'process.user.additionalGids[0] must be a non-negative integer (uint32)'],
+    [
+      proc({ user: { uid: 0, gid: 0, additionalGids: [1, -1] } }),
+      'process.user.additionalGids[1] must be a non-negative integer (uint32)',
+    ],
+    [
+      proc({ user: { uid: 0, gid: 0, additionalGids: [null] } }),
+      'process.user.additionalGids[0] must be a non-negative integer (uint32)',
+    ],
     [proc({ user: { uid: 0, gid: 0, additionalGids: 5 } }), 'process.user.additionalGids must be an array'],
     [spec({ root: 'rootfs' }), 'root must be an object'],
     [spec({ root: { path: 5 } }), 'root.path must be a string'],
@@ -120,12 +173,24 @@ describe('parseSpec: wrong types name the field', () => {
     [spec({ linux: 'x' }), 'linux must be an object'],
     [spec({ linux: { resources: { cpu: { quota: 1.5 } } } }), 'linux.resources.cpu.quota must be an integer'],
     [spec({ linux: { resources: { cpu: { quota: 2 ** 60 } } } }), 'linux.resources.cpu.quota must be an integer'],
-    [spec({ linux: { resources: { cpu: { period: -1 } } } }), 'linux.resources.cpu.period must be a non-negative integer'],
-    [spec({ linux: { resources: { cpu: { shares: 'x' } } } }), 'linux.resources.cpu.shares must be a non-negative integer'],
+    [
+      spec({ linux: { resources: { cpu: { period: -1 } } } }),
+      'linux.resources.cpu.period must be a non-negative integer',
+    ],
+    [
+      spec({ linux: { resources: { cpu: { shares: 'x' } } } }),
+      'linux.resources.cpu.shares must be a non-negative integer',
+    ],
     [spec({ linux: { resources: { memory: { limit: '1G' } } } }), 'linux.resources.memory.limit must be an integer'],
     [spec({ linux: { resources: {}, namespaces: [{ type: 1 }] } }), 'linux.namespaces[0].type must be a string'],
-    [spec({ linux: { resources: {}, devices: [{ type: 'c', path: '/dev/x', major: 'a' }] } }), 'linux.devices[0].major must be an integer'],
-    [spec({ linux: { resources: {}, devices: [{ type: 'c', path: '/dev/x', fileMode: -1 }] } }), 'linux.devices[0].fileMode must be a non-negative integer (uint32)'],
+    [
+      spec({ linux: { resources: {}, devices: [{ type: 'c', path: '/dev/x', major: 'a' }] } }),
+      'linux.devices[0].major must be an integer',
+    ],
+    [
+      spec({ linux: { resources: {}, devices: [{ type: 'c', path: '/dev/x', fileMode: -1 }] } }),
+      'linux.devices[0].fileMode must be a non-negative integer (uint32)',
+    ],
     [spec({ hooks: { prestart: {} } }), 'hooks.prestart must be an array'],
     [spec({ hooks: { poststart: [{ path: 1 }] } }), 'hooks.poststart[0].path must be a string'],
     [spec({ hooks: { poststop: [{ path: '/p', timeout: 'x' }] } }), 'hooks.poststop[0].timeout must be an integer'],
@@ -145,7 +210,11 @@ describe('parseSpec: devices (ContainerConfig rules)', () => {
     expect(parseSpec(dev({ type: t, path: '/dev/x' })).linux.devices[0]?.type).toBe(t);
   });
   it('an unknown device type → "Unexpected Device Type X for device P"', async () => {
-    await expectError(() => parseSpec(dev({ type: 'x', path: '/dev/x' })), 'InvalidArgument', 'Unexpected Device Type x for device /dev/x');
+    await expectError(
+      () => parseSpec(dev({ type: 'x', path: '/dev/x' })),
+      'InvalidArgument',
+      'Unexpected Device Type x for device /dev/x',
+    );
   });
   it('the type is checked before the path', async () => {
     await expectError(() => parseSpec(dev({ type: '' })), 'InvalidArgument', 'Unexpected Device Type  for device ');
@@ -159,7 +228,11 @@ describe('parseSpec: capabilities in both formats (§5.2)', () => {
   const caps = (c: unknown) => parseSpec(proc({ capabilities: c })).process.capabilities;
   it('object form (rc5+) fills the named sets and leaves the rest empty', () => {
     expect(caps({ bounding: ['CAP_A'], effective: ['CAP_B'], permitted: [] })).toEqual({
-      bounding: ['CAP_A'], effective: ['CAP_B'], inheritable: [], permitted: [], ambient: [],
+      bounding: ['CAP_A'],
+      effective: ['CAP_B'],
+      inheritable: [],
+      permitted: [],
+      ambient: [],
     });
   });
   it('object form: unknown keys holding arrays are ignored', () => {
@@ -167,7 +240,8 @@ describe('parseSpec: capabilities in both formats (§5.2)', () => {
   });
   it('array form (rc4) is copied into all five sets', () => {
     const c = caps(['CAP_A', 'CAP_B']);
-    for (const set of ['bounding', 'effective', 'inheritable', 'permitted', 'ambient'] as const) expect(c[set]).toEqual(['CAP_A', 'CAP_B']);
+    for (const set of ['bounding', 'effective', 'inheritable', 'permitted', 'ambient'] as const)
+      expect(c[set]).toEqual(['CAP_A', 'CAP_B']);
   });
   it.each([undefined, null])('%j → an empty, non-null capability set', (c) => {
     expect(caps(c)).toEqual({ bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] });
@@ -201,10 +275,18 @@ describe('readSpec', () => {
     expect(s.process.args).toEqual(['sh']);
   });
   it('a missing config.json → NotFound naming the path', async () => {
-    await expectError(() => readSpec('/b', memFs({ '/b': { dir: true } })), 'NotFound', 'open /b/config.json: no such file or directory');
+    await expectError(
+      () => readSpec('/b', memFs({ '/b': { dir: true } })),
+      'NotFound',
+      'open /b/config.json: no such file or directory',
+    );
   });
   it('an unreadable config.json → InvalidArgument with the errno text', async () => {
-    await expectError(() => readSpec('/b', memFs({ '/b/config.json': { error: 'EACCES' } })), 'InvalidArgument', 'open /b/config.json: permission denied');
+    await expectError(
+      () => readSpec('/b', memFs({ '/b/config.json': { error: 'EACCES' } })),
+      'InvalidArgument',
+      'open /b/config.json: permission denied',
+    );
   });
   it('a parse error propagates', async () => {
     await expectError(() => readSpec('/b', memFs({ '/b/config.json': '{' })), 'InvalidArgument', /not valid JSON/);
@@ -220,7 +302,9 @@ describe('envForProcess (cmdEnvs)', () => {
   });
   it('keeps empty values and order', () => {
     expect(envForProcess(['A=', 'PATH=/bin:/usr/bin', 'Z=z'])).toEqual([
-      { name: 'A', value: '' }, { name: 'PATH', value: '/bin:/usr/bin' }, { name: 'Z', value: 'z' },
+      { name: 'A', value: '' },
+      { name: 'PATH', value: '/bin:/usr/bin' },
+      { name: 'Z', value: 'z' },
     ]);
   });
 });

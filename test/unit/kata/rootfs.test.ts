@@ -1,7 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { decideRootfs, isBlockDevice, type RootfsEntry } from '../../../src/kata/rootfs.ts';
 
-const overlay: RootfsEntry = { type: 'overlay', source: 'overlay', options: ['lowerdir=/l', 'upperdir=/u', 'workdir=/w'] };
+const overlay: RootfsEntry = {
+  type: 'overlay',
+  source: 'overlay',
+  options: ['lowerdir=/l', 'upperdir=/u', 'workdir=/w'],
+};
 const blk: RootfsEntry = { type: 'ext4', source: '/dev/dm-3', options: [] };
 const nydus: RootfsEntry = { type: 'fuse.nydus-overlayfs', source: 'overlay', options: ['extraoption=abc'] };
 const isBlock = async (p: string) => p === '/dev/dm-3';
@@ -33,7 +37,10 @@ describe('decideRootfs (§6.1)', () => {
   });
   it('two or more entries → mount all, in order; no block or nydus check', async () => {
     const asked: string[] = [];
-    const d = await decideRootfs([blk, nydus, overlay], { disableBlockDeviceUse: false, isBlockDevice: async (p) => (asked.push(p), true) });
+    const d = await decideRootfs([blk, nydus, overlay], {
+      disableBlockDeviceUse: false,
+      isBlockDevice: async (p) => (asked.push(p), true),
+    });
     expect(d).toEqual({ action: 'mount', mounts: [blk, nydus, overlay] });
     expect(asked).toEqual([]);
   });

@@ -1,12 +1,21 @@
 import { describe, expect, it } from 'vitest';
 import {
-  applyStaticSizing, calculateContainerSizing, calculateSandboxSizing, calculateVmResources,
-  SANDBOX_CPU_PERIOD, SANDBOX_CPU_QUOTA, SANDBOX_MEMORY,
+  applyStaticSizing,
+  calculateContainerSizing,
+  calculateSandboxSizing,
+  calculateVmResources,
+  SANDBOX_CPU_PERIOD,
+  SANDBOX_CPU_QUOTA,
+  SANDBOX_MEMORY,
 } from '../../../src/kata/sizing.ts';
 
 const annotations = (memory?: string, quota?: string, period?: string) => ({
   annotations: Object.fromEntries(
-    [[SANDBOX_MEMORY, memory], [SANDBOX_CPU_QUOTA, quota], [SANDBOX_CPU_PERIOD, period]].filter(([, v]) => v !== undefined),
+    [
+      [SANDBOX_MEMORY, memory],
+      [SANDBOX_CPU_QUOTA, quota],
+      [SANDBOX_CPU_PERIOD, period],
+    ].filter(([, v]) => v !== undefined),
   ) as Record<string, string>,
 });
 
@@ -25,7 +34,12 @@ describe('calculateSandboxSizing: the worked examples of §4.4 (memory, quota, p
 
   it('with static management and 1 vCPU / 2048 MiB defaults, the [C] row boots at 3 vCPU / 2560 MiB', () => {
     const workload = calculateSandboxSizing(annotations('536870912', '150000', '100000'));
-    expect(applyStaticSizing({ vcpus: 1, memMiB: 2048 }, workload)).toEqual({ vcpus: 3, memMiB: 2560, baseVcpus: 1, baseMemMiB: 2048 });
+    expect(applyStaticSizing({ vcpus: 1, memMiB: 2048 }, workload)).toEqual({
+      vcpus: 3,
+      memMiB: 2560,
+      baseVcpus: 1,
+      baseMemMiB: 2048,
+    });
   });
 });
 
@@ -98,9 +112,17 @@ describe('calculateContainerSizing (§4.2)', () => {
 
 describe('applyStaticSizing', () => {
   it('adds the workload to the base and records the base', () => {
-    expect(applyStaticSizing({ vcpus: 2, memMiB: 4096 }, { vcpus: 0, memMiB: 0 })).toEqual({ vcpus: 2, memMiB: 4096, baseVcpus: 2, baseMemMiB: 4096 });
+    expect(applyStaticSizing({ vcpus: 2, memMiB: 4096 }, { vcpus: 0, memMiB: 0 })).toEqual({
+      vcpus: 2,
+      memMiB: 4096,
+      baseVcpus: 2,
+      baseMemMiB: 4096,
+    });
   });
   it('sums wrap as uint32, as Go', () => {
-    expect(applyStaticSizing({ vcpus: 1, memMiB: 2048 }, { vcpus: 0xffff_ffff, memMiB: 0xffff_ffff })).toMatchObject({ vcpus: 0, memMiB: 2047 });
+    expect(applyStaticSizing({ vcpus: 1, memMiB: 2048 }, { vcpus: 0xffff_ffff, memMiB: 0xffff_ffff })).toMatchObject({
+      vcpus: 0,
+      memMiB: 2047,
+    });
   });
 });
