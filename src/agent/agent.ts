@@ -23,10 +23,11 @@ import {
   type LifecycleActor,
   type LifecycleEvent,
 } from '../machines/index.ts';
-import type { WorkerEvent } from '../workers/protocol.ts';
+import type { WorkerEvent } from '../domain/ops.ts';
 import type { Logger } from '../log.ts';
 import type { CreateRules } from './create-rules.ts';
-import { taskEffects } from './effects.ts';
+import { taskEffects, type Probe } from './effects.ts';
+import { workerClient } from './worker-client.ts';
 import { replay } from '../replay/engine.ts';
 import { EffectGate } from '../replay/gate.ts';
 import { readRecords, type EventRecord } from '../replay/records.ts';
@@ -57,8 +58,8 @@ export interface AgentDeps {
   inlineBundleRoot: string;
   /** Actor snapshots (bounded recovery); without it recovery replays each task's whole log. */
   snapshots?: Snapshots;
-  /** Test-only crash point (`before:<effect>`, `after:<effect>`, `after:create-input`): SIGKILL the agent there. */
-  crashAt?: string;
+  /** Test-only points on the create path (effects.ts `Probe`; `after:create-input` here). */
+  probe?: Probe;
   /** Called when a `shutdown` request is accepted (no tasks left). */
   onShutdown?: () => void;
 }
@@ -95,6 +96,7 @@ export function buildAgent(d: AgentDeps) {
   const subs: Subscription[] = [];
   let stopFacts: (() => void) | undefined;
   const log = d.log;
+  const workers = workerClient({ nc: d.nc, node: d.settings.node, watch: d.watch });
 
   const respond = (msg: Msg, body: Envelope<unknown>) => {
     if (msg.reply) {
@@ -155,15 +157,7 @@ export function buildAgent(d: AgentDeps) {
     effectsFrom = 0,
   ) {
     return (t.fx = taskEffects(
-      {
-        nc: d.nc,
-        settings: d.settings,
-        rules: d.rules,
-        events: d.events,
-        observeStep: d.metrics.step,
-        watch: d.watch,
-        crashAt: d.crashAt,
-      },
+      { workers, rules: d.rules, events: d.events, observeStep: d.metrics.step, probe: d.probe },
       {
         id: t.id,
         instance: t.instance,
@@ -452,7 +446,7 @@ export function buildAgent(d: AgentDeps) {
         pending.delete(rid);
         throw e;
       }
-      if (d.crashAt === 'after:create-input') process.kill(process.pid, 'SIGKILL');
+      d.probe?.('after:create-input');
       t.actor.start();
       return deferred;
     },

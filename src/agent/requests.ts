@@ -4,7 +4,7 @@
  */
 import { err } from '../errors.ts';
 import type { CreateTaskRequest } from '../domain/task.ts';
-import type { MountSpec } from '../workers/protocol.ts';
+import type { MountSpec } from '../domain/ops.ts';
 
 type Obj = Record<string, unknown>;
 

@@ -4,7 +4,7 @@
  * turns into a prompt rollback (whose compensations reach the restarted worker).
  */
 import { err } from '../errors.ts';
-import type { WorkerKind } from '../bus/subjects.ts';
+import type { WorkerKind } from '../domain/ops.ts';
 
 export class WorkerWatch {
   private inflight = new Map<WorkerKind, Set<(e: Error) => void>>();

@@ -23,7 +23,7 @@ export const TASK_VERBS = [
   'list',
 ] as const;
 export type TaskVerb = (typeof TASK_VERBS)[number];
-export type WorkerKind = 'mount' | 'hypervisor';
+import type { WorkerKind } from '../domain/ops.ts';
 
 const TOKEN = /^[A-Za-z0-9_~-]+$/;
 /**

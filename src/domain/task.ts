@@ -3,7 +3,9 @@
  * bodies into these once, at the edge (src/agent/requests.ts); machines only ever see these types.
  */
 import type { WireError } from '../errors.ts';
-import type { MountSpec } from '../workers/protocol.ts';
+import type { MountSpec, ProcessPlan, Step } from './ops.ts';
+
+export type { Compensation, ProcessPlan, Step } from './ops.ts';
 
 export interface CreateTaskRequest {
   id: string;
@@ -33,35 +35,6 @@ export interface Fact {
   type: 'fact';
   kind: 'created' | 'started' | 'exited' | 'deleted' | 'failed' | 'rolledBack' | 'compensationFailed' | 'stepDone';
   data: Record<string, unknown>;
-}
-
-/**
- * One step of a create, as the machine sequences it. `phase` is the sandbox state shown while it runs.
- * `kind` names the effect the agent binds; `args` is plain data computed by the plan.
- */
-export interface Step {
-  phase: 'mounting' | 'preparingUser' | 'booting';
-  kind: 'mountRootfs' | 'mkdir' | 'bind' | 'createUser' | 'boot';
-  args: Record<string, unknown>;
-}
-
-/** The undo of a completed step, pushed on the compensation stack. */
-export interface Compensation {
-  kind: 'unmountAll' | 'removeTree' | 'removeUser' | 'stopVm';
-  args: Record<string, unknown>;
-  /** The step it undoes, for logs and events. */
-  undoes: string;
-}
-
-/** What the process inside the guest runs (from config.json's `process`). */
-export interface ProcessPlan {
-  args: string[];
-  env: string[];
-  cwd: string;
-  uid: number;
-  gid: number;
-  additionalGids: number[];
-  terminal: boolean;
 }
 
 /** Everything a create needs after validation and configuration: pure data. */

@@ -13,7 +13,7 @@ import { verifyContainerId } from '../kata/ids.ts';
 import { HYPERVISOR_PREFIX } from '../kata/config-annotations.ts';
 import { MIN_MEMORY_MIB } from '../kata/config-types.ts';
 import { parseUint } from '../kata/strconv.ts';
-import type { MountSpec } from '../workers/protocol.ts';
+import type { MountSpec } from '../domain/ops.ts';
 import type { Demand } from './capacity.ts';
 import { POLICIES, type Policy } from './placement.ts';
 

@@ -1,22 +1,31 @@
 /** Which undo each completed create step pushes on the stack (pure; Kata's deferred cleanups, made explicit). */
-import type { Compensation, Step } from '../domain/task.ts';
+import type { Compensation, Step, StepResults } from '../domain/ops.ts';
 
+/** `output` is the step's result as the worker returned it (or as the log recorded it). */
 export function compensationOf(step: Step, output: unknown): Compensation | null {
-  const o = (output ?? {}) as Record<string, unknown>;
   switch (step.kind) {
-    case 'mountRootfs':
+    case 'mountRootfs': {
       // Remove the rootfs dir only if this create made it (Kata creates it with mkdir 0711).
+      const o = output as Partial<StepResults['mountRootfs']> | undefined;
       return {
         kind: 'unmountAll',
-        args: { target: step.args.target, removeDir: o.createdDir === true },
+        args: { target: step.args.target, removeDir: o?.createdDir === true },
         undoes: step.kind,
       };
+    }
     case 'bind':
       return { kind: 'unmountAll', args: { target: step.args.target, removeDir: true }, undoes: step.kind };
-    case 'mkdir':
-      return o.created === false ? null : { kind: 'removeTree', args: { path: step.args.path }, undoes: step.kind };
-    case 'createUser':
-      return { kind: 'removeUser', args: { user: o.user, uid: o.uid }, undoes: step.kind };
+    case 'mkdir': {
+      const o = output as Partial<StepResults['mkdir']> | undefined;
+      return o?.created === false ? null : { kind: 'removeTree', args: { path: step.args.path }, undoes: step.kind };
+    }
+    case 'createUser': {
+      const o = output as Partial<StepResults['createUser']> | undefined;
+      // An answer without a user name cannot be undone by name: remove whatever was made for the sandbox.
+      return typeof o?.user === 'string' && typeof o.uid === 'number'
+        ? { kind: 'removeUser', args: { user: o.user, uid: o.uid }, undoes: step.kind }
+        : { kind: 'removeUser', args: { sandboxId: step.args.sandboxId }, undoes: step.kind };
+    }
     case 'boot':
       return { kind: 'stopVm', args: { sandboxId: step.args.sandboxId }, undoes: step.kind };
   }

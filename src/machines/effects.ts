@@ -7,13 +7,13 @@
 import { fromPromise } from 'xstate';
 import type { Compensation, CreatePlan, CreateTaskRequest, Step } from '../domain/task.ts';
 import { coordinatorMachine } from './coordinator.machine.ts';
-import type { LifecycleMachine } from './lifecycle.ts';
+import type { LifecycleMachine, StepOutputs } from './lifecycle.ts';
 
 export interface Effects {
   validate(request: CreateTaskRequest, signal: AbortSignal): Promise<unknown>;
   configure(input: { request: CreateTaskRequest; validated: unknown }, signal: AbortSignal): Promise<CreatePlan>;
   runStep(
-    input: { id: string; step: Step; plan: CreatePlan; results: Record<string, unknown> },
+    input: { id: string; step: Step; plan: CreatePlan; results: StepOutputs },
     signal: AbortSignal,
   ): Promise<unknown>;
   startProcess(input: { id: string; plan: CreatePlan }, signal: AbortSignal): Promise<unknown>;

@@ -9,5 +9,6 @@ export {
   type LifecycleContext,
   type LifecycleActor,
   type LifecycleMachine,
+  type StepOutputs,
 } from './lifecycle.ts';
 export { provideEffects, type Effects } from './effects.ts';

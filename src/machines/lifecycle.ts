@@ -15,7 +15,8 @@
  */
 import { assign, emit, enqueueActions, fromPromise, setup, stateIn, type ActorRefFrom } from 'xstate';
 import type { WireError } from '../errors.ts';
-import type { Compensation, CreatePlan, CreateTaskRequest, Fact, Reply, Step } from '../domain/task.ts';
+import type { Compensation, Step, StepResults } from '../domain/ops.ts';
+import type { CreatePlan, CreateTaskRequest, Fact, Reply } from '../domain/task.ts';
 import { coordinatorMachine, toWire, type CoordinatorOutput } from './coordinator.machine.ts';
 import { compensationOf, compensationOfFailed } from './compensation.ts';
 
@@ -35,6 +36,9 @@ export interface LifecycleInput {
   rid: string;
 }
 
+/** Outputs of completed steps by step kind, and what validation returned (for configure). */
+export type StepOutputs = Partial<StepResults> & { validated?: unknown };
+
 export interface LifecycleContext {
   id: string;
   request: CreateTaskRequest;
@@ -42,7 +46,7 @@ export interface LifecycleContext {
   plan: CreatePlan | null;
   stepIndex: number;
   /** Outputs of completed steps by step kind (e.g. `boot` → {pid}, `createUser` → VmmUser). */
-  results: Record<string, unknown>;
+  results: StepOutputs;
   stack: Compensation[];
   leftovers: CoordinatorOutput['failed'];
   error: WireError | null;
@@ -82,9 +86,7 @@ export function lifecycleMachine(kind: 'sandbox' | 'container') {
     actors: {
       validate: notBound<unknown, CreateTaskRequest>('validate'),
       configure: notBound<CreatePlan, { request: CreateTaskRequest; validated: unknown }>('configure'),
-      runStep: notBound<unknown, { id: string; step: Step; plan: CreatePlan; results: Record<string, unknown> }>(
-        'runStep',
-      ),
+      runStep: notBound<unknown, { id: string; step: Step; plan: CreatePlan; results: StepOutputs }>('runStep'),
       startProcess: notBound<unknown, { id: string; plan: CreatePlan }>('startProcess'),
       signal: notBound<unknown, { id: string; plan: CreatePlan; signal: number; all: boolean }>('signal'),
       coordinator: coordinatorMachine,
@@ -489,8 +491,7 @@ export type LifecycleMachine = ReturnType<typeof lifecycleMachine>;
 export type LifecycleActor = ActorRefFrom<LifecycleMachine>;
 
 function pidOf(c: LifecycleContext): number {
-  const boot = c.results.boot as { pid?: number } | undefined;
-  return boot?.pid ?? c.plan?.hostPid ?? 0;
+  return c.results.boot?.pid ?? c.plan?.hostPid ?? 0;
 }
 
 function leftoverError(c: LifecycleContext): WireError {

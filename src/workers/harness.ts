@@ -10,14 +10,11 @@ import { dirname } from 'node:path';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { CorralError, ensureError, err } from '../errors.ts';
 import { decode, encode } from '../bus/codec.ts';
-import { subjects, type WorkerKind } from '../bus/subjects.ts';
+import { subjects } from '../bus/subjects.ts';
+import type { OpContext, WorkerKind } from '../domain/ops.ts';
 import type { Envelope } from '../bus/rpc.ts';
 
-export interface OpContext {
-  signal: AbortSignal;
-  deadlineMs: number;
-  opId: string;
-}
+export type { OpContext } from '../domain/ops.ts';
 export type OpHandler = (req: Record<string, unknown>, ctx: OpContext) => Promise<unknown>;
 
 export interface WorkerOptions {

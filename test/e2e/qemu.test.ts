@@ -24,7 +24,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CorralError, err } from '../../src/errors.ts';
-import type { BootSpec, ProcessSpec } from '../../src/workers/protocol.ts';
+import type { BootSpec, ProcessSpec } from '../../src/domain/ops.ts';
 import {
   QemuDriver,
   type ExitEvent,

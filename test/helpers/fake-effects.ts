@@ -17,16 +17,31 @@ export const request = (id = 'sb1'): CreateTaskRequest => ({
   options: {},
 });
 
+/** A boot step's arguments (the fakes never boot: only the sandbox id matters). */
+const BOOT = {
+  sandboxId: 'sb1',
+  vcpus: 1,
+  memoryMiB: 256,
+  kernel: '/k',
+  initrd: '/i',
+  kernelParams: '',
+  machineType: 'microvm',
+  accel: 'tcg',
+  sharedDir: '/run/s/sb1/shared',
+  msize9p: 8192,
+  runDir: '/run/s/sb1/vm',
+} as const;
+
 export const plan = (over: Partial<CreatePlan> = {}): CreatePlan => ({
   type: 'single_container',
   sandboxId: 'sb1',
   bundle: '/b',
   process: { args: ['true'], env: [], cwd: '/', uid: 0, gid: 0, additionalGids: [], terminal: false },
   steps: [
-    { phase: 'mounting', kind: 'mountRootfs', args: { target: '/b/rootfs' } },
-    { phase: 'mounting', kind: 'bind', args: { target: '/run/s/sb1/rootfs' } },
-    { phase: 'preparingUser', kind: 'createUser', args: {} },
-    { phase: 'booting', kind: 'boot', args: { sandboxId: 'sb1' } },
+    { phase: 'mounting', kind: 'mountRootfs', args: { target: '/b/rootfs', mounts: [] } },
+    { phase: 'mounting', kind: 'bind', args: { source: '/b/rootfs', target: '/run/s/sb1/rootfs' } },
+    { phase: 'preparingUser', kind: 'createUser', args: { sandboxId: 'sb1' } },
+    { phase: 'booting', kind: 'boot', args: BOOT },
   ],
   ...over,
 });

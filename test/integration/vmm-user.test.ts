@@ -11,7 +11,7 @@ import { request } from '../../src/bus/rpc.ts';
 import { subjects } from '../../src/bus/subjects.ts';
 import { CorralError, err } from '../../src/errors.ts';
 import { runWorker, type OpHandler } from '../../src/workers/harness.ts';
-import type { VmmUser } from '../../src/workers/protocol.ts';
+import type { VmmUser } from '../../src/domain/ops.ts';
 import {
   VMM_USER_COMMENT,
   createVmmUser,

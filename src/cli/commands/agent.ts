@@ -5,7 +5,8 @@ import { Snapshots } from '../../bus/snapshots.ts';
 import { runRetention } from '../../bus/retention.ts';
 import { request } from '../../bus/rpc.ts';
 import { retrying } from '../../bus/retry.ts';
-import { subjects, type WorkerKind } from '../../bus/subjects.ts';
+import { subjects } from '../../bus/subjects.ts';
+import type { WorkerKind } from '../../domain/ops.ts';
 import { err } from '../../errors.ts';
 import { buildAgent } from '../../agent/agent.ts';
 import { createRules } from '../../agent/create-rules.ts';
@@ -45,6 +46,7 @@ export function parseCapacity(
   return out;
 }
 import { rootLogger } from '../../log.ts';
+import { crashProbe } from '../../agent/crash-points.ts';
 import { parse } from '../args.ts';
 import type { Io } from '../main.ts';
 
@@ -145,7 +147,7 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
   let resolveDone!: (code: number) => void;
   const done = new Promise<number>((r) => (resolveDone = r));
   const watch = new WorkerWatch();
-  const crashAt = faultsEnabled(io.env) ? io.env.CORRAL_TEST_CRASH : undefined;
+  const probe = crashProbe(faultsEnabled(io.env) ? io.env.CORRAL_TEST_CRASH : undefined);
   const snapshots = await untilReady('the snapshot bucket', () => Snapshots.open(nc, settings.node, settings.replicas));
   // The node's entry in the fleet registry: capacity, labels, heartbeat (docs/api.md, Fleet).
   const registration = await untilReady('the node registry', () =>
@@ -169,7 +171,7 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
     log,
     metrics,
     watch,
-    crashAt,
+    probe,
     snapshots,
     registration,
     inlineBundleRoot: `${settings.dataDir}/bundles/fleet`,

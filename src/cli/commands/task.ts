@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { err } from '../../errors.ts';
 import { decode } from '../../bus/codec.ts';
 import { subjects } from '../../bus/subjects.ts';
-import type { MountSpec } from '../../workers/protocol.ts';
+import type { MountSpec } from '../../domain/ops.ts';
 import { duration, need, parse, type Parsed } from '../args.ts';
 import { client, type Client } from '../client.ts';
 import type { Io } from '../main.ts';

@@ -9,7 +9,7 @@
  * a frame: it connects in resync mode, sends LIST with a random token, and skips whatever precedes the
  * guest's STATE frame for that token unless it splits into whole frames.
  */
-import type { ProcessSpec } from '../protocol.ts';
+import type { ProcessSpec } from '../../domain/ops.ts';
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import { connectUnix, type ConnectOptions } from './unix-socket.ts';

@@ -13,7 +13,7 @@ import { err } from '../../errors.ts';
 import { EventLog } from '../../bus/eventlog.ts';
 import { subjects } from '../../bus/subjects.ts';
 import { runWorker, type OpHandler } from '../harness.ts';
-import type { BootSpec, ProcessSpec, WorkerEvent } from '../protocol.ts';
+import type { BootSpec, ProcessSpec, WorkerEvent } from '../../domain/ops.ts';
 import { QemuDriver, type Adoption, type QemuDriverOptions } from './qemu.ts';
 import { SimDriver } from './sim.ts';
 import { removeVmmUser, vmmUserHandlers, vmmUsersOfSandbox } from './vmm-user.ts';

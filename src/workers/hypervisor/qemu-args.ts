@@ -2,7 +2,7 @@
 import { closeSync, constants, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { err } from '../../errors.ts';
-import type { BootSpec, VmmUser } from '../protocol.ts';
+import type { BootSpec, VmmUser } from '../../domain/ops.ts';
 
 /** The `-name` marker every Corral VM carries; `scanHost` and leak checks look for it. */
 export const NAME_PREFIX = 'corral-';

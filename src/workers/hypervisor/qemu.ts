@@ -31,7 +31,7 @@ import {
 } from 'node:fs';
 import { dirname } from 'node:path';
 import { CorralError, ensureError, err } from '../../errors.ts';
-import type { BootSpec, ProcessSpec, WorkerEvent } from '../protocol.ts';
+import type { BootSpec, ProcessSpec, WorkerEvent } from '../../domain/ops.ts';
 import {
   AgentChannel,
   MAX_FRAME,

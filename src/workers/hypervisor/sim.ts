@@ -6,7 +6,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { err } from '../../errors.ts';
-import type { BootSpec, ProcessSpec } from '../protocol.ts';
+import type { BootSpec, ProcessSpec } from '../../domain/ops.ts';
 import type { QemuDriverEvents } from './qemu.ts';
 
 const FAKE_PID_BASE = 10_000_000; // above any real pid_max, so it can never name a real process

@@ -19,7 +19,7 @@ import { chmod, chown, mkdir, rm, stat } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { CorralError, ensureError, err } from '../../errors.ts';
 import type { OpHandler } from '../harness.ts';
-import type { VmmUser } from '../protocol.ts';
+import type { VmmUser } from '../../domain/ops.ts';
 import { failureMessage, run } from '../exec.ts';
 
 export const VMM_USER_PREFIX = 'corral-';

@@ -5,6 +5,7 @@
  * agent decides what to keep). Process entry (argv, signals) belongs to the CLI.
  */
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { OpHandlers } from '../../domain/ops.ts';
 import { runWorker, type Journal, type OpHandler, type WorkerOptions } from '../harness.ts';
 import { Mounter, type MounterOptions, type ScanResult } from './mounter.ts';
 import { parseBind, parseMkdir, parseMountRootfs, parseRemoveTree, parseUnmountAll } from './validate.ts';
@@ -39,7 +40,7 @@ export interface MountWorker {
 
 export const MOUNT_READ_OPS = ['scan'] as const;
 
-export function mountHandlers(m: Mounter): Record<string, OpHandler> {
+export function mountHandlers(m: Mounter): OpHandlers<'mount'> {
   return {
     mountRootfs: async (req, ctx) => m.mountRootfs(parseMountRootfs(req), ctx),
     bind: async (req, ctx) => m.bind(parseBind(req), ctx),

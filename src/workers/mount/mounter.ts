@@ -9,7 +9,7 @@
 import { chmod, lstat, mkdir, realpath, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, posix } from 'node:path';
 import { CorralError, ensureError, err } from '../../errors.ts';
-import type { MountOps, MountSpec } from '../protocol.ts';
+import type { MountOps, MountSpec } from '../../domain/ops.ts';
 import { describeCommand, failureMessage, oneLine, run } from '../exec.ts';
 import { PathLocks } from './locks.ts';
 import {

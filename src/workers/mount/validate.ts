@@ -4,7 +4,7 @@
  * `..`, symlinks) are the Mounter's; here only the shapes.
  */
 import { err } from '../../errors.ts';
-import type { MountSpec } from '../protocol.ts';
+import type { MountSpec } from '../../domain/ops.ts';
 
 type Req = Record<string, unknown>;
 

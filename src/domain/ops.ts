@@ -1,0 +1,208 @@
+/**
+ * The contract between the agent and its workers, in one place: every worker operation with its
+ * request and result, the create steps and compensations the machines sequence (each a discriminated
+ * union over the operation it runs), and the facts workers report.
+ *
+ * Each op is a NATS request on `corral.v1.node.<node>.worker.<kind>.<op>` (`subjects.worker`),
+ * MessagePack both ways. Every request carries:
+ * - `opId`: idempotency key. A worker that sees an opId again answers with the first outcome
+ *   (success or error) without repeating the side effect.
+ * - `deadlineMs`: wall-clock epoch ms after which the worker gives up, undoes what the op did so far,
+ *   and answers `Timeout`.
+ *
+ * Every reply is `{ok: true, result}` or `{ok: false, error: WireError}` (`Envelope` in bus/rpc.ts).
+ * The agent calls ops through one typed client (`agent/worker-client.ts`); each worker serves them from
+ * a handler table typed by {@link OpHandlers}, so a request, a result or an op name that does not match
+ * this file does not compile.
+ */
+
+export interface OpBase {
+  opId: string;
+  deadlineMs: number;
+}
+
+export interface MountSpec {
+  type: string;
+  source: string;
+  options: string[];
+}
+
+/** Mount worker ops. Paths must lie under the worker's allowed roots, else InvalidArgument. */
+export interface MountOps {
+  /**
+   * Mount each entry in order onto `target`, creating `target` (mode 0711, not recursive) if missing.
+   * A failure unmounts what this op mounted and removes the directory if the op created it.
+   */
+  mountRootfs: { req: OpBase & { target: string; mounts: MountSpec[] }; res: { mounted: number; createdDir: boolean } };
+  /** `mount --bind source target` (target created with parents). Read-only when `readonly`. */
+  bind: { req: OpBase & { source: string; target: string; readonly?: boolean }; res: { createdDir: boolean } };
+  /**
+   * Unmount `target` and everything below it, newest first, until nothing is mounted there; then remove
+   * the directory (or the placeholder file of a file bind) if `removeDir`. Missing target is success.
+   * `lazy`: `umount -l` had to be used because the deadline was near.
+   */
+  unmountAll: {
+    req: OpBase & { target: string; removeDir?: boolean };
+    res: { unmounted: number; lazy: boolean; removedDir: boolean };
+  };
+  /** Create a directory with parents and a mode. */
+  mkdir: { req: OpBase & { path: string; mode: number }; res: { created: boolean } };
+  /** Remove a directory tree; refuses (FailedPrecondition) if anything is mounted at or below it. */
+  removeTree: { req: OpBase & { path: string }; res: { removed: boolean } };
+  /** What is mounted under the worker's roots right now (from /proc/self/mountinfo). A read: no opId. */
+  scan: { req: Partial<OpBase>; res: { mounts: { target: string; fstype: string; source: string }[] } };
+}
+
+export interface VmmUser {
+  user: string;
+  uid: number;
+  gid: number;
+  /** Supplementary groups (the gid of /dev/kvm). */
+  groups: number[];
+  /** `/run/user/<uid>`, mode 0750, owned by the user. */
+  runtimeDir: string;
+}
+
+export interface BootSpec {
+  sandboxId: string;
+  vcpus: number;
+  memoryMiB: number;
+  kernel: string;
+  initrd: string;
+  kernelParams: string;
+  machineType: string;
+  /** `auto` tries KVM and falls back to TCG when the guest shows no sign of life in time. */
+  accel: 'auto' | 'kvm' | 'tcg';
+  /** Host directory shared into the guest over virtio-9p; container rootfs live at `<sharedDir>/<containerId>/rootfs`. */
+  sharedDir: string;
+  msize9p: number;
+  /** Directory for the QMP and agent sockets (the VMM user's runtime dir when rootless). */
+  runDir: string;
+  /** Run QEMU as this user (rootless VMM). */
+  user?: VmmUser;
+}
+
+/** What the process inside the guest runs (from config.json's `process`). */
+export interface ProcessPlan {
+  args: string[];
+  env: string[];
+  cwd: string;
+  uid: number;
+  gid: number;
+  additionalGids: number[];
+  terminal: boolean;
+}
+
+/** A container's process, as `startProcess` receives it: the plan's process plus where it runs. */
+export interface ProcessSpec extends ProcessPlan {
+  sandboxId: string;
+  containerId: string;
+}
+
+/** A VM this node's hypervisor worker knows of, as `scan` reports it. */
+export interface ScannedVm {
+  sandboxId: string;
+  pid: number;
+}
+
+/** Hypervisor worker ops. */
+export interface HypervisorOps {
+  createUser: { req: OpBase & { sandboxId: string }; res: VmmUser };
+  /**
+   * `userdel -f` and remove `/run/user/<uid>`. Missing user is success. Without `user` (its creation was
+   * never confirmed): remove whatever user was made for `sandboxId`.
+   */
+  removeUser: {
+    req: OpBase & ({ user: string; uid: number; sandboxId?: undefined } | { sandboxId: string; user?: undefined });
+    res: { removed: boolean };
+  };
+  /** Spawn QEMU and wait until the guest agent says ready. A failure leaves no process behind. */
+  boot: { req: OpBase & BootSpec; res: { pid: number; accel: 'kvm' | 'tcg'; bootMs: number } };
+  /** QMP quit, then SIGKILL after a grace period. Missing VM is success. */
+  stop: { req: OpBase & { sandboxId: string }; res: { stopped: boolean } };
+  /** Start a container's process in the guest; output and exit arrive as worker events. */
+  startProcess: { req: OpBase & ProcessSpec; res: { started: boolean } };
+  signal: {
+    req: OpBase & { sandboxId: string; containerId: string; signal: number };
+    res: { delivered: boolean };
+  };
+  /** A read: no opId. `managed` and `adoption` describe the worker's own VMs (see hypervisor/main.ts). */
+  scan: { req: Partial<OpBase>; res: { vms: ScannedVm[]; users: string[]; managed?: unknown; adoption?: unknown } };
+}
+
+export type WorkerKind = 'mount' | 'hypervisor';
+export interface WorkerOps {
+  mount: MountOps;
+  hypervisor: HypervisorOps;
+}
+export type OpName<K extends WorkerKind> = keyof WorkerOps[K] & string;
+type Spec<K extends WorkerKind, O extends OpName<K>> = WorkerOps[K][O] extends { req: infer Q; res: infer R }
+  ? { req: Q; res: R }
+  : never;
+/** What a caller sends for an op: its request without `opId`/`deadlineMs` (the client adds them). */
+export type OpArgs<K extends WorkerKind, O extends OpName<K>> = Omit<Spec<K, O>['req'], keyof OpBase>;
+export type OpRequest<K extends WorkerKind, O extends OpName<K>> = Spec<K, O>['req'];
+export type OpResult<K extends WorkerKind, O extends OpName<K>> = Spec<K, O>['res'];
+
+/** What a handler gets besides its request: the op's deadline as a signal, and its idempotency key. */
+export interface OpContext {
+  signal: AbortSignal;
+  deadlineMs: number;
+  opId: string;
+}
+/**
+ * A worker's handler table: one handler per op of its kind. Each validates its (untrusted) request
+ * with the op's parser, then runs; its result must be the op's result type.
+ */
+export type OpHandlers<K extends WorkerKind> = {
+  [O in OpName<K>]: (req: Record<string, unknown>, ctx: OpContext) => Promise<OpResult<K, O>>;
+};
+
+// ---- Create steps and their compensations ----
+
+/** The boot step's arguments: the boot spec without the VMM user (known only once createUser ran). */
+export type BootArgs = Omit<BootSpec, 'user'> & { bootTimeoutMs?: number };
+
+/**
+ * One step of a create, as the machine sequences it. `phase` is the sandbox state shown while it runs;
+ * `kind` names the worker op the agent runs for it; `args` is plain data computed by the plan.
+ */
+export type Step =
+  | { phase: 'mounting'; kind: 'mountRootfs'; args: { target: string; mounts: MountSpec[] } }
+  | { phase: 'mounting'; kind: 'mkdir'; args: { path: string; mode: number } }
+  | { phase: 'mounting'; kind: 'bind'; args: { source: string; target: string; readonly?: boolean } }
+  | { phase: 'preparingUser'; kind: 'createUser'; args: { sandboxId: string } }
+  | { phase: 'booting'; kind: 'boot'; args: BootArgs };
+export type StepKind = Step['kind'];
+export type StepOf<K extends StepKind> = Extract<Step, { kind: K }>;
+
+/** What each step's op returns (the machine keeps it under `results[kind]`). */
+export interface StepResults {
+  mountRootfs: MountOps['mountRootfs']['res'];
+  mkdir: MountOps['mkdir']['res'];
+  bind: MountOps['bind']['res'];
+  createUser: HypervisorOps['createUser']['res'];
+  boot: HypervisorOps['boot']['res'];
+}
+
+/** The undo of a completed (or possibly completed) step, pushed on the compensation stack. */
+export type Compensation = (
+  | { kind: 'unmountAll'; args: { target: string; removeDir?: boolean } }
+  | { kind: 'removeTree'; args: { path: string } }
+  | { kind: 'removeUser'; args: { user: string; uid: number } | { sandboxId: string } }
+  | { kind: 'stopVm'; args: { sandboxId: string } }
+) & {
+  /** The step it undoes, for logs and events. */
+  undoes: string;
+};
+export type CompensationKind = Compensation['kind'];
+
+// ---- Facts the workers report ----
+
+/**
+ * Worker events: `exit` of a process, `vmExit` of a VMM. Published as `{node, sandbox, kind: 'worker', at, event}`
+ * on `corral.v1.evt.<node>.<sandbox>.worker`, so the event log keeps them.
+ */
+export type WorkerEvent =
+  | { kind: 'exit'; sandboxId: string; containerId: string; exitStatus: number; exitedAt: number }
+  | { kind: 'vmExit'; sandboxId: string; code: number | null; signal: string | null; at: number };
