@@ -187,7 +187,7 @@ export function buildAgent(d: AgentDeps) {
       snapshot: task.actor.getPersistedSnapshot(),
     };
     task.snapshotChain = (task.snapshotChain ?? Promise.resolve())
-      .then(() => d.snapshots!.save(save))
+      .then(() => (tasks.get(task.id) === task ? d.snapshots!.save(save) : undefined))
       .catch((e) => log.warn({ err: e, taskId: task.id }, 'snapshot not saved'));
   }
 
@@ -219,6 +219,24 @@ export function buildAgent(d: AgentDeps) {
     };
   }
 
+  /**
+   * The task leaves the table (deleted, or its failed create rolled back): whatever still waits on it
+   * is answered with `env` (a held wait would otherwise never be), and its snapshot goes, after any
+   * save still queued (saves check that the task is live, so none can land after this).
+   */
+  function drop(task: Task, env: Envelope<unknown>): boolean {
+    if (tasks.get(task.id) !== task) return false;
+    tasks.delete(task.id);
+    for (const w of task.waiters.splice(0)) {
+      clearTimeout(w.timer);
+      w.reply(env);
+    }
+    task.snapshotChain = (task.snapshotChain ?? Promise.resolve())
+      .then(() => d.snapshots?.remove(task.id))
+      .catch((e) => log.warn({ err: e, taskId: task.id }, 'snapshot not removed'));
+    return true;
+  }
+
   /** Replies, facts and the registry entry of a task's actor. */
   function wire(task: Task) {
     task.actor.on('reply', (r) => onReply(r as Reply));
@@ -233,20 +251,13 @@ export function buildAgent(d: AgentDeps) {
       next: (snap) => {
         // A failed create whose rollback is complete leaves no task behind (Kata registers none).
         const v = snap.value as unknown;
-        if (
-          v &&
-          typeof v === 'object' &&
-          (v as { failed?: string }).failed === 'clean' &&
-          tasks.get(task.id) === task
-        ) {
-          tasks.delete(task.id);
-          queueMicrotask(() => task.actor.stop());
-          void (task.snapshotChain ?? Promise.resolve()).then(() => d.snapshots?.remove(task.id));
+        if (v && typeof v === 'object' && (v as { failed?: string }).failed === 'clean') {
+          const error = snap.context.error ?? err.notFound(`task ${task.id} was removed`).toWire();
+          if (drop(task, { ok: false, error })) queueMicrotask(() => task.actor.stop());
         }
       },
       complete: () => {
-        if (tasks.get(task.id) === task) tasks.delete(task.id);
-        void task.snapshotChain?.then(() => d.snapshots?.remove(task.id));
+        drop(task, { ok: false, error: err.notFound(`task ${task.id} was deleted`).toWire() });
       },
       error: (e) => {
         log.error({ err: e, taskId: task.id }, 'actor crashed');
@@ -289,8 +300,12 @@ export function buildAgent(d: AgentDeps) {
     const records = await readRecords(d.nc, { node: d.settings.node });
     const bySandbox = new Map<string, EventRecord[]>();
     for (const r of records) bySandbox.set(r.sandbox, [...(bySandbox.get(r.sandbox) ?? []), r]);
-    const snaps = d.snapshots ? await d.snapshots.all() : [];
-    for (const sn of snaps) if (!bySandbox.has(sn.sandboxId)) bySandbox.set(sn.sandboxId, []);
+    // A snapshot is a starting point only while the log still holds the state record it was saved at:
+    // one whose records were purged (its task ended long ago) must never rebuild the task.
+    const saved = d.snapshots ? await d.snapshots.all() : [];
+    const snaps = saved.filter((sn) =>
+      (bySandbox.get(sn.sandboxId) ?? []).some((r) => r.seq === sn.seq && r.taskId === sn.taskId),
+    );
     const gate = new EffectGate();
     const pendingTasks = new Map<string, Task>();
     for (const [sandbox, recs] of bySandbox) {
@@ -362,6 +377,10 @@ export function buildAgent(d: AgentDeps) {
       if (ev && id && tasks.has(id) && r.seq > (createdAt.get(id) ?? Infinity))
         await feedWorkerEvent(ev).catch((e) => log.error({ err: e }, 'worker fact lost in recovery'));
     }
+    // Snapshots no live task owns (stale, or left by a delete an older agent did not finish) go.
+    const stale = saved.filter((sn) => !tasks.has(sn.taskId)).map((sn) => sn.taskId);
+    for (const id of stale) await d.snapshots?.remove(id);
+    if (stale.length > 0) log.info({ snapshots: stale }, 'recovery: removed snapshots no live task owns');
     return { tasks: tasks.size, resumed };
   }
 

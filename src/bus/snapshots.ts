@@ -12,6 +12,14 @@ import type { StartingPoint } from '../replay/engine.ts';
 
 export const SNAPSHOT_BUCKET = 'CORRAL_SNAPSHOTS';
 
+const KV_TOKEN = /^[A-Za-z0-9_=-]{1,256}$/;
+/** A task id as one KV key token. */
+function kvToken(id: string): string {
+  const t = id.replaceAll('.', '=');
+  if (!KV_TOKEN.test(t)) throw err.invalid(`invalid task id for a snapshot key: ${JSON.stringify(id)}`);
+  return t;
+}
+
 /** A replay starting point (`seq`: the last record it covers) plus when the task was created. */
 export interface TaskSnapshot extends StartingPoint {
   createdAt: number;
@@ -32,8 +40,9 @@ export class Snapshots {
     }
   }
 
+  /** `<node>.<taskId>`, a task id's dots written `=` (KV keys allow `-/_=.` and alphanumerics; ids cannot hold `=`). */
   private key(taskId: string) {
-    return `${token(this.node, 'node')}.${token(taskId, 'task id')}`;
+    return `${token(this.node, 'node')}.${kvToken(taskId)}`;
   }
 
   async save(s: TaskSnapshot): Promise<void> {

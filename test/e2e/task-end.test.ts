@@ -1,0 +1,144 @@
+/**
+ * A task that ends in any way answers what waits on it, and leaves nothing that could bring it back
+ * (the two bugs of a randomized fault soak): a `wait` held while the create fails gets the create's
+ * failure at once, exactly once; a deleted task's snapshot goes with it (also when the task was
+ * recovered by a restarted agent), a snapshot whose records are gone never rebuilds a task, and
+ * snapshots no live task owns are removed when the agent starts. Real agent, workers and nats-server;
+ * simulated VMs (the guest plays no part here).
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createInbox } from '@nats-io/transport-node';
+import { decode, encode } from '../../src/bus/codec.ts';
+import { request } from '../../src/bus/rpc.ts';
+import { subjects } from '../../src/bus/subjects.ts';
+import { Snapshots } from '../../src/bus/snapshots.ts';
+import { runRetention } from '../../src/bus/retention.ts';
+import { eventually, testNode, type TestNode } from '../helpers/node.ts';
+
+let n: TestNode;
+let snaps: Snapshots;
+const ids: string[] = [];
+beforeAll(async () => {
+  n = await testNode({ faults: true, simulate: true });
+  snaps = await Snapshots.open(n.nc, n.node);
+});
+afterAll(async () => {
+  await n?.cleanup();
+});
+afterEach(async () => {
+  await n.expectNothingLeft(ids);
+});
+
+const state = (id: string) => n.call<{ state: string }>('state', { id }).then((s) => s.state);
+const snapshotIds = async () => (await snaps.all()).map((s) => s.taskId);
+const listed = async () => (await n.call<{ tasks: { id: string }[] }>('list', {})).tasks.map((t) => t.id);
+
+/** Send a Task API request with a reply inbox of its own, and collect every answer that arrives there. */
+function rawRequest(verb: 'wait', body: Record<string, unknown>) {
+  const inbox = createInbox();
+  const answers: { ok: boolean; error?: { code: string; message: string } }[] = [];
+  const sub = n.nc.subscribe(inbox, {
+    callback: (_e, m) => {
+      answers.push(decode(m.data) as (typeof answers)[number]);
+    },
+  });
+  n.nc.publish(subjects.task(n.node, verb), encode(body), { reply: inbox });
+  return { answers, close: () => sub.unsubscribe() };
+}
+
+describe('a wait held while its create fails', () => {
+  it('gets the create failure at once, exactly once; the task is gone', async () => {
+    const id = `wf-${randomUUID().slice(0, 8)}`;
+    ids.push(id);
+    const b = n.bundle(id, { args: ['sleep', '600'], emptyRootfs: true });
+    // The rootfs mount hangs until the mount worker is killed: the create is held in `mounting`.
+    await n.fault('mount', 'mountRootfs', 'hang');
+    const created = n.call('create', {
+      id,
+      bundle: b,
+      rootfs: [{ type: 'tmpfs', source: 'tmpfs', options: ['size=1m'] }],
+    });
+    created.catch(() => {}); // asserted below
+    await eventually(async () => (await state(id).catch(() => '')) === 'mounting');
+
+    const w = rawRequest('wait', { id, timeoutMs: 0 });
+    // The wait is held: a later request on the same connection is answered first.
+    expect(await state(id)).toBe('mounting');
+    expect(w.answers).toEqual([]);
+
+    const { pid } = await request<{ pid: number }>(n.nc, subjects.worker(n.node, 'mount', '__ping'), {}, 5_000);
+    process.kill(pid, 'SIGKILL');
+    const e = await created.then(
+      () => null,
+      (x: unknown) => x as { code: string },
+    );
+    expect(e).toMatchObject({ code: 'Unavailable' });
+    await eventually(() => w.answers.length > 0, 10_000);
+    expect(w.answers[0]).toMatchObject({ ok: false, error: { code: 'Unavailable' } });
+    // Gone, and nothing more arrives for the wait (a later round trip to the agent is answered first).
+    await expect(state(id)).rejects.toMatchObject({ code: 'NotFound' });
+    expect(w.answers).toHaveLength(1);
+    w.close();
+  });
+
+  it('a wait sent once the failed task is gone is NotFound', async () => {
+    const id = `wg-${randomUUID().slice(0, 8)}`;
+    ids.push(id);
+    const b = n.bundle(id, { args: ['sleep', '600'], emptyRootfs: true });
+    const bad = [
+      { type: 'tmpfs', source: 'tmpfs', options: ['size=1m'] },
+      { type: 'nosuchfs', source: 'none', options: [] },
+    ];
+    await expect(n.call('create', { id, bundle: b, rootfs: bad })).rejects.toMatchObject({ code: 'InvalidArgument' });
+    await expect(n.call('wait', { id, timeoutMs: 0 }, 10_000)).rejects.toMatchObject({ code: 'NotFound' });
+  });
+});
+
+describe('snapshots of deleted tasks', () => {
+  it('a recovered task deleted: its snapshot goes; once its history is purged, no restart brings it back', async () => {
+    const id = `sd-${randomUUID().slice(0, 8)}`;
+    ids.push(id);
+    await n.call('create', { id, bundle: n.bundle(id, { args: ['sleep', '600'] }) });
+    await eventually(async () => (await snapshotIds()).includes(id));
+    await n.restartAgent(); // SIGKILL, then a new agent recovers the task
+    expect(await state(id)).toBe('created');
+    await n.call('delete', { id });
+    await eventually(async () => !(await snapshotIds()).includes(id));
+    expect(await snapshotIds()).not.toContain(id);
+
+    await runRetention(n.nc, { retentionMs: 0, node: n.node });
+    await n.restartAgent();
+    expect(await listed()).not.toContain(id);
+    await expect(state(id)).rejects.toMatchObject({ code: 'NotFound' });
+  });
+
+  it('a snapshot whose records are gone rebuilds nothing and is removed when the agent starts', async () => {
+    const id = `ss-${randomUUID().slice(0, 8)}`;
+    ids.push(id);
+    await n.call('create', { id, bundle: n.bundle(id, { args: ['sleep', '600'] }) });
+    await eventually(async () => (await snapshotIds()).includes(id));
+    const stale = (await snaps.all()).find((s) => s.taskId === id)!;
+    await n.call('delete', { id });
+    await eventually(async () => !(await snapshotIds()).includes(id));
+    await runRetention(n.nc, { retentionMs: 0, node: n.node });
+    await snaps.save(stale); // as an older agent left it: a snapshot of a task whose history is purged
+
+    await n.restartAgent();
+    expect(await listed()).not.toContain(id);
+    expect(await snapshotIds()).not.toContain(id);
+  });
+
+  it('an id with a dot gets its snapshot (and loses it on delete)', async () => {
+    const id = `dot.${randomUUID().slice(0, 8)}`;
+    ids.push(id);
+    await n.call('create', { id, bundle: n.bundle(id, { args: ['sleep', '600'] }) });
+    await eventually(async () => (await snapshotIds()).includes(id));
+    expect(await snapshotIds()).toContain(id);
+    await n.restartAgent();
+    expect(await state(id)).toBe('created');
+    await n.call('delete', { id });
+    await eventually(async () => !(await snapshotIds()).includes(id));
+    expect(await snapshotIds()).not.toContain(id);
+  });
+});
