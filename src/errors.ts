@@ -73,3 +73,6 @@ export function ensureError(e: unknown): CorralError {
 
 export const fromWire = (w: WireError): CorralError =>
   new CorralError(isCode(w.code) ? w.code : 'Internal', w.message, { retryable: w.retryable });
+
+/** The one normaliser to the wire shape (what machines keep in their context and replies carry). */
+export const toWireError = (e: unknown): WireError => ensureError(e).toWire();

@@ -6,8 +6,8 @@
  * and runs the coordinator again later. Output: `{ done, failed }`.
  */
 import { assign, fromPromise, setup } from 'xstate';
-import type { WireError } from '../errors.ts';
-import type { Compensation } from '../domain/task.ts';
+import { toWireError, type WireError } from '../errors.ts';
+import type { Compensation } from '../domain/ops.ts';
 
 export interface CoordinatorInput {
   compensations: Compensation[];
@@ -19,8 +19,8 @@ export interface CoordinatorOutput {
   failed: { compensation: Compensation; error: WireError }[];
 }
 
-const notBound = (name: string) =>
-  fromPromise<never, never>(async () => {
+const notBound = <O, I>(name: string) =>
+  fromPromise<O, I>(async () => {
     throw new Error(`effect ${name} is not bound`);
   });
 
@@ -39,8 +39,8 @@ export const coordinatorMachine = setup({
     },
   },
   actors: {
-    compensate: notBound('compensate') as unknown as ReturnType<typeof fromPromise<unknown, Compensation>>,
-    backoff: notBound('backoff') as unknown as ReturnType<typeof fromPromise<unknown, { ms: number }>>,
+    compensate: notBound<unknown, Compensation>('compensate'),
+    backoff: notBound<unknown, { ms: number }>('backoff'),
   },
   guards: {
     nothingLeft: ({ context }) => context.pending.length === 0,
@@ -75,7 +75,10 @@ export const coordinatorMachine = setup({
         },
         onError: {
           target: 'retryOrRecord',
-          actions: assign(({ context, event }) => ({ attempts: context.attempts + 1, lastError: toWire(event.error) })),
+          actions: assign(({ context, event }) => ({
+            attempts: context.attempts + 1,
+            lastError: toWireError(event.error),
+          })),
         },
       },
     },
@@ -105,13 +108,3 @@ export const coordinatorMachine = setup({
   },
   output: ({ context }) => ({ done: context.done, failed: context.failed }),
 });
-
-/** Errors that reach a machine are plain data on the wire shape; anything else is Internal. */
-export function toWire(e: unknown): WireError {
-  if (e && typeof e === 'object' && 'code' in e && 'message' in e) {
-    const w = e as { code: unknown; message: unknown; retryable?: unknown };
-    if (typeof w.code === 'string' && typeof w.message === 'string')
-      return { code: w.code as WireError['code'], message: w.message, retryable: w.retryable === true };
-  }
-  return { code: 'Internal', message: e instanceof Error ? e.message : String(e), retryable: false };
-}

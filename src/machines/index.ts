@@ -1,9 +1,12 @@
 export { sandboxMachine } from './sandbox.machine.ts';
 export { containerMachine } from './container.machine.ts';
-export { coordinatorMachine, toWire, type CoordinatorInput, type CoordinatorOutput } from './coordinator.machine.ts';
+export { coordinatorMachine, type CoordinatorInput, type CoordinatorOutput } from './coordinator.machine.ts';
 export { compensationOf } from './compensation.ts';
 export {
   stateName,
+  hasTag,
+  type LifecycleTag,
+  type KillRequest,
   type LifecycleEvent,
   type LifecycleInput,
   type LifecycleContext,

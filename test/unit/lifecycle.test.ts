@@ -138,6 +138,63 @@ describe('sandbox lifecycle', () => {
     }
   });
 
+  it('a second kill while the first is being signalled: each is signalled and answered exactly once', async () => {
+    const { fx, calls } = fakeEffects();
+    const held: (() => void)[] = [];
+    fx.signal = ({ signal }) => {
+      calls.push(`signal:${signal}`);
+      return new Promise((resolve) => held.push(() => resolve({})));
+    };
+    const { actor, emitted } = run(sandboxMachine, fx);
+    await until(actor, (s) => s === 'created');
+    actor.send({ type: 'start', rid: 'r1', at: 1 });
+    await until(actor, (s) => s.includes('running'));
+    actor.send({ type: 'kill', rid: 'k1', signal: 2, all: true, at: 2 });
+    await until(actor, () => held.length === 1);
+    actor.send({ type: 'kill', rid: 'k2', signal: 9, all: true, at: 3 }); // Ctrl-C twice
+    held.shift()!();
+    await until(actor, () => held.length === 1); // the second is signalled once the first is answered
+    expect(replies(emitted).map((r) => r.rid)).toEqual(['r-create', 'r1', 'k1']);
+    held.shift()!();
+    await until(actor, () => replies(emitted).some((r) => r.rid === 'k2'));
+    expect(calls.filter((c) => c.startsWith('signal:'))).toEqual(['signal:2', 'signal:9']);
+    expect(replies(emitted).filter((r) => r.rid.startsWith('k'))).toEqual([
+      { type: 'reply', rid: 'k1', ok: true, result: {} },
+      { type: 'reply', rid: 'k2', ok: true, result: {} },
+    ]);
+  });
+
+  it('kills queued behind a signal are answered when the process exits meanwhile', async () => {
+    const { fx } = fakeEffects();
+    fx.signal = () => new Promise(() => {}); // never answered: the exit comes first
+    const { actor, emitted } = run(sandboxMachine, fx);
+    await until(actor, (s) => s === 'created');
+    actor.send({ type: 'start', rid: 'r1', at: 1 });
+    await until(actor, (s) => s.includes('running'));
+    actor.send({ type: 'kill', rid: 'k1', signal: 15, all: true, at: 2 });
+    actor.send({ type: 'kill', rid: 'k2', signal: 9, all: true, at: 2 });
+    actor.send({ type: 'exit', exitStatus: 137, exitedAt: 3 });
+    await until(actor, (s) => s.includes('stopped'));
+    expect(replies(emitted).filter((r) => r.rid.startsWith('k'))).toEqual([
+      { type: 'reply', rid: 'k1', ok: true, result: {} },
+      { type: 'reply', rid: 'k2', ok: true, result: {} },
+    ]);
+  });
+
+  it('tags give the task status and the quiet points', async () => {
+    const { fx } = fakeEffects();
+    const { actor } = run(sandboxMachine, fx);
+    await until(actor, (s) => s === 'created');
+    const tags = () => [...actor.getSnapshot().tags].sort();
+    expect(tags()).toEqual(['created', 'quiet']);
+    actor.send({ type: 'start', rid: 'r1', at: 1 });
+    await until(actor, (s) => s.includes('running'));
+    expect(tags()).toEqual(['quiet', 'running']);
+    actor.send({ type: 'exit', exitStatus: 0, exitedAt: 2 });
+    await until(actor, (s) => s.includes('clean'));
+    expect(tags()).toEqual(['quiet', 'stopped']);
+  });
+
   it('VM death while running exits 255 and tears everything down', async () => {
     const { fx, compensated } = fakeEffects();
     const { actor, emitted } = run(sandboxMachine, fx);
