@@ -1,6 +1,6 @@
 /** What `state`, `list` and `wait` show of a task: containerd's State response, plus Corral's machine state. */
 import type { TaskStatus } from '../domain/task.ts';
-import { stateName, type LifecycleActor } from '../machines/index.ts';
+import { hasTag, stateName, type LifecycleActor } from '../machines/index.ts';
 
 export interface TaskView {
   id: string;
@@ -21,21 +21,12 @@ export interface TaskView {
   stderr: string;
 }
 
+/** containerd's status, from the state's tags (lifecycle-setup.ts): untagged states are still creating. */
 export function taskStatus(actor: LifecycleActor): TaskStatus {
-  switch (stateName(actor)) {
-    case 'created':
-    case 'starting':
-      return 'created';
-    case 'running':
-      return 'running';
-    case 'stopping':
-    case 'stopped':
-    case 'deleted':
-    case 'failed':
-      return 'stopped';
-    default:
-      return 'unknown';
-  }
+  if (hasTag(actor, 'running')) return 'running';
+  if (hasTag(actor, 'created')) return 'created';
+  if (hasTag(actor, 'stopped')) return 'stopped';
+  return 'unknown';
 }
 
 export function taskView(

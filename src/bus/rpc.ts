@@ -1,13 +1,15 @@
 /**
  * Typed request/reply over NATS with the `{ok, result | error}` envelope and MessagePack.
- * `serve` is the one place that turns bytes into values and errors into replies for every handler.
+ * The serving side (one loop for every service) is serve.ts.
  */
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { CorralError, ensureError, err, fromWire, type WireError } from '../errors.ts';
 import { decode, encode } from './codec.ts';
 import { reconnectWatch } from './connection.ts';
 
-export type Envelope<T> = { ok: true; result: T } | { ok: false; error: WireError };
+import type { Envelope } from './envelope.ts';
+
+export type { Envelope } from './envelope.ts';
 
 export interface RequestOptions {
   /**
@@ -118,37 +120,5 @@ export async function request<T>(
   throw fromWire(env.error);
 }
 
-export type Handler = (body: unknown, msg: Msg) => Promise<unknown> | unknown;
-
-export interface ServeOptions {
-  queue?: string;
-  /** Called with errors that are not CorralErrors (bugs), for logging. */
-  onInternal?: (e: unknown, subject: string) => void;
-}
-
-/** Serve a subject (wildcards allowed). Each handler's result or thrown error becomes the reply. */
-export function serve(nc: NatsConnection, subject: string, handler: Handler, opts: ServeOptions = {}): Subscription {
-  return nc.subscribe(subject, {
-    queue: opts.queue,
-    callback: (e, msg) => {
-      if (e) return;
-      void (async () => {
-        let reply: Envelope<unknown>;
-        try {
-          const body = decode(msg.data);
-          reply = { ok: true, result: await handler(body, msg) };
-        } catch (x) {
-          if (!(x instanceof CorralError)) opts.onInternal?.(x, msg.subject);
-          reply = { ok: false, error: ensureError(x).toWire() };
-        }
-        if (msg.reply) {
-          try {
-            msg.respond(encode(reply));
-          } catch {
-            /* connection closing: nothing to answer to */
-          }
-        }
-      })();
-    },
-  });
-}
+/** The serving side lives in serve.ts (one loop for every service). */
+export { serve, type ServeOptions } from './serve.ts';

@@ -8,7 +8,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { err } from '../errors.ts';
 import { decode, encode } from './codec.ts';
 import { token } from './subjects.ts';
-import type { StartingPoint } from '../replay/engine.ts';
+import type { StartingPoint } from '../domain/starting-point.ts';
 
 export const SNAPSHOT_BUCKET = 'CORRAL_SNAPSHOTS';
 

@@ -14,11 +14,10 @@ interface Waiting {
   settle: (o: Outcome | 'live') => void;
 }
 
-export const tick = () => new Promise<void>((r) => setImmediate(r));
-
 export class EffectGate {
   private waiting: Waiting[] = [];
   private isLive = false;
+  private asked = new Map<string, Set<() => void>>();
 
   get live(): boolean {
     return this.isLive;
@@ -27,20 +26,31 @@ export class EffectGate {
   /** Called by an effect: its recorded outcome, or 'live' once the gate is open. */
   wait(taskId: string, name: string): Promise<Outcome | 'live'> {
     if (this.isLive) return Promise.resolve('live');
-    return new Promise((settle) => this.waiting.push({ taskId, name, settle }));
+    const p = new Promise<Outcome | 'live'>((settle) => this.waiting.push({ taskId, name, settle }));
+    for (const f of [...(this.asked.get(taskId) ?? [])]) f();
+    return p;
   }
 
-  /** Hand a recorded outcome to the oldest effect of that task and name; waits a few ticks for it to ask. */
-  async deliver(taskId: string, name: string, outcome: Outcome, ticks = 20): Promise<boolean> {
-    for (let i = 0; i <= ticks; i++) {
-      const k = this.waiting.findIndex((w) => w.taskId === taskId && w.name === name);
-      if (k >= 0) {
-        this.waiting.splice(k, 1)[0]!.settle(outcome);
-        return true;
-      }
-      await tick();
-    }
-    return false;
+  /** Calls `f` each time an effect of `taskId` asks (the replay's signal that an outcome was taken). */
+  onAsk(taskId: string, f: () => void): () => void {
+    let set = this.asked.get(taskId);
+    if (!set) this.asked.set(taskId, (set = new Set()));
+    set.add(f);
+    return () => {
+      set.delete(f);
+      if (set.size === 0) this.asked.delete(taskId);
+    };
+  }
+
+  /**
+   * Hand a recorded outcome to the oldest effect of that task and name that is waiting. Effects ask
+   * as soon as their state invokes them (synchronously), so one that is not waiting never asked: false.
+   */
+  deliver(taskId: string, name: string, outcome: Outcome): boolean {
+    const k = this.waiting.findIndex((w) => w.taskId === taskId && w.name === name);
+    if (k < 0) return false;
+    this.waiting.splice(k, 1)[0]!.settle(outcome);
+    return true;
   }
 
   /** Effects that asked and got nothing yet (what was in flight when the log ends). */

@@ -9,10 +9,10 @@ import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { CorralError, ensureError, err } from '../errors.ts';
-import { decode, encode } from '../bus/codec.ts';
+import { LATER, serve } from '../bus/serve.ts';
 import { subjects } from '../bus/subjects.ts';
 import type { OpContext, WorkerKind } from '../domain/ops.ts';
-import type { Envelope } from '../bus/rpc.ts';
+import type { Envelope } from '../bus/envelope.ts';
 
 export type { OpContext } from '../domain/ops.ts';
 export type OpHandler = (req: Record<string, unknown>, ctx: OpContext) => Promise<unknown>;
@@ -119,26 +119,10 @@ export function runWorker(o: WorkerOptions): { sub: Subscription; journal: Journ
     return env;
   };
 
-  const sub = o.nc.subscribe(`${prefix}*`, {
-    callback: (e, msg) => {
-      if (e) return;
-      const op = msg.subject.slice(prefix.length);
-      void (async () => {
-        let env: Envelope<unknown>;
-        try {
-          env = await run(op, decode(msg.data));
-        } catch (x) {
-          env = { ok: false, error: ensureError(x).toWire() };
-        }
-        if (msg.reply) {
-          try {
-            msg.respond(encode(env));
-          } catch {
-            /* closing */
-          }
-        }
-      })();
-    },
+  // Errors thrown by `run` (bad op, bad request) are coded replies; journaled outcomes are answered as they are.
+  const sub = serve(o.nc, `${prefix}*`, async (body, req) => {
+    req.reply(await run(req.verb, body));
+    return LATER;
   });
   return { sub, journal };
 }

@@ -4,7 +4,7 @@
  * controller reserved already) and answers at once. No agent, no worker, no VM: say so in the output.
  */
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import { serve } from '../../src/bus/rpc.ts';
+import { serve } from '../../src/bus/serve.ts';
 import { subjects } from '../../src/bus/subjects.ts';
 import { CorralError, err, type Code } from '../../src/errors.ts';
 import type { CreateInlineBody } from '../../src/fleet/controller.ts';

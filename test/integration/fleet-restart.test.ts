@@ -4,7 +4,8 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { connectNats } from '../../src/bus/connection.ts';
-import { request, serve } from '../../src/bus/rpc.ts';
+import { request } from '../../src/bus/rpc.ts';
+import { serve } from '../../src/bus/serve.ts';
 import { subjects } from '../../src/bus/subjects.ts';
 import { FleetController, type FleetCreateResult } from '../../src/fleet/controller.ts';
 import { AgentRegistration, NodeRegistry } from '../../src/fleet/registry.ts';

@@ -231,7 +231,7 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
   agent.start();
   await registration.register();
   await registration
-    .reconcile([...agent.tasks.keys()])
+    .reconcile(agent.tasks.ids())
     .catch((e) => log.warn({ err: e }, 'fleet reservations not reconciled'));
   // History of deleted sandboxes goes once the retention period has passed (docs/decisions/0005).
   const janitor = () =>

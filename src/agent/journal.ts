@@ -1,0 +1,92 @@
+/**
+ * The agent's event-log writer: every input is appended before the actor consumes it (write-ahead),
+ * every fact in the order the actor emitted it, every state the actor reached (replay compares
+ * against these), and at quiet states (no effect in flight) a snapshot of the actor with the stream
+ * sequence its state record got, so recovery can start there.
+ */
+import type { InspectionEvent, SnapshotFrom } from 'xstate';
+import type { EventLog } from '../bus/eventlog.ts';
+import type { Snapshots } from '../bus/snapshots.ts';
+import type { Fact } from '../domain/task.ts';
+import type { LifecycleEvent, LifecycleMachine } from '../machines/index.ts';
+import type { Logger } from '../log.ts';
+import type { NewTask, Task } from './task-table.ts';
+
+export interface JournalDeps {
+  events: EventLog;
+  snapshots?: Snapshots;
+  log: Logger;
+  /** Whether the task is still in the table (a snapshot of a removed task must not be saved). */
+  isLive: (t: Task) => boolean;
+}
+
+export class TaskJournal {
+  constructor(private readonly d: JournalDeps) {}
+
+  /** Write-ahead: store the input, then let the actor consume it. */
+  async input(t: Task, event: LifecycleEvent): Promise<void> {
+    await this.d.events.append(t.sandboxId, 'input', { taskId: t.id, event });
+    t.actor.send(event);
+  }
+
+  /** Appends a fact (in emission order: the log keeps one chain per sandbox). */
+  fact(t: Task, f: Fact): void {
+    this.d.events
+      .append(t.sandboxId, f.kind, { taskId: t.id, ...f.data })
+      .catch((e: unknown) => this.d.log.error({ err: e, taskId: t.id }, 'event log append failed'));
+  }
+
+  /** The inspection observer of a task's actor: logs each transition and records the state it led to. */
+  inspector(task: NewTask): (ev: InspectionEvent) => void {
+    const alog = this.d.log.child({ sandboxId: task.sandboxId, taskId: task.id, machine: task.kind });
+    let last = '';
+    return (ev) => {
+      if (ev.type !== '@xstate.snapshot' || !task.actor || ev.actorRef !== task.actor) return;
+      const snap = ev.snapshot as SnapshotFrom<LifecycleMachine>; // the root actor's own snapshot
+      const s = JSON.stringify(snap.value);
+      const recovering = task.skip.states > 0;
+      if (s !== last) {
+        alog.info({ state: s, event: ev.event.type, ...(recovering ? { recovering } : {}) }, 'transition');
+        last = s;
+      }
+      if (recovering) {
+        task.skip.states--; // already in the log: this is a replay
+        return;
+      }
+      const quiet = snap.hasTag('quiet');
+      const t = task as Task;
+      this.d.events.append(task.sandboxId, 'state', { taskId: task.id, value: snap.value, event: ev.event.type }).then(
+        (seq) => quiet && this.snapshot(t, seq),
+        () => {}, // the append failed: logged by the event log's own retries; nothing to snapshot
+      );
+    };
+  }
+
+  /** Saves the actor at a quiet state, after the saves before it, and only while the task is live. */
+  private snapshot(t: Task, seq: number): void {
+    const snapshots = this.d.snapshots;
+    if (!snapshots || !t.effectCount) return;
+    const save = {
+      seq,
+      taskId: t.id,
+      sandboxId: t.sandboxId,
+      machine: t.kind,
+      instance: t.instance,
+      effects: t.effectCount(),
+      createdAt: t.createdAt,
+      snapshot: t.actor.getPersistedSnapshot(),
+    };
+    t.snapshotChain = (t.snapshotChain ?? Promise.resolve())
+      .then(() => (this.d.isLive(t) ? snapshots.save(save) : undefined))
+      .catch((e: unknown) => this.d.log.warn({ err: e, taskId: t.id }, 'snapshot not saved'));
+  }
+
+  /** The task is gone: its snapshot goes, after any save still queued. */
+  removeSnapshot(t: Task): void {
+    const snapshots = this.d.snapshots;
+    if (!snapshots) return;
+    t.snapshotChain = (t.snapshotChain ?? Promise.resolve())
+      .then(() => snapshots.remove(t.id))
+      .catch((e: unknown) => this.d.log.warn({ err: e, taskId: t.id }, 'snapshot not removed'));
+  }
+}

@@ -1,0 +1,121 @@
+/**
+ * After a restart: rebuild every task of this node from the event log (replay/rebuild.ts, with the
+ * recorded outcome of each effect), then let whatever was in flight run for real with its original
+ * opIds, so workers answer with their first outcome. Facts and states already in the log are not
+ * written again. Creates recorded with a requestId become answerable again, and the worker facts
+ * that arrived while the agent was down are fed to their tasks.
+ */
+import { matchesState, type StateValue } from 'xstate';
+import type { WireError } from '../errors.ts';
+import type { WorkerEvent } from '../domain/ops.ts';
+import type { StartingPoint } from '../domain/starting-point.ts';
+import { hasTag, stateName } from '../machines/index.ts';
+import { EffectGate } from '../replay/gate.ts';
+import { rebuild } from '../replay/rebuild.ts';
+import { readRecords, type EventRecord } from '../replay/records.ts';
+import type { RequestLedger } from './idempotency.ts';
+import type { TaskRuntime } from './task-runtime.ts';
+import { newTask, type NewTask, type Task } from './task-table.ts';
+
+const isCreate = (r: EventRecord) =>
+  r.kind === 'input' && (r.event as { type?: string } | undefined)?.type === 'create';
+/** The task ended for good: deleted, or its failed create rolled back completely. */
+const ends = (r: EventRecord) =>
+  r.kind === 'deleted' || (r.kind === 'state' && matchesState('failed.clean', r.value as StateValue));
+
+export async function recover(rt: TaskRuntime, ledger: RequestLedger): Promise<{ tasks: number; resumed: string[] }> {
+  const { d, tasks } = rt;
+  const records = await readRecords(d.nc, { node: d.settings.node });
+  const bySandbox = new Map<string, EventRecord[]>();
+  for (const r of records) bySandbox.set(r.sandbox, [...(bySandbox.get(r.sandbox) ?? []), r]);
+  // A snapshot is a starting point only while the log still holds the state record it was saved at:
+  // one whose records were purged (its task ended long ago) must never rebuild the task.
+  const saved = d.snapshots ? await d.snapshots.all() : [];
+  const usable = (sn: StartingPoint) =>
+    (bySandbox.get(sn.sandboxId) ?? []).some((r) => r.seq === sn.seq && r.taskId === sn.taskId);
+  const snaps = saved.filter(usable);
+  const gate = new EffectGate();
+  const rebuilding = new Map<string, NewTask>();
+  const record = (t: { taskId: string; machine: Task['kind']; sandboxId: string; instance: string }) => {
+    let rec = rebuilding.get(t.taskId);
+    if (!rec)
+      rebuilding.set(
+        t.taskId,
+        (rec = newTask({ id: t.taskId, kind: t.machine, sandboxId: t.sandboxId, instance: t.instance })),
+      );
+    return rec;
+  };
+  for (const [sandbox, recs] of bySandbox) {
+    const created = recs.filter(isCreate).map((r) => r.taskId);
+    const gone = new Set(recs.filter(ends).map((r) => r.taskId));
+    const from = snaps.filter((sn) => sn.sandboxId === sandbox && !gone.has(sn.taskId));
+    if (from.length === 0 && created.every((id) => gone.has(id))) continue;
+    const r = await rebuild(recs, {
+      gate,
+      from,
+      stopOnDivergence: false,
+      effects: (t, g) => rt.effectsFor(record(t), g, t.effectsFrom),
+      inspect: (t) => rt.journal.inspector(record(t)),
+      onTask: (t) => {
+        const task: Task = Object.assign(record(t), { actor: t.actor });
+        // A restored actor's first snapshot is the state it was saved in: already in the log.
+        task.skip = { facts: t.recorded.facts, states: t.recorded.states + (t.fromSnapshot ? 1 : 0) };
+        rt.wire(task);
+      },
+    });
+    if (r.divergence)
+      d.log.error(
+        { sandboxId: sandbox, divergence: r.divergence },
+        'recovery: the rebuilt state differs from the recorded one',
+      );
+  }
+  const resumed = gate.pending().map((p) => `${p.taskId}:${p.name}`);
+  resumeRequests(rt, ledger, records);
+  gate.goLive();
+  // Exits and VM deaths the workers reported while this agent was down (duplicates are ignored by the machines).
+  const createdAt = new Map<string, number>();
+  for (const r of records) if (isCreate(r) && r.taskId) createdAt.set(r.taskId, r.seq);
+  for (const r of records) {
+    const ev = r.kind === 'worker' ? (r.event as WorkerEvent | undefined) : undefined;
+    const id = ev && (ev.kind === 'exit' ? ev.containerId : ev.sandboxId);
+    if (ev && id && tasks.has(id) && r.seq > (createdAt.get(id) ?? Infinity))
+      await rt.feedWorkerEvent(ev).catch((e: unknown) => d.log.error({ err: e }, 'worker fact lost in recovery'));
+  }
+  // Snapshots no live task owns (stale, or left by a delete an older agent did not finish) go.
+  const stale = saved.filter((sn) => !tasks.has(sn.taskId)).map((sn) => sn.taskId);
+  for (const id of stale) await d.snapshots?.remove(id);
+  if (stale.length > 0) d.log.info({ snapshots: stale }, 'recovery: removed snapshots no live task owns');
+  return { tasks: tasks.size, resumed };
+}
+
+/**
+ * After a restart, creates recorded with a requestId are answerable again: a repeat of one still in
+ * flight joins it; a repeat of a finished one gets its outcome from the log.
+ */
+function resumeRequests(rt: TaskRuntime, ledger: RequestLedger, records: EventRecord[]): void {
+  const open = new Map<string, { key: string; rid: string }>();
+  for (const r of records) {
+    const ev = r.event as { type?: string; rid?: string } | undefined;
+    if (isCreate(r) && typeof r.requestId === 'string' && r.taskId && ev?.rid)
+      open.set(r.taskId, { key: `${r.taskId}/${r.requestId}`, rid: ev.rid });
+    const o = r.taskId ? open.get(r.taskId) : undefined;
+    if (!o || (r.kind !== 'created' && r.kind !== 'rolledBack')) continue;
+    ledger.settle(
+      o.key,
+      r.kind === 'created' ? { ok: true, result: { pid: r.pid } } : { ok: false, error: r.error as WireError },
+    );
+    open.delete(r.taskId!);
+  }
+  for (const [id, o] of open) {
+    const t = rt.tasks.get(id);
+    if (!t || rt.expects(o.rid)) continue;
+    const ctx = t.actor.getSnapshot().context;
+    const onCreatePath = !hasTag(t.actor, 'created') && !hasTag(t.actor, 'running') && !hasTag(t.actor, 'stopped');
+    if (onCreatePath) {
+      // still on the create path (or rolling it back): not answered yet
+      ledger.admit(o.key, undefined);
+      rt.expect(o.rid, { reply: (env) => ledger.settle(o.key, env), verb: 'create', t0: performance.now() });
+    } else if (stateName(t.actor) === 'failed') ledger.settle(o.key, { ok: false, error: ctx.error! });
+    else ledger.settle(o.key, { ok: true, result: { pid: ctx.pid } }); // finished during recovery, its fact not yet in the log
+  }
+}

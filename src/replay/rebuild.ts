@@ -1,0 +1,266 @@
+/**
+ * Rebuild a sandbox's actors from its recorded log: the same machine definitions, with every effect
+ * replaced by its recorded outcome (EffectGate). Inputs are fed in stream order; after each, the
+ * rebuilt state is compared with the recorded `state` record (a determinism check, as Temporal's
+ * replay does). Recovery uses this directly (then opens the gate so whatever was in flight runs for
+ * real); the person-facing timeline (`engine.ts`, `corral replay`) is built on top of it.
+ *
+ * No tick counting: a request is consumed synchronously by `actor.send`, an effect asks the gate
+ * synchronously when its state invokes it, and an outcome handed to an effect counts as consumed once
+ * the task shows it (its actor's snapshot changes, or the next effect asks the gate).
+ */
+import { createActor, type InspectionEvent, type Observer, type Snapshot } from 'xstate';
+import type { WireError } from '../errors.ts';
+import type { CreateTaskRequest } from '../domain/task.ts';
+import {
+  containerMachine,
+  provideEffects,
+  sandboxMachine,
+  type Effects,
+  type LifecycleActor,
+  type LifecycleContext,
+  type LifecycleEvent,
+  type LifecycleInput,
+  type LifecycleMachine,
+} from '../machines/index.ts';
+import { EffectGate, type Outcome } from './gate.ts';
+import type { EventRecord } from './records.ts';
+import type { StartingPoint } from '../domain/starting-point.ts';
+
+export type { StartingPoint } from '../domain/starting-point.ts';
+
+export interface ReplayTask {
+  taskId: string;
+  sandboxId: string;
+  machine: 'sandbox' | 'container';
+  instance: string;
+  request: CreateTaskRequest;
+  rid: string;
+  actor: LifecycleActor;
+  /** Every distinct state value the actor went through, in order (JSON). */
+  visited: string[];
+  /** Rebuilt from a snapshot (its first, restored state is not a new state). */
+  fromSnapshot: boolean;
+  /** How many facts and state records the log holds for this task (recovery appends only what is new). */
+  recorded: { facts: number; states: number };
+}
+
+export interface Divergence {
+  seq: number;
+  taskId: string;
+  message: string;
+  expected?: unknown;
+  actual?: unknown;
+}
+
+export type TaskBase = Pick<ReplayTask, 'taskId' | 'sandboxId' | 'instance' | 'machine'>;
+
+export interface RebuildOptions {
+  /** Tasks to start from a snapshot instead of their create; their records up to `seq` are skipped. */
+  from?: StartingPoint[];
+  /** Stop after this stream sequence. */
+  until?: number;
+  machines?: { sandbox: LifecycleMachine; container: LifecycleMachine };
+  gate?: EffectGate;
+  /** Effects of one task. Default: every effect waits on the gate (offline replay). */
+  effects?: (t: TaskBase & { effectsFrom: number }, gate: EffectGate) => Effects;
+  /** An inspection observer for a task's actor (recovery logs and records transitions with it). */
+  inspect?: (t: TaskBase) => Observer<InspectionEvent> | ((ev: InspectionEvent) => void);
+  /** Called once per task, before its actor starts (recovery wires replies and facts here). */
+  onTask?: (t: ReplayTask) => void;
+  /** Called after each record was applied (`t`: its task, when it has one rebuilt). */
+  onRecord?: (r: EventRecord, t: ReplayTask | undefined, check: RecordCheck) => void | Promise<void>;
+  /** Stop at the first divergence. @default true */
+  stopOnDivergence?: boolean;
+}
+
+/** What applying a record showed: whether the rebuilt state matched a `state` record. */
+export interface RecordCheck {
+  /** `state` records: the rebuilt state matched (the determinism check). */
+  matched?: boolean;
+}
+
+export interface RebuildResult {
+  tasks: ReplayTask[];
+  divergence?: Divergence;
+  /** Inputs fed (requests + effect outcomes). */
+  inputs: number;
+  lastSeq: number;
+}
+
+/** An outcome not shown by its task within this long is a divergence (a bug), not a hang. */
+const CONSUME_TIMEOUT_MS = 10_000;
+
+/** Offline effects: each one waits for its recorded outcome; past the end of the log, forever. */
+export function gatedEffects(taskId: string, gate: EffectGate): Effects {
+  const wait = async (name: string): Promise<never> => {
+    const o = await gate.wait(taskId, name);
+    if (o === 'live') return new Promise<never>(() => {});
+    if (o.ok) return o.output as never; // a recorded output is the effect's result as the log holds it
+    throw o.error;
+  };
+  return {
+    validate: () => wait('validate'),
+    configure: () => wait('configure'),
+    runStep: ({ step }) => wait(step.kind),
+    startProcess: () => wait('startProcess'),
+    signal: () => wait('signal'),
+    compensate: (c) => wait(`undo:${c.kind}`),
+    sleep: () => wait('timer'),
+  };
+}
+
+const json = (v: unknown) => JSON.stringify(v);
+
+/** Resolves once the task shows it consumed what it was just handed: a new snapshot, or its next effect asking. */
+function consumed(t: ReplayTask, gate: EffectGate): Promise<boolean> {
+  const before = t.actor.getSnapshot();
+  return new Promise((resolve) => {
+    let open = true;
+    const finish = (ok: boolean) => {
+      if (!open) return;
+      open = false;
+      sub.unsubscribe();
+      off();
+      clearTimeout(timer);
+      resolve(ok);
+    };
+    const sub = t.actor.subscribe({
+      next: (s) => s !== before && finish(true),
+      error: () => finish(true),
+      complete: () => finish(true),
+    });
+    const off = gate.onAsk(t.taskId, () => finish(true));
+    const timer = setTimeout(() => finish(false), CONSUME_TIMEOUT_MS);
+  });
+}
+
+export async function rebuild(records: EventRecord[], o: RebuildOptions = {}): Promise<RebuildResult> {
+  const machines = o.machines ?? { sandbox: sandboxMachine, container: containerMachine };
+  const gate = o.gate ?? new EffectGate();
+  const tasks = new Map<string, ReplayTask>();
+  /** Per task: the states rebuilt (one per event the actor took) since the last state record matched. */
+  const unchecked = new Map<string, string[]>();
+  const result: RebuildResult = { tasks: [], inputs: 0, lastSeq: 0 };
+  const sorted = [...records].sort((a, b) => a.seq - b.seq);
+  const from = new Map((o.from ?? []).map((f) => [f.taskId, f]));
+  const covered = (r: EventRecord) => r.taskId !== undefined && (from.get(r.taskId)?.seq ?? 0) >= r.seq;
+  const counts = new Map<string, { facts: number; states: number }>();
+  for (const r of sorted) {
+    if (!r.taskId || r.kind === 'input' || covered(r)) continue;
+    const c = counts.get(r.taskId) ?? { facts: 0, states: 0 };
+    if (r.kind === 'state') c.states++;
+    else c.facts++;
+    counts.set(r.taskId, c);
+  }
+  const diverge = (d: Divergence) => {
+    result.divergence ??= d;
+  };
+
+  const start = (base: TaskBase, effectsFrom: number, init: { input: LifecycleInput } | { snapshot: unknown }) => {
+    const inspect = o.inspect?.(base);
+    const fx = o.effects ? o.effects({ ...base, effectsFrom }, gate) : gatedEffects(base.taskId, gate);
+    const machine = provideEffects(machines[base.machine], fx);
+    // A restored actor still takes an input; its context comes from the snapshot.
+    const saved = 'snapshot' in init ? (init.snapshot as { context?: Partial<LifecycleContext> }).context : undefined;
+    const input: LifecycleInput =
+      'input' in init ? init.input : { id: base.taskId, request: saved?.request!, rid: saved?.createRid ?? '' };
+    const actor: LifecycleActor = createActor(machine, {
+      input,
+      ...('snapshot' in init ? { snapshot: init.snapshot as Snapshot<unknown> } : {}),
+      ...(inspect ? { inspect } : {}),
+    });
+    const t: ReplayTask = {
+      ...base,
+      request: input.request,
+      rid: input.rid,
+      actor,
+      visited: [],
+      fromSnapshot: 'snapshot' in init,
+      recorded: counts.get(base.taskId) ?? { facts: 0, states: 0 },
+    };
+    unchecked.set(base.taskId, []);
+    actor.subscribe({
+      next: (s) => {
+        const v = json(s.value);
+        if (t.visited[t.visited.length - 1] !== v) t.visited.push(v);
+        unchecked.get(base.taskId)?.push(v);
+      },
+      error: () => {}, // an actor error shows as a divergence at the next state record
+    });
+    tasks.set(base.taskId, t);
+    o.onTask?.(t);
+    actor.start();
+    return t;
+  };
+
+  for (const f of from.values())
+    start({ taskId: f.taskId, sandboxId: f.sandboxId, instance: f.instance, machine: f.machine }, f.effects, {
+      snapshot: f.snapshot,
+    });
+  for (const r of sorted) {
+    if (covered(r)) continue;
+    if (o.until !== undefined && r.seq > o.until) break;
+    if (result.divergence && (o.stopOnDivergence ?? true)) break;
+    result.lastSeq = r.seq;
+    const taskId = r.taskId ?? '';
+    const event = r.event as ({ type: string } & Record<string, unknown>) | undefined;
+    const check: RecordCheck = {};
+
+    if (r.kind === 'input' && event?.type === 'create') {
+      const machine =
+        (event.machine as 'sandbox' | 'container' | undefined) ??
+        (event.containerType === 'pod_container' ? 'container' : 'sandbox');
+      const base = { taskId, sandboxId: r.sandbox, machine, instance: String(event.instance ?? taskId) };
+      start(base, 0, {
+        input: { id: taskId, request: event.request as CreateTaskRequest, rid: String(event.rid ?? '') },
+      });
+      result.inputs++;
+    } else {
+      const t = tasks.get(taskId);
+      if (!t) continue; // records of tasks created before the window: nothing to rebuild them from
+      if (r.kind === 'input' && typeof r.effect === 'string') {
+        const outcome: Outcome = r.ok ? { ok: true, output: r.output } : { ok: false, error: r.error as WireError };
+        if (gate.deliver(taskId, r.effect, outcome)) {
+          if (!(await consumed(t, gate)))
+            diverge({
+              seq: r.seq,
+              taskId,
+              message: `the rebuilt ${t.machine} did not take the outcome of ${r.effect}`,
+            });
+        } else {
+          const state = json(t.actor.getSnapshot().value);
+          diverge({
+            seq: r.seq,
+            taskId,
+            message: `the log has an outcome of ${r.effect}, but the rebuilt ${t.machine} (${state}) never asked for it`,
+          });
+        }
+        result.inputs++;
+      } else if (r.kind === 'input' && event) {
+        t.actor.send(event as LifecycleEvent); // a recorded request, as the agent journaled it
+        result.inputs++;
+      } else if (r.kind === 'state') {
+        const actual = t.actor.getSnapshot().value;
+        // A state record joins the sandbox's append chain after the input that led there, so another
+        // input may sit between them in the log: match it against every state rebuilt since the last match.
+        const q = unchecked.get(taskId)!;
+        const k = q.indexOf(json(r.value));
+        if (k >= 0) q.splice(0, k + 1);
+        check.matched = k >= 0 || json(actual) === json(r.value);
+        if (!check.matched)
+          diverge({
+            seq: r.seq,
+            taskId,
+            message: `state differs after seq ${r.seq}: recorded ${json(r.value)}, rebuilt ${json(actual)}`,
+            expected: r.value,
+            actual,
+          });
+      }
+    }
+    await o.onRecord?.(r, tasks.get(taskId), check);
+  }
+  unchecked.clear(); // actors that go on live (recovery) record nothing more here
+  result.tasks = [...tasks.values()];
+  return result;
+}
