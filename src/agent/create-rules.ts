@@ -89,7 +89,7 @@ export function createRules(s: Settings): CreateRules {
         const cfg = sandbox.plan.config!;
         const mounts = await setEphemeralStorageType(spec.mounts, cfg.disableGuestEmptyDir, isTmpfsMountPoint);
         const steps = [
-          ...(await rootfsSteps(req, cfg.disableBlockDeviceUse)),
+          ...(await rootfsSteps(req, v.bundle, cfg.disableBlockDeviceUse)),
           bindStep(rootSource, v.sandboxId, req.id, spec.root.readonly),
         ];
         return {
@@ -134,7 +134,7 @@ export function createRules(s: Settings): CreateRules {
           : 'auto';
       const sid = req.id;
       const steps: Step[] = [
-        ...(await rootfsSteps(req, hv.disableBlockDeviceUse)),
+        ...(await rootfsSteps(req, v.bundle, hv.disableBlockDeviceUse)),
         { phase: 'mounting', kind: 'mkdir', args: { path: paths.sandboxDir(s, sid), mode: 0o755 } },
         bindStep(rootSource, sid, req.id, spec.root.readonly),
         ...(hv.rootless ? [{ phase: 'preparingUser', kind: 'createUser', args: { sandboxId: sid } } as Step] : []),
@@ -183,7 +183,8 @@ export function createRules(s: Settings): CreateRules {
 }
 
 /** Kata §6: mount the request's rootfs entries onto `<bundle>/rootfs` (the raw, unresolved bundle path). */
-async function rootfsSteps(req: CreateTaskRequest, disableBlockDeviceUse: boolean): Promise<Step[]> {
+/** `bundle`: the validated bundle, symlinks resolved (a bundle may be a symlink; the mount worker refuses paths through one). */
+async function rootfsSteps(req: CreateTaskRequest, bundle: string, disableBlockDeviceUse: boolean): Promise<Step[]> {
   const d = await decideRootfs(req.rootfs, { disableBlockDeviceUse, isBlockDevice });
   switch (d.action) {
     case 'none':
@@ -194,7 +195,7 @@ async function rootfsSteps(req: CreateTaskRequest, disableBlockDeviceUse: boolea
           phase: 'mounting',
           kind: 'mountRootfs',
           args: {
-            target: join(req.bundle, 'rootfs'),
+            target: join(bundle, 'rootfs'),
             mounts: d.mounts.map((m) => ({ type: m.type, source: m.source, options: [...m.options] })),
           },
         },

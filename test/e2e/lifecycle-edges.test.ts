@@ -1,12 +1,15 @@
 /**
- * A task that ends in any way answers what waits on it, and leaves nothing that could bring it back
- * (the two bugs of a randomized fault soak): a `wait` held while the create fails gets the create's
+ * Edges of a task's life on a real node. A task that ends in any way answers what waits on it, and
+ * leaves nothing that could bring it back (the two bugs of a randomized fault soak): a `wait` held while the create fails gets the create's
  * failure at once, exactly once; a deleted task's snapshot goes with it (also when the task was
  * recovered by a restarted agent), a snapshot whose records are gone never rebuilds a task, and
- * snapshots no live task owns are removed when the agent starts. Real agent, workers and nats-server;
+ * snapshots no live task owns are removed when the agent starts. A bundle that is a symlink takes
+ * rootfs mounts (onto the resolved path). Real agent, workers, mounts and nats-server;
  * simulated VMs (the guest plays no part here).
  */
 import { randomUUID } from 'node:crypto';
+import { existsSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createInbox } from '@nats-io/transport-node';
 import { decode, encode } from '../../src/bus/codec.ts';
@@ -140,5 +143,21 @@ describe('snapshots of deleted tasks', () => {
     await n.call('delete', { id });
     await eventually(async () => !(await snapshotIds()).includes(id));
     expect(await snapshotIds()).not.toContain(id);
+  });
+});
+
+describe('a bundle that is a symlink', () => {
+  it('takes rootfs mounts: they go onto the resolved path, and go again on delete', async () => {
+    const id = `sl-${randomUUID().slice(0, 8)}`;
+    ids.push(id);
+    const real = n.bundle(`${id}-real`, { args: ['sleep', '600'], emptyRootfs: true });
+    const link = join(n.bundles, id);
+    symlinkSync(real, link);
+    const rootfs = [{ type: 'tmpfs', source: 'tmpfs', options: ['size=8m'] }];
+    await n.call('create', { id, bundle: link, rootfs });
+    expect(n.leftovers().mounts).toContain(join(real, 'rootfs'));
+    await n.call('delete', { id });
+    await n.expectNothingLeft([id]);
+    expect(existsSync(join(real, 'rootfs'))).toBe(true); // the bundle's own dir stays
   });
 });
