@@ -1,6 +1,9 @@
 /**
  * Corral's own settings for one node (not Kata's TOML): from flags, then env, then defaults;
- * validated once, then frozen. No other module reads process.env.
+ * validated once, then frozen. The env they read is the one the process entry (cli/main.ts) hands
+ * down, never `process.env` itself. Outside these settings only process-level knobs read the env:
+ * `CORRAL_NATS_SERVER` (which nats-server binary, bus/server.ts), `CORRAL_LOG_LEVEL` (the default log
+ * level, log.ts), `CORRAL_DEBUG` (stack traces from the CLI) and `PATH` (passed on to QEMU).
  */
 import { hostname } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
