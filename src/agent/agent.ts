@@ -76,6 +76,8 @@ export function buildAgent(d: AgentDeps) {
   const kill = { type: 'kill', rid: 'teardown', signal: 9, all: true } as const;
   return {
     tasks,
+    /** The typed Worker API client (reconciliation at start uses it too). */
+    workers: rt.workers,
     recover: () => recover(rt, ledger),
     start() {
       subs.push(

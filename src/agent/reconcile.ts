@@ -5,27 +5,21 @@
  */
 import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
-import type { NatsConnection } from '@nats-io/transport-node';
 import { ensureError } from '../errors.ts';
-import { request } from '../bus/rpc.ts';
-import { subjects } from '../bus/subjects.ts';
 import type { EventLog } from '../bus/eventlog.ts';
+import type { Logger } from '../log.ts';
 import { run } from '../workers/exec.ts';
 import { decideReconcile, type Action, type Observed } from './reconcile-decide.ts';
 import type { Settings } from './settings.ts';
+import type { WorkerClient } from './worker-client.ts';
 
 /** `Corral temporary hypervisor user of sandbox <id> on <node>` (see vmm-user.ts). */
 const USER_COMMENT = /^Corral temporary hypervisor user of sandbox (\S+) on (\S+)$/;
 
-export async function observe(nc: NatsConnection, s: Settings): Promise<Observed> {
+export async function observe(workers: WorkerClient, s: Settings): Promise<Observed> {
   const [mounts, hv, passwd] = await Promise.all([
-    request<{ mounts: { target: string }[] }>(nc, subjects.worker(s.node, 'mount', 'scan'), {}, 10_000),
-    request<{ vms: { sandboxId: string; pid: number }[] }>(
-      nc,
-      subjects.worker(s.node, 'hypervisor', 'scan'),
-      {},
-      10_000,
-    ),
+    workers.read('mount', 'scan', {}),
+    workers.read('hypervisor', 'scan', {}),
     run('getent', ['passwd'], { timeoutMs: 5000, okCodes: 'any' }),
   ]);
   const users = passwd.stdout
@@ -59,30 +53,31 @@ export async function observe(nc: NatsConnection, s: Settings): Promise<Observed
   };
 }
 
+/** Each undo gets this long; the worker answers Timeout (after undoing what it did) past it. */
+const UNDO_DEADLINE_MS = 30_000;
+
 export async function reconcile(
-  d: { nc: NatsConnection; settings: Settings; events: EventLog },
+  d: { workers: WorkerClient; settings: Settings; events: EventLog; log: Logger },
   live: ReadonlySet<string>,
 ): Promise<{ action: Action; ok: boolean }[]> {
-  const actions = decideReconcile(await observe(d.nc, d.settings), live, d.settings.runDir);
+  const actions = decideReconcile(await observe(d.workers, d.settings), live, d.settings.runDir);
   const runId = randomUUID();
   const done: { action: Action; ok: boolean }[] = [];
   for (const [i, a] of actions.entries()) {
-    const base = { opId: `reconcile:${runId}:${i}`, deadlineMs: Date.now() + 30_000 };
-    const w = (kind: 'mount' | 'hypervisor', op: string, body: Record<string, unknown>) =>
-      request(d.nc, subjects.worker(d.settings.node, kind, op), { ...base, ...body }, 32_000);
+    const o = { opId: `reconcile:${runId}:${i}`, deadlineMs: UNDO_DEADLINE_MS, signal: new AbortController().signal };
     let error: string | undefined;
     try {
-      if (a.kind === 'stopVm') await w('hypervisor', 'stop', { sandboxId: a.sandboxId });
-      else if (a.kind === 'unmount') await w('mount', 'unmountAll', { target: a.target });
-      else if (a.kind === 'removeTree') await w('mount', 'removeTree', { path: a.path });
-      else await w('hypervisor', 'removeUser', { user: a.user, uid: a.uid });
+      if (a.kind === 'stopVm') await d.workers.call('hypervisor', 'stop', { sandboxId: a.sandboxId }, o);
+      else if (a.kind === 'unmount') await d.workers.call('mount', 'unmountAll', { target: a.target }, o);
+      else if (a.kind === 'removeTree') await d.workers.call('mount', 'removeTree', { path: a.path }, o);
+      else await d.workers.call('hypervisor', 'removeUser', { user: a.user, uid: a.uid }, o);
     } catch (e) {
       error = ensureError(e).message;
     }
     done.push({ action: a, ok: !error });
     await d.events
-      .append(a.sandboxId, 'orphan', { action: a as never, ok: !error, ...(error ? { error } : {}) })
-      .catch(() => {});
+      .append(a.sandboxId, 'orphan', { action: a, ok: !error, ...(error ? { error } : {}) })
+      .catch((e: unknown) => d.log.warn({ err: e, orphan: a }, 'orphan event not stored'));
   }
   return done;
 }

@@ -139,8 +139,10 @@ export type OpName<K extends WorkerKind> = keyof WorkerOps[K] & string;
 type Spec<K extends WorkerKind, O extends OpName<K>> = WorkerOps[K][O] extends { req: infer Q; res: infer R }
   ? { req: Q; res: R }
   : never;
+/** `Omit` over each member of a union (the built-in one merges the members first). */
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 /** What a caller sends for an op: its request without `opId`/`deadlineMs` (the client adds them). */
-export type OpArgs<K extends WorkerKind, O extends OpName<K>> = Omit<Spec<K, O>['req'], keyof OpBase>;
+export type OpArgs<K extends WorkerKind, O extends OpName<K>> = DistributiveOmit<Spec<K, O>['req'], keyof OpBase>;
 export type OpRequest<K extends WorkerKind, O extends OpName<K>> = Spec<K, O>['req'];
 export type OpResult<K extends WorkerKind, O extends OpName<K>> = Spec<K, O>['res'];
 

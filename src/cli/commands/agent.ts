@@ -220,7 +220,7 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
     ))
   ) {
     const live = new Set([...agent.tasks.values()].map((t) => t.sandboxId));
-    const orphans = await reconcile({ nc, settings, events }, live).catch((e) => {
+    const orphans = await reconcile({ workers: agent.workers, settings, events, log }, live).catch((e) => {
       log.error({ err: e }, 'reconciliation failed');
       return [];
     });
