@@ -10,7 +10,20 @@ import { chmod, lstat, mkdir, realpath, rmdir, stat, unlink, writeFile } from 'n
 import { dirname, posix } from 'node:path';
 import { CorralError, ensureError, err } from '../../errors.ts';
 import type { MountOps, MountSpec } from '../../domain/ops.ts';
-import { describeCommand, failureMessage, oneLine, run } from '../exec.ts';
+import {
+  componentError,
+  createdChain,
+  describeStack,
+  errnoOf,
+  isBindSpec,
+  lstatOrUndefined,
+  mountCmd,
+  mountOne,
+  stackMatches,
+  removeIfEmpty,
+  withUndoErrors,
+} from './mount-helpers.ts';
+import { run } from '../exec.ts';
 import { PathLocks } from './locks.ts';
 import {
   bindIdentity,
@@ -22,7 +35,7 @@ import {
   type MountEntry,
 } from './mountinfo.ts';
 import { PathPolicy } from './paths.ts';
-import { unmountBelow } from './unmount.ts';
+import { undoOp, unmountBelow, type UndoOptions } from './unmount.ts';
 
 export interface MounterOptions {
   /** Directories under which the worker may create, mount, unmount and remove. */
@@ -58,23 +71,6 @@ export type ScanResult = Res<'scan'>;
 const ROOTFS_DIR_MODE = 0o711;
 const PARENT_DIR_MODE = 0o755;
 
-const errnoOf = (e: unknown) => (e as NodeJS.ErrnoException | undefined)?.code;
-
-async function lstatOrUndefined(p: string) {
-  try {
-    return await lstat(p);
-  } catch (e) {
-    if (errnoOf(e) === 'ENOENT') return undefined;
-    throw e;
-  }
-}
-
-const isBindSpec = (m: MountSpec) => m.type === 'bind' || m.options.includes('bind') || m.options.includes('rbind');
-
-/** mount(8)'s complaints about the request itself (rather than the host) are the caller's fault. */
-const CALLER_FAULT =
-  /unknown filesystem type|does not exist|wrong fs type|bad option|bad superblock|no such file|not a directory|can't find|invalid argument|bad usage|missing codepage|not a block device/i;
-
 export class Mounter {
   readonly policy: PathPolicy;
   private readonly sources: PathPolicy;
@@ -83,6 +79,10 @@ export class Mounter {
   private readonly undoTimeoutMs: number;
   private readonly mountInfo: () => Promise<MountEntry[]>;
   private readonly afterCreate: NonNullable<MounterOptions['afterCreate']>;
+
+  private get undoOptions(): UndoOptions {
+    return { undoTimeoutMs: this.undoTimeoutMs, lazyReserveMs: this.lazyReserveMs, mountInfo: this.mountInfo };
+  }
 
   constructor(o: MounterOptions) {
     this.policy = new PathPolicy(o.roots);
@@ -106,7 +106,7 @@ export class Mounter {
       const info = await this.mountInfo();
       const stack = stackAt(info, target);
       if (stack.length > 0) {
-        if (await this.stackMatches(info, stack, req.mounts)) return { mounted: req.mounts.length, createdDir: false };
+        if (await stackMatches(info, stack, req.mounts)) return { mounted: req.mounts.length, createdDir: false };
         throw err.precondition(
           `${target} already holds ${stack.length} mount(s) (${describeStack(stack)}) that differ from the requested rootfs; unmount it first`,
         );
@@ -132,11 +132,11 @@ export class Mounter {
         for (const m of req.mounts) {
           current = m;
           ctx.signal.throwIfAborted();
-          await this.mountOne(m, target, ctx.signal);
+          await mountOne(m, target, ctx.signal);
         }
       } catch (e) {
         const first = componentError(current, e);
-        const undoErrors = await this.undo(target, createdDir ? [target] : []);
+        const undoErrors = await undoOp(target, createdDir ? [target] : [], this.undoOptions);
         throw withUndoErrors(first, undoErrors);
       }
       return { mounted: req.mounts.length, createdDir };
@@ -166,7 +166,7 @@ export class Mounter {
           );
         }
         if (isReadOnly(top) !== readonly)
-          await this.mountCmd(['-o', `remount,bind,${readonly ? 'ro' : 'rw'}`, target], ctx.signal);
+          await mountCmd(['-o', `remount,bind,${readonly ? 'ro' : 'rw'}`, target], ctx.signal);
         return { createdDir: false };
       }
 
@@ -191,10 +191,10 @@ export class Mounter {
         }
         await this.afterCreate('bind', target);
         ctx.signal.throwIfAborted();
-        await this.mountCmd(['--bind', source, target], ctx.signal);
-        if (readonly) await this.mountCmd(['-o', 'remount,bind,ro', target], ctx.signal);
+        await mountCmd(['--bind', source, target], ctx.signal);
+        if (readonly) await mountCmd(['-o', 'remount,bind,ro', target], ctx.signal);
       } catch (e) {
-        throw withUndoErrors(ensureError(e), await this.undo(target, created.reverse()));
+        throw withUndoErrors(ensureError(e), await undoOp(target, created.reverse(), this.undoOptions));
       }
       return { createdDir: created.length > 0 };
     } finally {
@@ -282,125 +282,4 @@ export class Mounter {
   }
 
   // ---- internals ----
-
-  private async mountOne(m: MountSpec, target: string, signal: AbortSignal): Promise<void> {
-    const args = ['-t', m.type];
-    if (m.options.length > 0) args.push('-o', m.options.join(','));
-    args.push(m.source, target);
-    await this.mountCmd(args, signal);
-  }
-
-  /** mount(8) with the failure classified: the request's fault is InvalidArgument, the host's Internal. */
-  private async mountCmd(args: string[], signal: AbortSignal): Promise<void> {
-    const r = await run('mount', args, { signal, okCodes: 'any' });
-    if (r.code === 0) return;
-    const what = describeCommand('mount', args);
-    const msg = oneLine(r.stderr) || failureMessage(what, r);
-    throw CALLER_FAULT.test(r.stderr)
-      ? err.invalid(msg, r)
-      : err.internal(`${msg} (mount exited with code ${r.code})`, r);
-  }
-
-  /** Does the stack on a target hold exactly the requested mounts (for a repeated op without its journal)? */
-  private async stackMatches(
-    info: readonly MountEntry[],
-    stack: readonly MountEntry[],
-    mounts: readonly MountSpec[],
-  ): Promise<boolean> {
-    if (stack.length !== mounts.length) return false;
-    for (let i = 0; i < mounts.length; i++) {
-      const m = mounts[i]!;
-      const e = stack[i]!;
-      if (isBindSpec(m)) {
-        const real = await realpath(m.source).catch(() => undefined);
-        const id = real ? bindIdentity(info, real) : undefined;
-        if (!id || id.dev !== e.dev || id.root !== e.root) return false;
-      } else {
-        if (e.fstype !== m.type) return false;
-        // A loop mount shows /dev/loopN, not the image file.
-        if (!m.options.includes('loop') && e.source !== m.source) return false;
-      }
-    }
-    return true;
-  }
-
-  /** Undo of a failed op: pop the mounts on `target`, then remove the paths it created (deepest first). */
-  private async undo(target: string, createdPaths: readonly string[]): Promise<string[]> {
-    const problems: string[] = [];
-    try {
-      await unmountBelow(target, {
-        deadlineMs: Date.now() + this.undoTimeoutMs,
-        onlyAt: true,
-        lazyReserveMs: this.lazyReserveMs,
-        mountInfo: this.mountInfo,
-      });
-    } catch (e) {
-      problems.push(ensureError(e).message);
-      return problems; // never remove a directory something may still be mounted on
-    }
-    for (const p of createdPaths) {
-      try {
-        const s = await lstatOrUndefined(p);
-        if (!s) continue;
-        if (s.isDirectory()) await rmdir(p);
-        else await unlink(p);
-      } catch (e) {
-        problems.push(`cannot remove ${p}: ${(e as Error).message}`);
-      }
-    }
-    return problems;
-  }
-}
-
-/** rmdir an empty directory, unlink an empty regular file; anything else (or nothing) stays. */
-async function removeIfEmpty(p: string): Promise<boolean> {
-  try {
-    const s = await lstatOrUndefined(p);
-    if (s?.isDirectory()) {
-      await rmdir(p);
-      return true;
-    }
-    if (s?.isFile() && s.size === 0) {
-      await unlink(p);
-      return true;
-    }
-    return false;
-  } catch (e) {
-    const code = errnoOf(e);
-    if (code === 'ENOENT' || code === 'ENOTEMPTY' || code === 'EEXIST') return false;
-    throw err.internal(`unmounted ${p} but cannot remove it: ${(e as Error).message}`, e);
-  }
-}
-
-/** The directories `mkdir -p` created, from `first` (the shallowest) down to `leaf`, in creation order. */
-function createdChain(first: string, leaf: string): string[] {
-  const out: string[] = [];
-  for (let p = leaf; isAtOrBelow(p, first); p = posix.dirname(p)) {
-    out.push(p);
-    if (p === first) break;
-  }
-  return out.reverse();
-}
-
-function describeStack(stack: readonly MountEntry[]): string {
-  return stack.map((e) => `${e.fstype} ${e.source}`).join(', ');
-}
-
-/** Kata's message for a failed component: "failed to mount rootfs component <type> <source>: <err>". */
-function componentError(m: MountSpec | undefined, e: unknown): CorralError {
-  const c = ensureError(e);
-  if (!m) return c;
-  return new CorralError(c.code, `failed to mount rootfs component ${m.type} ${m.source}: ${c.message}`, {
-    cause: e,
-    retryable: c.retryable,
-  });
-}
-
-/** The original error stays what the caller sees; a failed undo is appended, never dropped. */
-function withUndoErrors(e: CorralError, problems: readonly string[]): CorralError {
-  if (problems.length === 0) return e;
-  return new CorralError(e.code, `${e.message}; undo failed: ${problems.join('; ')}`, {
-    cause: e,
-    retryable: e.retryable,
-  });
 }

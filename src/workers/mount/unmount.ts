@@ -4,8 +4,10 @@
  * before their parent. A busy mount is retried with back-off; only once the deadline is near
  * (within `lazyReserveMs`) does it fall back to `umount -l`, and the result says so.
  */
-import { CorralError, err } from '../../errors.ts';
+import { rmdir, unlink } from 'node:fs/promises';
+import { CorralError, ensureError, err } from '../../errors.ts';
 import { describeCommand, failureMessage, run, type RunResult } from '../exec.ts';
+import { lstatOrUndefined } from './mount-helpers.ts';
 import { mountsAtOrBelow, stackAt, type MountEntry } from './mountinfo.ts';
 
 export interface UnmountOptions {
@@ -65,4 +67,38 @@ export async function unmountBelow(target: string, o: UnmountOptions): Promise<{
     throw err.internal(failureMessage(describeCommand('umount', ['-l', top.mountPoint]), r), r);
   }
   throw err.internal(`${target} was still mounted after ${MAX_UNMOUNTS} unmounts`);
+}
+
+/** What an op's undo needs of the Mounter's options. */
+export interface UndoOptions {
+  undoTimeoutMs: number;
+  lazyReserveMs: number;
+  mountInfo: () => Promise<MountEntry[]>;
+}
+
+/** Undo of a failed op: pop the mounts on `target`, then remove the paths it created (deepest first). */
+export async function undoOp(target: string, createdPaths: readonly string[], o: UndoOptions): Promise<string[]> {
+  const problems: string[] = [];
+  try {
+    await unmountBelow(target, {
+      deadlineMs: Date.now() + o.undoTimeoutMs,
+      onlyAt: true,
+      lazyReserveMs: o.lazyReserveMs,
+      mountInfo: o.mountInfo,
+    });
+  } catch (e) {
+    problems.push(ensureError(e).message);
+    return problems; // never remove a directory something may still be mounted on
+  }
+  for (const p of createdPaths) {
+    try {
+      const s = await lstatOrUndefined(p);
+      if (!s) continue;
+      if (s.isDirectory()) await rmdir(p);
+      else await unlink(p);
+    } catch (e) {
+      problems.push(`cannot remove ${p}: ${(e as Error).message}`);
+    }
+  }
+  return problems;
 }
