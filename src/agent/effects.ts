@@ -56,10 +56,10 @@ export function taskEffects(
       d.workers.call(kind, op, args, { opId: `${task.instance}:${n}.${k++}:${op}`, deadlineMs, signal });
   };
   /** Run an effect (or take its recorded outcome while replaying); journal a live outcome before the machine has it. */
-  const journaled = async <T>(name: string, f: (c: Call) => Promise<T>): Promise<T> => {
+  const journaled = async <T>(name: string, signal: AbortSignal, f: (c: Call) => Promise<T>): Promise<T> => {
     const n = effects++;
     if (gate) {
-      const recorded = await gate.wait(task.id, name);
+      const recorded = await gate.wait(task.id, name, signal);
       if (recorded !== 'live') {
         if (recorded.ok) return recorded.output as T;
         throw fromWire(recorded.error);
@@ -133,12 +133,13 @@ export function taskEffects(
 
   return {
     effectCount: () => effects,
-    validate: (req) => journaled('validate', () => d.rules.validate(req)),
-    configure: (input) =>
-      journaled('configure', () => d.rules.configure(input.request, input.validated, task.sandbox())),
-    runStep: (input, signal) => journaled(input.step.kind, (call) => runStep(call, input.step, input.results, signal)),
+    validate: (req, signal) => journaled('validate', signal, () => d.rules.validate(req)),
+    configure: (input, signal) =>
+      journaled('configure', signal, () => d.rules.configure(input.request, input.validated, task.sandbox())),
+    runStep: (input, signal) =>
+      journaled(input.step.kind, signal, (call) => runStep(call, input.step, input.results, signal)),
     startProcess: (input, signal) =>
-      journaled('startProcess', (call) =>
+      journaled('startProcess', signal, (call) =>
         call(
           'hypervisor',
           'startProcess',
@@ -148,7 +149,7 @@ export function taskEffects(
         ),
       ),
     signal: (input, signal) =>
-      journaled('signal', (call) =>
+      journaled('signal', signal, (call) =>
         call(
           'hypervisor',
           'signal',
@@ -157,10 +158,11 @@ export function taskEffects(
           signal,
         ),
       ),
-    compensate: (c, signal) => journaled(`undo:${c.kind}`, (call) => compensate(call, c, signal)),
+    compensate: (c, signal) => journaled(`undo:${c.kind}`, signal, (call) => compensate(call, c, signal)),
     sleep: (ms, signal) =>
       journaled(
         'timer',
+        signal,
         () =>
           new Promise<void>((resolve, reject) => {
             const t = setTimeout(resolve, ms);

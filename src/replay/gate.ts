@@ -12,7 +12,12 @@ interface Waiting {
   taskId: string;
   name: string;
   settle: (o: Outcome | 'live') => void;
+  /** Fires when the state that invoked the effect was left: its outcome no longer matters to the machine. */
+  signal?: AbortSignal;
 }
+
+/** What handing over an outcome did: an effect took it, or the effect had been abandoned by its state. */
+export type Delivery = 'taken' | 'abandoned' | false;
 
 export class EffectGate {
   private waiting: Waiting[] = [];
@@ -24,9 +29,9 @@ export class EffectGate {
   }
 
   /** Called by an effect: its recorded outcome, or 'live' once the gate is open. */
-  wait(taskId: string, name: string): Promise<Outcome | 'live'> {
+  wait(taskId: string, name: string, signal?: AbortSignal): Promise<Outcome | 'live'> {
     if (this.isLive) return Promise.resolve('live');
-    const p = new Promise<Outcome | 'live'>((settle) => this.waiting.push({ taskId, name, settle }));
+    const p = new Promise<Outcome | 'live'>((settle) => this.waiting.push({ taskId, name, settle, signal }));
     for (const f of [...(this.asked.get(taskId) ?? [])]) f();
     return p;
   }
@@ -45,12 +50,15 @@ export class EffectGate {
   /**
    * Hand a recorded outcome to the oldest effect of that task and name that is waiting. Effects ask
    * as soon as their state invokes them (synchronously), so one that is not waiting never asked: false.
+   * An effect whose state was left meanwhile still gets its outcome (live, its reply was journaled
+   * too), but the machine no longer listens: `abandoned`.
    */
-  deliver(taskId: string, name: string, outcome: Outcome): boolean {
+  deliver(taskId: string, name: string, outcome: Outcome): Delivery {
     const k = this.waiting.findIndex((w) => w.taskId === taskId && w.name === name);
     if (k < 0) return false;
-    this.waiting.splice(k, 1)[0]!.settle(outcome);
-    return true;
+    const w = this.waiting.splice(k, 1)[0]!;
+    w.settle(outcome);
+    return w.signal?.aborted ? 'abandoned' : 'taken';
   }
 
   /** Effects that asked and got nothing yet (what was in flight when the log ends). */

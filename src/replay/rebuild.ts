@@ -93,20 +93,20 @@ const CONSUME_TIMEOUT_MS = 10_000;
 
 /** Offline effects: each one waits for its recorded outcome; past the end of the log, forever. */
 export function gatedEffects(taskId: string, gate: EffectGate): Effects {
-  const wait = async (name: string): Promise<never> => {
-    const o = await gate.wait(taskId, name);
+  const wait = async (name: string, signal: AbortSignal): Promise<never> => {
+    const o = await gate.wait(taskId, name, signal);
     if (o === 'live') return new Promise<never>(() => {});
     if (o.ok) return o.output as never; // a recorded output is the effect's result as the log holds it
     throw o.error;
   };
   return {
-    validate: () => wait('validate'),
-    configure: () => wait('configure'),
-    runStep: ({ step }) => wait(step.kind),
-    startProcess: () => wait('startProcess'),
-    signal: () => wait('signal'),
-    compensate: (c) => wait(`undo:${c.kind}`),
-    sleep: () => wait('timer'),
+    validate: (_, signal) => wait('validate', signal),
+    configure: (_, signal) => wait('configure', signal),
+    runStep: ({ step }, signal) => wait(step.kind, signal),
+    startProcess: (_, signal) => wait('startProcess', signal),
+    signal: (_, signal) => wait('signal', signal),
+    compensate: (c, signal) => wait(`undo:${c.kind}`, signal),
+    sleep: (_, signal) => wait('timer', signal),
   };
 }
 
@@ -221,14 +221,15 @@ export async function rebuild(records: EventRecord[], o: RebuildOptions = {}): P
       if (!t) continue; // records of tasks created before the window: nothing to rebuild them from
       if (r.kind === 'input' && typeof r.effect === 'string') {
         const outcome: Outcome = r.ok ? { ok: true, output: r.output } : { ok: false, error: r.error as WireError };
-        if (gate.deliver(taskId, r.effect, outcome)) {
+        const delivery = gate.deliver(taskId, r.effect, outcome);
+        if (delivery === 'taken') {
           if (!(await consumed(t, gate)))
             diverge({
               seq: r.seq,
               taskId,
               message: `the rebuilt ${t.machine} did not take the outcome of ${r.effect}`,
             });
-        } else {
+        } else if (delivery === false) {
           const state = json(t.actor.getSnapshot().value);
           diverge({
             seq: r.seq,

@@ -54,6 +54,8 @@ export interface FakeOptions {
   failCompensation?: { kind: Compensation['kind']; times: number };
   failValidate?: boolean;
   failStart?: boolean;
+  /** The signal effect answers only once this resolves. */
+  signalHeld?: Promise<unknown>;
   plan?: CreatePlan;
 }
 
@@ -88,6 +90,7 @@ export function fakeEffects(opts: FakeOptions = {}) {
     },
     signal: async ({ signal }) => {
       calls.push(`signal:${signal}`);
+      await opts.signalHeld;
       return {};
     },
     compensate: async (c) => {

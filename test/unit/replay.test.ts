@@ -8,7 +8,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { createActor, createMachine } from 'xstate';
 import type { Fact } from '../../src/domain/task.ts';
 import { ensureError } from '../../src/errors.ts';
@@ -192,6 +192,27 @@ describe('replay engine', () => {
     ]);
     expect(r.timeline.find((e) => e.label === 'rolledBack')).toBeTruthy();
     expect(JSON.parse(r.tasks[0]!.visited.at(-1)!)).toEqual({ failed: 'clean' });
+  });
+
+  it("an effect outcome journaled after its state was left (a kill's signal answered after the exit) is no divergence", async () => {
+    let answer!: () => void;
+    const rec = recorder(sandboxMachine, { signalHeld: new Promise<void>((r) => (answer = r)) });
+    await until(rec.actor, (s) => s === 'created');
+    rec.send({ type: 'start', rid: 'r-start', at: 2 });
+    await until(rec.actor, (s) => s.includes('running'));
+    rec.send({ type: 'kill', rid: 'k1', signal: 9, all: true, at: 3 });
+    await until(rec.actor, (s) => s.includes('signalling'));
+    rec.send({ type: 'exit', exitStatus: 137, exitedAt: 4 }); // before the signal's own reply
+    await until(rec.actor, (s) => s.includes('stopped'));
+    answer(); // the worker's reply lands now, and is journaled (effects.ts journals every outcome)
+    await vi.waitFor(() => expect(rec.records.some((x) => x.effect === 'signal')).toBe(true));
+    expect(rec.records.findIndex((x) => x.effect === 'signal')).toBeGreaterThan(
+      rec.records.findIndex((x) => (x.event as { type?: string } | undefined)?.type === 'exit'),
+    );
+    const r = await replay(rec.records);
+    stopAll(r);
+    expect(r.divergence).toBeUndefined();
+    expect(JSON.parse(r.tasks[0]!.visited.at(-1)!)).toEqual({ stopped: 'clean' });
   });
 
   it('a changed machine diverges at the first state that differs, naming its seq and task', async () => {
