@@ -6,7 +6,8 @@ import { hostname } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import { err } from '../errors.ts';
 import { DEFAULT_NATS_URL } from '../bus/connection.ts';
-import { DEFAULT_RETENTION_MS, parseRetention } from '../bus/retention.ts';
+import { DEFAULT_RETENTION_MS } from '../bus/retention.ts';
+import { parseDuration } from '../util/duration.ts';
 
 export interface Settings {
   /** Node name: a NATS subject token. @default the hostname */
@@ -117,9 +118,10 @@ export function loadSettings(flags: Flags, env: NodeJS.ProcessEnv): Readonly<Set
       KATA_CONF_FILE: env.KATA_CONF_FILE || undefined,
     },
     logLevel: one(flags.logLevel) ?? env.CORRAL_LOG_LEVEL ?? 'info',
-    eventRetentionMs: ((v) =>
-      v === undefined ? DEFAULT_RETENTION_MS : parseRetention(v, '--event-retention / CORRAL_EVENT_RETENTION'))(
+    eventRetentionMs: parseDuration(
       one(flags.eventRetention) ?? env.CORRAL_EVENT_RETENTION,
+      '--event-retention / CORRAL_EVENT_RETENTION',
+      DEFAULT_RETENTION_MS,
     ),
   });
 }

@@ -184,11 +184,3 @@ export async function runRetention(
   const records = await applyPurges(nc, decisions);
   return { purged: decisions, records };
 }
-
-/** A retention period: `7d`, `36h`, `90m`, `3600s`, `500ms`, or a bare number of days. */
-export function parseRetention(v: string, what = 'retention period'): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(v.trim());
-  if (!m) throw err.invalid(`${what} is not a duration: ${JSON.stringify(v)} (use 7d, 36h, 90m)`);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(m[2] ?? 'd') as 'd'];
-  return Math.round(Number(m[1]) * unit);
-}

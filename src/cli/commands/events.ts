@@ -15,6 +15,7 @@ import {
   type EventRecord,
   type ReadFilter,
 } from '../../replay/records.ts';
+import { matchDuration } from '../../util/duration.ts';
 import { parse, type Parsed } from '../args.ts';
 import { client } from '../client.ts';
 import type { Io } from '../main.ts';
@@ -26,13 +27,14 @@ corral events export --sandbox ID -o FILE [--node N]
   --follow keep printing records as they are appended, until Ctrl-C
   --json   one JSON record per line (the export format)`;
 
-const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-/** `--since`: digits are a stream sequence; `10m` is ten minutes before `now`; anything else an ISO date. */
+/**
+ * `--since`: digits are a stream sequence; a duration (src/util/duration.ts: `10m`) is that long before
+ * `now`; anything else an ISO date. A bare number is never a duration, here as everywhere.
+ */
 export function parseSince(v: string, now = Date.now()): Pick<ReadFilter, 'sinceSeq' | 'sinceTime'> {
   if (/^\d+$/.test(v)) return { sinceSeq: Number(v) };
-  const d = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(v);
-  if (d) return { sinceTime: now - Math.round(Number(d[1]) * UNITS[d[2]!]!) };
+  const ago = matchDuration(v);
+  if (ago !== undefined) return { sinceTime: now - ago };
   const t = /^\d{4}-\d\d-\d\d/.test(v) ? Date.parse(v) : NaN;
   if (Number.isNaN(t))
     throw err.invalid(
