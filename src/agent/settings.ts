@@ -6,6 +6,7 @@ import { hostname } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import { err } from '../errors.ts';
 import { DEFAULT_NATS_URL } from '../bus/connection.ts';
+import { nodeName } from '../bus/node-name.ts';
 import { DEFAULT_RETENTION_MS } from '../bus/retention.ts';
 import { parseDuration } from '../util/duration.ts';
 
@@ -65,11 +66,7 @@ function absDir(name: string, v: string): string {
 
 export function loadSettings(flags: Flags, env: NodeJS.ProcessEnv): Readonly<Settings> {
   const node = one(flags.node) ?? env.CORRAL_NODE ?? hostname().split('.')[0]!;
-  // A NATS subject token and a KV key of the fleet registry: letters, digits, '_' and '-'.
-  if (!/^[A-Za-z0-9_-]{1,64}$/.test(node))
-    throw err.invalid(
-      `node name (--node / CORRAL_NODE) must be 1-64 letters, digits, '_' or '-', got ${JSON.stringify(node)}`,
-    );
+  nodeName(node, 'node name (--node / CORRAL_NODE)');
   const natsUrl = one(flags.nats) ?? env.NATS_URL ?? DEFAULT_NATS_URL;
   for (const u of natsUrl.split(',')) {
     try {

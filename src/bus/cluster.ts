@@ -14,6 +14,7 @@ import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
 import { err } from '../errors.ts';
+import { nodeName } from './node-name.ts';
 import { supportsSyncInterval, type ServerVersion } from './nats-config.ts';
 import { natsServerBinary, natsServerVersion } from './server.ts';
 
@@ -350,7 +351,6 @@ export interface AuthUser {
   permissions?: Permissions;
 }
 
-const NODE = /^[A-Za-z0-9_-]{1,64}$/;
 const BUCKETS = { nodes: 'CORRAL_NODES', snapshots: 'CORRAL_SNAPSHOTS' } as const;
 
 /**
@@ -361,7 +361,7 @@ const BUCKETS = { nodes: 'CORRAL_NODES', snapshots: 'CORRAL_SNAPSHOTS' } as cons
  * filter is in the request body): a node may read other nodes' records, not write them.
  */
 export function nodePermissions(node: string): Permissions {
-  if (!NODE.test(node)) throw err.invalid(`node name ${JSON.stringify(node)}: use 1-64 letters, digits, _ and -`);
+  nodeName(node);
   const ev = 'CORRAL_EVENTS';
   const kvNodes = `KV_${BUCKETS.nodes}`;
   const kvSnaps = `KV_${BUCKETS.snapshots}`;

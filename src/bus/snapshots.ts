@@ -7,6 +7,7 @@ import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { err } from '../errors.ts';
 import { decode, encode } from './codec.ts';
+import { nodeName } from './node-name.ts';
 import { token } from './subjects.ts';
 import type { StartingPoint } from '../replay/engine.ts';
 
@@ -33,7 +34,7 @@ export class Snapshots {
   }
 
   private key(taskId: string) {
-    return `${token(this.node, 'node')}.${token(taskId, 'task id')}`;
+    return `${nodeName(this.node)}.${token(taskId, 'task id')}`;
   }
 
   async save(s: TaskSnapshot): Promise<void> {
@@ -46,7 +47,7 @@ export class Snapshots {
   /** Every snapshot of this node. */
   async all(): Promise<TaskSnapshot[]> {
     const out: TaskSnapshot[] = [];
-    const keys = await this.kv.keys(`${token(this.node, 'node')}.>`);
+    const keys = await this.kv.keys(`${nodeName(this.node)}.>`);
     for await (const k of keys) {
       const e = await this.kv.get(k);
       if (e && e.operation === 'PUT' && e.value.length) out.push(decode(e.value) as TaskSnapshot);

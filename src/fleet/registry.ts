@@ -13,6 +13,7 @@ import { JetStreamApiError } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { err } from '../errors.ts';
 import { decode, encode } from '../bus/codec.ts';
+import { nodeName } from '../bus/node-name.ts';
 import { retrying, withDeadline } from '../bus/retry.ts';
 import { Lanes } from './lanes.ts';
 import { isTransientPublishError } from '../bus/eventlog.ts';
@@ -30,13 +31,8 @@ import { checkEntry, ZERO, type NodeEntry, type Reservation, type Resources, typ
 
 export const NODES_BUCKET = 'CORRAL_NODES';
 
-/** KV keys are node names; they must also be subject tokens (Task API subjects carry them). */
-const KEY = /^[A-Za-z0-9_-]{1,200}$/;
-export function nodeKey(node: string): string {
-  if (!KEY.test(node))
-    throw err.invalid(`node name ${JSON.stringify(node)} cannot be a registry key: use letters, digits, _ and -`);
-  return node;
-}
+/** A node's registry key: its name, checked by the one node-name rule (src/bus/node-name.ts). */
+export const nodeKey = (node: string): string => nodeName(node);
 
 /** A compare-and-swap that lost a race: the entry's revision moved since it was read. */
 export function isRevisionConflict(e: unknown): boolean {
