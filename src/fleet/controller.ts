@@ -41,7 +41,7 @@ import type { NodeRegistry } from './registry.ts';
 import { parseFleetCreate, sizeFleetCreate, type FleetCreateRequest, type SizedRequest } from './request.ts';
 import type { NodeEntry, Versioned } from './types.ts';
 import { RegistryView } from './view.ts';
-import { Lanes } from './lanes.ts';
+import { Lanes } from '../util/lanes.ts';
 
 export const FLEET_QUEUE = 'corral-fleet';
 

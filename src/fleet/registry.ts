@@ -15,7 +15,7 @@ import { err } from '../errors.ts';
 import { decode, encode } from '../bus/codec.ts';
 import { nodeName } from '../bus/node-name.ts';
 import { retrying, withDeadline } from '../bus/retry.ts';
-import { Lanes } from './lanes.ts';
+import { Lanes } from '../util/lanes.ts';
 import { isTransientPublishError } from '../bus/eventlog.ts';
 import {
   withHeld,
