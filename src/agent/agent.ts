@@ -30,7 +30,7 @@ import { taskEffects, type Probe } from './effects.ts';
 import { workerClient } from './worker-client.ts';
 import { replay } from '../replay/engine.ts';
 import { EffectGate } from '../replay/gate.ts';
-import { readRecords, type EventRecord } from '../replay/records.ts';
+import { readRecords, type EventRecord } from '../bus/eventlog-reader.ts';
 import { consumeWorkerFacts } from '../bus/worker-facts.ts';
 import type { Snapshots } from '../bus/snapshots.ts';
 import type { Metrics } from './metrics.ts';

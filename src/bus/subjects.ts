@@ -45,9 +45,9 @@ export const subjects = {
   /** Process stdio: `fd` is `stdout` or `stderr`. Core NATS, not stored. */
   io: (node: string, container: string, fd: 'stdout' | 'stderr' | '*') =>
     `${PREFIX}.node.${node === '*' ? '*' : nodeName(node)}.io.${token(container, 'container id')}.${fd}`,
-  /** Durable facts and write-ahead inputs, captured by the CORRAL_EVENTS stream. */
+  /** Durable facts and write-ahead inputs, captured by the CORRAL_EVENTS stream; as a filter, `node` and `sandbox` may be `*`, `kind` `>`. */
   evt: (node: string, sandbox: string, kind: string) =>
-    `${PREFIX}.evt.${nodeName(node)}.${sandbox === '*' ? '*' : token(sandbox, 'sandbox id')}.${kind === '>' ? '>' : token(kind, 'event kind')}`,
+    `${PREFIX}.evt.${node === '*' ? '*' : nodeName(node)}.${sandbox === '*' ? '*' : token(sandbox, 'sandbox id')}.${kind === '>' ? '>' : token(kind, 'event kind')}`,
   evtAll: () => `${PREFIX}.evt.>`,
   /** Fleet: the controller forwards a placed create to the chosen node (body carries the OCI spec inline). */
   nodeCreateInline: (node: string) => `${PREFIX}.node.${nodeName(node)}.task.createInline`,

@@ -16,7 +16,7 @@ import {
   type LifecycleMachine,
 } from '../machines/index.ts';
 import { EffectGate, tick, type Outcome } from './gate.ts';
-import type { EventRecord } from './records.ts';
+import type { EventRecord } from '../bus/eventlog-reader.ts';
 
 export interface ReplayTask {
   taskId: string;

@@ -19,7 +19,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { request } from '../../src/bus/rpc.ts';
 import { EVENTS_STREAM, subjects } from '../../src/bus/subjects.ts';
 import { fleetCreateRequest, taskRequest } from '../../src/bus/task-client.ts';
-import { readRecords } from '../../src/replay/records.ts';
+import { readRecords } from '../../src/bus/eventlog-reader.ts';
 import { fleetRecreator } from '../../src/fleet/recreate.ts';
 import { replay } from '../../src/replay/engine.ts';
 import { localRuntimeConfig } from '../../src/cli/commands/up.ts';

@@ -15,7 +15,7 @@ import { request, serve } from '../../src/bus/rpc.ts';
 import { runRetention } from '../../src/bus/retention.ts';
 import { natsServerBinary, startNatsServer } from '../../src/bus/server.ts';
 import { EVENTS_STREAM } from '../../src/bus/subjects.ts';
-import { readRecords, type EventRecord } from '../../src/replay/records.ts';
+import { readRecords, type EventRecord } from '../../src/bus/eventlog-reader.ts';
 import { natsServer, type TestNats } from '../helpers/nats.ts';
 
 let nats: TestNats;

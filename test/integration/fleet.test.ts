@@ -21,7 +21,7 @@ import type { Policy } from '../../src/fleet/placement.ts';
 import { AgentRegistration, NodeRegistry } from '../../src/fleet/registry.ts';
 import type { NodeEntry, Resources } from '../../src/fleet/types.ts';
 import { main, type Io } from '../../src/cli/main.ts';
-import { readRecords } from '../../src/replay/records.ts';
+import { readRecords } from '../../src/bus/eventlog-reader.ts';
 import { natsServer, type TestNats } from '../helpers/nats.ts';
 import { simNode as makeSimNode, type SimNode } from '../helpers/sim-nodes.ts';
 

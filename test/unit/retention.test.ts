@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { sandboxesToPurge, type LogRecord } from '../../src/bus/retention.ts';
+import type { LogRecord } from '../../src/bus/eventlog-reader.ts';
+import { sandboxesToPurge } from '../../src/bus/retention.ts';
 
 const DAY = 86_400_000;
 const NOW = 100 * DAY;

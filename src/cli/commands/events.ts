@@ -3,18 +3,11 @@
  * `corral events export`: one sandbox's whole history as JSON lines, the file `corral replay --file` reads.
  * Filters: --sandbox, --node (all nodes unless given; CORRAL_NODE does not filter), --since.
  */
-import { DeliverPolicy, jetstream } from '@nats-io/jetstream';
 import { err } from '../../errors.ts';
+import { followRecords, readRecords, type EventRecord, type ReadFilter } from '../../bus/eventlog-reader.ts';
 import { EVENTS_STREAM } from '../../bus/subjects.ts';
 import { recordLine } from '../../replay/format.ts';
-import {
-  filterSubject,
-  readRecords,
-  toRecord,
-  writeRecordsFile,
-  type EventRecord,
-  type ReadFilter,
-} from '../../replay/records.ts';
+import { writeRecordsFile } from '../../replay/records.ts';
 import { matchDuration } from '../../util/duration.ts';
 import { parse, type Parsed } from '../args.ts';
 import { client } from '../client.ts';
@@ -63,28 +56,14 @@ export async function eventsCommand(argv: string[], io: Io): Promise<number> {
     const past = await readRecords(c.nc, f);
     past.forEach(print);
     if (!p.values.follow) return 0;
-    // Live: an ordered consumer from just after the last record read (or, when none matched, from the
-    // same start as the read: nothing before it matched, so nothing is printed twice or skipped).
-    const last = past[past.length - 1];
-    const start = last
-      ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: last.seq + 1 }
-      : f.sinceSeq !== undefined
-        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(1, f.sinceSeq) }
-        : f.sinceTime !== undefined
-          ? { deliver_policy: DeliverPolicy.StartTime, opt_start_time: new Date(f.sinceTime).toISOString() }
-          : { deliver_policy: DeliverPolicy.All };
-    const consumer = await jetstream(c.nc).consumers.get(EVENTS_STREAM, {
-      filter_subjects: filterSubject(f),
-      ...start,
-    } as never);
-    const messages = await consumer.consume();
-    const stop = () => {
-      messages.stop();
-    };
+    // Live: from just after the last record read (or, when none matched, from the same start as the
+    // read: nothing before it matched, so nothing is printed twice or skipped).
+    const feed = await followRecords(c.nc, f, past.at(-1)?.seq);
+    const stop = () => feed.stop();
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
     try {
-      for await (const m of messages) print(toRecord(m.seq, m.subject, m.data));
+      for await (const r of feed) print(r);
     } finally {
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
