@@ -32,6 +32,7 @@
 import { randomUUID } from 'node:crypto';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { ensureError, err, type CorralError, type Code } from '../errors.ts';
+import type { Log } from '../log.ts';
 import { request as rpcRequest, serve } from '../bus/rpc.ts';
 import { subjects } from '../bus/subjects.ts';
 import type { Demand } from './capacity.ts';
@@ -95,7 +96,7 @@ export interface ControllerOptions {
   queue?: string;
   /** For logs and reservation refs. @default a random id */
   name?: string;
-  log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+  log?: Log;
 }
 
 /** Codes after which the next candidate may do better (the node, not the request, was the problem). */
@@ -149,9 +150,7 @@ export class FleetController {
 
   /** Follow the registry, start the liveness monitor and serve the fleet subject. */
   static async start(o: ControllerOptions): Promise<FleetController> {
-    const view = await RegistryView.follow(o.registry, o.nc, (e) =>
-      o.log?.('warn', 'registry watch', { err: String(e) }),
-    );
+    const view = await RegistryView.follow(o.registry, o.nc, (e) => o.log?.warn({ err: e }, 'registry watch'));
     const c = new FleetController(o, view);
     if (o.liveness !== false) {
       c.liveness = new LivenessMonitor({
@@ -161,19 +160,17 @@ export class FleetController {
         boundMs: o.liveness?.boundMs,
         everyMs: o.liveness?.everyMs,
         onLost: (e) =>
-          o.log?.('warn', 'node lost', {
-            node: e.node,
-            heartbeatAt: e.heartbeatAt,
-            sandboxes: Object.keys(e.reservations).length,
-          }),
-        onError: (e) => o.log?.('error', 'liveness check', { err: String(e) }),
+          o.log?.warn(
+            { node: e.node, heartbeatAt: e.heartbeatAt, sandboxes: Object.keys(e.reservations).length },
+            'node lost',
+          ),
+        onError: (e) => o.log?.error({ err: e }, 'liveness check'),
       });
       c.liveness.start();
     }
     c.sub = serve(o.nc, subjects.fleetCreate(), (body) => c.create(body), {
       queue: o.queue ?? FLEET_QUEUE,
-      onInternal: (e) =>
-        o.log?.('error', 'fleet create failed unexpectedly', { err: String((e as Error)?.stack ?? e) }),
+      onInternal: (e) => o.log?.error({ err: e }, 'fleet create failed unexpectedly'),
     });
     await o.nc.flush();
     return c;
@@ -286,10 +283,7 @@ export class FleetController {
       } catch (e) {
         const ce = ensureError(e);
         if (ce.code === 'Timeout') {
-          this.o.log?.('warn', 'node did not answer createInline in time; its reservation is kept', {
-            node,
-            id: req.id,
-          });
+          this.o.log?.warn({ node, id: req.id }, 'node did not answer createInline in time; its reservation is kept');
           throw err.timeout(
             `node ${node} did not answer the create of ${req.id} in time (it may still create it): ${ce.message}`,
             ce,
@@ -301,15 +295,13 @@ export class FleetController {
             if (r.current) this.view.apply(node, r.current);
           })
           .catch((x: unknown) =>
-            this.o.log?.('error', 'release after a refused create failed', { node, id: req.id, err: String(x) }),
+            this.o.log?.error({ node, id: req.id, err: x }, 'release after a refused create failed'),
           );
         if (!NEXT_NODE.has(ce.code)) throw ce;
-        this.o.log?.('warn', 'node refused the create; trying the next candidate', {
-          node,
-          id: req.id,
-          code: ce.code,
-          message: ce.message,
-        });
+        this.o.log?.warn(
+          { node, id: req.id, code: ce.code, message: ce.message },
+          'node refused the create; trying the next candidate',
+        );
         last = ce;
       }
     }

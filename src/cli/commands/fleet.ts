@@ -181,7 +181,7 @@ async function controller(argv: string[], io: Io): Promise<number> {
     name: p.values.name as string | undefined,
     nodeTimeoutMs: duration(p, 'node-timeout', 300_000),
     liveness: { boundMs },
-    log: (level, msg, fields) => log[level](fields ?? {}, msg),
+    log,
   });
   io.err(
     `corral fleet controller ${c.name} ready: ${subjects.fleetCreate()} (queue corral-fleet), policy ${policy}, nodes lost after ${boundMs} ms without a heartbeat, ${c.view.size} node(s) registered`,
