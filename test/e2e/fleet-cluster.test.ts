@@ -11,7 +11,7 @@ import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeF
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { startNatsCluster, type LocalNatsCluster } from '../../src/bus/cluster.ts';
+import { startNatsCluster, type LocalNatsCluster } from '../../src/bus/cluster-process.ts';
 import { connectNats } from '../../src/bus/connection.ts';
 import { ensureEventStream } from '../../src/bus/eventlog.ts';
 import { Snapshots } from '../../src/bus/snapshots.ts';

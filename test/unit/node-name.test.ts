@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { NODE_NAME_MAX, isNodeName, nodeName } from '../../src/bus/node-name.ts';
 import { subjects } from '../../src/bus/subjects.ts';
-import { nodePermissions } from '../../src/bus/cluster.ts';
+import { nodePermissions } from '../../src/bus/permissions.ts';
 import { nodeKey } from '../../src/fleet/registry.ts';
 import { loadSettings } from '../../src/agent/settings.ts';
 
