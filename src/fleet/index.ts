@@ -4,6 +4,7 @@ export * from './capacity.ts';
 export * from './state.ts';
 export * from './host.ts';
 export * from './registry.ts';
+export * from './agent-registration.ts';
 export * from './view.ts';
 export * from './liveness.ts';
 export * from './placement.ts';

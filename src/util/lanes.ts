@@ -5,7 +5,7 @@
  *    (src/bus/eventlog.ts);
  *  - a writer's compare-and-swap writes to one registry entry: it would only lose races against itself,
  *    and on nats-server 2.9 clusters two such writes within a few ms can both succeed (#4320)
- *    (src/fleet/registry.ts, src/fleet/controller.ts);
+ *    (src/fleet/agent-registration.ts, src/fleet/controller.ts);
  *  - useradd/userdel of one process, which take /etc/passwd's lock (src/workers/hypervisor/vmm-user.ts).
  * A key's entry is dropped once its last call settled, so the map holds only busy keys.
  */

@@ -7,7 +7,8 @@ import { connectNats } from '../../src/bus/connection.ts';
 import { request, serve } from '../../src/bus/rpc.ts';
 import { subjects } from '../../src/bus/subjects.ts';
 import { FleetController, type FleetCreateResult } from '../../src/fleet/controller.ts';
-import { AgentRegistration, NodeRegistry } from '../../src/fleet/registry.ts';
+import { AgentRegistration } from '../../src/fleet/agent-registration.ts';
+import { NodeRegistry } from '../../src/fleet/registry.ts';
 import { natsServer, type TestNats } from '../helpers/nats.ts';
 
 let nats: TestNats;
