@@ -9,5 +9,7 @@ export * from './view.ts';
 export * from './liveness.ts';
 export * from './placement.ts';
 export * from './request.ts';
+export * from './node-create.ts';
+export * from './assume-cache.ts';
 export * from './controller.ts';
 export * from './drain.ts';
