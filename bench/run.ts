@@ -25,7 +25,7 @@ import { createActor } from 'xstate';
 import { QemuDriver } from '../src/workers/hypervisor/qemu.ts';
 import { provideEffects, sandboxMachine } from '../src/machines/index.ts';
 import { replay } from '../src/replay/engine.ts';
-import { readRecords } from '../src/replay/records.ts';
+import { readRecords } from '../src/bus/eventlog-reader.ts';
 import { REPO, testNode } from '../test/helpers/node.ts';
 import { fakeEffects, request as fakeRequest } from '../test/helpers/fake-effects.ts';
 import { benchFleet } from './fleet.ts';

@@ -3,6 +3,18 @@ import { pino, type Logger } from 'pino';
 
 export type { Logger };
 
+/**
+ * The one logger shape a module takes when it logs: pino's calling convention, fields first (an error
+ * under `err`), then the message. A pino {@link Logger} is one, and so is a child of it; tests pass a
+ * small fake. Taking a `Log` rather than a `Logger` keeps such modules free of pino.
+ * @example o.log?.warn({ err: e, node }, 'release after a refused create failed')
+ */
+export interface Log {
+  info(fields: object, msg?: string): void;
+  warn(fields: object, msg?: string): void;
+  error(fields: object, msg?: string): void;
+}
+
 export function rootLogger(opts: { name: string; level?: string; destination?: number }): Logger {
   return pino(
     {

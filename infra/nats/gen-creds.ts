@@ -1,7 +1,7 @@
 /**
  * Credentials for a Corral fleet: one NKEY user per node, plus `controller` (the fleet controller) and
  * `admin` (the CLI of an operator), and the nats-server `authorization` block that gives each node's
- * user only its own subjects (src/bus/cluster.ts: nodePermissions; docs/decisions/0007).
+ * user only its own subjects (src/bus/permissions.ts: nodePermissions; docs/decisions/0007).
  *
  *   npx tsx infra/nats/gen-creds.ts --dir /etc/corral/creds --node n1 --node n2 --node n3 > /etc/nats/auth.conf
  *
@@ -15,7 +15,12 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createUser, fromSeed } from '@nats-io/nkeys';
-import { authorizationBlock, controllerPermissions, nodePermissions, type AuthUser } from '../../src/bus/cluster.ts';
+import {
+  authorizationBlock,
+  controllerPermissions,
+  nodePermissions,
+  type AuthUser,
+} from '../../src/bus/permissions.ts';
 
 export interface GeneratedCreds {
   /** The `authorization { users: [...] }` block. */

@@ -4,7 +4,7 @@
  *
  *   npx tsx infra/nats/generate.ts [--store-dir DIR] [--port N] [--max-file-store SIZE] > /etc/nats-server.conf
  *
- * A cluster (src/bus/cluster.ts): one config per server, written to --out-dir as corral-<i>.conf.
+ * A cluster (src/bus/cluster-config.ts): one config per server, written to --out-dir as corral-<i>.conf.
  * With --hosts each server runs on its own machine (same ports everywhere); without, all on this one.
  * --auth FILE appends `include` of the authorization block infra/nats/gen-creds.ts wrote.
  *
@@ -13,7 +13,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { natsClusterConfigs } from '../../src/bus/cluster.ts';
+import { natsClusterConfigs } from '../../src/bus/cluster-config.ts';
 import { natsServerConfig } from '../../src/bus/nats-config.ts';
 import { natsServerVersion } from '../../src/bus/server.ts';
 

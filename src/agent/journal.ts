@@ -10,6 +10,7 @@ import type { Snapshots } from '../bus/snapshots.ts';
 import type { Fact } from '../domain/task.ts';
 import type { LifecycleEvent, LifecycleMachine } from '../machines/index.ts';
 import type { Logger } from '../log.ts';
+import { Lanes } from '../util/lanes.ts';
 import type { NewTask, Task } from './task-table.ts';
 
 export interface JournalDeps {
@@ -21,6 +22,9 @@ export interface JournalDeps {
 }
 
 export class TaskJournal {
+  /** Snapshot saves and removals of one task id, in order (a removal never overtaken by a save). */
+  private readonly snapshotLanes = new Lanes();
+
   constructor(private readonly d: JournalDeps) {}
 
   /** Write-ahead: store the input, then let the actor consume it. */
@@ -76,8 +80,8 @@ export class TaskJournal {
       createdAt: t.createdAt,
       snapshot: t.actor.getPersistedSnapshot(),
     };
-    t.snapshotChain = (t.snapshotChain ?? Promise.resolve())
-      .then(() => (this.d.isLive(t) ? snapshots.save(save) : undefined))
+    this.snapshotLanes
+      .run(t.id, () => (this.d.isLive(t) ? snapshots.save(save) : Promise.resolve()))
       .catch((e: unknown) => this.d.log.warn({ err: e, taskId: t.id }, 'snapshot not saved'));
   }
 
@@ -85,8 +89,8 @@ export class TaskJournal {
   removeSnapshot(t: Task): void {
     const snapshots = this.d.snapshots;
     if (!snapshots) return;
-    t.snapshotChain = (t.snapshotChain ?? Promise.resolve())
-      .then(() => snapshots.remove(t.id))
+    this.snapshotLanes
+      .run(t.id, () => snapshots.remove(t.id))
       .catch((e: unknown) => this.d.log.warn({ err: e, taskId: t.id }, 'snapshot not removed'));
   }
 }

@@ -12,7 +12,7 @@ import type { StartingPoint } from '../domain/starting-point.ts';
 import { hasTag, stateName } from '../machines/index.ts';
 import { EffectGate } from '../replay/gate.ts';
 import { rebuild } from '../replay/rebuild.ts';
-import { readRecords, type EventRecord } from '../replay/records.ts';
+import { readRecords, type EventRecord } from '../bus/eventlog-reader.ts';
 import type { RequestLedger } from './idempotency.ts';
 import type { TaskRuntime } from './task-runtime.ts';
 import { newTask, type NewTask, type Task } from './task-table.ts';

@@ -9,7 +9,9 @@ import { hostname } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import { err } from '../errors.ts';
 import { DEFAULT_NATS_URL } from '../bus/connection.ts';
-import { DEFAULT_RETENTION_MS, parseRetention } from '../bus/retention.ts';
+import { nodeName } from '../bus/node-name.ts';
+import { DEFAULT_RETENTION_MS } from '../bus/retention.ts';
+import { parseDuration } from '../util/duration.ts';
 
 export interface Settings {
   /** Node name: a NATS subject token. @default the hostname */
@@ -67,11 +69,7 @@ function absDir(name: string, v: string): string {
 
 export function loadSettings(flags: Flags, env: NodeJS.ProcessEnv): Readonly<Settings> {
   const node = one(flags.node) ?? env.CORRAL_NODE ?? hostname().split('.')[0]!;
-  // A NATS subject token and a KV key of the fleet registry: letters, digits, '_' and '-'.
-  if (!/^[A-Za-z0-9_-]{1,64}$/.test(node))
-    throw err.invalid(
-      `node name (--node / CORRAL_NODE) must be 1-64 letters, digits, '_' or '-', got ${JSON.stringify(node)}`,
-    );
+  nodeName(node, 'node name (--node / CORRAL_NODE)');
   const natsUrl = one(flags.nats) ?? env.NATS_URL ?? DEFAULT_NATS_URL;
   for (const u of natsUrl.split(',')) {
     try {
@@ -120,9 +118,10 @@ export function loadSettings(flags: Flags, env: NodeJS.ProcessEnv): Readonly<Set
       KATA_CONF_FILE: env.KATA_CONF_FILE || undefined,
     },
     logLevel: one(flags.logLevel) ?? env.CORRAL_LOG_LEVEL ?? 'info',
-    eventRetentionMs: ((v) =>
-      v === undefined ? DEFAULT_RETENTION_MS : parseRetention(v, '--event-retention / CORRAL_EVENT_RETENTION'))(
+    eventRetentionMs: parseDuration(
       one(flags.eventRetention) ?? env.CORRAL_EVENT_RETENTION,
+      '--event-retention / CORRAL_EVENT_RETENTION',
+      DEFAULT_RETENTION_MS,
     ),
   });
 }

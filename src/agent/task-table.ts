@@ -28,8 +28,6 @@ export interface Task {
   skip: { facts: number; states: number };
   /** How many effects the task has invoked (its opId numbering); set once its effects are bound. */
   effectCount?: () => number;
-  /** Snapshot saves and the removal, in order. */
-  snapshotChain?: Promise<unknown>;
 }
 
 /** A task record before its actor exists (the actor needs the record's effects and inspector). */

@@ -22,6 +22,7 @@ import {
 } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { err } from '../errors.ts';
+import { Lanes } from '../util/lanes.ts';
 import { encode } from './codec.ts';
 import { reconnectWatch, type ReconnectWatch } from './connection.ts';
 import { EVENTS_STREAM, subjects } from './subjects.ts';
@@ -131,8 +132,8 @@ export function isTransientPublishError(e: unknown): boolean {
 
 export class EventLog {
   private js: JetStreamClient;
-  /** Per-sandbox chains keep appends in order without serialising different sandboxes. */
-  private chains = new Map<string, Promise<unknown>>();
+  /** Per-sandbox lanes keep appends in order without serialising different sandboxes. */
+  private readonly lanes = new Lanes();
   /** Ids are `<node>:<instance>:<n>`: unique across restarts of the agent (a counter alone is not). */
   private readonly instance = randomUUID();
   private n = 0;
@@ -171,15 +172,7 @@ export class EventLog {
     const body = encode({ node: this.node, sandbox, kind, at: Date.now(), ...data });
     const id = msgId ?? `${this.node}:${this.instance}:${++this.n}`;
     const deadline = Date.now() + this.deadlineMs;
-    const prev = this.chains.get(sandbox) ?? Promise.resolve();
-    const next = prev.catch(() => {}).then(() => this.publish(subject, body, id, deadline));
-    this.chains.set(sandbox, next);
-    void next
-      .finally(() => {
-        if (this.chains.get(sandbox) === next) this.chains.delete(sandbox);
-      })
-      .catch(() => {});
-    return next;
+    return this.lanes.run(sandbox, () => this.publish(subject, body, id, deadline));
   }
 
   /** Publish until acknowledged or the deadline passes; the same id every time. */

@@ -12,24 +12,11 @@
  * input. A purge only ever removes records up to the end of the finished sandbox (never the newer
  * one's), and is bounded by a stream sequence, so a sandbox created while the janitor runs is safe.
  */
-import { DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { err } from '../errors.ts';
-import { decode } from './codec.ts';
-import { EVENTS_STREAM, PREFIX, subjects } from './subjects.ts';
-
-/** One record of CORRAL_EVENTS, decoded, with its stream sequence (`EventRecord` adds the subject). */
-export interface LogRecord {
-  seq: number;
-  node: string;
-  sandbox: string;
-  /** `input`, `state`, `worker`, `orphan`, or a fact: created, started, exited, deleted, rolledBack, stepDone. */
-  kind: string;
-  /** Epoch ms when the agent appended it. */
-  at: number;
-  taskId?: string;
-  [field: string]: unknown;
-}
+import { readRecords, type LogRecord, type ReadOptions } from './eventlog-reader.ts';
+import { EVENTS_STREAM, subjects } from './subjects.ts';
 
 export interface PurgeDecision {
   node: string;
@@ -123,38 +110,6 @@ export async function applyPurges(nc: NatsConnection, decisions: readonly PurgeD
   return purged;
 }
 
-/** Every record on `filter`, in stream order, up to the stream's last sequence at call time. */
-export async function readSubject(nc: NatsConnection, filter: string, sinceSeq?: number): Promise<LogRecord[]> {
-  const jsm = await jetstreamManager(nc);
-  const info = await jsm.streams.info(EVENTS_STREAM, { subjects_filter: filter });
-  const counts = info.state.subjects ?? {};
-  if (Object.values(counts).every((n) => !n)) return [];
-  const last = info.state.last_seq;
-  const js = jetstream(nc);
-  const start = sinceSeq ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: sinceSeq } : {};
-  const c = await js.consumers.get(EVENTS_STREAM, { filter_subjects: filter, ...start } as never);
-  const out: LogRecord[] = [];
-  try {
-    for (;;) {
-      const m = await c.next({ expires: 2000 });
-      if (!m) break;
-      try {
-        out.push({
-          ...(decode(m.data) as Record<string, unknown>),
-          seq: m.seq,
-          subject: m.subject,
-        } as unknown as LogRecord);
-      } catch {
-        /* not ours: skip */
-      }
-      if (m.seq >= last || m.info.pending === 0) break;
-    }
-  } finally {
-    await c.delete().catch(() => {});
-  }
-  return out;
-}
-
 export interface RetentionReport {
   /** Sandboxes whose records were purged, oldest end first. */
   purged: PurgeDecision[];
@@ -169,26 +124,19 @@ export interface RetentionReport {
  */
 export async function runRetention(
   nc: NatsConnection,
-  opts: { retentionMs: number; now?: number; node?: string },
+  opts: { retentionMs: number; now?: number; node?: string } & Pick<ReadOptions, 'onUndecodable'>,
 ): Promise<RetentionReport> {
   const now = opts.now ?? Date.now();
-  const node = opts.node ?? '*';
+  const node = opts.node === '*' ? undefined : opts.node;
+  const read = { onUndecodable: opts.onUndecodable };
   const ended = [
-    ...(await readSubject(nc, node === '*' ? `${PREFIX}.evt.*.*.deleted` : subjects.evt(node, '*', 'deleted'))),
-    ...(await readSubject(nc, node === '*' ? `${PREFIX}.evt.*.*.rolledBack` : subjects.evt(node, '*', 'rolledBack'))),
+    ...(await readRecords(nc, { node, kind: 'deleted' }, read)),
+    ...(await readRecords(nc, { node, kind: 'rolledBack' }, read)),
   ];
   const candidates = sandboxesToPurge(ended, now, opts.retentionMs);
   const history: LogRecord[] = [];
-  for (const c of candidates) history.push(...(await readSubject(nc, c.subject)));
+  for (const c of candidates) history.push(...(await readRecords(nc, { node: c.node, sandbox: c.sandbox }, read)));
   const decisions = sandboxesToPurge(history, now, opts.retentionMs);
   const records = await applyPurges(nc, decisions);
   return { purged: decisions, records };
-}
-
-/** A retention period: `7d`, `36h`, `90m`, `3600s`, `500ms`, or a bare number of days. */
-export function parseRetention(v: string, what = 'retention period'): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(v.trim());
-  if (!m) throw err.invalid(`${what} is not a duration: ${JSON.stringify(v)} (use 7d, 36h, 90m)`);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(m[2] ?? 'd') as 'd'];
-  return Math.round(Number(m[1]) * unit);
 }

@@ -7,7 +7,7 @@ import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { err } from '../errors.ts';
 import { decode, encode } from './codec.ts';
-import { token } from './subjects.ts';
+import { nodeName } from './node-name.ts';
 import type { StartingPoint } from '../domain/starting-point.ts';
 
 export const SNAPSHOT_BUCKET = 'CORRAL_SNAPSHOTS';
@@ -42,7 +42,7 @@ export class Snapshots {
 
   /** `<node>.<taskId>`, a task id's dots written `=` (KV keys allow `-/_=.` and alphanumerics; ids cannot hold `=`). */
   private key(taskId: string) {
-    return `${token(this.node, 'node')}.${kvToken(taskId)}`;
+    return `${nodeName(this.node)}.${kvToken(taskId)}`;
   }
 
   async save(s: TaskSnapshot): Promise<void> {
@@ -55,7 +55,7 @@ export class Snapshots {
   /** Every snapshot of this node. */
   async all(): Promise<TaskSnapshot[]> {
     const out: TaskSnapshot[] = [];
-    const keys = await this.kv.keys(`${token(this.node, 'node')}.>`);
+    const keys = await this.kv.keys(`${nodeName(this.node)}.>`);
     for await (const k of keys) {
       const e = await this.kv.get(k);
       if (e && e.operation === 'PUT' && e.value.length) out.push(decode(e.value) as TaskSnapshot);

@@ -3,6 +3,7 @@
  * Tokens are validated so that a caller-supplied id can never add or remove a subject level.
  */
 import { err } from '../errors.ts';
+import { nodeName } from './node-name.ts';
 
 export const PREFIX = 'corral.v1';
 export const EVENTS_STREAM = 'CORRAL_EVENTS';
@@ -29,6 +30,7 @@ const TOKEN = /^[A-Za-z0-9_~-]+$/;
 /**
  * A subject token: no dots that would add levels, no wildcards, no whitespace. Task and sandbox ids
  * may hold dots (Kata's id rule allows them); in subjects a dot is written `~`, which ids cannot hold.
+ * Node names have their own, stricter rule ({@link nodeName}, src/bus/node-name.ts).
  */
 export function token(v: string, what = 'token'): string {
   const t = v.replaceAll('.', '~');
@@ -37,22 +39,22 @@ export function token(v: string, what = 'token'): string {
 }
 
 export const subjects = {
-  task: (node: string, verb: TaskVerb | '*') => `${PREFIX}.node.${token(node, 'node')}.task.${verb}`,
+  task: (node: string, verb: TaskVerb | '*') => `${PREFIX}.node.${nodeName(node)}.task.${verb}`,
   fleetCreate: () => `${PREFIX}.fleet.task.create`,
-  worker: (node: string, kind: WorkerKind, op: string) => `${PREFIX}.node.${token(node, 'node')}.worker.${kind}.${op}`,
+  worker: (node: string, kind: WorkerKind, op: string) => `${PREFIX}.node.${nodeName(node)}.worker.${kind}.${op}`,
   /** Process stdio: `fd` is `stdout` or `stderr`. Core NATS, not stored. */
   io: (node: string, container: string, fd: 'stdout' | 'stderr' | '*') =>
-    `${PREFIX}.node.${node === '*' ? '*' : token(node, 'node')}.io.${token(container, 'container id')}.${fd}`,
-  /** Durable facts and write-ahead inputs, captured by the CORRAL_EVENTS stream. */
+    `${PREFIX}.node.${node === '*' ? '*' : nodeName(node)}.io.${token(container, 'container id')}.${fd}`,
+  /** Durable facts and write-ahead inputs, captured by the CORRAL_EVENTS stream; as a filter, `node` and `sandbox` may be `*`, `kind` `>`. */
   evt: (node: string, sandbox: string, kind: string) =>
-    `${PREFIX}.evt.${token(node, 'node')}.${sandbox === '*' ? '*' : token(sandbox, 'sandbox id')}.${kind === '>' ? '>' : token(kind, 'event kind')}`,
+    `${PREFIX}.evt.${node === '*' ? '*' : nodeName(node)}.${sandbox === '*' ? '*' : token(sandbox, 'sandbox id')}.${kind === '>' ? '>' : token(kind, 'event kind')}`,
   evtAll: () => `${PREFIX}.evt.>`,
   /** Fleet: the controller forwards a placed create to the chosen node (body carries the OCI spec inline). */
-  nodeCreateInline: (node: string) => `${PREFIX}.node.${token(node, 'node')}.task.createInline`,
+  nodeCreateInline: (node: string) => `${PREFIX}.node.${nodeName(node)}.task.createInline`,
   /** Fleet: a sandbox of a node that was marked lost (`corral.v1.evt.<node>.<sandbox>.lost`, in CORRAL_EVENTS). */
   sandboxLost: (node: string, sandbox: string) =>
-    `${PREFIX}.evt.${token(node, 'node')}.${token(sandbox, 'sandbox id')}.lost`,
+    `${PREFIX}.evt.${nodeName(node)}.${token(sandbox, 'sandbox id')}.lost`,
   /** Fleet: node events (`lost`), core NATS; `node` may be `*`, `kind` may be `*` or `>`. */
   fleetEvt: (node: string, kind: string) =>
-    `${PREFIX}.fleet.evt.${node === '*' ? '*' : token(node, 'node')}.${kind === '*' || kind === '>' ? kind : token(kind, 'event kind')}`,
+    `${PREFIX}.fleet.evt.${node === '*' ? '*' : nodeName(node)}.${kind === '*' || kind === '>' ? kind : token(kind, 'event kind')}`,
 };

@@ -5,14 +5,15 @@
  */
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { EVENTS_STREAM, subjects, token } from './subjects.ts';
+import { nodeName } from './node-name.ts';
+import { EVENTS_STREAM, subjects } from './subjects.ts';
 
 export async function consumeWorkerFacts(
   nc: NatsConnection,
   node: string,
   onFact: (data: Uint8Array) => Promise<void> | void,
 ): Promise<{ stop(): void }> {
-  const durable = `corral-agent-${token(node, 'node')}-worker-facts`;
+  const durable = `corral-agent-${nodeName(node)}-worker-facts`;
   const jsm = await jetstreamManager(nc);
   try {
     await jsm.consumers.info(EVENTS_STREAM, durable);

@@ -1,6 +1,7 @@
 /** Argument parsing for every command: node's parseArgs plus the global flags. */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { err } from '../errors.ts';
+import { parseDuration } from '../util/duration.ts';
 
 export const GLOBAL_OPTIONS = {
   nats: { type: 'string' },
@@ -27,13 +28,11 @@ export function parse(argv: string[], options: ParseArgsConfig['options'] = {}):
   }
 }
 
-/** `30s`, `500ms`, `2m`, `1h` or a bare number of seconds → ms. */
-export function duration(v: string | undefined, dflt: number): number {
-  if (v === undefined) return dflt;
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(v);
-  if (!m) throw err.invalid(`not a duration: ${JSON.stringify(v)} (use 500ms, 30s, 2m, 1h)`);
-  const n = Number(m[1]);
-  return Math.round(n * ({ ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms'] ?? 1000));
+/** The duration flag `--<flag>` in ms, or `dflt` when not given (src/util/duration.ts has the rule). */
+export function duration(p: Parsed, flag: string, dflt: number): number {
+  const v = p.values[flag];
+  if (v !== undefined && typeof v !== 'string') throw err.invalid(`--${flag} takes a duration (30s, 5m)`);
+  return parseDuration(v, `--${flag}`, dflt);
 }
 
 export function need(p: Parsed, i: number, what: string): string {

@@ -3,9 +3,12 @@
  * bodies into these once, at the edge (src/agent/requests.ts); machines only ever see these types.
  */
 import type { WireError } from '../errors.ts';
+import type { ContainerType } from '../kata/container-type.ts';
 import type { MountSpec, ProcessPlan, Step } from './ops.ts';
 
 export type { Compensation, ProcessPlan, Step } from './ops.ts';
+/** Declared once, with the Kata rules that produce it (src/kata/container-type.ts); a type only. */
+export type { ContainerType };
 
 export interface CreateTaskRequest {
   id: string;
@@ -19,8 +22,6 @@ export interface CreateTaskRequest {
   parentCheckpoint: string;
   options: { configPath?: string };
 }
-
-export type ContainerType = 'pod_sandbox' | 'pod_container' | 'single_container';
 
 /** containerd's task status enum, by name. */
 export type TaskStatus = 'unknown' | 'created' | 'running' | 'stopped' | 'paused' | 'pausing';

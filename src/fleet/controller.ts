@@ -24,7 +24,7 @@
  * registry copy holds the reservation, could place on a second node (documented in docs/api.md).
  *
  * Within one process, requests are assumed onto its copy the moment their node is chosen (as
- * kube-scheduler's assume cache does), so concurrent requests of one replica spread as the policy
+ * kube-scheduler's assume cache does: assume-cache.ts), so concurrent requests of one replica spread as the policy
  * says instead of all choosing the same "best" node; and one replica sends one compare-and-swap per
  * node at a time (a local queue per node, for throughput: it would only lose races against itself).
  * Neither is needed for correctness.
@@ -32,51 +32,20 @@
 import { randomUUID } from 'node:crypto';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { ensureError, err, type CorralError, type Code } from '../errors.ts';
-import { request as rpcRequest, serve } from '../bus/rpc.ts';
+import type { Log } from '../log.ts';
+import { serve } from '../bus/rpc.ts';
 import { subjects } from '../bus/subjects.ts';
-import type { Demand } from './capacity.ts';
+import { AssumeCache } from './assume-cache.ts';
 import { LivenessMonitor, natsLostEvents, type LostEvents } from './liveness.ts';
 import { place, whyUnplaceable, type Policy } from './placement.ts';
 import type { NodeRegistry } from './registry.ts';
-import { parseFleetCreate, sizeFleetCreate, type FleetCreateRequest, type SizedRequest } from './request.ts';
+import { natsNodeCaller, type CreateInlineBody, type FleetCreateResult, type NodeCaller } from './node-create.ts';
+import { parseFleetCreate, sizeFleetCreate, type SizedRequest } from './request.ts';
 import type { NodeEntry, Versioned } from './types.ts';
 import { RegistryView } from './view.ts';
-import { Lanes } from './lanes.ts';
+import { Lanes } from '../util/lanes.ts';
 
 export const FLEET_QUEUE = 'corral-fleet';
-
-/** What the controller sends to `corral.v1.node.<node>.task.createInline`. */
-export interface CreateInlineBody {
-  id: string;
-  /** The OCI spec (config.json) as a map: the node writes it to `<its bundle root>/<id>/config.json`. */
-  spec: Record<string, unknown>;
-  rootfs: FleetCreateRequest['rootfs'];
-  terminal: boolean;
-  stdin: string;
-  stdout: string;
-  stderr: string;
-  options: { configPath?: string };
-  /** The reservation made for it on the node's registry entry (null for a pod container: it joins its sandbox's VM). */
-  reservation: { vcpus: number; memoryMiB: number; ref: string } | null;
-  /** The fleet request's idempotency key (or one the controller made): the node joins repeats to the first. */
-  requestId: string;
-  /** What placed it (labels, VM base size), recorded by the node with the spec: a drain can recreate it elsewhere. */
-  placement: { labels: Record<string, string>; vm?: FleetCreateRequest['vm'] };
-}
-
-/** The reply of createInline (as the Task API's create). */
-export interface CreateInlineResult {
-  pid: number;
-}
-
-/** Sends createInline to a node; rejects with a CorralError (the node's, or Unavailable/Timeout from the bus). Injectable for tests. */
-export type NodeCaller = (node: string, body: CreateInlineBody, timeoutMs: number) => Promise<CreateInlineResult>;
-
-export interface FleetCreateResult {
-  id: string;
-  node: string;
-  pid: number;
-}
 
 export interface ControllerOptions {
   nc: NatsConnection;
@@ -95,7 +64,7 @@ export interface ControllerOptions {
   queue?: string;
   /** For logs and reservation refs. @default a random id */
   name?: string;
-  log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+  log?: Log;
 }
 
 /** Codes after which the next candidate may do better (the node, not the request, was the problem). */
@@ -106,11 +75,6 @@ const NEXT_NODE: ReadonlySet<Code> = new Set<Code>([
   'Internal',
   'Cancelled',
 ]);
-
-export const natsNodeCaller =
-  (nc: NatsConnection): NodeCaller =>
-  (node, body, timeoutMs) =>
-    rpcRequest<CreateInlineResult>(nc, subjects.nodeCreateInline(node), body, timeoutMs);
 
 export interface ControllerStats {
   placed: number;
@@ -129,8 +93,8 @@ export class FleetController {
   private sub: Subscription | undefined;
   private liveness: LivenessMonitor | undefined;
   private n = 0;
-  /** Reservations chosen but not yet stored, per node: added to `used` when placing (the assume cache). */
-  private readonly pending = new Map<string, Map<string, Demand>>();
+  /** Reservations chosen but not yet stored: added to `used` when placing. */
+  private readonly assumed = new AssumeCache();
   /** One registry write per node at a time from this replica. */
   private readonly lanes = new Lanes();
   private readonly stats0 = { placed: 0, failed: 0, nextNode: 0 };
@@ -149,9 +113,7 @@ export class FleetController {
 
   /** Follow the registry, start the liveness monitor and serve the fleet subject. */
   static async start(o: ControllerOptions): Promise<FleetController> {
-    const view = await RegistryView.follow(o.registry, o.nc, (e) =>
-      o.log?.('warn', 'registry watch', { err: String(e) }),
-    );
+    const view = await RegistryView.follow(o.registry, o.nc, (e) => o.log?.warn({ err: e }, 'registry watch'));
     const c = new FleetController(o, view);
     if (o.liveness !== false) {
       c.liveness = new LivenessMonitor({
@@ -161,19 +123,17 @@ export class FleetController {
         boundMs: o.liveness?.boundMs,
         everyMs: o.liveness?.everyMs,
         onLost: (e) =>
-          o.log?.('warn', 'node lost', {
-            node: e.node,
-            heartbeatAt: e.heartbeatAt,
-            sandboxes: Object.keys(e.reservations).length,
-          }),
-        onError: (e) => o.log?.('error', 'liveness check', { err: String(e) }),
+          o.log?.warn(
+            { node: e.node, heartbeatAt: e.heartbeatAt, sandboxes: Object.keys(e.reservations).length },
+            'node lost',
+          ),
+        onError: (e) => o.log?.error({ err: e }, 'liveness check'),
       });
       c.liveness.start();
     }
     c.sub = serve(o.nc, subjects.fleetCreate(), (body) => c.create(body), {
       queue: o.queue ?? FLEET_QUEUE,
-      onInternal: (e) =>
-        o.log?.('error', 'fleet create failed unexpectedly', { err: String((e as Error)?.stack ?? e) }),
+      onInternal: (e) => o.log?.error({ err: e }, 'fleet create failed unexpectedly'),
     });
     await o.nc.flush();
     return c;
@@ -251,13 +211,13 @@ export class FleetController {
     }
 
     const preq = { ...s.demand, labels: req.labels };
-    const candidates = place(preq, this.assumed(), req.policy ?? this.policy);
-    if (candidates.length === 0) throw err.exhausted(whyUnplaceable(preq, this.assumed()));
+    const candidates = place(preq, this.assumedEntries(), req.policy ?? this.policy);
+    if (candidates.length === 0) throw err.exhausted(whyUnplaceable(preq, this.assumedEntries()));
     let last: CorralError | undefined;
     for (const [i, node] of candidates.entries()) {
       if (i > 0) this.stats0.nextNode++;
       const ref = req.requestId ? `rq:${req.requestId}` : `${this.name}:${++this.n}`;
-      this.assume(node, ref, s.demand);
+      this.assumed.assume(node, ref, s.demand);
       let reserved: Versioned | undefined;
       try {
         reserved = await this.lanes.run(node, async () => {
@@ -278,7 +238,7 @@ export class FleetController {
         );
         continue; // full, not ready, gone, or the registry did not answer: next
       } finally {
-        this.unassume(node, ref);
+        this.assumed.forget(node, ref);
       }
       try {
         const r = await this.callNode(node, body({ ...s.demand, ref }), this.nodeTimeoutMs);
@@ -286,10 +246,7 @@ export class FleetController {
       } catch (e) {
         const ce = ensureError(e);
         if (ce.code === 'Timeout') {
-          this.o.log?.('warn', 'node did not answer createInline in time; its reservation is kept', {
-            node,
-            id: req.id,
-          });
+          this.o.log?.warn({ node, id: req.id }, 'node did not answer createInline in time; its reservation is kept');
           throw err.timeout(
             `node ${node} did not answer the create of ${req.id} in time (it may still create it): ${ce.message}`,
             ce,
@@ -301,46 +258,22 @@ export class FleetController {
             if (r.current) this.view.apply(node, r.current);
           })
           .catch((x: unknown) =>
-            this.o.log?.('error', 'release after a refused create failed', { node, id: req.id, err: String(x) }),
+            this.o.log?.error({ node, id: req.id, err: x }, 'release after a refused create failed'),
           );
         if (!NEXT_NODE.has(ce.code)) throw ce;
-        this.o.log?.('warn', 'node refused the create; trying the next candidate', {
-          node,
-          id: req.id,
-          code: ce.code,
-          message: ce.message,
-        });
+        this.o.log?.warn(
+          { node, id: req.id, code: ce.code, message: ce.message },
+          'node refused the create; trying the next candidate',
+        );
         last = ce;
       }
     }
-    throw last ?? err.exhausted(whyUnplaceable(preq, this.assumed()));
+    throw last ?? err.exhausted(whyUnplaceable(preq, this.assumedEntries()));
   }
 
   /** The view's entries with this replica's chosen-but-unstored reservations added to `used`. */
-  private assumed(): NodeEntry[] {
-    return this.view.all().map(({ entry }) => {
-      const p = this.pending.get(entry.node);
-      if (!p || p.size === 0) return entry;
-      const used = { ...entry.used };
-      for (const d of p.values()) {
-        used.vcpus += d.vcpus;
-        used.memoryMiB += d.memoryMiB;
-        used.sandboxes += 1;
-      }
-      return { ...entry, used };
-    });
-  }
-
-  private assume(node: string, ref: string, d: Demand): void {
-    let p = this.pending.get(node);
-    if (!p) this.pending.set(node, (p = new Map()));
-    p.set(ref, d);
-  }
-
-  private unassume(node: string, ref: string): void {
-    const p = this.pending.get(node);
-    p?.delete(ref);
-    if (p?.size === 0) this.pending.delete(node);
+  private assumedEntries(): NodeEntry[] {
+    return this.assumed.apply(this.view.all().map((v) => v.entry));
   }
 
   /** Stop serving (requests in flight finish), stop the liveness monitor and the watch. */

@@ -8,7 +8,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { err } from '../errors.ts';
 import { fleetCreateRequest, taskRequest } from '../bus/task-client.ts';
-import { readRecords } from '../replay/records.ts';
+import { readRecords } from '../bus/eventlog-reader.ts';
 import type { Recreator, TaskRow } from './drain.ts';
 
 interface CreateInput {

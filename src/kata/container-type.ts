@@ -1,7 +1,11 @@
 /** Container type and sandbox id detection from annotations (kata-create-spec.md §2). */
 import { err } from '../errors.ts';
 
-/** Kata's string forms. `pod_sandbox` and `single_container` create a VM; `pod_container` joins one. */
+/**
+ * Kata's string forms. `pod_sandbox` and `single_container` create a VM; `pod_container` joins one.
+ * Declared once, here, next to the rules that produce it: kata imports only errors.ts, so it cannot take
+ * the type from domain; src/domain/task.ts re-exports it (a type-only import, nothing loads at run time).
+ */
 export type ContainerType = 'pod_sandbox' | 'pod_container' | 'single_container';
 
 /** Checked in this order; the first key present decides (§2.1). */

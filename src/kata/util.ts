@@ -14,6 +14,10 @@ export const prefixed = (prefix: string, e: unknown): unknown =>
     ? new CorralError(e.code, `${prefix}: ${e.message}`, { cause: e, retryable: e.retryable })
     : e;
 
+/** `v` is one of `allowed` (narrowing it). */
+export const oneOf = <T extends string>(allowed: readonly T[], v: string): v is T =>
+  (allowed as readonly string[]).includes(v);
+
 /** Go's `%v` of a string slice: `[a b c]`. */
 export const goList = (xs: readonly string[]): string => `[${xs.join(' ')}]`;
 

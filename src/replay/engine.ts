@@ -4,7 +4,7 @@
  * belongs to (its lane), what it was, the state it led to, how long an effect took, and whether a
  * recorded state matched the rebuilt one.
  */
-import type { EventRecord } from './records.ts';
+import type { EventRecord } from '../bus/eventlog-reader.ts';
 import { rebuild, type Divergence, type RebuildOptions, type ReplayTask } from './rebuild.ts';
 
 export { gatedEffects, type Divergence, type ReplayTask, type StartingPoint } from './rebuild.ts';

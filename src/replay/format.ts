@@ -3,7 +3,7 @@
  * Pure functions: no I/O, no clock.
  */
 import type { Divergence, ReplayResult, TimelineEntry } from './engine.ts';
-import type { EventRecord } from './records.ts';
+import type { EventRecord } from '../bus/eventlog-reader.ts';
 
 /** A recorded state value as a person reads it: `"running"`, `{"running":"idle"}` → `running.idle`. */
 export function stateText(v: unknown): string {

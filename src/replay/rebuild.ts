@@ -24,7 +24,7 @@ import {
   type LifecycleMachine,
 } from '../machines/index.ts';
 import { EffectGate, type Outcome } from './gate.ts';
-import type { EventRecord } from './records.ts';
+import type { EventRecord } from '../bus/eventlog-reader.ts';
 import type { StartingPoint } from '../domain/starting-point.ts';
 
 export type { StartingPoint } from '../domain/starting-point.ts';

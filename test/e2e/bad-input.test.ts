@@ -122,12 +122,7 @@ describe('bad input on the worker subjects', () => {
     ['mount', 'unmountAll', new Uint8Array([0xc1]), 'InvalidArgument'],
     ['mount', 'nosuchop', encode({ opId: 'b4' }), 'InvalidArgument'],
     ['hypervisor', 'boot', encode({ opId: 'b5', deadlineMs: SOON, sandboxId: '../x' }), 'InvalidArgument'],
-    [
-      'hypervisor',
-      'removeUser',
-      encode({ opId: 'b6', deadlineMs: SOON, user: 'root', uid: 0 }),
-      'InvalidArgument',
-    ],
+    ['hypervisor', 'removeUser', encode({ opId: 'b6', deadlineMs: SOON, user: 'root', uid: 0 }), 'InvalidArgument'],
     [
       'hypervisor',
       'startProcess',

@@ -153,7 +153,7 @@ void REPO;
 
 describe('replay', () => {
   it('rebuilds every sandbox this node ran from its log, with exactly the recorded states', async () => {
-    const { readRecords } = await import('../../src/replay/records.ts');
+    const { readRecords } = await import('../../src/bus/eventlog-reader.ts');
     const { replay } = await import('../../src/replay/engine.ts');
     const records = await readRecords(n.nc, { node: n.node });
     const bySandbox = new Map<string, typeof records>();

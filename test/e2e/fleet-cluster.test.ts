@@ -11,7 +11,7 @@ import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeF
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { startNatsCluster, type LocalNatsCluster } from '../../src/bus/cluster.ts';
+import { startNatsCluster, type LocalNatsCluster } from '../../src/bus/cluster-process.ts';
 import { connectNats } from '../../src/bus/connection.ts';
 import { ensureEventStream } from '../../src/bus/eventlog.ts';
 import { Snapshots } from '../../src/bus/snapshots.ts';
@@ -19,7 +19,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { request } from '../../src/bus/rpc.ts';
 import { EVENTS_STREAM, subjects } from '../../src/bus/subjects.ts';
 import { fleetCreateRequest, taskRequest } from '../../src/bus/task-client.ts';
-import { readRecords } from '../../src/replay/records.ts';
+import { readRecords } from '../../src/bus/eventlog-reader.ts';
 import { fleetRecreator } from '../../src/fleet/recreate.ts';
 import { replay } from '../../src/replay/engine.ts';
 import { localRuntimeConfig } from '../../src/cli/commands/up.ts';

@@ -6,7 +6,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { replay } from '../../src/replay/engine.ts';
-import { readRecords, type EventRecord } from '../../src/replay/records.ts';
+import { readRecords, type EventRecord } from '../../src/bus/eventlog-reader.ts';
 import { CorralError } from '../../src/errors.ts';
 import { eventually, NOTHING_LEFT, testNode, type TestNode } from '../helpers/node.ts';
 

@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { replay } from '../../src/replay/engine.ts';
-import { readRecords } from '../../src/replay/records.ts';
+import { readRecords } from '../../src/bus/eventlog-reader.ts';
 import { eventually, NOTHING_LEFT, testNode, type TestNode } from '../helpers/node.ts';
 
 let n: TestNode;

@@ -8,7 +8,8 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EventLog } from '../../src/bus/eventlog.ts';
-import { readRecords, readRecordsFile, type EventRecord } from '../../src/replay/records.ts';
+import { readRecords, type EventRecord } from '../../src/bus/eventlog-reader.ts';
+import { readRecordsFile } from '../../src/replay/records.ts';
 import { eventually, REPO, testNode, type TestNode } from '../helpers/node.ts';
 
 let n: TestNode;

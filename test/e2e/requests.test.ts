@@ -8,7 +8,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import { encode } from '../../src/bus/codec.ts';
 import { subjects } from '../../src/bus/subjects.ts';
-import { readRecords } from '../../src/replay/records.ts';
+import { readRecords } from '../../src/bus/eventlog-reader.ts';
 import { eventually, testNode, type TestNode } from '../helpers/node.ts';
 
 let n: TestNode;

@@ -10,7 +10,8 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { replay } from '../../src/replay/engine.ts';
 import { lanesOf, replayHtml } from '../../src/replay/html.ts';
-import { readRecords, readRecordsFile, writeRecordsFile } from '../../src/replay/records.ts';
+import { readRecords } from '../../src/bus/eventlog-reader.ts';
+import { readRecordsFile, writeRecordsFile } from '../../src/replay/records.ts';
 import { eventually, testNode, type TestNode } from '../helpers/node.ts';
 
 const ID = 'view1';

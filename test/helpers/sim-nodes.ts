@@ -7,8 +7,9 @@ import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { serve } from '../../src/bus/serve.ts';
 import { subjects } from '../../src/bus/subjects.ts';
 import { CorralError, err, type Code } from '../../src/errors.ts';
-import type { CreateInlineBody } from '../../src/fleet/controller.ts';
-import { AgentRegistration, type NodeRegistry } from '../../src/fleet/registry.ts';
+import type { CreateInlineBody } from '../../src/fleet/node-create.ts';
+import { AgentRegistration } from '../../src/fleet/agent-registration.ts';
+import type { NodeRegistry } from '../../src/fleet/registry.ts';
 import type { Resources } from '../../src/fleet/types.ts';
 
 export interface SimNode {

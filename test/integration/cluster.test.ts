@@ -1,5 +1,5 @@
 /**
- * A 3-server NATS cluster (src/bus/cluster.ts) on this machine: JetStream gets a meta leader,
+ * A 3-server NATS cluster (src/bus/cluster-process.ts) on this machine: JetStream gets a meta leader,
  * CORRAL_EVENTS with 3 replicas takes appends, and with one server SIGKILLed appends (EventLog retries)
  * and reads still work; the killed server, started again, rejoins and catches up.
  */
@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startNatsCluster, type LocalNatsCluster } from '../../src/bus/cluster.ts';
+import { startNatsCluster, type LocalNatsCluster } from '../../src/bus/cluster-process.ts';
 import { connectNats } from '../../src/bus/connection.ts';
 import { ensureEventStream, EventLog } from '../../src/bus/eventlog.ts';
 import { EVENTS_STREAM } from '../../src/bus/subjects.ts';

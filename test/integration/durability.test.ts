@@ -16,7 +16,7 @@ import { serve } from '../../src/bus/serve.ts';
 import { runRetention } from '../../src/bus/retention.ts';
 import { natsServerBinary, startNatsServer } from '../../src/bus/server.ts';
 import { EVENTS_STREAM } from '../../src/bus/subjects.ts';
-import { readRecords, type EventRecord } from '../../src/replay/records.ts';
+import { readRecords, type EventRecord } from '../../src/bus/eventlog-reader.ts';
 import { natsServer, type TestNats } from '../helpers/nats.ts';
 
 let nats: TestNats;

@@ -7,8 +7,10 @@ import { connectNats } from '../../src/bus/connection.ts';
 import { request } from '../../src/bus/rpc.ts';
 import { serve } from '../../src/bus/serve.ts';
 import { subjects } from '../../src/bus/subjects.ts';
-import { FleetController, type FleetCreateResult } from '../../src/fleet/controller.ts';
-import { AgentRegistration, NodeRegistry } from '../../src/fleet/registry.ts';
+import { FleetController } from '../../src/fleet/controller.ts';
+import type { FleetCreateResult } from '../../src/fleet/node-create.ts';
+import { AgentRegistration } from '../../src/fleet/agent-registration.ts';
+import { NodeRegistry } from '../../src/fleet/registry.ts';
 import { natsServer, type TestNats } from '../helpers/nats.ts';
 
 let nats: TestNats;

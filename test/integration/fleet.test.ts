@@ -15,13 +15,15 @@ import { ensureEventStream } from '../../src/bus/eventlog.ts';
 import { request } from '../../src/bus/rpc.ts';
 import { subjects } from '../../src/bus/subjects.ts';
 import { ensureError, err } from '../../src/errors.ts';
-import { FleetController, type FleetCreateResult, type NodeCaller } from '../../src/fleet/controller.ts';
+import { FleetController } from '../../src/fleet/controller.ts';
+import type { FleetCreateResult, NodeCaller } from '../../src/fleet/node-create.ts';
 import type { NodeLostEvent } from '../../src/fleet/liveness.ts';
 import type { Policy } from '../../src/fleet/placement.ts';
-import { AgentRegistration, NodeRegistry } from '../../src/fleet/registry.ts';
+import { AgentRegistration } from '../../src/fleet/agent-registration.ts';
+import { NodeRegistry } from '../../src/fleet/registry.ts';
 import type { NodeEntry, Resources } from '../../src/fleet/types.ts';
 import { main, type Io } from '../../src/cli/main.ts';
-import { readRecords } from '../../src/replay/records.ts';
+import { readRecords } from '../../src/bus/eventlog-reader.ts';
 import { natsServer, type TestNats } from '../helpers/nats.ts';
 import { simNode as makeSimNode, type SimNode } from '../helpers/sim-nodes.ts';
 

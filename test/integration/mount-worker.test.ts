@@ -131,7 +131,7 @@ describe('mount worker: start', () => {
       node: 'mnt-start',
       roots: [dir],
       journalPath: join(journalDir, 'start.jsonl'),
-      log: { info: (obj, msg) => logged.push({ obj, msg }), error: () => {} },
+      log: { info: (obj, msg) => logged.push({ obj, msg }), warn: () => {}, error: () => {} },
     });
     try {
       expect(w.found).toEqual([{ target: join(dir, 'a'), fstype: 'tmpfs', source: 'found-me' }]);

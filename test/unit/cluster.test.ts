@@ -1,10 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import {
-  authorizationBlock,
-  controllerPermissions,
-  natsClusterConfigs,
-  nodePermissions,
-} from '../../src/bus/cluster.ts';
+import { natsClusterConfigs } from '../../src/bus/cluster-config.ts';
+import { authorizationBlock, controllerPermissions, nodePermissions } from '../../src/bus/permissions.ts';
 
 const v29 = { major: 2, minor: 9, patch: 10, text: '2.9.10' };
 const v210 = { major: 2, minor: 10, patch: 22, text: '2.10.22' };

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { headroom, labelsMatch, place, whyUnplaceable, type Policy } from '../../src/fleet/placement.ts';
-import type { NodeState } from '../../src/fleet/types.ts';
+import { AssumeCache } from '../../src/fleet/assume-cache.ts';
+import type { NodeEntry, NodeState } from '../../src/fleet/types.ts';
 
 /** A node with 8 vCPUs, 16384 MiB and 10 sandbox slots unless said otherwise. */
 const n = (
@@ -136,5 +137,21 @@ describe('place', () => {
     expect(m).toBe(
       'no node can take a sandbox of 2 vCPUs, 2048 MiB, labels zone=a: 4 nodes, 2 not ready (1 cordoned, 1 lost), 1 without the labels, 1 full (d: 2 vCPUs wanted, 1 free)',
     );
+  });
+});
+
+describe('AssumeCache (a replica spreads its own concurrent requests)', () => {
+  it('adds chosen-but-unstored reservations to used until forgotten', () => {
+    const entries = [n('a'), n('b')] as unknown as NodeEntry[]; // placement's nodes: the fields the cache reads
+    const c = new AssumeCache();
+    c.assume('a', 'r1', { vcpus: 2, memoryMiB: 1024 });
+    c.assume('a', 'r2', { vcpus: 1, memoryMiB: 512 });
+    expect(c.apply(entries).map((e) => [e.node, e.used])).toEqual([
+      ['a', { vcpus: 3, memoryMiB: 1536, sandboxes: 2 }],
+      ['b', { vcpus: 0, memoryMiB: 0, sandboxes: 0 }],
+    ]);
+    c.forget('a', 'r1');
+    c.forget('a', 'r2');
+    expect(c.apply(entries)).toEqual(entries);
   });
 });

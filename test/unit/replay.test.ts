@@ -26,7 +26,8 @@ import { replay } from '../../src/replay/engine.ts';
 import { divergenceLine, entryLine, recordLine, stateText } from '../../src/replay/format.ts';
 import { chartOf } from '../../src/replay/html-chart.ts';
 import { replayHtml } from '../../src/replay/html.ts';
-import { writeRecordsFile, type EventRecord } from '../../src/replay/records.ts';
+import type { EventRecord } from '../../src/bus/eventlog-reader.ts';
+import { writeRecordsFile } from '../../src/replay/records.ts';
 import { fakeEffects, request, until, type FakeOptions } from '../helpers/fake-effects.ts';
 
 /** Runs one sandbox task and records its log as the agent would. The clock is a counter: +10 ms per record. */

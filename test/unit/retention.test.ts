@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseRetention, sandboxesToPurge, type LogRecord } from '../../src/bus/retention.ts';
+import type { LogRecord } from '../../src/bus/eventlog-reader.ts';
+import { sandboxesToPurge } from '../../src/bus/retention.ts';
 
 const DAY = 86_400_000;
 const NOW = 100 * DAY;
@@ -132,24 +133,6 @@ describe('sandboxesToPurge', () => {
   });
 });
 
-describe('parseRetention', () => {
-  it.each([
-    ['7d', 7 * DAY],
-    ['36h', 36 * 3_600_000],
-    ['90m', 5_400_000],
-    ['3600s', 3_600_000],
-    ['500ms', 500],
-    ['2', 2 * DAY],
-    ['0', 0],
-    ['1.5d', 1.5 * DAY],
-  ])('%s', (v, ms) => {
-    expect(parseRetention(v)).toBe(ms);
-  });
-  it.each(['', 'week', '-1d', '7 days', '1w'])('rejects %j with InvalidArgument', (v) => {
-    expect(() => parseRetention(v)).toThrowError(expect.objectContaining({ code: 'InvalidArgument' }));
-  });
-});
-
 describe('Settings.eventRetentionMs', () => {
   it('defaults to 7 days; CORRAL_EVENT_RETENTION or the flag sets it; a bad value is InvalidArgument', async () => {
     const { loadSettings } = await import('../../src/agent/settings.ts');
@@ -160,6 +143,13 @@ describe('Settings.eventRetentionMs', () => {
     );
     expect(() => loadSettings({ node: 'n' }, { CORRAL_EVENT_RETENTION: 'forever' })).toThrowError(
       expect.objectContaining({ code: 'InvalidArgument' }),
+    );
+    // A bare number was days here and seconds for --timeout: now it needs a unit (src/util/duration.ts).
+    expect(() => loadSettings({ node: 'n' }, { CORRAL_EVENT_RETENTION: '2' })).toThrowError(
+      expect.objectContaining({
+        code: 'InvalidArgument',
+        message: expect.stringMatching(/CORRAL_EVENT_RETENTION.*no unit/),
+      }),
     );
   });
 });

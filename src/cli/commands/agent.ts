@@ -235,7 +235,11 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
     .catch((e) => log.warn({ err: e }, 'fleet reservations not reconciled'));
   // History of deleted sandboxes goes once the retention period has passed (docs/decisions/0005).
   const janitor = () =>
-    runRetention(nc, { retentionMs: settings.eventRetentionMs, node: settings.node }).then(
+    runRetention(nc, {
+      retentionMs: settings.eventRetentionMs,
+      node: settings.node,
+      onUndecodable: (seq, subject, e) => log.warn({ err: e, seq, subject }, 'event record does not decode; skipped'),
+    }).then(
       (r) => {
         if (r && (r as { purged?: unknown[] }).purged?.length)
           log.info({ retention: r }, 'purged expired sandbox history');

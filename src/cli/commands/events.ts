@@ -3,18 +3,12 @@
  * `corral events export`: one sandbox's whole history as JSON lines, the file `corral replay --file` reads.
  * Filters: --sandbox, --node (all nodes unless given; CORRAL_NODE does not filter), --since.
  */
-import { DeliverPolicy, jetstream } from '@nats-io/jetstream';
 import { err } from '../../errors.ts';
+import { followRecords, readRecords, type EventRecord, type ReadFilter } from '../../bus/eventlog-reader.ts';
 import { EVENTS_STREAM } from '../../bus/subjects.ts';
 import { recordLine } from '../../replay/format.ts';
-import {
-  filterSubject,
-  readRecords,
-  toRecord,
-  writeRecordsFile,
-  type EventRecord,
-  type ReadFilter,
-} from '../../replay/records.ts';
+import { writeRecordsFile } from '../../replay/records.ts';
+import { matchDuration } from '../../util/duration.ts';
 import { parse, type Parsed } from '../args.ts';
 import { client } from '../client.ts';
 import type { Io } from '../main.ts';
@@ -26,13 +20,14 @@ corral events export --sandbox ID -o FILE [--node N]
   --follow keep printing records as they are appended, until Ctrl-C
   --json   one JSON record per line (the export format)`;
 
-const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-/** `--since`: digits are a stream sequence; `10m` is ten minutes before `now`; anything else an ISO date. */
+/**
+ * `--since`: digits are a stream sequence; a duration (src/util/duration.ts: `10m`) is that long before
+ * `now`; anything else an ISO date. A bare number is never a duration, here as everywhere.
+ */
 export function parseSince(v: string, now = Date.now()): Pick<ReadFilter, 'sinceSeq' | 'sinceTime'> {
   if (/^\d+$/.test(v)) return { sinceSeq: Number(v) };
-  const d = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(v);
-  if (d) return { sinceTime: now - Math.round(Number(d[1]) * UNITS[d[2]!]!) };
+  const ago = matchDuration(v);
+  if (ago !== undefined) return { sinceTime: now - ago };
   const t = /^\d{4}-\d\d-\d\d/.test(v) ? Date.parse(v) : NaN;
   if (Number.isNaN(t))
     throw err.invalid(
@@ -61,28 +56,14 @@ export async function eventsCommand(argv: string[], io: Io): Promise<number> {
     const past = await readRecords(c.nc, f);
     past.forEach(print);
     if (!p.values.follow) return 0;
-    // Live: an ordered consumer from just after the last record read (or, when none matched, from the
-    // same start as the read: nothing before it matched, so nothing is printed twice or skipped).
-    const last = past[past.length - 1];
-    const start = last
-      ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: last.seq + 1 }
-      : f.sinceSeq !== undefined
-        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(1, f.sinceSeq) }
-        : f.sinceTime !== undefined
-          ? { deliver_policy: DeliverPolicy.StartTime, opt_start_time: new Date(f.sinceTime).toISOString() }
-          : { deliver_policy: DeliverPolicy.All };
-    const consumer = await jetstream(c.nc).consumers.get(EVENTS_STREAM, {
-      filter_subjects: filterSubject(f),
-      ...start,
-    } as never);
-    const messages = await consumer.consume();
-    const stop = () => {
-      messages.stop();
-    };
+    // Live: from just after the last record read (or, when none matched, from the same start as the
+    // read: nothing before it matched, so nothing is printed twice or skipped).
+    const feed = await followRecords(c.nc, f, past.at(-1)?.seq);
+    const stop = () => feed.stop();
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
     try {
-      for await (const m of messages) print(toRecord(m.seq, m.subject, m.data));
+      for await (const r of feed) print(r);
     } finally {
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);

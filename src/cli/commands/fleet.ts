@@ -145,8 +145,8 @@ async function drain(argv: string[], io: Io): Promise<number> {
       node,
       (verb, body, timeoutMs) => taskRequest(nc, node, verb, body, timeoutMs),
       {
-        timeoutMs: duration(p.values.timeout as string, 300_000),
-        graceMs: duration(p.values.grace as string, 10_000),
+        timeoutMs: duration(p, 'timeout', 300_000),
+        graceMs: duration(p, 'grace', 10_000),
         policy,
         ...(policy === 'recreate' ? { recreator: fleetRecreator(nc, node) } : {}),
       },
@@ -173,15 +173,15 @@ async function controller(argv: string[], io: Io): Promise<number> {
     throw err.invalid(`--policy must be one of ${POLICIES.join(', ')}, got ${JSON.stringify(policy)}`);
   const log = rootLogger({ name: 'corral-fleet', level: p.values['log-level'] as string | undefined });
   const { nc, registry } = await connect(p, io, 'corral-fleet-controller');
-  const boundMs = duration(p.values['lost-after'] as string, DEFAULT_LOST_AFTER_MS);
+  const boundMs = duration(p, 'lost-after', DEFAULT_LOST_AFTER_MS);
   const c = await FleetController.start({
     nc,
     registry,
     policy: policy as Policy,
     name: p.values.name as string | undefined,
-    nodeTimeoutMs: duration(p.values['node-timeout'] as string, 300_000),
+    nodeTimeoutMs: duration(p, 'node-timeout', 300_000),
     liveness: { boundMs },
-    log: (level, msg, fields) => log[level](fields ?? {}, msg),
+    log,
   });
   io.err(
     `corral fleet controller ${c.name} ready: ${subjects.fleetCreate()} (queue corral-fleet), policy ${policy}, nodes lost after ${boundMs} ms without a heartbeat, ${c.view.size} node(s) registered`,

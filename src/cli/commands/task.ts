@@ -102,7 +102,7 @@ export const taskCommands: Record<string, { usage: string; run(argv: string[], i
     async run(argv, io) {
       const p = parse(argv, CREATE_OPTS);
       const id = need(p, 0, 'task ID');
-      const timeout = duration(p.values.timeout as string, 300_000);
+      const timeout = duration(p, 'timeout', 300_000);
       if (p.values.fleet) {
         const r = await withClient(p, io, (c) => c.fleetCreate(fleetBody(p, id), timeout));
         show(io, p, r, () => `created ${id} on node ${r.node} (pid ${r.pid})`);
@@ -138,7 +138,7 @@ export const taskCommands: Record<string, { usage: string; run(argv: string[], i
     async run(argv, io) {
       const p = parse(argv);
       const id = need(p, 0, 'task ID');
-      const ms = duration(p.values.timeout as string, 24 * 3600_000);
+      const ms = duration(p, 'timeout', 24 * 3600_000);
       const r = await withClient(p, io, (c) =>
         c.call<{ exitStatus: number }>('wait', { id, timeoutMs: ms }, ms + 5000),
       );
@@ -187,7 +187,7 @@ export const taskCommands: Record<string, { usage: string; run(argv: string[], i
         };
         process.on('SIGINT', onSig);
         try {
-          const timeout = duration(p.values.timeout as string, 300_000);
+          const timeout = duration(p, 'timeout', 300_000);
           const created = p.values.fleet
             ? await c.fleetCreate(body, timeout)
             : await c.call<{ pid: number }>('create', body, timeout);

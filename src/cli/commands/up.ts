@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { connectNats } from '../../bus/connection.ts';
 import { startNatsServer } from '../../bus/server.ts';
-import { startNatsCluster } from '../../bus/cluster.ts';
+import { startNatsCluster } from '../../bus/cluster-process.ts';
 import { err } from '../../errors.ts';
 import { selfCommand } from '../../agent/supervisor.ts';
 import { waitForWorker } from './agent.ts';

@@ -12,6 +12,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { err } from '../../errors.ts';
 import { EventLog } from '../../bus/eventlog.ts';
 import { subjects } from '../../bus/subjects.ts';
+import type { Log } from '../../log.ts';
 import { runWorker, type OpHandler } from '../harness.ts';
 import type { BootSpec, ProcessSpec, WorkerEvent } from '../../domain/ops.ts';
 import { QemuDriver, type Adoption, type QemuDriverOptions } from './qemu.ts';
@@ -24,7 +25,7 @@ export interface HypervisorWorkerOptions {
   node: string;
   runDir: string;
   journalPath: string;
-  log?: { info(o: object, m?: string): void; warn?(o: object, m?: string): void; error(o: object, m?: string): void };
+  log?: Log;
   driver?: QemuDriverOptions;
   /** Simulated VMs (SimDriver): no QEMU, for scale tests and benchmarks. */
   simulate?: boolean;

@@ -21,6 +21,7 @@ import { CorralError, ensureError, err } from '../../errors.ts';
 import type { OpHandler } from '../harness.ts';
 import type { VmmUser } from '../../domain/ops.ts';
 import { failureMessage, run } from '../exec.ts';
+import { Lanes } from '../../util/lanes.ts';
 
 export const VMM_USER_PREFIX = 'corral-';
 export const VMM_USER_COMMENT = 'Corral temporary hypervisor user';
@@ -62,12 +63,8 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
  * useradd/userdel of this process run one at a time: each takes /etc/passwd's lock and a concurrent
  * one fails with "cannot lock /etc/passwd". Other processes' contention is left to the retries.
  */
-let accountQueue: Promise<unknown> = Promise.resolve();
-function serially<T>(fn: () => Promise<T>): Promise<T> {
-  const p = accountQueue.then(fn, fn);
-  accountQueue = p.catch(() => {});
-  return p;
-}
+const accounts = new Lanes();
+const serially = <T>(fn: () => Promise<T>): Promise<T> => accounts.run('accounts', fn);
 
 /** The first of `paths` that is a file with any x bit (Kata's `utils.FirstValidExecutable`). */
 async function firstExecutable(paths: readonly string[]): Promise<string> {

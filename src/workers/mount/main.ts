@@ -6,22 +6,17 @@
  */
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { OpHandlers } from '../../domain/ops.ts';
+import type { Log } from '../../log.ts';
 import { runWorker, type Journal, type OpHandler, type WorkerOptions } from '../harness.ts';
 import { Mounter, type MounterOptions, type ScanResult } from './mounter.ts';
 import { parseBind, parseMkdir, parseMountRootfs, parseRemoveTree, parseUnmountAll } from './validate.ts';
-
-/** The logging this module needs; a pino logger fits. */
-export interface WorkerLog {
-  info(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
 
 export interface MountWorkerOptions extends MounterOptions {
   nc: NatsConnection;
   node: string;
   /** Append-only file of op outcomes, so that a restarted worker answers an old opId with its first outcome. */
   journalPath: string;
-  log?: WorkerLog;
+  log?: Log;
   /** Test hook, passed to the harness. */
   beforeOp?: WorkerOptions['beforeOp'];
   /** Wraps the handler table before serving (fault injection: `Faults.wrap`, which adds `__fault`). */

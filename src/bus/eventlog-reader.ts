@@ -1,0 +1,166 @@
+/**
+ * The one reader of the event log CORRAL_EVENTS (eventlog.ts is its writer). Every part that reads
+ * records goes through here: recovery (the agent), the retention janitor (retention.ts), `corral
+ * events` and `corral replay`, the fleet's recreate-on-drain. Records come back decoded, with their
+ * stream sequence and subject, in stream order.
+ *
+ * {@link readRecords} reads what is there, up to the stream's last sequence at call time, across
+ * failovers; {@link followRecords} then follows what is appended. Both use ordered consumers (no state
+ * left on the server: the consumer is deleted after a read, and an abandoned one expires).
+ */
+import { DeliverPolicy, jetstream, type Consumer, type OrderedConsumerOptions } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { decode } from './codec.ts';
+import { retrying } from './retry.ts';
+import { EVENTS_STREAM, subjects } from './subjects.ts';
+
+/** One record of CORRAL_EVENTS, decoded, with its stream sequence (`EventRecord` adds the subject). */
+export interface LogRecord {
+  seq: number;
+  node: string;
+  sandbox: string;
+  /** `input`, `state`, `worker`, `orphan`, or a fact: created, started, exited, deleted, rolledBack, stepDone. */
+  kind: string;
+  /** Epoch ms when the agent appended it. */
+  at: number;
+  taskId?: string;
+  [field: string]: unknown;
+}
+
+/** A record as read back: the log record plus its subject. */
+export interface EventRecord extends LogRecord {
+  subject: string;
+}
+
+/** Which records: every part left out matches all (all nodes, all sandboxes, every kind). */
+export interface ReadFilter {
+  node?: string;
+  sandbox?: string;
+  /** One record kind (`deleted`, `input`, ...). */
+  kind?: string;
+  /** First stream sequence to read. */
+  sinceSeq?: number;
+  /** First time to read (epoch ms); ignored when sinceSeq is set. */
+  sinceTime?: number;
+}
+
+export interface ReadOptions {
+  /** A read interrupted by a failover goes on until this long has passed, then Unavailable. @default 30 s */
+  deadlineMs?: number;
+  /**
+   * Called for a record that does not decode, which is then skipped: every Corral writer encodes with
+   * codec.ts, so such a record is not Corral's, and it must not stop recovery or the janitor for good.
+   */
+  onUndecodable?: (seq: number, subject: string, e: unknown) => void;
+}
+
+/** The stream subject filter for `f`: `corral.v1.evt.<node|*>.<sandbox|*>.<kind|>>`. */
+export function filterSubject(f: Pick<ReadFilter, 'node' | 'sandbox' | 'kind'>): string {
+  if (f.node === undefined && f.sandbox === undefined && f.kind === undefined) return subjects.evtAll();
+  return subjects.evt(f.node ?? '*', f.sandbox ?? '*', f.kind ?? '>');
+}
+
+/** A record from its stream message. @throws when `data` is not MessagePack. */
+export function toRecord(seq: number, subject: string, data: Uint8Array): EventRecord {
+  const body = decode(data) as Record<string, unknown>;
+  return { ...body, seq, subject } as EventRecord;
+}
+
+function startOf(f: ReadFilter, afterSeq: number | undefined): Partial<OrderedConsumerOptions> {
+  if (afterSeq !== undefined) return { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: afterSeq + 1 };
+  if (f.sinceSeq !== undefined)
+    return { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(1, f.sinceSeq) };
+  if (f.sinceTime !== undefined)
+    return { deliver_policy: DeliverPolicy.StartTime, opt_start_time: new Date(f.sinceTime).toISOString() };
+  return { deliver_policy: DeliverPolicy.All };
+}
+
+function ordered(nc: NatsConnection, f: ReadFilter, afterSeq: number | undefined): Promise<Consumer> {
+  return jetstream(nc).consumers.get(EVENTS_STREAM, { filter_subjects: filterSubject(f), ...startOf(f, afterSeq) });
+}
+
+function push(out: EventRecord[], seq: number, subject: string, data: Uint8Array, opts: ReadOptions): void {
+  try {
+    out.push(toRecord(seq, subject, data));
+  } catch (e) {
+    opts.onUndecodable?.(seq, subject, e);
+  }
+}
+
+/**
+ * Every record matching the filter, in stream order, up to the stream's last sequence at call time.
+ * A read interrupted by a failover (a server of the cluster killed, a stream leader being elected)
+ * goes on from the record after the last one it got, with back-off, until `deadlineMs` has passed;
+ * then `Unavailable`. It never returns fewer records than the stream holds.
+ */
+export async function readRecords(
+  nc: NatsConnection,
+  f: ReadFilter = {},
+  opts: ReadOptions = {},
+): Promise<EventRecord[]> {
+  const js = jetstream(nc);
+  const out: EventRecord[] = [];
+  let last: number | undefined;
+  /** The last sequence this read has been through (records skipped as undecodable included). */
+  let through: number | undefined;
+  await retrying(
+    `read the event log (${EVENTS_STREAM})`,
+    async () => {
+      if (last === undefined) {
+        const info = await (await js.streams.get(EVENTS_STREAM)).info(false);
+        if (info.state.messages === 0) return;
+        last = info.state.last_seq;
+      }
+      const c = await ordered(nc, f, through);
+      try {
+        // Nothing matches from here on (the consumer's count at creation): done, without waiting.
+        if ((await c.info(true)).num_pending === 0) return;
+        for (;;) {
+          const m = await c.next({ expires: 1000 });
+          if (!m) {
+            // Nothing within a second: none left to read, or the stream is between leaders (ask again).
+            if ((await c.info(false)).num_pending === 0) return;
+            continue;
+          }
+          push(out, m.seq, m.subject, m.data, opts);
+          through = m.seq;
+          if (m.seq >= last || m.info.pending === 0) return;
+        }
+      } finally {
+        // An ordered consumer left behind expires on its own (inactive threshold): nothing to report.
+        await c.delete().catch(() => {});
+      }
+    },
+    { deadlineMs: opts.deadlineMs },
+  );
+  return out;
+}
+
+/** Records as they are appended, until `stop()`. */
+export interface RecordFeed extends AsyncIterable<EventRecord> {
+  stop(): void;
+}
+
+/**
+ * Follow the records matching `f` as they are appended: from the record after `afterSeq` (the last
+ * one a {@link readRecords} returned), or, without it, from the filter's own start (`sinceSeq`,
+ * `sinceTime`, else the first record).
+ */
+export async function followRecords(
+  nc: NatsConnection,
+  f: ReadFilter,
+  afterSeq?: number,
+  opts: Pick<ReadOptions, 'onUndecodable'> = {},
+): Promise<RecordFeed> {
+  const messages = await (await ordered(nc, f, afterSeq)).consume();
+  return {
+    stop: () => void messages.stop(),
+    async *[Symbol.asyncIterator]() {
+      for await (const m of messages) {
+        const one: EventRecord[] = [];
+        push(one, m.seq, m.subject, m.data, opts);
+        if (one[0]) yield one[0];
+      }
+    },
+  };
+}
