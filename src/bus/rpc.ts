@@ -120,5 +120,3 @@ export async function request<T>(
   throw fromWire(env.error);
 }
 
-/** The serving side lives in serve.ts (one loop for every service). */
-export { serve, type ServeOptions } from './serve.ts';

@@ -33,7 +33,7 @@ import { randomUUID } from 'node:crypto';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { ensureError, err, type CorralError, type Code } from '../errors.ts';
 import type { Log } from '../log.ts';
-import { serve } from '../bus/rpc.ts';
+import { serve } from '../bus/serve.ts';
 import { subjects } from '../bus/subjects.ts';
 import { AssumeCache } from './assume-cache.ts';
 import { LivenessMonitor, natsLostEvents, type LostEvents } from './liveness.ts';
