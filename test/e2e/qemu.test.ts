@@ -25,12 +25,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CorralError, err } from '../../src/errors.ts';
 import type { BootSpec, ProcessSpec } from '../../src/domain/ops.ts';
-import {
-  QemuDriver,
-  type ExitEvent,
-  type QemuDriverOptions,
-  type VmExitEvent,
-} from '../../src/workers/hypervisor/qemu.ts';
+import type { ExitEvent, VmExitEvent } from '../../src/workers/hypervisor/hypervisor.ts';
+import { QemuDriver, type QemuDriverOptions } from '../../src/workers/hypervisor/qemu.ts';
 import { kvmPossible, parseQemuCmdline, qemuArgs, vmPaths } from '../../src/workers/hypervisor/qemu-args.ts';
 import {
   AgentChannel,
