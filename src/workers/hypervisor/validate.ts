@@ -1,7 +1,7 @@
 /**
  * Decoded request maps → typed hypervisor-worker arguments, once, at the edge. Every rejection is
  * InvalidArgument naming the op and the field, what was expected and what arrived. Only the shapes are
- * checked here; the rules (ranges, ids, paths, frame sizes) are the driver's (`validateBootSpec`, `startProcess`)
+ * checked here; the rules (ranges, ids, paths, frame sizes) are the driver's (`validateBootSpec`, `checkProcess`)
  * and the VMM user's (vmm-user.ts), so that they hold for callers of the driver too.
  */
 import { err } from '../../errors.ts';
