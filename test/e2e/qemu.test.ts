@@ -25,12 +25,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CorralError, err } from '../../src/errors.ts';
 import type { BootSpec, ProcessSpec } from '../../src/domain/ops.ts';
-import {
-  QemuDriver,
-  type ExitEvent,
-  type QemuDriverOptions,
-  type VmExitEvent,
-} from '../../src/workers/hypervisor/qemu.ts';
+import type { ExitEvent, VmExitEvent } from '../../src/workers/hypervisor/hypervisor.ts';
+import { QemuDriver, type QemuDriverOptions } from '../../src/workers/hypervisor/qemu.ts';
 import { kvmPossible, parseQemuCmdline, qemuArgs, vmPaths } from '../../src/workers/hypervisor/qemu-args.ts';
 import {
   AgentChannel,
@@ -387,7 +383,7 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
 
     it('stop() while booting cancels the boot', async () => {
       const booting = rejection(d.boot(spec('early-stop'), AbortSignal.timeout(60_000)));
-      await new Promise((r) => setTimeout(r, 400));
+      await eventually(() => d.list().some((v) => v.sandboxId === `${RUN}-early-stop` && v.state === 'booting'));
       expect(await d.stop(`${RUN}-early-stop`)).toEqual({ stopped: true });
       expect((await booting).code).toBe('Cancelled');
       expectGone(`${RUN}-early-stop`);
@@ -491,15 +487,24 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
       a.on('output', (s, c, _fd, d) => {
         if (s === id && c === 'ad-loop') before += Buffer.from(d).toString();
       });
+      // ad-exit exits once the host lets it (after the release); ad-loop also watches it (one guest, one pid space)
+      // and tells the host through its rootfs once the guest agent has reaped it.
+      const inRootfs = (cid: string, f: string) => join(shared, cid, 'rootfs', f);
       await a.startProcess(proc(id, 'ad-sleep', ['sleep', '600']));
-      await a.startProcess(proc(id, 'ad-loop', ['sh', '-c', 'i=0; while :; do i=$((i+1)); echo $i; sleep 0.1; done']));
-      await a.startProcess(proc(id, 'ad-exit', ['sh', '-c', 'sleep 1; exit 5']));
+      const { pid: exitPid } = await a.startProcess(
+        proc(id, 'ad-exit', ['sh', '-c', 'while [ ! -e /go ]; do sleep 0.05; done; exit 5']),
+      );
+      const loop =
+        'i=0; while :; do i=$((i+1)); echo $i; kill -0 "$P" 2>/tmp/kill.err || echo > /exited; sleep 0.1; done';
+      await a.startProcess({ ...proc(id, 'ad-loop', ['sh', '-c', loop]), env: ['PATH=/bin', `P=${exitPid}`] });
       await eventually(() => numbers(before).length >= 3, 10_000);
       const late: ExitEvent[] = [];
       a.on('exit', (e) => late.push(e));
       a.release();
       expect(a.list()).toEqual([]);
-      await new Promise((r) => setTimeout(r, 2000)); // ad-exit exits while nobody listens; ad-loop's output waits in the guest
+      // ad-exit exits while nobody listens; ad-loop's output waits in the guest.
+      writeFileSync(inRootfs('ad-exit', 'go'), '');
+      await eventually(() => existsSync(inRootfs('ad-loop', 'exited')), 10_000);
 
       const b = track(adopter());
       const exits: ExitEvent[] = [];
@@ -548,8 +553,9 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
         bootMs: 0,
       });
 
-      // A second hand-over: the exits acknowledged meanwhile are not reported again.
-      await new Promise((r) => setTimeout(r, 300));
+      // A second hand-over: the exits acknowledged meanwhile are not reported again. The guest handles frames in
+      // order: its answer to a later RUN (no rootfs: refused) means it has had the ACKs before the hand-over.
+      expect((await rejection(b.startProcess(proc(id, 'ad-sync', ['true'])))).message).toMatch(/chroot/);
       b.release();
       const c = track(adopter());
       const again: ExitEvent[] = [];

@@ -11,7 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { request } from '../../src/bus/rpc.ts';
 import { subjects } from '../../src/bus/subjects.ts';
 import { parseQemuCmdline } from '../../src/workers/hypervisor/qemu-args.ts';
-import type { Adoption, VmInfo } from '../../src/workers/hypervisor/qemu.ts';
+import type { Adoption, VmInfo } from '../../src/workers/hypervisor/hypervisor.ts';
 import { eventually, NOTHING_LEFT, REPO, testNode, type TestNode } from '../helpers/node.ts';
 import { processesMatching } from '../helpers/leaks.ts';
 

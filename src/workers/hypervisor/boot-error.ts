@@ -2,11 +2,13 @@
 import { readFileSync } from 'node:fs';
 import { CorralError, err } from '../../errors.ts';
 
-type ExitInfo = { code: number | null; signal: string | null };
+/** How QEMU ended: its exit code or the signal that killed it (both null when unknown: not our child). */
+export type ExitInfo = { code: number | null; signal: string | null };
 
 /** What a failed launch knows about its QEMU. */
 export interface FailedVm {
-  info: { sandboxId: string; accel: string };
+  sandboxId: string;
+  accel: string;
   tails?: { console: string; stderr: string };
   spawnError?: Error;
   exitInfo?: ExitInfo;
@@ -30,12 +32,12 @@ export function abortError(signal: AbortSignal, sandboxId: string, detail = ''):
 
 export function bootError(e: unknown, vm: FailedVm, signal: AbortSignal): CorralError {
   const detail = `\n--- serial console (last lines) ---\n${vm.tails?.console ?? ''}\n--- qemu stderr ---\n${vm.tails?.stderr ?? ''}`;
-  if (signal.aborted) return abortError(signal, vm.info.sandboxId, detail);
+  if (signal.aborted) return abortError(signal, vm.sandboxId, detail);
   let c = e instanceof CorralError ? e : err.internal(e instanceof Error ? e.message : String(e), e);
   if (vm.spawnError) c = err.internal(`cannot run QEMU: ${vm.spawnError.message}`);
   else if (vm.exitInfo && !vm.requested)
-    c = err.internal(`QEMU (${vm.info.accel}) exited (${fmtExit(vm.exitInfo)}) before the guest agent was ready`);
-  return new CorralError(c.code, `sandbox ${vm.info.sandboxId}: ${c.message}${detail}`, { cause: e });
+    c = err.internal(`QEMU (${vm.accel}) exited (${fmtExit(vm.exitInfo)}) before the guest agent was ready`);
+  return new CorralError(c.code, `sandbox ${vm.sandboxId}: ${c.message}${detail}`, { cause: e });
 }
 
 /** The last `lines` lines of a log file ('(none)' when it cannot be read). */

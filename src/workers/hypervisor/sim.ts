@@ -1,25 +1,26 @@
 /**
  * A simulated hypervisor for scale tests and benchmarks (`corral worker hypervisor --simulate`):
- * the QemuDriver interface with no QEMU. A "VM" boots at once with a fake pid; a process runs until
- * it is signalled (exit 128+signal), except `true` (exit 0) and `false` (exit 1), which end at once.
- * It writes nothing on the host. Everything it reports says it is simulated.
+ * the {@link Hypervisor} interface with no QEMU. A "VM" boots at once with a fake pid; a process runs until
+ * it is signalled (exit 128+signal), except `true` (exit 0), `false` (exit 1) and `echo` (its arguments on
+ * stdout, then exit 0), which end at once.
+ * It writes nothing on the host. Everything it reports says it is simulated. Its VMs live in this process
+ * only: there is nothing to adopt after a restart.
  */
 import { EventEmitter } from 'node:events';
 import { err } from '../../errors.ts';
-import type { BootSpec, ProcessSpec } from '../../domain/ops.ts';
-import type { QemuDriverEvents } from './qemu.ts';
+import type { Adoption, BootSpec, ManagedVm, ProcessSpec, ScannedVm } from '../../domain/ops.ts';
+import type { BootResult, Hypervisor, HypervisorEvents } from './hypervisor.ts';
 
 const FAKE_PID_BASE = 10_000_000; // above any real pid_max, so it can never name a real process
 
-export class SimDriver extends EventEmitter<QemuDriverEvents> {
+export class SimDriver extends EventEmitter<HypervisorEvents> implements Hypervisor {
   readonly simulated = true;
   private vms = new Map<string, { pid: number; procs: Set<string> }>();
   private next = 0;
 
-  async boot(spec: BootSpec, signal: AbortSignal): Promise<{ pid: number; accel: 'tcg'; bootMs: number }> {
+  async boot(spec: BootSpec, signal: AbortSignal): Promise<BootResult> {
     signal.throwIfAborted();
-    const have = this.vms.get(spec.sandboxId);
-    if (have) return { pid: have.pid, accel: 'tcg', bootMs: 0 };
+    if (this.vms.has(spec.sandboxId)) throw err.exists(`sandbox ${spec.sandboxId} has a VM already`);
     const pid = FAKE_PID_BASE + ++this.next;
     this.vms.set(spec.sandboxId, { pid, procs: new Set() });
     return { pid, accel: 'tcg', bootMs: 0 };
@@ -44,33 +45,42 @@ export class SimDriver extends EventEmitter<QemuDriverEvents> {
     if (vm.procs.has(spec.containerId))
       throw err.exists(`container ${spec.containerId} has a process in sandbox ${spec.sandboxId}`);
     vm.procs.add(spec.containerId);
-    const code = spec.args[0] === 'true' ? 0 : spec.args[0] === 'false' ? 1 : null;
-    if (code !== null) setImmediate(() => this.exit(spec.sandboxId, spec.containerId, code));
+    const [cmd, ...rest] = spec.args;
+    const code = cmd === 'true' || cmd === 'echo' ? 0 : cmd === 'false' ? 1 : null;
+    if (code !== null)
+      setImmediate(() => {
+        if (cmd === 'echo')
+          this.emit('output', spec.sandboxId, spec.containerId, 1, new TextEncoder().encode(rest.join(' ') + '\n'));
+        this.exit(spec.sandboxId, spec.containerId, code);
+      });
     return { started: true, pid: 1 };
   }
 
   signal(sandboxId: string, containerId: string, sig: number): { delivered: boolean } {
-    if (!this.vms.get(sandboxId)?.procs.has(containerId)) return { delivered: false };
+    const vm = this.vms.get(sandboxId);
+    if (!vm) throw err.notFound(`sandbox ${sandboxId} has no VM`);
+    if (!Number.isInteger(sig) || sig < 1 || sig > 64) throw err.invalid(`signal ${sig}: want 1..64`);
+    if (!vm.procs.has(containerId)) return { delivered: false };
     setImmediate(() => this.exit(sandboxId, containerId, 128 + sig));
     return { delivered: true };
   }
 
-  /** Nothing to re-attach: simulated VMs live in this process only. */
-  async adoptAll() {
+  async adoptAll(): Promise<Adoption> {
     return { adopted: [], stopped: [], dead: [] };
   }
   async settled(_sandboxId: string): Promise<void> {}
 
-  list() {
+  list(): ManagedVm[] {
     return [...this.vms].map(([sandboxId, v]) => ({
       sandboxId,
       pid: v.pid,
-      accel: 'tcg' as const,
-      state: 'running' as const,
+      accel: 'tcg',
+      state: 'running',
       startedAt: 0,
+      processes: [...v.procs],
     }));
   }
-  scanHost() {
+  scanHost(): ScannedVm[] {
     return [...this.vms].map(([sandboxId, v]) => ({ sandboxId, pid: v.pid }));
   }
 

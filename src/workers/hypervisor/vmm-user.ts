@@ -18,10 +18,10 @@ import { randomInt } from 'node:crypto';
 import { chmod, chown, mkdir, rm, stat } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { CorralError, ensureError, err } from '../../errors.ts';
-import type { OpHandler } from '../harness.ts';
-import type { VmmUser } from '../../domain/ops.ts';
+import type { OpHandlers, VmmUser } from '../../domain/ops.ts';
 import { failureMessage, run } from '../exec.ts';
 import { Lanes } from '../../util/lanes.ts';
+import { parseCreateUser, parseRemoveUser } from './validate.ts';
 
 export const VMM_USER_PREFIX = 'corral-';
 export const VMM_USER_COMMENT = 'Corral temporary hypervisor user';
@@ -105,8 +105,10 @@ async function getentPasswd(
   return { name: f[0]!, uid: Number(f[2]), gid: Number(f[3]), gecos: f[4] ?? '', shell: f[6] ?? '' };
 }
 
-/** The GECOS comment names the sandbox, so that a user whose creation was never confirmed can be found. */
-/** The GECOS comment: `... of sandbox <id>`, plus ` on <node>` when the worker knows its node. */
+/**
+ * The GECOS comment: `... of sandbox <id>`, plus ` on <node>` when the worker knows its node. It names the
+ * sandbox, so that a user whose creation was never confirmed can be found.
+ */
 export const vmmUserComment = (sandboxId: string, node?: string) =>
   `${VMM_USER_COMMENT} of sandbox ${sandboxId}${node ? ` on ${node}` : ''}`;
 
@@ -261,20 +263,24 @@ export async function removeVmmUser(
   return { removed: entry ? await deleteUser(user, o.signal) : false };
 }
 
-/** `createUser` and `removeUser` for the hypervisor worker's harness (validated here, at the edge). */
+/**
+ * `createUser` and `removeUser` for the hypervisor worker's handler table (requests validated in validate.ts).
+ * A `removeUser` without a user name (its creation was never confirmed) removes whatever user was made for
+ * the sandboxId on this node.
+ */
 export function vmmUserHandlers(
   o: { runUserRoot?: string; kvmDevice?: string; node?: string } = {},
-): Record<'createUser' | 'removeUser', OpHandler> {
+): Pick<OpHandlers<'hypervisor'>, 'createUser' | 'removeUser'> {
   return {
-    createUser: async (req, ctx) => {
-      if (typeof req.sandboxId !== 'string' || req.sandboxId.length === 0)
-        throw err.invalid('createUser: sandboxId must be a non-empty string');
-      return createVmmUser(req.sandboxId, { ...o, signal: ctx.signal });
-    },
+    createUser: async (req, ctx) => createVmmUser(parseCreateUser(req).sandboxId, { ...o, signal: ctx.signal }),
     removeUser: async (req, ctx) => {
-      if (typeof req.user !== 'string') throw err.invalid('removeUser: user must be a string');
-      if (typeof req.uid !== 'number') throw err.invalid('removeUser: uid must be a number');
-      return removeVmmUser(req.user, req.uid, { runUserRoot: o.runUserRoot, signal: ctx.signal });
+      const a = parseRemoveUser(req);
+      const rm = { runUserRoot: o.runUserRoot, signal: ctx.signal };
+      if (a.user !== undefined) return removeVmmUser(a.user, a.uid, rm);
+      let removed = false;
+      for (const u of await vmmUsersOfSandbox(a.sandboxId, o.node))
+        removed = (await removeVmmUser(u.name, u.uid, rm)).removed || removed;
+      return { removed };
     },
   };
 }

@@ -1,0 +1,101 @@
+/**
+ * The hypervisor worker's handler table (OpHandlers<'hypervisor'>) over the simulated driver: untrusted
+ * requests are parsed into the ops' types, and a bad one is refused with InvalidArgument naming the field.
+ */
+import { describe, expect, it } from 'vitest';
+import { CorralError } from '../../src/errors.ts';
+import type { OpContext } from '../../src/domain/ops.ts';
+import { hypervisorHandlers } from '../../src/workers/hypervisor/main.ts';
+import { SimDriver } from '../../src/workers/hypervisor/sim.ts';
+
+const ctx = (): OpContext => ({ signal: AbortSignal.timeout(5000), deadlineMs: Date.now() + 5000, opId: 'op-1' });
+const table = () => {
+  const hv = new SimDriver();
+  return { hv, h: hypervisorHandlers(hv, { node: 'n1', adoption: () => null }) };
+};
+const boot = {
+  opId: 'b1',
+  deadlineMs: Date.now() + 60_000,
+  sandboxId: 'sb',
+  vcpus: 1,
+  memoryMiB: 256,
+  kernel: '/k',
+  initrd: '/i',
+  kernelParams: '',
+  machineType: 'microvm',
+  accel: 'auto',
+  sharedDir: '/s',
+  msize9p: 512000,
+  runDir: '/r',
+  bootTimeoutMs: 120_000, // sent by the agent, not part of the spec: ignored
+};
+const proc = {
+  opId: 'p1',
+  sandboxId: 'sb',
+  containerId: 'c',
+  args: ['sleep', '600'],
+  env: ['PATH=/bin'],
+  cwd: '/',
+  uid: 0,
+  gid: 0,
+  additionalGids: [],
+  terminal: false,
+};
+
+async function invalid(p: Promise<unknown>, field: RegExp): Promise<void> {
+  const e = await p.then(
+    () => undefined,
+    (x: unknown) => x,
+  );
+  expect(e).toBeInstanceOf(CorralError);
+  expect(e).toMatchObject({ code: 'InvalidArgument', message: expect.stringMatching(field) });
+}
+
+describe("the hypervisor worker's handlers", () => {
+  it('boot, startProcess, signal and stop run on the driver with the parsed requests', async () => {
+    const { hv, h } = table();
+    const r = await h.boot(boot, ctx());
+    expect(r).toMatchObject({ accel: 'tcg', bootMs: 0 });
+    expect(await h.startProcess(proc, ctx())).toEqual({ started: true });
+    const exited = new Promise<number>((resolve) => hv.on('exit', (e) => resolve(e.exitStatus)));
+    expect(await h.signal({ sandboxId: 'sb', containerId: 'c', signal: 9 }, ctx())).toEqual({ delivered: true });
+    expect(await exited).toBe(137);
+    expect(await h.stop({ sandboxId: 'sb' }, ctx())).toEqual({ stopped: true });
+    expect(await h.stop({ sandboxId: 'sb' }, ctx())).toEqual({ stopped: false });
+  });
+
+  it('boot: a missing or mistyped field is InvalidArgument naming it', async () => {
+    const { h } = table();
+    const { vcpus: _, ...noVcpus } = boot;
+    await invalid(h.boot(noVcpus, ctx()), /^boot: vcpus must be a number, got undefined/);
+    await invalid(h.boot({ ...boot, sandboxId: '' }, ctx()), /^boot: sandboxId must not be empty/);
+    await invalid(h.boot({ ...boot, kernel: 7 }, ctx()), /^boot: kernel must be a string, got number/);
+    await invalid(h.boot({ ...boot, accel: 'fast' }, ctx()), /^boot: accel must be one of auto, kvm, tcg, got "fast"/);
+    await invalid(h.boot({ ...boot, user: 'corral-1' }, ctx()), /^boot: user must be a map, got string/);
+    const user = { user: 'corral-00001', uid: 1000, gid: 1000, groups: [], runtimeDir: '/run/user/1000' };
+    await invalid(h.boot({ ...boot, user: { ...user, uid: '1000' } }, ctx()), /^boot: user\.uid must be a number/);
+    await invalid(h.boot({ ...boot, user: { ...user, groups: [1, 'kvm'] } }, ctx()), /user\.groups\[1\]/);
+  });
+
+  it('startProcess, signal, stop, createUser, removeUser: the same', async () => {
+    const { h } = table();
+    await invalid(h.startProcess({ ...proc, args: 'sh' }, ctx()), /^startProcess: args must be a list, got string/);
+    await invalid(h.startProcess({ ...proc, env: ['A=1', 2] }, ctx()), /^startProcess: env\[1\] must be a string/);
+    await invalid(h.startProcess({ ...proc, uid: '0' }, ctx()), /^startProcess: uid must be a number/);
+    await invalid(h.startProcess({ ...proc, terminal: 'yes' }, ctx()), /^startProcess: terminal must be a boolean/);
+    await invalid(h.startProcess({ ...proc, containerId: undefined }, ctx()), /^startProcess: containerId/);
+    await invalid(h.signal({ sandboxId: 'sb', containerId: 'c', signal: '9' }, ctx()), /^signal: signal must be a/);
+    await invalid(h.stop({}, ctx()), /^stop: sandboxId must be a string, got undefined/);
+    await invalid(h.createUser({ sandboxId: 7 }, ctx()), /^createUser: sandboxId must be a string, got number/);
+    await invalid(h.removeUser({ uid: 1000 }, ctx()), /^removeUser: sandboxId must be a string/);
+    await invalid(h.removeUser({ user: 'corral-00001', uid: '1000' }, ctx()), /^removeUser: uid must be a number/);
+  });
+
+  it('absent cwd and terminal mean the container root and no terminal', async () => {
+    const { hv, h } = table();
+    await h.boot(boot, ctx());
+    const { cwd: _c, terminal: _t, ...bare } = proc;
+    expect(await h.startProcess(bare, ctx())).toEqual({ started: true });
+    expect(hv.list()[0]!.processes).toEqual(['c']);
+  });
+});
