@@ -103,7 +103,11 @@ export function adopt(env: AdoptEnv, h: HostVm, deadlineMs: number): Promise<Ado
         resync = r;
       });
       vm.agent.send(encodeList(token));
+      // A stop may have cancelled the adoption during an await that does not listen for it (queryStatus):
+      // give up here, or the VM would end up running while `stop` waits for it to be gone.
+      vm.abort.signal.throwIfAborted();
       const found = await takeOver(vm, vm.agent, token, deadlineMs, env.adoptTimeoutMs);
+      vm.abort.signal.throwIfAborted();
       vm.adoptedAt = Date.now();
       return {
         sandboxId: h.sandboxId,
