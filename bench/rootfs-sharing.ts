@@ -14,7 +14,7 @@ import { copyFileSync, cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { BootSpec } from '../src/workers/protocol.ts';
+import type { BootSpec } from '../src/domain/ops.ts';
 import { QemuDriver } from '../src/workers/hypervisor/qemu.ts';
 
 const runs = Number(process.argv[2] ?? 5);
