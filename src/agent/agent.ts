@@ -34,7 +34,7 @@ import { readRecords, type EventRecord } from '../replay/records.ts';
 import { consumeWorkerFacts } from '../bus/worker-facts.ts';
 import type { Snapshots } from '../bus/snapshots.ts';
 import type { Metrics } from './metrics.ts';
-import { parseCreate, parseKill, parseWait, taskId } from './requests.ts';
+import { parseCreate, parseKill, parseWait, taskId } from '../bus/task-requests.ts';
 import type { Settings } from './settings.ts';
 import type { WorkerWatch } from './worker-watch.ts';
 import { taskStatus, taskView, type TaskView } from './views.ts';

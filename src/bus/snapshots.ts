@@ -5,10 +5,10 @@
  */
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
+import type { StartingPoint } from '../domain/snapshot.ts';
 import { err } from '../errors.ts';
 import { decode, encode } from './codec.ts';
 import { token } from './subjects.ts';
-import type { StartingPoint } from '../replay/engine.ts';
 
 export const SNAPSHOT_BUCKET = 'CORRAL_SNAPSHOTS';
 

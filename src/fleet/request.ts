@@ -5,7 +5,7 @@
  * goes through `parseSpec`, the id through Kata's id rule, the size through Kata's sizing formulas.
  */
 import { err } from '../errors.ts';
-import { parseCreate } from '../agent/requests.ts';
+import { parseCreate } from '../bus/task-requests.ts';
 import { calculateContainerSizing, calculateSandboxSizing, type Sizing } from '../kata/sizing.ts';
 import { containerType, sandboxIdOf, type ContainerType } from '../kata/container-type.ts';
 import { parseSpec } from '../kata/oci.ts';

@@ -7,6 +7,7 @@
  */
 import { createActor } from 'xstate';
 import type { CreateTaskRequest } from '../domain/task.ts';
+import type { StartingPoint } from '../domain/snapshot.ts';
 import {
   containerMachine,
   provideEffects,
@@ -67,18 +68,6 @@ export interface ReplayResult {
   /** Inputs fed (requests + effect outcomes). */
   inputs: number;
   lastSeq: number;
-}
-
-/** A task's actor as it was at stream sequence `seq` (recovery: from the snapshot bucket). */
-export interface StartingPoint {
-  seq: number;
-  taskId: string;
-  sandboxId: string;
-  machine: 'sandbox' | 'container';
-  instance: string;
-  /** Effects invoked before the snapshot: the task's effect numbering (and opIds) continues from here. */
-  effects: number;
-  snapshot: unknown;
 }
 
 export interface ReplayOptions {

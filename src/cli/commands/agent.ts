@@ -48,7 +48,7 @@ export function parseCapacity(
 import { rootLogger } from '../../log.ts';
 import { crashProbe } from '../../agent/crash-points.ts';
 import { parse } from '../args.ts';
-import type { Io } from '../main.ts';
+import type { Io } from '../io.ts';
 
 export const SETTINGS_OPTS = {
   'data-dir': { type: 'string' },

@@ -17,7 +17,7 @@ import {
 } from '../../replay/records.ts';
 import { parse, type Parsed } from '../args.ts';
 import { client } from '../client.ts';
-import type { Io } from '../main.ts';
+import type { Io } from '../io.ts';
 
 export const EVENTS_USAGE = `corral events [--sandbox ID] [--node N] [--since SEQ|TIME] [--follow] [--json]
 corral events export --sandbox ID -o FILE [--node N]

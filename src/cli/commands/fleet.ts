@@ -17,7 +17,7 @@ import { POLICIES, type Policy } from '../../fleet/placement.ts';
 import { NodeRegistry } from '../../fleet/registry.ts';
 import type { NodeEntry, Versioned } from '../../fleet/types.ts';
 import { duration, need, parse, type Parsed } from '../args.ts';
-import type { Io } from '../main.ts';
+import type { Io } from '../io.ts';
 
 export const FLEET_USAGE = `corral fleet nodes [--json]
 corral fleet cordon NODE | corral fleet uncordon NODE

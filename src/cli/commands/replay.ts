@@ -13,7 +13,7 @@ import { replayHtml } from '../../replay/html.ts';
 import { readRecords, readRecordsFile, type EventRecord } from '../../replay/records.ts';
 import { need, parse } from '../args.ts';
 import { client } from '../client.ts';
-import type { Io } from '../main.ts';
+import type { Io } from '../io.ts';
 
 export const REPLAY_USAGE = `corral replay ID [--file FILE] [--node N] [--until SEQ] [--step | --json | --html FILE]
 

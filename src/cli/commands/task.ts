@@ -8,7 +8,7 @@ import { subjects } from '../../bus/subjects.ts';
 import type { MountSpec } from '../../domain/ops.ts';
 import { duration, need, parse, type Parsed } from '../args.ts';
 import { client, type Client } from '../client.ts';
-import type { Io } from '../main.ts';
+import type { Io } from '../io.ts';
 
 const CREATE_OPTS = {
   bundle: { type: 'string' },

@@ -13,7 +13,7 @@ import { err } from '../../errors.ts';
 import { selfCommand } from '../../agent/supervisor.ts';
 import { waitForWorker } from './agent.ts';
 import { parse } from '../args.ts';
-import type { Io } from '../main.ts';
+import type { Io } from '../io.ts';
 import { taskCommands } from './task.ts';
 
 export interface Node {

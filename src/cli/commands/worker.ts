@@ -6,7 +6,7 @@ import { startMountWorker } from '../../workers/mount/main.ts';
 import { startHypervisorWorker } from '../../workers/hypervisor/main.ts';
 import { Faults, faultsEnabled } from '../../workers/faults.ts';
 import { settingsFrom } from './agent.ts';
-import type { Io } from '../main.ts';
+import type { Io } from '../io.ts';
 
 export async function workerCommand(argv: string[], io: Io): Promise<number> {
   const { p, settings } = settingsFrom(argv, io);
