@@ -542,16 +542,6 @@ export function buildAgent(d: AgentDeps) {
   }
 
   /** Resolves once the fact is journaled as the task's input (or is nobody's): the consumer then acks it. */
-  async function onWorkerEvent(raw: Uint8Array): Promise<void> {
-    let ev: WorkerEvent | undefined;
-    try {
-      ev = (decode(raw) as { event?: WorkerEvent }).event;
-    } catch {
-      return;
-    }
-    if (ev && typeof ev === 'object') await feedWorkerEvent(ev);
-  }
-
   async function feedWorkerEvent(ev: WorkerEvent): Promise<void> {
     const t = tasks.get(ev.kind === 'exit' ? ev.containerId : ev.sandboxId);
     if (!t) return;
@@ -593,7 +583,10 @@ export function buildAgent(d: AgentDeps) {
           },
         }),
       );
-      void consumeWorkerFacts(d.nc, d.settings.node, (data) => onWorkerEvent(data)).then(
+      void consumeWorkerFacts(d.nc, d.settings.node, {
+        onFact: feedWorkerEvent,
+        onDropped: (e, fact) => log.error({ err: e, ...fact }, 'worker fact dropped'),
+      }).then(
         (c) => {
           stopFacts = c.stop;
         },

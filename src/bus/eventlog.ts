@@ -24,6 +24,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { err } from '../errors.ts';
 import { encode } from './codec.ts';
 import { reconnectWatch, type ReconnectWatch } from './connection.ts';
+import { isConnectionClosed, isNatsTimeout, isNoResponders, isStreamNotFound, jetStreamStatus } from './nats-errors.ts';
 import { EVENTS_STREAM, subjects } from './subjects.ts';
 
 const DAY_MS = 24 * 3600 * 1000;
@@ -76,8 +77,7 @@ export async function ensureEventStream(nc: NatsConnection, limits: StreamLimits
   try {
     await jsm.streams.info(EVENTS_STREAM);
   } catch (e) {
-    if (!/not found/i.test((e as Error).message))
-      throw err.unavailable(`JetStream unavailable: ${(e as Error).message}`, e);
+    if (!isStreamNotFound(e)) throw err.unavailable(`JetStream unavailable: ${(e as Error).message}`, e);
     await jsm.streams.add(cfg);
     return;
   }
@@ -99,34 +99,16 @@ export interface AppendPolicy {
   backoffMs?: readonly [number, number];
 }
 
-/** Errors after which the same publish may succeed: the server was unreachable, restarting or slow. */
+/**
+ * Errors after which the same publish may succeed: the server was unreachable, restarting or slow.
+ * By class and code (src/bus/nats-errors.ts): a timeout; no responders (JetStream not up yet, which
+ * nats.js reports as JetStreamNotEnabled with the no-responders RequestError as its cause); a
+ * JetStream API error with status 503 ("JetStream system temporarily unavailable"). Not a closed or
+ * draining connection, nor anything else (a refused publish is refused again).
+ */
 export function isTransientPublishError(e: unknown): boolean {
-  const x = e as {
-    name?: string;
-    message?: string;
-    code?: unknown;
-    status?: unknown;
-    cause?: unknown;
-    isNoResponders?: () => boolean;
-  };
-  if (!x || typeof x !== 'object') return false;
-  switch (x.name) {
-    case 'TimeoutError':
-      return true;
-    case 'NoResponders':
-      return true;
-    case 'JetStreamNotEnabled':
-      return true; // nats.js maps "no responders" (JetStream not up yet) to this
-    case 'RequestError':
-      return x.isNoResponders?.() === true || /disconnect|timeout|no responders/i.test(x.message ?? '');
-    case 'JetStreamApiError':
-      return x.status === 503; // e.g. "JetStream system temporarily unavailable"
-    case 'ClosedConnectionError':
-    case 'DrainingConnectionError':
-      return false;
-    default:
-      return false;
-  }
+  if (isConnectionClosed(e)) return false;
+  return isNatsTimeout(e) || isNoResponders(e) || jetStreamStatus(e) === 503;
 }
 
 export class EventLog {
@@ -172,13 +154,19 @@ export class EventLog {
     const id = msgId ?? `${this.node}:${this.instance}:${++this.n}`;
     const deadline = Date.now() + this.deadlineMs;
     const prev = this.chains.get(sandbox) ?? Promise.resolve();
-    const next = prev.catch(() => {}).then(() => this.publish(subject, body, id, deadline));
+    const next = prev
+      .catch(() => {
+        // The previous record's failure is its caller's (it got the rejection); this one only waits its turn.
+      })
+      .then(() => this.publish(subject, body, id, deadline));
     this.chains.set(sandbox, next);
     void next
       .finally(() => {
         if (this.chains.get(sandbox) === next) this.chains.delete(sandbox);
       })
-      .catch(() => {});
+      .catch(() => {
+        // The caller gets `next` and its rejection; this copy only cleans up the chain.
+      });
     return next;
   }
 
@@ -196,7 +184,9 @@ export class EventLog {
         msgID,
         timeout: Math.max(100, Math.min(this.attemptTimeoutMs, left)),
       });
-      p.catch(() => {}); // may be abandoned below
+      p.catch(() => {
+        // Abandoned if a reconnect comes first; otherwise its outcome is read by the race below.
+      });
       const r = await Promise.race([
         p.then(
           (ack) => ({ ack }),

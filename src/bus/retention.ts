@@ -150,7 +150,9 @@ export async function readSubject(nc: NatsConnection, filter: string, sinceSeq?:
       if (m.seq >= last || m.info.pending === 0) break;
     }
   } finally {
-    await c.delete().catch(() => {});
+    await c.delete().catch(() => {
+      // An ordered consumer: the server removes it by itself after 5 min without use.
+    });
   }
   return out;
 }

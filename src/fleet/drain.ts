@@ -63,7 +63,9 @@ export async function drainNode(
   node: string,
   task: TaskCaller,
   opts: DrainOptions = {},
-  progress: (line: string) => void = () => {},
+  progress: (line: string) => void = () => {
+    // No listener: the result says what was done.
+  },
 ): Promise<DrainResult> {
   const recreator = opts.policy === 'recreate' ? opts.recreator : undefined;
   if (opts.policy === 'recreate' && !recreator) throw err.invalid('drain policy recreate needs a recreator');
@@ -120,7 +122,10 @@ export async function drainNode(
           throw e;
         },
       );
-      await registry.release(node, t.id).catch(() => {});
+      await registry.release(node, t.id).catch((e: unknown) => {
+        // Not fatal: the node's agent releases a deleted task's capacity itself.
+        progress(`${tag}: capacity not released here (${ensureError(e).message}); the agent releases it`);
+      });
       result.deleted.push(t.id);
       progress(`${tag}: ${d ? `deleted (exit status ${d.exitStatus})` : 'already gone'}`);
     } catch (e) {

@@ -7,13 +7,19 @@ export class Lanes {
   private readonly tails = new Map<string, Promise<unknown>>();
 
   run<T>(key: string, f: () => Promise<T>): Promise<T> {
-    const next = (this.tails.get(key) ?? Promise.resolve()).catch(() => {}).then(f);
+    const next = (this.tails.get(key) ?? Promise.resolve())
+      .catch(() => {
+        // The previous call's failure is its caller's (it got the rejection); this one only waits its turn.
+      })
+      .then(f);
     this.tails.set(key, next);
     void next
       .finally(() => {
         if (this.tails.get(key) === next) this.tails.delete(key);
       })
-      .catch(() => {});
+      .catch(() => {
+        // The caller gets `next` and its rejection; this copy only cleans up the lane.
+      });
     return next;
   }
 

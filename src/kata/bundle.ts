@@ -32,6 +32,7 @@ export async function validBundle(
     throw err.invalid(`Invalid bundle path '${bundle}': ${fsErrorText('stat', bundle, e)}`, e);
   }
   if (!(await fs.isDirectory(real))) throw err.invalid(`Invalid bundle path '${bundle}', it should be a directory`);
+  // A root that does not resolve (missing, unreadable) holds no bundle: it is simply not a match.
   const roots = await Promise.all(
     allowedRoots.map((r) => (path.isAbsolute(r) ? fs.realpath(r).catch(() => undefined) : undefined)),
   );

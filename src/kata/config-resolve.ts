@@ -48,6 +48,7 @@ async function fromAnnotation(fs: KataFs, value: string, dirs: readonly string[]
   if (!path.isAbsolute(value))
     throw err.invalid(`config path ${value} from annotation ${CONFIG_PATH_ANNOTATION} must be absolute`);
   const roots = dirs.filter((d) => path.isAbsolute(d));
+  // A directory that does not resolve is checked by its name only (the `roots` themselves are kept).
   const real = await Promise.all(roots.map((d) => fs.realpath(d).catch(() => undefined)));
   const all = [...roots, ...real.filter((d): d is string => d !== undefined)];
   if (!all.some((d) => isWithin(d, path.resolve(value)))) throw outside();

@@ -90,7 +90,9 @@ async function readFrom(
       if (m.seq >= last || m.info.pending === 0) return;
     }
   } finally {
-    await c.delete().catch(() => {});
+    await c.delete().catch(() => {
+      // An ordered consumer: the server removes it by itself after 5 min without use.
+    });
   }
 }
 

@@ -148,7 +148,11 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
   const done = new Promise<number>((r) => (resolveDone = r));
   const watch = new WorkerWatch();
   const probe = crashProbe(faultsEnabled(io.env) ? io.env.CORRAL_TEST_CRASH : undefined);
-  const snapshots = await untilReady('the snapshot bucket', () => Snapshots.open(nc, settings.node, settings.replicas));
+  const snapshots = await untilReady('the snapshot bucket', () =>
+    Snapshots.open(nc, settings.node, settings.replicas, (taskId, e) =>
+      log.warn({ err: e, taskId }, 'snapshot of a deleted task not purged'),
+    ),
+  );
   // The node's entry in the fleet registry: capacity, labels, heartbeat (docs/api.md, Fleet).
   const registration = await untilReady('the node registry', () =>
     AgentRegistration.open(nc, {
@@ -259,7 +263,7 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
     await registration.stop();
     await sup?.stop();
     mgmt.server.close();
-    await nc.drain().catch(() => {});
+    await nc.drain().catch((e: unknown) => log.warn({ err: e }, 'NATS connection did not drain'));
     resolveDone(code);
   }
   process.once('SIGINT', () => void shutdown('SIGINT'));

@@ -50,7 +50,9 @@ async function connect(p: Parsed, io: Io, name: string): Promise<{ nc: NatsConne
   try {
     return { nc, registry: await NodeRegistry.open(nc, { replicas: s.replicas }) };
   } catch (e) {
-    await nc.close().catch(() => {});
+    await nc.close().catch(() => {
+      // The error that matters is `e`, rethrown below; closing is only tidying up.
+    });
     throw e;
   }
 }
@@ -60,7 +62,9 @@ async function withRegistry<T>(p: Parsed, io: Io, f: (nc: NatsConnection, r: Nod
   try {
     return await f(nc, registry);
   } finally {
-    await nc.drain().catch(() => {});
+    await nc.drain().catch(() => {
+      // The command's outcome is already decided (returned or thrown); nothing is left to flush.
+    });
   }
 }
 
@@ -191,7 +195,7 @@ async function controller(argv: string[], io: Io): Promise<number> {
       log.info({ why, ...c.stats }, 'controller stopping');
       void c
         .stop()
-        .then(() => nc.drain().catch(() => {}))
+        .then(() => nc.drain().catch((e: unknown) => log.warn({ err: e }, 'NATS connection did not drain')))
         .then(() => resolve(0));
     };
     process.once('SIGINT', () => stop('SIGINT'));

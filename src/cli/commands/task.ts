@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { err } from '../../errors.ts';
+import { ensureError, err } from '../../errors.ts';
 import { decode } from '../../bus/codec.ts';
 import { subjects } from '../../bus/subjects.ts';
 import type { MountSpec } from '../../domain/ops.ts';
@@ -183,7 +183,10 @@ export const taskCommands: Record<string, { usage: string; run(argv: string[], i
           c.callOn<T>(node, verb, b, t);
         const onSig = () => {
           interrupted++;
-          void on('kill', { id, signal: interrupted > 1 ? 'SIGKILL' : 'SIGTERM' }).catch(() => {});
+          void on('kill', { id, signal: interrupted > 1 ? 'SIGKILL' : 'SIGTERM' }).catch((e: unknown) => {
+            const ce = ensureError(e);
+            io.err(`corral: Ctrl-C: kill of ${id} failed: ${ce.code}: ${ce.message}`);
+          });
         };
         process.on('SIGINT', onSig);
         try {

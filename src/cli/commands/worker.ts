@@ -47,6 +47,6 @@ export async function workerCommand(argv: string[], io: Io): Promise<number> {
     process.once('SIGTERM', resolve);
   });
   await w.stop(20_000);
-  await nc.drain().catch(() => {});
+  await nc.drain().catch((e: unknown) => log.warn({ err: e }, 'NATS connection did not drain'));
   return 0;
 }
