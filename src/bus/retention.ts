@@ -132,7 +132,7 @@ export async function readSubject(nc: NatsConnection, filter: string, sinceSeq?:
   const last = info.state.last_seq;
   const js = jetstream(nc);
   const start = sinceSeq ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: sinceSeq } : {};
-  const c = await js.consumers.get(EVENTS_STREAM, { filter_subjects: filter, ...start } as never);
+  const c = await js.consumers.get(EVENTS_STREAM, { filter_subjects: filter, ...start });
   const out: LogRecord[] = [];
   try {
     for (;;) {

@@ -103,7 +103,8 @@ export async function request<T>(
         msg = r.m;
         break;
       }
-      if ((r === 'tick' || rc.epoch !== epoch) && until - Date.now() > 200) continue; // came back, or silent too long: send it again
+      // The connection came back, or the responder was silent too long: send it again.
+      if ((r === 'tick' || rc.epoch !== epoch) && until - Date.now() > 200) continue;
       msg = await p;
       break;
     } catch (e) {
@@ -125,7 +126,8 @@ export async function request<T>(
   throw fromWire(env.error);
 }
 
-export type Handler = (body: unknown, msg: Msg) => Promise<unknown> | unknown;
+/** A handler returns its result, or a promise of it. */
+export type Handler = (body: unknown, msg: Msg) => unknown;
 
 export interface ServeOptions {
   queue?: string;

@@ -44,8 +44,10 @@ export const subjects = {
   io: (node: string, container: string, fd: 'stdout' | 'stderr' | '*') =>
     `${PREFIX}.node.${node === '*' ? '*' : token(node, 'node')}.io.${token(container, 'container id')}.${fd}`,
   /** Durable facts and write-ahead inputs, captured by the CORRAL_EVENTS stream. */
-  evt: (node: string, sandbox: string, kind: string) =>
-    `${PREFIX}.evt.${token(node, 'node')}.${sandbox === '*' ? '*' : token(sandbox, 'sandbox id')}.${kind === '>' ? '>' : token(kind, 'event kind')}`,
+  evt: (node: string, sandbox: string, kind: string) => {
+    const s = sandbox === '*' ? '*' : token(sandbox, 'sandbox id');
+    return `${PREFIX}.evt.${token(node, 'node')}.${s}.${kind === '>' ? '>' : token(kind, 'event kind')}`;
+  },
   evtAll: () => `${PREFIX}.evt.>`,
   /** Fleet: the controller forwards a placed create to the chosen node (body carries the OCI spec inline). */
   nodeCreateInline: (node: string) => `${PREFIX}.node.${token(node, 'node')}.task.createInline`,
@@ -53,6 +55,8 @@ export const subjects = {
   sandboxLost: (node: string, sandbox: string) =>
     `${PREFIX}.evt.${token(node, 'node')}.${token(sandbox, 'sandbox id')}.lost`,
   /** Fleet: node events (`lost`), core NATS; `node` may be `*`, `kind` may be `*` or `>`. */
-  fleetEvt: (node: string, kind: string) =>
-    `${PREFIX}.fleet.evt.${node === '*' ? '*' : token(node, 'node')}.${kind === '*' || kind === '>' ? kind : token(kind, 'event kind')}`,
+  fleetEvt: (node: string, kind: string) => {
+    const n = node === '*' ? '*' : token(node, 'node');
+    return `${PREFIX}.fleet.evt.${n}.${kind === '*' || kind === '>' ? kind : token(kind, 'event kind')}`;
+  },
 };

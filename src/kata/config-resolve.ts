@@ -16,7 +16,10 @@ export interface ConfigPathInputs {
   readonly env: Readonly<Record<string, string | undefined>>;
   /** Directories the annotation may point into; empty = the annotation is never honoured. */
   readonly allowedConfigDirs: readonly string[];
-  /** Searched in order when nothing else names a file, e.g. `['/etc/corral/configuration.toml', '/usr/share/defaults/corral/configuration.toml']`. */
+  /**
+   * Searched in order when nothing else names a file, e.g.
+   * `['/etc/corral/configuration.toml', '/usr/share/defaults/corral/configuration.toml']`.
+   */
   readonly defaultPaths: readonly string[];
   /** @default nodeFs */
   readonly fs?: KataFs;
@@ -43,7 +46,8 @@ const unusable = (inner: unknown): unknown =>
 async function fromAnnotation(fs: KataFs, value: string, dirs: readonly string[]): Promise<string> {
   const outside = () =>
     err.invalid(
-      `config path ${value} from annotation ${CONFIG_PATH_ANNOTATION} is outside the allowed config directories (${dirs.join(', ')})`,
+      `config path ${value} from annotation ${CONFIG_PATH_ANNOTATION} is outside the allowed config directories ` +
+        `(${dirs.join(', ')})`,
     );
   if (!path.isAbsolute(value))
     throw err.invalid(`config path ${value} from annotation ${CONFIG_PATH_ANNOTATION} must be absolute`);

@@ -77,7 +77,7 @@ async function readFrom(
         : f.sinceTime !== undefined
           ? { deliver_policy: DeliverPolicy.StartTime, opt_start_time: new Date(f.sinceTime).toISOString() }
           : {};
-  const c = await js.consumers.get(EVENTS_STREAM, { filter_subjects: filterSubject(f), ...start } as never);
+  const c = await js.consumers.get(EVENTS_STREAM, { filter_subjects: filterSubject(f), ...start });
   try {
     for (;;) {
       const m = await c.next({ expires: 1000 });

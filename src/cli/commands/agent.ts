@@ -247,7 +247,7 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
       (e) => log.warn({ err: e }, 'retention pass failed'),
     );
   void janitor();
-  const janitorTimer = setInterval(janitor, 3600_000);
+  const janitorTimer = setInterval(() => void janitor(), 3600_000);
   janitorTimer.unref();
   log.info({ node: settings.node, nats: settings.natsUrl, metrics: `${mgmt.url}/metrics` }, 'agent ready');
   io.err(`corral agent ready: node ${settings.node}, NATS ${settings.natsUrl}, metrics ${mgmt.url}/metrics`);
@@ -260,7 +260,7 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
     if (p.values['teardown-on-exit'])
       await agent.teardownAll(60_000).catch((e) => log.error({ err: e }, 'teardown incomplete'));
     await agent.stop();
-    await registration.stop();
+    registration.stop();
     await sup?.stop();
     mgmt.server.close();
     await nc.drain().catch((e: unknown) => log.warn({ err: e }, 'NATS connection did not drain'));

@@ -36,7 +36,8 @@ export function parseSince(v: string, now = Date.now()): Pick<ReadFilter, 'since
   const t = /^\d{4}-\d\d-\d\d/.test(v) ? Date.parse(v) : NaN;
   if (Number.isNaN(t))
     throw err.invalid(
-      `--since ${JSON.stringify(v)}: expected a sequence (123), a duration ago (10m) or an ISO date (2025-01-31T12:00:00Z)`,
+      `--since ${JSON.stringify(v)}: ` +
+        'expected a sequence (123), a duration ago (10m) or an ISO date (2025-01-31T12:00:00Z)',
     );
   return { sinceTime: t };
 }
@@ -74,7 +75,7 @@ export async function eventsCommand(argv: string[], io: Io): Promise<number> {
     const consumer = await jetstream(c.nc).consumers.get(EVENTS_STREAM, {
       filter_subjects: filterSubject(f),
       ...start,
-    } as never);
+    });
     const messages = await consumer.consume();
     const stop = () => {
       messages.stop();
@@ -108,7 +109,7 @@ async function exportCommand(argv: string[], io: Io): Promise<number> {
   }
   if (!records.length)
     throw err.notFound(
-      `no records of sandbox ${sandbox}${p.values.node ? ` on node ${p.values.node as string}` : ''} in ${EVENTS_STREAM}`,
+      `no records of sandbox ${sandbox}${p.values.node ? ` on node ${String(p.values.node)}` : ''} in ${EVENTS_STREAM}`,
     );
   writeRecordsFile(file, records);
   io.out(

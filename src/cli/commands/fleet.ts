@@ -15,7 +15,7 @@ import { fleetRecreator } from '../../fleet/recreate.ts';
 import { DEFAULT_LOST_AFTER_MS } from '../../fleet/liveness.ts';
 import { POLICIES, type Policy } from '../../fleet/placement.ts';
 import { NodeRegistry } from '../../fleet/registry.ts';
-import type { NodeEntry, Versioned } from '../../fleet/types.ts';
+import type { Versioned } from '../../fleet/types.ts';
 import { duration, need, parse, type Parsed } from '../args.ts';
 import type { Io } from '../io.ts';
 
@@ -131,7 +131,7 @@ async function setState(argv: string[], io: Io, action: 'cordon' | 'uncordon'): 
   const p = parse(argv);
   const node = need(p, 0, 'NODE');
   const r = await withRegistry(p, io, (_nc, reg) => reg.setState(node, action));
-  const e = r.current!.entry as NodeEntry;
+  const e = r.current!.entry;
   const now = e.state === 'lost' ? `lost (it will be ${e.lostFrom} when its heartbeats resume)` : e.state;
   io.out(p.values.json ? JSON.stringify(view(r.current!, Date.now())) : `${node}: ${r.wrote ? '' : 'already '}${now}`);
   return 0;
@@ -188,7 +188,8 @@ async function controller(argv: string[], io: Io): Promise<number> {
     log: (level, msg, fields) => log[level](fields ?? {}, msg),
   });
   io.err(
-    `corral fleet controller ${c.name} ready: ${subjects.fleetCreate()} (queue corral-fleet), policy ${policy}, nodes lost after ${boundMs} ms without a heartbeat, ${c.view.size} node(s) registered`,
+    `corral fleet controller ${c.name} ready: ${subjects.fleetCreate()} (queue corral-fleet), policy ${policy}, ` +
+      `nodes lost after ${boundMs} ms without a heartbeat, ${c.view.size} node(s) registered`,
   );
   return new Promise<number>((resolve) => {
     const stop = (why: string) => {
@@ -218,7 +219,8 @@ export async function fleetCommand(argv: string[], io: Io): Promise<number> {
       return controller(rest, io);
     default:
       throw err.invalid(
-        `fleet ${sub === undefined ? 'needs a subcommand' : `has no subcommand ${JSON.stringify(sub)}`}: nodes, cordon, uncordon, drain, controller`,
+        `fleet ${sub === undefined ? 'needs a subcommand' : `has no subcommand ${JSON.stringify(sub)}`}: ` +
+          'nodes, cordon, uncordon, drain, controller',
       );
   }
 }

@@ -23,7 +23,8 @@ export const REPLAY_USAGE = `corral replay ID [--file FILE] [--node N] [--until 
   --json        {sandbox, ok, divergence, lastSeq, inputs, tasks (final and visited states), timeline}
   --html FILE   write a self-contained page: swimlanes, the statechart, each event's payload`;
 
-const QUIT = Symbol('quit');
+/** Thrown from the step prompt when the user types q: ends the replay early, not an error. */
+class Quit extends Error {}
 
 export async function replayCommand(argv: string[], io: Io): Promise<number> {
   const p = parse(argv, {
@@ -68,7 +69,7 @@ export async function replayCommand(argv: string[], io: Io): Promise<number> {
   const onEntry = async (e: TimelineEntry) => {
     at = e.seq;
     io.out(entryLine(e, t0));
-    if (rl && (await rl.question('')).trim().toLowerCase() === 'q') throw QUIT;
+    if (rl && (await rl.question('')).trim().toLowerCase() === 'q') throw new Quit('quit');
   };
   const human = !p.values.json && !p.values.html;
   if (human)
@@ -81,7 +82,7 @@ export async function replayCommand(argv: string[], io: Io): Promise<number> {
       onEntry: human ? onEntry : undefined,
     });
   } catch (e) {
-    if (e !== QUIT) throw e;
+    if (!(e instanceof Quit)) throw e;
     io.out(`stopped after seq ${at}`);
     return 0;
   } finally {
