@@ -11,11 +11,7 @@ const record = (event: unknown) => encode({ node: 'n1', sandbox: 's1', kind: 'wo
 function delivered(data: Uint8Array) {
   return { data, subject: 'corral.v1.evt.n1.s1.worker', seq: 42, ack: vi.fn(), nak: vi.fn(), term: vi.fn() };
 }
-function handlers(
-  onFact: WorkerFactHandlers['onFact'] = () => {
-    // taken in
-  },
-) {
+function handlers(onFact: WorkerFactHandlers['onFact'] = () => {}) {
   return { onFact: vi.fn(onFact), onDropped: vi.fn() };
 }
 
