@@ -70,7 +70,7 @@ function checkGate(a: Annotations, enabled: readonly string[]): void {
     try {
       return [new RegExp(re)];
     } catch {
-      return [];
+      return []; // a pattern that does not compile matches nothing: it enables no annotation
     }
   });
   for (const k of Object.keys(a).sort()) {
