@@ -47,11 +47,9 @@ export default defineConfig(
       'no-empty': ['error', { allowEmptyCatch: false }],
       'no-empty-function': 'off',
       '@typescript-eslint/no-empty-function': 'error',
-      // prettier breaks code at 120 columns but not strings, comments or template literals: this catches those.
-      'max-len': [
-        'error',
-        { code: 120, tabWidth: 2, ignoreUrls: true, ignoreRegExpLiterals: true, ignorePattern: '^import .* from ' },
-      ],
+      // prettier breaks code at 120 columns but not strings, comments or template literals: this catches
+      // those. A URL or a regular expression literal cannot be broken, so a line holding one may be longer.
+      'max-len': ['error', { code: 120, tabWidth: 2, ignoreUrls: true, ignoreRegExpLiterals: true }],
     },
   },
   {
