@@ -89,8 +89,8 @@ export async function benchFleet(o: {
 
   // Create throughput: fleet subject vs the node directly, one agent with simulated VMs.
   const n = await testNode({ simulate: true, env: { CORRAL_CAPACITY: 'vcpus=4096,memory=16777216,sandboxes=1000' } });
-  let directMs = 0;
-  let fleetMs = 0;
+  let directMs: number;
+  let fleetMs: number;
   try {
     const c = await FleetController.start({
       nc: n.nc,
@@ -103,7 +103,8 @@ export async function benchFleet(o: {
       const bundles = Array.from({ length: C }, (_, i) =>
         n.bundle(`d${i}`, { args: ['sleep', '600'], emptyRootfs: true }),
       );
-      for (const b of bundles) writeFileSync(join(b, 'config.json'), JSON.stringify(sleeper)); // what the fleet creates carry inline
+      // What the fleet creates carry inline.
+      for (const b of bundles) writeFileSync(join(b, 'config.json'), JSON.stringify(sleeper));
       const deleteAll = (prefix: string) => pool(C, 8, (i) => n.call('delete', { id: `${prefix}${i}` }, 60_000));
       directMs = await pool(C, 8, (i) => n.call('create', { id: `d${i}`, bundle: bundles[i], rootfs }, 60_000));
       await deleteAll('d');

@@ -111,13 +111,15 @@ try {
     const src = join(tmp, `src-${name}`);
     const mb = makeRootfs(src, data);
     const rows = { '9p': [] as Row[], blk: [] as Row[] };
+    // Interleaved: load drifts.
     for (let i = 0; i < runs; i++)
-      for (const mode of ['9p', 'blk'] as const) rows[mode].push(await once(d, mode, src, i)); // interleaved: load drifts
+      for (const mode of ['9p', 'blk'] as const) rows[mode].push(await once(d, mode, src, i));
     for (const mode of ['9p', 'blk'] as const) {
       const col = (k: keyof Row) =>
         `${Math.round(median(rows[mode].map((r) => r[k])))} (${rows[mode].map((r) => Math.round(r[k])).join('/')})`;
       console.log(
-        `${name} (${mb} MB) ${mode}: ready ${col('ready')} | output ${col('output')} | image ${col('image')} | total ${col('total')} | read ${col('read')} ms`,
+        `${name} (${mb} MB) ${mode}: ready ${col('ready')} | output ${col('output')} | image ${col('image')}` +
+          ` | total ${col('total')} | read ${col('read')} ms`,
       );
     }
   }

@@ -95,7 +95,8 @@ try {
     }),
   );
   say(
-    `  raw mount+umount p50 ${results.rawMount.p50.toFixed(1)} ms; raw boot→ready→stop p50 ${results.rawBoot.p50.toFixed(0)} ms`,
+    `  raw mount+umount p50 ${results.rawMount.p50.toFixed(1)} ms;` +
+      ` raw boot→ready→stop p50 ${results.rawBoot.p50.toFixed(0)} ms`,
   );
 
   const n = await testNode();
@@ -207,8 +208,11 @@ try {
   if (json) {
     process.stdout.write(JSON.stringify(report) + '\n');
   } else {
-    const row = (k: string, label: string) =>
-      `${label.padEnd(28)} p50 ${results[k]!.p50.toFixed(1).padStart(8)} ms   p99 ${results[k]!.p99.toFixed(1).padStart(8)} ms   (n=${results[k]!.n})`;
+    const row = (k: string, label: string) => {
+      const r = results[k]!;
+      const ms = (v: number) => v.toFixed(1).padStart(8);
+      return `${label.padEnd(28)} p50 ${ms(r.p50)} ms   p99 ${ms(r.p99)} ms   (n=${r.n})`;
+    };
     console.log(row('rawMount', 'raw mount+umount'));
     console.log(row('rawBoot', 'raw QEMU boot→ready→stop'));
     console.log(row('createToRunning', 'corral create→running'));
@@ -217,15 +221,21 @@ try {
     console.log(`ratio full run / raw boot:       ${report.ratios.fullRunOverRawBoot.toFixed(2)}`);
     console.log(`memory per idle sandbox actor:   ${(report.memory.bytesPerIdleSandboxActor / 1024).toFixed(1)} KiB`);
     console.log(
-      `recovery: agent holding ${recovery.sandboxes} running sandboxes (simulated VMs) SIGKILLed → serving again in ${recovery.recoveryMs!.toFixed(0)} ms, ${recovery.recoveredRunning} running after`,
+      `recovery: agent holding ${recovery.sandboxes} running sandboxes (simulated VMs) SIGKILLed →` +
+        ` serving again in ${recovery.recoveryMs!.toFixed(0)} ms, ${recovery.recoveredRunning} running after`,
     );
     console.log(
-      `replay: ${recovery.replayPerSec!.toFixed(0)} events/s vs raw JetStream read ${recovery.rawReadPerSec!.toFixed(0)} events/s of the same ${recovery.records} records (ratio ${report.ratios.replayOverRawRead.toFixed(2)})`,
+      `replay: ${recovery.replayPerSec!.toFixed(0)} events/s vs raw JetStream read` +
+        ` ${recovery.rawReadPerSec!.toFixed(0)} events/s of the same ${recovery.records} records` +
+        ` (ratio ${report.ratios.replayOverRawRead.toFixed(2)})`,
     );
     console.log(row('placementAlone', `fleet placement, ${fleet.nodes} sim nodes`));
     console.log(row('placementInFlight', '  … 32 in flight'));
     console.log(
-      `fleet creates: ${fleet.fleetPerSec.toFixed(1)}/s through corral.v1.fleet.task.create vs ${fleet.directPerSec.toFixed(1)}/s sent to the node directly (${fleet.creates} each, 8 in flight, simulated VMs; ratio ${report.ratios.fleetOverDirectCreates.toFixed(2)})`,
+      `fleet creates: ${fleet.fleetPerSec.toFixed(1)}/s through corral.v1.fleet.task.create` +
+        ` vs ${fleet.directPerSec.toFixed(1)}/s sent to the node directly` +
+        ` (${fleet.creates} each, 8 in flight, simulated VMs;` +
+        ` ratio ${report.ratios.fleetOverDirectCreates.toFixed(2)})`,
     );
   }
 } finally {

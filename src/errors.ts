@@ -63,7 +63,7 @@ export const err = {
 /** Anything thrown → a CorralError. Unknown errors become Internal with their message kept. */
 export function ensureError(e: unknown): CorralError {
   if (e instanceof CorralError) return e;
-  if (e && typeof e === 'object' && 'code' in e && isCode((e as { code: unknown }).code)) {
+  if (e && typeof e === 'object' && 'code' in e && isCode(e.code)) {
     const w = e as Partial<WireError> & { code: Code };
     return new CorralError(w.code, String(w.message ?? w.code), { retryable: w.retryable });
   }

@@ -81,6 +81,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const c = generateCreds({ dir: values.dir, nodes: values.node });
   process.stdout.write(c.authorization);
   process.stderr.write(
-    `seeds (0600): ${Object.values(c.seedFiles).join(' ')}\nauthorization block: ${join(resolve(values.dir), 'auth.conf')}\n`,
+    `seeds (0600): ${Object.values(c.seedFiles).join(' ')}\n` +
+      `authorization block: ${join(resolve(values.dir), 'auth.conf')}\n`,
   );
 }

@@ -8,7 +8,8 @@
  * With --hosts each server runs on its own machine (same ports everywhere); without, all on this one.
  * --auth FILE appends `include` of the authorization block infra/nats/gen-creds.ts wrote.
  *
- *   npx tsx infra/nats/generate.ts --cluster 3 --hosts 10.0.0.1,10.0.0.2,10.0.0.3 --out-dir infra/nats/cluster [--auth auth.conf]
+ *   npx tsx infra/nats/generate.ts --cluster 3 --hosts 10.0.0.1,10.0.0.2,10.0.0.3 \
+ *     --out-dir infra/nats/cluster [--auth auth.conf]
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -34,7 +35,7 @@ if (values.cluster) {
   const hosts = values.hosts?.split(',').filter(Boolean);
   const c = natsClusterConfigs({
     version,
-    dataDir: values['store-dir']!,
+    dataDir: values['store-dir'],
     basePort: Number(values.port),
     size: Number(values.cluster),
     hosts,
@@ -51,7 +52,7 @@ if (values.cluster) {
 } else {
   const c = natsServerConfig({
     version,
-    storeDir: values['store-dir']!,
+    storeDir: values['store-dir'],
     port: Number(values.port),
     maxFileStore: values['max-file-store'],
   });

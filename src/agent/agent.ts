@@ -10,14 +10,12 @@
  */
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { CorralError, ensureError, err } from '../errors.ts';
-import { decode } from '../bus/codec.ts';
 import type { EventLog } from '../bus/eventlog.ts';
 import { LATER, respond, serve } from '../bus/serve.ts';
 import type { Snapshots } from '../bus/snapshots.ts';
 import { subjects } from '../bus/subjects.ts';
 import { CHANGING_VERBS } from '../bus/task-client.ts';
 import { consumeWorkerFacts } from '../bus/worker-facts.ts';
-import type { WorkerEvent } from '../domain/ops.ts';
 import { stateName } from '../machines/index.ts';
 import type { Logger } from '../log.ts';
 import type { CreateRules } from './create-rules.ts';
@@ -67,11 +65,6 @@ export function buildAgent(d: AgentDeps) {
   const subs: Subscription[] = [];
   let stopFacts: (() => void) | undefined;
 
-  /** Resolves once the fact is journaled as the task's input (or is nobody's): the consumer then acks it. */
-  async function onWorkerFact(raw: Uint8Array): Promise<void> {
-    const ev = (decode(raw) as { event?: WorkerEvent } | undefined)?.event;
-    if (ev && typeof ev === 'object') await rt.feedWorkerEvent(ev);
-  }
 
   const kill = { type: 'kill', rid: 'teardown', signal: 9, all: true } as const;
   return {
@@ -104,7 +97,10 @@ export function buildAgent(d: AgentDeps) {
           { onInternal: (e, subject) => d.log.error({ err: e, subject }, 'task API handler failed') },
         ),
       );
-      consumeWorkerFacts(d.nc, d.settings.node, (data) => onWorkerFact(data)).then(
+      consumeWorkerFacts(d.nc, d.settings.node, {
+        onFact: (ev) => rt.feedWorkerEvent(ev),
+        onDropped: (e, fact) => d.log.error({ err: e, ...fact }, 'worker fact dropped'),
+      }).then(
         (c) => {
           stopFacts = c.stop;
         },

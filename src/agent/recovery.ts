@@ -8,7 +8,7 @@
 import { matchesState, type StateValue } from 'xstate';
 import type { WireError } from '../errors.ts';
 import type { WorkerEvent } from '../domain/ops.ts';
-import type { StartingPoint } from '../domain/starting-point.ts';
+import type { StartingPoint } from '../domain/snapshot.ts';
 import { hasTag, stateName } from '../machines/index.ts';
 import { EffectGate } from '../replay/gate.ts';
 import { rebuild } from '../replay/rebuild.ts';

@@ -8,7 +8,7 @@ import { err } from '../errors.ts';
 import { LATER } from '../bus/serve.ts';
 import { hasTag, stateName, type LifecycleEvent } from '../machines/index.ts';
 import type { TaskRuntime } from './task-runtime.ts';
-import { parseCreate, parseKill, parseWait, taskId } from './requests.ts';
+import { parseCreate, parseKill, parseWait, taskId } from '../bus/task-requests.ts';
 import type { ReplyTo, Waiter } from './task-table.ts';
 import { taskView } from './views.ts';
 import { removeInlineBundle, writeInlineBundle } from './inline-bundle.ts';

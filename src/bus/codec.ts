@@ -4,7 +4,10 @@ import { err } from '../errors.ts';
 
 const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true });
 
-/** Largest payload a handler accepts (under NATS's default 1 MiB max_payload); bigger ones get ResourceExhausted before decoding. */
+/**
+ * Largest payload a handler accepts (under NATS's default 1 MiB max_payload); bigger ones get
+ * ResourceExhausted before decoding.
+ */
 export const MAX_PAYLOAD_BYTES = 512 * 1024;
 
 export const encode = (v: unknown): Uint8Array => packr.pack(v);
@@ -29,6 +32,6 @@ export function decode(bytes: Uint8Array): unknown {
 
 function hasMarker(v: unknown, depth = 0): boolean {
   if (!v || typeof v !== 'object' || depth > 32) return false;
-  if ((v as object).constructor?.name === 'C1Type') return true;
-  return Object.values(v as object).some((x) => hasMarker(x, depth + 1));
+  if (v.constructor?.name === 'C1Type') return true;
+  return Object.values(v).some((x) => hasMarker(x, depth + 1));
 }

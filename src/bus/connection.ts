@@ -85,6 +85,8 @@ export function reconnectWatch(nc: NatsConnection): ReconnectWatch {
       });
       done();
     }
-  })().catch(() => {});
+  })().catch(() => {
+    // The status iterator ends (it does not throw) when the connection closes; the loop body cannot throw.
+  });
   return w;
 }

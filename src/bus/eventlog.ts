@@ -25,6 +25,7 @@ import { err } from '../errors.ts';
 import { Lanes } from '../util/lanes.ts';
 import { encode } from './codec.ts';
 import { reconnectWatch, type ReconnectWatch } from './connection.ts';
+import { isConnectionClosed, isNatsTimeout, isNoResponders, isStreamNotFound, jetStreamStatus } from './nats-errors.ts';
 import { EVENTS_STREAM, subjects } from './subjects.ts';
 
 const DAY_MS = 24 * 3600 * 1000;
@@ -77,8 +78,7 @@ export async function ensureEventStream(nc: NatsConnection, limits: StreamLimits
   try {
     await jsm.streams.info(EVENTS_STREAM);
   } catch (e) {
-    if (!/not found/i.test((e as Error).message))
-      throw err.unavailable(`JetStream unavailable: ${(e as Error).message}`, e);
+    if (!isStreamNotFound(e)) throw err.unavailable(`JetStream unavailable: ${(e as Error).message}`, e);
     await jsm.streams.add(cfg);
     return;
   }
@@ -100,34 +100,16 @@ export interface AppendPolicy {
   backoffMs?: readonly [number, number];
 }
 
-/** Errors after which the same publish may succeed: the server was unreachable, restarting or slow. */
+/**
+ * Errors after which the same publish may succeed: the server was unreachable, restarting or slow.
+ * By class and code (src/bus/nats-errors.ts): a timeout; no responders (JetStream not up yet, which
+ * nats.js reports as JetStreamNotEnabled with the no-responders RequestError as its cause); a
+ * JetStream API error with status 503 ("JetStream system temporarily unavailable"). Not a closed or
+ * draining connection, nor anything else (a refused publish is refused again).
+ */
 export function isTransientPublishError(e: unknown): boolean {
-  const x = e as {
-    name?: string;
-    message?: string;
-    code?: unknown;
-    status?: unknown;
-    cause?: unknown;
-    isNoResponders?: () => boolean;
-  };
-  if (!x || typeof x !== 'object') return false;
-  switch (x.name) {
-    case 'TimeoutError':
-      return true;
-    case 'NoResponders':
-      return true;
-    case 'JetStreamNotEnabled':
-      return true; // nats.js maps "no responders" (JetStream not up yet) to this
-    case 'RequestError':
-      return x.isNoResponders?.() === true || /disconnect|timeout|no responders/i.test(x.message ?? '');
-    case 'JetStreamApiError':
-      return x.status === 503; // e.g. "JetStream system temporarily unavailable"
-    case 'ClosedConnectionError':
-    case 'DrainingConnectionError':
-      return false;
-    default:
-      return false;
-  }
+  if (isConnectionClosed(e)) return false;
+  return isNatsTimeout(e) || isNoResponders(e) || jetStreamStatus(e) === 503;
 }
 
 export class EventLog {
@@ -189,7 +171,9 @@ export class EventLog {
         msgID,
         timeout: Math.max(100, Math.min(this.attemptTimeoutMs, left)),
       });
-      p.catch(() => {}); // may be abandoned below
+      p.catch(() => {
+        // Abandoned if a reconnect comes first; otherwise its outcome is read by the race below.
+      });
       const r = await Promise.race([
         p.then(
           (ack) => ({ ack }),

@@ -6,6 +6,7 @@ import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
 import { CorralError, ensureError, err, fromWire, type WireError } from '../errors.ts';
 import { decode, encode } from './codec.ts';
 import { reconnectWatch } from './connection.ts';
+import { isNatsTimeout, isNoResponders } from './nats-errors.ts';
 
 import type { Envelope } from './envelope.ts';
 
@@ -47,10 +48,18 @@ const isIdempotent = (body: unknown) =>
   typeof body === 'object' &&
   (typeof (body as { opId?: unknown }).opId === 'string' ||
     typeof (body as { requestId?: unknown }).requestId === 'string');
-const isNoResponders = (e: unknown) =>
-  /no responders|503/i.test((e as Error).message ?? String(e)) ||
-  (e as Error).name === 'NoRespondersError' ||
-  (e as { isNoResponders?: () => boolean }).isNoResponders?.() === true;
+
+/**
+ * A failed NATS request → the catalogue, by the client's error classes: no responders → Unavailable,
+ * a timeout → Timeout, anything else (connection closed, permission denied, ...) → Unavailable. A
+ * CorralError thrown on the way (Cancelled) keeps its code.
+ */
+export function requestError(e: unknown, subject: string, timeoutMs: number): CorralError {
+  if (e instanceof CorralError) return e;
+  if (isNoResponders(e)) return err.unavailable(`no one serves ${subject}`, e);
+  if (isNatsTimeout(e)) return err.timeout(`no reply on ${subject} within ${timeoutMs} ms`, e);
+  return err.unavailable(`request on ${subject} failed: ${e instanceof Error ? e.message : String(e)}`, e);
+}
 
 export async function request<T>(
   nc: NatsConnection,
@@ -78,7 +87,9 @@ export async function request<T>(
         break;
       }
       const epoch = rc.epoch;
-      p.catch(() => {}); // abandoned if the connection comes back first
+      p.catch(() => {
+        // Abandoned when the connection comes back first; otherwise awaited (and its error handled) below.
+      });
       let timer: NodeJS.Timeout | undefined;
       const tick = new Promise<'tick'>((r) => {
         timer = setTimeout(() => r('tick'), RESEND_EVERY_MS);
@@ -94,7 +105,8 @@ export async function request<T>(
         msg = r.m;
         break;
       }
-      if ((r === 'tick' || rc.epoch !== epoch) && until - Date.now() > 200) continue; // came back, or silent too long: send it again
+      // The connection came back, or the responder was silent too long: send it again.
+      if ((r === 'tick' || rc.epoch !== epoch) && until - Date.now() > 200) continue;
       msg = await p;
       break;
     } catch (e) {
@@ -106,11 +118,7 @@ export async function request<T>(
           continue;
         }
       }
-      const m = (e as Error).message ?? String(e);
-      if (isNoResponders(e)) throw err.unavailable(`no one serves ${subject}`, e);
-      if (/timeout/i.test(m) || (e as Error).name === 'TimeoutError')
-        throw err.timeout(`no reply on ${subject} within ${timeoutMs} ms`, e);
-      throw err.unavailable(`request on ${subject} failed: ${m}`, e);
+      throw requestError(e, subject, timeoutMs);
     }
   }
   const env = decode(msg.data) as Envelope<T> | undefined;

@@ -79,7 +79,7 @@ export async function startNatsServer(opts: {
       clearTimeout(timer);
       reject(err.unavailable(`nats-server exited with ${code}: ${buf.slice(-500)}`));
     });
-    proc.stderr!.on('data', (d: Buffer) => {
+    proc.stderr.on('data', (d: Buffer) => {
       buf += d.toString();
       const m = /Listening for client connections on ([\d.]+):(\d+)/.exec(buf);
       if (m && /Server is ready/.test(buf)) {
@@ -89,8 +89,8 @@ export async function startNatsServer(opts: {
     });
   });
   proc.removeAllListeners('exit');
-  proc.stderr!.removeAllListeners('data');
-  proc.stderr!.resume();
+  proc.stderr.removeAllListeners('data');
+  proc.stderr.resume();
   (opts.log ?? ((l: string) => process.stderr.write(`${l}\n`)))(conf.guarantee);
   return {
     url,

@@ -5,10 +5,10 @@
  */
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
+import type { StartingPoint } from '../domain/snapshot.ts';
 import { err } from '../errors.ts';
 import { decode, encode } from './codec.ts';
 import { nodeName } from './node-name.ts';
-import type { StartingPoint } from '../domain/starting-point.ts';
 
 export const SNAPSHOT_BUCKET = 'CORRAL_SNAPSHOTS';
 
@@ -29,12 +29,22 @@ export class Snapshots {
   private constructor(
     private kv: KV,
     private node: string,
+    private onRemoveFailed?: (taskId: string, e: unknown) => void,
   ) {}
 
-  static async open(nc: NatsConnection, node: string, replicas = 1): Promise<Snapshots> {
+  /**
+   * @param onRemoveFailed told when a deleted task's snapshot could not be purged (log it: recovery skips
+   *   the snapshot of a task the log says is deleted, but not once retention has purged that record).
+   */
+  static async open(
+    nc: NatsConnection,
+    node: string,
+    replicas = 1,
+    onRemoveFailed?: (taskId: string, e: unknown) => void,
+  ): Promise<Snapshots> {
     try {
       const kv = await new Kvm(nc).create(SNAPSHOT_BUCKET, { history: 1, replicas });
-      return new Snapshots(kv, node);
+      return new Snapshots(kv, node, onRemoveFailed);
     } catch (e) {
       throw err.unavailable(`cannot open the snapshot bucket ${SNAPSHOT_BUCKET}: ${(e as Error).message}`, e);
     }
@@ -48,8 +58,9 @@ export class Snapshots {
   async save(s: TaskSnapshot): Promise<void> {
     await this.kv.put(this.key(s.taskId), encode(s));
   }
+  /** Purge a task's snapshot. Never rejects (callers fire and forget): a failure goes to `onRemoveFailed`. */
   async remove(taskId: string): Promise<void> {
-    await this.kv.purge(this.key(taskId)).catch(() => {});
+    await this.kv.purge(this.key(taskId)).catch((e: unknown) => this.onRemoveFailed?.(taskId, e));
   }
 
   /** Every snapshot of this node. */

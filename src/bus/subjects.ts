@@ -45,9 +45,12 @@ export const subjects = {
   /** Process stdio: `fd` is `stdout` or `stderr`. Core NATS, not stored. */
   io: (node: string, container: string, fd: 'stdout' | 'stderr' | '*') =>
     `${PREFIX}.node.${node === '*' ? '*' : nodeName(node)}.io.${token(container, 'container id')}.${fd}`,
-  /** Durable facts and write-ahead inputs, captured by the CORRAL_EVENTS stream; as a filter, `node` and `sandbox` may be `*`, `kind` `>`. */
-  evt: (node: string, sandbox: string, kind: string) =>
-    `${PREFIX}.evt.${node === '*' ? '*' : nodeName(node)}.${sandbox === '*' ? '*' : token(sandbox, 'sandbox id')}.${kind === '>' ? '>' : token(kind, 'event kind')}`,
+  /** Durable facts and write-ahead inputs (the CORRAL_EVENTS stream); as a filter `node`, `sandbox` may be `*`, `kind` `>`. */
+  evt: (node: string, sandbox: string, kind: string) => {
+    const n = node === '*' ? '*' : nodeName(node);
+    const s = sandbox === '*' ? '*' : token(sandbox, 'sandbox id');
+    return `${PREFIX}.evt.${n}.${s}.${kind === '>' ? '>' : token(kind, 'event kind')}`;
+  },
   evtAll: () => `${PREFIX}.evt.>`,
   /** Fleet: the controller forwards a placed create to the chosen node (body carries the OCI spec inline). */
   nodeCreateInline: (node: string) => `${PREFIX}.node.${nodeName(node)}.task.createInline`,
@@ -55,6 +58,8 @@ export const subjects = {
   sandboxLost: (node: string, sandbox: string) =>
     `${PREFIX}.evt.${nodeName(node)}.${token(sandbox, 'sandbox id')}.lost`,
   /** Fleet: node events (`lost`), core NATS; `node` may be `*`, `kind` may be `*` or `>`. */
-  fleetEvt: (node: string, kind: string) =>
-    `${PREFIX}.fleet.evt.${node === '*' ? '*' : nodeName(node)}.${kind === '*' || kind === '>' ? kind : token(kind, 'event kind')}`,
+  fleetEvt: (node: string, kind: string) => {
+    const n = node === '*' ? '*' : nodeName(node);
+    return `${PREFIX}.fleet.evt.${n}.${kind === '*' || kind === '>' ? kind : token(kind, 'event kind')}`;
+  },
 };

@@ -22,7 +22,7 @@ export function parse(argv: string[], options: ParseArgsConfig['options'] = {}):
       allowPositionals: true,
       strict: true,
     });
-    return r as Parsed;
+    return r;
   } catch (e) {
     throw err.invalid((e as Error).message.replace(/\. To specify a positional argument.*$/, ''));
   }

@@ -42,7 +42,9 @@ export async function client(p: Parsed, env: NodeJS.ProcessEnv): Promise<Client>
     callOn: (node, verb, body, timeoutMs = 30_000) => taskRequest(nc, node, verb, body, timeoutMs),
     fleetCreate: (body, timeoutMs = 300_000) => fleetCreateRequest(nc, body, timeoutMs),
     close: async () => {
-      await nc.drain().catch(() => {});
+      await nc.drain().catch(() => {
+        // The command is done (its replies came); a connection that cannot drain has nothing left to flush.
+      });
     },
   };
 }

@@ -10,14 +10,9 @@ import { REPLAY_USAGE, replayCommand } from './commands/replay.ts';
 import { taskCommands } from './commands/task.ts';
 import { demoCommand, upCommand } from './commands/up.ts';
 import { workerCommand } from './commands/worker.ts';
+import type { Io } from './io.ts';
 
-export interface Io {
-  env: NodeJS.ProcessEnv;
-  out(line: string): void;
-  err(line: string): void;
-  stdout(b: Uint8Array): void;
-  stderr(b: Uint8Array): void;
-}
+export type { Io } from './io.ts';
 
 const HELP = `corral: VM-isolated sandboxes over NATS (Kata's create semantics, XState actors)
 

@@ -1,6 +1,6 @@
 /**
  * Task API values (containerd's CreateTaskRequest and friends, camelCase). The agent validates wire
- * bodies into these once, at the edge (src/agent/requests.ts); machines only ever see these types.
+ * bodies into these once, at the edge (src/bus/task-requests.ts); machines only ever see these types.
  */
 import type { WireError } from '../errors.ts';
 import type { ContainerType } from '../kata/container-type.ts';

@@ -32,7 +32,10 @@ export interface DrainOptions {
 export interface Recreator {
   /** Before the task is stopped: what recreating it takes. @throws FailedPrecondition when it cannot travel */
   prepare(t: TaskRow): Promise<unknown>;
-  /** After the node is empty: create it through the fleet (and start it if it was running); resolves with the new node. */
+  /**
+   * After the node is empty: create it through the fleet (and start it if it was running); resolves with
+   * the new node.
+   */
   create(t: TaskRow, recipe: unknown): Promise<string>;
 }
 
@@ -63,7 +66,9 @@ export async function drainNode(
   node: string,
   task: TaskCaller,
   opts: DrainOptions = {},
-  progress: (line: string) => void = () => {},
+  progress: (line: string) => void = () => {
+    // No listener: the result says what was done.
+  },
 ): Promise<DrainResult> {
   const recreator = opts.policy === 'recreate' ? opts.recreator : undefined;
   if (opts.policy === 'recreate' && !recreator) throw err.invalid('drain policy recreate needs a recreator');
@@ -79,7 +84,8 @@ export async function drainNode(
   const { tasks } = await task<{ tasks: TaskRow[] }>('list', {}, Math.min(30_000, left()));
   const order = [...tasks].sort((a, b) => (a.kind === b.kind ? 0 : a.kind === 'container' ? -1 : 1));
   progress(
-    `draining ${node}: no new sandboxes; ${order.length} task(s) to stop and delete${recreator ? ', then recreate elsewhere' : ''}`,
+    `draining ${node}: no new sandboxes; ${order.length} task(s) to stop and delete` +
+      (recreator ? ', then recreate elsewhere' : ''),
   );
   const result: DrainResult = { node, deleted: [], recreated: [], failed: [] };
   const recipes = new Map<string, unknown>();
@@ -120,7 +126,10 @@ export async function drainNode(
           throw e;
         },
       );
-      await registry.release(node, t.id).catch(() => {});
+      await registry.release(node, t.id).catch((e: unknown) => {
+        // Not fatal: the node's agent releases a deleted task's capacity itself.
+        progress(`${tag}: capacity not released here (${ensureError(e).message}); the agent releases it`);
+      });
       result.deleted.push(t.id);
       progress(`${tag}: ${d ? `deleted (exit status ${d.exitStatus})` : 'already gone'}`);
     } catch (e) {
@@ -145,7 +154,9 @@ export async function drainNode(
   }
   await registry.setState(node, 'drained');
   progress(
-    `drained ${node}: ${result.deleted.length} deleted${recreator ? `, ${result.recreated.length} recreated elsewhere` : ''}, ${result.failed.length} failed; the node stays cordoned (corral fleet uncordon ${node} to use it again)`,
+    `drained ${node}: ${result.deleted.length} deleted` +
+      (recreator ? `, ${result.recreated.length} recreated elsewhere` : '') +
+      `, ${result.failed.length} failed; the node stays cordoned (corral fleet uncordon ${node} to use it again)`,
   );
   return result;
 }

@@ -22,10 +22,10 @@ let version: string | undefined;
 export function corralVersion(): string {
   if (version === undefined) {
     try {
-      version = String(
-        (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown })
-          .version ?? 'unknown',
-      );
+      const v = (
+        JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown }
+      ).version;
+      version = typeof v === 'string' ? v : 'unknown';
     } catch {
       version = 'unknown';
     }

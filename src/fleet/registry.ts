@@ -9,13 +9,13 @@
  * The agent's side (register, heartbeat, reserve, release, reconcile) is agent-registration.ts.
  */
 import { Kvm, type KV } from '@nats-io/kv';
-import { JetStreamApiError } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { err } from '../errors.ts';
 import { decode, encode } from '../bus/codec.ts';
 import { nodeName } from '../bus/node-name.ts';
 import { retrying, withDeadline } from '../bus/retry.ts';
 import { isTransientPublishError } from '../bus/eventlog.ts';
+import { isWrongLastSequence } from '../bus/nats-errors.ts';
 import { withReservation, withoutReservation, type ReserveRequest } from './capacity.ts';
 import { withState, type StateAction } from './state.ts';
 import { checkEntry, type NodeEntry, type Versioned } from './types.ts';
@@ -25,11 +25,11 @@ export const NODES_BUCKET = 'CORRAL_NODES';
 /** A node's registry key: its name, checked by the one node-name rule (src/bus/node-name.ts). */
 export const nodeKey = (node: string): string => nodeName(node);
 
-/** A compare-and-swap that lost a race: the entry's revision moved since it was read. */
-export function isRevisionConflict(e: unknown): boolean {
-  if (e instanceof JetStreamApiError && (e.code === 10071 || e.code === 10164)) return true;
-  return /wrong last sequence/i.test((e as Error)?.message ?? '');
-}
+/**
+ * A compare-and-swap that lost a race: the entry's revision moved since it was read (JetStream API
+ * codes StreamWrongLastSequence / StreamWrongLastSequenceUnknown, never the message text).
+ */
+export const isRevisionConflict = (e: unknown): boolean => isWrongLastSequence(e);
 
 export interface RegistryOptions {
   /** Bucket replicas when the bucket is created (3 on a 3-server cluster). @default 1 */

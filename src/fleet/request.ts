@@ -5,7 +5,7 @@
  * goes through `parseSpec`, the id through Kata's id rule, the size through Kata's sizing formulas.
  */
 import { err } from '../errors.ts';
-import { parseCreate } from '../agent/requests.ts';
+import { parseCreate } from '../bus/task-requests.ts';
 import { calculateContainerSizing, calculateSandboxSizing, type Sizing } from '../kata/sizing.ts';
 import { containerType, sandboxIdOf, type ContainerType } from '../kata/container-type.ts';
 import { parseSpec } from '../kata/oci.ts';
@@ -83,7 +83,8 @@ export function parseFleetCreate(body: unknown): FleetCreateRequest {
   verifyContainerId(base.id);
   if (base.bundle)
     throw err.invalid(
-      'bundle must not be set in a fleet create: the OCI spec travels inline in spec, and the chosen node writes the bundle',
+      'bundle must not be set in a fleet create: the OCI spec travels inline in spec, ' +
+        'and the chosen node writes the bundle',
     );
   if (!isObj(o.spec)) throw err.invalid('spec (the OCI config.json as a map) is required');
   const policy = o.policy;
@@ -112,7 +113,7 @@ export function parseFleetCreate(body: unknown): FleetCreateRequest {
     labels: stringMap(o.labels, 'labels'),
     ...(policy ? { policy: policy as Policy } : {}),
     ...(vm ? { vm } : {}),
-    ...(requestId ? { requestId: requestId as string } : {}),
+    ...(requestId ? { requestId: requestId } : {}),
   };
 }
 
@@ -131,7 +132,8 @@ function annotationBase(a: Readonly<Record<string, string>>): Partial<Demand> {
   const mem = uint(`${HYPERVISOR_PREFIX}default_memory`);
   if (mem !== undefined && mem < MIN_MEMORY_MIB) {
     throw err.invalid(
-      `Memory specified in annotation ${HYPERVISOR_PREFIX}default_memory is less than minimum required ${MIN_MEMORY_MIB}, please specify a larger value`,
+      `Memory specified in annotation ${HYPERVISOR_PREFIX}default_memory is less than minimum required ` +
+        `${MIN_MEMORY_MIB}, please specify a larger value`,
     );
   }
   if (vcpus) out.vcpus = vcpus;

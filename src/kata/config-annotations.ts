@@ -70,7 +70,7 @@ function checkGate(a: Annotations, enabled: readonly string[]): void {
     try {
       return [new RegExp(re)];
     } catch {
-      return [];
+      return []; // a pattern that does not compile matches nothing: it enables no annotation
     }
   });
   for (const k of Object.keys(a).sort()) {
@@ -94,7 +94,8 @@ async function hypervisorOverrides(
   if (vcpus !== undefined) {
     if (vcpus > host.cpus) {
       throw err.invalid(
-        `Number of cpus ${vcpus} specified in annotation default_vcpus is greater than the number of CPUs ${host.cpus} on the system`,
+        `Number of cpus ${vcpus} specified in annotation default_vcpus is greater than ` +
+          `the number of CPUs ${host.cpus} on the system`,
       );
     }
     h.defaultVcpus = vcpus;
@@ -103,12 +104,14 @@ async function hypervisorOverrides(
   if (maxVcpus !== undefined) {
     if (maxVcpus > host.cpus) {
       throw err.invalid(
-        `Number of cpus ${maxVcpus} in annotation default_maxvcpus is greater than the number of CPUs ${host.cpus} on the system`,
+        `Number of cpus ${maxVcpus} in annotation default_maxvcpus is greater than ` +
+          `the number of CPUs ${host.cpus} on the system`,
       );
     }
     if (maxVcpus > host.maxVcpus) {
       throw err.invalid(
-        `Number of cpus ${maxVcpus} in annotation default_maxvcpus is greater than max no of CPUs ${host.maxVcpus} supported for qemu`,
+        `Number of cpus ${maxVcpus} in annotation default_maxvcpus is greater than ` +
+          `max no of CPUs ${host.maxVcpus} supported for qemu`,
       );
     }
     h.defaultMaxvcpus = maxVcpus;
@@ -117,7 +120,8 @@ async function hypervisorOverrides(
   if (memory !== undefined) {
     if (memory < MIN_MEMORY_MIB) {
       throw err.invalid(
-        `Memory specified in annotation ${K('default_memory')} is less than minimum required ${MIN_MEMORY_MIB}, please specify a larger value`,
+        `Memory specified in annotation ${K('default_memory')} is less than minimum required ${MIN_MEMORY_MIB}, ` +
+          'please specify a larger value',
       );
     }
     h.defaultMemory = memory;
@@ -127,7 +131,8 @@ async function hypervisorOverrides(
   if (driver !== undefined) {
     if (!(BLOCK_DEVICE_DRIVERS as readonly string[]).includes(driver)) {
       throw err.invalid(
-        `Invalid hypervisor block storage driver ${driver} specified in annotation (supported drivers: ${goList(BLOCK_DEVICE_DRIVERS)})`,
+        `Invalid hypervisor block storage driver ${driver} specified in annotation ` +
+          `(supported drivers: ${goList(BLOCK_DEVICE_DRIVERS)})`,
       );
     }
     h.blockDeviceDriver = driver;
@@ -138,7 +143,8 @@ async function hypervisorOverrides(
     const allowed = ['virtio-9p', 'virtio-fs'];
     if (!allowed.includes(sharedFs)) {
       throw err.invalid(
-        `Invalid hypervisor shared file system ${sharedFs} specified for annotation shared_fs, (supported file systems: ${goList(allowed)})`,
+        `Invalid hypervisor shared file system ${sharedFs} specified for annotation shared_fs, ` +
+          `(supported file systems: ${goList(allowed)})`,
       );
     }
     h.sharedFs = sharedFs;

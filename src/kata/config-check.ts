@@ -70,7 +70,8 @@ export function checkPcie(hv: Pick<HypervisorConfig, 'hotPlugVfio' | 'coldPlugVf
  * The VC-level `validateHypervisorConfig`, run at load and again after annotations: a kernel, and
  * exactly one of image or initrd. Returns the config normalised the same way: 0 vCPUs → 1,
  * max vCPUs 0 or above the arch maximum → that maximum, and a confidential guest's max = vCPUs.
- * @throws InvalidArgument `Missing kernel path`, `Missing image and initrd path`, `Image and initrd path cannot be both set`.
+ * @throws InvalidArgument `Missing kernel path`, `Missing image and initrd path`,
+ *   `Image and initrd path cannot be both set`.
  */
 export function validateHypervisorConfig(hv: HypervisorConfig, archMaxVcpus: number): HypervisorConfig {
   if (hv.kernel === '') throw err.invalid('Missing kernel path');

@@ -108,7 +108,7 @@ export function withDefaults<S extends Readonly<Record<string, Kind>>>(
       const v = raw[k as keyof S] as unknown;
       const d = defaults[k as keyof S] as unknown;
       const isZero = v === undefined || (kind !== 'bool' && kind !== 'strings' && (v === '' || v === 0));
-      return [camel(k), isZero ? (d ?? (v === undefined ? zero[kind as Kind] : v)) : v];
+      return [camel(k), isZero ? (d ?? (v === undefined ? zero[kind] : v)) : v];
     }),
   );
 }

@@ -16,7 +16,10 @@ export interface ConfigPathInputs {
   readonly env: Readonly<Record<string, string | undefined>>;
   /** Directories the annotation may point into; empty = the annotation is never honoured. */
   readonly allowedConfigDirs: readonly string[];
-  /** Searched in order when nothing else names a file, e.g. `['/etc/corral/configuration.toml', '/usr/share/defaults/corral/configuration.toml']`. */
+  /**
+   * Searched in order when nothing else names a file, e.g.
+   * `['/etc/corral/configuration.toml', '/usr/share/defaults/corral/configuration.toml']`.
+   */
   readonly defaultPaths: readonly string[];
   /** @default nodeFs */
   readonly fs?: KataFs;
@@ -43,11 +46,13 @@ const unusable = (inner: unknown): unknown =>
 async function fromAnnotation(fs: KataFs, value: string, dirs: readonly string[]): Promise<string> {
   const outside = () =>
     err.invalid(
-      `config path ${value} from annotation ${CONFIG_PATH_ANNOTATION} is outside the allowed config directories (${dirs.join(', ')})`,
+      `config path ${value} from annotation ${CONFIG_PATH_ANNOTATION} is outside the allowed config directories ` +
+        `(${dirs.join(', ')})`,
     );
   if (!path.isAbsolute(value))
     throw err.invalid(`config path ${value} from annotation ${CONFIG_PATH_ANNOTATION} must be absolute`);
   const roots = dirs.filter((d) => path.isAbsolute(d));
+  // A directory that does not resolve is checked by its name only (the `roots` themselves are kept).
   const real = await Promise.all(roots.map((d) => fs.realpath(d).catch(() => undefined)));
   const all = [...roots, ...real.filter((d): d is string => d !== undefined)];
   if (!all.some((d) => isWithin(d, path.resolve(value)))) throw outside();

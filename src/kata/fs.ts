@@ -24,6 +24,7 @@ export interface KataFs {
   readdir(p: string): Promise<string[]>;
 }
 
+/** `undefined` for a path that cannot be stat'ed: the predicates below answer "no" for it, as Kata's do. */
 const stat = (p: string) => fsp.stat(p).catch(() => undefined);
 
 /** The real file system (node:fs). */

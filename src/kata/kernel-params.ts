@@ -36,7 +36,10 @@ export interface KernelParamInputs {
   readonly user: readonly KernelParam[];
 }
 
-/** `SetKernelParams`: systemd defaults (image only), `scsi_mod.scan=none` (virtio-scsi), agent params, then the user's, which win. */
+/**
+ * `SetKernelParams`: systemd defaults (image only), `scsi_mod.scan=none` (virtio-scsi), agent params, then
+ * the user's, which win.
+ */
 export function buildKernelParams(i: KernelParamInputs): KernelParam[] {
   const p = (key: string, value = ''): KernelParam => ({ key, value });
   const defaults = i.usesImage

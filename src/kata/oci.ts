@@ -101,7 +101,8 @@ function processOf(v: unknown): OciProcess {
       uid: uint32(u.uid, 'process.user.uid') ?? 0,
       gid: uint32(u.gid, 'process.user.gid') ?? 0,
       additionalGids: list(u.additionalGids, 'process.user.additionalGids').map(
-        (g, i) => uint32(g ?? NaN, `process.user.additionalGids[${i}]`) as number, // null is not a gid: NaN fails the check
+        // null is not a gid: NaN fails the check.
+        (g, i) => uint32(g ?? NaN, `process.user.additionalGids[${i}]`) as number,
       ),
     },
     args: strs(p.args, 'process.args'),

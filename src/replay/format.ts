@@ -28,6 +28,10 @@ export function brief(v: unknown, max = 60): string {
   return s.length > max ? `${s.slice(0, max - 1)}…` : s;
 }
 
+/** A field for a summary: a string as it is, a missing one as `dflt`, anything else brief JSON. */
+const text = (v: unknown, dflt: string): string =>
+  typeof v === 'string' ? v : v === undefined || v === null ? dflt : brief(v, 40);
+
 const fields = (r: Record<string, unknown>, keys: string[]) =>
   keys
     .filter((k) => r[k] !== undefined)
@@ -43,7 +47,7 @@ export function outcomeText(effect: string, ok: boolean, v: unknown): string {
   const o = (v ?? {}) as Record<string, unknown>;
   if (effect === 'configure' && Array.isArray(o.steps))
     return `ok: plan ${(o.steps as { kind: string }[]).map((s) => s.kind).join(', ') || '(no steps)'}`;
-  if (effect === 'validate') return `ok${o.type ? `: ${String(o.type)}` : ''}`;
+  if (effect === 'validate') return `ok${o.type ? `: ${text(o.type, '')}` : ''}`;
   const f = fields(o, ['pid', 'user', 'uid', 'createdDir']);
   return f
     ? `ok: ${f}`
@@ -62,14 +66,17 @@ export function recordSummary(r: EventRecord): string {
   if (r.kind === 'input' && typeof r.effect === 'string')
     return `${r.effect} ${outcomeText(r.effect, Boolean(r.ok), r.ok ? r.output : r.error)}`;
   if (r.kind === 'input' && ev && typeof ev === 'object') {
-    if (ev.type === 'create')
-      return `create ${String(ev.containerType ?? '')} (${String(ev.machine ?? 'sandbox')} machine, bundle ${String((ev.request as { bundle?: string })?.bundle ?? '?')})`;
+    if (ev.type === 'create') {
+      const bundle = text((ev.request as { bundle?: unknown } | undefined)?.bundle, '?');
+      return `create ${text(ev.containerType, '')} (${text(ev.machine, 'sandbox')} machine, bundle ${bundle})`;
+    }
     return requestText(ev);
   }
-  if (r.kind === 'state') return `${stateText(r.value)} ← ${String(ev ?? '?')}`;
+  if (r.kind === 'state') return `${stateText(r.value)} ← ${text(ev, '?')}`;
   if (r.kind === 'rolledBack') {
     const e = (r.error ?? {}) as { code?: string; message?: string };
-    return `error=${e.code}: ${e.message} undone=[${((r.undone as string[]) ?? []).join(',')}] leftovers=${((r.leftovers as unknown[]) ?? []).length}`;
+    const undone = ((r.undone as string[]) ?? []).join(',');
+    return `error=${e.code}: ${e.message} undone=[${undone}] leftovers=${((r.leftovers as unknown[]) ?? []).length}`;
   }
   const known = fields(r, ['step', 'pid', 'exitStatus', 'exitedAt', 'containerType', 'sandboxId', 'bundle']);
   if (known) return known;
@@ -107,7 +114,8 @@ export function entryLine(e: TimelineEntry, t0: number): string {
       break;
     case 'effect': {
       const name = e.label.split(' ')[0]!;
-      what = `effect ${name} ${outcomeText(name, e.ok ?? false, e.payload)}${e.durationMs === undefined ? '' : ` (${ms(e.durationMs)})`}`;
+      const took = e.durationMs === undefined ? '' : ` (${ms(e.durationMs)})`;
+      what = `effect ${name} ${outcomeText(name, e.ok ?? false, e.payload)}${took}`;
       break;
     }
     case 'state': {
@@ -122,10 +130,12 @@ export function entryLine(e: TimelineEntry, t0: number): string {
       break;
   }
   const to = e.kind === 'state' || e.kind === 'fact' ? '' : `  → ${stateText(e.state)}`;
-  return `${`+${((e.at - t0) / 1000).toFixed(3)}s`.padStart(9)} ${String(e.seq).padStart(6)}  ${pad(e.taskId, 12)} ${pad(e.lane, 18)} ${what}${to}`;
+  const time = `+${((e.at - t0) / 1000).toFixed(3)}s`.padStart(9);
+  return `${time} ${String(e.seq).padStart(6)}  ${pad(e.taskId, 12)} ${pad(e.lane, 18)} ${what}${to}`;
 }
 
-export const TIMELINE_HEADER = `${'time'.padStart(9)} ${'seq'.padStart(6)}  ${pad('task', 12)} ${pad('lane', 18)} entry  → rebuilt state`;
+export const TIMELINE_HEADER =
+  `${'time'.padStart(9)} ${'seq'.padStart(6)}  ${pad('task', 12)} ${pad('lane', 18)} ` + 'entry  → rebuilt state';
 
 /** The one line naming the first divergent step. */
 export function divergenceLine(d: Divergence): string {
@@ -142,7 +152,8 @@ export function summaryLines(r: ReplayResult): string[] {
   return [
     ...r.tasks.map(
       (t) =>
-        `task ${t.taskId} (${t.machine}): ${stateText(t.actor.getSnapshot().value)}, visited ${t.visited.map(stateText).join(' → ')}`,
+        `task ${t.taskId} (${t.machine}): ${stateText(t.actor.getSnapshot().value)}, ` +
+        `visited ${t.visited.map(stateText).join(' → ')}`,
     ),
     r.divergence
       ? divergenceLine(r.divergence)

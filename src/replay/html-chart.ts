@@ -216,7 +216,8 @@ export function chartSvg(c: Chart, visited: string[]): string {
       const [x1, y1, x2, y2] = [a.x + a.w, a.y + a.h * 0.7, b.x + b.w, b.y + b.h * 0.3];
       d = `M${x1},${y1} C${x1 + 30},${y1} ${x2 + 30},${y2} ${x2 + 2},${y2}`;
     }
-    return `<path class="${cls}" d="${d}" marker-end="url(#arrow)"><title>${esc(`${e.from} → ${e.to}: ${e.events.join(', ')}`)}</title></path>`;
+    const title = esc(`${e.from} → ${e.to}: ${e.events.join(', ')}`);
+    return `<path class="${cls}" d="${d}" marker-end="url(#arrow)"><title>${title}</title></path>`;
   });
 
   const boxSvg = c.states.map((s) => {
@@ -230,22 +231,40 @@ export function chartSvg(c: Chart, visited: string[]): string {
     ]
       .filter(Boolean)
       .join(' ');
-    const tip = `${s.key} (${s.type}${s.transient ? ', transient' : ''}${s.invokes.length ? `, invokes ${s.invokes.join(', ')}` : ''})${v ? `: visit ${v.join(', ')}` : ''}`;
+    const invokes = s.invokes.length ? `, invokes ${s.invokes.join(', ')}` : '';
+    const kind = `${s.type}${s.transient ? ', transient' : ''}${invokes}`;
+    const tip = `${s.key} (${kind})${v ? `: visit ${v.join(', ')}` : ''}`;
     let sub = '',
       sx = p.x + 6;
     for (const k of s.children) {
       const sv = visits.get(`${s.key}.${k}`);
       const w = k.length * 6 + 10;
-      sub += `<g class="substate${sv ? ' visited' : ''}" data-state="${esc(`${s.key}.${k}`)}"><rect x="${sx}" y="${p.y + BOX_H}" width="${w}" height="${SUB_H - 4}" rx="8"/><text x="${sx + w / 2}" y="${p.y + BOX_H + 12}">${esc(k)}</text><title>${esc(`${s.key}.${k}${sv ? `: visit ${sv.join(', ')}` : ''}`)}</title></g>`;
+      sub +=
+        `<g class="substate${sv ? ' visited' : ''}" data-state="${esc(`${s.key}.${k}`)}">` +
+        `<rect x="${sx}" y="${p.y + BOX_H}" width="${w}" height="${SUB_H - 4}" rx="8"/>` +
+        `<text x="${sx + w / 2}" y="${p.y + BOX_H + 12}">${esc(k)}</text>` +
+        `<title>${esc(`${s.key}.${k}${sv ? `: visit ${sv.join(', ')}` : ''}`)}</title></g>`;
       sx += w + 6;
     }
     const badge = v ? `<text class="visits" x="${p.x + p.w - 4}" y="${p.y - 4}">${esc(v.join(','))}</text>` : '';
-    return `<g class="${cls}" data-state="${esc(s.key)}"><rect x="${p.x}" y="${p.y}" width="${p.w}" height="${p.h}" rx="6"/>${s.type === 'final' ? `<rect class="inner" x="${p.x + 3}" y="${p.y + 3}" width="${p.w - 6}" height="${p.h - 6}" rx="4"/>` : ''}<text x="${p.x + p.w / 2}" y="${p.y + 19}">${esc(s.key)}</text>${sub}${badge}<title>${esc(tip)}</title></g>`;
+    const inner =
+      s.type === 'final'
+        ? `<rect class="inner" x="${p.x + 3}" y="${p.y + 3}" width="${p.w - 6}" height="${p.h - 6}" rx="4"/>`
+        : '';
+    return (
+      `<g class="${cls}" data-state="${esc(s.key)}">` +
+      `<rect x="${p.x}" y="${p.y}" width="${p.w}" height="${p.h}" rx="6"/>${inner}` +
+      `<text x="${p.x + p.w / 2}" y="${p.y + 19}">${esc(s.key)}</text>${sub}${badge}<title>${esc(tip)}</title></g>`
+    );
   });
   const init = pos.get(c.initial)!;
-  return `<svg class="chart" viewBox="0 0 ${totalW} ${totalH}" width="${totalW}" height="${totalH}" role="img" aria-label="${esc(`statechart of ${c.id}`)}">
-<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z"/></marker></defs>
-<circle class="initial" cx="${PAD - 4}" cy="${init.y + init.h / 2}" r="5"/><path class="edge taken" d="M${PAD + 1},${init.y + init.h / 2} L${init.x - 2},${init.y + init.h / 2}" marker-end="url(#arrow)"/>
+  const midY = init.y + init.h / 2;
+  const svgAttrs = `viewBox="0 0 ${totalW} ${totalH}" width="${totalW}" height="${totalH}"`;
+  return `<svg class="chart" ${svgAttrs} role="img" aria-label="${esc(`statechart of ${c.id}`)}">
+<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" \
+orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z"/></marker></defs>
+<circle class="initial" cx="${PAD - 4}" cy="${midY}" r="5"/>\
+<path class="edge taken" d="M${PAD + 1},${midY} L${init.x - 2},${midY}" marker-end="url(#arrow)"/>
 ${edgeSvg.join('\n')}
 ${boxSvg.join('\n')}
 </svg>`;

@@ -67,7 +67,8 @@ export function replayHtml(p: PageInput): string {
   const charts = r.tasks
     .map(
       (t) => `<figure class="task-chart" data-task="${esc(t.taskId)}">
-<figcaption>task <b>${esc(t.taskId)}</b> (${esc(t.machine)} machine): ${esc(t.visited.map(stateText).join(' → '))}</figcaption>
+<figcaption>task <b>${esc(t.taskId)}</b> (${esc(t.machine)} machine): \
+${esc(t.visited.map(stateText).join(' → '))}</figcaption>
 ${chartSvg(chartOf(machines[t.machine]), t.visited)}
 </figure>`,
     )
@@ -76,7 +77,9 @@ ${chartSvg(chartOf(machines[t.machine]), t.visited)}
   const laneDivs = lanes
     .map(
       (l, i) =>
-        `<div class="lane${i % 2 ? ' alt' : ''}" data-lane="${esc(l.lane)}"${l.task ? ` data-task="${esc(l.task)}"` : ''} style="grid-column:${col.get(l.key)};grid-row:1 / -1"><div class="lane-name">${esc(l.lane)}<small>${esc(l.task ?? '')}</small></div></div>`,
+        `<div class="lane${i % 2 ? ' alt' : ''}" data-lane="${esc(l.lane)}"` +
+        `${l.task ? ` data-task="${esc(l.task)}"` : ''} style="grid-column:${col.get(l.key)};grid-row:1 / -1">` +
+        `<div class="lane-name">${esc(l.lane)}<small>${esc(l.task ?? '')}</small></div></div>`,
     )
     .join('\n');
 
@@ -89,9 +92,12 @@ ${chartSvg(chartOf(machines[t.machine]), t.visited)}
         .join(' ');
       const dur = e.durationMs === undefined ? '' : `<span class="dur">${esc(ms(e.durationMs))}</span>`;
       return (
-        `<div class="cell time${gap >= 500 ? ' long' : ''}" style="grid-row:${row};grid-column:1">+${((e.at - t0) / 1000).toFixed(3)}s</div>` +
+        `<div class="cell time${gap >= 500 ? ' long' : ''}" style="grid-row:${row};grid-column:1">` +
+        `+${((e.at - t0) / 1000).toFixed(3)}s</div>` +
         `<div class="cell seq" style="grid-row:${row};grid-column:2">${e.seq}</div>` +
-        `<button type="button" class="${cls}" data-i="${i}" data-seq="${e.seq}" data-kind="${esc(e.kind)}" style="grid-row:${row};grid-column:${col.get(laneKey(e))}" title="${esc(`seq ${e.seq} · ${e.taskId} · ${e.label}`)}">${esc(chipText(e))}${dur}</button>`
+        `<button type="button" class="${cls}" data-i="${i}" data-seq="${e.seq}" data-kind="${esc(e.kind)}" ` +
+        `style="grid-row:${row};grid-column:${col.get(laneKey(e))}" ` +
+        `title="${esc(`seq ${e.seq} · ${e.taskId} · ${e.label}`)}">${esc(chipText(e))}${dur}</button>`
       );
     })
     .join('\n');
@@ -116,7 +122,8 @@ ${chartSvg(chartOf(machines[t.machine]), t.visited)}
   const verdict = d
     ? `<p class="verdict diverged">✗ diverged at seq ${d.seq} (task ${esc(d.taskId)}): ${esc(d.message)}</p>`
     : `<p class="verdict ok">✓ every rebuilt state equals the recorded one (${checks} checks, ${r.inputs} inputs)</p>`;
-  const csp = `default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-${createHash('sha256').update(JS).digest('base64')}'`;
+  const scriptHash = createHash('sha256').update(JS).digest('base64');
+  const csp = `default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-${scriptHash}'`;
 
   return `<!doctype html>
 <html lang="en">
@@ -131,21 +138,29 @@ ${chartSvg(chartOf(machines[t.machine]), t.visited)}
 <div class="top">
 <header>
 <h1>Replay of sandbox <code>${esc(p.sandbox)}</code></h1>
-<p class="meta">node ${esc(p.node)} · from ${esc(p.source)} · up to seq ${r.lastSeq} · ${r.timeline.length} entries over ${esc(ms(span))}${t0 ? ` from ${esc(new Date(t0).toISOString())}` : ''}</p>
+<p class="meta">node ${esc(p.node)} · from ${esc(p.source)} · up to seq ${r.lastSeq} · \
+${r.timeline.length} entries over ${esc(ms(span))}${t0 ? ` from ${esc(new Date(t0).toISOString())}` : ''}</p>
 ${verdict}
 </header>
 <section class="charts">
 <h2>Lifecycle statechart</h2>
 ${charts}
-<p class="legend"><span><i style="background:#e6f0ff;border-color:#2f6fdb"></i>visited (numbers: order of visits)</span><span><i style="border:3px solid #0b3d91"></i>final rebuilt state</span><span><i style="border:1px dashed #7b4bd6"></i>passed through (transient)</span><span>hover a state or arrow for details; click a state to light up its entries</span></p>
+<p class="legend">\
+<span><i style="background:#e6f0ff;border-color:#2f6fdb"></i>visited (numbers: order of visits)</span>\
+<span><i style="border:3px solid #0b3d91"></i>final rebuilt state</span>\
+<span><i style="border:1px dashed #7b4bd6"></i>passed through (transient)</span>\
+<span>hover a state or arrow for details; click a state to light up its entries</span></p>
 </section>
 </div>
 <main>
 <section class="timeline">
 <h2>Timeline</h2>
-<p class="hint">One column per lane, one row per entry in stream order. Click an entry (or use ↑/↓) to see its payload.</p>
-<div class="lanes" style="grid-template-columns:6.5em 3.5em repeat(${lanes.length}, minmax(8.5em, 1fr));grid-template-rows:auto repeat(${r.timeline.length}, auto)">
-<div class="hdr" style="grid-row:1;grid-column:1">time</div><div class="hdr" style="grid-row:1;grid-column:2;text-align:right">seq</div>
+<p class="hint">One column per lane, one row per entry in stream order. \
+Click an entry (or use ↑/↓) to see its payload.</p>
+<div class="lanes" style="grid-template-columns:6.5em 3.5em repeat(${lanes.length}, minmax(8.5em, 1fr));\
+grid-template-rows:auto repeat(${r.timeline.length}, auto)">
+<div class="hdr" style="grid-row:1;grid-column:1">time</div>\
+<div class="hdr" style="grid-row:1;grid-column:2;text-align:right">seq</div>
 ${laneDivs}
 ${rows}
 </div>

@@ -25,9 +25,9 @@ import {
 } from '../machines/index.ts';
 import { EffectGate, type Outcome } from './gate.ts';
 import type { EventRecord } from '../bus/eventlog-reader.ts';
-import type { StartingPoint } from '../domain/starting-point.ts';
+import type { StartingPoint } from '../domain/snapshot.ts';
 
-export type { StartingPoint } from '../domain/starting-point.ts';
+export type { StartingPoint } from '../domain/snapshot.ts';
 
 export interface ReplayTask {
   taskId: string;

@@ -48,7 +48,7 @@ export function parseCapacity(
 import { rootLogger } from '../../log.ts';
 import { crashProbe } from '../../agent/crash-points.ts';
 import { parse } from '../args.ts';
-import type { Io } from '../main.ts';
+import type { Io } from '../io.ts';
 
 export const SETTINGS_OPTS = {
   'data-dir': { type: 'string' },
@@ -148,7 +148,11 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
   const done = new Promise<number>((r) => (resolveDone = r));
   const watch = new WorkerWatch();
   const probe = crashProbe(faultsEnabled(io.env) ? io.env.CORRAL_TEST_CRASH : undefined);
-  const snapshots = await untilReady('the snapshot bucket', () => Snapshots.open(nc, settings.node, settings.replicas));
+  const snapshots = await untilReady('the snapshot bucket', () =>
+    Snapshots.open(nc, settings.node, settings.replicas, (taskId, e) =>
+      log.warn({ err: e, taskId }, 'snapshot of a deleted task not purged'),
+    ),
+  );
   // The node's entry in the fleet registry: capacity, labels, heartbeat (docs/api.md, Fleet).
   const registration = await untilReady('the node registry', () =>
     AgentRegistration.open(nc, {
@@ -247,7 +251,7 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
       (e) => log.warn({ err: e }, 'retention pass failed'),
     );
   void janitor();
-  const janitorTimer = setInterval(janitor, 3600_000);
+  const janitorTimer = setInterval(() => void janitor(), 3600_000);
   janitorTimer.unref();
   log.info({ node: settings.node, nats: settings.natsUrl, metrics: `${mgmt.url}/metrics` }, 'agent ready');
   io.err(`corral agent ready: node ${settings.node}, NATS ${settings.natsUrl}, metrics ${mgmt.url}/metrics`);
@@ -260,10 +264,10 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
     if (p.values['teardown-on-exit'])
       await agent.teardownAll(60_000).catch((e) => log.error({ err: e }, 'teardown incomplete'));
     await agent.stop();
-    await registration.stop();
+    registration.stop();
     await sup?.stop();
     mgmt.server.close();
-    await nc.drain().catch(() => {});
+    await nc.drain().catch((e: unknown) => log.warn({ err: e }, 'NATS connection did not drain'));
     resolveDone(code);
   }
   process.once('SIGINT', () => void shutdown('SIGINT'));

@@ -11,7 +11,7 @@ import { writeRecordsFile } from '../../replay/records.ts';
 import { matchDuration } from '../../util/duration.ts';
 import { parse, type Parsed } from '../args.ts';
 import { client } from '../client.ts';
-import type { Io } from '../main.ts';
+import type { Io } from '../io.ts';
 
 export const EVENTS_USAGE = `corral events [--sandbox ID] [--node N] [--since SEQ|TIME] [--follow] [--json]
 corral events export --sandbox ID -o FILE [--node N]
@@ -31,7 +31,8 @@ export function parseSince(v: string, now = Date.now()): Pick<ReadFilter, 'since
   const t = /^\d{4}-\d\d-\d\d/.test(v) ? Date.parse(v) : NaN;
   if (Number.isNaN(t))
     throw err.invalid(
-      `--since ${JSON.stringify(v)}: expected a sequence (123), a duration ago (10m) or an ISO date (2025-01-31T12:00:00Z)`,
+      `--since ${JSON.stringify(v)}: ` +
+        'expected a sequence (123), a duration ago (10m) or an ISO date (2025-01-31T12:00:00Z)',
     );
   return { sinceTime: t };
 }
@@ -89,7 +90,7 @@ async function exportCommand(argv: string[], io: Io): Promise<number> {
   }
   if (!records.length)
     throw err.notFound(
-      `no records of sandbox ${sandbox}${p.values.node ? ` on node ${p.values.node as string}` : ''} in ${EVENTS_STREAM}`,
+      `no records of sandbox ${sandbox}${p.values.node ? ` on node ${String(p.values.node)}` : ''} in ${EVENTS_STREAM}`,
     );
   writeRecordsFile(file, records);
   io.out(

@@ -15,9 +15,9 @@ import { fleetRecreator } from '../../fleet/recreate.ts';
 import { DEFAULT_LOST_AFTER_MS } from '../../fleet/liveness.ts';
 import { POLICIES, type Policy } from '../../fleet/placement.ts';
 import { NodeRegistry } from '../../fleet/registry.ts';
-import type { NodeEntry, Versioned } from '../../fleet/types.ts';
+import type { Versioned } from '../../fleet/types.ts';
 import { duration, need, parse, type Parsed } from '../args.ts';
-import type { Io } from '../main.ts';
+import type { Io } from '../io.ts';
 
 export const FLEET_USAGE = `corral fleet nodes [--json]
 corral fleet cordon NODE | corral fleet uncordon NODE
@@ -50,7 +50,9 @@ async function connect(p: Parsed, io: Io, name: string): Promise<{ nc: NatsConne
   try {
     return { nc, registry: await NodeRegistry.open(nc, { replicas: s.replicas }) };
   } catch (e) {
-    await nc.close().catch(() => {});
+    await nc.close().catch(() => {
+      // The error that matters is `e`, rethrown below; closing is only tidying up.
+    });
     throw e;
   }
 }
@@ -60,7 +62,9 @@ async function withRegistry<T>(p: Parsed, io: Io, f: (nc: NatsConnection, r: Nod
   try {
     return await f(nc, registry);
   } finally {
-    await nc.drain().catch(() => {});
+    await nc.drain().catch(() => {
+      // The command's outcome is already decided (returned or thrown); nothing is left to flush.
+    });
   }
 }
 
@@ -127,7 +131,7 @@ async function setState(argv: string[], io: Io, action: 'cordon' | 'uncordon'): 
   const p = parse(argv);
   const node = need(p, 0, 'NODE');
   const r = await withRegistry(p, io, (_nc, reg) => reg.setState(node, action));
-  const e = r.current!.entry as NodeEntry;
+  const e = r.current!.entry;
   const now = e.state === 'lost' ? `lost (it will be ${e.lostFrom} when its heartbeats resume)` : e.state;
   io.out(p.values.json ? JSON.stringify(view(r.current!, Date.now())) : `${node}: ${r.wrote ? '' : 'already '}${now}`);
   return 0;
@@ -184,14 +188,15 @@ async function controller(argv: string[], io: Io): Promise<number> {
     log,
   });
   io.err(
-    `corral fleet controller ${c.name} ready: ${subjects.fleetCreate()} (queue corral-fleet), policy ${policy}, nodes lost after ${boundMs} ms without a heartbeat, ${c.view.size} node(s) registered`,
+    `corral fleet controller ${c.name} ready: ${subjects.fleetCreate()} (queue corral-fleet), policy ${policy}, ` +
+      `nodes lost after ${boundMs} ms without a heartbeat, ${c.view.size} node(s) registered`,
   );
   return new Promise<number>((resolve) => {
     const stop = (why: string) => {
       log.info({ why, ...c.stats }, 'controller stopping');
       void c
         .stop()
-        .then(() => nc.drain().catch(() => {}))
+        .then(() => nc.drain().catch((e: unknown) => log.warn({ err: e }, 'NATS connection did not drain')))
         .then(() => resolve(0));
     };
     process.once('SIGINT', () => stop('SIGINT'));
@@ -214,7 +219,8 @@ export async function fleetCommand(argv: string[], io: Io): Promise<number> {
       return controller(rest, io);
     default:
       throw err.invalid(
-        `fleet ${sub === undefined ? 'needs a subcommand' : `has no subcommand ${JSON.stringify(sub)}`}: nodes, cordon, uncordon, drain, controller`,
+        `fleet ${sub === undefined ? 'needs a subcommand' : `has no subcommand ${JSON.stringify(sub)}`}: ` +
+          'nodes, cordon, uncordon, drain, controller',
       );
   }
 }

@@ -14,7 +14,7 @@ import { readRecords, type EventRecord } from '../../bus/eventlog-reader.ts';
 import { readRecordsFile } from '../../replay/records.ts';
 import { need, parse } from '../args.ts';
 import { client } from '../client.ts';
-import type { Io } from '../main.ts';
+import type { Io } from '../io.ts';
 
 export const REPLAY_USAGE = `corral replay ID [--file FILE] [--node N] [--until SEQ] [--step | --json | --html FILE]
 
@@ -24,7 +24,8 @@ export const REPLAY_USAGE = `corral replay ID [--file FILE] [--node N] [--until 
   --json        {sandbox, ok, divergence, lastSeq, inputs, tasks (final and visited states), timeline}
   --html FILE   write a self-contained page: swimlanes, the statechart, each event's payload`;
 
-const QUIT = Symbol('quit');
+/** Thrown from the step prompt when the user types q: ends the replay early, not an error. */
+class Quit extends Error {}
 
 export async function replayCommand(argv: string[], io: Io): Promise<number> {
   const p = parse(argv, {
@@ -69,7 +70,7 @@ export async function replayCommand(argv: string[], io: Io): Promise<number> {
   const onEntry = async (e: TimelineEntry) => {
     at = e.seq;
     io.out(entryLine(e, t0));
-    if (rl && (await rl.question('')).trim().toLowerCase() === 'q') throw QUIT;
+    if (rl && (await rl.question('')).trim().toLowerCase() === 'q') throw new Quit('quit');
   };
   const human = !p.values.json && !p.values.html;
   if (human)
@@ -82,7 +83,7 @@ export async function replayCommand(argv: string[], io: Io): Promise<number> {
       onEntry: human ? onEntry : undefined,
     });
   } catch (e) {
-    if (e !== QUIT) throw e;
+    if (!(e instanceof Quit)) throw e;
     io.out(`stopped after seq ${at}`);
     return 0;
   } finally {

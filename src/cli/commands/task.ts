@@ -2,13 +2,13 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { err } from '../../errors.ts';
+import { ensureError, err } from '../../errors.ts';
 import { decode } from '../../bus/codec.ts';
 import { subjects } from '../../bus/subjects.ts';
 import type { MountSpec } from '../../domain/ops.ts';
 import { duration, need, parse, type Parsed } from '../args.ts';
 import { client, type Client } from '../client.ts';
-import type { Io } from '../main.ts';
+import type { Io } from '../io.ts';
 
 const CREATE_OPTS = {
   bundle: { type: 'string' },
@@ -98,7 +98,8 @@ const show = (io: Io, p: Parsed, result: unknown, human: () => string) =>
 export const taskCommands: Record<string, { usage: string; run(argv: string[], io: Io): Promise<number> }> = {
   create: {
     usage:
-      'corral create ID --bundle DIR [--rootfs TYPE:SRC[:OPTS]]... [--config PATH] [--terminal] [--fleet [--label K=V]... [--policy spread|binpack]]',
+      'corral create ID --bundle DIR [--rootfs TYPE:SRC[:OPTS]]... [--config PATH] [--terminal] ' +
+      '[--fleet [--label K=V]... [--policy spread|binpack]]',
     async run(argv, io) {
       const p = parse(argv, CREATE_OPTS);
       const id = need(p, 0, 'task ID');
@@ -119,7 +120,8 @@ export const taskCommands: Record<string, { usage: string; run(argv: string[], i
   pids: simple('pids', (_id, r) => (r as { pids: { pid: number }[] }).pids.map((x) => String(x.pid)).join('\n')),
   state: simple('state', (_id, r) => {
     const s = r as Record<string, unknown>;
-    return `${s.id}\t${s.status}\t${s.state}\tpid=${s.pid}\texit=${s.exitStatus}${s.error ? `\terror=${(s.error as { message: string }).message}` : ''}`;
+    const error = s.error ? `\terror=${(s.error as { message: string }).message}` : '';
+    return `${cell(s.id)}\t${cell(s.status)}\t${cell(s.state)}\tpid=${cell(s.pid)}\texit=${cell(s.exitStatus)}${error}`;
   }),
   kill: {
     usage: 'corral kill ID [--signal SIG] [--all]',
@@ -154,7 +156,9 @@ export const taskCommands: Record<string, { usage: string; run(argv: string[], i
       show(io, p, r, () =>
         [
           'ID\tSANDBOX\tSTATUS\tSTATE\tPID\tEXIT',
-          ...r.tasks.map((t) => `${t.id}\t${t.sandboxId}\t${t.status}\t${t.state}\t${t.pid}\t${t.exitStatus}`),
+          ...r.tasks.map((t) =>
+            [t.id, t.sandboxId, t.status, t.state, t.pid, t.exitStatus].map((v) => cell(v)).join('\t'),
+          ),
         ].join('\n'),
       );
       return 0;
@@ -162,7 +166,8 @@ export const taskCommands: Record<string, { usage: string; run(argv: string[], i
   },
   run: {
     usage:
-      'corral run --bundle DIR [--rootfs TYPE:SRC[:OPTS]]... [--config PATH] [--id ID] [--rm] [--fleet [--label K=V]... [--policy P]]',
+      'corral run --bundle DIR [--rootfs TYPE:SRC[:OPTS]]... [--config PATH] [--id ID] [--rm] ' +
+      '[--fleet [--label K=V]... [--policy P]]',
     async run(argv, io) {
       const p = parse(argv, { ...CREATE_OPTS, id: { type: 'string' }, rm: { type: 'boolean' } });
       const id = (p.values.id as string | undefined) ?? `run-${randomBytes(4).toString('hex')}`;
@@ -183,7 +188,10 @@ export const taskCommands: Record<string, { usage: string; run(argv: string[], i
           c.callOn<T>(node, verb, b, t);
         const onSig = () => {
           interrupted++;
-          void on('kill', { id, signal: interrupted > 1 ? 'SIGKILL' : 'SIGTERM' }).catch(() => {});
+          void on('kill', { id, signal: interrupted > 1 ? 'SIGKILL' : 'SIGTERM' }).catch((e: unknown) => {
+            const ce = ensureError(e);
+            io.err(`corral: Ctrl-C: kill of ${id} failed: ${ce.code}: ${ce.message}`);
+          });
         };
         process.on('SIGINT', onSig);
         try {
@@ -207,6 +215,11 @@ export const taskCommands: Record<string, { usage: string; run(argv: string[], i
     },
   },
 };
+
+/** One table cell of a reply's field: as `${}` would print it (`undefined` included), objects as JSON. */
+function cell(v: unknown): string {
+  return v !== null && typeof v === 'object' ? JSON.stringify(v) : String(v);
+}
 
 function simple(verb: 'start' | 'delete' | 'pids' | 'state', human: (id: string, r: unknown) => string) {
   return {

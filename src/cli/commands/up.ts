@@ -13,7 +13,7 @@ import { err } from '../../errors.ts';
 import { selfCommand } from '../../agent/supervisor.ts';
 import { waitForWorker } from './agent.ts';
 import { parse } from '../args.ts';
-import type { Io } from '../main.ts';
+import type { Io } from '../io.ts';
 import { taskCommands } from './task.ts';
 
 export interface Node {
@@ -58,7 +58,10 @@ export async function bringUp(o: {
   guestDir?: string;
   extraEnv?: NodeJS.ProcessEnv;
   bundleRoots?: string[];
-  /** Servers in the local NATS cluster (`--cluster N`); 1 or unset: one server. Streams and buckets get min(N, 3) replicas. */
+  /**
+   * Servers in the local NATS cluster (`--cluster N`); 1 or unset: one server. Streams and buckets get
+   * min(N, 3) replicas.
+   */
   cluster?: number;
 }): Promise<Node> {
   const guestDir = resolve(o.guestDir ?? o.io.env.CORRAL_GUEST_DIR ?? '.corral/guest');
@@ -78,12 +81,14 @@ export async function bringUp(o: {
         : await startNatsServer({ dataDir: resolve(o.dataDir, 'nats'), port: o.port });
   } catch (e) {
     throw err.unavailable(
-      `cannot start nats-server on port ${o.port} (${(e as Error).message.split('\n')[0]}); is another one running? try --port 0`,
+      `cannot start nats-server on port ${o.port} (${(e as Error).message.split('\n')[0]}); ` +
+        'is another one running? try --port 0',
     );
   }
   o.io.err(
     size > 1
-      ? `NATS cluster of ${size} ready at ${nats.url} (data ${resolve(o.dataDir, 'nats-cluster')}; streams and buckets with ${replicas} replicas)`
+      ? `NATS cluster of ${size} ready at ${nats.url} ` +
+          `(data ${resolve(o.dataDir, 'nats-cluster')}; streams and buckets with ${replicas} replicas)`
       : `nats-server ready at ${nats.url} (data ${resolve(o.dataDir, 'nats')})`,
   );
   const self = selfCommand();
@@ -210,7 +215,8 @@ export async function upCommand(argv: string[], io: Io): Promise<number> {
   const { dataDir, node, port, cluster } = upArgs(argv, io);
   const n = await bringUp({ dataDir, node, port, io, cluster });
   io.err(
-    `corral up: node "${node}" ready. In another shell: NATS_URL=${n.natsUrl} CORRAL_NODE=${node} npx corral run --bundle examples/hello --rm`,
+    `corral up: node "${node}" ready. In another shell: ` +
+      `NATS_URL=${n.natsUrl} CORRAL_NODE=${node} npx corral run --bundle examples/hello --rm`,
   );
   io.err('Ctrl-C stops everything.');
   await new Promise<void>((r) => {

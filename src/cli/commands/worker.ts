@@ -6,7 +6,7 @@ import { startMountWorker } from '../../workers/mount/main.ts';
 import { startHypervisorWorker } from '../../workers/hypervisor/main.ts';
 import { Faults, faultsEnabled } from '../../workers/faults.ts';
 import { settingsFrom } from './agent.ts';
-import type { Io } from '../main.ts';
+import type { Io } from '../io.ts';
 
 export async function workerCommand(argv: string[], io: Io): Promise<number> {
   const { p, settings } = settingsFrom(argv, io);
@@ -47,6 +47,6 @@ export async function workerCommand(argv: string[], io: Io): Promise<number> {
     process.once('SIGTERM', resolve);
   });
   await w.stop(20_000);
-  await nc.drain().catch(() => {});
+  await nc.drain().catch((e: unknown) => log.warn({ err: e }, 'NATS connection did not drain'));
   return 0;
 }

@@ -1,6 +1,7 @@
 /**
- * Wire bodies → typed requests, once, at the edge. Anything malformed is InvalidArgument naming the
- * field; unknown fields are ignored (forward compatibility, as protobuf does).
+ * Task API wire bodies → typed requests, once, at the edge (the agent's Task API and the fleet's create
+ * both parse with these). Anything malformed is InvalidArgument naming the field; unknown fields are
+ * ignored (forward compatibility, as protobuf does).
  */
 import { err } from '../errors.ts';
 import type { CreateTaskRequest } from '../domain/task.ts';
