@@ -66,10 +66,19 @@ module.exports = {
     },
     {
       name: 'domain-only-errors',
-      comment: 'src/domain/ is the shared vocabulary (types and pure helpers): it imports only src/errors.ts.',
+      comment:
+        'src/domain/ is the shared vocabulary (types and pure helpers): it imports only src/errors.ts, and the ' +
+        'ContainerType it re-exports from the Kata rules that define it (a type, nothing loaded at run time).',
       severity: 'error',
       from: { path: '^src/domain/' },
-      to: { pathNot: ['^src/domain/', '^src/errors[.]ts$'] },
+      to: { pathNot: ['^src/domain/', '^src/errors[.]ts$', '^src/kata/container-type[.]ts$'] },
+    },
+    {
+      name: 'domain-kata-types-only',
+      comment: 'What src/domain/ takes from src/kata/ is types only.',
+      severity: 'error',
+      from: { path: '^src/domain/' },
+      to: { path: '^src/kata/', dependencyTypesNot: ['type-only'] },
     },
     {
       name: 'src-not-tests-or-bench',

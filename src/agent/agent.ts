@@ -30,28 +30,9 @@ import type { ReplyTo } from './task-table.ts';
 import { taskView, type TaskView } from './views.ts';
 import type { WorkerWatch } from './worker-watch.ts';
 
-export interface AgentDeps {
-  nc: NatsConnection;
-  settings: Settings;
-  rules: CreateRules;
-  events: EventLog;
-  log: Logger;
-  metrics: Metrics;
-  watch?: WorkerWatch;
-  /** The node's entry in the fleet registry (capacity released when a task goes). */
-  registration?: {
-    release(req: { id: string }): Promise<unknown>;
-    hold(id: string, r: { vcpus: number; memoryMiB: number; ref: string }): void;
-  };
-  /** Where fleet creates (inline specs) get their bundles: one of the bundle roots. */
-  inlineBundleRoot: string;
-  /** Actor snapshots (bounded recovery); without it recovery replays each task's whole log. */
-  snapshots?: Snapshots;
-  /** Test-only points on the create path (effects.ts `Probe`; `after:create-input` here). */
-  probe?: Probe;
-  /** Called when a `shutdown` request is accepted (no tasks left). */
-  onShutdown?: () => void;
-}
+import type { AgentDeps } from './deps.ts';
+
+export type { AgentDeps } from './deps.ts';
 
 /** How often a teardown looks again at what is left (it re-sends kills and deletes until nothing is). */
 const TEARDOWN_POLL_MS = 200;
@@ -64,7 +45,6 @@ export function buildAgent(d: AgentDeps) {
   const handlers = taskApi(rt, d.onShutdown);
   const subs: Subscription[] = [];
   let stopFacts: (() => void) | undefined;
-
 
   const kill = { type: 'kill', rid: 'teardown', signal: 9, all: true } as const;
   return {

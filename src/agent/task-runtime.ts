@@ -11,7 +11,7 @@ import type { WorkerEvent } from '../domain/ops.ts';
 import type { CreateTaskRequest, Fact, Reply } from '../domain/task.ts';
 import { containerMachine, provideEffects, sandboxMachine, type LifecycleEvent } from '../machines/index.ts';
 import type { EffectGate } from '../replay/gate.ts';
-import type { AgentDeps } from './agent.ts';
+import type { AgentDeps } from './deps.ts';
 import { taskEffects } from './effects.ts';
 import { TaskJournal } from './journal.ts';
 import { newTask, TaskTable, type NewTask, type ReplyTo, type Task } from './task-table.ts';

@@ -127,4 +127,3 @@ export async function request<T>(
   if (env.ok) return env.result;
   throw fromWire(env.error);
 }
-
