@@ -37,7 +37,7 @@ export class WaitTimeoutError extends Error {
 }
 
 const EXPIRED = Symbol('expired');
-const describe = (what: WaitOptions['what']) => (typeof what === 'function' ? what() : what);
+const whatOf = (what: WaitOptions['what']) => (typeof what === 'function' ? what() : what);
 const show = (v: unknown) => {
   const s = inspect(v, { depth: 4, breakLength: Infinity });
   return s.length > 800 ? `${s.slice(0, 800)}…` : s;
@@ -87,7 +87,7 @@ export async function waitFor<T>(check: () => T | Promise<T>, o: PollOptions<Awa
         ? `last error: ${show(last.error)}`
         : `last value: ${show(last.value)}`;
   throw new WaitTimeoutError(
-    `timed out after ${Date.now() - started} ms (${checks} checks) waiting for ${describe(o.what)}; ${seen}`,
+    `timed out after ${Date.now() - started} ms (${checks} checks) waiting for ${whatOf(o.what)}; ${seen}`,
   );
 }
 
@@ -101,7 +101,7 @@ export async function within<T>(p: Promise<T>, o: WaitOptions): Promise<T> {
   const expired = new Promise<typeof EXPIRED>((r) => (timer = setTimeout(() => r(EXPIRED), timeoutMs)));
   try {
     const v = await Promise.race([p, expired]);
-    if (v === EXPIRED) throw new WaitTimeoutError(`timed out after ${timeoutMs} ms waiting for ${describe(o.what)}`);
+    if (v === EXPIRED) throw new WaitTimeoutError(`timed out after ${timeoutMs} ms waiting for ${whatOf(o.what)}`);
     return v;
   } finally {
     clearTimeout(timer);
