@@ -9,7 +9,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { localRuntimeConfig } from '../../src/cli/commands/up.ts';
-import { eventually, NOTHING_LEFT, REPO, testNode, type TestNode } from '../helpers/node.ts';
+import { NOTHING_LEFT, REPO, testNode, type TestNode } from '../helpers/node.ts';
+import { waitFor } from '../helpers/wait.ts';
 import { processesMatching } from '../helpers/leaks.ts';
 
 let n: TestNode;
@@ -23,8 +24,11 @@ afterAll(async () => {
 afterEach(async () => {
   await n.expectNothingLeft(ids);
   // A failed create registers no task (Kata), once its rollback is complete.
-  await eventually(async () => (await n.call<{ tasks: unknown[] }>('list', {})).tasks.length === 0);
-  expect((await n.call<{ tasks: unknown[] }>('list', {})).tasks).toEqual([]);
+  await waitFor(async () => (await n.call<{ tasks: unknown[] }>('list', {})).tasks, {
+    until: (tasks) => tasks.length === 0,
+    timeoutMs: 30_000,
+    what: 'no task registered once the rollback is complete',
+  });
 });
 
 const GUEST = join(REPO, '.corral/guest');

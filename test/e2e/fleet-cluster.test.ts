@@ -25,7 +25,8 @@ import { replay } from '../../src/replay/engine.ts';
 import { localRuntimeConfig } from '../../src/cli/commands/up.ts';
 import { drainNode, FleetController, NodeRegistry } from '../../src/fleet/index.ts';
 import { generateCreds } from '../../infra/nats/gen-creds.ts';
-import { eventually, REPO } from '../helpers/node.ts';
+import { REPO } from '../helpers/node.ts';
+import { waitFor } from '../helpers/wait.ts';
 import { mountsUnder, processesMatching } from '../helpers/leaks.ts';
 
 const NODES = ['fa', 'fb', 'fc'];
@@ -91,7 +92,6 @@ const createBody = (id: string) => ({
   policy: 'spread',
 });
 const fleetCreate = (id: string) => request<{ node: string }>(ctlNc, subjects.fleetCreate(), createBody(id), 60_000);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 beforeAll(async () => {
   creds = generateCreds({ dir: join(dir, 'creds'), nodes: NODES });
@@ -113,7 +113,12 @@ beforeAll(async () => {
   }
   ctlNc = await connectNats(cluster.url, 'fleet-test-controller', { nkeySeedFile: creds.seedFiles.controller });
   registry = await NodeRegistry.open(admin, { replicas: 3 });
-  await eventually(async () => (await registry.list()).filter((e) => e.entry.state === 'ready').length === 3, 60_000);
+  await waitFor(async () => (await registry.list()).filter((e) => e.entry.state === 'ready').map((e) => e.entry.node), {
+    until: (ready) => ready.length === 3,
+    timeoutMs: 60_000,
+    intervalMs: 100,
+    what: 'the 3 agents registered ready',
+  });
   controller = await FleetController.start({
     nc: ctlNc,
     registry: await NodeRegistry.open(ctlNc, { replicas: 3 }),
@@ -138,7 +143,12 @@ afterAll(async () => {
       /* gone */
     }
   }
-  if (strays.length) await eventually(async () => processesMatching(`--data-dir ${dir}/`).length === 0, 30_000);
+  if (strays.length)
+    await waitFor(() => processesMatching(`--data-dir ${dir}/`).length === 0, {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+      what: 'the stray workers to exit',
+    }).catch(() => {}); // the assertion below names them
   await admin?.close().catch(() => {});
   await ctlNc?.close().catch(() => {});
   await cluster?.stop();
@@ -157,7 +167,9 @@ describe('fleet on a 3-server cluster', () => {
   it('30 creates spread over the ready nodes; the cordoned node gets none', async () => {
     await registry.setState('fc', 'cordon');
     // A cordon reaches the controller's copy of the registry through its watch: a moment later.
-    await eventually(async () => controller.view.get('fc')?.entry.state === 'cordoned', 5000);
+    await waitFor(() => controller.view.get('fc')?.entry.state === 'cordoned', {
+      what: "the controller's copy to show fc cordoned",
+    });
     const results = await Promise.all(Array.from({ length: 30 }, (_, i) => fleetCreate(`s${i}`)));
     const byNode: Record<string, number> = {};
     for (const r of results) byNode[r.node] = (byNode[r.node] ?? 0) + 1;
@@ -178,7 +190,9 @@ describe('fleet on a 3-server cluster', () => {
 
   it("drain --policy recreate moves a node's sandboxes to the other nodes; running ones run again", async () => {
     const view = (states: Record<string, string>) =>
-      eventually(async () => Object.entries(states).every(([n, s]) => controller.view.get(n)?.entry.state === s), 5000);
+      waitFor(() => Object.entries(states).every(([n, s]) => controller.view.get(n)?.entry.state === s), {
+        what: `the controller's copy to show ${JSON.stringify(states)}`,
+      });
     await registry.setState('fa', 'cordon');
     await registry.setState('fb', 'uncordon');
     await view({ fa: 'cordoned', fb: 'ready', fc: 'cordoned' });
@@ -210,8 +224,12 @@ describe('fleet on a 3-server cluster', () => {
       const v = await taskRequest<{ status: string }>(admin, x.node, 'state', { id: x.id }, 10_000);
       expect(v.status, x.id).toBe(started.has(x.id) ? 'running' : 'created');
     }
-    await eventually(async () => (await placed()).fb === 0, 10_000);
-    expect((await placed()).fb).toBe(0);
+    await waitFor(placed, {
+      until: (p) => p.fb === 0,
+      timeoutMs: 10_000,
+      intervalMs: 100,
+      what: 'no reservation left on fb',
+    });
     for (const x of r.recreated) {
       if (started.has(x.id)) {
         await taskRequest(admin, x.node, 'kill', { id: x.id, signal: 'SIGKILL' }, 10_000);
@@ -225,21 +243,33 @@ describe('fleet on a 3-server cluster', () => {
     for (const node of ['fb', 'fc']) await registry.setState(node, 'uncordon');
     const jsm = await jetstreamManager(admin);
     const leader = (await jsm.streams.info(EVENTS_STREAM)).cluster?.leader;
-    const victim = Math.max(
-      0,
-      cluster.members.findIndex((m) => m.name === leader),
+    const victim = cluster.members.findIndex((m) => m.name === leader);
+    expect(victim, `the stream leader ${leader} is one of ${cluster.members.map((m) => m.name).join(', ')}`).not.toBe(
+      -1,
     );
     const ids = Array.from({ length: 30 }, (_, i) => `k${i}`);
-    // A user's client (the admin credentials), creates spaced over ~1.5 s; the server dies in the middle.
+    // A user's client (the admin credentials). The server dies in the middle: 20 creates are sent, it is
+    // killed once 10 of them are answered, and the last 10 are sent after the kill.
     const t0 = Date.now();
-    const creates = ids.map((id, i) =>
-      sleep(i * 50).then(() =>
-        fleetCreateRequest<{ id: string; node: string; pid: number }>(admin, createBody(id), 120_000),
-      ),
-    );
-    await sleep(600);
+    let answered = 0;
+    const send = (id: string) => {
+      const p = fleetCreateRequest<{ id: string; node: string; pid: number }>(admin, createBody(id), 120_000);
+      p.then(
+        () => answered++,
+        () => answered++, // reported by allSettled below
+      );
+      return p;
+    };
+    const creates = ids.slice(0, 20).map(send);
+    await waitFor(() => answered >= 10, {
+      timeoutMs: 60_000,
+      intervalMs: 10,
+      what: '10 of the first 20 creates answered',
+    });
     await cluster.kill(victim);
     const killedAt = Date.now() - t0;
+    const answeredBefore = answered;
+    creates.push(...ids.slice(20).map(send));
     const results = await Promise.allSettled(creates);
     const doneMs = Date.now() - t0;
     expect(
@@ -263,8 +293,12 @@ describe('fleet on a 3-server cluster', () => {
       (await registry.list())
         .flatMap((e) => Object.keys(e.entry.reservations).filter((id) => id.startsWith('k')))
         .sort();
-    await eventually(async () => JSON.stringify(await reserved()) === JSON.stringify([...ids].sort()), 10_000);
-    expect(await reserved()).toEqual([...ids].sort());
+    await waitFor(reserved, {
+      until: (r) => JSON.stringify(r) === JSON.stringify([...ids].sort()),
+      timeoutMs: 10_000,
+      intervalMs: 100,
+      what: 'one reservation per sandbox',
+    });
 
     // The log holds each sandbox's create input and `created` fact exactly once, and replays to its states.
     const t1 = Date.now();
@@ -289,10 +323,14 @@ describe('fleet on a 3-server cluster', () => {
     await cluster.restart(victim);
     const restartMs = Date.now() - t2;
     await Promise.all(ids.map((id) => taskRequest(admin, placedOn.get(id)!, 'delete', { id }, 60_000)));
-    await eventually(async () => (await reserved()).length === 0, 30_000);
-    expect(await reserved()).toEqual([]);
+    await waitFor(reserved, {
+      until: (r) => r.length === 0,
+      timeoutMs: 30_000,
+      intervalMs: 100,
+      what: 'the reservations gone with their sandboxes',
+    });
     console.log(
-      `fleet-cluster: server ${cluster.members[victim]!.name} (event stream leader) SIGKILLed ${killedAt} ms into 30 fleet creates; all 30 answered after ${doneMs} ms, each once; ${all.length} records read in ${readMs} ms, none lost; server back in ${restartMs} ms, cleanup ${Date.now() - t2} ms`,
+      `fleet-cluster: server ${cluster.members[victim]!.name} (event stream leader) SIGKILLed ${killedAt} ms into 30 fleet creates (${answeredBefore} answered before); all 30 answered after ${doneMs} ms, each once; ${all.length} records read in ${readMs} ms, none lost; server back in ${restartMs} ms, cleanup ${Date.now() - t2} ms`,
     );
   }, 240_000); // the creates wait up to 120 s each: a hung one fails with its error, not the test timeout
 
@@ -300,12 +338,20 @@ describe('fleet on a 3-server cluster', () => {
     const fa = agents.get('fa')!;
     const t0 = Date.now();
     fa.kill('SIGKILL');
-    await eventually(async () => (await registry.get('fa'))?.entry.state === 'lost', 10_000);
-    const e = (await registry.get('fa'))!.entry;
-    expect(e.state).toBe('lost');
+    await waitFor(async () => (await registry.get('fa'))?.entry.state, {
+      until: (s) => s === 'lost',
+      timeoutMs: 10_000,
+      intervalMs: 50,
+      what: 'fa marked lost',
+    });
     expect(Date.now() - t0).toBeLessThan(3000 + 2000);
     // its workers outlive it: a restarted agent adopts them and tears down on exit
     startAgent('fa');
-    await eventually(async () => (await registry.get('fa'))?.entry.state === 'ready', 60_000);
+    await waitFor(async () => (await registry.get('fa'))?.entry.state, {
+      until: (s) => s === 'ready',
+      timeoutMs: 60_000,
+      intervalMs: 100,
+      what: 'the restarted fa registered ready',
+    });
   });
 });

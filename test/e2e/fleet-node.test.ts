@@ -6,7 +6,8 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { FleetController, NodeRegistry } from '../../src/fleet/index.ts';
-import { eventually, NOTHING_LEFT, REPO, testNode, type TestNode } from '../helpers/node.ts';
+import { NOTHING_LEFT, REPO, testNode, type TestNode } from '../helpers/node.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 let n: TestNode;
 let controller: { stop(): Promise<void> | void } | undefined;
@@ -21,9 +22,22 @@ afterAll(async () => {
   await n?.cleanup();
 });
 
+/** Waits until the node's entry holds no reservation, then asserts nothing is counted as used. */
+async function reservationsReleased() {
+  const v = await waitFor(() => registry.get(n.node), {
+    until: (v) => Object.keys(v?.entry.reservations ?? {}).length === 0,
+    timeoutMs: 10_000,
+    what: `node ${n.node}'s reservations released`,
+  });
+  expect(v?.entry.used).toMatchObject({ sandboxes: 0 });
+}
+
 it('corral run --fleet places the sandbox, runs it in a guest and releases its capacity', async () => {
-  await eventually(async () => (await registry.get(n.node))?.entry.state === 'ready', 10_000);
-  const entry = await registry.get(n.node);
+  const entry = await waitFor(() => registry.get(n.node), {
+    until: (v) => v?.entry.state === 'ready',
+    timeoutMs: 10_000,
+    what: `node ${n.node} registered ready`,
+  });
   expect(entry?.entry).toMatchObject({ node: n.node, state: 'ready' });
   const b = n.bundle('fleet1', { args: ['sh', '-c', 'echo placed by the fleet; exit 4'] });
   const r = await n.cli([
@@ -40,11 +54,7 @@ it('corral run --fleet places the sandbox, runs it in a guest and releases its c
   expect(r.stderr).toContain(`on node ${n.node}`);
   expect(r.stdout).toContain('placed by the fleet');
   expect(r.code).toBe(4);
-  await eventually(
-    async () => Object.keys((await registry.get(n.node))?.entry.reservations ?? {}).length === 0,
-    10_000,
-  );
-  expect((await registry.get(n.node))?.entry.used).toMatchObject({ sandboxes: 0 });
+  await reservationsReleased();
   await n.expectNothingLeft(['fleet1']);
 });
 
@@ -55,9 +65,5 @@ it('a fleet create that fails on the node gives its reservation back and leaves 
   expect(r.stderr).toMatch(/^corral: InvalidArgument: failed to mount rootfs component/);
   const { existsSync } = await import('node:fs');
   expect(existsSync(`${n.dataDir}/bundles/fleet/fleet2`)).toBe(false);
-  await eventually(
-    async () => Object.keys((await registry.get(n.node))?.entry.reservations ?? {}).length === 0,
-    10_000,
-  );
-  expect((await registry.get(n.node))?.entry.used).toMatchObject({ sandboxes: 0 });
+  await reservationsReleased();
 });

@@ -17,7 +17,8 @@ import { request } from '../../src/bus/rpc.ts';
 import { subjects } from '../../src/bus/subjects.ts';
 import { Snapshots } from '../../src/bus/snapshots.ts';
 import { runRetention } from '../../src/bus/retention.ts';
-import { eventually, testNode, type TestNode } from '../helpers/node.ts';
+import { testNode, type TestNode } from '../helpers/node.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 let n: TestNode;
 let snaps: Snapshots;
@@ -63,7 +64,10 @@ describe('a wait held while its create fails', () => {
       rootfs: [{ type: 'tmpfs', source: 'tmpfs', options: ['size=1m'] }],
     });
     created.catch(() => {}); // asserted below
-    await eventually(async () => (await state(id).catch(() => '')) === 'mounting');
+    await waitFor(() => state(id).catch(() => ''), {
+      until: (s) => s === 'mounting',
+      what: 'the create held in mounting',
+    });
 
     const w = rawRequest('wait', { id, timeoutMs: 0 });
     // The wait is held: a later request on the same connection is answered first.
@@ -77,7 +81,7 @@ describe('a wait held while its create fails', () => {
       (x: unknown) => x as { code: string },
     );
     expect(e).toMatchObject({ code: 'Unavailable' });
-    await eventually(() => w.answers.length > 0, 10_000);
+    await waitFor(() => w.answers.length, { timeoutMs: 10_000, what: 'the held wait answered' });
     expect(w.answers[0]).toMatchObject({ ok: false, error: { code: 'Unavailable' } });
     // Gone, and nothing more arrives for the wait (a later round trip to the agent is answered first).
     await expect(state(id)).rejects.toMatchObject({ code: 'NotFound' });
@@ -103,11 +107,11 @@ describe('snapshots of deleted tasks', () => {
     const id = `sd-${randomUUID().slice(0, 8)}`;
     ids.push(id);
     await n.call('create', { id, bundle: n.bundle(id, { args: ['sleep', '600'] }) });
-    await eventually(async () => (await snapshotIds()).includes(id));
+    await waitFor(snapshotIds, { until: (s) => s.includes(id), what: `a snapshot of ${id}` });
     await n.restartAgent(); // SIGKILL, then a new agent recovers the task
     expect(await state(id)).toBe('created');
     await n.call('delete', { id });
-    await eventually(async () => !(await snapshotIds()).includes(id));
+    await waitFor(snapshotIds, { until: (s) => !s.includes(id), what: `${id}'s snapshot removed` });
     expect(await snapshotIds()).not.toContain(id);
 
     await runRetention(n.nc, { retentionMs: 0, node: n.node });
@@ -120,10 +124,10 @@ describe('snapshots of deleted tasks', () => {
     const id = `ss-${randomUUID().slice(0, 8)}`;
     ids.push(id);
     await n.call('create', { id, bundle: n.bundle(id, { args: ['sleep', '600'] }) });
-    await eventually(async () => (await snapshotIds()).includes(id));
+    await waitFor(snapshotIds, { until: (s) => s.includes(id), what: `a snapshot of ${id}` });
     const stale = (await snaps.all()).find((s) => s.taskId === id)!;
     await n.call('delete', { id });
-    await eventually(async () => !(await snapshotIds()).includes(id));
+    await waitFor(snapshotIds, { until: (s) => !s.includes(id), what: `${id}'s snapshot removed` });
     await runRetention(n.nc, { retentionMs: 0, node: n.node });
     await snaps.save(stale); // as an older agent left it: a snapshot of a task whose history is purged
 
@@ -136,12 +140,12 @@ describe('snapshots of deleted tasks', () => {
     const id = `dot.${randomUUID().slice(0, 8)}`;
     ids.push(id);
     await n.call('create', { id, bundle: n.bundle(id, { args: ['sleep', '600'] }) });
-    await eventually(async () => (await snapshotIds()).includes(id));
+    await waitFor(snapshotIds, { until: (s) => s.includes(id), what: `a snapshot of ${id}` });
     expect(await snapshotIds()).toContain(id);
     await n.restartAgent();
     expect(await state(id)).toBe('created');
     await n.call('delete', { id });
-    await eventually(async () => !(await snapshotIds()).includes(id));
+    await waitFor(snapshotIds, { until: (s) => !s.includes(id), what: `${id}'s snapshot removed` });
     expect(await snapshotIds()).not.toContain(id);
   });
 });

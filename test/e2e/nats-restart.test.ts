@@ -8,7 +8,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { replay } from '../../src/replay/engine.ts';
 import { readRecords, type EventRecord } from '../../src/bus/eventlog-reader.ts';
 import { CorralError } from '../../src/errors.ts';
-import { eventually, NOTHING_LEFT, testNode, type TestNode } from '../helpers/node.ts';
+import { NOTHING_LEFT, testNode, type TestNode } from '../helpers/node.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 let n: TestNode;
 const ids: string[] = [];
@@ -23,31 +24,34 @@ afterEach(async () => {
 });
 
 const FACTS = new Set(['created', 'started', 'exited', 'deleted', 'rolledBack']); // a rollback would show
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const since = (t: number) => Math.round(performance.now() - t);
 
-/** `state` of a task, or undefined once it is gone (NotFound). Retries while NATS is coming back. */
-async function stateOf(id: string): Promise<Record<string, unknown> | undefined> {
-  for (let i = 0; ; i++) {
-    try {
-      return await n.call('state', { id }, 5000);
-    } catch (e) {
-      if (e instanceof CorralError && e.code === 'NotFound') return undefined;
-      if (i > 20) throw e;
-      await sleep(250);
-    }
-  }
+/** `state` of a task, or `gone` once it is NotFound. Asks again while NATS is coming back (other errors). */
+async function stateOf(id: string): Promise<Record<string, unknown> | 'gone'> {
+  const r = await waitFor(
+    () =>
+      n.call('state', { id }, 5000).then(
+        (s) => ({ s }),
+        (e: unknown) => {
+          if (e instanceof CorralError && e.code === 'NotFound') return { s: 'gone' as const };
+          throw e;
+        },
+      ),
+    { ignoreErrors: true, timeoutMs: 60_000, intervalMs: 250, what: `an answer to the state of ${id}` },
+  );
+  return r.s;
 }
 
 async function waitForState(id: string, states: string[], ms = 60_000): Promise<string> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const s = await stateOf(id);
-    const st = String(s?.state ?? 'gone');
-    if (states.includes(st)) return st;
-    if (Date.now() > until) throw new Error(`${id} is ${st}, not ${states.join('|')}, after ${ms} ms`);
-    await sleep(20);
-  }
+  const st = (s: Awaited<ReturnType<typeof stateOf>>) => (s === 'gone' ? 'gone' : String(s.state));
+  return st(
+    await waitFor(() => stateOf(id), {
+      until: (s) => states.includes(st(s)),
+      timeoutMs: ms,
+      intervalMs: 20,
+      what: `${id} to be ${states.join('|')}`,
+    }),
+  );
 }
 
 /**
@@ -60,7 +64,7 @@ async function finishAndCheck(id: string): Promise<EventRecord[]> {
   await n.call('kill', { id, signal: 'SIGKILL' });
   expect(await n.call('wait', { id })).toMatchObject({ exitStatus: 137 });
   await n.call('delete', { id });
-  expect(await stateOf(id)).toBeUndefined();
+  expect(await stateOf(id)).toBe('gone');
   const rs = await factsOf(id, 'deleted');
   expect(rs.filter((r) => FACTS.has(r.kind)).map((r) => r.kind)).toEqual(['created', 'started', 'exited', 'deleted']);
   expect(rs[0]).toMatchObject({ kind: 'input', event: { type: 'create' } });
@@ -75,12 +79,12 @@ async function finishAndCheck(id: string): Promise<EventRecord[]> {
 
 /** The sandbox's facts (in stream order) once its last one is in the log. */
 async function factsOf(id: string, last: string): Promise<EventRecord[]> {
-  let rs: EventRecord[] = [];
-  await eventually(async () => {
-    rs = await readRecords(n.nc, { node: n.node, sandbox: id });
-    return rs.some((r) => r.kind === last);
-  }, 20_000);
-  return rs;
+  return waitFor(() => readRecords(n.nc, { node: n.node, sandbox: id }), {
+    until: (rs) => rs.some((r) => r.kind === last),
+    timeoutMs: 20_000,
+    intervalMs: 100,
+    what: `the fact ${last} of ${id} in the log`,
+  });
 }
 
 describe('NATS itself restarted in the middle of a create', () => {

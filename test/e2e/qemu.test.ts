@@ -36,6 +36,7 @@ import {
   type ResyncInfo,
 } from '../../src/workers/hypervisor/agent-channel.ts';
 import { processesMatching } from '../helpers/leaks.ts';
+import { waitFor, within } from '../helpers/wait.ts';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const GUEST = process.env.CORRAL_GUEST_DIR ?? join(REPO, '.corral/guest');
@@ -116,20 +117,16 @@ async function run(
 }
 
 function nextExit(d: QemuDriver, sandboxId: string, containerId: string, ms = 30_000): Promise<ExitEvent> {
-  return new Promise((res, rej) => {
-    const t = setTimeout(() => {
-      d.off('exit', on);
-      rej(new Error(`no exit for ${containerId}`));
-    }, ms);
-    const on = (e: ExitEvent) => {
-      if (e.sandboxId === sandboxId && e.containerId === containerId) {
-        clearTimeout(t);
-        d.off('exit', on);
-        res(e);
-      }
+  let on: (e: ExitEvent) => void = () => {};
+  const exit = new Promise<ExitEvent>((res) => {
+    on = (e) => {
+      if (e.sandboxId === sandboxId && e.containerId === containerId) res(e);
     };
     d.on('exit', on);
   });
+  return within(exit, { timeoutMs: ms, what: `the exit of ${containerId} in ${sandboxId}` }).finally(() =>
+    d.off('exit', on),
+  );
 }
 
 /** Nothing of this sandbox is left: no process with its marker, no file in the run dir. */
@@ -172,6 +169,7 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
       'ad-loop',
       'ad-exit',
       'ad-new',
+      'ad-sync',
     ])
       rootfs(c);
   }, 900_000);
@@ -383,7 +381,11 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
 
     it('stop() while booting cancels the boot', async () => {
       const booting = rejection(d.boot(spec('early-stop'), AbortSignal.timeout(60_000)));
-      await eventually(() => d.list().some((v) => v.sandboxId === `${RUN}-early-stop` && v.state === 'booting'));
+      await waitFor(() => d.list().find((v) => v.sandboxId === `${RUN}-early-stop`), {
+        until: (v) => v?.state === 'booting' && v.pid > 0,
+        intervalMs: 10,
+        what: 'its QEMU launched and booting',
+      });
       expect(await d.stop(`${RUN}-early-stop`)).toEqual({ stopped: true });
       expect((await booting).code).toBe('Cancelled');
       expectGone(`${RUN}-early-stop`);
@@ -487,24 +489,31 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
       a.on('output', (s, c, _fd, d) => {
         if (s === id && c === 'ad-loop') before += Buffer.from(d).toString();
       });
-      // ad-exit exits once the host lets it (after the release); ad-loop also watches it (one guest, one pid space)
-      // and tells the host through its rootfs once the guest agent has reaped it.
-      const inRootfs = (cid: string, f: string) => join(shared, cid, 'rootfs', f);
-      await a.startProcess(proc(id, 'ad-sleep', ['sleep', '600']));
+      // ad-exit exits once the host says so (a file in its rootfs, over 9p); ad-sleep sees it gone and
+      // says so (a file in its own rootfs), then sleeps on.
+      const ad = (c: string, f: string) => join(shared, c, 'rootfs', f);
       const { pid: exitPid } = await a.startProcess(
         proc(id, 'ad-exit', ['sh', '-c', 'while [ ! -e /go ]; do sleep 0.05; done; exit 5']),
       );
-      const loop =
-        'i=0; while :; do i=$((i+1)); echo $i; kill -0 "$P" 2>/tmp/kill.err || echo > /exited; sleep 0.1; done';
-      await a.startProcess({ ...proc(id, 'ad-loop', ['sh', '-c', loop]), env: ['PATH=/bin', `P=${exitPid}`] });
-      await eventually(() => numbers(before).length >= 3, 10_000);
+      await a.startProcess(
+        proc(id, 'ad-sleep', [
+          'sh',
+          '-c',
+          `while kill -0 ${exitPid} 2>/dev/null; do sleep 0.05; done; echo > /ad-exit-gone; exec sleep 600`,
+        ]),
+      );
+      await a.startProcess(proc(id, 'ad-loop', ['sh', '-c', 'i=0; while :; do i=$((i+1)); echo $i; sleep 0.1; done']));
+      await waitFor(() => numbers(before).length >= 3, { timeoutMs: 10_000, what: "ad-loop's first 3 lines" });
       const late: ExitEvent[] = [];
       a.on('exit', (e) => late.push(e));
       a.release();
       expect(a.list()).toEqual([]);
-      // ad-exit exits while nobody listens; ad-loop's output waits in the guest.
-      writeFileSync(inRootfs('ad-exit', 'go'), '');
-      await eventually(() => existsSync(inRootfs('ad-loop', 'exited')), 10_000);
+      // ad-exit exits while nobody listens (the guest reaps it and keeps its EXIT); ad-loop's output waits in the guest.
+      writeFileSync(ad('ad-exit', 'go'), '');
+      await waitFor(() => existsSync(ad('ad-sleep', 'ad-exit-gone')), {
+        timeoutMs: 10_000,
+        what: 'ad-exit gone in the guest (ad-sleep says so)',
+      });
 
       const b = track(adopter());
       const exits: ExitEvent[] = [];
@@ -523,7 +532,7 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
         { sandboxId: id, pid: boot.pid, accel: boot.accel, exited: [{ containerId: 'ad-exit', status: 5 }] },
       ]);
       expect(r.adopted[0]!.running.sort()).toEqual(['ad-loop', 'ad-sleep']);
-      await eventually(() => exits.length > 0, 5000);
+      await waitFor(() => exits.length > 0, { what: 'the exit of ad-exit reported after the adoption' });
       expect(exits).toMatchObject([{ kind: 'exit', sandboxId: id, containerId: 'ad-exit', exitStatus: 5 }]);
       expect(late).toEqual([]); // the driver that let go says nothing more
       expect(b.list()).toMatchObject([{ sandboxId: id, pid: boot.pid, state: 'running' }]);
@@ -531,7 +540,7 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
       expect(b.list()[0]!.processes.sort()).toEqual(['ad-loop', 'ad-sleep']);
 
       // Output resumes: what waited in the guest, then new lines; whole lines, in order, none twice.
-      await eventually(() => numbers(after).length >= 10, 10_000);
+      await waitFor(() => numbers(after).length >= 10, { timeoutMs: 10_000, what: "10 lines of ad-loop's output" });
       const [was, now] = [numbers(before), numbers(after)];
       console.log(`ad-loop: the first driver got 1..${was.at(-1)}, the adopter ${now[0]}..${now.at(-1)}`);
       expect(now.every((n, i) => i === 0 || n === now[i - 1]! + 1)).toBe(true);
@@ -553,9 +562,12 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
         bootMs: 0,
       });
 
-      // A second hand-over: the exits acknowledged meanwhile are not reported again. The guest handles frames in
-      // order: its answer to a later RUN (no rootfs: refused) means it has had the ACKs before the hand-over.
-      expect((await rejection(b.startProcess(proc(id, 'ad-sync', ['true'])))).message).toMatch(/chroot/);
+      // A second hand-over: the exits acknowledged meanwhile are not reported again. The guest reads the
+      // channel in order: once it has refused a start sent after those ACKs, it has read them.
+      expect(await rejection(b.startProcess(proc(id, 'ad-sync', ['/no-such-program'])))).toMatchObject({
+        code: 'NotFound',
+        message: expect.stringMatching(/No such file/),
+      });
       b.release();
       const c = track(adopter());
       const again: ExitEvent[] = [];
@@ -596,7 +608,7 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
       expect(JSON.parse(readFileSync(registryPath, 'utf8'))).toMatchObject([{ sandboxId: id, pid: boot.pid }]);
       a.release();
       process.kill(boot.pid, 'SIGKILL');
-      await eventually(() => processesMatching(`corral-${id}`).length === 0, 5000);
+      await waitFor(() => processesMatching(`corral-${id}`).length === 0, { what: `the QEMU of ${id} gone` });
       const b = track(adopter({ registryPath }));
       const vmExit = new Promise<VmExitEvent>((res) => b.once('vmExit', res));
       expect(await b.adoptAll()).toEqual({
@@ -724,7 +736,9 @@ describe('re-attaching to a guest (no QEMU needed)', () => {
       ch.on('msg', (m) => msgs.push(m));
       ch.send(frame(FRAME.LIST, u32(0x12345678)));
       const got = await info;
-      await eventually(() => msgs.some((m) => m.type === 'exit' && m.containerId === 'after'), 5000);
+      await waitFor(() => msgs.some((m) => m.type === 'exit' && m.containerId === 'after'), {
+        what: 'the exit frame after the STATE',
+      });
       ch.close();
       return { info: got, msgs };
     } finally {
@@ -773,8 +787,3 @@ describe('re-attaching to a guest (no QEMU needed)', () => {
     expect(Buffer.from((r.msgs[1] as { data: Uint8Array }).data).toString()).toBe('new\n');
   });
 });
-
-/** Polls until `f` is true (or `ms` passed). */
-async function eventually(f: () => boolean, ms = 30_000): Promise<void> {
-  for (const until = Date.now() + ms; !f() && Date.now() < until;) await new Promise((r) => setTimeout(r, 50));
-}

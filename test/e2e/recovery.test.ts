@@ -8,7 +8,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { replay } from '../../src/replay/engine.ts';
 import { readRecords } from '../../src/bus/eventlog-reader.ts';
-import { eventually, NOTHING_LEFT, testNode, type TestNode } from '../helpers/node.ts';
+import { NOTHING_LEFT, testNode, type TestNode } from '../helpers/node.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 let n: TestNode;
 beforeAll(async () => {
@@ -42,6 +43,14 @@ afterAll(() => {
 });
 
 const state = async (id: string) => (await n.call<{ state: string; status: string }>('state', { id })).state;
+/** Waits until the task's state (or the code its `state` call fails with: NotFound once it is gone) is `want`. */
+const converges = (id: string, want: string | RegExp) =>
+  waitFor(() => state(id).catch((e: { code?: string }) => e.code ?? String(e)), {
+    until: (s) => (typeof want === 'string' ? s === want : want.test(s)),
+    timeoutMs: 60_000,
+    intervalMs: 100,
+    what: `${id} to be ${String(want)}`,
+  });
 const tmpfsRootfs = [{ type: 'tmpfs', source: 'tmpfs', options: ['size=4m'] }];
 
 /** Arm a crash point, run `f` (whose requests die with the agent), wait for the kill, start a clean agent. */
@@ -69,8 +78,7 @@ describe('agent killed during create converges to created', () => {
     const id = `c-${point.replace(/[^a-z]/gi, '')}`;
     const b = n.bundle(id, { args: ['sleep', '600'], emptyRootfs: true });
     await crashDuring(point, () => n.call('create', { id, bundle: b, rootfs: tmpfsRootfs }, 60_000));
-    await eventually(async () => (await state(id).catch(() => '')) === 'created', 60_000);
-    expect(await state(id)).toBe('created');
+    await converges(id, 'created');
     await n.call('delete', { id });
     expect(await expectClean(id)).toEqual(['created', 'deleted']);
   });
@@ -81,8 +89,7 @@ describe('agent killed during start converges to running', () => {
     const id = `s-${point.replace(/[^a-z]/gi, '')}`;
     await n.call('create', { id, bundle: n.bundle(id, { args: ['sleep', '600'] }) });
     await crashDuring(point, () => n.call('start', { id }, 60_000));
-    await eventually(async () => (await state(id).catch(() => '')) === 'running', 60_000);
-    expect(await state(id)).toMatch(/running/);
+    await converges(id, /running/);
     await n.call('kill', { id, signal: 9 });
     await n.call('wait', { id });
     await n.call('delete', { id });
@@ -99,7 +106,7 @@ describe('agent killed during delete finishes the teardown', () => {
       rootfs: tmpfsRootfs,
     });
     await crashDuring(point, () => n.call('delete', { id }, 60_000));
-    await eventually(async () => (await state(id).catch((e: { code?: string }) => e.code)) === 'NotFound', 60_000);
+    await converges(id, 'NotFound');
     await expect(n.call('state', { id })).rejects.toMatchObject({ code: 'NotFound' });
     expect(await expectClean(id)).toEqual(['created', 'deleted']); // never started: nothing exited
   });
@@ -130,7 +137,7 @@ describe("agent killed while a failed create's rollback unwinds: the rollback fi
         60_000,
       ),
     );
-    await eventually(async () => (await state(id).catch((e: { code?: string }) => e.code)) === 'NotFound', 60_000);
+    await converges(id, 'NotFound');
     expect(await expectClean(id)).toEqual([]);
   });
 });
@@ -176,7 +183,10 @@ describe('reconciliation on agent start', () => {
       { stdio: 'ignore', detached: true },
     );
     const { processesMatching, usersWithPrefix } = await import('../helpers/leaks.ts');
-    await eventually(() => processesMatching('-name corral-ghost ').length === 1);
+    await waitFor(() => processesMatching('-name corral-ghost ').length === 1, {
+      timeoutMs: 30_000,
+      what: 'the ghost QEMU to run',
+    });
     qemu.unref();
 
     await n.restartAgent();

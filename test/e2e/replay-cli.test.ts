@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EventLog } from '../../src/bus/eventlog.ts';
 import { readRecords, type EventRecord } from '../../src/bus/eventlog-reader.ts';
 import { readRecordsFile } from '../../src/replay/records.ts';
-import { eventually, REPO, testNode, type TestNode } from '../helpers/node.ts';
+import { REPO, testNode, type TestNode } from '../helpers/node.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 let n: TestNode;
 const ID = 'rp1';
@@ -24,8 +25,9 @@ beforeAll(async () => {
   const run = await n.cli(['run', '--id', ID, '--bundle', b, '--rm']);
   expect(run.code, run.stderr).toBe(3);
   // Facts and state records are appended asynchronously: wait for the last ones.
-  await eventually(async () =>
-    (await readRecords(n.nc, { sandbox: ID })).some((r) => r.kind === 'state' && r.value === 'deleted'),
+  await waitFor(
+    async () => (await readRecords(n.nc, { sandbox: ID })).some((r) => r.kind === 'state' && r.value === 'deleted'),
+    { timeoutMs: 30_000, intervalMs: 100, what: `the state record "deleted" of ${ID} in the log` },
   );
   exported = join(n.dataDir, `${ID}.jsonl`);
 });
@@ -73,10 +75,12 @@ describe('corral events', () => {
     );
     let out = '';
     p.stdout.on('data', (d) => (out += d));
-    await eventually(() => out.includes('"pid":1'), 15_000);
-    await log.append('follow1', 'started', { taskId: 'follow1', pid: 2 });
+    await waitFor(() => out.includes('"pid":1'), { timeoutMs: 15_000, what: 'the past record (pid 1) printed' });
+    // Another sandbox's record, then one of follow1: once the later one is printed, the other one was
+    // seen and left out (the log is read in order).
     await log.append('other', 'started', { taskId: 'other', pid: 3 });
-    await eventually(() => out.includes('"pid":2'), 10_000);
+    await log.append('follow1', 'started', { taskId: 'follow1', pid: 2 });
+    await waitFor(() => out.includes('"pid":2'), { timeoutMs: 10_000, what: 'the appended record (pid 2) printed' });
     const code = new Promise<number | null>((res) => p.on('exit', res));
     p.kill('SIGINT');
     expect(await code).toBe(0);

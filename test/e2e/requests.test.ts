@@ -9,7 +9,8 @@ import { randomUUID } from 'node:crypto';
 import { encode } from '../../src/bus/codec.ts';
 import { subjects } from '../../src/bus/subjects.ts';
 import { readRecords } from '../../src/bus/eventlog-reader.ts';
-import { eventually, testNode, type TestNode } from '../helpers/node.ts';
+import { testNode, type TestNode } from '../helpers/node.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 let n: TestNode;
 const ids: string[] = [];
@@ -38,12 +39,18 @@ describe('a repeated request is done once', () => {
     const b = n.bundle(id, { args: ['sleep', '600'] });
     const rq = { create: randomUUID(), start: randomUUID(), kill: randomUUID(), delete: randomUUID() };
 
-    // Two copies at once (the second arrives while the guest boots) and a third after the answer.
+    // Two copies at once (the second sent once the guest boots) and a third after the answer.
+    const first = n.call<{ pid: number }>('create', { id, bundle: b, requestId: rq.create });
+    first.catch(() => {}); // awaited below
+    await waitFor(() => n.call<{ state: string }>('state', { id }, 5000).then((s) => s.state, String), {
+      until: (s) => s === 'booting',
+      timeoutMs: 60_000,
+      intervalMs: 20,
+      what: `${id} booting`,
+    });
     const [a, c] = await Promise.all([
+      first,
       n.call<{ pid: number }>('create', { id, bundle: b, requestId: rq.create }),
-      new Promise((r) => setTimeout(r, 300)).then(() =>
-        n.call<{ pid: number }>('create', { id, bundle: b, requestId: rq.create }),
-      ),
     ]);
     expect(a.pid).toBeGreaterThan(0);
     expect(c).toEqual(a);
@@ -103,8 +110,12 @@ describe('a repeated request is done once', () => {
     await n.restartAgent();
     expect(await n.call('create', { id, bundle: b, requestId })).toEqual(r);
     await n.call('delete', { id });
-    await eventually(async () => count(await kinds(id), 'deleted') === 1, 10_000);
-    const ks = await kinds(id);
+    const ks = await waitFor(() => kinds(id), {
+      until: (ks) => count(ks, 'deleted') === 1,
+      timeoutMs: 10_000,
+      intervalMs: 100,
+      what: `the deleted fact of ${id} in the log`,
+    });
     expect(count(ks, 'created')).toBe(1);
     expect(count(ks, 'deleted')).toBe(1);
   });

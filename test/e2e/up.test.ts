@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import { mountsUnder, processesMatching, usersWithPrefix } from '../helpers/leaks.ts';
 import { REPO } from '../helpers/node.ts';
+import { within } from '../helpers/wait.ts';
 
 const dir = mkdtempSync('/tmp/corral-up-');
 chmodSync(dir, 0o755);
@@ -23,17 +24,16 @@ it('corral up serves a node; Ctrl-C stops everything and leaves nothing behind',
   const up = cli(['up', '--data-dir', dir, '--port', '0', '--node', 'uptest']);
   let stderr = '';
   up.stderr.on('data', (d) => (stderr += d));
-  const url = await new Promise<string>((res, rej) => {
-    const t = setTimeout(() => rej(new Error(`up did not start: ${stderr}`)), 60_000);
-    up.stderr.on('data', () => {
-      const m = /NATS_URL=(\S+)/.exec(stderr);
-      if (m) {
-        clearTimeout(t);
-        res(m[1]!);
-      }
-    });
-    up.on('exit', (c) => rej(new Error(`up exited ${c}: ${stderr}`)));
-  });
+  const url = await within(
+    new Promise<string>((res, rej) => {
+      up.stderr.on('data', () => {
+        const m = /NATS_URL=(\S+)/.exec(stderr);
+        if (m) res(m[1]!);
+      });
+      up.on('exit', (c) => rej(new Error(`up exited ${c}: ${stderr}`)));
+    }),
+    { timeoutMs: 60_000, what: () => `corral up to print NATS_URL (stderr: ${stderr})` },
+  );
   const bundle = join(dir, 'bundles', 'sleeper');
   mkdirSync(bundle, { recursive: true });
   cpSync(join(REPO, 'examples/hello/rootfs'), join(bundle, 'rootfs'), { recursive: true, verbatimSymlinks: true });

@@ -12,7 +12,8 @@ import { replay } from '../../src/replay/engine.ts';
 import { lanesOf, replayHtml } from '../../src/replay/html.ts';
 import { readRecords } from '../../src/bus/eventlog-reader.ts';
 import { readRecordsFile, writeRecordsFile } from '../../src/replay/records.ts';
-import { eventually, testNode, type TestNode } from '../helpers/node.ts';
+import { testNode, type TestNode } from '../helpers/node.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const ID = 'view1';
 let n: TestNode;
@@ -25,8 +26,9 @@ beforeAll(async () => {
   const b = n.bundle(ID, { args: ['sh', '-c', 'echo viewed; exit 0'] });
   const run = await n.cli(['run', '--id', ID, '--bundle', b, '--rm']);
   expect(run.code, run.stderr).toBe(0);
-  await eventually(async () =>
-    (await readRecords(n.nc, { sandbox: ID })).some((r) => r.kind === 'state' && r.value === 'deleted'),
+  await waitFor(
+    async () => (await readRecords(n.nc, { sandbox: ID })).some((r) => r.kind === 'state' && r.value === 'deleted'),
+    { timeoutMs: 30_000, intervalMs: 100, what: `the state record "deleted" of ${ID} in the log` },
   );
   exported = join(n.dataDir, `${ID}.jsonl`);
   page1 = join(n.dataDir, `${ID}.html`);
@@ -120,7 +122,10 @@ describe('the replay page in headless Chromium', () => {
     // Click the boot effect: its output, with the VMM pid, in the side panel.
     const pid = r.timeline.find((e) => e.label === 'created')!.payload as { pid: number };
     await page.click('.ev.k-effect:has-text("boot")');
-    await expect.poll(() => page.textContent('#p-json')).toContain(`"pid": ${pid.pid}`);
+    await waitFor(() => page.textContent('#p-json'), {
+      until: (t) => !!t?.includes(`"pid": ${pid.pid}`),
+      what: `the side panel to show the boot output with pid ${pid.pid}`,
+    });
     expect(await page.textContent('#p-title')).toBe('effect: boot ok');
     expect(await page.textContent('#p-meta')).toContain('worker:hypervisor');
     expect(await page.getAttribute('.ev.selected', 'data-kind')).toBe('effect');

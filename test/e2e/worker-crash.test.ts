@@ -12,7 +12,8 @@ import { request } from '../../src/bus/rpc.ts';
 import { subjects } from '../../src/bus/subjects.ts';
 import { parseQemuCmdline } from '../../src/workers/hypervisor/qemu-args.ts';
 import type { Adoption, VmInfo } from '../../src/workers/hypervisor/hypervisor.ts';
-import { eventually, NOTHING_LEFT, REPO, testNode, type TestNode } from '../helpers/node.ts';
+import { NOTHING_LEFT, REPO, testNode, type TestNode } from '../helpers/node.ts';
+import { waitFor } from '../helpers/wait.ts';
 import { processesMatching } from '../helpers/leaks.ts';
 
 let n: TestNode;
@@ -35,7 +36,6 @@ type Scan = {
 };
 const hv = <T>(op: string, timeoutMs = 2000) =>
   request<T>(n.nc, subjects.worker(n.node, 'hypervisor', op), {}, timeoutMs);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** SIGKILL the hypervisor worker (after `before`, if given); resolves once the agent has restarted it and its adoption has settled. */
 async function killWorker(before?: (pid: number) => Promise<void> | void) {
@@ -43,20 +43,42 @@ async function killWorker(before?: (pid: number) => Promise<void> | void) {
   await before?.(pid);
   const t0 = performance.now();
   process.kill(pid, 'SIGKILL');
-  let back: { pid: number } | undefined;
-  for (const until = Date.now() + 30_000; Date.now() < until; await sleep(50)) {
-    back = await hv<{ pid: number }>('__ping', 500).catch(() => undefined);
-    if (back && back.pid !== pid) break;
-  }
-  expect(back?.pid, 'the agent restarts the worker').not.toBe(pid);
+  const back = (await waitFor(() => hv<{ pid: number }>('__ping', 500).catch(() => undefined), {
+    until: (b) => b !== undefined && b.pid !== pid,
+    timeoutMs: 30_000,
+    what: `the agent to restart the hypervisor worker (killed: pid ${pid})`,
+  }))!;
   const restartMs = Math.round(performance.now() - t0);
-  let scan: Scan | undefined;
-  await eventually(async () => (scan = await hv<Scan>('scan', 5000)).adoption !== null);
+  const scan = await waitFor(() => hv<Scan>('scan', 5000), {
+    until: (s) => s.adoption !== null,
+    timeoutMs: 30_000,
+    intervalMs: 100,
+    what: 'the new worker to settle its adoption',
+  });
   const settledMs = Math.round(performance.now() - t0);
   console.log(
-    `worker ${pid} killed → ${back!.pid} answers after ${restartMs} ms, adoption settled after ${settledMs} ms: ${JSON.stringify(scan!.adoption)}`,
+    `worker ${pid} killed → ${back.pid} answers after ${restartMs} ms, adoption settled after ${settledMs} ms: ${JSON.stringify(scan.adoption)}`,
   );
-  return { oldPid: pid, newPid: back!.pid, restartMs, settledMs, scan: scan! };
+  return { oldPid: pid, newPid: back.pid, restartMs, settledMs, scan };
+}
+
+/**
+ * Bytes waiting unread in process `pid`'s end of its connection to the unix socket at `path` (the
+ * Recv-Q that `ss -x` shows). The server's end of the connection carries `path`; `pid`'s end is its peer.
+ */
+function unreadBytes(pid: number, path: string): number {
+  let out: string;
+  try {
+    out = execFileSync('ss', ['-xpnH'], { encoding: 'utf8' });
+  } catch (e) {
+    throw new Error(`this test reads socket queues with ss (iproute2): ${(e as Error).message}`);
+  }
+  // Netid State Recv-Q Send-Q Local-Address Local-Inode Peer-Address Peer-Inode users:(...)
+  const rows = out.split('\n').map((l) => l.trim().split(/\s+/));
+  const served = new Set(rows.filter((r) => r[1] === 'ESTAB' && r[4] === path).map((r) => r[5]));
+  return rows
+    .filter((r) => r[1] === 'ESTAB' && served.has(r[7]) && r.slice(8).join(' ').includes(`pid=${pid},`))
+    .reduce((sum, r) => sum + Number(r[2]), 0);
 }
 
 const sandbox = async (id: string, args: string[]) => {
@@ -84,8 +106,7 @@ describe('the hypervisor worker SIGKILLed while sandboxes run', () => {
     try {
       await n.call('start', { id: 'wc-sleep' });
       await n.call('start', { id: 'wc-loop' });
-      await eventually(() => lines.length >= 2);
-      expect(lines.length).toBeGreaterThanOrEqual(2);
+      await waitFor(() => lines.length >= 2, { timeoutMs: 30_000, what: 'two lines of wc-loop' });
 
       const k = await killWorker();
       const back = Date.now();
@@ -107,8 +128,10 @@ describe('the hypervisor worker SIGKILLed while sandboxes run', () => {
       }
 
       // Output still arrives after the restart, in order, no line twice.
-      await eventually(() => lines.filter((l) => l.at > back).length >= 2);
-      expect(lines.filter((l) => l.at > back).length).toBeGreaterThanOrEqual(2);
+      await waitFor(() => lines.filter((l) => l.at > back).length >= 2, {
+        timeoutMs: 30_000,
+        what: 'two lines of wc-loop after the restart',
+      });
       expect(lines.every((l, i) => i === 0 || l.n > lines[i - 1]!.n)).toBe(true);
       console.log(`wc-loop: lines ${lines.map((l) => l.n).join(',')}`);
 
@@ -137,13 +160,20 @@ describe('the hypervisor worker SIGKILLed while sandboxes run', () => {
   });
 
   it('an exit the dead worker had received but not published (it was frozen) is reported again by the guest', async () => {
-    await sandbox('wc-frozen', ['sh', '-c', 'sleep 1; exit 5']);
+    const vmm = await sandbox('wc-frozen', ['sh', '-c', 'sleep 1; exit 5']);
+    const agent = parseQemuCmdline(readFileSync(`/proc/${vmm}/cmdline`, 'utf8').split('\0'))!.agent!;
     await n.call('start', { id: 'wc-frozen' });
     // Frozen, the worker's socket takes the guest's EXIT; killed, that EXIT is lost with it. The guest keeps
     // the exit until a host ACKs it and reports it in its STATE to the restarted worker.
     const k = await killWorker(async (pid) => {
       process.kill(pid, 'SIGSTOP');
-      await sleep(3000);
+      // The guest sends nothing else once the process started: the first unread bytes are its EXIT.
+      await waitFor(() => unreadBytes(pid, agent), {
+        until: (b) => b > 0,
+        timeoutMs: 30_000,
+        intervalMs: 100,
+        what: "wc-frozen's EXIT waiting unread in the frozen worker's agent socket",
+      });
     });
     expect(k.scan.adoption!.adopted).toContainEqual(
       expect.objectContaining({
@@ -167,7 +197,9 @@ describe('the hypervisor worker SIGKILLed while sandboxes run', () => {
       process.kill(worker, 'SIGSTOP'); // else it would notice the death itself
       process.kill(dead, 'SIGKILL');
       rmSync(qmp);
-      await eventually(() => processesMatching('-name corral-wc-dead ').length === 0, 5000);
+      await waitFor(() => processesMatching('-name corral-wc-dead ').length === 0, {
+        what: "wc-dead's QEMU to be gone",
+      });
     });
     expect(k.scan.adoption).toEqual({
       adopted: [],

@@ -8,7 +8,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { localRuntimeConfig } from '../../src/cli/commands/up.ts';
-import { eventually, NOTHING_LEFT, REPO, testNode, type TestNode } from '../helpers/node.ts';
+import { NOTHING_LEFT, REPO, testNode, type TestNode } from '../helpers/node.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 let n: TestNode;
 let rootless: string;
@@ -35,10 +36,12 @@ afterAll(() => {
 const MODES = ['crash', 'crashAfter'] as const;
 const tmpfs = [{ type: 'tmpfs', source: 'tmpfs', options: ['size=4m'] }];
 const gone = async (id: string) => {
-  await eventually(
-    async () => (await n.call('state', { id }).catch((e: { code?: string }) => e.code)) === 'NotFound',
-    60_000,
-  );
+  await waitFor(() => n.call('state', { id }).catch((e: { code?: string }) => e.code), {
+    until: (s) => s === 'NotFound',
+    timeoutMs: 60_000,
+    intervalMs: 100,
+    what: `task ${id} gone (state: NotFound)`,
+  });
 };
 async function clean(id: string) {
   await n.expectNothingLeft([id], 60_000);

@@ -3,6 +3,7 @@ import { createActor, type AnyActorRef } from 'xstate';
 import { err } from '../../src/errors.ts';
 import type { Compensation, CreatePlan, CreateTaskRequest, Fact, Reply, Step } from '../../src/domain/task.ts';
 import { provideEffects, type Effects, type LifecycleMachine } from '../../src/machines/index.ts';
+import { deferred, within } from './wait.ts';
 
 export const request = (id = 'sb1'): CreateTaskRequest => ({
   id,
@@ -117,29 +118,26 @@ export function run(machine: LifecycleMachine, fx: Effects, id = 'sb1') {
   return { actor, emitted };
 }
 
-/** Resolves once `pred` holds for the actor's snapshot. */
-export function until(actor: AnyActorRef, pred: (value: string) => boolean, ms = 3000): Promise<void> {
+/** Resolves once `pred` holds for the actor's snapshot (checked on every snapshot it emits); rejects naming its state after `ms`. */
+export async function until(
+  actor: AnyActorRef,
+  pred: (value: string) => boolean,
+  ms = 3000,
+  what = 'its state to match',
+): Promise<void> {
   const name = () => {
     const v = actor.getSnapshot().value;
     return typeof v === 'string' ? v : JSON.stringify(v);
   };
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => {
-      sub.unsubscribe();
-      reject(new Error(`timeout in state ${name()}`));
-    }, ms);
-    const sub = actor.subscribe({
-      next: () => {
-        if (pred(name())) {
-          clearTimeout(t);
-          resolve();
-        }
-      },
-      error: reject,
-    });
-    if (pred(name())) {
-      clearTimeout(t);
-      resolve();
-    }
-  });
+  const reached = deferred();
+  const check = () => {
+    if (pred(name())) reached.resolve();
+  };
+  const sub = actor.subscribe({ next: check, error: reached.reject });
+  try {
+    check();
+    await within(reached.promise, { timeoutMs: ms, what: () => `${what} (the actor is in ${name()})` });
+  } finally {
+    sub.unsubscribe();
+  }
 }

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { startNatsServer, type LocalNats } from '../../src/bus/server.ts';
 import { connectNats } from '../../src/bus/connection.ts';
+import { within } from './wait.ts';
 
 export interface TestNats extends LocalNats {
   nc: NatsConnection;
@@ -14,9 +15,11 @@ export interface TestNats extends LocalNats {
   kill(): Promise<void>;
   /**
    * Start the server again on the same port and data dir; kills it first if it still runs. Clients
-   * (nats.js reconnects forever: connection.ts) find it on their own. `downMs` keeps it down that long.
+   * (nats.js reconnects forever: connection.ts) find it on their own. `downMs` keeps it down that long
+   * (an outage of that length: the scenario, not a wait); `whileDown` runs once it is down (awaited).
+   * Resolves once the test's own connection is back.
    */
-  restart(opts?: { downMs?: number }): Promise<void>;
+  restart(opts?: { downMs?: number; whileDown?: () => void | Promise<void> }): Promise<void>;
   cleanup(): Promise<void>;
 }
 
@@ -26,17 +29,14 @@ const gone = (p: LocalNats['proc']) =>
     else p.once('exit', () => r());
   });
 
-/** Resolves on the connection's next reconnect (10 s at most: then the caller's next request says why). */
+/** Resolves on the connection's next reconnect; rejects naming the connection if there is none within `timeoutMs`. */
 export function reconnected(nc: NatsConnection, timeoutMs = 10_000): Promise<void> {
-  return new Promise<void>((res) => {
-    const t = setTimeout(res, timeoutMs);
-    void (async () => {
-      for await (const s of nc.status()) if (s.type === 'reconnect') break;
-    })().finally(() => {
-      clearTimeout(t);
-      res();
-    });
-  });
+  return within(
+    (async () => {
+      for await (const s of nc.status()) if (s.type === 'reconnect') return;
+    })(),
+    { timeoutMs, what: 'the connection to reconnect after the server restart' },
+  );
 }
 
 export async function natsServer(): Promise<TestNats> {
@@ -52,9 +52,11 @@ export async function natsServer(): Promise<TestNats> {
       await gone(srv.proc);
     },
     async restart(opts = {}) {
-      const back = reconnected(nc);
+      const back = reconnected(nc, 10_000 + (opts.downMs ?? 0));
+      back.catch(() => {}); // awaited below, after the restart
       await t.kill();
-      if (opts.downMs) await new Promise((r) => setTimeout(r, opts.downMs));
+      await opts.whileDown?.();
+      if (opts.downMs) await new Promise((r) => setTimeout(r, opts.downMs)); // the outage's length
       srv = await startNatsServer({ dataDir: dir, port: srv.port, log: () => {} });
       Object.assign(t, {
         proc: srv.proc,

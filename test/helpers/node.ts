@@ -26,6 +26,7 @@ import { subjects, type TaskVerb } from '../../src/bus/subjects.ts';
 import type { WorkerKind } from '../../src/domain/ops.ts';
 import { startNatsServer, type LocalNats } from '../../src/bus/server.ts';
 import { reconnected } from './nats.ts';
+import { waitFor } from './wait.ts';
 import { bringUp } from '../../src/cli/commands/up.ts';
 import type { Io } from '../../src/cli/main.ts';
 import { mountsUnder, processesMatching, runUserDirs, usersWithPrefix } from './leaks.ts';
@@ -169,22 +170,28 @@ export async function testNode(opts: { faults?: boolean; simulate?: boolean; env
     ): Promise<{ pid: number; downMs: number }> {
       const port = Number(new URL(n.natsUrl).port);
       const pid = natsPid();
-      const back = reconnected(nc);
+      const back = reconnected(nc, 15_000 + (opts.downMs ?? 0));
+      back.catch(() => {}); // awaited below, after the restart
       const t0 = performance.now();
       process.kill(pid, 'SIGKILL');
-      for (let i = 0; i < 500 && running(pid); i++) await new Promise((r) => setTimeout(r, 10));
+      await waitFor(() => !running(pid), { timeoutMs: 5000, intervalMs: 10, what: `nats-server ${pid} to die` });
       opts.whileDown?.();
-      if (opts.downMs) await new Promise((r) => setTimeout(r, opts.downMs));
+      if (opts.downMs) await new Promise((r) => setTimeout(r, opts.downMs)); // the outage's length
       const srv = await startNatsServer({ dataDir: natsDir, port, log: () => {} });
       restartedNats.push(srv);
       const downMs = Math.round(performance.now() - t0);
       await back;
       return { pid: srv.proc.pid!, downMs };
     },
-    /** Polls until this node left nothing of `ids` behind (cleanup runs after some replies), then asserts it. */
+    /** Waits until this node left nothing of `ids` behind (cleanup runs after some replies), then asserts it. */
     async expectNothingLeft(ids: string[] = [], ms = 30_000) {
-      await eventually(() => JSON.stringify(this.leftovers(ids)) === JSON.stringify(NOTHING_LEFT), ms);
-      expect(this.leftovers(ids)).toEqual(NOTHING_LEFT);
+      const left = await waitFor(() => this.leftovers(ids), {
+        until: (l) => JSON.stringify(l) === JSON.stringify(NOTHING_LEFT),
+        timeoutMs: ms,
+        intervalMs: 100,
+        what: `nothing left of ${ids.join(', ') || 'this node'} on the host`,
+      }).catch(() => this.leftovers(ids)); // the assertion below shows what is left, as a diff
+      expect(left).toEqual(NOTHING_LEFT);
     },
     async cleanup() {
       await nc.close().catch(() => {});
@@ -207,12 +214,3 @@ function ownerless(uid: string): boolean {
 }
 
 export const NOTHING_LEFT = { mounts: [], qemu: [], users: [], runUser: [], sandboxDirs: [] };
-
-/** Polls until `f` returns true (cleanup runs asynchronously after a reply in some paths). */
-export async function eventually(f: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!(await f())) {
-    if (Date.now() > until) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}

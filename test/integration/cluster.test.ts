@@ -1,7 +1,8 @@
 /**
  * A 3-server NATS cluster (src/bus/cluster-process.ts) on this machine: JetStream gets a meta leader,
  * CORRAL_EVENTS with 3 replicas takes appends, and with one server SIGKILLed appends (EventLog retries)
- * and reads still work; the killed server, started again, rejoins and catches up.
+ * and reads still work, of the events and of the node registry (also 3 replicas); the killed server,
+ * started again, rejoins and catches up.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,6 +15,8 @@ import { connectNats } from '../../src/bus/connection.ts';
 import { ensureEventStream, EventLog } from '../../src/bus/eventlog.ts';
 import { EVENTS_STREAM } from '../../src/bus/subjects.ts';
 import { NodeRegistry, NODES_BUCKET } from '../../src/fleet/registry.ts';
+import { AgentRegistration } from '../../src/fleet/agent-registration.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 let dir: string;
 let cluster: LocalNatsCluster;
@@ -29,31 +32,31 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** Until `f` holds or `ms` passes. */
-async function until(f: () => Promise<boolean>, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  for (;;) {
-    if (await f().catch(() => false)) return;
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
 describe('3-server NATS cluster', () => {
   it('CORRAL_EVENTS with 3 replicas survives a SIGKILLed server; the server rejoins', async () => {
     expect(cluster.urls).toHaveLength(3);
     // R3 needs all three servers known to the meta leader: creation may need a moment after start
-    await until(async () => {
-      await ensureEventStream(nc, { replicas: 3 });
-      return true;
-    }, 20_000);
+    await waitFor(() => ensureEventStream(nc, { replicas: 3 }).then(() => true), {
+      ignoreErrors: true,
+      timeoutMs: 20_000,
+      intervalMs: 200,
+      what: 'CORRAL_EVENTS created with 3 replicas',
+    });
     const jsm = await jetstreamManager(nc);
     const info = await jsm.streams.info(EVENTS_STREAM);
     expect(info.config.num_replicas).toBe(3);
     expect(info.cluster?.replicas ?? []).toHaveLength(2);
     const registry = await NodeRegistry.open(nc, { replicas: 3 });
     expect((await jsm.streams.info(`KV_${NODES_BUCKET}`)).config.num_replicas).toBe(3);
-    expect(registry).toBeDefined();
+    // A node's entry, written before the kill: read back and updated with one server down (below).
+    const agent = new AgentRegistration(registry, {
+      node: 'n1',
+      capacity: { vcpus: 4, memoryMiB: 8192, sandboxes: 4 },
+      simulated: true,
+      heartbeatMs: 3_600_000,
+    });
+    const registered = await agent.register();
+    agent.stop();
 
     const log = new EventLog(nc, 'n1', { deadlineMs: 30_000, attemptTimeoutMs: 2000 });
     const seqs: number[] = [];
@@ -61,9 +64,9 @@ describe('3-server NATS cluster', () => {
 
     // Kill the stream's leader (the worst case: a new leader must be elected).
     const leader = info.cluster?.leader;
-    const victim = Math.max(
-      0,
-      cluster.members.findIndex((m) => m.name === leader),
+    const victim = cluster.members.findIndex((m) => m.name === leader);
+    expect(victim, `the stream leader ${leader} is one of ${cluster.members.map((m) => m.name).join(', ')}`).not.toBe(
+      -1,
     );
     const t0 = Date.now();
     await cluster.kill(victim);
@@ -72,21 +75,47 @@ describe('3-server NATS cluster', () => {
     expect(new Set(seqs).size).toBe(40);
     expect([...seqs].sort((a, b) => a - b)).toEqual(seqs);
 
-    // Reads work with one server down: every record is there exactly once.
-    await until(async () => (await jsm.streams.info(EVENTS_STREAM)).state.messages === 40, 20_000);
+    // Reads work with one server down: every record is there exactly once, served by a new leader.
+    const after = await waitFor(() => jsm.streams.info(EVENTS_STREAM), {
+      until: (i) => i.state.messages === 40,
+      ignoreErrors: true,
+      timeoutMs: 20_000,
+      intervalMs: 200,
+      what: 'the 40 records in CORRAL_EVENTS with a server down',
+    });
+    expect(after.cluster?.leader).toBeDefined();
+    expect(after.cluster?.leader).not.toBe(leader);
     const last = await jsm.streams.getMessage(EVENTS_STREAM, { last_by_subj: 'corral.v1.evt.n1.sb1.fact' });
     expect(last?.seq).toBe(seqs[39]);
+    // So does the registry: the entry written before the kill is there, and takes a write.
+    const kept = await waitFor(() => registry.get('n1'), {
+      ignoreErrors: true,
+      timeoutMs: 20_000,
+      intervalMs: 200,
+      what: "n1's registry entry with a server down",
+    });
+    expect(kept?.entry).toMatchObject({ node: 'n1', state: 'ready', registeredAt: registered.registeredAt });
+    expect((await registry.setState('n1', 'cordon')).current?.entry.state).toBe('cordoned');
+    expect((await registry.get('n1'))?.entry.state).toBe('cordoned');
 
     // The server comes back, rejoins, and its replica catches up (it is current again).
     await cluster.restart(victim);
-    await until(async () => {
-      const i = await jsm.streams.info(EVENTS_STREAM);
-      const peers = [
-        i.cluster?.leader,
-        ...(i.cluster?.replicas ?? []).filter((r) => r.current && !r.offline).map((r) => r.name),
-      ];
-      return peers.includes(cluster.members[victim]!.name) && peers.length === 3;
-    }, 30_000);
+    await waitFor(
+      async () => {
+        const i = await jsm.streams.info(EVENTS_STREAM);
+        return [
+          i.cluster?.leader,
+          ...(i.cluster?.replicas ?? []).filter((r) => r.current && !r.offline).map((r) => r.name),
+        ];
+      },
+      {
+        until: (peers) => peers.includes(cluster.members[victim]!.name) && peers.length === 3,
+        ignoreErrors: true,
+        timeoutMs: 30_000,
+        intervalMs: 200,
+        what: `${cluster.members[victim]!.name} back as a current replica of CORRAL_EVENTS`,
+      },
+    );
     for (let i = 40; i < 45; i++) seqs.push(await log.append('sb1', 'fact', { i }));
     expect((await jsm.streams.info(EVENTS_STREAM)).state.messages).toBe(45);
     console.log(

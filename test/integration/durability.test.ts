@@ -18,6 +18,7 @@ import { natsServerBinary, startNatsServer } from '../../src/bus/server.ts';
 import { EVENTS_STREAM } from '../../src/bus/subjects.ts';
 import { readRecords, type EventRecord } from '../../src/bus/eventlog-reader.ts';
 import { natsServer, type TestNats } from '../helpers/nats.ts';
+import { deferred, within, type Deferred } from '../helpers/wait.ts';
 
 let nats: TestNats;
 beforeAll(async () => {
@@ -201,35 +202,53 @@ describe('appends in flight while nats-server restarts', () => {
 
 describe('requests across a restart (rpc.ts)', () => {
   it('a request with an opId is sent again when the connection comes back, so a reply lost with the server is not waited for', async () => {
-    // A worker-like responder on its own connection: answers 1.2 s late (the server is down by then, so
-    // its reply is dropped), and answers a repeated opId with its first outcome.
+    // A worker-like responder on its own connection: answers a new request only once the server is down
+    // (and its connection knows it), so its reply is lost; answers a repeated opId with its first outcome.
     const wc = await connectNats(nats.url, 'responder');
-    const seen = new Map<string, number>();
+    const seen = new Map<string | undefined, number>();
     let calls = 0;
+    let arrived = deferred();
+    let release = deferred();
     serve(wc, 'dur.rpc.op', async (body) => {
       calls++;
-      const { opId } = body as { opId: string };
+      const { opId } = body as { opId?: string };
       if (!seen.has(opId)) {
         seen.set(opId, seen.size + 1);
-        await new Promise((r) => setTimeout(r, 1200));
+        arrived.resolve();
+        await release.promise;
       }
       return { n: seen.get(opId) };
     });
     await wc.flush();
+    /** Restart the server once the request is at the responder; the responder answers while it is down. */
+    const restartWhileAnswering = async (gate: Deferred<void>) => {
+      await within(arrived.promise, { what: 'the request at the responder' });
+      const down = (async () => {
+        for await (const s of wc.status()) if (s.type === 'disconnect') return;
+      })();
+      await nats.restart({
+        downMs: 1500,
+        whileDown: async () => {
+          await within(down, { what: "the responder's connection to notice the server is gone" });
+          gate.resolve();
+        },
+      });
+    };
     try {
       const started = t0();
       const p = request<{ n: number }>(nats.nc, 'dur.rpc.op', { opId: 'op-1' }, 30_000);
-      await new Promise((r) => setTimeout(r, 200));
-      await nats.restart({ downMs: 1500 });
+      await restartWhileAnswering(release);
       expect(await p).toEqual({ n: 1 });
       const took = ms(started);
       expect(took).toBeLessThan(10_000);
       expect(calls).toBeGreaterThanOrEqual(2); // asked again after the reconnect
       console.log(`rpc: a request whose reply died with the server answered after ${took} ms (${calls} sends)`);
       // without an opId (not idempotent) it is not sent again: the caller's timeout decides
+      arrived = deferred();
+      release = deferred();
       const q = request(nats.nc, 'dur.rpc.op', { x: 1 }, 2500);
-      await new Promise((r) => setTimeout(r, 200));
-      await nats.restart({ downMs: 1500 });
+      q.catch(() => {}); // awaited below
+      await restartWhileAnswering(release);
       await expect(q).rejects.toMatchObject({ code: 'Timeout' });
     } finally {
       await wc.close();

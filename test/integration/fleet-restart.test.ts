@@ -12,6 +12,7 @@ import type { FleetCreateResult } from '../../src/fleet/node-create.ts';
 import { AgentRegistration } from '../../src/fleet/agent-registration.ts';
 import { NodeRegistry } from '../../src/fleet/registry.ts';
 import { natsServer, type TestNats } from '../helpers/nats.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 let nats: TestNats;
 beforeAll(async () => {
@@ -57,18 +58,27 @@ it("registry, heartbeats, the controller's copy and placement all come back afte
     await nats.restart({ downMs: 500 });
     // Heartbeats resume on their own (the agents retried through the outage).
     const beats = agents.map((a) => a.beats);
-    const until = Date.now() + 10_000;
-    while (agents.some((a, i) => a.beats <= beats[i]! + 2) && Date.now() < until)
-      await new Promise((r) => setTimeout(r, 100));
-    expect(agents.every((a, i) => a.beats > beats[i]! + 2)).toBe(true);
+    await waitFor(() => agents.map((a, i) => a.beats - beats[i]!), {
+      until: (since) => since.every((n) => n > 2),
+      timeoutMs: 10_000,
+      intervalMs: 100,
+      what: 'three heartbeats of each agent after the restart',
+    });
 
-    // The controller's copy follows new writes again: a cordon made after the restart is seen.
-    await new Promise((r) => setTimeout(r, 500)); // resubscribe
+    // The controller's copy follows new writes again: a cordon made after the restart is seen. (The
+    // heartbeats written meanwhile reach it too: its watch is back once it shows one of them.)
+    const beatAfter = agents[0]!.current!.entry.heartbeatAt; // written after the restart
+    await waitFor(() => ctl.view.get('ra')?.entry.heartbeatAt, {
+      until: (at) => at !== undefined && at >= beatAfter,
+      timeoutMs: 10_000,
+      intervalMs: 50,
+      what: "the controller's copy to show a heartbeat of ra written after the restart",
+    });
     await reg.setState('rb', 'cordon');
-    const seenBy = Date.now() + 5000;
-    while (ctl.view.get('rb')?.entry.state !== 'cordoned' && Date.now() < seenBy)
-      await new Promise((r) => setTimeout(r, 50));
-    expect(ctl.view.get('rb')?.entry.state).toBe('cordoned');
+    await waitFor(() => ctl.view.get('rb')?.entry.state === 'cordoned', {
+      intervalMs: 50,
+      what: "the controller's copy to show rb cordoned",
+    });
 
     expect((await create('after-1')).node).toBe('ra');
     const e = (await reg.get('ra'))!.entry;

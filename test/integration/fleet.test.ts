@@ -8,9 +8,9 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { connectNats } from '../../src/bus/connection.ts';
 import { decode, encode } from '../../src/bus/codec.ts';
-import { eventually } from '../helpers/node.ts';
 import { ensureEventStream } from '../../src/bus/eventlog.ts';
 import { request } from '../../src/bus/rpc.ts';
 import { subjects } from '../../src/bus/subjects.ts';
@@ -26,6 +26,7 @@ import { main, type Io } from '../../src/cli/main.ts';
 import { readRecords } from '../../src/bus/eventlog-reader.ts';
 import { natsServer, type TestNats } from '../helpers/nats.ts';
 import { simNode as makeSimNode, type SimNode } from '../helpers/sim-nodes.ts';
+import { waitFor, within } from '../helpers/wait.ts';
 
 const REPO = join(import.meta.dirname, '../..');
 let nats: TestNats;
@@ -60,6 +61,9 @@ afterEach(async () => {
   for await (const k of await registry.kv.keys()) await registry.kv.purge(k);
 });
 
+/** Each controller's connection (see {@link livenessSettled}). */
+const connOf = new Map<FleetController, NatsConnection>();
+
 /** Two controllers in the queue group, each on its own connection. */
 async function controllers(
   o: { policy?: Policy; boundMs?: number; callNode?: NodeCaller; nodeTimeoutMs?: number; count?: number } = {},
@@ -77,7 +81,9 @@ async function controllers(
       callNode: o.callNode,
       nodeTimeoutMs: o.nodeTimeoutMs,
     });
+    connOf.set(c, nc);
     cleanups.push(async () => {
+      connOf.delete(c);
       await c.stop();
       await nc.close();
     });
@@ -94,11 +100,27 @@ const CAP = (sandboxes: number): Resources => ({ vcpus: sandboxes, memoryMiB: sa
 
 /** Resolves once every controller's copy of the registry shows `node` in `state`. */
 async function seen(cs: FleetController[], node: string, state: string) {
-  const until = Date.now() + 5000;
-  while (cs.some((c) => c.view.get(node)?.entry.state !== state)) {
-    if (Date.now() > until) throw new Error(`controllers did not see ${node} ${state}`);
-    await new Promise((r) => setTimeout(r, 10));
+  await waitFor(() => cs.map((c) => c.view.get(node)?.entry.state), {
+    until: (states) => states.every((s) => s === state),
+    intervalMs: 10,
+    what: `every controller's copy to show ${node} ${state}`,
+  });
+}
+
+/**
+ * Resolves once no lost-node report of `cs` can still be on its way: each controller's pass in flight
+ * has ended and one more pass has run (on a copy that shows the lost node lost: call after
+ * {@link seen}), and what those passes published has reached the test's connection (a flush of the
+ * controller's connection, then of the test's: the server forwards a connection's messages in order).
+ * A second report of a node, had there been one, has arrived by then.
+ */
+async function livenessSettled(cs: FleetController[]) {
+  for (const c of cs) {
+    await c.lostMonitor!.check(); // the pass in flight, if any
+    await c.lostMonitor!.check(); // a fresh one
+    await connOf.get(c)!.flush();
   }
+  await nats.nc.flush();
 }
 
 describe('placement through corral.v1.fleet.task.create', () => {
@@ -255,8 +277,10 @@ describe('node loss', () => {
     expect(held.length).toBe(2);
     const fleetEvents: NodeLostEvent[] = [];
     const sandboxEvents: Record<string, unknown>[] = [];
+    let detectedAt = 0;
     const s1 = nats.nc.subscribe(subjects.fleetEvt('*', 'lost'), {
       callback: (_e, m) => {
+        detectedAt ||= Date.now();
         fleetEvents.push(decode(m.data) as NodeLostEvent);
       },
     });
@@ -270,9 +294,11 @@ describe('node loss', () => {
     nodes[1]!.reg.stop();
     const stoppedAt = Date.now();
     const lastBeat = (await entryOf('xb')).heartbeatAt;
-    while (fleetEvents.length === 0 && Date.now() - stoppedAt < 10_000) await new Promise((r) => setTimeout(r, 20));
-    const detectedAt = Date.now();
-    await new Promise((r) => setTimeout(r, 500)); // would a second controller report it again?
+    await waitFor(() => fleetEvents.length > 0, { timeoutMs: 10_000, intervalMs: 20, what: 'a lost event for xb' });
+    // Would a second controller report it again? Once both copies show it lost and the passes that could
+    // have reported it are over, any second report has arrived.
+    await seen(cs, 'xb', 'lost');
+    await livenessSettled(cs);
     s1.unsubscribe();
     s2.unsubscribe();
 
@@ -291,7 +317,6 @@ describe('node loss', () => {
     for (const n of ['xa', 'xc']) expect((await entryOf(n)).state).toBe('ready');
 
     // Nothing is placed on a lost node; when its heartbeats resume it is ready again.
-    await seen(cs, 'xb', 'lost');
     for (let i = 6; i < 10; i++) expect((await fleetCreate(create(`x-${i}`))).node).not.toBe('xb');
     await nodes[1]!.reg.register();
     expect((await entryOf('xb')).state).toBe('ready');
@@ -302,12 +327,12 @@ describe('node loss', () => {
     const [ya] = await Promise.all(
       ['ya', 'yb'].map((n) => simNode(nats.nc, registry, n, CAP(4), { heartbeatMs: 100 })),
     );
-    await controllers({ policy: 'binpack', boundMs: 500 });
+    const cs = await controllers({ policy: 'binpack', boundMs: 500 });
     for (let i = 0; i < 3; i++) expect((await fleetCreate(create(`y.${i}`))).node).toBe('ya');
     ya!.reg.stop();
-    const until = Date.now() + 5000;
-    while ((await entryOf('ya')).state !== 'lost' && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
-    await new Promise((r) => setTimeout(r, 300));
+    // Both copies show it lost and every pass that could have reported it is over (its appends acknowledged).
+    await seen(cs, 'ya', 'lost');
+    await livenessSettled(cs);
     const recs = (await readRecords(nats.nc, { node: 'ya' })).filter((r) => r.kind === 'lost');
     expect(recs.map((r) => r.sandbox).sort()).toEqual(['y.0', 'y.1', 'y.2']);
     expect(recs[0]).toMatchObject({ node: 'ya', kind: 'lost', reason: 'node lost' });
@@ -338,13 +363,15 @@ describe('the agent keeps its entry honest', () => {
       encode({ ...v.entry, reservations: rest, used: { vcpus: 1, memoryMiB: 2048, sandboxes: 1 } }),
     );
     expect(Object.keys((await entryOf('hh')).reservations)).toEqual(['orphan']);
-    await eventually(async () => JSON.stringify(Object.keys((await entryOf('hh')).reservations)) === '["kept"]', 5000);
-    const e = await entryOf('hh');
-    expect(Object.keys(e.reservations)).toEqual(['kept']);
+    const e = await waitFor(() => entryOf('hh'), {
+      until: (e) => JSON.stringify(Object.keys(e.reservations)) === '["kept"]',
+      what: 'heartbeats to put back "kept" and drop "orphan"',
+    });
     expect(e.used).toEqual({ vcpus: 1, memoryMiB: 2048, sandboxes: 1 });
-    // Released: gone for good (not put back).
+    // Released: gone for good (not put back by the heartbeats written after the release).
     await agent.release({ id: 'kept' });
-    await new Promise((r) => setTimeout(r, 200));
+    const beats = agent.beats;
+    await waitFor(() => agent.beats >= beats + 2, { what: 'two heartbeats after the release' });
     expect((await entryOf('hh')).reservations).toEqual({});
   });
 });
@@ -444,20 +471,16 @@ describe('corral fleet controller (a process)', () => {
       if (child.exitCode === null) child.kill('SIGKILL');
     });
     let stderr = '';
-    await new Promise<void>((res, rej) => {
-      const t = setTimeout(() => rej(new Error(`controller not ready: ${stderr}`)), 30_000);
-      child.stderr.on('data', (b: Buffer) => {
-        stderr += b.toString();
-        if (/ready/.test(stderr)) {
-          clearTimeout(t);
-          res();
-        }
-      });
-      child.once('exit', (c) => {
-        clearTimeout(t);
-        rej(new Error(`controller exited ${c}: ${stderr}`));
-      });
-    });
+    await within(
+      new Promise<void>((res, rej) => {
+        child.stderr.on('data', (b: Buffer) => {
+          stderr += b.toString();
+          if (/ready/.test(stderr)) res();
+        });
+        child.once('exit', (c) => rej(new Error(`controller exited ${c}: ${stderr}`)));
+      }),
+      { timeoutMs: 30_000, what: () => `the controller to say ready (stderr: ${stderr})` },
+    );
     expect(stderr).toMatch(
       /corral fleet controller proc-ctl ready: corral\.v1\.fleet\.task\.create \(queue corral-fleet\), policy spread, nodes lost after 3000 ms without a heartbeat, 1 node\(s\) registered/,
     );
@@ -520,11 +543,12 @@ describe('scale (simulated nodes)', () => {
     cleanups.push(async () => stopWatch());
 
     const cs = await controllers({ policy: 'spread' });
-    await Promise.all(
-      cs.map(async (c) => {
-        while (c.view.size < N) await new Promise((r) => setTimeout(r, 20));
-      }),
-    );
+    await waitFor(() => cs.map((c) => c.view.size), {
+      until: (sizes) => sizes.every((n) => n >= N),
+      timeoutMs: 30_000,
+      intervalMs: 20,
+      what: `both controllers' copies to hold the ${N} nodes`,
+    });
 
     const client = await connectNats(nats.url, 'scale-client');
     cleanups.push(async () => {
@@ -564,7 +588,7 @@ describe('scale (simulated nodes)', () => {
     const secs = (performance.now() - t0) / 1000;
     const pipelinedSecs = (performance.now() - tp) / 1000;
     stopWatch();
-    await new Promise((r) => setTimeout(r, 200));
+    await livenessSettled(cs); // a node marked lost under load would have been reported by now
 
     const pct = (xs: number[], p: number) =>
       [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!.toFixed(1);

@@ -29,6 +29,7 @@ import { startMountWorker, type MountWorker } from '../../src/workers/mount/main
 import type { UnmountAllResult } from '../../src/workers/mount/mounter.ts';
 import { natsServer, type TestNats } from '../helpers/nats.ts';
 import { mountsUnder, processesMatching } from '../helpers/leaks.ts';
+import { waitFor } from '../helpers/wait.ts';
 import { run } from '../../src/workers/exec.ts';
 
 const NODE = 'mnt-test';
@@ -726,15 +727,30 @@ describe('exec: the helper every mount effect runs through', () => {
     const ac = new AbortController();
     const t0 = Date.now();
     const p = run('sh', ['-c', 'sleep 31.4159 & wait'], { signal: ac.signal });
-    setTimeout(() => ac.abort(new CorralError('Timeout', 'op passed its deadline')), 100);
+    // Aborted once the whole group runs (sh and the sleep it started), so the kill has something to prove.
+    await waitFor(() => processesMatching('sleep 31.4159').length === 2, {
+      intervalMs: 10,
+      what: 'sh and its sleep running',
+    });
+    ac.abort(new CorralError('Timeout', 'op passed its deadline'));
     expect(await code(p)).toBe('Timeout: op passed its deadline');
     expect(Date.now() - t0).toBeLessThan(3000);
-    await expect.poll(() => processesMatching('sleep 31.4159'), { timeout: 1000 }).toEqual([]);
+    await waitFor(() => processesMatching('sleep 31.4159'), {
+      until: (ps) => ps.length === 0,
+      timeoutMs: 1000,
+      intervalMs: 10,
+      what: 'the grandchild killed with its group',
+    });
 
     expect(await code(run('sh', ['-c', 'trap "" TERM; sleep 27.1828'], { timeoutMs: 100 }))).toMatch(
       /^Timeout: .*did not finish within 100 ms/,
     );
-    await expect.poll(() => processesMatching('sleep 27.1828'), { timeout: 1000 }).toEqual([]);
+    await waitFor(() => processesMatching('sleep 27.1828'), {
+      until: (ps) => ps.length === 0,
+      timeoutMs: 1000,
+      intervalMs: 10,
+      what: 'the child that ignores SIGTERM killed',
+    });
 
     const gone = new AbortController();
     gone.abort();

@@ -19,6 +19,7 @@ import { startNatsServer, type LocalNats } from '../../src/bus/server.ts';
 import { subjects } from '../../src/bus/subjects.ts';
 import { NodeRegistry } from '../../src/fleet/registry.ts';
 import { generateCreds, type GeneratedCreds } from '../../infra/nats/gen-creds.ts';
+import { waitFor, within } from '../helpers/wait.ts';
 
 let dir: string;
 let srv: LocalNats;
@@ -41,23 +42,18 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** The next permission violation the server reports on `nc` (or undefined after `ms`). */
-function nextViolation(
-  nc: NatsConnection,
-  ms = 3000,
-): Promise<InstanceType<typeof errors.PermissionViolationError> | undefined> {
-  return new Promise((res) => {
-    const t = setTimeout(() => res(undefined), ms);
-    void (async () => {
-      for await (const s of nc.status()) {
-        if (s.type === 'error' && s.error instanceof errors.PermissionViolationError) {
-          clearTimeout(t);
-          res(s.error);
-          return;
-        }
-      }
-    })();
-  });
+/** The next permission violation the server reports on `nc`; rejects if none comes within `ms`. */
+function nextViolation(nc: NatsConnection, ms = 3000): Promise<InstanceType<typeof errors.PermissionViolationError>> {
+  const v = within(
+    (async () => {
+      for await (const s of nc.status())
+        if (s.type === 'error' && s.error instanceof errors.PermissionViolationError) return s.error;
+      throw new Error('the connection closed');
+    })(),
+    { timeoutMs: ms, what: 'a permission violation reported by the server' },
+  );
+  v.catch(() => {}); // awaited by the caller, after it provoked the violation
+  return v;
 }
 
 describe('per-node NKEY users', () => {
@@ -102,8 +98,14 @@ describe('per-node NKEY users', () => {
     expect(v?.subject).toBe('corral.v1.node.B.worker.mount.mountRootfs');
     // a request is refused the same way (it never reaches B's worker)
     await expect(request(a, subjects.worker('B', 'mount', 'mountRootfs'), {}, 1000)).rejects.toThrow();
-    await new Promise((r) => setTimeout(r, 200));
-    expect(got).toEqual([]);
+    // Neither reached B: once the server has read all of A's messages (A's flush), a marker published
+    // after them by a user allowed to reach B's subject arrives after anything of A's would have.
+    await a.flush();
+    const admin = await as('admin');
+    const marker = subjects.worker('B', 'mount', 'marker');
+    admin.publish(marker, new Uint8Array([0x80]));
+    await waitFor(() => got.includes(marker), { what: 'the marker at B' });
+    expect(got).toEqual([marker]);
 
     const subViolation = nextViolation(a);
     const asub = a.subscribe(subjects.worker('B', 'mount', '>'));

@@ -16,7 +16,8 @@ import {
   type Effects,
   type LifecycleMachine,
 } from '../../src/machines/index.ts';
-import { plan, request } from '../helpers/fake-effects.ts';
+import { plan, request, until } from '../helpers/fake-effects.ts';
+import { deferred, waitFor } from '../helpers/wait.ts';
 
 const P = plan();
 const stepOut = (kind: string) =>
@@ -100,12 +101,7 @@ describe.each([
       const calls: { id: string; kind?: string; settle: (ok: boolean) => void }[] = [];
       const undone: Compensation['kind'][] = [];
       const performed: string[] = [];
-      const newGate = () => {
-        let open!: () => void;
-        const promise = new Promise<void>((r) => (open = r));
-        return { promise, open };
-      };
-      let gate = newGate();
+      let gate = deferred();
       // A step that fails with Internal may have happened: it counts as performed (and must be undone).
       const held = (id: string, kind?: string, out: () => unknown = () => ({})) =>
         new Promise<unknown>((resolve, reject) => {
@@ -141,27 +137,27 @@ describe.each([
       };
       const actor = createActor(provideEffects(machine, fx), { input: { id: 'sb1', request: request(), rid: 'c' } });
       actor.start();
-      const settled = async (want: string) => {
-        for (let t = 0; t < 400 && valueOf(actor.getSnapshot().value) !== want; t++)
-          await new Promise((r) => setTimeout(r, 2));
-        expect(valueOf(actor.getSnapshot().value)).toBe(want);
-      };
+      const settled = (want: string) =>
+        until(actor, () => valueOf(actor.getSnapshot().value) === want, 2000, `the state ${want}`);
       for (const step of path.steps) {
         const e = step.event as { type: string };
         const m = /^xstate\.(done|error)\.actor\.(\w+)$/.exec(e.type);
         if (m && m[2] !== 'coordinator') {
-          for (let t = 0; t < 400 && !calls.some((c) => c.id === m[2]); t++) await new Promise((r) => setTimeout(r, 2));
-          const k = calls.findIndex((c) => c.id === m[2]);
-          expect(k, `effect ${m[2]} was never called`).toBeGreaterThanOrEqual(0);
+          const k = await waitFor(() => calls.findIndex((c) => c.id === m[2]), {
+            until: (k) => k >= 0,
+            timeoutMs: 2000,
+            intervalMs: 1,
+            what: `a call of the effect ${m[2]}`,
+          });
           calls.splice(k, 1)[0]!.settle(m[1] === 'done');
         } else if (!m) actor.send(e as never);
-        else gate.open();
+        else gate.resolve();
         // A coordinator with nothing to undo ends at once: there is no time to observe it running.
         const instant =
           ['"rollingBack"', '"stopping"'].includes(valueOf(step.state.value)) &&
           (step.state.context as { stack: unknown[] }).stack.length === 0;
         if (!instant) await settled(valueOf(step.state.value));
-        if (m?.[2] === 'coordinator') gate = newGate();
+        if (m?.[2] === 'coordinator') gate = deferred();
       }
       // Whatever was done and is not on the stack any more was undone, exactly once.
       const ctx = actor.getSnapshot().context;
