@@ -8,27 +8,19 @@
  * to the Task API come from the machines (`reply` emitted events); facts go to the event log in
  * emission order.
  */
-import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { Subscription } from '@nats-io/transport-node';
 import { CorralError, ensureError, err } from '../errors.ts';
-import type { EventLog } from '../bus/eventlog.ts';
 import { LATER, respond, serve } from '../bus/serve.ts';
-import type { Snapshots } from '../bus/snapshots.ts';
 import { subjects } from '../bus/subjects.ts';
 import { CHANGING_VERBS } from '../bus/task-client.ts';
 import { consumeWorkerFacts } from '../bus/worker-facts.ts';
 import { stateName } from '../machines/index.ts';
-import type { Logger } from '../log.ts';
-import type { CreateRules } from './create-rules.ts';
-import type { Probe } from './effects.ts';
 import { RequestLedger, requestKey } from './idempotency.ts';
-import type { Metrics } from './metrics.ts';
 import { recover } from './recovery.ts';
-import type { Settings } from './settings.ts';
 import { taskApi } from './task-api.ts';
 import { TaskRuntime } from './task-runtime.ts';
 import type { ReplyTo } from './task-table.ts';
 import { taskView, type TaskView } from './views.ts';
-import type { WorkerWatch } from './worker-watch.ts';
 
 import type { AgentDeps } from './deps.ts';
 
@@ -64,7 +56,7 @@ export function buildAgent(d: AgentDeps) {
               throw err.invalid(`unknown verb ${JSON.stringify(verb)}; verbs: ${Object.keys(handlers).join(', ')}`);
             const key = CHANGING_VERBS.has(verb) ? requestKey(body) : undefined;
             if (ledger.admit(key, req.msg)) return LATER; // a repeat: joined, or answered from memory
-            const reply: ReplyTo = key ? (env) => ledger.settle(key, env) : req.reply;
+            const reply: ReplyTo = key ? (env) => ledger.settle(key, env) : (env) => req.reply(env);
             try {
               const result = await h(body, reply);
               if (result !== LATER) reply({ ok: true, result });
@@ -82,7 +74,7 @@ export function buildAgent(d: AgentDeps) {
         onDropped: (e, fact) => d.log.error({ err: e, ...fact }, 'worker fact dropped'),
       }).then(
         (c) => {
-          stopFacts = c.stop;
+          stopFacts = () => c.stop();
         },
         (e: unknown) => d.log.error({ err: e }, 'cannot consume worker facts'),
       );

@@ -117,7 +117,8 @@ export function createRules(s: Settings): CreateRules {
       const hv = rc.hypervisor;
       if (hv.sharedFs !== 'virtio-9p')
         throw err.invalid(
-          `shared_fs = "${hv.sharedFs}" is not supported: Corral shares the rootfs over virtio-9p (set shared_fs = "virtio-9p" in ${rc.configPath})`,
+          `shared_fs = "${hv.sharedFs}" is not supported: Corral shares the rootfs over virtio-9p ` +
+            `(set shared_fs = "virtio-9p" in ${rc.configPath})`,
         );
       if (!hv.initrd)
         throw err.invalid(
@@ -182,8 +183,11 @@ export function createRules(s: Settings): CreateRules {
   }
 }
 
-/** Kata §6: mount the request's rootfs entries onto `<bundle>/rootfs` (the raw, unresolved bundle path). */
-/** `bundle`: the validated bundle, symlinks resolved (a bundle may be a symlink; the mount worker refuses paths through one). */
+/**
+ * Kata §6: mount the request's rootfs entries onto `<bundle>/rootfs` (the raw, unresolved bundle path).
+ * `bundle`: the validated bundle, symlinks resolved (a bundle may be a symlink; the mount worker refuses
+ * paths through one).
+ */
 async function rootfsSteps(req: CreateTaskRequest, bundle: string, disableBlockDeviceUse: boolean): Promise<Step[]> {
   const d = await decideRootfs(req.rootfs, { disableBlockDeviceUse, isBlockDevice });
   switch (d.action) {
@@ -202,7 +206,8 @@ async function rootfsSteps(req: CreateTaskRequest, bundle: string, disableBlockD
       ];
     case 'block':
       throw err.notImplemented(
-        `rootfs ${d.mounts[0]?.source} is a block device: Corral shares rootfs over virtio-9p; set disable_block_device_use = true to mount it on the host`,
+        `rootfs ${d.mounts[0]?.source} is a block device: Corral shares rootfs over virtio-9p; ` +
+          'set disable_block_device_use = true to mount it on the host',
       );
     case 'nydus':
       throw err.notImplemented('nydus rootfs (fuse.nydus-overlayfs) is not supported');

@@ -6,7 +6,6 @@
 import { CorralError, ensureError, fromWire } from '../errors.ts';
 import type { EventLog } from '../bus/eventlog.ts';
 import type { Compensation, OpArgs, OpName, OpResult, Step, StepResults, WorkerKind } from '../domain/ops.ts';
-import type { CreatePlan } from '../domain/task.ts';
 import type { Effects, StepOutputs } from '../machines/index.ts';
 import type { CreateRules, SandboxContext } from './create-rules.ts';
 import type { WorkerClient } from './worker-client.ts';
@@ -45,7 +44,7 @@ export function taskEffects(
   task: { id: string; sandboxId: () => string; instance: string; sandbox: () => SandboxContext | undefined },
   gate?: EffectGate,
   effectsFrom = 0,
-): Effects & { effectCount(): number } {
+): Effects & { effectCount: () => number } {
   // opIds are `<instance>:<n>.<k>:<op>`: n counts this task's effects, k the worker calls inside one.
   // Replay after a crash invokes the same effects in the same order, so an effect that was in flight
   // is re-issued with the opId it had, and the worker answers with its first outcome.
@@ -77,10 +76,12 @@ export function taskEffects(
     } catch (e) {
       const ce = ensureError(e);
       d.observeStep?.(name, performance.now() - t0, false);
-      // The outcome stays unknown to the log: recovery re-issues the op with its opId and gets it again.
       await d.events
         .append(task.sandboxId(), 'input', { taskId: task.id, effect: name, ok: false, error: ce.toWire() })
-        .catch(() => {});
+        .catch(() => {
+          // The outcome stays unknown to the log: recovery re-issues the op with its opId and gets it
+          // again. The caller gets the op's own error (`ce`), thrown below.
+        });
       throw ce;
     }
   };

@@ -61,7 +61,8 @@ export class TaskJournal {
       const t = task as Task;
       this.d.events.append(task.sandboxId, 'state', { taskId: task.id, value: snap.value, event: ev.event.type }).then(
         (seq) => quiet && this.snapshot(t, seq),
-        () => {}, // the append failed: logged by the event log's own retries; nothing to snapshot
+        // the append failed (the event log does not log it): nothing to snapshot
+        (e: unknown) => alog.error({ err: e, kind: 'state' }, 'event log append failed'),
       );
     };
   }

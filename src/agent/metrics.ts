@@ -17,7 +17,7 @@ class Histogram {
     let s = this.series.get(key);
     if (!s) this.series.set(key, (s = { counts: BUCKETS_MS.map(() => 0), sum: 0, n: 0 }));
     BUCKETS_MS.forEach((b, i) => {
-      if (v <= b) s!.counts[i]!++;
+      if (v <= b) s.counts[i]!++;
     });
     s.sum += v;
     s.n++;

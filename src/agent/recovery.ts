@@ -115,7 +115,11 @@ function resumeRequests(rt: TaskRuntime, ledger: RequestLedger, records: EventRe
       // still on the create path (or rolling it back): not answered yet
       ledger.admit(o.key, undefined);
       rt.expect(o.rid, { reply: (env) => ledger.settle(o.key, env), verb: 'create', t0: performance.now() });
-    } else if (stateName(t.actor) === 'failed') ledger.settle(o.key, { ok: false, error: ctx.error! });
-    else ledger.settle(o.key, { ok: true, result: { pid: ctx.pid } }); // finished during recovery, its fact not yet in the log
+    } else if (stateName(t.actor) === 'failed') {
+      ledger.settle(o.key, { ok: false, error: ctx.error! });
+    } else {
+      // finished during recovery, its fact not yet in the log
+      ledger.settle(o.key, { ok: true, result: { pid: ctx.pid } });
+    }
   }
 }

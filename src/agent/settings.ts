@@ -33,11 +33,17 @@ export interface Settings {
   /** host:port of the management endpoint (/metrics, /healthz); port 0 picks one. @default 127.0.0.1:0 */
   metricsAddr: string;
   logLevel: string;
-  /** Event log: a sandbox's records are purged this long after it was deleted (src/bus/retention.ts). @default 7 days */
+  /**
+   * Event log: a sandbox's records are purged this long after it was deleted (src/bus/retention.ts).
+   * @default 7 days
+   */
   eventRetentionMs: number;
   /** NKEY seed file the node connects with (`--creds` / CORRAL_CREDS; infra/nats/gen-creds.ts). @default none */
   credsFile?: string;
-  /** Replicas of CORRAL_EVENTS and the KV buckets when this node creates them (`--replicas` / CORRAL_REPLICAS; 3 on a 3-server cluster). @default 1 */
+  /**
+   * Replicas of CORRAL_EVENTS and the KV buckets when this node creates them (`--replicas` /
+   * CORRAL_REPLICAS; 3 on a 3-server cluster). @default 1
+   */
   replicas: number;
 }
 

@@ -38,7 +38,8 @@ export function taskApi(rt: TaskRuntime, onShutdown?: () => void): Record<string
         throw err.notFound(`sandbox ${cls.sandboxId} of container ${req.id} does not exist on node ${d.settings.node}`);
       if (!hasTag(sb.actor, 'created') && !hasTag(sb.actor, 'running'))
         throw err.precondition(
-          `BUG: Cannot start the container, since the sandbox hasn't been created (sandbox ${cls.sandboxId} is ${stateName(sb.actor)})`,
+          "BUG: Cannot start the container, since the sandbox hasn't been created " +
+            `(sandbox ${cls.sandboxId} is ${stateName(sb.actor)})`,
         );
     }
     if (tasks.has(req.id)) throw err.exists(`task ${req.id} already exists`); // again: classify awaited

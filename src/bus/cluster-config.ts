@@ -20,7 +20,10 @@ export interface ClusterConfigInput {
   basePort: number;
   /** @default 3 */
   size?: number;
-  /** Route port: server i on routeBasePort + i (one machine) or routeBasePort (with `hosts`). @default basePort + size (one machine), 6222 (hosts) */
+  /**
+   * Route port: server i on routeBasePort + i (one machine) or routeBasePort (with `hosts`).
+   * @default basePort + size (one machine), 6222 (hosts)
+   */
   routeBasePort?: number;
   /** One machine per server: server i listens on hosts[i] and routes to the others' hosts. */
   hosts?: string[];
@@ -92,8 +95,11 @@ export function natsClusterConfigs(c: ClusterConfigInput): ClusterConfigs {
   const syncAlways = supportsSyncInterval(c.version);
   const v = c.version ? `nats-server ${c.version.text}` : 'this nats-server (version unknown)';
   const guarantee = syncAlways
-    ? `${v}, ${size} servers: every JetStream write is fsynced (sync_interval: always) and, with 3 replicas, acknowledged once a majority stored it`
-    : `${v}, ${size} servers: writes are flushed on the server's default interval; with 3 replicas an acknowledged write is on a majority of servers, so losing one server (even to an OS crash) loses nothing`;
+    ? `${v}, ${size} servers: every JetStream write is fsynced (sync_interval: always) and, ` +
+      'with 3 replicas, acknowledged once a majority stored it'
+    : `${v}, ${size} servers: writes are flushed on the server's default interval; ` +
+      'with 3 replicas an acknowledged write is on a majority of servers, ' +
+      'so losing one server (even to an OS crash) loses nothing';
   const prefix = c.namePrefix ?? 'corral';
   const routes = all.map((p) => `nats-route://${p.host}:${p.routePort}`);
   const listen = c.host ?? (multi ? '0.0.0.0' : '127.0.0.1');

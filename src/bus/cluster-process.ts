@@ -70,8 +70,8 @@ function spawnServer(configFile: string, timeoutMs: number): Promise<ChildProces
     const done = () => {
       clearTimeout(timer);
       proc.removeAllListeners('exit');
-      proc.stderr!.removeAllListeners('data');
-      proc.stderr!.resume();
+      proc.stderr.removeAllListeners('data');
+      proc.stderr.resume();
     };
     proc.once('error', (e) => {
       done();
@@ -81,7 +81,7 @@ function spawnServer(configFile: string, timeoutMs: number): Promise<ChildProces
       done();
       reject(err.unavailable(`nats-server (${configFile}) exited with ${code}: ${buf.slice(-500)}`));
     });
-    proc.stderr!.on('data', (d: Buffer) => {
+    proc.stderr.on('data', (d: Buffer) => {
       buf += d.toString();
       if (/Server is ready/.test(buf)) {
         done();
@@ -145,7 +145,7 @@ export async function startNatsCluster(opts: {
   async function waitForJetStream(ms = timeoutMs): Promise<void> {
     const until = Date.now() + ms;
     let nc: NatsConnection | undefined;
-    let last = '';
+    let last: string;
     try {
       nc = await connect({
         servers: cfg.servers.map((s) => s.url),
@@ -168,7 +168,9 @@ export async function startNatsCluster(opts: {
         await new Promise((r) => setTimeout(r, 200));
       }
     } finally {
-      await nc?.close().catch(() => {});
+      await nc?.close().catch(() => {
+        // A probe connection: whether JetStream is up was decided above; a failed close changes nothing.
+      });
     }
   }
   try {

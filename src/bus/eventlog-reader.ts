@@ -127,8 +127,9 @@ export async function readRecords(
           if (m.seq >= last || m.info.pending === 0) return;
         }
       } finally {
-        // An ordered consumer left behind expires on its own (inactive threshold): nothing to report.
-        await c.delete().catch(() => {});
+        await c.delete().catch(() => {
+          // An ordered consumer left behind expires on its own (inactive threshold): nothing to report.
+        });
       }
     },
     { deadlineMs: opts.deadlineMs },

@@ -25,6 +25,7 @@ export const isNodeName = (v: unknown): v is string => typeof v === 'string' && 
 export function nodeName(v: unknown, what = 'node name'): string {
   if (isNodeName(v)) return v;
   throw err.invalid(
-    `${what} must be 1-${NODE_NAME_MAX} letters, digits, '_' or '-' (a NATS subject token and KV key), got ${JSON.stringify(v)}`,
+    `${what} must be 1-${NODE_NAME_MAX} letters, digits, '_' or '-' (a NATS subject token and KV key), ` +
+      `got ${JSON.stringify(v)}`,
   );
 }

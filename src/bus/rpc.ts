@@ -2,8 +2,8 @@
  * Typed request/reply over NATS with the `{ok, result | error}` envelope and MessagePack.
  * The serving side (one loop for every service) is serve.ts.
  */
-import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
-import { CorralError, ensureError, err, fromWire, type WireError } from '../errors.ts';
+import type { Msg, NatsConnection } from '@nats-io/transport-node';
+import { CorralError, err, fromWire } from '../errors.ts';
 import { decode, encode } from './codec.ts';
 import { reconnectWatch } from './connection.ts';
 import { isNatsTimeout, isNoResponders } from './nats-errors.ts';

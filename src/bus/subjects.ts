@@ -45,7 +45,10 @@ export const subjects = {
   /** Process stdio: `fd` is `stdout` or `stderr`. Core NATS, not stored. */
   io: (node: string, container: string, fd: 'stdout' | 'stderr' | '*') =>
     `${PREFIX}.node.${node === '*' ? '*' : nodeName(node)}.io.${token(container, 'container id')}.${fd}`,
-  /** Durable facts and write-ahead inputs (the CORRAL_EVENTS stream); as a filter `node`, `sandbox` may be `*`, `kind` `>`. */
+  /**
+   * Durable facts and write-ahead inputs (the CORRAL_EVENTS stream); as a filter `node`, `sandbox` may
+   * be `*`, `kind` `>`.
+   */
   evt: (node: string, sandbox: string, kind: string) => {
     const n = node === '*' ? '*' : nodeName(node);
     const s = sandbox === '*' ? '*' : token(sandbox, 'sandbox id');

@@ -73,7 +73,10 @@ export interface BootSpec {
   machineType: string;
   /** `auto` tries KVM and falls back to TCG when the guest shows no sign of life in time. */
   accel: 'auto' | 'kvm' | 'tcg';
-  /** Host directory shared into the guest over virtio-9p; container rootfs live at `<sharedDir>/<containerId>/rootfs`. */
+  /**
+   * Host directory shared into the guest over virtio-9p; container rootfs live at
+   * `<sharedDir>/<containerId>/rootfs`.
+   */
   sharedDir: string;
   msize9p: number;
   /** Directory for the QMP and agent sockets (the VMM user's runtime dir when rootless). */

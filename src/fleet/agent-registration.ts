@@ -195,11 +195,15 @@ export class AgentRegistration {
 
   /** A sandbox this agent now holds, with the reservation made for it: kept in the entry from now on. */
   hold(id: string, r: Pick<Reservation, 'vcpus' | 'memoryMiB' | 'ref'>): void {
-    if (![r.vcpus, r.memoryMiB].every((v) => Number.isInteger(v) && v >= 0) || typeof r.ref !== 'string') return; // not a reservation
+    // not a reservation: nothing to hold
+    if (![r.vcpus, r.memoryMiB].every((v) => Number.isInteger(v) && v >= 0) || typeof r.ref !== 'string') return;
     this.held.set(id, { vcpus: r.vcpus, memoryMiB: r.memoryMiB, ref: r.ref, at: this.clock() });
   }
 
-  /** Release a sandbox's reservation, whoever made it (the agent owns its sandboxes once created). No reservation: nothing happens. */
+  /**
+   * Release a sandbox's reservation, whoever made it (the agent owns its sandboxes once created).
+   * No reservation: nothing happens.
+   */
   async release(req: { id: string }): Promise<NodeEntry | undefined> {
     this.held.delete(req.id);
     const r = await this.serial(() => this.registry.release(this.opts.node, req.id, undefined, this.last));
@@ -247,7 +251,9 @@ export class AgentRegistration {
   /** Stop and remove the entry (a node leaving the fleet on purpose: no lost events). */
   async deregister(): Promise<void> {
     this.stop();
-    await this.beating?.catch(() => {});
+    await this.beating?.catch(() => {
+      // Only waiting for it to settle: its error is its caller's (the timer's tick reports it to onError).
+    });
     await this.registry.remove(this.opts.node);
   }
 }

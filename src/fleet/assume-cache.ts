@@ -28,7 +28,7 @@ export class AssumeCache {
 
   assume(node: string, ref: string, d: Demand): void {
     let p = this.pending.get(node);
-    if (!p) this.pending.set(node, (p = new Map()));
+    if (!p) this.pending.set(node, (p = new Map<string, Demand>()));
     p.set(ref, d);
   }
 

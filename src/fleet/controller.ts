@@ -146,7 +146,10 @@ export class FleetController {
     return this.liveness;
   }
 
-  /** Handle one fleet create (what the subscription calls; callable directly in tests). A repeat of one in flight here joins it. */
+  /**
+   * Handle one fleet create (what the subscription calls; callable directly in tests). A repeat of one
+   * in flight here joins it.
+   */
   async create(body: unknown): Promise<FleetCreateResult> {
     const req = parseFleetCreate(body);
     const key = req.requestId ? `${req.id}/${req.requestId}` : undefined;
@@ -164,7 +167,11 @@ export class FleetController {
     })();
     if (key) {
       this.inflight.set(key, p);
-      void p.finally(() => this.inflight.delete(key)).catch(() => {});
+      void p
+        .finally(() => this.inflight.delete(key))
+        .catch(() => {
+          // The same rejection as `p`'s, which is returned to the caller: reported there.
+        });
     }
     return p;
   }
@@ -234,7 +241,9 @@ export class FleetController {
           (v) => {
             if (v) this.view.apply(node, v);
           },
-          () => {},
+          () => {
+            // Only a quicker refresh: the view follows the registry's watch anyway (errors logged there).
+          },
         );
         continue; // full, not ready, gone, or the registry did not answer: next
       } finally {

@@ -32,7 +32,10 @@ export interface CreateInlineResult {
   pid: number;
 }
 
-/** Sends createInline to a node; rejects with a CorralError (the node's, or Unavailable/Timeout from the bus). Injectable for tests. */
+/**
+ * Sends createInline to a node; rejects with a CorralError (the node's, or Unavailable/Timeout from the
+ * bus). Injectable for tests.
+ */
 export type NodeCaller = (node: string, body: CreateInlineBody, timeoutMs: number) => Promise<CreateInlineResult>;
 
 /** The fleet create's reply. */

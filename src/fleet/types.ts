@@ -81,8 +81,8 @@ function resources(v: unknown, what: string): Resources {
 export function checkEntry(v: unknown): NodeEntry {
   if (!isObj(v)) throw err.internal('registry entry is not a map');
   if (typeof v.node !== 'string' || !v.node) throw err.internal('registry entry: node must be a string');
-  if (!NODE_STATES.includes(v.state as NodeState))
-    throw err.internal(`registry entry ${v.node}: unknown state ${JSON.stringify(v.state)}`);
+  const state = NODE_STATES.find((s) => s === v.state);
+  if (!state) throw err.internal(`registry entry ${v.node}: unknown state ${JSON.stringify(v.state)}`);
   const labels = isObj(v.labels) ? v.labels : {};
   if (Object.values(labels).some((x) => typeof x !== 'string'))
     throw err.internal(`registry entry ${v.node}: labels must be strings`);
@@ -92,7 +92,10 @@ export function checkEntry(v: unknown): NodeEntry {
       throw err.internal(`registry entry ${v.node}: reservation ${id} is malformed`);
   }
   return {
-    ...(v as unknown as NodeEntry),
+    // The optional fields (simulated, lostAt, lostFrom) and any a newer writer added pass through unchecked.
+    ...(v as Partial<NodeEntry>),
+    node: v.node,
+    state,
     labels: labels as Record<string, string>,
     capacity: resources(v.capacity, `${v.node}.capacity`),
     used: resources(v.used, `${v.node}.used`),

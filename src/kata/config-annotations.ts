@@ -21,7 +21,7 @@ import { type KataFs, nodeFs } from './fs.ts';
 import { pathInGlobs } from './glob.ts';
 import { type HostInfo, hostInfo } from './host.ts';
 import { addKernelParams, parseKernelParams } from './kernel-params.ts';
-import { parseBool, parseUint } from './strconv.ts';
+import { readers } from './annotation-readers.ts';
 import { deepFreeze, goList } from './util.ts';
 
 export const HYPERVISOR_PREFIX = 'io.katacontainers.config.hypervisor.';
@@ -38,31 +38,6 @@ export interface AnnotationOptions {
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 type Annotations = Readonly<Record<string, string>>;
-
-const U32 = 0xffff_ffffn;
-
-/** Typed readers over one annotation map; each returns undefined when the key is absent. */
-function readers(a: Annotations) {
-  const get = (k: string) => (Object.hasOwn(a, k) ? a[k] : undefined);
-  const bool = (k: string) => {
-    const v = get(k);
-    if (v === undefined) return undefined;
-    const b = parseBool(v);
-    if (b === undefined)
-      throw err.invalid(`Error parsing annotation for ${k}: Please specify boolean value 'true|false'`);
-    return b;
-  };
-  const uint = (k: string, max = U32) => {
-    const v = get(k);
-    if (v === undefined) return undefined;
-    const n = parseUint(v);
-    if (n === undefined) throw err.invalid(`Error parsing annotation for ${k}: Please specify positive numeric value`);
-    if (n > max)
-      throw err.invalid(`Error parsing annotation for ${k}: The number exceeds the maximum allowed for its type`);
-    return Number(n);
-  };
-  return { get, bool, uint };
-}
 
 /** The gate: every hypervisor key's suffix must match one `enable_annotations` regex. */
 function checkGate(a: Annotations, enabled: readonly string[]): void {

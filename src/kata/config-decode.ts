@@ -1,7 +1,7 @@
 /** TOML text → typed tables, per the schemas in config-types.ts. */
 import { parse, type TomlTable } from 'smol-toml';
 import { err } from '../errors.ts';
-import { type Kind, type Raw, type ValueOf } from './config-types.ts';
+import { type Decoded, type Kind, type Raw, type ValueOf } from './config-types.ts';
 import { isRecord } from './util.ts';
 
 /** Parse TOML; integers come back as bigint so their Go ranges can be checked exactly. */
@@ -101,8 +101,10 @@ export function withDefaults<S extends Readonly<Record<string, Kind>>>(
   schema: S,
   raw: Raw<S>,
   defaults: Raw<S>,
-): Record<string, unknown> {
+): Decoded<S> {
   const zero = { string: '', bool: false, strings: [], int32: 0, uint32: 0, uint64: 0, int64: 0 } as const;
+  // Every schema key, camelCased, with a value of its kind (decodeTable checked raw's): Object.fromEntries
+  // and camel() cannot carry that to the type, so it is asserted once here.
   return Object.fromEntries(
     Object.entries(schema).map(([k, kind]) => {
       const v = raw[k as keyof S] as unknown;
@@ -110,5 +112,5 @@ export function withDefaults<S extends Readonly<Record<string, Kind>>>(
       const isZero = v === undefined || (kind !== 'bool' && kind !== 'strings' && (v === '' || v === 0));
       return [camel(k), isZero ? (d ?? (v === undefined ? zero[kind] : v)) : v];
     }),
-  );
+  ) as Decoded<S>;
 }

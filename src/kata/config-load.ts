@@ -47,7 +47,8 @@ function agentConfig(file: string, tables: Doc['agent']): AgentConfig {
   const names = Object.keys(tables).sort();
   if (names.length > 1) {
     throw err.invalid(
-      `${file}: configuration file contains several agent sections (${names.map((n) => JSON.stringify(n)).join(', ')}); at most one is allowed`,
+      `${file}: configuration file contains several agent sections ` +
+        `(${names.map((n) => JSON.stringify(n)).join(', ')}); at most one is allowed`,
     );
   }
   const a = names[0] === undefined ? undefined : tables[names[0]];
@@ -84,7 +85,7 @@ export async function loadRuntimeConfig(configPath: string, opts: LoadOptions = 
     throw prefixed(configPath, e);
   }
   const agent = agentConfig(configPath, doc.agent);
-  const factory = withDefaults(FACTORY_KEYS, doc.factory, FACTORY_DEFAULTS) as unknown as FactoryConfig;
+  const factory: FactoryConfig = withDefaults(FACTORY_KEYS, doc.factory, FACTORY_DEFAULTS);
   hv = {
     ...hv,
     kernelParams: buildKernelParams({
@@ -95,8 +96,8 @@ export async function loadRuntimeConfig(configPath: string, opts: LoadOptions = 
     }),
   };
 
-  const runtime = {
-    ...(withDefaults(RUNTIME_KEYS, doc.runtime, {}) as unknown as RuntimeSettings),
+  const runtime: RuntimeSettings = {
+    ...withDefaults(RUNTIME_KEYS, doc.runtime, {}),
     internetworkingModel,
     vfioMode,
   };

@@ -39,10 +39,7 @@ export async function qemuConfig(
   host: HostInfo,
   requireVsock: boolean,
 ): Promise<HypervisorConfig> {
-  const h = withDefaults(HYPERVISOR_KEYS, raw, HYPERVISOR_DEFAULTS) as unknown as Omit<
-    HypervisorConfig,
-    'kernelParams'
-  >;
+  const h: Omit<HypervisorConfig, 'kernelParams'> = withDefaults(HYPERVISOR_KEYS, raw, HYPERVISOR_DEFAULTS);
   const opt = (p: string) => (p === '' ? Promise.resolve('') : resolvePath(fs, p));
   const resolved = {
     path: await resolvePath(fs, h.path),
@@ -64,11 +61,13 @@ export async function qemuConfig(
   };
   check(
     oneOf(BLOCK_DEVICE_DRIVERS, h.blockDeviceDriver),
-    `Invalid hypervisor block storage driver ${h.blockDeviceDriver} specified (supported drivers: ${goList(BLOCK_DEVICE_DRIVERS)})`,
+    `Invalid hypervisor block storage driver ${h.blockDeviceDriver} specified ` +
+      `(supported drivers: ${goList(BLOCK_DEVICE_DRIVERS)})`,
   );
   check(
     oneOf(BLOCK_DEVICE_AIO, h.blockDeviceAio),
-    `Invalid hypervisor block storage I/O mechanism ${h.blockDeviceAio} specified (supported AIO: ${goList(BLOCK_DEVICE_AIO)})`,
+    `Invalid hypervisor block storage I/O mechanism ${h.blockDeviceAio} specified ` +
+      `(supported AIO: ${goList(BLOCK_DEVICE_AIO)})`,
   );
   check(
     oneOf(SHARED_FS, h.sharedFs),
@@ -83,7 +82,8 @@ export async function qemuConfig(
   }
   check(
     h.extraMonitorSocket === '' || oneOf(EXTRA_MONITOR_SOCKETS, h.extraMonitorSocket),
-    `Invalid hypervisor extra monitor socket ${h.extraMonitorSocket} specified (supported values: ${goList(EXTRA_MONITOR_SOCKETS)})`,
+    `Invalid hypervisor extra monitor socket ${h.extraMonitorSocket} specified ` +
+      `(supported values: ${goList(EXTRA_MONITOR_SOCKETS)})`,
   );
   for (const [k, v] of [
     ['hot_plug_vfio', h.hotPlugVfio],
@@ -130,7 +130,8 @@ export function hypervisorTable(tables: Doc['hypervisor']): Raw<typeof HYPERVISO
     throw fail('configuration file contains no hypervisor section; Corral needs [hypervisor.qemu]');
   if (names.length > 1) {
     throw fail(
-      `configuration file contains several hypervisor sections (${names.map((n) => JSON.stringify(n)).join(', ')}); exactly one is allowed`,
+      `configuration file contains several hypervisor sections ` +
+        `(${names.map((n) => JSON.stringify(n)).join(', ')}); exactly one is allowed`,
     );
   }
   if (names[0] !== 'qemu')

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { err } from '../errors.ts';
 import {
   NETWORK_MODELS,
-  RUNTIME_KEYS,
+  type RUNTIME_KEYS,
   VFIO_MODES,
   type NetworkModel,
   type Raw,

@@ -12,7 +12,6 @@ import { type KataFs, nodeFs, errnoOf, fsErrorText } from './fs.ts';
 import { deepFreeze, isRecord } from './util.ts';
 
 import {
-  HOOK_KINDS,
   type OciCapabilities,
   type OciDevice,
   type OciHook,
@@ -25,7 +24,6 @@ import {
 
 export * from './oci-types.ts';
 
-const CAP_SETS = ['bounding', 'effective', 'inheritable', 'permitted', 'ambient'] as const;
 const DEVICE_TYPES = ['c', 'b', 'u', 'p'];
 const bad = (field: string, want: string) => err.invalid(`config.json: ${field} must be ${want}`);
 
@@ -88,7 +86,14 @@ function capabilities(v: unknown): OciCapabilities {
     if (!Array.isArray(x)) throw unexpected();
     out[k] = names(x, `${f}.${k}`);
   }
-  return Object.fromEntries(CAP_SETS.map((k) => [k, out[k] ?? []])) as unknown as OciCapabilities;
+  const set = (k: keyof OciCapabilities) => out[k] ?? [];
+  return {
+    bounding: set('bounding'),
+    effective: set('effective'),
+    inheritable: set('inheritable'),
+    permitted: set('permitted'),
+    ambient: set('ambient'),
+  };
 }
 
 function processOf(v: unknown): OciProcess {
@@ -173,9 +178,16 @@ function hooksOf(v: unknown): OciHooks {
     const base = { path: str(t.path, `${f}.path`), args: strs(t.args, `${f}.args`), env: strs(t.env, `${f}.env`) };
     return timeout === undefined ? base : { ...base, timeout };
   };
-  return Object.fromEntries(
-    HOOK_KINDS.map((k) => [k, list(h[k], `hooks.${k}`).map((x, i) => hook(x, `hooks.${k}[${i}]`))]),
-  ) as unknown as OciHooks;
+  const hooks = (k: keyof OciHooks) => list(h[k], `hooks.${k}`).map((x, i) => hook(x, `hooks.${k}[${i}]`));
+  // In HOOK_KINDS order; the OciHooks type (mapped from HOOK_KINDS) makes a missing kind an error.
+  return {
+    prestart: hooks('prestart'),
+    createRuntime: hooks('createRuntime'),
+    createContainer: hooks('createContainer'),
+    startContainer: hooks('startContainer'),
+    poststart: hooks('poststart'),
+    poststop: hooks('poststop'),
+  };
 }
 
 /**

@@ -37,5 +37,5 @@ export function provideEffects(machine: LifecycleMachine, fx: Effects): Lifecycl
         actors: { compensate: fromPromise(({ input, signal }) => fx.compensate(input, signal)), backoff },
       }),
     },
-  }) as LifecycleMachine;
+  });
 }

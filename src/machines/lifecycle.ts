@@ -41,7 +41,10 @@ const TOP_STATES = [
   'deleted',
 ] as const;
 
-/** FailedPrecondition naming the current top-level state ("cannot delete task in running state"), as containerd's init_state.go. */
+/**
+ * FailedPrecondition naming the current top-level state ("cannot delete task in running state"), as
+ * containerd's init_state.go.
+ */
 const refuse = (verb: 'start' | 'kill' | 'delete') =>
   L.enqueueActions(({ event, enqueue, check }) => {
     if (!('rid' in event)) return;

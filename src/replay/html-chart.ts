@@ -8,16 +8,17 @@
 import type { LifecycleMachine } from '../machines/index.ts';
 import { esc } from './html-escape.ts';
 
+/** What the chart reads of an xstate state node (`machine.root` and its descendants are assignable to it). */
 interface XNode {
   id: string;
   key: string;
   type: string;
   parent?: XNode;
   states: Record<string, XNode>;
-  transitions: Map<string, { target?: XNode[]; guard?: unknown }[]>;
-  always?: { target?: XNode[]; guard?: unknown }[];
-  initial?: { target: XNode[] };
-  invoke: { id: string }[];
+  transitions: Map<string, readonly { target?: readonly XNode[]; guard?: unknown }[]>;
+  always?: readonly { target?: readonly XNode[]; guard?: unknown }[];
+  initial?: { target: readonly XNode[] };
+  invoke: readonly { id: string }[];
 }
 
 export interface ChartState {
@@ -46,7 +47,7 @@ const eventName = (e: string) =>
 
 /** The top-level states and the transitions between them (substate transitions count as their parent's). */
 export function chartOf(machine: LifecycleMachine): Chart {
-  const root = machine.root as unknown as XNode;
+  const root: XNode = machine.root;
   const top = (n: XNode): XNode => (n.parent && n.parent !== root ? top(n.parent) : n);
   const edges = new Map<string, ChartEdge>();
   const visit = (n: XNode) => {

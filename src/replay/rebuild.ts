@@ -10,7 +10,7 @@
  * the task shows it (its actor's snapshot changes, or the next effect asks the gate).
  */
 import { createActor, type InspectionEvent, type Observer, type Snapshot } from 'xstate';
-import type { WireError } from '../errors.ts';
+import { fromWire, type WireError } from '../errors.ts';
 import type { CreateTaskRequest } from '../domain/task.ts';
 import {
   containerMachine,
@@ -88,16 +88,29 @@ export interface RebuildResult {
   lastSeq: number;
 }
 
+/** A create input as the agent journals it (agent/task-api.ts); the fields read with a fallback may be absent. */
+type CreateInput = {
+  type: 'create';
+  rid?: string;
+  request: CreateTaskRequest;
+  containerType?: string;
+  machine?: 'sandbox' | 'container';
+  instance?: string;
+};
+
 /** An outcome not shown by its task within this long is a divergence (a bug), not a hang. */
 const CONSUME_TIMEOUT_MS = 10_000;
 
 /** Offline effects: each one waits for its recorded outcome; past the end of the log, forever. */
 export function gatedEffects(taskId: string, gate: EffectGate): Effects {
-  const wait = async (name: string, signal: AbortSignal): Promise<never> => {
+  const wait = async <T>(name: string, signal: AbortSignal): Promise<T> => {
     const o = await gate.wait(taskId, name, signal);
-    if (o === 'live') return new Promise<never>(() => {});
-    if (o.ok) return o.output as never; // a recorded output is the effect's result as the log holds it
-    throw o.error;
+    if (o === 'live')
+      return new Promise<T>(() => {
+        // Offline, nothing runs for real: past the end of the log the effect waits forever, by design.
+      });
+    if (o.ok) return o.output as T; // a recorded output is the effect's result as the log holds it
+    throw fromWire(o.error); // as a live effect does (agent/effects.ts): the machine keeps toWireError of it
   };
   return {
     validate: (_, signal) => wait('validate', signal),
@@ -112,7 +125,10 @@ export function gatedEffects(taskId: string, gate: EffectGate): Effects {
 
 const json = (v: unknown) => JSON.stringify(v);
 
-/** Resolves once the task shows it consumed what it was just handed: a new snapshot, or its next effect asking. */
+/**
+ * Resolves once the task shows it consumed what it was just handed: a new snapshot, or its next effect
+ * asking.
+ */
 function consumed(t: ReplayTask, gate: EffectGate): Promise<boolean> {
   const before = t.actor.getSnapshot();
   return new Promise((resolve) => {
@@ -161,10 +177,13 @@ export async function rebuild(records: EventRecord[], o: RebuildOptions = {}): P
     const inspect = o.inspect?.(base);
     const fx = o.effects ? o.effects({ ...base, effectsFrom }, gate) : gatedEffects(base.taskId, gate);
     const machine = provideEffects(machines[base.machine], fx);
-    // A restored actor still takes an input; its context comes from the snapshot.
+    // A restored actor still takes an input; its context comes from the snapshot, and a persisted
+    // context always holds the request (the machine sets it from its input).
     const saved = 'snapshot' in init ? (init.snapshot as { context?: Partial<LifecycleContext> }).context : undefined;
     const input: LifecycleInput =
-      'input' in init ? init.input : { id: base.taskId, request: saved?.request!, rid: saved?.createRid ?? '' };
+      'input' in init
+        ? init.input
+        : { id: base.taskId, request: saved?.request as CreateTaskRequest, rid: saved?.createRid ?? '' };
     const actor: LifecycleActor = createActor(machine, {
       input,
       ...('snapshot' in init ? { snapshot: init.snapshot as Snapshot<unknown> } : {}),
@@ -186,7 +205,9 @@ export async function rebuild(records: EventRecord[], o: RebuildOptions = {}): P
         if (t.visited[t.visited.length - 1] !== v) t.visited.push(v);
         unchecked.get(base.taskId)?.push(v);
       },
-      error: () => {}, // an actor error shows as a divergence at the next state record
+      error: () => {
+        // Safe to drop: an actor error shows as a divergence at the next state record.
+      },
     });
     tasks.set(base.taskId, t);
     o.onTask?.(t);
@@ -208,13 +229,10 @@ export async function rebuild(records: EventRecord[], o: RebuildOptions = {}): P
     const check: RecordCheck = {};
 
     if (r.kind === 'input' && event?.type === 'create') {
-      const machine =
-        (event.machine as 'sandbox' | 'container' | undefined) ??
-        (event.containerType === 'pod_container' ? 'container' : 'sandbox');
-      const base = { taskId, sandboxId: r.sandbox, machine, instance: String(event.instance ?? taskId) };
-      start(base, 0, {
-        input: { id: taskId, request: event.request as CreateTaskRequest, rid: String(event.rid ?? '') },
-      });
+      const c = event as CreateInput;
+      const machine = c.machine ?? (c.containerType === 'pod_container' ? 'container' : 'sandbox');
+      const base = { taskId, sandboxId: r.sandbox, machine, instance: c.instance ?? taskId };
+      start(base, 0, { input: { id: taskId, request: c.request, rid: c.rid ?? '' } });
       result.inputs++;
     } else {
       const t = tasks.get(taskId);
@@ -231,11 +249,8 @@ export async function rebuild(records: EventRecord[], o: RebuildOptions = {}): P
             });
         } else if (delivery === false) {
           const state = json(t.actor.getSnapshot().value);
-          diverge({
-            seq: r.seq,
-            taskId,
-            message: `the log has an outcome of ${r.effect}, but the rebuilt ${t.machine} (${state}) never asked for it`,
-          });
+          const unasked = `the rebuilt ${t.machine} (${state}) never asked for it`;
+          diverge({ seq: r.seq, taskId, message: `the log has an outcome of ${r.effect}, but ${unasked}` });
         }
         result.inputs++;
       } else if (r.kind === 'input' && event) {

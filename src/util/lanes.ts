@@ -13,15 +13,19 @@ export class Lanes<K = string> {
   private readonly tails = new Map<K, Promise<unknown>>();
 
   run<T>(key: K, f: () => Promise<T>): Promise<T> {
-    // The previous call's outcome is its own caller's to handle: here it only says "done".
-    const next = (this.tails.get(key) ?? Promise.resolve()).catch(() => {}).then(f);
+    const next = (this.tails.get(key) ?? Promise.resolve())
+      .catch(() => {
+        // The previous call's outcome is its own caller's to handle: here it only says "done".
+      })
+      .then(f);
     this.tails.set(key, next);
     void next
       .finally(() => {
         if (this.tails.get(key) === next) this.tails.delete(key);
       })
-      // The rejection is returned to run's caller; this copy of it only cleans up.
-      .catch(() => {});
+      .catch(() => {
+        // The rejection is returned to run's caller; this copy of it only cleans up.
+      });
     return next;
   }
 

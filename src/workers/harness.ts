@@ -39,7 +39,7 @@ export class Journal {
   constructor(private path?: string) {
     if (!path) return;
     mkdirSync(dirname(path), { recursive: true });
-    let text = '';
+    let text: string;
     try {
       text = readFileSync(path, 'utf8');
     } catch {

@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { jetstream } from '@nats-io/jetstream';
 import { decode } from '../../src/bus/codec.ts';
 import { EVENTS_STREAM, subjects } from '../../src/bus/subjects.ts';
-import { NOTHING_LEFT, REPO, testNode, type TestNode } from '../helpers/node.ts';
+import { REPO, testNode, type TestNode } from '../helpers/node.ts';
 
 let n: TestNode;
 const ids: string[] = [];

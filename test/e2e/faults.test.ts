@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { localRuntimeConfig } from '../../src/cli/commands/up.ts';
-import { NOTHING_LEFT, REPO, testNode, type TestNode } from '../helpers/node.ts';
+import { REPO, testNode, type TestNode } from '../helpers/node.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { processesMatching } from '../helpers/leaks.ts';
 
@@ -80,7 +80,7 @@ describe('bad input never leaves anything behind', () => {
 });
 
 describe('fault at each step of create: the original error, then nothing left', () => {
-  it('the second rootfs component fails to mount → the first is unmounted, the rootfs dir it made is removed', async () => {
+  it('the 2nd rootfs component fails to mount → the 1st is unmounted, the rootfs dir it made is removed', async () => {
     const b = sleeper('rootfs2', { emptyRootfs: true });
     execFileSync('rmdir', [join(b, 'rootfs')]);
     await createFails(
@@ -159,10 +159,14 @@ describe('fault at each step of create: the original error, then nothing left', 
     );
   });
 
-  it('the hypervisor worker killed after QEMU started, before it answers → the restarted worker adopts the VM and the rollback stops it', async () => {
-    await n.fault('hypervisor', 'boot', 'crashAfter');
-    await createFails('bootcrash', { bundle: sleeper('bootcrash') }, 'Unavailable', /hypervisor worker died/);
-  });
+  it(
+    'the hypervisor worker killed after QEMU started, before it answers → ' +
+      'the restarted worker adopts the VM and the rollback stops it',
+    async () => {
+      await n.fault('hypervisor', 'boot', 'crashAfter');
+      await createFails('bootcrash', { bundle: sleeper('bootcrash') }, 'Unavailable', /hypervisor worker died/);
+    },
+  );
 
   it('start fails → the caller gets the error, wait gives 255, teardown leaves nothing', async () => {
     ids.push('startfail');

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { FleetController, NodeRegistry } from '../../src/fleet/index.ts';
-import { NOTHING_LEFT, REPO, testNode, type TestNode } from '../helpers/node.ts';
+import { REPO, testNode, type TestNode } from '../helpers/node.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 let n: TestNode;

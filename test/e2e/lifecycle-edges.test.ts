@@ -1,11 +1,11 @@
 /**
  * Edges of a task's life on a real node. A task that ends in any way answers what waits on it, and
- * leaves nothing that could bring it back (the two bugs of a randomized fault soak): a `wait` held while the create fails gets the create's
- * failure at once, exactly once; a deleted task's snapshot goes with it (also when the task was
- * recovered by a restarted agent), a snapshot whose records are gone never rebuilds a task, and
- * snapshots no live task owns are removed when the agent starts. A bundle that is a symlink takes
- * rootfs mounts (onto the resolved path). Real agent, workers, mounts and nats-server;
- * simulated VMs (the guest plays no part here).
+ * leaves nothing that could bring it back (the two bugs of a randomized fault soak): a `wait` held
+ * while the create fails gets the create's failure at once, exactly once; a deleted task's snapshot
+ * goes with it (also when the task was recovered by a restarted agent), a snapshot whose records are
+ * gone never rebuilds a task, and snapshots no live task owns are removed when the agent starts. A
+ * bundle that is a symlink takes rootfs mounts (onto the resolved path). Real agent, workers, mounts
+ * and nats-server; simulated VMs (the guest plays no part here).
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync, symlinkSync } from 'node:fs';

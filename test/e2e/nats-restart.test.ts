@@ -8,7 +8,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { replay } from '../../src/replay/engine.ts';
 import { readRecords, type EventRecord } from '../../src/bus/eventlog-reader.ts';
 import { CorralError } from '../../src/errors.ts';
-import { NOTHING_LEFT, testNode, type TestNode } from '../helpers/node.ts';
+import { testNode, type TestNode } from '../helpers/node.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 let n: TestNode;
@@ -107,16 +107,18 @@ describe('NATS itself restarted in the middle of a create', () => {
       const { downMs } = await n.restartNats({ downMs: down });
       expect(await create).toMatchObject({ pid: expect.any(Number) });
       const createMs = since(t0);
-      // Before rpc.ts re-sent idempotent requests on reconnect, the long case waited out the boot deadline (120 s) and rolled back.
+      // Before rpc.ts re-sent idempotent requests on reconnect, the long case waited out the boot deadline
+      // (120 s) and rolled back.
       expect(createMs).toBeLessThan(60_000);
       const rs = await finishAndCheck(id);
       console.log(
-        `nats-restart(${tag}): NATS SIGKILLed ${at} ms into the create, back after ${downMs} ms; create created after ${createMs} ms; ${rs.length} records, replay ok`,
+        `nats-restart(${tag}): NATS SIGKILLed ${at} ms into the create, back after ${downMs} ms; ` +
+          `create created after ${createMs} ms; ${rs.length} records, replay ok`,
       );
     },
   );
 
-  it('a create sent while NATS is down is sent again when the connection comes back (same requestId) and is done once', async () => {
+  it('a create sent while NATS is down is sent again on reconnect (same requestId) and is done once', async () => {
     const id = 'nrlost';
     ids.push(id);
     const b = n.bundle(id, { args: ['sleep', '600'] });
@@ -133,7 +135,8 @@ describe('NATS itself restarted in the middle of a create', () => {
     const createMs = since(t0);
     const rs = await finishAndCheck(id);
     console.log(
-      `nats-restart(request lost): create created after ${createMs} ms (the client sent it again after the reconnect); ${rs.length} records, replay ok`,
+      `nats-restart(request lost): create created after ${createMs} ms ` +
+        `(the client sent it again after the reconnect); ${rs.length} records, replay ok`,
     );
   });
 
@@ -145,7 +148,8 @@ describe('NATS itself restarted in the middle of a create', () => {
     await n.call('create', { id, bundle: n.bundle(id, { args: ['sh', '-c', 'sleep 2; exit 7'] }) });
     await n.call('start', { id });
     await n.restartNats({ downMs: 4000 });
-    // Right after the restart the agent may not have resubscribed yet: the client asks again (rpc.ts, "no responders" grace).
+    // Right after the restart the agent may not have resubscribed yet: the client asks again (rpc.ts,
+    // "no responders" grace).
     const waited = await n.call('wait', { id }, 60_000);
     expect(waited).toMatchObject({ exitStatus: 7 });
     await n.call('delete', { id });

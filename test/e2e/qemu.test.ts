@@ -270,7 +270,8 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
       expect((await run(d, id, { containerId: 'path', args: ['echo', 'x'], env: ['PATH=/nowhere:/bin'] })).stdout).toBe(
         'x\n',
       );
-      expect((await run(d, id, { containerId: 'path', args: ['echo', 'y'], env: [] })).stdout).toBe('y\n'); // default PATH
+      // default PATH
+      expect((await run(d, id, { containerId: 'path', args: ['echo', 'y'], env: [] })).stdout).toBe('y\n');
       const e = await rejection(
         d.startProcess({
           sandboxId: id,
@@ -481,106 +482,113 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
     });
     const numbers = (text: string) => text.split('\n').filter(Boolean).map(Number);
 
-    it('processes carry on, an exit that happened meanwhile is reported, output resumes in order, the VM works as a booted one', async () => {
-      const id = `${RUN}-adopt`;
-      const a = track(adopter());
-      const boot = await a.boot(spec('adopt'), AbortSignal.timeout(60_000));
-      let before = '';
-      a.on('output', (s, c, _fd, d) => {
-        if (s === id && c === 'ad-loop') before += Buffer.from(d).toString();
-      });
-      // ad-exit exits once the host says so (a file in its rootfs, over 9p); ad-sleep sees it gone and
-      // says so (a file in its own rootfs), then sleeps on.
-      const ad = (c: string, f: string) => join(shared, c, 'rootfs', f);
-      const { pid: exitPid } = await a.startProcess(
-        proc(id, 'ad-exit', ['sh', '-c', 'while [ ! -e /go ]; do sleep 0.05; done; exit 5']),
-      );
-      await a.startProcess(
-        proc(id, 'ad-sleep', [
-          'sh',
-          '-c',
-          `while kill -0 ${exitPid} 2>/dev/null; do sleep 0.05; done; echo > /ad-exit-gone; exec sleep 600`,
-        ]),
-      );
-      await a.startProcess(proc(id, 'ad-loop', ['sh', '-c', 'i=0; while :; do i=$((i+1)); echo $i; sleep 0.1; done']));
-      await waitFor(() => numbers(before).length >= 3, { timeoutMs: 10_000, what: "ad-loop's first 3 lines" });
-      const late: ExitEvent[] = [];
-      a.on('exit', (e) => late.push(e));
-      a.release();
-      expect(a.list()).toEqual([]);
-      // ad-exit exits while nobody listens (the guest reaps it and keeps its EXIT); ad-loop's output waits in the guest.
-      writeFileSync(ad('ad-exit', 'go'), '');
-      await waitFor(() => existsSync(ad('ad-sleep', 'ad-exit-gone')), {
-        timeoutMs: 10_000,
-        what: 'ad-exit gone in the guest (ad-sleep says so)',
-      });
+    it(
+      'processes carry on, an exit that happened meanwhile is reported, ' +
+        'output resumes in order, the VM works as a booted one',
+      async () => {
+        const id = `${RUN}-adopt`;
+        const a = track(adopter());
+        const boot = await a.boot(spec('adopt'), AbortSignal.timeout(60_000));
+        let before = '';
+        a.on('output', (s, c, _fd, d) => {
+          if (s === id && c === 'ad-loop') before += Buffer.from(d).toString();
+        });
+        // ad-exit exits once the host says so (a file in its rootfs, over 9p); ad-sleep sees it gone and
+        // says so (a file in its own rootfs), then sleeps on.
+        const ad = (c: string, f: string) => join(shared, c, 'rootfs', f);
+        const { pid: exitPid } = await a.startProcess(
+          proc(id, 'ad-exit', ['sh', '-c', 'while [ ! -e /go ]; do sleep 0.05; done; exit 5']),
+        );
+        await a.startProcess(
+          proc(id, 'ad-sleep', [
+            'sh',
+            '-c',
+            `while kill -0 ${exitPid} 2>/dev/null; do sleep 0.05; done; echo > /ad-exit-gone; exec sleep 600`,
+          ]),
+        );
+        await a.startProcess(
+          proc(id, 'ad-loop', ['sh', '-c', 'i=0; while :; do i=$((i+1)); echo $i; sleep 0.1; done']),
+        );
+        await waitFor(() => numbers(before).length >= 3, { timeoutMs: 10_000, what: "ad-loop's first 3 lines" });
+        const late: ExitEvent[] = [];
+        a.on('exit', (e) => late.push(e));
+        a.release();
+        expect(a.list()).toEqual([]);
+        // ad-exit exits while nobody listens (the guest reaps it and keeps its EXIT);
+        // ad-loop's output waits in the guest.
+        writeFileSync(ad('ad-exit', 'go'), '');
+        await waitFor(() => existsSync(ad('ad-sleep', 'ad-exit-gone')), {
+          timeoutMs: 10_000,
+          what: 'ad-exit gone in the guest (ad-sleep says so)',
+        });
 
-      const b = track(adopter());
-      const exits: ExitEvent[] = [];
-      const vmExits: VmExitEvent[] = [];
-      let after = '';
-      b.on('exit', (e) => exits.push(e));
-      b.on('vmExit', (e) => vmExits.push(e));
-      b.on('output', (s, c, _fd, d) => {
-        if (s === id && c === 'ad-loop') after += Buffer.from(d).toString();
-      });
-      const t0 = Date.now();
-      const r = await b.adoptAll();
-      console.log(`adoption: ${Date.now() - t0} ms; resync ${JSON.stringify(r.adopted[0]?.resync)}`);
-      expect(r.stopped).toEqual([]);
-      expect(r.adopted).toMatchObject([
-        { sandboxId: id, pid: boot.pid, accel: boot.accel, exited: [{ containerId: 'ad-exit', status: 5 }] },
-      ]);
-      expect(r.adopted[0]!.running.sort()).toEqual(['ad-loop', 'ad-sleep']);
-      await waitFor(() => exits.length > 0, { what: 'the exit of ad-exit reported after the adoption' });
-      expect(exits).toMatchObject([{ kind: 'exit', sandboxId: id, containerId: 'ad-exit', exitStatus: 5 }]);
-      expect(late).toEqual([]); // the driver that let go says nothing more
-      expect(b.list()).toMatchObject([{ sandboxId: id, pid: boot.pid, state: 'running' }]);
-      expect(b.list()[0]!.adoptedAt).toBeGreaterThan(0);
-      expect(b.list()[0]!.processes.sort()).toEqual(['ad-loop', 'ad-sleep']);
+        const b = track(adopter());
+        const exits: ExitEvent[] = [];
+        const vmExits: VmExitEvent[] = [];
+        let after = '';
+        b.on('exit', (e) => exits.push(e));
+        b.on('vmExit', (e) => vmExits.push(e));
+        b.on('output', (s, c, _fd, d) => {
+          if (s === id && c === 'ad-loop') after += Buffer.from(d).toString();
+        });
+        const t0 = Date.now();
+        const r = await b.adoptAll();
+        console.log(`adoption: ${Date.now() - t0} ms; resync ${JSON.stringify(r.adopted[0]?.resync)}`);
+        expect(r.stopped).toEqual([]);
+        expect(r.adopted).toMatchObject([
+          { sandboxId: id, pid: boot.pid, accel: boot.accel, exited: [{ containerId: 'ad-exit', status: 5 }] },
+        ]);
+        expect(r.adopted[0]!.running.sort()).toEqual(['ad-loop', 'ad-sleep']);
+        await waitFor(() => exits.length > 0, { what: 'the exit of ad-exit reported after the adoption' });
+        expect(exits).toMatchObject([{ kind: 'exit', sandboxId: id, containerId: 'ad-exit', exitStatus: 5 }]);
+        expect(late).toEqual([]); // the driver that let go says nothing more
+        expect(b.list()).toMatchObject([{ sandboxId: id, pid: boot.pid, state: 'running' }]);
+        expect(b.list()[0]!.adoptedAt).toBeGreaterThan(0);
+        expect(b.list()[0]!.processes.sort()).toEqual(['ad-loop', 'ad-sleep']);
 
-      // Output resumes: what waited in the guest, then new lines; whole lines, in order, none twice.
-      await waitFor(() => numbers(after).length >= 10, { timeoutMs: 10_000, what: "10 lines of ad-loop's output" });
-      const [was, now] = [numbers(before), numbers(after)];
-      console.log(`ad-loop: the first driver got 1..${was.at(-1)}, the adopter ${now[0]}..${now.at(-1)}`);
-      expect(now.every((n, i) => i === 0 || n === now[i - 1]! + 1)).toBe(true);
-      expect(now[0]).toBeGreaterThan(was.at(-1)!);
+        // Output resumes: what waited in the guest, then new lines; whole lines, in order, none twice.
+        await waitFor(() => numbers(after).length >= 10, { timeoutMs: 10_000, what: "10 lines of ad-loop's output" });
+        const [was, now] = [numbers(before), numbers(after)];
+        console.log(`ad-loop: the first driver got 1..${was.at(-1)}, the adopter ${now[0]}..${now.at(-1)}`);
+        expect(now.every((n, i) => i === 0 || n === now[i - 1]! + 1)).toBe(true);
+        expect(now[0]).toBeGreaterThan(was.at(-1)!);
 
-      // Signals, new processes (also under the id whose exit was just reported) and stop work as on a booted VM.
-      const killed = nextExit(b, id, 'ad-sleep');
-      expect(b.signal(id, 'ad-sleep', 9)).toEqual({ delivered: true });
-      expect((await killed).exitStatus).toBe(137);
-      expect(await run(b, id, { containerId: 'ad-new', args: ['echo', 'hi'] })).toMatchObject({
-        status: 0,
-        stdout: 'hi\n',
-      });
-      expect(await run(b, id, { containerId: 'ad-exit', args: ['sh', '-c', 'exit 7'] })).toMatchObject({ status: 7 });
-      // A boot re-issued for the sandbox (its first outcome was lost with the worker) answers with the adopted VM.
-      expect(await b.boot(spec('adopt'), AbortSignal.timeout(5000))).toEqual({
-        pid: boot.pid,
-        accel: boot.accel,
-        bootMs: 0,
-      });
+        // Signals, new processes (also under the id whose exit was just reported) and stop work as on a booted VM.
+        const killed = nextExit(b, id, 'ad-sleep');
+        expect(b.signal(id, 'ad-sleep', 9)).toEqual({ delivered: true });
+        expect((await killed).exitStatus).toBe(137);
+        expect(await run(b, id, { containerId: 'ad-new', args: ['echo', 'hi'] })).toMatchObject({
+          status: 0,
+          stdout: 'hi\n',
+        });
+        expect(await run(b, id, { containerId: 'ad-exit', args: ['sh', '-c', 'exit 7'] })).toMatchObject({ status: 7 });
+        // A boot re-issued for the sandbox (its first outcome was lost with the worker) answers with the adopted VM.
+        expect(await b.boot(spec('adopt'), AbortSignal.timeout(5000))).toEqual({
+          pid: boot.pid,
+          accel: boot.accel,
+          bootMs: 0,
+        });
 
-      // A second hand-over: the exits acknowledged meanwhile are not reported again. The guest reads the
-      // channel in order: once it has refused a start sent after those ACKs, it has read them.
-      expect(await rejection(b.startProcess(proc(id, 'ad-sync', ['/no-such-program'])))).toMatchObject({
-        code: 'NotFound',
-        message: expect.stringMatching(/No such file/),
-      });
-      b.release();
-      const c = track(adopter());
-      const again: ExitEvent[] = [];
-      c.on('exit', (e) => again.push(e));
-      const r2 = await c.adoptAll();
-      expect(r2.adopted).toMatchObject([{ sandboxId: id, pid: boot.pid, running: ['ad-loop'], exited: [] }]);
-      const loopEnd = nextExit(c, id, 'ad-loop');
-      expect(await c.stop(id)).toEqual({ stopped: true });
-      expect((await loopEnd).exitStatus).toBe(255);
-      expect(again.map((e) => e.containerId)).toEqual(['ad-loop']);
-      expect(vmExits).toEqual([]);
-      expectGone(id);
-    });
+        // A second hand-over: the exits acknowledged meanwhile are not reported again. The guest reads the
+        // channel in order: once it has refused a start sent after those ACKs, it has read them.
+        expect(await rejection(b.startProcess(proc(id, 'ad-sync', ['/no-such-program'])))).toMatchObject({
+          code: 'NotFound',
+          message: expect.stringMatching(/No such file/),
+        });
+        b.release();
+        const c = track(adopter());
+        const again: ExitEvent[] = [];
+        c.on('exit', (e) => again.push(e));
+        const r2 = await c.adoptAll();
+        expect(r2.adopted).toMatchObject([{ sandboxId: id, pid: boot.pid, running: ['ad-loop'], exited: [] }]);
+        const loopEnd = nextExit(c, id, 'ad-loop');
+        expect(await c.stop(id)).toEqual({ stopped: true });
+        expect((await loopEnd).exitStatus).toBe(255);
+        expect(again.map((e) => e.containerId)).toEqual(['ad-loop']);
+        expect(vmExits).toEqual([]);
+        expectGone(id);
+      },
+    );
 
     it('a VM whose sockets are gone is stopped and reported as vmExit', async () => {
       const id = `${RUN}-adgone`;
@@ -600,7 +608,7 @@ describe.skipIf(!hasQemu || !isRoot)('QemuDriver (real guests)', () => {
       expectGone(id);
     });
 
-    it('a VM that died while no driver watched it: the registry tells, it is reported as vmExit and its files are removed', async () => {
+    it('a VM that died unwatched: the registry tells, it is reported as vmExit and its files are removed', async () => {
       const id = `${RUN}-addead`;
       const registryPath = join(tmp, 'registry.json');
       const a = track(adopter({ registryPath }));
@@ -771,19 +779,23 @@ describe('re-attaching to a guest (no QEMU needed)', () => {
     });
   });
 
-  it('the rest of a half-sent frame (and an older STATE) before it: skipped, and the stream is whole again after it', async () => {
-    const half = output('c', 'x'.repeat(100)).subarray(37);
-    const r = await resync((t) =>
-      Buffer.concat([
-        half,
-        output('c', 'lost\n'),
-        stateFrame(t, [['c', 7, false, 0]]),
-        output('c', 'new\n'),
-        exitFrame('after', 0),
-      ]),
-    );
-    expect(r.info).toEqual({ discarded: half.length + output('c', 'lost\n').length, frames: 0 });
-    expect(r.msgs.map((m) => m.type)).toEqual(['state', 'output', 'exit']);
-    expect(Buffer.from((r.msgs[1] as { data: Uint8Array }).data).toString()).toBe('new\n');
-  });
+  it(
+    'the rest of a half-sent frame (and an older STATE) before it: skipped, ' +
+      'and the stream is whole again after it',
+    async () => {
+      const half = output('c', 'x'.repeat(100)).subarray(37);
+      const r = await resync((t) =>
+        Buffer.concat([
+          half,
+          output('c', 'lost\n'),
+          stateFrame(t, [['c', 7, false, 0]]),
+          output('c', 'new\n'),
+          exitFrame('after', 0),
+        ]),
+      );
+      expect(r.info).toEqual({ discarded: half.length + output('c', 'lost\n').length, frames: 0 });
+      expect(r.msgs.map((m) => m.type)).toEqual(['state', 'output', 'exit']);
+      expect(Buffer.from((r.msgs[1] as { data: Uint8Array }).data).toString()).toBe('new\n');
+    },
+  );
 });

@@ -38,7 +38,8 @@ const ROLLBACK = ['before:undo:removeTree', 'after:undo:unmountAll'];
 let tested = 0;
 afterAll(() => {
   console.log(
-    `recovery: ${tested} agent kill points tested (${CREATE.length} in create, ${START.length} in start, ${KILL.length} in kill, ${DELETE.length} in delete, ${ROLLBACK.length} in a create's rollback)`,
+    `recovery: ${tested} agent kill points tested (${CREATE.length} in create, ${START.length} in start, ` +
+      `${KILL.length} in kill, ${DELETE.length} in delete, ${ROLLBACK.length} in a create's rollback)`,
   );
 });
 

@@ -102,13 +102,14 @@ describe('corral replay', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const out = r.stdout;
-    expect(out).toMatch(/worker:hypervisor\s+effect boot ok: pid=\d+ \([\d.]+ (ms|s)\)  → created/);
+    expect(out).toMatch(/worker:hypervisor\s+effect boot ok: pid=\d+ \([\d.]+ (ms|s)\) {2}→ created/);
     expect(out).toMatch(/sandbox\s+request start\s+→ starting/);
     expect(out).toMatch(/state running\.idle ✓/);
     expect(out).toMatch(/fact deleted .*exitStatus=3/);
     expect(out).toMatch(
       new RegExp(
-        `task ${ID} \\(sandbox\\): deleted, visited validating → configuring → mounting → .*booting → created → starting → running\\.idle → stopping → deleted`,
+        `task ${ID} \\(sandbox\\): deleted, visited validating → configuring → mounting → .*booting → created → ` +
+          `starting → running\\.idle → stopping → deleted`,
       ),
     );
     expect(out.trim().split('\n').at(-1)).toMatch(

@@ -33,50 +33,54 @@ function lostReply(verb: 'create' | 'start' | 'kill' | 'delete', body: Record<st
 }
 
 describe('a repeated request is done once', () => {
-  it('create, start, kill and delete repeated with their requestIds: one sandbox, the first answers, each fact once', async () => {
-    const id = 'rq1';
-    ids.push(id);
-    const b = n.bundle(id, { args: ['sleep', '600'] });
-    const rq = { create: randomUUID(), start: randomUUID(), kill: randomUUID(), delete: randomUUID() };
+  it(
+    'create, start, kill and delete repeated with their requestIds: ' +
+      'one sandbox, the first answers, each fact once',
+    async () => {
+      const id = 'rq1';
+      ids.push(id);
+      const b = n.bundle(id, { args: ['sleep', '600'] });
+      const rq = { create: randomUUID(), start: randomUUID(), kill: randomUUID(), delete: randomUUID() };
 
-    // Two copies at once (the second sent once the guest boots) and a third after the answer.
-    const first = n.call<{ pid: number }>('create', { id, bundle: b, requestId: rq.create });
-    first.catch(() => {}); // awaited below
-    await waitFor(() => n.call<{ state: string }>('state', { id }, 5000).then((s) => s.state, String), {
-      until: (s) => s === 'booting',
-      timeoutMs: 60_000,
-      intervalMs: 20,
-      what: `${id} booting`,
-    });
-    const [a, c] = await Promise.all([
-      first,
-      n.call<{ pid: number }>('create', { id, bundle: b, requestId: rq.create }),
-    ]);
-    expect(a.pid).toBeGreaterThan(0);
-    expect(c).toEqual(a);
-    expect(await n.call('create', { id, bundle: b, requestId: rq.create })).toEqual(a);
-    // Another requestId is another request: containerd's AlreadyExists.
-    await expect(n.call('create', { id, bundle: b })).rejects.toMatchObject({ code: 'AlreadyExists' });
+      // Two copies at once (the second sent once the guest boots) and a third after the answer.
+      const first = n.call<{ pid: number }>('create', { id, bundle: b, requestId: rq.create });
+      first.catch(() => {}); // awaited below
+      await waitFor(() => n.call<{ state: string }>('state', { id }, 5000).then((s) => s.state, String), {
+        until: (s) => s === 'booting',
+        timeoutMs: 60_000,
+        intervalMs: 20,
+        what: `${id} booting`,
+      });
+      const [a, c] = await Promise.all([
+        first,
+        n.call<{ pid: number }>('create', { id, bundle: b, requestId: rq.create }),
+      ]);
+      expect(a.pid).toBeGreaterThan(0);
+      expect(c).toEqual(a);
+      expect(await n.call('create', { id, bundle: b, requestId: rq.create })).toEqual(a);
+      // Another requestId is another request: containerd's AlreadyExists.
+      await expect(n.call('create', { id, bundle: b })).rejects.toMatchObject({ code: 'AlreadyExists' });
 
-    // The first start's reply is lost; its repeat joins it (or gets its answer) instead of FailedPrecondition.
-    lostReply('start', { id, requestId: rq.start });
-    expect(await n.call('start', { id, requestId: rq.start })).toEqual({ pid: a.pid });
-    expect(await n.call('start', { id, requestId: rq.start })).toEqual({ pid: a.pid });
-    await expect(n.call('start', { id })).rejects.toMatchObject({ code: 'FailedPrecondition' });
+      // The first start's reply is lost; its repeat joins it (or gets its answer) instead of FailedPrecondition.
+      lostReply('start', { id, requestId: rq.start });
+      expect(await n.call('start', { id, requestId: rq.start })).toEqual({ pid: a.pid });
+      expect(await n.call('start', { id, requestId: rq.start })).toEqual({ pid: a.pid });
+      await expect(n.call('start', { id })).rejects.toMatchObject({ code: 'FailedPrecondition' });
 
-    lostReply('kill', { id, signal: 'SIGKILL', requestId: rq.kill });
-    await n.call('kill', { id, signal: 'SIGKILL', requestId: rq.kill });
-    expect(await n.call('wait', { id })).toMatchObject({ exitStatus: 137 });
+      lostReply('kill', { id, signal: 'SIGKILL', requestId: rq.kill });
+      await n.call('kill', { id, signal: 'SIGKILL', requestId: rq.kill });
+      expect(await n.call('wait', { id })).toMatchObject({ exitStatus: 137 });
 
-    lostReply('delete', { id, requestId: rq.delete });
-    const d1 = await n.call('delete', { id, requestId: rq.delete });
-    expect(d1).toMatchObject({ exitStatus: 137 });
-    expect(await n.call('delete', { id, requestId: rq.delete })).toEqual(d1);
-    await expect(n.call('delete', { id })).rejects.toMatchObject({ code: 'NotFound' });
+      lostReply('delete', { id, requestId: rq.delete });
+      const d1 = await n.call('delete', { id, requestId: rq.delete });
+      expect(d1).toMatchObject({ exitStatus: 137 });
+      expect(await n.call('delete', { id, requestId: rq.delete })).toEqual(d1);
+      await expect(n.call('delete', { id })).rejects.toMatchObject({ code: 'NotFound' });
 
-    const ks = await kinds(id);
-    for (const k of ['created', 'started', 'exited', 'deleted']) expect(count(ks, k), k).toBe(1);
-  });
+      const ks = await kinds(id);
+      for (const k of ['created', 'started', 'exited', 'deleted']) expect(count(ks, k), k).toBe(1);
+    },
+  );
 
   it('a failed create repeated gets the same failure, and nothing is done twice', async () => {
     const id = 'rq2';
@@ -93,7 +97,7 @@ describe('a repeated request is done once', () => {
     expect(ks.filter((k) => k === 'input').length).toBeGreaterThan(0);
   });
 
-  it('the agent SIGKILLed after recording a create: the repeat after the restart joins the recovered create', async () => {
+  it('the agent SIGKILLed after recording a create: the repeat after restart joins the recovered create', async () => {
     const id = 'rq3';
     ids.push(id);
     const b = n.bundle(id, { args: ['sleep', '600'] });

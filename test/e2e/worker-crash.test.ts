@@ -12,14 +12,15 @@ import { request } from '../../src/bus/rpc.ts';
 import { subjects } from '../../src/bus/subjects.ts';
 import { parseQemuCmdline } from '../../src/workers/hypervisor/qemu-args.ts';
 import type { Adoption, VmInfo } from '../../src/workers/hypervisor/hypervisor.ts';
-import { NOTHING_LEFT, REPO, testNode, type TestNode } from '../helpers/node.ts';
+import { REPO, testNode, type TestNode } from '../helpers/node.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { processesMatching } from '../helpers/leaks.ts';
 
 let n: TestNode;
 const ids: string[] = [];
 beforeAll(async () => {
-  execFileSync('bash', [join(REPO, 'infra/guest/build.sh')], { stdio: 'inherit', timeout: 900_000 }); // the agent that answers LIST
+  // the agent that answers LIST
+  execFileSync('bash', [join(REPO, 'infra/guest/build.sh')], { stdio: 'inherit', timeout: 900_000 });
   n = await testNode({ faults: true });
 }, 900_000);
 afterAll(async () => {
@@ -37,7 +38,10 @@ type Scan = {
 const hv = <T>(op: string, timeoutMs = 2000) =>
   request<T>(n.nc, subjects.worker(n.node, 'hypervisor', op), {}, timeoutMs);
 
-/** SIGKILL the hypervisor worker (after `before`, if given); resolves once the agent has restarted it and its adoption has settled. */
+/**
+ * SIGKILL the hypervisor worker (after `before`, if given); resolves once the agent has restarted it
+ * and its adoption has settled.
+ */
 async function killWorker(before?: (pid: number) => Promise<void> | void) {
   const { pid } = await hv<{ pid: number }>('__ping');
   await before?.(pid);
@@ -57,7 +61,8 @@ async function killWorker(before?: (pid: number) => Promise<void> | void) {
   });
   const settledMs = Math.round(performance.now() - t0);
   console.log(
-    `worker ${pid} killed → ${back.pid} answers after ${restartMs} ms, adoption settled after ${settledMs} ms: ${JSON.stringify(scan.adoption)}`,
+    `worker ${pid} killed → ${back.pid} answers after ${restartMs} ms, adoption settled after ${settledMs} ms: ` +
+      JSON.stringify(scan.adoption),
   );
   return { oldPid: pid, newPid: back.pid, restartMs, settledMs, scan };
 }
@@ -71,7 +76,7 @@ function unreadBytes(pid: number, path: string): number {
   try {
     out = execFileSync('ss', ['-xpnH'], { encoding: 'utf8' });
   } catch (e) {
-    throw new Error(`this test reads socket queues with ss (iproute2): ${(e as Error).message}`);
+    throw new Error(`this test reads socket queues with ss (iproute2): ${(e as Error).message}`, { cause: e });
   }
   // Netid State Recv-Q Send-Q Local-Address Local-Inode Peer-Address Peer-Inode users:(...)
   const rows = out.split('\n').map((l) => l.trim().split(/\s+/));
@@ -152,14 +157,12 @@ describe('the hypervisor worker SIGKILLed while sandboxes run', () => {
     await n.call('start', { id: 'wc-exit' });
     const k = await killWorker();
     const a = k.scan.adoption!.adopted.find((v) => v.sandboxId === 'wc-exit');
-    console.log(
-      `wc-exit ${a?.exited.length ? 'had exited when the worker re-attached' : 'was still running when the worker re-attached'}`,
-    );
+    console.log(`wc-exit ${a?.exited.length ? 'had exited' : 'was still running'} when the worker re-attached`);
     expect(await n.call('wait', { id: 'wc-exit' })).toMatchObject({ exitStatus: 5 });
     await n.call('delete', { id: 'wc-exit' });
   });
 
-  it('an exit the dead worker had received but not published (it was frozen) is reported again by the guest', async () => {
+  it('an exit the dead worker had received but not published (it was frozen): the guest reports it again', async () => {
     const vmm = await sandbox('wc-frozen', ['sh', '-c', 'sleep 1; exit 5']);
     const agent = parseQemuCmdline(readFileSync(`/proc/${vmm}/cmdline`, 'utf8').split('\0'))!.agent!;
     await n.call('start', { id: 'wc-frozen' });
@@ -187,29 +190,33 @@ describe('the hypervisor worker SIGKILLed while sandboxes run', () => {
   });
 
   // One kill for both (the agent gives up on a worker restarted more than 5 times in 30 s).
-  it('VMs it cannot take over are reported: one that died while no worker watched, one whose QMP socket is gone; both sandboxes exit 255 and are torn down', async () => {
-    const dead = await sandbox('wc-dead', ['sleep', '600']);
-    const lost = await sandbox('wc-lost', ['sleep', '600']);
-    await n.call('start', { id: 'wc-dead' });
-    await n.call('start', { id: 'wc-lost' });
-    const qmp = parseQemuCmdline(readFileSync(`/proc/${lost}/cmdline`, 'utf8').split('\0'))!.qmp;
-    const k = await killWorker(async (worker) => {
-      process.kill(worker, 'SIGSTOP'); // else it would notice the death itself
-      process.kill(dead, 'SIGKILL');
-      rmSync(qmp);
-      await waitFor(() => processesMatching('-name corral-wc-dead ').length === 0, {
-        what: "wc-dead's QEMU to be gone",
+  it(
+    'VMs it cannot take over are reported: one that died while no worker watched, one whose QMP socket is gone; ' +
+      'both sandboxes exit 255 and are torn down',
+    async () => {
+      const dead = await sandbox('wc-dead', ['sleep', '600']);
+      const lost = await sandbox('wc-lost', ['sleep', '600']);
+      await n.call('start', { id: 'wc-dead' });
+      await n.call('start', { id: 'wc-lost' });
+      const qmp = parseQemuCmdline(readFileSync(`/proc/${lost}/cmdline`, 'utf8').split('\0'))!.qmp;
+      const k = await killWorker(async (worker) => {
+        process.kill(worker, 'SIGSTOP'); // else it would notice the death itself
+        process.kill(dead, 'SIGKILL');
+        rmSync(qmp);
+        await waitFor(() => processesMatching('-name corral-wc-dead ').length === 0, {
+          what: "wc-dead's QEMU to be gone",
+        });
       });
-    });
-    expect(k.scan.adoption).toEqual({
-      adopted: [],
-      stopped: [{ sandboxId: 'wc-lost', pid: lost, reason: expect.stringMatching(/socket .* is gone/) }],
-      dead: [{ sandboxId: 'wc-dead', pid: dead, reason: 'its QEMU exited while no worker watched it' }],
-    });
-    for (const id of ['wc-dead', 'wc-lost']) {
-      expect(await n.call('wait', { id })).toMatchObject({ exitStatus: 255 });
-      expect(processesMatching(`-name corral-${id} `)).toEqual([]);
-      await n.call('delete', { id });
-    }
-  });
+      expect(k.scan.adoption).toEqual({
+        adopted: [],
+        stopped: [{ sandboxId: 'wc-lost', pid: lost, reason: expect.stringMatching(/socket .* is gone/) }],
+        dead: [{ sandboxId: 'wc-dead', pid: dead, reason: 'its QEMU exited while no worker watched it' }],
+      });
+      for (const id of ['wc-dead', 'wc-lost']) {
+        expect(await n.call('wait', { id })).toMatchObject({ exitStatus: 255 });
+        expect(processesMatching(`-name corral-${id} `)).toEqual([]);
+        await n.call('delete', { id });
+      }
+    },
+  );
 });

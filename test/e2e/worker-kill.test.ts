@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { localRuntimeConfig } from '../../src/cli/commands/up.ts';
-import { NOTHING_LEFT, REPO, testNode, type TestNode } from '../helpers/node.ts';
+import { REPO, testNode, type TestNode } from '../helpers/node.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 let n: TestNode;
@@ -56,7 +56,8 @@ describe.each([
   ['hypervisor', 'boot', false],
 ] as const)('create: the %s worker killed at %s', (kind, op, isRootless) => {
   it.each(MODES)('%s → the create fails with Unavailable and rolls back', async (mode) => {
-    const id = `wc-${op.slice(0, 6)}-${mode === 'crash' ? 'b' : 'a'}`.toLowerCase(); // short: unix socket paths are capped at 108 bytes
+    // short: unix socket paths are capped at 108 bytes
+    const id = `wc-${op.slice(0, 6)}-${mode === 'crash' ? 'b' : 'a'}`.toLowerCase();
     await n.fault(kind, op, mode);
     const b = n.bundle(id, { args: ['sleep', '600'], emptyRootfs: true });
     await expect(

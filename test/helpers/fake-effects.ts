@@ -118,7 +118,10 @@ export function run(machine: LifecycleMachine, fx: Effects, id = 'sb1') {
   return { actor, emitted };
 }
 
-/** Resolves once `pred` holds for the actor's snapshot (checked on every snapshot it emits); rejects naming its state after `ms`. */
+/**
+ * Resolves once `pred` holds for the actor's snapshot (checked on every snapshot it emits);
+ * rejects naming its state after `ms`.
+ */
 export async function until(
   actor: AnyActorRef,
   pred: (value: string) => boolean,

@@ -57,7 +57,10 @@ export interface BundleOptions {
   resources?: Record<string, unknown>;
 }
 
-/** `simulate`: the hypervisor worker runs simulated VMs (no QEMU), for scale tests and benchmarks; `env`: more for the agent. */
+/**
+ * `simulate`: the hypervisor worker runs simulated VMs (no QEMU), for scale tests and benchmarks;
+ * `env`: more for the agent.
+ */
 export async function testNode(opts: { faults?: boolean; simulate?: boolean; env?: NodeJS.ProcessEnv } = {}) {
   const dataDir = mkdtempSync('/tmp/corral-e2e-');
   chmodSync(dataDir, 0o755); // a rootless VMM user must traverse it to reach its sandbox's share

@@ -14,7 +14,8 @@ const dir = mkdtempSync('/tmp/corral-rules-');
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 for (const f of ['vmlinux', 'initrd']) writeFileSync(join(dir, f), 'x'.repeat(4096));
 const toml = (extra = '', runtime = '') =>
-  `[hypervisor.qemu]\npath = "/bin/true"\nkernel = "${dir}/vmlinux"\ninitrd = "${dir}/initrd"\nmachine_type = "microvm"\nshared_fs = "virtio-9p"\n${extra}\n[runtime]\n${runtime}\n`;
+  `[hypervisor.qemu]\npath = "/bin/true"\nkernel = "${dir}/vmlinux"\ninitrd = "${dir}/initrd"\n` +
+  `machine_type = "microvm"\nshared_fs = "virtio-9p"\n${extra}\n[runtime]\n${runtime}\n`;
 writeFileSync(
   join(dir, 'static.toml'),
   toml('default_vcpus = 1\ndefault_memory = 2048', 'static_sandbox_resource_mgmt = true'),
@@ -105,7 +106,7 @@ describe('create rules', () => {
     });
   });
 
-  it('a pod container reuses its sandbox config, mounts and binds into the sandbox share, and reports the VMM pid', async () => {
+  it('a pod container reuses its sandbox config, bind-mounts into the sandbox share, reports the VMM pid', async () => {
     const r = rules({ CORRAL_CONF_FILE: join(dir, 'env.toml') });
     const sb = req('sb2', bundle('sb2', { 'io.kubernetes.cri.container-type': 'sandbox' }));
     const sbPlan = await r.configure(sb, await r.validate(sb));

@@ -73,19 +73,24 @@ describe('the event log survives a nats-server killed with SIGKILL', () => {
     const stored = (await readRecords(nats.nc, { node: n })).map((r) => r.seq);
     expect(stored).toEqual([...acks].sort((a, b) => a - b)); // every ack names a record that is there
     console.log(
-      `durability(a): ${N} acked appends in ${appendMs} ms; SIGKILL + restart ${restartMs} ms; read back ${N} in ${readMs} ms`,
+      `durability(a): ${N} acked appends in ${appendMs} ms; SIGKILL + restart ${restartMs} ms; ` +
+        `read back ${N} in ${readMs} ms`,
     );
   });
 
-  it('a Nats-Msg-Id is still remembered after the restart (a retried publish whose ack died with the server is stored once)', async () => {
-    const n = freshNode();
-    const log = new EventLog(nats.nc, n);
-    const first = await log.append('dedup', 'input', { i: 0 }, `${n}:fixed-id`);
-    await nats.restart();
-    const again = await log.append('dedup', 'input', { i: 0 }, `${n}:fixed-id`);
-    expect(again).toBe(first);
-    expect((await bySandbox(n)).get('dedup')).toEqual([0]);
-  });
+  it(
+    'a Nats-Msg-Id is still remembered after the restart ' +
+      '(a retried publish whose ack died with the server is stored once)',
+    async () => {
+      const n = freshNode();
+      const log = new EventLog(nats.nc, n);
+      const first = await log.append('dedup', 'input', { i: 0 }, `${n}:fixed-id`);
+      await nats.restart();
+      const again = await log.append('dedup', 'input', { i: 0 }, `${n}:fixed-id`);
+      expect(again).toBe(first);
+      expect((await bySandbox(n)).get('dedup')).toEqual([0]);
+    },
+  );
 });
 
 describe('appends in flight while nats-server restarts', () => {
@@ -145,11 +150,12 @@ describe('appends in flight while nats-server restarts', () => {
     const stored = new Set((await readRecords(nats.nc, { node: n })).map((r) => r.seq));
     for (const r of results) expect(stored.has(r.seq!)).toBe(true);
     console.log(
-      `durability(b): 1200 appends across a SIGKILL + restart (down 300 ms) in ${totalMs} ms, ${log.retries} publishes retried, 0 lost, 0 duplicated`,
+      `durability(b): 1200 appends across a SIGKILL + restart (down 300 ms) in ${totalMs} ms, ` +
+        `${log.retries} publishes retried, 0 lost, 0 duplicated`,
     );
   });
 
-  it('also when the server stays down longer than one publish waits for its ack (attempts time out and are retried)', async () => {
+  it("also when the server stays down past one publish's ack timeout (attempts time out and are retried)", async () => {
     const n = freshNode();
     const log = new EventLog(nats.nc, n, { attemptTimeoutMs: 400 });
     const { results, totalMs } = await appendAcrossRestart({
@@ -165,7 +171,8 @@ describe('appends in flight while nats-server restarts', () => {
     for (let s = 0; s < 3; s++) expect(got.get(`s${s}`)).toEqual(range(100));
     expect(log.retries).toBeGreaterThan(0);
     console.log(
-      `durability(b'): 300 appends across a restart with the server down 1.5 s in ${totalMs} ms, ${log.retries} publishes retried, 0 lost, 0 duplicated`,
+      `durability(b'): 300 appends across a restart with the server down 1.5 s in ${totalMs} ms, ` +
+        `${log.retries} publishes retried, 0 lost, 0 duplicated`,
     );
   });
 
@@ -201,7 +208,7 @@ describe('appends in flight while nats-server restarts', () => {
 });
 
 describe('requests across a restart (rpc.ts)', () => {
-  it('a request with an opId is sent again when the connection comes back, so a reply lost with the server is not waited for', async () => {
+  it('a request with an opId is re-sent on reconnect, so a reply lost with the server is not waited for', async () => {
     // A worker-like responder on its own connection: answers a new request only once the server is down
     // (and its connection knows it), so its reply is lost; answers a repeated opId with its first outcome.
     const wc = await connectNats(nats.url, 'responder');
@@ -257,27 +264,31 @@ describe('requests across a restart (rpc.ts)', () => {
 });
 
 describe('CORRAL_EVENTS limits', () => {
-  it('file storage, limits retention, 1 GiB with discard old, max_age 365 days, 2 min duplicate window; an older stream is brought up to them', async () => {
-    const jsm = await jetstreamManager(nats.nc);
-    const cfg = (await jsm.streams.info(EVENTS_STREAM)).config;
-    expect(cfg).toMatchObject({
-      storage: 'file',
-      retention: 'limits',
-      discard: 'old',
-      max_bytes: 1024 ** 3,
-      max_age: 365 * 86_400 * 1e9,
-      duplicate_window: 120 * 1e9,
-    });
-    // a stream made by an older Corral (no max_age) gets it on the next start
-    await jsm.streams.update(EVENTS_STREAM, { max_age: 0 });
-    expect((await jsm.streams.info(EVENTS_STREAM)).config.max_age).toBe(0);
-    await ensureEventStream(nats.nc);
-    expect((await jsm.streams.info(EVENTS_STREAM)).config.max_age).toBe(365 * 86_400 * 1e9);
-  });
+  it(
+    'file storage, limits retention, 1 GiB with discard old, max_age 365 days, 2 min duplicate window; ' +
+      'an older stream is brought up to them',
+    async () => {
+      const jsm = await jetstreamManager(nats.nc);
+      const cfg = (await jsm.streams.info(EVENTS_STREAM)).config;
+      expect(cfg).toMatchObject({
+        storage: 'file',
+        retention: 'limits',
+        discard: 'old',
+        max_bytes: 1024 ** 3,
+        max_age: 365 * 86_400 * 1e9,
+        duplicate_window: 120 * 1e9,
+      });
+      // a stream made by an older Corral (no max_age) gets it on the next start
+      await jsm.streams.update(EVENTS_STREAM, { max_age: 0 });
+      expect((await jsm.streams.info(EVENTS_STREAM)).config.max_age).toBe(0);
+      await ensureEventStream(nats.nc);
+      expect((await jsm.streams.info(EVENTS_STREAM)).config.max_age).toBe(365 * 86_400 * 1e9);
+    },
+  );
 });
 
 describe('retention: the janitor purges a sandbox once it was deleted and the retention period passed', () => {
-  it("purges the old deleted sandbox only; a running one, a recent one and a reused id's new sandbox stay", async () => {
+  it("purges the old deleted sandbox only; a running one, a recent one and a reused id's new one stay", async () => {
     const n = freshNode();
     const log = new EventLog(nats.nc, n);
     const DAY = 86_400_000;
@@ -311,7 +322,8 @@ describe('retention: the janitor purges a sandbox once it was deleted and the re
     expect(kinds('recent')).toEqual(['input', 'created', 'deleted', 'state']);
     expect(kinds('running')).toEqual(['input', 'created']);
     expect(kinds('reused')).toEqual(['input', 'created']); // the new sandbox under the reused id
-    expect((await readRecords(nats.nc, { sandbox: 'old' })).filter((r) => r.node !== n)).toHaveLength(1); // not this node's
+    // not this node's
+    expect((await readRecords(nats.nc, { sandbox: 'old' })).filter((r) => r.node !== n)).toHaveLength(1);
 
     // idempotent, and a later pass (retention passed for `recent` too) takes it
     expect((await runRetention(nats.nc, { retentionMs: 7 * DAY, now, node: n })).records).toBe(0);
@@ -323,7 +335,7 @@ describe('retention: the janitor purges a sandbox once it was deleted and the re
 });
 
 describe('the generated nats-server config', () => {
-  it('2.9.10 here: written without sync_interval, the guarantee logged once, the server writes its pid file', async () => {
+  it('2.9.10 here: written without sync_interval, guarantee logged once, the server writes its pid file', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'corral-natsconf-'));
     const lines: string[] = [];
     const s = await startNatsServer({ dataDir: dir, log: (l) => lines.push(l) });
@@ -381,10 +393,11 @@ describe('the generated nats-server config', () => {
         expect(s.version?.text).toBe('2.10.22');
         expect(s.syncAlways).toBe(true);
         expect(lines).toEqual([
-          'nats-server 2.10.22: JetStream flushes every write (sync_interval: always): an acknowledged event survives a process kill, an OS crash and power loss',
+          'nats-server 2.10.22: JetStream flushes every write (sync_interval: always): ' +
+            'an acknowledged event survives a process kill, an OS crash and power loss',
         ]);
         expect(readFileSync(join(dir, 'given.conf'), 'utf8')).toMatch(
-          /jetstream \{\n  store_dir: ".*"\n  sync_interval: always\n\}/,
+          /jetstream \{\n {2}store_dir: ".*"\n {2}sync_interval: always\n\}/,
         );
       } finally {
         await s.stop();

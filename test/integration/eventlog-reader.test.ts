@@ -55,7 +55,8 @@ describe('readRecords', () => {
   });
 
   it('skips a record that does not decode, and says so', async () => {
-    await nats.nc.request(subjects.evt('rc', 'bad', 'created'), new Uint8Array([0xc1]), { timeout: 5000 }); // 0xc1: never used in MessagePack
+    // 0xc1: never used in MessagePack
+    await nats.nc.request(subjects.evt('rc', 'bad', 'created'), new Uint8Array([0xc1]), { timeout: 5000 });
     await new EventLog(nats.nc, 'rc').append('bad', 'deleted', {});
     const skipped: number[] = [];
     const rs = await readRecords(nats.nc, { node: 'rc' }, { onUndecodable: (seq) => skipped.push(seq) });

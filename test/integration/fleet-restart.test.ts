@@ -29,7 +29,7 @@ const spec = {
   linux: { resources: {} },
 };
 
-it("registry, heartbeats, the controller's copy and placement all come back after nats-server is killed and restarted", async () => {
+it("registry, heartbeats, the controller's copy and placement all come back after a nats-server restart", async () => {
   const nodeNc = await connectNats(nats.url, 'restart-node');
   const ctlNc = await connectNats(nats.url, 'restart-ctl');
   const reg = await NodeRegistry.open(nodeNc);

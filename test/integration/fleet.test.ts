@@ -216,7 +216,7 @@ describe('placement through corral.v1.fleet.task.create', () => {
     ).rejects.toMatchObject({ code: 'NotFound' });
   });
 
-  it('a node that refuses (or does not answer) is released and the next one tried; request errors come back at once', async () => {
+  it('a node that refuses (or is silent) is released, the next one tried; request errors return at once', async () => {
     const [ra, rb] = await Promise.all([
       simNode(nats.nc, registry, 'ra', CAP(10)),
       simNode(nats.nc, registry, 'rb', CAP(10)),
@@ -269,7 +269,7 @@ describe('placement through corral.v1.fleet.task.create', () => {
 });
 
 describe('node loss', () => {
-  it('a node whose heartbeats stop is marked lost within the bound; its sandboxes are reported lost, once', async () => {
+  it('a node whose heartbeats stop is marked lost within the bound; its sandboxes reported lost, once', async () => {
     const nodes = await Promise.all(['xa', 'xb', 'xc'].map((n) => simNode(nats.nc, registry, n, CAP(10))));
     const cs = await controllers({ policy: 'spread', boundMs: 3000 });
     for (let i = 0; i < 6; i++) await fleetCreate(create(`x-${i}`));
@@ -304,7 +304,8 @@ describe('node loss', () => {
 
     const sinceBeat = detectedAt - lastBeat;
     console.log(
-      `node loss: heartbeats of xb stopped; marked lost ${sinceBeat} ms after its last heartbeat (${detectedAt - stoppedAt} ms after they stopped); bound 3000 ms + 1000 ms slack`,
+      `node loss: heartbeats of xb stopped; marked lost ${sinceBeat} ms after its last heartbeat ` +
+        `(${detectedAt - stoppedAt} ms after they stopped); bound 3000 ms + 1000 ms slack`,
     );
     expect(sinceBeat).toBeGreaterThan(3000);
     expect(sinceBeat).toBeLessThanOrEqual(4000);
@@ -322,7 +323,7 @@ describe('node loss', () => {
     expect((await entryOf('xb')).state).toBe('ready');
   });
 
-  it("with CORRAL_EVENTS present, each sandbox's lost record is stored in the event log (once, with two controllers)", async () => {
+  it("with CORRAL_EVENTS, each sandbox's lost record is in the event log (once, with two controllers)", async () => {
     await ensureEventStream(nats.nc);
     const [ya] = await Promise.all(
       ['ya', 'yb'].map((n) => simNode(nats.nc, registry, n, CAP(4), { heartbeatMs: 100 })),
@@ -341,7 +342,7 @@ describe('node loss', () => {
 });
 
 describe('the agent keeps its entry honest', () => {
-  it('heartbeats put back a held reservation an overwrite dropped, and drop one nobody holds once it is old', async () => {
+  it('heartbeats put back a held reservation an overwrite dropped, and drop one nobody holds once old', async () => {
     const agent = new AgentRegistration(registry, {
       node: 'hh',
       capacity: CAP(4),
@@ -493,7 +494,7 @@ describe('corral fleet controller (a process)', () => {
 });
 
 describe('scale (simulated nodes)', () => {
-  it('100 simulated nodes, 10,000 placements through two controllers: none past capacity, every slot used', async () => {
+  it('100 simulated nodes, 10,000 placements via two controllers: none past capacity, every slot used', async () => {
     const N = 100;
     const TOTAL = 10_000;
     const IN_FLIGHT = 64;
@@ -595,10 +596,16 @@ describe('scale (simulated nodes)', () => {
     const conflicts = cs.reduce((a, c) => a + c.stats.conflicts, 0);
     console.log(
       [
-        `scale: ${N} SIMULATED nodes (AgentRegistration + fake Task API in this process; no VM runs), 2 controllers, ${IN_FLIGHT} requests in flight`,
-        `scale: ${TOTAL} placements in ${secs.toFixed(1)} s (pipelined part: ${Math.round((TOTAL - 200) / pipelinedSecs)}/s): ${JSON.stringify(codes)}; fleet capacity ${capacityTotal} sandboxes`,
-        `scale: placement latency (client round trip, placed ones): one at a time p50 ${pct(alone, 50)} ms, p99 ${pct(alone, 99)} ms; ${IN_FLIGHT} in flight p50 ${pct(lat, 50)} ms, p99 ${pct(lat, 99)} ms`,
-        `scale: ${revisions} registry revisions checked, ${conflicts} revision conflicts retried; served ${cs.map((c) => `${c.name}=${c.stats.placed}`).join(' ')}; nodes marked lost: ${lost.length}`,
+        `scale: ${N} SIMULATED nodes (AgentRegistration + fake Task API in this process; no VM runs), ` +
+          `2 controllers, ${IN_FLIGHT} requests in flight`,
+        `scale: ${TOTAL} placements in ${secs.toFixed(1)} s ` +
+          `(pipelined part: ${Math.round((TOTAL - 200) / pipelinedSecs)}/s): ${JSON.stringify(codes)}; ` +
+          `fleet capacity ${capacityTotal} sandboxes`,
+        `scale: placement latency (client round trip, placed ones): ` +
+          `one at a time p50 ${pct(alone, 50)} ms, p99 ${pct(alone, 99)} ms; ` +
+          `${IN_FLIGHT} in flight p50 ${pct(lat, 50)} ms, p99 ${pct(lat, 99)} ms`,
+        `scale: ${revisions} registry revisions checked, ${conflicts} revision conflicts retried; ` +
+          `served ${cs.map((c) => `${c.name}=${c.stats.placed}`).join(' ')}; nodes marked lost: ${lost.length}`,
       ].join('\n'),
     );
 
@@ -614,7 +621,8 @@ describe('scale (simulated nodes)', () => {
       expect(e.used.memoryMiB).toBeLessThanOrEqual(e.capacity.memoryMiB);
       expect(e.used.sandboxes).toBeLessThanOrEqual(e.capacity.sandboxes);
       expect(e.used.sandboxes).toBe(slots[i]); // full: requests exceeded capacity
-      expect(Object.keys(e.reservations).sort()).toEqual([...n.created.keys()].sort()); // the node got exactly what was reserved on it
+      // the node got exactly what was reserved on it
+      expect(Object.keys(e.reservations).sort()).toEqual([...n.created.keys()].sort());
     }
     expect(secs).toBeLessThan(60);
   }, 180_000);

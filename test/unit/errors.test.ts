@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { CODES, CorralError, ensureError, err } from '../../src/errors.ts';
+import { CODES, type CorralError, ensureError, err } from '../../src/errors.ts';
 
 describe('error catalogue', () => {
   const doc = readFileSync(new URL('../../docs/api.md', import.meta.url), 'utf8');

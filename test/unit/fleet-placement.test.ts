@@ -135,7 +135,8 @@ describe('place', () => {
       n('d', [7, 0, 1], { labels: { zone: 'a' } }),
     ]);
     expect(m).toBe(
-      'no node can take a sandbox of 2 vCPUs, 2048 MiB, labels zone=a: 4 nodes, 2 not ready (1 cordoned, 1 lost), 1 without the labels, 1 full (d: 2 vCPUs wanted, 1 free)',
+      'no node can take a sandbox of 2 vCPUs, 2048 MiB, labels zone=a: 4 nodes, 2 not ready (1 cordoned, 1 lost), ' +
+        '1 without the labels, 1 full (d: 2 vCPUs wanted, 1 free)',
     );
   });
 });

@@ -38,7 +38,8 @@ describe('generated nats-server config', () => {
     expect(c.syncAlways).toBe(false);
     expect(c.text).not.toMatch(/^\s*sync_interval:/m);
     expect(c.guarantee).toBe(
-      "nats-server 2.9.10 does not support sync_interval: writes are flushed on the server's default interval; an OS crash can lose the last acknowledged writes (a process kill cannot)",
+      "nats-server 2.9.10 does not support sync_interval: writes are flushed on the server's default interval; " +
+        'an OS crash can lose the last acknowledged writes (a process kill cannot)',
     );
     expect(c.text).toBe(
       [
@@ -67,7 +68,7 @@ describe('generated nats-server config', () => {
     expect(c.guarantee).toMatch(/^nats-server 2\.10\.22: JetStream flushes every write \(sync_interval: always\)/);
     expect(c.text).toContain('port: 4222\n');
     expect(c.text).toMatch(
-      /jetstream \{\n  store_dir: "\/var\/lib\/corral\/nats"\n  max_file_store: 8GB\n  sync_interval: always\n\}\n$/,
+      /jetstream \{\n {2}store_dir: "\/var\/lib\/corral\/nats"\n {2}max_file_store: 8GB\n {2}sync_interval: always\n\}\n$/,
     );
   });
 

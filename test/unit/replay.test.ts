@@ -195,26 +195,30 @@ describe('replay engine', () => {
     expect(JSON.parse(r.tasks[0]!.visited.at(-1)!)).toEqual({ failed: 'clean' });
   });
 
-  it("an effect outcome journaled after its state was left (a kill's signal answered after the exit) is no divergence", async () => {
-    let answer!: () => void;
-    const rec = recorder(sandboxMachine, { signalHeld: new Promise<void>((r) => (answer = r)) });
-    await until(rec.actor, (s) => s === 'created');
-    rec.send({ type: 'start', rid: 'r-start', at: 2 });
-    await until(rec.actor, (s) => s.includes('running'));
-    rec.send({ type: 'kill', rid: 'k1', signal: 9, all: true, at: 3 });
-    await until(rec.actor, (s) => s.includes('signalling'));
-    rec.send({ type: 'exit', exitStatus: 137, exitedAt: 4 }); // before the signal's own reply
-    await until(rec.actor, (s) => s.includes('stopped'));
-    answer(); // the worker's reply lands now, and is journaled (effects.ts journals every outcome)
-    await vi.waitFor(() => expect(rec.records.some((x) => x.effect === 'signal')).toBe(true));
-    expect(rec.records.findIndex((x) => x.effect === 'signal')).toBeGreaterThan(
-      rec.records.findIndex((x) => (x.event as { type?: string } | undefined)?.type === 'exit'),
-    );
-    const r = await replay(rec.records);
-    stopAll(r);
-    expect(r.divergence).toBeUndefined();
-    expect(JSON.parse(r.tasks[0]!.visited.at(-1)!)).toEqual({ stopped: 'clean' });
-  });
+  it(
+    "an effect outcome journaled after its state was left (a kill's signal answered after the exit) " +
+      'is no divergence',
+    async () => {
+      let answer!: () => void;
+      const rec = recorder(sandboxMachine, { signalHeld: new Promise<void>((r) => (answer = r)) });
+      await until(rec.actor, (s) => s === 'created');
+      rec.send({ type: 'start', rid: 'r-start', at: 2 });
+      await until(rec.actor, (s) => s.includes('running'));
+      rec.send({ type: 'kill', rid: 'k1', signal: 9, all: true, at: 3 });
+      await until(rec.actor, (s) => s.includes('signalling'));
+      rec.send({ type: 'exit', exitStatus: 137, exitedAt: 4 }); // before the signal's own reply
+      await until(rec.actor, (s) => s.includes('stopped'));
+      answer(); // the worker's reply lands now, and is journaled (effects.ts journals every outcome)
+      await vi.waitFor(() => expect(rec.records.some((x) => x.effect === 'signal')).toBe(true));
+      expect(rec.records.findIndex((x) => x.effect === 'signal')).toBeGreaterThan(
+        rec.records.findIndex((x) => (x.event as { type?: string } | undefined)?.type === 'exit'),
+      );
+      const r = await replay(rec.records);
+      stopAll(r);
+      expect(r.divergence).toBeUndefined();
+      expect(JSON.parse(r.tasks[0]!.visited.at(-1)!)).toEqual({ stopped: 'clean' });
+    },
+  );
 
   it('a changed machine diverges at the first state that differs, naming its seq and task', async () => {
     const records = await happyLog();
@@ -240,10 +244,11 @@ describe('replay engine', () => {
     const dropped = records.filter((x) => !(x.kind === 'input' && x.effect === 'configure'));
     const r2 = await replay(dropped);
     stopAll(r2);
-    expect(r2.divergence?.seq).toBe(seqOf(records, (x) => x.kind === 'input' && x.effect === 'configure') + 1); // the state after it: still configuring
+    // the state after it: still configuring
+    expect(r2.divergence?.seq).toBe(seqOf(records, (x) => x.kind === 'input' && x.effect === 'configure') + 1);
   });
 
-  it('a state record appended after the next input (the agent chains appends per sandbox) is no divergence', async () => {
+  it('a state record appended after the next input (appends are chained per sandbox) is no divergence', async () => {
     // Live: the startProcess outcome and the exit both reach the log before the state record of the
     // first; replay has already fed the exit when it meets that record.
     const records = await happyLog();
@@ -287,7 +292,7 @@ describe('text forms', () => {
     const records = await happyLog();
     const boot = records.find((x) => x.effect === 'boot')!;
     expect(recordLine(boot)).toMatch(
-      /^\s+\d+  1970-01-01 00:00:01\.\d{3}  n1\s+sb1\s+sb1\s+input\s+boot ok: pid=4242$/,
+      /^\s+\d+ {2}1970-01-01 00:00:01\.\d{3} {2}n1\s+sb1\s+sb1\s+input\s+boot ok: pid=4242$/,
     );
     expect(recordLine(records.find(isState({ running: 'idle' }))!)).toMatch(
       /state\s+running\.idle ← xstate\.done\.actor\.startProcess$/,
@@ -299,7 +304,7 @@ describe('text forms', () => {
       r.timeline.find((e) => e.label.startsWith('boot'))!,
       r.timeline[0]!.at,
     );
-    expect(line).toMatch(/worker:hypervisor\s+effect boot ok: pid=4242 \(10 ms\)  → created$/);
+    expect(line).toMatch(/worker:hypervisor\s+effect boot ok: pid=4242 \(10 ms\) {2}→ created$/);
   });
 });
 

@@ -40,7 +40,7 @@ describe('sandboxesToPurge', () => {
     expect(sandboxesToPurge(l.rs, NOW, WEEK)).toEqual([]);
   });
 
-  it('keeps a deleted sandbox until the retention period has passed, then purges all of it (stragglers included)', () => {
+  it('keeps a deleted sandbox until the retention period passed, then purges all of it (stragglers included)', () => {
     const l = log();
     const life = l.life('old', NOW - WEEK - 1);
     l.life('recent', NOW - WEEK + 1);
@@ -88,19 +88,23 @@ describe('sandboxesToPurge', () => {
     expect(sandboxesToPurge(l.rs, NOW, WEEK).map((d) => d.sandbox)).toEqual(['clean']);
   });
 
-  it("a pod container's deleted fact does not end its sandbox; the sandbox's does, and takes the containers' records along", () => {
-    const l = log();
-    l.add('pod', 'input', NOW - 20 * DAY, { event: { type: 'create' } });
-    l.add('pod', 'created', NOW - 20 * DAY);
-    l.add('pod', 'input', NOW - 20 * DAY, { taskId: 'c1', event: { type: 'create' } });
-    l.add('pod', 'created', NOW - 20 * DAY, { taskId: 'c1' });
-    l.add('pod', 'deleted', NOW - 19 * DAY, { taskId: 'c1' });
-    expect(sandboxesToPurge(l.rs, NOW, WEEK)).toEqual([]);
-    l.add('pod', 'deleted', NOW - 18 * DAY);
-    expect(sandboxesToPurge(l.rs, NOW, WEEK)).toEqual([
-      expect.objectContaining({ sandbox: 'pod', upToSeq: 6, records: 6 }),
-    ]);
-  });
+  it(
+    "a pod container's deleted fact does not end its sandbox; " +
+      "the sandbox's does, and takes the containers' records along",
+    () => {
+      const l = log();
+      l.add('pod', 'input', NOW - 20 * DAY, { event: { type: 'create' } });
+      l.add('pod', 'created', NOW - 20 * DAY);
+      l.add('pod', 'input', NOW - 20 * DAY, { taskId: 'c1', event: { type: 'create' } });
+      l.add('pod', 'created', NOW - 20 * DAY, { taskId: 'c1' });
+      l.add('pod', 'deleted', NOW - 19 * DAY, { taskId: 'c1' });
+      expect(sandboxesToPurge(l.rs, NOW, WEEK)).toEqual([]);
+      l.add('pod', 'deleted', NOW - 18 * DAY);
+      expect(sandboxesToPurge(l.rs, NOW, WEEK)).toEqual([
+        expect.objectContaining({ sandbox: 'pod', upToSeq: 6, records: 6 }),
+      ]);
+    },
+  );
 
   it('keeps nodes apart and ignores records it cannot place', () => {
     const l = log();

@@ -1,4 +1,7 @@
-/** retrying and withDeadline on fake timers: the back-off and the deadlines are checked by the clock, not waited out. */
+/**
+ * retrying and withDeadline on fake timers: the back-off and the deadlines are checked by the clock,
+ * not waited out.
+ */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { retrying, withDeadline } from '../../src/bus/retry.ts';
 import { err } from '../../src/errors.ts';
@@ -62,7 +65,7 @@ describe('withDeadline', () => {
   it('passes a prompt result through', async () => {
     expect(await withDeadline(Promise.resolve(7), 1000, 'x')).toBe(7);
   });
-  it('a promise that never settles becomes Unavailable at the deadline, and onTimeout runs (to stop an iterator)', async () => {
+  it('a never-settling promise becomes Unavailable at the deadline; onTimeout runs (to stop an iterator)', async () => {
     let stopped = false;
     const p = withDeadline(new Promise(() => {}), 50, 'registry key listing', () => {
       stopped = true;

@@ -1,4 +1,7 @@
-/** The test helpers' waits (test/helpers/wait.ts), on fake timers: they end when the condition holds, and fail at the wait. */
+/**
+ * The test helpers' waits (test/helpers/wait.ts), on fake timers: they end when the condition holds,
+ * and fail at the wait.
+ */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { deferred, waitFor, WaitTimeoutError, within } from '../helpers/wait.ts';
 
@@ -22,7 +25,7 @@ describe('waitFor', () => {
   });
 
   it('by default waits for a truthy value (async checks too)', async () => {
-    let ready: string | undefined;
+    let ready: string | undefined = undefined;
     const p = waitFor(async () => ready, { what: 'ready' });
     await vi.advanceTimersByTimeAsync(120);
     ready = 'yes';

@@ -81,7 +81,7 @@ export function adopt(env: AdoptEnv, h: HostVm, deadlineMs: number): Promise<Ado
     env.hooks,
   );
   void watch.gone.then(() => vm.markExited({ code: null, signal: null }));
-  let settle = () => {};
+  let settle!: () => void; // set by the executor below, which runs at once
   vm.settled = new Promise<void>((r) => (settle = r));
   env.register(vm);
   return (async (): Promise<AdoptedVm | LostVm> => {
@@ -120,7 +120,9 @@ export function adopt(env: AdoptEnv, h: HostVm, deadlineMs: number): Promise<Ado
     } catch (e) {
       const reason =
         vm.abort.signal.aborted && vm.stopRequested ? 'stopped while being adopted' : ensureError(e).message;
-      await vm.destroy(500).catch(() => {});
+      await vm.destroy(500).catch(() => {
+        // It fails only if QEMU survived SIGKILL; the VM is reported lost either way (main.ts logs `reason`).
+      });
       if (!vm.stopRequested) setImmediate(() => env.hooks.events.emit('vmExit', vmExitOf(h.sandboxId)));
       return { sandboxId: h.sandboxId, pid: h.pid, reason };
     } finally {
@@ -153,7 +155,8 @@ function takeOver(
       agent.off('close', onClose);
       f();
     };
-    const onAbort = () => finish(() => reject(vm.abort.signal.reason));
+    // The reason is the CorralError given to `vm.cancel` (the only abort), which ensureError returns as it is.
+    const onAbort = () => finish(() => reject(ensureError(vm.abort.signal.reason)));
     const onClose = () => finish(() => reject(err.unavailable('the guest agent channel closed before STATE')));
     const onMsg = (m: AgentMsg) => {
       if (m.type !== 'state' || m.token !== token) {

@@ -248,7 +248,7 @@ export class AgentChannel extends EventEmitter<{ msg: [AgentMsg]; close: []; res
       const msgs = split.push(pre).map(decodeSafe);
       const whole = split.buffered === 0 && msgs.every((m) => m !== null);
       this.emit('resync', whole ? { discarded: 0, frames: msgs.length } : { discarded: pre.length, frames: 0 });
-      if (whole) for (const m of msgs) this.emit('msg', m!);
+      if (whole) for (const m of msgs) this.emit('msg', m);
       d = s.buf.subarray(at - 4);
     }
     for (const body of this.split.push(d)) {

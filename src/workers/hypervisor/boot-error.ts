@@ -31,7 +31,9 @@ export function abortError(signal: AbortSignal, sandboxId: string, detail = ''):
 }
 
 export function bootError(e: unknown, vm: FailedVm, signal: AbortSignal): CorralError {
-  const detail = `\n--- serial console (last lines) ---\n${vm.tails?.console ?? ''}\n--- qemu stderr ---\n${vm.tails?.stderr ?? ''}`;
+  const detail =
+    `\n--- serial console (last lines) ---\n${vm.tails?.console ?? ''}` +
+    `\n--- qemu stderr ---\n${vm.tails?.stderr ?? ''}`;
   if (signal.aborted) return abortError(signal, vm.sandboxId, detail);
   let c = e instanceof CorralError ? e : err.internal(e instanceof Error ? e.message : String(e), e);
   if (vm.spawnError) c = err.internal(`cannot run QEMU: ${vm.spawnError.message}`);

@@ -88,7 +88,7 @@ export function procStart(pid: number): { ticks: string; at: number } | undefine
  * time): how the exit of a process that is not our child is noticed. `stop()` ends the watch.
  */
 export function watchPid(pid: number, ticks: string, everyMs = 200): { gone: Promise<void>; stop: () => void } {
-  let stop = () => {};
+  let stop!: () => void; // set by the executor below, which runs at once
   const gone = new Promise<void>((resolve) => {
     const t = setInterval(() => {
       if (procStart(pid)?.ticks !== ticks) {

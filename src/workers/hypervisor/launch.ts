@@ -113,7 +113,10 @@ export async function launch(env: LaunchEnv, r: LaunchRequest): Promise<Vm | nul
   }
 }
 
-/** Resolves 'ready' on the agent's READY, 'silent' past `probeUntil` or when QMP reports a dead guest; rejects otherwise. */
+/**
+ * Resolves 'ready' on the agent's READY, 'silent' past `probeUntil` or when QMP reports a dead guest;
+ * rejects otherwise.
+ */
 function waitReady(
   vm: Vm,
   signal: AbortSignal,
@@ -133,8 +136,8 @@ function waitReady(
     const onMsg = (m: AgentMsg) => {
       if (m.type === 'ready') done(() => resolve('ready'));
     };
-    const onAbort = () => done(() => reject(signal.reason));
-    if (signal.aborted) return reject(signal.reason);
+    const onAbort = () => done(() => reject(abortError(signal, vm.sandboxId)));
+    if (signal.aborted) return reject(abortError(signal, vm.sandboxId));
     if (vm.ready) return resolve('ready');
     vm.agent?.on('msg', onMsg);
     signal.addEventListener('abort', onAbort, { once: true });
@@ -154,7 +157,9 @@ function waitReady(
         (s) => {
           if (s.status === 'internal-error' || s.status === 'guest-panicked') done(() => resolve('silent'));
         },
-        () => {},
+        () => {
+          // A probe that failed is retried at the next poll; a QEMU that died is noticed through `vm.exited`.
+        },
       );
     }, 250);
   });

@@ -92,7 +92,8 @@ export async function startHypervisorWorker(o: HypervisorWorkerOptions) {
   const fact = (ev: WorkerEvent) => {
     const p = facts.append(ev.sandboxId, 'worker', { event: ev });
     appended.set(ev, p);
-    p.catch((e) => o.log?.error({ err: e, event: ev }, 'worker fact not stored')).finally(() => appended.delete(ev));
+    const notStored = (e: unknown) => o.log?.error({ err: e, event: ev }, 'worker fact not stored');
+    p.catch(notStored).finally(() => appended.delete(ev));
   };
   driver.on('exit', fact);
   driver.on('vmExit', fact);
@@ -136,9 +137,12 @@ function logAdoption(log: HypervisorWorkerOptions['log'], r: Adoption, found: Sc
   );
   const list = (vs: { sandboxId: string; pid: number; reason: string }[]) =>
     vs.map((s) => `${s.sandboxId} pid ${s.pid}: ${s.reason}`).join('; ');
+  const adopted = r.adopted
+    .map((a) => `${a.sandboxId} pid ${a.pid}: ${a.running.length} running, ${a.exited.length} exited meanwhile`)
+    .join('; ');
   log?.info(
     { adopted: r.adopted, stopped: r.stopped, dead: r.dead, untagged: others },
-    `hypervisor worker re-attached: adopted ${r.adopted.length} VM(s) [${r.adopted.map((a) => `${a.sandboxId} pid ${a.pid}: ${a.running.length} running, ${a.exited.length} exited meanwhile`).join('; ')}], ` +
+    `hypervisor worker re-attached: adopted ${r.adopted.length} VM(s) [${adopted}], ` +
       `stopped ${r.stopped.length} [${list(r.stopped)}], found ${r.dead.length} dead [${list(r.dead)}]` +
       (others.length ? `, left ${others.length} untagged Corral QEMU(s) alone` : ''),
   );

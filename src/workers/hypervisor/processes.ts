@@ -4,7 +4,7 @@
  * event: from the guest, or with status 255 when its VM went away first (`endAll`).
  */
 import type { EventEmitter } from 'node:events';
-import { CorralError, err } from '../../errors.ts';
+import { err, type CorralError } from '../../errors.ts';
 import type { ProcessSpec } from '../../domain/ops.ts';
 import {
   MAX_FRAME,

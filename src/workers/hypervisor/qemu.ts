@@ -132,7 +132,8 @@ export class QemuDriver extends EventEmitter<HypervisorEvents> implements Hyperv
       // Under `auto`, any failure of the KVM attempt (QEMU dying, a silent guest) means: use TCG.
       const probeUntil = Date.now() + this.o.kvmProbeMs;
       const vm = await launch(this.launchEnv, { ...req, accel: 'kvm', probeUntil }).catch((e: unknown) => {
-        if (signal.aborted || (e instanceof CorralError && e.code === 'Cancelled')) throw e; // stop() during the attempt
+        // Aborted (a stop() during the attempt): no failure of KVM, pass it on as it is.
+        if (signal.aborted || (e instanceof CorralError && e.code === 'Cancelled')) throw e;
         if (spec.accel === 'kvm') throw err.unavailable(`KVM is not usable here: ${(e as Error).message}`, e);
         return null;
       });

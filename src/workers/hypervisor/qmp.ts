@@ -4,8 +4,16 @@
  * Every call has a timeout; a closed socket fails whatever is pending with Unavailable.
  */
 import type { Socket } from 'node:net';
-import { CorralError, err } from '../../errors.ts';
+import { err, type CorralError } from '../../errors.ts';
 import { connectUnix, type ConnectOptions } from './unix-socket.ts';
+
+/** One line QEMU sends: its greeting, a reply to a command of ours (by `id`), or an event. */
+interface QmpMessage {
+  QMP?: unknown;
+  id?: number;
+  return?: unknown;
+  error?: { class?: string; desc?: string };
+}
 
 interface Pending {
   resolve: (v: unknown) => void;
@@ -99,9 +107,9 @@ export class Qmp {
       const line = this.buf.slice(0, nl).trim();
       this.buf = this.buf.slice(nl + 1);
       if (!line) continue;
-      let msg: { QMP?: unknown; id?: number; return?: unknown; error?: { class?: string; desc?: string } };
+      let msg: QmpMessage;
       try {
-        msg = JSON.parse(line);
+        msg = JSON.parse(line) as QmpMessage;
       } catch {
         continue;
       }

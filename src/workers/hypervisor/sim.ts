@@ -68,7 +68,9 @@ export class SimDriver extends EventEmitter<HypervisorEvents> implements Hypervi
   async adoptAll(): Promise<Adoption> {
     return { adopted: [], stopped: [], dead: [] };
   }
-  async settled(_sandboxId: string): Promise<void> {}
+  async settled(_sandboxId: string): Promise<void> {
+    // Nothing to wait for: a simulated VM is never adopted, so it is settled as soon as it exists.
+  }
 
   list(): ManagedVm[] {
     return [...this.vms].map(([sandboxId, v]) => ({

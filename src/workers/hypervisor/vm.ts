@@ -85,8 +85,9 @@ export class Vm implements FailedVm {
   readonly procs: GuestProcesses;
   private current: VmState;
   private destroying?: Promise<void>;
-  private markExitedOnce: () => void = () => {};
-  private markGone: () => void = () => {};
+  // Both set in the constructor, by the executors of `exited` and `gone` (which run at once).
+  private markExitedOnce!: () => void;
+  private markGone!: () => void;
   private unwatch?: () => void;
 
   constructor(
@@ -211,7 +212,9 @@ export class Vm implements FailedVm {
         if (!this.exitInfo && this.pid > 0) {
           if (graceMs > 0 && this.qmp && !this.qmp.isClosed) {
             this.requested = true;
-            await this.qmp.quit(Math.min(1000, graceMs)).catch(() => {});
+            await this.qmp.quit(Math.min(1000, graceMs)).catch(() => {
+              // A quit that failed is no matter: SIGTERM, then SIGKILL, follow below if QEMU is still there.
+            });
           }
           if (!(await waitFor(this.exited, graceMs))) {
             this.requested = true;

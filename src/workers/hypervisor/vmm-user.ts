@@ -45,7 +45,10 @@ export interface CreateVmmUserOptions {
   runUserRoot?: string;
   /** @default '/dev/kvm' */
   kvmDevice?: string;
-  /** The node the user is made for; it goes into the comment, so that reconciliation on a shared host touches only its own. */
+  /**
+   * The node the user is made for; it goes into the comment, so that reconciliation on a shared host
+   * touches only its own.
+   */
   node?: string;
   /** Fault injection for tests: a throw here is a failure of `step`. `sofar` is what exists by then. */
   onStep?: (step: VmmUserStep, sofar: Partial<VmmUser>) => void | Promise<void>;
@@ -135,7 +138,11 @@ async function addUser(sandboxId: string, node?: string): Promise<string> {
     last = failureMessage(useradd + ' ' + args.join(' '), r);
     // 9: the name is taken (by someone else: leave it). Any other failure may have left a partial
     // entry of ours behind; remove it before trying the next name.
-    if (r.code !== 9 && (await getentPasswd(name).catch(() => undefined))) await deleteUser(name).catch(() => {});
+    if (r.code !== 9 && (await getentPasswd(name).catch(() => undefined)))
+      await deleteUser(name).catch(() => {
+        // Best effort: the next name is tried either way, and an entry left behind names the sandbox in
+        // its comment, so a removeUser without a name finds it (vmmUsersOfSandbox).
+      });
     // 10: /etc/passwd is locked by a concurrent useradd; give it a moment.
     if (r.code === 10 || r.code === 1) await sleep(20 + randomInt(0, 80));
   }

@@ -60,7 +60,11 @@ export async function startMountWorker(o: MountWorkerOptions): Promise<MountWork
     handlers[op] = (req, ctx) => {
       const p = h(req, ctx);
       inflight.add(p);
-      void p.finally(() => inflight.delete(p)).catch(() => {});
+      void p
+        .finally(() => inflight.delete(p))
+        .catch(() => {
+          // The rejection is returned to the harness, which answers with it; this copy only tracks `inflight`.
+        });
       return p;
     };
   }

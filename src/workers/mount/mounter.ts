@@ -6,16 +6,15 @@
  * Arguments arrive typed (see validate.ts); paths are checked here against the roots, because that
  * check is this class's security boundary whoever calls it.
  */
-import { chmod, lstat, mkdir, realpath, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
-import { dirname, posix } from 'node:path';
-import { CorralError, ensureError, err } from '../../errors.ts';
+import { chmod, mkdir, stat, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { ensureError, err } from '../../errors.ts';
 import type { MountOps, MountSpec } from '../../domain/ops.ts';
 import {
   componentError,
   createdChain,
   describeStack,
   errnoOf,
-  isBindSpec,
   lstatOrUndefined,
   mountCmd,
   mountOne,
@@ -90,7 +89,11 @@ export class Mounter {
     this.lazyReserveMs = o.lazyReserveMs ?? 1000;
     this.undoTimeoutMs = o.undoTimeoutMs ?? 10_000;
     this.mountInfo = o.mountInfo ?? (() => readMountInfo());
-    this.afterCreate = o.afterCreate ?? (() => {});
+    this.afterCreate =
+      o.afterCreate ??
+      (() => {
+        // No fault injection: nothing to do between creating the target and mounting.
+      });
   }
 
   /**
@@ -108,7 +111,8 @@ export class Mounter {
       if (stack.length > 0) {
         if (await stackMatches(info, stack, req.mounts)) return { mounted: req.mounts.length, createdDir: false };
         throw err.precondition(
-          `${target} already holds ${stack.length} mount(s) (${describeStack(stack)}) that differ from the requested rootfs; unmount it first`,
+          `${target} already holds ${stack.length} mount(s) (${describeStack(stack)}) ` +
+            'that differ from the requested rootfs; unmount it first',
         );
       }
 
@@ -145,7 +149,10 @@ export class Mounter {
     }
   }
 
-  /** `mount --bind source target` (target created with parents; a file when the source is a file), then `remount,bind,ro` when `readonly`. */
+  /**
+   * `mount --bind source target` (target created with parents; a file when the source is a file), then
+   * `remount,bind,ro` when `readonly`.
+   */
   async bind(req: { source: string; target: string; readonly?: boolean }, ctx: OpCtx): Promise<Res<'bind'>> {
     const target = await this.policy.check(req.target, 'target');
     const source = await this.sources.check(req.source, 'source');
@@ -175,7 +182,8 @@ export class Mounter {
       if (existing) {
         if (existing.isDirectory() !== srcStat.isDirectory()) {
           throw err.precondition(
-            `bind target ${target} exists but is ${existing.isDirectory() ? 'a directory' : 'not a directory'} while the source is ${srcStat.isDirectory() ? 'one' : 'not'}`,
+            `bind target ${target} exists but is ${existing.isDirectory() ? 'a directory' : 'not a directory'} ` +
+              `while the source is ${srcStat.isDirectory() ? 'one' : 'not'}`,
           );
         }
       }
@@ -225,7 +233,10 @@ export class Mounter {
     }
   }
 
-  /** Create a directory with parents (0755) and exactly `mode` (umask ignored). An existing directory is left as it is. */
+  /**
+   * Create a directory with parents (0755) and exactly `mode` (umask ignored). An existing directory is
+   * left as it is.
+   */
   async mkdir(req: { path: string; mode: number }, ctx: OpCtx): Promise<Res<'mkdir'>> {
     const path = await this.policy.check(req.path, 'path');
     const release = await this.locks.acquire([path], ctx.signal);
@@ -259,7 +270,8 @@ export class Mounter {
       if (mounted.length > 0) {
         const list = [...new Set(mounted.map((m) => m.mountPoint))];
         throw err.precondition(
-          `refusing to remove ${path}: ${list.length} mount point(s) at or below it (${list.slice(0, 5).join(', ')}${list.length > 5 ? ', ...' : ''}); unmount first`,
+          `refusing to remove ${path}: ${list.length} mount point(s) at or below it ` +
+            `(${list.slice(0, 5).join(', ')}${list.length > 5 ? ', ...' : ''}); unmount first`,
         );
       }
       // --one-file-system: should a mount appear below anyway, rm fails instead of emptying it.

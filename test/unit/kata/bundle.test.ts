@@ -27,7 +27,7 @@ describe('validBundle (§5.1) on a real file system', () => {
     expect(await validBundle('c1', path.join(bundles, 'b1'), [bundles])).toBe(path.join(bundles, 'b1'));
   });
 
-  it('resolves symlinks: a link outside the roots pointing inside is accepted, and its real path returned', async () => {
+  it('resolves symlinks: a link outside the roots pointing inside is accepted, its real path returned', async () => {
     expect(await validBundle('c1', path.join(outside, 'link-in'), [bundles])).toBe(path.join(bundles, 'b1'));
   });
 

@@ -73,7 +73,7 @@ describe('applyAnnotations: the enable_annotations gate (§3.6)', () => {
       `annotation ${H('jailer_path')} is not enabled`,
     );
   });
-  it('matching is unanchored, as Go\'s regexp.MatchString: "enable_iommu" also enables enable_iommu_platform', async () => {
+  it('matching is unanchored, as regexp.MatchString: "enable_iommu" also enables enable_iommu_platform', async () => {
     const c = await configWith(['enable_iommu']);
     expect((await hv({ [H('enable_iommu_platform')]: 'true' }, c)).enableIommuPlatform).toBe(true);
   });
@@ -159,7 +159,8 @@ describe('applyAnnotations: hypervisor CPU and memory', () => {
     await expectError(
       () => hv({ [H('default_memory')]: '255' }),
       'InvalidArgument',
-      `Memory specified in annotation ${H('default_memory')} is less than minimum required 256, please specify a larger value`,
+      `Memory specified in annotation ${H('default_memory')} is less than minimum required 256, ` +
+        'please specify a larger value',
     );
   });
 });
@@ -190,7 +191,8 @@ describe('applyAnnotations: other hypervisor keys', () => {
     await expectError(
       () => hv({ [H('shared_fs')]: v }),
       'InvalidArgument',
-      `Invalid hypervisor shared file system ${v} specified for annotation shared_fs, (supported file systems: [virtio-9p virtio-fs])`,
+      `Invalid hypervisor shared file system ${v} specified for annotation shared_fs, ` +
+        '(supported file systems: [virtio-9p virtio-fs])',
     );
   });
   it('switching to virtio-fs needs a daemon', async () => {
@@ -247,7 +249,8 @@ describe('applyAnnotations: other hypervisor keys', () => {
     await expectError(
       () => hv({ [H('block_device_driver')]: 'ide' }),
       'InvalidArgument',
-      'Invalid hypervisor block storage driver ide specified in annotation (supported drivers: [virtio-scsi virtio-blk virtio-mmio nvdimm virtio-blk-ccw])',
+      'Invalid hypervisor block storage driver ide specified in annotation ' +
+        '(supported drivers: [virtio-scsi virtio-blk virtio-mmio nvdimm virtio-blk-ccw])',
     );
   });
   it.each([

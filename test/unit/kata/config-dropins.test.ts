@@ -133,7 +133,8 @@ internetworking_model = "tcfilter"
     await expectError(
       () => load(),
       'InvalidArgument',
-      `error decoding file ${JSON.stringify(f)}: hypervisor.qemu.default_vcpus must be an integer from -2147483648 to 2147483647`,
+      `error decoding file ${JSON.stringify(f)}: ` +
+        'hypervisor.qemu.default_vcpus must be an integer from -2147483648 to 2147483647',
     );
   });
 

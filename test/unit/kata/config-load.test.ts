@@ -155,7 +155,8 @@ describe('loadRuntimeConfig: compiled defaults (§3.3)', () => {
 
   it('booleans and lists are copied', async () => {
     const h = await hv(
-      'rootless = true\ndisable_block_device_use = true\nenable_annotations = ["enable_iommu"]\nvalid_hypervisor_paths = ["/usr/bin/qemu*"]\ndisable_guest_selinux = false',
+      'rootless = true\ndisable_block_device_use = true\nenable_annotations = ["enable_iommu"]\n' +
+        'valid_hypervisor_paths = ["/usr/bin/qemu*"]\ndisable_guest_selinux = false',
     );
     expect(h).toMatchObject({
       rootless: true,
@@ -184,12 +185,14 @@ describe('loadRuntimeConfig: compiled defaults (§3.3)', () => {
 describe('loadRuntimeConfig: kernel parameters (§3.4)', () => {
   it('user kernel_params come last', async () => {
     expect(kernelCmdline((await hv('kernel_params = "quiet systemd.unit=x"')).kernelParams)).toBe(
-      'systemd.unit=kata-containers.target systemd.mask=systemd-networkd.service systemd.mask=systemd-networkd.socket scsi_mod.scan=none quiet systemd.unit=x',
+      'systemd.unit=kata-containers.target systemd.mask=systemd-networkd.service ' +
+        'systemd.mask=systemd-networkd.socket scsi_mod.scan=none quiet systemd.unit=x',
     );
   });
   it('an initrd gets no systemd params; virtio-blk no scsi param; agent params follow', async () => {
     const c = await load(
-      `${qemuToml(`initrd = "${INITRD}"\nblock_device_driver = "virtio-blk"`, { image: false })}\n[agent.kata]\nenable_debug = true\ndebug_console_enabled = true`,
+      `${qemuToml(`initrd = "${INITRD}"\nblock_device_driver = "virtio-blk"`, { image: false })}\n` +
+        '[agent.kata]\nenable_debug = true\ndebug_console_enabled = true',
     );
     expect(kernelCmdline(c.hypervisor.kernelParams)).toBe(
       'agent.log=debug agent.debug_console agent.debug_console_vport=1026',
@@ -208,7 +211,8 @@ describe('loadRuntimeConfig: value rules', () => {
     await expectError(
       () => hv('shared_fs = "nfs"'),
       'InvalidArgument',
-      `${CONF}: Invalid hypervisor shared file system nfs specified (supported file systems: [virtio-9p virtio-fs virtio-fs-nydus none])`,
+      `${CONF}: Invalid hypervisor shared file system nfs specified ` +
+        '(supported file systems: [virtio-9p virtio-fs virtio-fs-nydus none])',
     );
   });
   it.each(['virtio-fs', 'virtio-fs-nydus'])('%s requires virtio_fs_daemon', async (v) => {
@@ -220,7 +224,8 @@ describe('loadRuntimeConfig: value rules', () => {
     );
   });
   it('virtio-9p needs no daemon', async () => {
-    const toml = `[hypervisor.qemu]\npath = "${QEMU}"\nkernel = "${KERNEL}"\nimage = "${IMAGE}"\nshared_fs = "virtio-9p"`;
+    const toml =
+      `[hypervisor.qemu]\npath = "${QEMU}"\nkernel = "${KERNEL}"\nimage = "${IMAGE}"\n` + 'shared_fs = "virtio-9p"';
     expect((await load(toml)).hypervisor.sharedFs).toBe('virtio-9p');
   });
   it.each(['virtio-scsi', 'virtio-blk', 'virtio-mmio', 'nvdimm', 'virtio-blk-ccw'])(
@@ -233,14 +238,16 @@ describe('loadRuntimeConfig: value rules', () => {
     await expectError(
       () => hv('block_device_driver = "ide"'),
       'InvalidArgument',
-      `${CONF}: Invalid hypervisor block storage driver ide specified (supported drivers: [virtio-scsi virtio-blk virtio-mmio nvdimm virtio-blk-ccw])`,
+      `${CONF}: Invalid hypervisor block storage driver ide specified ` +
+        '(supported drivers: [virtio-scsi virtio-blk virtio-mmio nvdimm virtio-blk-ccw])',
     );
   });
   it('an invalid block_device_aio is rejected', async () => {
     await expectError(
       () => hv('block_device_aio = "posix"'),
       'InvalidArgument',
-      `${CONF}: Invalid hypervisor block storage I/O mechanism posix specified (supported AIO: [io_uring native threads])`,
+      `${CONF}: Invalid hypervisor block storage I/O mechanism posix specified ` +
+        '(supported AIO: [io_uring native threads])',
     );
   });
   it('an invalid extra_monitor_socket is rejected', async () => {
@@ -411,7 +418,8 @@ describe('loadRuntimeConfig: hypervisor sections', () => {
 describe('loadRuntimeConfig: [agent.*] and [factory]', () => {
   it('an agent table sets LongLiveConn and its keys', async () => {
     const c = await load(
-      `${qemuToml()}\n[agent.kata]\nenable_tracing = true\nkernel_modules = ["e1000e InterruptThrottleRate=3000"]\ndial_timeout = 45`,
+      `${qemuToml()}\n[agent.kata]\nenable_tracing = true\n` +
+        'kernel_modules = ["e1000e InterruptThrottleRate=3000"]\ndial_timeout = 45',
     );
     expect(c.agent).toEqual({
       longLiveConn: true,

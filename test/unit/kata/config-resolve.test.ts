@@ -56,7 +56,8 @@ describe('resolveConfigPath: precedence (§3.1, Corral)', () => {
     await expectError(
       () => resolve({ defaultPaths: ['/a.toml', '/b/c.toml'] }),
       'NotFound',
-      'Cannot find usable config file (config file "/a.toml" unresolvable: file /a.toml does not exist, config file "/b/c.toml" unresolvable: file /b/c.toml does not exist)',
+      'Cannot find usable config file (config file "/a.toml" unresolvable: file /a.toml does not exist, ' +
+        'config file "/b/c.toml" unresolvable: file /b/c.toml does not exist)',
     );
   });
   it('no defaults at all', async () => {
@@ -101,7 +102,8 @@ describe('resolveConfigPath: named files that do not resolve', () => {
 
 describe('resolveConfigPath: the annotation is honoured only inside an allowed directory', () => {
   const outside = (p: string, dirs = '/etc/corral/pods') =>
-    `config path ${p} from annotation io.katacontainers.config_path is outside the allowed config directories (${dirs})`;
+    `config path ${p} from annotation io.katacontainers.config_path ` +
+    `is outside the allowed config directories (${dirs})`;
   it('outside every allowed directory → InvalidArgument, without falling back', async () => {
     await expectError(
       () => resolve({ ...ann('/tmp/evil.toml'), configPath: '/opt/option.toml' }),

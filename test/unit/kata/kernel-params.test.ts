@@ -29,8 +29,9 @@ describe('kernel parameters (§3.4)', () => {
       user: parseKernelParams('quiet scsi_mod.scan=all'),
     });
     expect(kernelCmdline(p)).toBe(
-      'systemd.unit=kata-containers.target systemd.mask=systemd-networkd.service systemd.mask=systemd-networkd.socket ' +
-        'scsi_mod.scan=none agent.log=debug agent.trace=true agent.debug_console agent.debug_console_vport=1026 quiet scsi_mod.scan=all',
+      'systemd.unit=kata-containers.target systemd.mask=systemd-networkd.service ' +
+        'systemd.mask=systemd-networkd.socket scsi_mod.scan=none agent.log=debug agent.trace=true ' +
+        'agent.debug_console agent.debug_console_vport=1026 quiet scsi_mod.scan=all',
     );
   });
   it('an initrd gets no systemd params; virtio-blk no scsi param', () => {
