@@ -154,7 +154,7 @@ export function taskEffects(
         call(
           'hypervisor',
           'signal',
-          { sandboxId: input.plan.sandboxId, containerId: input.id, signal: input.signal },
+          { sandboxId: input.plan.sandboxId, containerId: input.id, signal: input.signal, all: input.all },
           DEADLINES.process,
           signal,
         ),

@@ -109,7 +109,7 @@ export function taskApi(rt: TaskRuntime, onShutdown?: () => void): Record<string
     delete: (body, reply) => command(body, reply, (rid, at) => ({ type: 'delete', rid, at })),
     kill: (body, reply) => {
       const k = parseKill(body);
-      // Kata: the init process of a task is always signalled with all=true.
+      // Kata: the init process of a task is always signalled with all=true: every process of the container.
       return command(body, reply, (rid, at) => ({ type: 'kill', rid, at, signal: k.signal, all: true }));
     },
     state: async (body) => {

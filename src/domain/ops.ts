@@ -172,7 +172,8 @@ export interface HypervisorOps {
   /** Start a container's process in the guest; output and exit arrive as worker events. */
   startProcess: { req: OpBase & ProcessSpec; res: { started: boolean } };
   signal: {
-    req: OpBase & { sandboxId: string; containerId: string; signal: number };
+    /** `all`: every process of the container (its process group in the guest), not only its main process. */
+    req: OpBase & { sandboxId: string; containerId: string; signal: number; all?: boolean };
     res: { delivered: boolean };
   };
   /**

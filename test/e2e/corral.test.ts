@@ -3,11 +3,14 @@
  * (TCG here). After every scenario nothing may be left: no mount under the node's dirs, no QEMU
  * process, no temporary user, no /run/user dir, no sandbox dir.
  */
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { jetstream } from '@nats-io/jetstream';
 import { decode } from '../../src/bus/codec.ts';
 import { EVENTS_STREAM, subjects } from '../../src/bus/subjects.ts';
 import { REPO, testNode, type TestNode } from '../helpers/node.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 let n: TestNode;
 const ids: string[] = [];
@@ -92,6 +95,25 @@ describe('corral run through NATS and a QEMU guest', () => {
     await n.call('kill', { id: 'term', signal: 15 });
     expect(await n.call('wait', { id: 'term' })).toMatchObject({ exitStatus: 143 });
     await n.call('delete', { id: 'term' });
+  });
+
+  it('kill reaches every process of the container (Kata signals init with all)', async () => {
+    // The main shell ignores SIGTERM (its child, started before the trap, does not) and exits 7 once the
+    // child is gone. Signalled alone, the shell would go on forever; signalled as a group, the child dies.
+    const script =
+      'sleep 600 & p=$!; trap "" TERM; echo > /trapped; while kill -0 $p 2>/dev/null; do sleep 0.1; done; exit 7';
+    const b = n.bundle('termall', { args: ['sh', '-c', script] });
+    // The example rootfs has no /dev; a shell gives a background job /dev/null as its stdin.
+    mkdirSync(join(b, 'rootfs', 'dev'), { recursive: true });
+    writeFileSync(join(b, 'rootfs', 'dev', 'null'), '');
+    ids.push('termall');
+    await n.call('create', { id: 'termall', bundle: b });
+    await n.call('start', { id: 'termall' });
+    // The trap is set once the shell says so (a file in its rootfs, written over 9p).
+    await waitFor(() => existsSync(join(b, 'rootfs', 'trapped')), { timeoutMs: 20_000, what: 'the trap set' });
+    await n.call('kill', { id: 'termall', signal: 15, all: true });
+    expect(await n.call('wait', { id: 'termall', timeoutMs: 20_000 })).toMatchObject({ exitStatus: 7 });
+    await n.call('delete', { id: 'termall' });
   });
 
   it('runs a pod: a sandbox and two containers in one guest (examples/pod)', async () => {

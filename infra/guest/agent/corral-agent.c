@@ -255,8 +255,10 @@ static void on_frame(uint8_t type, struct rd *r) {
   if (type == H_SIGNAL) { /* unknown or exited container: ignored (the host tracks what runs) */
     char *id = getstr(r);
     uint32_t sig = get32(r);
+    /* optional u8 `all` (older hosts send none): the whole container, its process group (setsid above) */
+    int all = r->n >= 1 && r->p[0];
     struct ct *c = find(id);
-    if (!r->bad && c && !c->exited && !c->failed && kill(c->pid, sig)) logf_("kill");
+    if (!r->bad && c && !c->exited && !c->failed && kill(all ? -c->pid : c->pid, sig)) logf_("kill");
     free(id);
     return;
   }

@@ -62,6 +62,10 @@ class Writer {
     this.parts.push(b);
     return this;
   }
+  u8(v: number): this {
+    this.parts.push(Buffer.from([v & 0xff]));
+    return this;
+  }
   str(s: string): this {
     const b = Buffer.from(s, 'utf8');
     return this.u32(b.length).raw(b);
@@ -92,8 +96,13 @@ class Writer {
 export const encodePing = (token: number): Buffer => new Writer().u32(token).frame(FRAME.PING);
 export const encodeList = (token: number): Buffer => new Writer().u32(token).frame(FRAME.LIST);
 export const encodeAck = (containerId: string): Buffer => new Writer().str(containerId).frame(FRAME.ACK);
-export const encodeSignal = (containerId: string, signal: number): Buffer =>
-  new Writer().str(containerId).u32(signal).frame(FRAME.SIGNAL);
+/** `all`: every process of the container (its process group), not only its main process. */
+export const encodeSignal = (containerId: string, signal: number, all = false): Buffer =>
+  new Writer()
+    .str(containerId)
+    .u32(signal)
+    .u8(all ? 1 : 0)
+    .frame(FRAME.SIGNAL);
 export const encodeRun = (r: RunFrame): Buffer =>
   new Writer()
     .str(r.containerId)

@@ -79,10 +79,11 @@ export interface Hypervisor {
   startProcess(spec: ProcessSpec): Promise<{ started: true; pid: number }>;
 
   /**
-   * Send signal `sig` (1..64) to a container's process. `delivered: false` when it has no running process (or
-   * its VM is still being adopted: await {@link settled} first). NotFound when the sandbox has no VM.
+   * Send signal `sig` (1..64) to a container's process, or with `all` to every process of the container.
+   * `delivered: false` when it has no running process (or its VM is still being adopted: await
+   * {@link settled} first). NotFound when the sandbox has no VM.
    */
-  signal(sandboxId: string, containerId: string, sig: number): { delivered: boolean };
+  signal(sandboxId: string, containerId: string, sig: number, all?: boolean): { delivered: boolean };
 
   /** Resolves once the sandbox's VM (if any) is no longer being adopted. */
   settled(sandboxId: string): Promise<void>;

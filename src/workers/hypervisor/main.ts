@@ -52,7 +52,7 @@ export function hypervisorHandlers(
     signal: async (req) => {
       const s = parseSignal(req);
       await hv.settled(s.sandboxId);
-      return hv.signal(s.sandboxId, s.containerId, s.signal);
+      return hv.signal(s.sandboxId, s.containerId, s.signal, s.all);
     },
     scan: async () => ({
       vms: hv.scanHost(),

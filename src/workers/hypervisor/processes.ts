@@ -110,8 +110,9 @@ export class GuestProcesses {
   }
 
   /** False when the container has no running process or the channel is closed. */
-  signal(containerId: string, sig: number): boolean {
-    return this.procs.get(containerId)?.state === 'running' && !!this.channel()?.send(encodeSignal(containerId, sig));
+  signal(containerId: string, sig: number, all = false): boolean {
+    const running = this.procs.get(containerId)?.state === 'running';
+    return running && !!this.channel()?.send(encodeSignal(containerId, sig, all));
   }
 
   /** An adopted guest's STATE: its containers are running processes; the exits it kept are emitted (after `held`). */

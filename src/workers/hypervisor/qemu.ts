@@ -193,11 +193,11 @@ export class QemuDriver extends EventEmitter<HypervisorEvents> implements Hyperv
     await this.vms.get(sandboxId)?.settled;
   }
 
-  signal(sandboxId: string, containerId: string, sig: number): { delivered: boolean } {
+  signal(sandboxId: string, containerId: string, sig: number, all = false): { delivered: boolean } {
     const vm = this.vms.get(sandboxId);
     if (!vm) throw err.notFound(`sandbox ${sandboxId} has no VM`);
     if (!Number.isInteger(sig) || sig < 1 || sig > 64) throw err.invalid(`signal ${sig}: want 1..64`);
-    return { delivered: vm.procs.signal(containerId, sig) };
+    return { delivered: vm.procs.signal(containerId, sig, all) };
   }
 
   list(): ManagedVm[] {

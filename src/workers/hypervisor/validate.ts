@@ -23,6 +23,11 @@ function num(op: string, field: string, v: unknown): number {
   return v;
 }
 
+function flag(op: string, field: string, v: unknown): boolean {
+  if (typeof v !== 'boolean') throw err.invalid(`${op}: ${field} must be a boolean, got ${typeName(v)}`);
+  return v;
+}
+
 function list<T>(op: string, field: string, v: unknown, item: (field: string, v: unknown) => T): T[] {
   if (!Array.isArray(v)) throw err.invalid(`${op}: ${field} must be a list, got ${typeName(v)}`);
   return v.map((x, i) => item(`${field}[${i}]`, x));
@@ -103,6 +108,7 @@ export function parseSignal(req: Req): OpArgs<'hypervisor', 'signal'> {
     sandboxId: text(op, 'sandboxId', req.sandboxId),
     containerId: text(op, 'containerId', req.containerId),
     signal: num(op, 'signal', req.signal),
+    ...(req.all === undefined ? {} : { all: flag(op, 'all', req.all) }),
   };
 }
 
