@@ -168,8 +168,13 @@ export class QemuDriver extends EventEmitter<HypervisorEvents> implements Hyperv
       };
     if (vm.starting) {
       vm.cancel(err.cancelled(`sandbox ${sandboxId}: stopped while ${vm.state}`));
-      await vm.gone; // the boot or the adoption cleans up after itself
-      return { stopped: true };
+      // The boot or the adoption cleans up after itself; should it have got past its last check of the
+      // cancel and made the VM running anyway, it is stopped here rather than waited on forever.
+      await Promise.race([vm.gone, vm.settled ?? vm.gone]);
+      if (vm.state !== 'running') {
+        await vm.gone;
+        return { stopped: true };
+      }
     }
     await vm.destroy(Math.min(5000, Math.max(200, deadlineMs - Date.now() - 1500)));
     return { stopped: true };
