@@ -13,6 +13,7 @@ have mkfs.ext4 || need+=(e2fsprogs)
 have cpio || need+=(cpio)
 have xz || need+=(xz-utils)
 have setpriv || need+=(util-linux)
+have ss || need+=(iproute2)  # the worker-crash test reads a frozen worker's socket queue
 have useradd || need+=(passwd)
 have gcc || need+=(gcc libc6-dev)
 [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)

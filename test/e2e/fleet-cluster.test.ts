@@ -157,6 +157,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 }, 180_000);
 
+// A registry listing retries across a failover for up to 30 s (registry.ts): waits on one allow 40 s.
 const placed = async () => {
   const out: Record<string, number> = {};
   for (const e of await registry.list()) out[e.entry.node] = Object.keys(e.entry.reservations ?? {}).length;
@@ -226,7 +227,7 @@ describe('fleet on a 3-server cluster', () => {
     }
     await waitFor(placed, {
       until: (p) => p.fb === 0,
-      timeoutMs: 10_000,
+      timeoutMs: 40_000,
       intervalMs: 100,
       what: 'no reservation left on fb',
     });
@@ -295,7 +296,7 @@ describe('fleet on a 3-server cluster', () => {
         .sort();
     await waitFor(reserved, {
       until: (r) => JSON.stringify(r) === JSON.stringify([...ids].sort()),
-      timeoutMs: 10_000,
+      timeoutMs: 40_000,
       intervalMs: 100,
       what: 'one reservation per sandbox',
     });
@@ -325,7 +326,7 @@ describe('fleet on a 3-server cluster', () => {
     await Promise.all(ids.map((id) => taskRequest(admin, placedOn.get(id)!, 'delete', { id }, 60_000)));
     await waitFor(reserved, {
       until: (r) => r.length === 0,
-      timeoutMs: 30_000,
+      timeoutMs: 40_000,
       intervalMs: 100,
       what: 'the reservations gone with their sandboxes',
     });
