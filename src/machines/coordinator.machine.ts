@@ -5,7 +5,8 @@
  * up to `maxAttempts`; one that still fails is recorded in `failed`, never dropped: the parent keeps it
  * and runs the coordinator again later. Output: `{ done, failed }`.
  */
-import { assign, fromPromise, setup } from 'xstate';
+import { assign, setup } from 'xstate';
+import { notBound } from './not-bound.ts';
 import { toWireError, type WireError } from '../errors.ts';
 import type { Compensation } from '../domain/ops.ts';
 
@@ -18,11 +19,6 @@ export interface CoordinatorOutput {
   done: Compensation[];
   failed: { compensation: Compensation; error: WireError }[];
 }
-
-const notBound = <O, I>(name: string) =>
-  fromPromise<O, I>(async () => {
-    throw new Error(`effect ${name} is not bound`);
-  });
 
 export const coordinatorMachine = setup({
   types: {

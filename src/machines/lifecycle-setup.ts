@@ -9,7 +9,8 @@
  * - `quiet`: no effect in flight, a snapshot may be saved here;
  * - `removed`: a failed create whose rollback is complete: the task leaves the table (Kata registers none).
  */
-import { assign, fromPromise, setup } from 'xstate';
+import { assign, setup } from 'xstate';
+import { notBound } from './not-bound.ts';
 import type { WireError } from '../errors.ts';
 import type { Compensation, Step, StepResults } from '../domain/ops.ts';
 import type { CreatePlan, CreateTaskRequest, Fact, Reply } from '../domain/task.ts';
@@ -67,11 +68,6 @@ export interface LifecycleContext {
 
 export type LifecycleTag = 'created' | 'running' | 'stopped' | 'quiet' | 'removed';
 export type Emitted = Reply | Fact;
-
-const notBound = <O, I>(name: string) =>
-  fromPromise<O, I>(async () => {
-    throw new Error(`effect ${name} is not bound`);
-  });
 
 export const lifecycleSetup = setup({
   types: {

@@ -2,10 +2,12 @@
 import { createActor, type AnyActorRef } from 'xstate';
 import { err } from '../../src/errors.ts';
 import type { Compensation, CreatePlan, CreateTaskRequest, Fact, Reply, Step } from '../../src/domain/task.ts';
+import type { BootSpec } from '../../src/domain/ops.ts';
 import { provideEffects, type Effects, type LifecycleMachine } from '../../src/machines/index.ts';
 import { deferred, within } from './wait.ts';
 
-export const request = (id = 'sb1'): CreateTaskRequest => ({
+/** A CreateTaskRequest with containerd's empty defaults; `over` sets the rest. */
+export const request = (id = 'sb1', over: Partial<CreateTaskRequest> = {}): CreateTaskRequest => ({
   id,
   bundle: '/b',
   rootfs: [],
@@ -16,22 +18,23 @@ export const request = (id = 'sb1'): CreateTaskRequest => ({
   checkpoint: '',
   parentCheckpoint: '',
   options: {},
+  ...over,
 });
 
-/** A boot step's arguments (the fakes never boot: only the sandbox id matters). */
-const BOOT = {
-  sandboxId: 'sb1',
+/** A boot spec (the fakes never boot: only the sandbox id matters to them). */
+export const bootSpec = (sandboxId: string): BootSpec => ({
+  sandboxId,
   vcpus: 1,
   memoryMiB: 256,
   kernel: '/k',
   initrd: '/i',
   kernelParams: '',
   machineType: 'microvm',
-  accel: 'tcg',
-  sharedDir: '/run/s/sb1/shared',
-  msize9p: 8192,
-  runDir: '/run/s/sb1/vm',
-} as const;
+  accel: 'auto',
+  sharedDir: '/s',
+  msize9p: 512000,
+  runDir: '/r',
+});
 
 export const plan = (over: Partial<CreatePlan> = {}): CreatePlan => ({
   type: 'single_container',
@@ -42,7 +45,7 @@ export const plan = (over: Partial<CreatePlan> = {}): CreatePlan => ({
     { phase: 'mounting', kind: 'mountRootfs', args: { target: '/b/rootfs', mounts: [] } },
     { phase: 'mounting', kind: 'bind', args: { source: '/b/rootfs', target: '/run/s/sb1/rootfs' } },
     { phase: 'preparingUser', kind: 'createUser', args: { sandboxId: 'sb1' } },
-    { phase: 'booting', kind: 'boot', args: BOOT },
+    { phase: 'booting', kind: 'boot', args: bootSpec('sb1') },
   ],
   ...over,
 });

@@ -9,6 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { createRules } from '../../src/agent/create-rules.ts';
 import { loadSettings } from '../../src/agent/settings.ts';
 import type { CreateTaskRequest } from '../../src/domain/task.ts';
+import { request } from '../helpers/fake-effects.ts';
 
 const dir = mkdtempSync('/tmp/corral-rules-');
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -37,19 +38,7 @@ function bundle(name: string, annotations: Record<string, string> = {}): string 
   );
   return b;
 }
-const req = (id: string, b: string, over: Partial<CreateTaskRequest> = {}): CreateTaskRequest => ({
-  id,
-  bundle: b,
-  rootfs: [],
-  terminal: false,
-  stdin: '',
-  stdout: '',
-  stderr: '',
-  checkpoint: '',
-  parentCheckpoint: '',
-  options: {},
-  ...over,
-});
+const req = (id: string, b: string, over: Partial<CreateTaskRequest> = {}) => request(id, { bundle: b, ...over });
 const rules = (env: NodeJS.ProcessEnv = {}) =>
   createRules(loadSettings({ runDir: join(dir, 'run'), bundleRoot: join(dir, 'bundles'), configRoot: dir }, env));
 const POD = {

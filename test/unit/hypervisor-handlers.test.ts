@@ -7,6 +7,7 @@ import { CorralError } from '../../src/errors.ts';
 import type { OpContext } from '../../src/domain/ops.ts';
 import { hypervisorHandlers } from '../../src/workers/hypervisor/main.ts';
 import { SimDriver } from '../../src/workers/hypervisor/sim.ts';
+import { bootSpec } from '../helpers/fake-effects.ts';
 
 const ctx = (): OpContext => ({ signal: AbortSignal.timeout(5000), deadlineMs: Date.now() + 5000, opId: 'op-1' });
 const table = () => {
@@ -16,17 +17,7 @@ const table = () => {
 const boot = {
   opId: 'b1',
   deadlineMs: Date.now() + 60_000,
-  sandboxId: 'sb',
-  vcpus: 1,
-  memoryMiB: 256,
-  kernel: '/k',
-  initrd: '/i',
-  kernelParams: '',
-  machineType: 'microvm',
-  accel: 'auto',
-  sharedDir: '/s',
-  msize9p: 512000,
-  runDir: '/r',
+  ...bootSpec('sb'),
   bootTimeoutMs: 120_000, // sent by the agent, not part of the spec: ignored
 };
 const proc = {

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { CorralError } from '../../src/errors.ts';
-import type { BootSpec, ProcessSpec } from '../../src/domain/ops.ts';
+import type { ProcessSpec } from '../../src/domain/ops.ts';
 import type {
   ExitEvent,
   Hypervisor,
@@ -13,20 +13,8 @@ import type {
   VmExitEvent,
 } from '../../src/workers/hypervisor/hypervisor.ts';
 import { SimDriver } from '../../src/workers/hypervisor/sim.ts';
+import { bootSpec } from '../helpers/fake-effects.ts';
 
-const bootSpec = (sandboxId: string): BootSpec => ({
-  sandboxId,
-  vcpus: 1,
-  memoryMiB: 256,
-  kernel: '/k',
-  initrd: '/i',
-  kernelParams: '',
-  machineType: 'microvm',
-  accel: 'auto',
-  sharedDir: '/s',
-  msize9p: 512000,
-  runDir: '/r',
-});
 const proc = (sandboxId: string, containerId: string, args: string[]): ProcessSpec => ({
   sandboxId,
   containerId,
