@@ -107,11 +107,11 @@ describe('snapshots of deleted tasks', () => {
     const id = `sd-${randomUUID().slice(0, 8)}`;
     ids.push(id);
     await n.call('create', { id, bundle: n.bundle(id, { args: ['sleep', '600'] }) });
-    await waitFor(snapshotIds, { until: (s) => s.includes(id), what: `a snapshot of ${id}` });
+    await waitFor(snapshotIds, { until: (s) => s.includes(id), what: `a snapshot of ${id}`, timeoutMs: 30_000 });
     await n.restartAgent(); // SIGKILL, then a new agent recovers the task
     expect(await state(id)).toBe('created');
     await n.call('delete', { id });
-    await waitFor(snapshotIds, { until: (s) => !s.includes(id), what: `${id}'s snapshot removed` });
+    await waitFor(snapshotIds, { until: (s) => !s.includes(id), what: `${id}'s snapshot removed`, timeoutMs: 30_000 });
     expect(await snapshotIds()).not.toContain(id);
 
     await runRetention(n.nc, { retentionMs: 0, node: n.node });
@@ -124,10 +124,10 @@ describe('snapshots of deleted tasks', () => {
     const id = `ss-${randomUUID().slice(0, 8)}`;
     ids.push(id);
     await n.call('create', { id, bundle: n.bundle(id, { args: ['sleep', '600'] }) });
-    await waitFor(snapshotIds, { until: (s) => s.includes(id), what: `a snapshot of ${id}` });
+    await waitFor(snapshotIds, { until: (s) => s.includes(id), what: `a snapshot of ${id}`, timeoutMs: 30_000 });
     const stale = (await snaps.all()).find((s) => s.taskId === id)!;
     await n.call('delete', { id });
-    await waitFor(snapshotIds, { until: (s) => !s.includes(id), what: `${id}'s snapshot removed` });
+    await waitFor(snapshotIds, { until: (s) => !s.includes(id), what: `${id}'s snapshot removed`, timeoutMs: 30_000 });
     await runRetention(n.nc, { retentionMs: 0, node: n.node });
     await snaps.save(stale); // as an older agent left it: a snapshot of a task whose history is purged
 
@@ -140,12 +140,12 @@ describe('snapshots of deleted tasks', () => {
     const id = `dot.${randomUUID().slice(0, 8)}`;
     ids.push(id);
     await n.call('create', { id, bundle: n.bundle(id, { args: ['sleep', '600'] }) });
-    await waitFor(snapshotIds, { until: (s) => s.includes(id), what: `a snapshot of ${id}` });
+    await waitFor(snapshotIds, { until: (s) => s.includes(id), what: `a snapshot of ${id}`, timeoutMs: 30_000 });
     expect(await snapshotIds()).toContain(id);
     await n.restartAgent();
     expect(await state(id)).toBe('created');
     await n.call('delete', { id });
-    await waitFor(snapshotIds, { until: (s) => !s.includes(id), what: `${id}'s snapshot removed` });
+    await waitFor(snapshotIds, { until: (s) => !s.includes(id), what: `${id}'s snapshot removed`, timeoutMs: 30_000 });
     expect(await snapshotIds()).not.toContain(id);
   });
 });
