@@ -20,6 +20,10 @@ export const TASK_VERBS = [
   'pause',
   'resume',
   'exec',
+  'resize',
+  'closeIO',
+  'update',
+  'stats',
   'shutdown',
   'list',
 ] as const;
@@ -45,6 +49,15 @@ export const subjects = {
   /** Process stdio: `fd` is `stdout` or `stderr`. Core NATS, not stored. */
   io: (node: string, container: string, fd: 'stdout' | 'stderr' | '*') =>
     `${PREFIX}.node.${node === '*' ? '*' : nodeName(node)}.io.${token(container, 'container id')}.${fd}`,
+  /**
+   * An exec's stdio (`io.<container>.exec.<execId>.<fd>`), and the stdin data plane of either process kind
+   * (served by the hypervisor worker, request/reply per chunk: `StdinChunk` in domain/ops.ts).
+   */
+  execIo: (node: string, container: string, execId: string, fd: 'stdout' | 'stderr' | '*') =>
+    `${PREFIX}.node.${nodeName(node)}.io.${token(container, 'container id')}.exec.${token(execId, 'exec id')}.${fd}`,
+  stdin: (node: string, container: string, execId?: string) =>
+    `${PREFIX}.node.${nodeName(node)}.io.${token(container, 'container id')}` +
+    `${execId === undefined ? '' : `.exec.${token(execId, 'exec id')}`}.stdin`,
   /**
    * Durable facts and write-ahead inputs (the CORRAL_EVENTS stream); as a filter `node`, `sandbox` may
    * be `*`, `kind` `>`.

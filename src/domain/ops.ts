@@ -96,10 +96,87 @@ export interface ProcessPlan {
   terminal: boolean;
 }
 
+/**
+ * A mount inside the container's root in the guest (from config.json `mounts`), already translated the
+ * way runc does: `flags` are MS_* bits, `data` the filesystem options the kernel parses. `target` is
+ * absolute inside the container root; `source` is a path in the guest for binds (under the share), else
+ * the fs source (`proc`, `tmpfs`, ...). A bind with MS_RDONLY is bound, then remounted read-only.
+ */
+export interface GuestMount {
+  source: string;
+  target: string;
+  fstype: string;
+  flags: number;
+  data: string;
+  /** A bind of a file (not a directory): the target is created as an empty file. */
+  file?: boolean;
+}
+
+/** cgroup v2 files of a container's cgroup in the guest and what to write to them (e.g. `memory.max`). */
+export interface CgroupWrite {
+  file: 'memory.max' | 'memory.high' | 'memory.swap.max' | 'cpu.max' | 'cpu.weight' | 'pids.max' | 'cpuset.cpus';
+  value: string;
+}
+
+/** The terminal size (containerd's ResizePty: width = columns, height = rows). */
+export interface ConsoleSize {
+  rows: number;
+  cols: number;
+}
+
+/** What the container's init process gets besides its process: its mounts, limits and terminal. */
+export interface ContainerSetup {
+  /** Keep stdin open (fed over `io.<task>.stdin`, closed by `closeStdin`); else stdin is /dev/null. */
+  stdin?: boolean;
+  mounts?: GuestMount[];
+  limits?: CgroupWrite[];
+  hostname?: string;
+  consoleSize?: ConsoleSize;
+}
+
 /** A container's process, as `startProcess` receives it: the plan's process plus where it runs. */
-export interface ProcessSpec extends ProcessPlan {
+export interface ProcessSpec extends ProcessPlan, ContainerSetup {
   sandboxId: string;
   containerId: string;
+}
+
+/** A process of a container or one of its execs: `execId` absent means the container's init process. */
+export interface ProcessRef {
+  sandboxId: string;
+  containerId: string;
+  execId?: string;
+}
+
+/**
+ * An exec's process (containerd's Exec + Start): runs in the container's root, mount namespace and
+ * cgroup in the guest. Exec ids are unique per container.
+ */
+export interface ExecSpec extends ProcessPlan {
+  sandboxId: string;
+  containerId: string;
+  execId: string;
+  stdin?: boolean;
+  consoleSize?: ConsoleSize;
+}
+
+/** A container's cgroup v2 counters in the guest (containerd's cgroups v2 Metrics, the fields it fills). */
+export interface ContainerStats {
+  cpu: { usageUsec: number; userUsec: number; systemUsec: number; nrPeriods: number; nrThrottled: number };
+  memory: { usage: number; limit: number | null; anon: number; file: number; oomKills: number };
+  pids: { current: number; limit: number | null };
+}
+
+/**
+ * The stdin data plane (not a worker op): the hypervisor worker serves `io.<task>[.exec.<execId>].stdin`
+ * (`subjects.stdin`) with request/reply per chunk, in order. A chunk is answered once the guest has room
+ * for it (its window), so a client with a bounded number of chunks in flight never makes anyone buffer
+ * more than that. `seq` starts at 0 per process; a repeated seq is answered again without writing twice.
+ */
+export interface StdinChunk {
+  seq: number;
+  data?: Uint8Array;
+  /** End of input: the process's stdin is closed once what came before is written (containerd's CloseIO). */
+  eof?: boolean;
 }
 
 /** A Corral QEMU on the host (found by its `-name corral-<id>` marker), as `scan` reports it under `vms`. */
@@ -173,9 +250,22 @@ export interface HypervisorOps {
   startProcess: { req: OpBase & ProcessSpec; res: { started: boolean } };
   signal: {
     /** `all`: every process of the container (its process group in the guest), not only its main process. */
-    req: OpBase & { sandboxId: string; containerId: string; signal: number; all?: boolean };
+    req: OpBase & ProcessRef & { signal: number; all?: boolean };
     res: { delivered: boolean };
   };
+  /** Start an exec's process; its output and exit arrive as for the init process, with its `execId`. */
+  exec: { req: OpBase & ExecSpec; res: { started: boolean; guestPid: number } };
+  /** Close a process's stdin (after what was fed so far is written). Idempotent; an ended process is success. */
+  closeStdin: { req: OpBase & ProcessRef; res: { closed: boolean } };
+  /** Set a process's terminal size (the guest's pty; its process gets SIGWINCH). No terminal: FailedPrecondition. */
+  resize: { req: OpBase & ProcessRef & ConsoleSize; res: { resized: boolean } };
+  /** Freeze (`pause`) or thaw a container's cgroup in the guest; without `containerId`, every container. */
+  pause: { req: OpBase & { sandboxId: string; containerId?: string }; res: { paused: boolean } };
+  resume: { req: OpBase & { sandboxId: string; containerId?: string }; res: { resumed: boolean } };
+  /** Write a container's cgroup limits in the guest (containerd's Update). */
+  update: { req: OpBase & { sandboxId: string; containerId: string; limits: CgroupWrite[] }; res: { updated: boolean } };
+  /** A read (no opId): a container's cgroup counters in the guest. */
+  stats: { req: Partial<OpBase> & { sandboxId: string; containerId: string }; res: ContainerStats };
   /**
    * A read: no opId. `vms`: every Corral QEMU of this node (and untagged ones); `users`: the VMM users on the
    * host; `managed`: the VMs this worker runs; `adoption`: what it re-attached to when it started (null until
@@ -263,5 +353,7 @@ export type CompensationKind = Compensation['kind'];
  * on `corral.v1.evt.<node>.<sandbox>.worker`, so the event log keeps them.
  */
 export type WorkerEvent =
-  | { kind: 'exit'; sandboxId: string; containerId: string; exitStatus: number; exitedAt: number }
+  | { kind: 'exit'; sandboxId: string; containerId: string; execId?: string; exitStatus: number; exitedAt: number }
+  /** The guest's OOM killer killed a process in the container's cgroup (reported before that process's exit). */
+  | { kind: 'oom'; sandboxId: string; containerId: string; at: number }
   | { kind: 'vmExit'; sandboxId: string; code: number | null; signal: string | null; at: number };

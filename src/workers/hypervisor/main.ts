@@ -9,6 +9,7 @@
  */
 import { dirname, join } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { err } from '../../errors.ts';
 import { EventLog } from '../../bus/eventlog.ts';
 import { subjects } from '../../bus/subjects.ts';
 import type { Log } from '../../log.ts';
@@ -54,6 +55,14 @@ export function hypervisorHandlers(
       await hv.settled(s.sandboxId);
       return hv.signal(s.sandboxId, s.containerId, s.signal, s.all);
     },
+    // The v3 guest ops are being built (issue 8); until then a clear NotImplemented.
+    exec: notYet('exec'),
+    closeStdin: notYet('closeStdin'),
+    resize: notYet('resize'),
+    pause: notYet('pause'),
+    resume: notYet('resume'),
+    update: notYet('update'),
+    stats: notYet('stats'),
     scan: async () => ({
       vms: hv.scanHost(),
       users: await getentUsers('corral-'),
@@ -62,6 +71,10 @@ export function hypervisorHandlers(
     }),
   };
 }
+
+const notYet = (op: string) => async (): Promise<never> => {
+  throw err.notImplemented(`hypervisor op ${op}: not in this build yet`);
+};
 
 export async function startHypervisorWorker(o: HypervisorWorkerOptions) {
   // - The op's deadline (the harness's AbortSignal) bounds a boot; the driver's own bound sits past it.
