@@ -7,6 +7,7 @@ import { CorralError, ensureError, fromWire } from '../errors.ts';
 import type { EventLog } from '../bus/eventlog.ts';
 import type { Compensation, OpArgs, OpName, OpResult, Step, StepResults, WorkerKind } from '../domain/ops.ts';
 import type { Effects, StepOutputs } from '../machines/index.ts';
+import type { CreatePlan, RunAct } from '../domain/task.ts';
 import type { CreateRules, SandboxContext } from './create-rules.ts';
 import type { WorkerClient } from './worker-client.ts';
 import type { EffectGate } from '../replay/gate.ts';
@@ -110,6 +111,43 @@ export function taskEffects(
     }
   };
 
+  /** A running task's act (machines/run-acts.ts) as its worker op. */
+  const runAct = async (
+    call: Call,
+    input: { id: string; plan: CreatePlan; act: RunAct },
+    signal: AbortSignal,
+  ): Promise<{ guestPid?: number }> => {
+    const a = input.act;
+    const ref = { sandboxId: input.plan.sandboxId, containerId: input.id };
+    const t = DEADLINES.process;
+    switch (a.op) {
+      case 'execStart': {
+        const { stdin, ...proc } = a.process;
+        const r = await call('hypervisor', 'exec', { ...ref, ...proc, execId: a.execId, stdin }, t, signal);
+        return { guestPid: r.guestPid };
+      }
+      case 'execSignal':
+        await call('hypervisor', 'signal', { ...ref, execId: a.execId, signal: a.signal, all: a.all }, t, signal);
+        return {};
+      case 'pause':
+      case 'resume': {
+        // A sandbox's pause freezes its whole guest (every container); a pod container's, its own cgroup.
+        const target = input.plan.type === 'pod_container' ? ref : { sandboxId: ref.sandboxId };
+        await call('hypervisor', a.op, target, t, signal);
+        return {};
+      }
+      case 'resize':
+        await call('hypervisor', 'resize', { ...ref, execId: a.execId, rows: a.rows, cols: a.cols }, t, signal);
+        return {};
+      case 'closeIO':
+        await call('hypervisor', 'closeStdin', { ...ref, execId: a.execId }, t, signal);
+        return {};
+      case 'update':
+        await call('hypervisor', 'update', { ...ref, limits: a.limits }, t, signal);
+        return {};
+    }
+  };
+
   const compensate = async (call: Call, c: Compensation, signal: AbortSignal): Promise<unknown> => {
     switch (c.kind) {
       case 'unmountAll':
@@ -159,6 +197,7 @@ export function taskEffects(
           signal,
         ),
       ),
+    act: (input, signal) => journaled(`act:${input.act.op}`, signal, (call) => runAct(call, input, signal)),
     compensate: (c, signal) => journaled(`undo:${c.kind}`, signal, (call) => compensate(call, c, signal)),
     sleep: (ms, signal) =>
       journaled(

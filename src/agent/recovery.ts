@@ -77,7 +77,7 @@ export async function recover(rt: TaskRuntime, ledger: RequestLedger): Promise<{
   for (const r of records) if (isCreate(r) && r.taskId) createdAt.set(r.taskId, r.seq);
   for (const r of records) {
     const ev = r.kind === 'worker' ? (r.event as WorkerEvent | undefined) : undefined;
-    const id = ev && (ev.kind === 'exit' ? ev.containerId : ev.sandboxId);
+    const id = ev && (ev.kind === 'vmExit' ? ev.sandboxId : ev.containerId);
     if (ev && id && tasks.has(id) && r.seq > (createdAt.get(id) ?? Infinity))
       await rt.feedWorkerEvent(ev).catch((e: unknown) => d.log.error({ err: e }, 'worker fact lost in recovery'));
   }

@@ -8,9 +8,10 @@ import { err } from '../errors.ts';
 import { LATER } from '../bus/serve.ts';
 import { hasTag, stateName, type LifecycleEvent } from '../machines/index.ts';
 import type { TaskRuntime } from './task-runtime.ts';
-import { parseCreate, parseKill, parseWait, taskId } from '../bus/task-requests.ts';
+import { parseCreate, parseKill, parseProcessRef, parseWait, taskId } from '../bus/task-requests.ts';
+import { processVerbs } from './process-verbs.ts';
 import type { ReplyTo, Waiter } from './task-table.ts';
-import { taskView } from './views.ts';
+import { execView, taskView } from './views.ts';
 import { removeInlineBundle, writeInlineBundle } from './inline-bundle.ts';
 
 export type VerbHandler = (body: unknown, reply: ReplyTo) => Promise<unknown>;
@@ -65,7 +66,11 @@ export function taskApi(rt: TaskRuntime, onShutdown?: () => void): Record<string
   }
 
   /** A command the machine answers: journaled (write-ahead), then fed to the actor. */
-  async function command(body: unknown, reply: ReplyTo, make: (rid: string, at: number) => LifecycleEvent) {
+  async function command(
+    body: unknown,
+    reply: ReplyTo,
+    make: (rid: string, at: number) => LifecycleEvent,
+  ): Promise<typeof LATER> {
     const t = tasks.lookup(taskId(body));
     const rid = randomUUID();
     rt.expect(rid, { reply, verb: 'command', t0: performance.now() });
@@ -105,27 +110,45 @@ export function taskApi(rt: TaskRuntime, onShutdown?: () => void): Record<string
         throw e;
       }
     },
-    start: (body, reply) => command(body, reply, (rid, at) => ({ type: 'start', rid, at })),
-    delete: (body, reply) => command(body, reply, (rid, at) => ({ type: 'delete', rid, at })),
+    start: (body, reply) => {
+      const { execId } = parseProcessRef(body);
+      return command(body, reply, (rid, at) =>
+        execId ? { type: 'execStart', rid, at, execId } : { type: 'start', rid, at },
+      );
+    },
+    delete: (body, reply) => {
+      const { execId } = parseProcessRef(body);
+      return command(body, reply, (rid, at) =>
+        execId ? { type: 'execDelete', rid, at, execId } : { type: 'delete', rid, at },
+      );
+    },
     kill: (body, reply) => {
       const k = parseKill(body);
       // Kata: the init process of a task is always signalled with all=true: every process of the container.
-      return command(body, reply, (rid, at) => ({ type: 'kill', rid, at, signal: k.signal, all: true }));
+      return command(body, reply, (rid, at) =>
+        k.execId
+          ? { type: 'execKill', rid, at, execId: k.execId, signal: k.signal, all: k.all }
+          : { type: 'kill', rid, at, signal: k.signal, all: true },
+      );
     },
     state: async (body) => {
-      const t = tasks.lookup(taskId(body));
-      return taskView(t.actor, t);
+      const { id, execId } = parseProcessRef(body);
+      const t = tasks.lookup(id);
+      return execId ? execView(t.actor, execId) : taskView(t.actor, t);
     },
     pids: async (body) => ({ pids: [{ pid: tasks.lookup(taskId(body)).actor.getSnapshot().context.pid }] }),
     list: async () => ({ tasks: tasks.values().map((t) => taskView(t.actor, t)) }),
     async wait(body, reply) {
       const w = parseWait(body);
       const t = tasks.lookup(w.id);
-      if (hasTag(t.actor, 'stopped')) {
+      if (w.execId) {
+        const e = execView(t.actor, w.execId);
+        if (e.status === 'stopped') return { exitStatus: e.exitStatus, exitedAt: e.exitedAt };
+      } else if (hasTag(t.actor, 'stopped')) {
         const v = taskView(t.actor, t);
         return { exitStatus: v.exitStatus, exitedAt: v.exitedAt };
       }
-      const waiter: Waiter = { reply };
+      const waiter: Waiter = { reply, ...(w.execId ? { execId: w.execId } : {}) };
       if (w.timeoutMs > 0)
         waiter.timer = setTimeout(() => {
           t.waiters.splice(t.waiters.indexOf(waiter), 1);
@@ -140,14 +163,6 @@ export function taskApi(rt: TaskRuntime, onShutdown?: () => void): Record<string
       setImmediate(() => onShutdown?.());
       return {};
     },
-    pause: async () => {
-      throw err.notImplemented('pause is not implemented by this node');
-    },
-    resume: async () => {
-      throw err.notImplemented('resume is not implemented by this node');
-    },
-    exec: async () => {
-      throw err.notImplemented('exec is not implemented by this node');
-    },
+    ...processVerbs(rt, command),
   };
 }

@@ -124,14 +124,9 @@ export class TaskRuntime {
 
   /** A worker fact (a process exit, a VM death) for the task it concerns, if it is still here. */
   async feedWorkerEvent(ev: WorkerEvent): Promise<void> {
-    const t = this.tasks.get(ev.kind === 'exit' ? ev.containerId : ev.sandboxId);
+    const t = this.tasks.get(ev.kind === 'vmExit' ? ev.sandboxId : ev.containerId);
     if (!t) return;
-    await this.input(
-      t,
-      ev.kind === 'exit'
-        ? { type: 'exit', exitStatus: ev.exitStatus, exitedAt: ev.exitedAt }
-        : { type: 'hostGone', at: ev.at },
-    );
+    await this.input(t, inputOf(ev));
   }
 
   private onReply(r: Reply): void {
@@ -153,6 +148,10 @@ export class TaskRuntime {
       this.d.registration
         ?.release({ id: t.id })
         .catch((e: unknown) => this.d.log.warn({ err: e, taskId: t.id }, 'capacity not released'));
+    if (f.kind === 'execExited') {
+      const { exitStatus, exitedAt } = f.data;
+      this.tasks.answerWaiters(t, { ok: true, result: { exitStatus, exitedAt } }, { execId: String(f.data.execId) });
+    }
     if (f.kind !== 'exited' && f.kind !== 'deleted') return;
     const c = t.actor.getSnapshot().context;
     this.tasks.answerWaiters(t, { ok: true, result: { exitStatus: c.exitStatus ?? 0, exitedAt: c.exitedAt ?? 0 } });
@@ -162,5 +161,19 @@ export class TaskRuntime {
         this.input(c, { type: 'hostGone', at: Date.now() }).catch((e: unknown) =>
           this.d.log.warn({ err: e, taskId: c.id }, 'pod container not told its sandbox is gone'),
         );
+  }
+}
+
+/** A worker fact as the input its task's machine takes. */
+function inputOf(ev: WorkerEvent): LifecycleEvent {
+  switch (ev.kind) {
+    case 'exit':
+      return ev.execId === undefined
+        ? { type: 'exit', exitStatus: ev.exitStatus, exitedAt: ev.exitedAt }
+        : { type: 'execExit', execId: ev.execId, exitStatus: ev.exitStatus, exitedAt: ev.exitedAt };
+    case 'oom':
+      return { type: 'oom', at: ev.at };
+    case 'vmExit':
+      return { type: 'hostGone', at: ev.at };
   }
 }

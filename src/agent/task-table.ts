@@ -13,6 +13,8 @@ export type ReplyTo = (env: Envelope<unknown>) => void;
 export interface Waiter {
   reply: ReplyTo;
   timer?: NodeJS.Timeout;
+  /** Waits for this exec of the task, not for the task's own process. */
+  execId?: string;
 }
 
 export interface Task {
@@ -83,9 +85,15 @@ export class TaskTable {
     if (this.isLive(t)) this.tasks.delete(t.id);
   }
 
-  /** Answer every waiter of `t` with `env` (an exit, a deletion, a failure). */
-  answerWaiters(t: Task, env: Envelope<unknown>): void {
-    for (const w of t.waiters.splice(0)) {
+  /**
+   * Answer the waiters of `t` with `env` (an exit, a deletion, a failure): those of one process (the
+   * task's own when `execId` is undefined), or with `all` every one.
+   */
+  answerWaiters(t: Task, env: Envelope<unknown>, which: { execId?: string } | 'all' = {}): void {
+    const hit = (w: Waiter) => which === 'all' || w.execId === which.execId;
+    const answered = t.waiters.filter(hit);
+    t.waiters = t.waiters.filter((w) => !hit(w));
+    for (const w of answered) {
       clearTimeout(w.timer);
       w.reply(env);
     }
@@ -98,7 +106,7 @@ export class TaskTable {
   drop(t: Task, env: Envelope<unknown>): boolean {
     if (!this.isLive(t)) return false;
     this.tasks.delete(t.id);
-    this.answerWaiters(t, env);
+    this.answerWaiters(t, env, 'all');
     this.onDrop(t);
     return true;
   }

@@ -1,4 +1,5 @@
 /** What `state`, `list` and `wait` show of a task: containerd's State response, plus Corral's machine state. */
+import { err } from '../errors.ts';
 import type { TaskStatus } from '../domain/task.ts';
 import { hasTag, stateName, type LifecycleActor } from '../machines/index.ts';
 
@@ -23,7 +24,7 @@ export interface TaskView {
 
 /** containerd's status, from the state's tags (lifecycle-setup.ts): untagged states are still creating. */
 export function taskStatus(actor: LifecycleActor): TaskStatus {
-  if (hasTag(actor, 'running')) return 'running';
+  if (hasTag(actor, 'running')) return actor.getSnapshot().context.paused ? 'paused' : 'running';
   if (hasTag(actor, 'created')) return 'created';
   if (hasTag(actor, 'stopped')) return 'stopped';
   return 'unknown';
@@ -50,5 +51,36 @@ export function taskView(
     stdin: c.request.stdin,
     stdout: c.request.stdout,
     stderr: c.request.stderr,
+  };
+}
+
+/** An exec of a task as `state` shows it (containerd's State response for an exec id). */
+export interface ExecView {
+  id: string;
+  execId: string;
+  pid: number;
+  guestPid: number;
+  status: 'created' | 'running' | 'stopped';
+  exitStatus: number;
+  exitedAt: number;
+  terminal: boolean;
+  stdin: boolean;
+}
+
+/** The exec, or NotFound. */
+export function execView(actor: LifecycleActor, execId: string): ExecView {
+  const c = actor.getSnapshot().context;
+  const e = c.execs?.[execId];
+  if (!e) throw err.notFound(`exec ${execId} does not exist in task ${c.id}`);
+  return {
+    id: c.id,
+    execId,
+    pid: c.pid,
+    guestPid: e.guestPid,
+    status: e.status,
+    exitStatus: e.exitStatus ?? 0,
+    exitedAt: e.exitedAt ?? 0,
+    terminal: e.process.terminal,
+    stdin: e.process.stdin,
   };
 }

@@ -7,14 +7,14 @@ import { err } from '../errors.ts';
 import type { CreateTaskRequest } from '../domain/task.ts';
 import type { MountSpec } from '../domain/ops.ts';
 
-type Obj = Record<string, unknown>;
+export type Obj = Record<string, unknown>;
 
-function obj(v: unknown, what: string): Obj {
+export function obj(v: unknown, what: string): Obj {
   if (!v || typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array)
     throw err.invalid(`${what} must be a map`);
   return v as Obj;
 }
-function str(o: Obj, k: string, opts: { required?: boolean; max?: number } = {}): string {
+export function str(o: Obj, k: string, opts: { required?: boolean; max?: number } = {}): string {
   const v = o[k];
   if (v === undefined || v === null) {
     if (opts.required) throw err.invalid(`${k} is required`);
@@ -25,13 +25,13 @@ function str(o: Obj, k: string, opts: { required?: boolean; max?: number } = {})
   if (v.includes('\0')) throw err.invalid(`${k} must not contain NUL`);
   return v;
 }
-function bool(o: Obj, k: string): boolean {
+export function bool(o: Obj, k: string): boolean {
   const v = o[k];
   if (v === undefined || v === null) return false;
   if (typeof v !== 'boolean') throw err.invalid(`${k} must be a boolean, got ${typeof v}`);
   return v;
 }
-function int(o: Obj, k: string, dflt: number, min: number, max: number): number {
+export function int(o: Obj, k: string, dflt: number, min: number, max: number): number {
   const v = o[k];
   if (v === undefined || v === null) return dflt;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
@@ -100,12 +100,44 @@ export function parseSignal(v: unknown): number {
   throw err.invalid(`unknown signal ${JSON.stringify(v)}`);
 }
 
-export function parseKill(body: unknown): { id: string; signal: number; all: boolean } {
-  const o = obj(body, 'request');
-  return { id: taskId(o), signal: parseSignal(o.signal), all: bool(o, 'all') };
+/**
+ * An exec id (containerd's identifier rule: alphanumeric runs joined by single `.`, `_` or `-`, at
+ * most 76 characters); absent or empty: the task's init process.
+ */
+export function execIdOf(o: Obj): string | undefined {
+  const v = o.execId;
+  if (v === undefined || v === null || v === '') return undefined;
+  if (typeof v !== 'string' || v.length > 76 || !/^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$/.test(v))
+    throw err.invalid(
+      `execId ${JSON.stringify(v)} must be at most 76 letters and digits, joined by single '.', '_' or '-'`,
+    );
+  return v;
 }
 
-export function parseWait(body: unknown): { id: string; timeoutMs: number } {
+export function parseKill(body: unknown): { id: string; signal: number; all: boolean; execId?: string } {
   const o = obj(body, 'request');
-  return { id: taskId(o), timeoutMs: int(o, 'timeoutMs', 0, 0, 7 * 24 * 3600_000) };
+  return { id: taskId(o), signal: parseSignal(o.signal), all: bool(o, 'all'), execId: execIdOf(o) };
+}
+
+export function parseWait(body: unknown): { id: string; timeoutMs: number; execId?: string } {
+  const o = obj(body, 'request');
+  return { id: taskId(o), timeoutMs: int(o, 'timeoutMs', 0, 0, 7 * 24 * 3600_000), execId: execIdOf(o) };
+}
+
+/** `{id, execId?}`: start, delete, state and closeIO name a process this way. */
+export function parseProcessRef(body: unknown): { id: string; execId?: string } {
+  const o = obj(body, 'request');
+  return { id: taskId(o), execId: execIdOf(o) };
+}
+
+/** containerd's ResizePty: `width` columns, `height` rows (1..65535 each). */
+export function parseResize(body: unknown): { id: string; execId?: string; rows: number; cols: number } {
+  const o = obj(body, 'request');
+  if (o.width === undefined || o.height === undefined) throw err.invalid('resize needs width and height');
+  return {
+    id: taskId(o),
+    execId: execIdOf(o),
+    cols: int(o, 'width', 0, 1, 65535),
+    rows: int(o, 'height', 0, 1, 65535),
+  };
 }

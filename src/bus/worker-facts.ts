@@ -52,13 +52,20 @@ export function decodeWorkerFact(data: Uint8Array): WorkerEvent {
     case 'exit':
       if (typeof ev.containerId !== 'string' || !isNum(ev.exitStatus) || !isNum(ev.exitedAt))
         throw err.invalid('worker fact exit needs containerId (string), exitStatus and exitedAt (numbers)');
+      if (ev.execId !== undefined && typeof ev.execId !== 'string')
+        throw err.invalid('worker fact exit: execId must be a string when present');
       return {
         kind: 'exit',
         sandboxId: ev.sandboxId,
         containerId: ev.containerId,
+        ...(ev.execId === undefined ? {} : { execId: ev.execId }),
         exitStatus: ev.exitStatus,
         exitedAt: ev.exitedAt,
       };
+    case 'oom':
+      if (typeof ev.containerId !== 'string' || !isNum(ev.at))
+        throw err.invalid('worker fact oom needs containerId (string) and at (number)');
+      return { kind: 'oom', sandboxId: ev.sandboxId, containerId: ev.containerId, at: ev.at };
     case 'vmExit':
       if (
         !isNum(ev.at) ||

@@ -4,7 +4,7 @@
  */
 import type { WireError } from '../errors.ts';
 import type { ContainerType } from '../kata/container-type.ts';
-import type { MountSpec, ProcessPlan, Step } from './ops.ts';
+import type { CgroupWrite, MountSpec, ProcessPlan, Step } from './ops.ts';
 
 export type { Compensation, ProcessPlan, Step } from './ops.ts';
 /** Declared once, with the Kata rules that produce it (src/kata/container-type.ts); a type only. */
@@ -34,7 +34,22 @@ export type Reply =
 /** A lifecycle fact for the event log (past tense). */
 export interface Fact {
   type: 'fact';
-  kind: 'created' | 'started' | 'exited' | 'deleted' | 'failed' | 'rolledBack' | 'compensationFailed' | 'stepDone';
+  kind:
+    | 'created'
+    | 'started'
+    | 'exited'
+    | 'deleted'
+    | 'failed'
+    | 'rolledBack'
+    | 'compensationFailed'
+    | 'stepDone'
+    | 'execAdded'
+    | 'execStarted'
+    | 'execExited'
+    | 'execDeleted'
+    | 'paused'
+    | 'resumed'
+    | 'oom';
   data: Record<string, unknown>;
 }
 
@@ -64,3 +79,32 @@ export interface CreatePlan {
     rootless: boolean;
   };
 }
+
+/** An exec's process as the Task API's `exec` gives it (containerd's ExecProcessRequest, its spec decoded). */
+export interface ExecProcess extends ProcessPlan {
+  /** Keep the process's stdin open (fed over the stdin data plane); else /dev/null. */
+  stdin: boolean;
+}
+
+/** An exec of a task, as its machine keeps it: containerd's exec process states. */
+export interface ExecRecord {
+  process: ExecProcess;
+  status: 'created' | 'running' | 'stopped';
+  /** The guest's pid of the exec's process (0 until started). */
+  guestPid: number;
+  exitStatus: number | null;
+  exitedAt: number | null;
+}
+
+/**
+ * What a running task does besides kills, one at a time (each one worker op, journaled): start an exec,
+ * freeze or thaw, resize a terminal, close a stdin, change limits, signal an exec.
+ */
+export type RunAct =
+  | { op: 'execStart'; execId: string; process: ExecProcess }
+  | { op: 'execSignal'; execId: string; signal: number; all: boolean }
+  | { op: 'pause' }
+  | { op: 'resume' }
+  | { op: 'resize'; execId?: string; rows: number; cols: number }
+  | { op: 'closeIO'; execId?: string }
+  | { op: 'update'; limits: CgroupWrite[] };

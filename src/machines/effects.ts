@@ -5,7 +5,7 @@
  * when the machine leaves the state that invoked it.
  */
 import { fromPromise } from 'xstate';
-import type { Compensation, CreatePlan, CreateTaskRequest, Step } from '../domain/task.ts';
+import type { Compensation, CreatePlan, CreateTaskRequest, RunAct, Step } from '../domain/task.ts';
 import { coordinatorMachine } from './coordinator.machine.ts';
 import type { LifecycleMachine, StepOutputs } from './lifecycle.ts';
 
@@ -18,6 +18,8 @@ export interface Effects {
   ): Promise<unknown>;
   startProcess(input: { id: string; plan: CreatePlan }, signal: AbortSignal): Promise<unknown>;
   signal(input: { id: string; plan: CreatePlan; signal: number; all: boolean }, signal: AbortSignal): Promise<unknown>;
+  /** One act of a running task (run-acts.ts): a worker op; `guestPid` for an exec's start. */
+  act(input: { id: string; plan: CreatePlan; act: RunAct }, signal: AbortSignal): Promise<{ guestPid?: number }>;
   compensate(c: Compensation, signal: AbortSignal): Promise<unknown>;
   /** A timer, as an effect: its firing is an input recorded like any other. */
   sleep(ms: number, signal: AbortSignal): Promise<void>;
@@ -32,6 +34,7 @@ export function provideEffects(machine: LifecycleMachine, fx: Effects): Lifecycl
       runStep: fromPromise(({ input, signal }) => fx.runStep(input, signal)),
       startProcess: fromPromise(({ input, signal }) => fx.startProcess(input, signal)),
       signal: fromPromise(({ input, signal }) => fx.signal(input, signal)),
+      act: fromPromise(({ input, signal }) => fx.act(input, signal)),
       backoff,
       coordinator: coordinatorMachine.provide({
         actors: { compensate: fromPromise(({ input, signal }) => fx.compensate(input, signal)), backoff },

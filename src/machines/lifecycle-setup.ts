@@ -12,12 +12,25 @@
 import { assign, setup } from 'xstate';
 import { notBound } from './not-bound.ts';
 import type { WireError } from '../errors.ts';
-import type { Compensation, Step, StepResults } from '../domain/ops.ts';
-import type { CreatePlan, CreateTaskRequest, Fact, Reply } from '../domain/task.ts';
+import type { CgroupWrite, Compensation, Step, StepResults } from '../domain/ops.ts';
+import type { CreatePlan, CreateTaskRequest, ExecProcess, ExecRecord, Fact, Reply, RunAct } from '../domain/task.ts';
 import { coordinatorMachine, type CoordinatorOutput } from './coordinator.machine.ts';
 
 export type LifecycleEvent =
   | { type: 'start'; rid: string; at: number }
+  | { type: 'exec'; rid: string; execId: string; process: ExecProcess; at: number }
+  | { type: 'execStart'; rid: string; execId: string; at: number }
+  | { type: 'execKill'; rid: string; execId: string; signal: number; all: boolean; at: number }
+  | { type: 'execDelete'; rid: string; execId: string; at: number }
+  /** An exec's process exited (from the hypervisor worker). */
+  | { type: 'execExit'; execId: string; exitStatus: number; exitedAt: number }
+  | { type: 'pause'; rid: string; at: number }
+  | { type: 'resume'; rid: string; at: number }
+  | { type: 'resize'; rid: string; execId?: string; rows: number; cols: number; at: number }
+  | { type: 'closeIO'; rid: string; execId?: string; at: number }
+  | { type: 'update'; rid: string; limits: CgroupWrite[]; at: number }
+  /** The guest's OOM killer struck in this container (before the exit it caused). */
+  | { type: 'oom'; at: number }
   | { type: 'kill'; rid: string; signal: number; all: boolean; at: number }
   | { type: 'delete'; rid: string; at: number }
   /** The task's process exited (from the hypervisor worker). */
@@ -64,6 +77,13 @@ export interface LifecycleContext {
   queuedKills?: KillRequest[];
   deleteRids: string[];
   cleanupAttempts: number;
+  /** The task's execs by exec id (containerd's Exec). Optional: snapshots from before execs lack it. */
+  execs?: Record<string, ExecRecord>;
+  /** Frozen (`pause`) and not yet thawed. */
+  paused?: boolean;
+  /** The act being run (its request awaits the effect) and those queued behind it or behind a kill. */
+  pendingAct?: { rid: string; act: RunAct } | null;
+  queuedActs?: { rid: string; act: RunAct }[];
 }
 
 export type LifecycleTag = 'created' | 'running' | 'stopped' | 'quiet' | 'removed';
@@ -83,6 +103,7 @@ export const lifecycleSetup = setup({
     runStep: notBound<unknown, { id: string; step: Step; plan: CreatePlan; results: StepOutputs }>('runStep'),
     startProcess: notBound<unknown, { id: string; plan: CreatePlan }>('startProcess'),
     signal: notBound<unknown, { id: string; plan: CreatePlan; signal: number; all: boolean }>('signal'),
+    act: notBound<{ guestPid?: number }, { id: string; plan: CreatePlan; act: RunAct }>('act'),
     coordinator: coordinatorMachine,
     backoff: notBound<unknown, { ms: number }>('backoff'),
   },
@@ -91,6 +112,7 @@ export const lifecycleSetup = setup({
     hasLeftovers: ({ context }) => context.leftovers.length > 0,
     deleteAsked: ({ context }) => context.deleteRids.length > 0,
     killQueued: ({ context }) => (context.queuedKills?.length ?? 0) > 0,
+    actQueued: ({ context }) => (context.queuedActs?.length ?? 0) > 0,
     isStopSignal: ({ event }) => event.type === 'kill' && (event.signal === 9 || event.signal === 15),
   },
 });

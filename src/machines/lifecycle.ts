@@ -13,6 +13,7 @@
 import { stateIn, type ActorRefFrom } from 'xstate';
 import { createStates } from './create-states.ts';
 import { runStates } from './run-states.ts';
+import { anyStateActs } from './run-acts.ts';
 import { fail, lifecycleSetup as L, precondition, type LifecycleTag } from './lifecycle-setup.ts';
 
 export type {
@@ -45,7 +46,7 @@ const TOP_STATES = [
  * FailedPrecondition naming the current top-level state ("cannot delete task in running state"), as
  * containerd's init_state.go.
  */
-const refuse = (verb: 'start' | 'kill' | 'delete') =>
+const refuse = (verb: 'start' | 'kill' | 'delete' | 'exec' | 'pause' | 'resume' | 'resize' | 'closeIO' | 'update') =>
   L.enqueueActions(({ event, enqueue, check }) => {
     if (!('rid' in event)) return;
     const state = TOP_STATES.find((n) => check(stateIn(n))) ?? 'unknown';
@@ -74,6 +75,10 @@ export function lifecycleMachine(kind: 'sandbox' | 'container') {
       queuedKills: [],
       deleteRids: [],
       cleanupAttempts: 0,
+      execs: {},
+      paused: false,
+      pendingAct: null,
+      queuedActs: [],
     }),
     initial: 'validating',
     // Commands not accepted by the current state end here: FailedPrecondition naming the state.
@@ -81,6 +86,14 @@ export function lifecycleMachine(kind: 'sandbox' | 'container') {
       start: { actions: refuse('start') },
       kill: { actions: refuse('kill') },
       delete: { actions: refuse('delete') },
+      exec: { actions: refuse('exec') },
+      execStart: { actions: refuse('start') },
+      pause: { actions: refuse('pause') },
+      resume: { actions: refuse('resume') },
+      resize: { actions: refuse('resize') },
+      closeIO: { actions: refuse('closeIO') },
+      update: { actions: refuse('update') },
+      ...anyStateActs,
     },
     states: { ...createStates, ...runStates },
   });

@@ -19,12 +19,23 @@ import {
   reply,
   type LifecycleContext,
 } from './lifecycle-setup.ts';
+import { abandonedActs, actingState, runningActs } from './run-acts.ts';
 
-/** The kill being signalled and those queued behind it: all get an empty reply (the process is gone). */
+/**
+ * The kill being signalled and those queued behind it: all get an empty reply (the process is gone);
+ * the acts in flight or queued are refused.
+ */
 const answerKills = (c: LifecycleContext) => [
   ...(c.pendingKill && c.pendingRid ? [reply(c.pendingRid, {})] : []),
   ...(c.queuedKills ?? []).map((k) => reply(k.rid, {})),
+  ...abandonedActs(c),
 ];
+const queuedKill = L.assign({
+  queuedKills: ({ context, event }) =>
+    event.type !== 'kill'
+      ? (context.queuedKills ?? [])
+      : [...(context.queuedKills ?? []), { rid: event.rid, signal: event.signal, all: event.all }],
+});
 
 export const runStates = {
   created: L.createStateConfig({
@@ -81,19 +92,30 @@ export const runStates = {
     states: {
       idle: {
         tags: ['quiet'],
-        always: {
-          guard: 'killQueued',
-          target: 'signalling',
-          actions: assign(({ context }) => {
-            const [next, ...rest] = context.queuedKills ?? [];
-            return {
-              pendingRid: next?.rid ?? null,
-              pendingKill: next ? { signal: next.signal, all: next.all } : null,
-              queuedKills: rest,
-            };
-          }),
-        },
+        always: [
+          {
+            guard: 'killQueued',
+            target: 'signalling',
+            actions: assign(({ context }) => {
+              const [next, ...rest] = context.queuedKills ?? [];
+              return {
+                pendingRid: next?.rid ?? null,
+                pendingKill: next ? { signal: next.signal, all: next.all } : null,
+                queuedKills: rest,
+              };
+            }),
+          },
+          {
+            guard: 'actQueued',
+            target: 'acting',
+            actions: assign(({ context }) => {
+              const [next, ...rest] = context.queuedActs ?? [];
+              return { pendingAct: next ?? null, queuedActs: rest };
+            }),
+          },
+        ],
       },
+      acting: { ...actingState, on: { kill: { actions: queuedKill } } },
       signalling: {
         invoke: {
           id: 'signal',
@@ -116,19 +138,13 @@ export const runStates = {
         },
         on: {
           // Not a second signalling (that would lose the first request's reply): it waits its turn.
-          kill: {
-            actions: assign({
-              queuedKills: ({ context, event }) => [
-                ...(context.queuedKills ?? []),
-                { rid: event.rid, signal: event.signal, all: event.all },
-              ],
-            }),
-          },
+          kill: { actions: queuedKill },
         },
       },
     },
     always: { guard: ({ context }) => context.exitStatus !== null, target: 'stopping' },
     on: {
+      ...runningActs,
       kill: {
         target: '.signalling',
         actions: assign({
@@ -147,6 +163,8 @@ export const runStates = {
             pendingRid: null,
             pendingKill: null,
             queuedKills: [],
+            pendingAct: null,
+            queuedActs: [],
           });
         }),
       },
@@ -154,7 +172,15 @@ export const runStates = {
         target: 'stopping',
         actions: enqueueActions(({ context, event, enqueue }) => {
           for (const r of answerKills(context)) enqueue.emit(r);
-          enqueue.assign({ exitStatus: 255, exitedAt: event.at, pendingRid: null, pendingKill: null, queuedKills: [] });
+          enqueue.assign({
+            exitStatus: 255,
+            exitedAt: event.at,
+            pendingRid: null,
+            pendingKill: null,
+            queuedKills: [],
+            pendingAct: null,
+            queuedActs: [],
+          });
         }),
       },
     },

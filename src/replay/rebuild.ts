@@ -118,6 +118,7 @@ export function gatedEffects(taskId: string, gate: EffectGate): Effects {
     runStep: ({ step }, signal) => wait(step.kind, signal),
     startProcess: (_, signal) => wait('startProcess', signal),
     signal: (_, signal) => wait('signal', signal),
+    act: ({ act }, signal) => wait(`act:${act.op}`, signal),
     compensate: (c, signal) => wait(`undo:${c.kind}`, signal),
     sleep: (_, signal) => wait('timer', signal),
   };

@@ -87,6 +87,10 @@ export function fakeEffects(opts: FakeOptions = {}) {
       if (step.kind === 'createUser') return { user: 'corral-1', uid: 1001 };
       return { createdDir: true };
     },
+    act: async ({ act }) => {
+      calls.push(`act:${act.op}`);
+      return act.op === 'execStart' ? { guestPid: 77 } : {};
+    },
     startProcess: async () => {
       calls.push('startProcess');
       if (opts.failStart) throw err.internal('agent gone');

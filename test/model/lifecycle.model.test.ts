@@ -127,6 +127,7 @@ describe.each([
           }),
         startProcess: () => held('startProcess'),
         signal: () => held('signal'),
+        act: () => held('act') as Promise<{ guestPid?: number }>,
         // The coordinator as a whole is one model event: its compensations wait for that event.
         compensate: async (c) => {
           await gate.promise;

@@ -64,6 +64,7 @@ function recorder(machine: LifecycleMachine, opts: FakeOptions = {}, id = 'sb1')
     runStep: journal((i) => i.step.kind, fx.runStep),
     startProcess: journal(() => 'startProcess', fx.startProcess),
     signal: journal(() => 'signal', fx.signal),
+    act: journal((i) => `act:${i.act.op}`, fx.act),
     compensate: journal((c) => `undo:${c.kind}`, fx.compensate),
     sleep: journal(
       () => 'timer',
@@ -363,7 +364,7 @@ describe('the HTML page', () => {
     const c = chartOf(sandboxMachine);
     expect(c.states.map((s) => s.key)).toEqual(Object.keys(sandboxMachine.root.states));
     expect(c.initial).toBe('validating');
-    expect(c.states.find((s) => s.key === 'running')!.children).toEqual(['idle', 'signalling']);
+    expect(c.states.find((s) => s.key === 'running')!.children).toEqual(['idle', 'acting', 'signalling']);
     expect(c.states.find((s) => s.key === 'advancing')!.transient).toBe(true);
     expect(c.edges).toContainEqual({ from: 'configuring', to: 'advancing', events: ['done: configure'] });
     const altered = chartOf(alteredMachine());
