@@ -16,7 +16,19 @@ import { subjects, type TaskVerb } from './subjects.ts';
 export const RESPONDERS_GRACE_MS = 3_000;
 
 /** Verbs whose repeats need a `requestId` to be safe. */
-export const CHANGING_VERBS: ReadonlySet<string> = new Set(['create', 'createInline', 'start', 'kill', 'delete']);
+export const CHANGING_VERBS: ReadonlySet<string> = new Set([
+  'create',
+  'createInline',
+  'start',
+  'kill',
+  'delete',
+  'exec',
+  'pause',
+  'resume',
+  'resize',
+  'closeIO',
+  'update',
+]);
 
 /** `body` with a fresh `requestId` unless it has one. */
 export const withRequestId = <B extends Record<string, unknown>>(body: B): B & { requestId: string } =>

@@ -8,4 +8,6 @@ export interface Io {
   /** Raw bytes (a task's output), as they come. */
   stdout: (b: Uint8Array) => void;
   stderr: (b: Uint8Array) => void;
+  /** The local stdin, for `-i` and `-t` (absent in tests that capture output only). */
+  stdin?: NodeJS.ReadStream;
 }

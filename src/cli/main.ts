@@ -7,6 +7,7 @@ import { agentCommand } from './commands/agent.ts';
 import { EVENTS_USAGE, eventsCommand } from './commands/events.ts';
 import { FLEET_USAGE, fleetCommand } from './commands/fleet.ts';
 import { REPLAY_USAGE, replayCommand } from './commands/replay.ts';
+import { processCommands } from './commands/process.ts';
 import { taskCommands } from './commands/task.ts';
 import { demoCommand, upCommand } from './commands/up.ts';
 import { workerCommand } from './commands/worker.ts';
@@ -25,11 +26,19 @@ Bring a node up
   worker mount|hypervisor             run one worker process
 
 Tasks (containerd's Task API)
-  run --bundle DIR [--rootfs T:SRC[:OPTS]]... [--config PATH] [--id ID] [--rm]
-                                      create + start + stream output + wait; exits with the process's code
+  run --bundle DIR [-i] [-t] [--rootfs T:SRC[:OPTS]]... [--config PATH] [--id ID] [--rm]
+                                      create + start + stream output + wait; exits with the process's code;
+                                      -i feeds stdin, -t gives it a terminal (as docker run -it)
   create ID --bundle DIR [--rootfs T:SRC[:OPTS]]... [--config PATH] [--terminal]
-  start ID | state ID | wait ID | delete ID | pids ID
-  kill ID [--signal SIG] [--all]
+  start ID | state ID | wait ID | delete ID   (each takes --exec-id EID for an exec)
+  pids ID
+  kill ID [--exec-id EID] [--signal SIG] [--all]
+  exec ID [--exec-id EID] [-i] [-t] [--user UID[:GID]] [--cwd DIR] [--env K=V]... -- CMD [ARG...]
+                                      a new process in a running task; exits with its code
+  pause ID | resume ID                freeze and thaw the task's processes (a sandbox's: all its containers)
+  stats ID                            CPU, memory and pids of the task's cgroup in the guest
+  update ID [--memory BYTES] [--cpu-quota US] [--cpu-period US] [--pids N]
+                                      change the task's limits inside the guest
   ps                                  every task on the node
 
 Events and replay
@@ -64,7 +73,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
     io.out(HELP);
     return 0;
   }
-  const task = Object.hasOwn(taskCommands, cmd) ? taskCommands[cmd] : undefined;
+  const commands = { ...taskCommands, ...processCommands };
+  const task = Object.hasOwn(commands, cmd) ? commands[cmd] : undefined;
   const usage =
     task?.usage ??
     (cmd === 'events' ? EVENTS_USAGE : cmd === 'replay' ? REPLAY_USAGE : cmd === 'fleet' ? FLEET_USAGE : undefined);
@@ -106,6 +116,7 @@ if (isEntry || viaBin) {
     err: (l) => process.stderr.write(l + '\n'),
     stdout: (b) => process.stdout.write(b),
     stderr: (b) => process.stderr.write(b),
+    stdin: process.stdin,
   };
   main(process.argv.slice(2), io).then(
     (code) => {

@@ -9,6 +9,15 @@ import type { MountSpec } from '../../domain/ops.ts';
 import { duration, need, parse, type Parsed } from '../args.ts';
 import { client, type Client } from '../client.ts';
 import type { Io } from '../io.ts';
+import { attachInput } from '../stdio.ts';
+
+/** `-i`: the local stdin feeds the process; `-t`: a terminal in the guest, this one in raw mode. */
+export const STDIO_OPTS = {
+  stdin: { type: 'boolean', short: 'i' },
+  tty: { type: 'boolean', short: 't' },
+} as const;
+/** A create's `stdin` when the CLI feeds it over NATS (containerd puts a FIFO path there). */
+const STDIN_MARK = 'nats:stdin';
 
 const CREATE_OPTS = {
   bundle: { type: 'string' },
@@ -83,7 +92,7 @@ function createBody(p: Parsed, id: string) {
   };
 }
 
-async function withClient<T>(p: Parsed, io: Io, f: (c: Client) => Promise<T>): Promise<T> {
+export async function withClient<T>(p: Parsed, io: Io, f: (c: Client) => Promise<T>): Promise<T> {
   const c = await client(p, io.env);
   try {
     return await f(c);
@@ -92,7 +101,7 @@ async function withClient<T>(p: Parsed, io: Io, f: (c: Client) => Promise<T>): P
   }
 }
 
-const show = (io: Io, p: Parsed, result: unknown, human: () => string) =>
+export const show = (io: Io, p: Parsed, result: unknown, human: () => string) =>
   io.out(p.values.json ? JSON.stringify(result) : human());
 
 export const taskCommands: Record<string, { usage: string; run(argv: string[], io: Io): Promise<number> }> = {
@@ -124,25 +133,24 @@ export const taskCommands: Record<string, { usage: string; run(argv: string[], i
     return `${cell(s.id)}\t${cell(s.status)}\t${cell(s.state)}\tpid=${cell(s.pid)}\texit=${cell(s.exitStatus)}${error}`;
   }),
   kill: {
-    usage: 'corral kill ID [--signal SIG] [--all]',
+    usage: 'corral kill ID [--exec-id EID] [--signal SIG] [--all]',
     async run(argv, io) {
-      const p = parse(argv, { signal: { type: 'string' }, all: { type: 'boolean' } });
+      const p = parse(argv, { signal: { type: 'string' }, all: { type: 'boolean' }, ...EXEC_ID });
       const id = need(p, 0, 'task ID');
-      await withClient(p, io, (c) =>
-        c.call('kill', { id, signal: p.values.signal ?? 'SIGTERM', all: p.values.all === true }),
-      );
-      show(io, p, { id }, () => `signalled ${id}`);
+      const body = { id, ...execIdOf(p), signal: p.values.signal ?? 'SIGTERM', all: p.values.all === true };
+      await withClient(p, io, (c) => c.call('kill', body));
+      show(io, p, { id, ...execIdOf(p) }, () => `signalled ${id}${p.values['exec-id'] ? ` exec ${body.execId}` : ''}`);
       return 0;
     },
   },
   wait: {
-    usage: 'corral wait ID [--timeout D]',
+    usage: 'corral wait ID [--exec-id EID] [--timeout D]',
     async run(argv, io) {
-      const p = parse(argv);
+      const p = parse(argv, EXEC_ID);
       const id = need(p, 0, 'task ID');
       const ms = duration(p, 'timeout', 24 * 3600_000);
       const r = await withClient(p, io, (c) =>
-        c.call<{ exitStatus: number }>('wait', { id, timeoutMs: ms }, ms + 5000),
+        c.call<{ exitStatus: number }>('wait', { id, ...execIdOf(p), timeoutMs: ms }, ms + 5000),
       );
       show(io, p, r, () => String(r.exitStatus));
       return 0;
@@ -166,12 +174,18 @@ export const taskCommands: Record<string, { usage: string; run(argv: string[], i
   },
   run: {
     usage:
-      'corral run --bundle DIR [--rootfs TYPE:SRC[:OPTS]]... [--config PATH] [--id ID] [--rm] ' +
+      'corral run --bundle DIR [-i] [-t] [--rootfs TYPE:SRC[:OPTS]]... [--config PATH] [--id ID] [--rm] ' +
       '[--fleet [--label K=V]... [--policy P]]',
     async run(argv, io) {
-      const p = parse(argv, { ...CREATE_OPTS, id: { type: 'string' }, rm: { type: 'boolean' } });
+      const p = parse(argv, { ...CREATE_OPTS, ...STDIO_OPTS, id: { type: 'string' }, rm: { type: 'boolean' } });
       const id = (p.values.id as string | undefined) ?? `run-${randomBytes(4).toString('hex')}`;
-      const body = p.values.fleet ? fleetBody(p, id) : createBody(p, id);
+      const tty = p.values.tty === true;
+      const stdin = p.values.stdin === true;
+      const body = {
+        ...(p.values.fleet ? fleetBody(p, id) : createBody(p, id)),
+        ...(tty ? { terminal: true } : {}),
+        ...(stdin ? { stdin: STDIN_MARK } : {}),
+      };
       return withClient(p, io, async (c) => {
         // Through the fleet, the node is known only from the create's reply: subscribe to every node's io of this id.
         const ioNode = p.values.fleet ? '*' : c.node;
@@ -194,6 +208,7 @@ export const taskCommands: Record<string, { usage: string; run(argv: string[], i
           });
         };
         process.on('SIGINT', onSig);
+        let input: ReturnType<typeof attachInput> | undefined;
         try {
           const timeout = duration(p, 'timeout', 300_000);
           const created = p.values.fleet
@@ -202,12 +217,14 @@ export const taskCommands: Record<string, { usage: string; run(argv: string[], i
           if ('node' in created && typeof created.node === 'string') node = created.node;
           if (!p.values.json) io.err(`created ${id}${p.values.fleet ? ` on node ${node}` : ''} (pid ${created.pid})`);
           await on('start', { id });
+          if (tty || stdin) input = attachInput(c.nc, { node, id, stdin, tty }, io, (s) => on('resize', { id, ...s }));
           const r = await on<{ exitStatus: number; exitedAt: number }>('wait', { id, timeoutMs: 0 }, 7 * 24 * 3600_000);
           await c.nc.flush();
           if (p.values.rm) await on('delete', { id }, 120_000);
           if (p.values.json) io.out(JSON.stringify({ id, node, pid: created.pid, ...r }));
           return r.exitStatus;
         } finally {
+          input?.close();
           process.off('SIGINT', onSig);
           for (const s of outs) s.unsubscribe();
         }
@@ -221,13 +238,18 @@ function cell(v: unknown): string {
   return v !== null && typeof v === 'object' ? JSON.stringify(v) : String(v);
 }
 
+const EXEC_ID = { 'exec-id': { type: 'string' } } as const;
+const execIdOf = (p: Parsed) => (typeof p.values['exec-id'] === 'string' ? { execId: p.values['exec-id'] } : {});
+
 function simple(verb: 'start' | 'delete' | 'pids' | 'state', human: (id: string, r: unknown) => string) {
+  const execs = verb !== 'pids';
   return {
-    usage: `corral ${verb} ID`,
+    usage: `corral ${verb} ID${execs ? ' [--exec-id EID]' : ''}`,
     async run(argv: string[], io: Io) {
-      const p = parse(argv);
+      const p = parse(argv, execs ? EXEC_ID : {});
       const id = need(p, 0, 'task ID');
-      const r = await withClient(p, io, (c) => c.call(verb, { id }, verb === 'delete' ? 120_000 : 30_000));
+      const body = { id, ...execIdOf(p) };
+      const r = await withClient(p, io, (c) => c.call(verb, body, verb === 'delete' ? 120_000 : 30_000));
       show(io, p, r, () => human(id, r));
       return 0;
     },
