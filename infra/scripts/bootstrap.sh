@@ -14,6 +14,7 @@ have cpio || need+=(cpio)
 have xz || need+=(xz-utils)
 have setpriv || need+=(util-linux)
 have ss || need+=(iproute2)  # the worker-crash test reads a frozen worker's socket queue
+have tmux || need+=(tmux)  # the terminal test drives corral run -t / exec -t as a person would
 have useradd || need+=(passwd)
 have gcc || need+=(gcc libc6-dev)
 [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)

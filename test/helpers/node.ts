@@ -135,12 +135,18 @@ export async function testNode(opts: { faults?: boolean; simulate?: boolean; env
       return dir;
     },
     /** Run the CLI as a user would; resolves with its exit code and output. */
-    cli(args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+    cli(
+      args: string[],
+      extraEnv: NodeJS.ProcessEnv = {},
+      input?: Uint8Array | string,
+    ): Promise<{ code: number; stdout: string; stderr: string }> {
       return new Promise((res) => {
         const p = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
           cwd: REPO,
           env: { ...env, ...extraEnv },
         });
+        if (input === undefined) p.stdin.end();
+        else p.stdin.end(input);
         let stdout = '',
           stderr = '';
         p.stdout.on('data', (d) => (stdout += d));
