@@ -47,7 +47,7 @@ export function laneOf(r: EventRecord, machine: 'sandbox' | 'container'): Lane {
   const effect = r.effect as string | undefined;
   if (effect) {
     if (MOUNT_EFFECTS.has(effect)) return 'worker:mount';
-    if (HV_EFFECTS.has(effect)) return 'worker:hypervisor';
+    if (HV_EFFECTS.has(effect) || effect.startsWith('act:')) return 'worker:hypervisor'; // every act is a hypervisor op
     if (effect.startsWith('undo:') || effect === 'timer') return 'coordinator';
     return 'agent';
   }

@@ -34,12 +34,15 @@ const DELETE = ['stopVm', 'removeTree', 'unmountAll'].flatMap((s) => [
   `after:undo:${s}`,
 ]);
 const KILL = ['before:signal', 'during:signal', 'after:signal'];
+const EXEC = ['before:act:execStart', 'during:act:execStart', 'after:act:execStart'];
+const PAUSE = ['before:act:pause', 'during:act:pause', 'after:act:pause'];
 const ROLLBACK = ['before:undo:removeTree', 'after:undo:unmountAll'];
 let tested = 0;
 afterAll(() => {
   console.log(
     `recovery: ${tested} agent kill points tested (${CREATE.length} in create, ${START.length} in start, ` +
-      `${KILL.length} in kill, ${DELETE.length} in delete, ${ROLLBACK.length} in a create's rollback)`,
+      `${KILL.length} in kill, ${EXEC.length} in an exec's start, ${PAUSE.length} in pause, ` +
+      `${DELETE.length} in delete, ${ROLLBACK.length} in a create's rollback)`,
   );
 });
 
@@ -122,6 +125,51 @@ describe('agent killed during kill: the signal is delivered, the task exits', ()
     // `before`: the signal never left; the caller (whose request died) asks again, as containerd does.
     if (point.startsWith('before')) await n.call('kill', { id, signal: 9 });
     expect(await n.call('wait', { id }, 60_000)).toMatchObject({ exitStatus: 137 });
+    await n.call('delete', { id });
+    expect(await expectClean(id)).toEqual(['created', 'started', 'exited', 'deleted']);
+  });
+});
+
+describe("agent killed during an exec's start: the exec runs once, its exit is recorded", () => {
+  it.each(EXEC)('%s', async (point) => {
+    const id = `x-${point.replace(/[^a-z]/gi, '')}`;
+    await n.call('create', { id, bundle: n.bundle(id, { args: ['sleep', '600'] }) });
+    await n.call('start', { id });
+    await n.call('exec', { id, execId: 'e', spec: { args: ['sleep', '600'], env: ['PATH=/bin'] } });
+    await crashDuring(point, () => n.call('start', { id, execId: 'e' }, 60_000));
+    // `before`: the exec never started; the caller asks again.
+    if (point.startsWith('before')) await n.call('start', { id, execId: 'e' });
+    await waitFor(() => n.call<{ status: string }>('state', { id, execId: 'e' }), {
+      until: (v) => v.status === 'running',
+      timeoutMs: 60_000,
+      what: 'the exec to run',
+    });
+    await n.call('kill', { id, execId: 'e', signal: 9 });
+    expect(await n.call('wait', { id, execId: 'e' }, 60_000)).toMatchObject({ exitStatus: 137 });
+    await n.call('delete', { id, execId: 'e' });
+    await n.call('kill', { id, signal: 9 });
+    await n.call('wait', { id });
+    await n.call('delete', { id });
+    expect(await expectClean(id)).toEqual(['created', 'started', 'exited', 'deleted']);
+  });
+});
+
+describe('agent killed during pause: the task converges to paused, and resumes', () => {
+  it.each(PAUSE)('%s', async (point) => {
+    const id = `p-${point.replace(/[^a-z]/gi, '')}`;
+    await n.call('create', { id, bundle: n.bundle(id, { args: ['sleep', '600'] }) });
+    await n.call('start', { id });
+    await crashDuring(point, () => n.call('pause', { id }, 60_000));
+    if (point.startsWith('before')) await n.call('pause', { id });
+    await waitFor(() => n.call<{ status: string }>('state', { id }), {
+      until: (v) => v.status === 'paused',
+      timeoutMs: 60_000,
+      what: 'the task to be paused',
+    });
+    await n.call('resume', { id });
+    expect(await n.call('state', { id })).toMatchObject({ status: 'running' });
+    await n.call('kill', { id, signal: 9 });
+    await n.call('wait', { id });
     await n.call('delete', { id });
     expect(await expectClean(id)).toEqual(['created', 'started', 'exited', 'deleted']);
   });
