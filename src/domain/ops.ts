@@ -263,7 +263,10 @@ export interface HypervisorOps {
   pause: { req: OpBase & { sandboxId: string; containerId?: string }; res: { paused: boolean } };
   resume: { req: OpBase & { sandboxId: string; containerId?: string }; res: { resumed: boolean } };
   /** Write a container's cgroup limits in the guest (containerd's Update). */
-  update: { req: OpBase & { sandboxId: string; containerId: string; limits: CgroupWrite[] }; res: { updated: boolean } };
+  update: {
+    req: OpBase & { sandboxId: string; containerId: string; limits: CgroupWrite[] };
+    res: { updated: boolean };
+  };
   /** A read (no opId): a container's cgroup counters in the guest. */
   stats: { req: Partial<OpBase> & { sandboxId: string; containerId: string }; res: ContainerStats };
   /**
