@@ -265,7 +265,7 @@ describe('resolveBindSources', () => {
     ]);
   });
 
-  it('a missing source is NotFound; outside the bundle roots (also through a symlink) or relative is InvalidArgument', async () => {
+  it('missing source: NotFound; outside the roots (even via a symlink) or relative: InvalidArgument', async () => {
     await expectError(
       () => resolveBindSources([bind('/bundles/nope')], ['/bundles'], fs),
       'NotFound',
