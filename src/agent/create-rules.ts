@@ -25,6 +25,7 @@ import {
   verifyContainerId,
   type OciSpec,
 } from '../kata/index.ts';
+import { containerSetup } from './create-setup.ts';
 import { paths, type Settings } from './settings.ts';
 
 export interface Classified {
@@ -88,9 +89,11 @@ export function createRules(s: Settings): CreateRules {
         // Kata: a pod container uses the config its sandbox was created with; its own config_path is ignored.
         const cfg = sandbox.plan.config!;
         const mounts = await setEphemeralStorageType(spec.mounts, cfg.disableGuestEmptyDir, isTmpfsMountPoint);
+        const cs = await containerSetup(s, spec, mounts, v.sandboxId, req.id);
         const steps = [
           ...(await rootfsSteps(req, v.bundle, cfg.disableBlockDeviceUse)),
           bindStep(rootSource, v.sandboxId, req.id, spec.root.readonly),
+          ...cs.steps,
         ];
         return {
           type: v.type,
@@ -98,7 +101,7 @@ export function createRules(s: Settings): CreateRules {
           bundle: v.bundle,
           steps,
           process,
-          mounts: mounts.map((m) => ({ ...m, options: [...m.options] })),
+          setup: { ...cs.setup, ...(req.stdin ? { stdin: true } : {}) },
           hostPid: sandbox.pid,
           config: cfg,
         };
@@ -134,10 +137,13 @@ export function createRules(s: Settings): CreateRules {
           ? 'kvm'
           : 'auto';
       const sid = req.id;
+      // Kata never rewrites a sandbox's emptyDirs (§1.6): its mounts are taken as they are.
+      const cs = await containerSetup(s, spec, spec.mounts, sid, req.id);
       const steps: Step[] = [
         ...(await rootfsSteps(req, v.bundle, hv.disableBlockDeviceUse)),
         { phase: 'mounting', kind: 'mkdir', args: { path: paths.sandboxDir(s, sid), mode: 0o755 } },
         bindStep(rootSource, sid, req.id, spec.root.readonly),
+        ...cs.steps,
         ...(hv.rootless ? [{ phase: 'preparingUser', kind: 'createUser', args: { sandboxId: sid } } as Step] : []),
         {
           phase: 'booting',
@@ -166,7 +172,7 @@ export function createRules(s: Settings): CreateRules {
         process,
         vcpus,
         memoryMiB,
-        mounts: spec.mounts.map((m) => ({ ...m, options: [...m.options] })),
+        setup: { ...cs.setup, ...(req.stdin ? { stdin: true } : {}) },
         config: {
           path: rc.configPath,
           source: resolved.source,

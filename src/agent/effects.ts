@@ -182,7 +182,8 @@ export function taskEffects(
         call(
           'hypervisor',
           'startProcess',
-          { sandboxId: input.plan.sandboxId, containerId: input.id, ...input.plan.process },
+          // Plans recorded before issue 8 have no `setup`: the process starts with its rootfs only.
+          { sandboxId: input.plan.sandboxId, containerId: input.id, ...input.plan.process, ...input.plan.setup },
           DEADLINES.process,
           signal,
         ),

@@ -8,7 +8,7 @@ import type { LATER } from '../bus/serve.ts';
 import { parseExec } from '../bus/exec-requests.ts';
 import { obj, parseProcessRef, parseResize, taskId } from '../bus/task-requests.ts';
 import { hasTag, type LifecycleEvent } from '../machines/index.ts';
-import { parseUpdate } from './update-request.ts';
+import { updateLimits } from '../kata/index.ts';
 import type { TaskRuntime } from './task-runtime.ts';
 import type { ReplyTo } from './task-table.ts';
 
@@ -35,7 +35,7 @@ export function processVerbs(rt: TaskRuntime, command: Command) {
       return command(body, reply, (rid, at) => ({ type: 'closeIO', rid, at, execId }));
     },
     update: (body: unknown, reply: ReplyTo) => {
-      const limits = parseUpdate(obj(body, 'request').resources);
+      const limits = updateLimits(obj(body, 'request').resources);
       return command(body, reply, (rid, at) => ({ type: 'update', rid, at, limits }));
     },
     /** containerd's Stats: the container's cgroup v2 counters in the guest. */

@@ -4,7 +4,7 @@
  */
 import type { WireError } from '../errors.ts';
 import type { ContainerType } from '../kata/container-type.ts';
-import type { CgroupWrite, MountSpec, ProcessPlan, Step } from './ops.ts';
+import type { CgroupWrite, ContainerSetup, MountSpec, ProcessPlan, Step } from './ops.ts';
 
 export type { Compensation, ProcessPlan, Step } from './ops.ts';
 /** Declared once, with the Kata rules that produce it (src/kata/container-type.ts); a type only. */
@@ -64,10 +64,12 @@ export interface CreatePlan {
   vcpus?: number;
   memoryMiB?: number;
   /**
-   * config.json's mounts; for pod containers after Kata's emptyDir rewrite (`ephemeral`/`local`).
-   * Recorded in the plan; not yet mounted inside the guest (see docs/decisions/0004).
+   * What the guest sets up for the container's process (passed into `startProcess`): config.json's
+   * `mounts` translated for the guest (for pod containers after Kata's emptyDir rewrite; their host
+   * side is the plan's `bind`/`mkdir` steps into the share), `linux.resources` as cgroup v2 writes,
+   * and `hostname`. Absent in plans recorded before issue 8 (they had an unused `mounts` field instead).
    */
-  mounts?: { destination: string; type: string; source: string; options: string[] }[];
+  setup?: Pick<ContainerSetup, 'mounts' | 'limits' | 'hostname'>;
   /** For a pod container: the VMM pid of its sandbox (the task pid, as in Kata). */
   hostPid?: number;
   /** The runtime config the sandbox was created with; its pod containers reuse it (Kata caches it per shim). */

@@ -61,3 +61,16 @@ export { nodeFs } from './fs.ts';
 export type { KataFs } from './fs.ts';
 export { hostInfo } from './host.ts';
 export type { HostInfo } from './host.ts';
+export {
+  planMounts,
+  resolveBindSources,
+  hostBindIndexes,
+  DEFAULT_DEVICES,
+  DEFAULT_SHM,
+  MAX_MOUNTS,
+} from './oci-mounts.ts';
+export type { GuestMountSpec, HostMountStep, MountPlan, BindSource, MountContext } from './oci-mounts.ts';
+export { MS, parseMountOptions } from './mount-options.ts';
+export type { ParsedOptions } from './mount-options.ts';
+export { cgroupLimits, updateLimits, cpuSharesToWeight } from './resources.ts';
+export type { CgroupFile, CgroupLimit, LimitResources } from './resources.ts';

@@ -40,9 +40,20 @@ export interface OciMount {
 }
 
 export interface OciResources {
-  /** Each field is present only if the spec had it; sizing needs to know (§4.2). */
-  readonly cpu?: { readonly quota?: number; readonly period?: number; readonly shares?: number };
-  readonly memory?: { readonly limit?: number };
+  /**
+   * Each field is present only if the spec had it; sizing needs to know (§4.2). Bytes for memory
+   * (`swap` is memory+swap, -1 unlimited), µs for quota/period (quota -1 unlimited), `cpus` a CPU list.
+   */
+  readonly cpu?: {
+    readonly quota?: number;
+    readonly period?: number;
+    readonly shares?: number;
+    readonly cpus?: string;
+    readonly mems?: string;
+  };
+  readonly memory?: { readonly limit?: number; readonly reservation?: number; readonly swap?: number };
+  /** `limit` ≤ 0 is unlimited. */
+  readonly pids?: { readonly limit?: number };
 }
 
 export interface OciNamespace {
@@ -87,6 +98,8 @@ export interface OciLinux {
 /** A validated, deep-frozen OCI spec. `process`, `root`, `linux` and `linux.resources` are required. */
 export interface OciSpec {
   readonly ociVersion: string;
+  /** The container's hostname (its own UTS namespace in the guest); empty: the guest's. */
+  readonly hostname: string;
   readonly process: OciProcess;
   readonly root: OciRoot;
   readonly mounts: readonly OciMount[];

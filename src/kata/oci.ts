@@ -123,6 +123,8 @@ function resourcesOf(v: unknown): OciResources {
   if (!r) throw err.invalid('config.json: missing linux.resources section');
   const cpu = table(r.cpu, 'linux.resources.cpu');
   const mem = table(r.memory, 'linux.resources.memory');
+  const pids = table(r.pids, 'linux.resources.pids');
+  const optStr = (x: unknown, f: string) => (x == null ? undefined : str(x, f));
   const defined = <T extends object>(o: T) =>
     Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined)) as T;
   return defined({
@@ -132,8 +134,17 @@ function resourcesOf(v: unknown): OciResources {
         quota: int64(cpu.quota, 'linux.resources.cpu.quota'),
         period: uint64(cpu.period, 'linux.resources.cpu.period'),
         shares: uint64(cpu.shares, 'linux.resources.cpu.shares'),
+        cpus: optStr(cpu.cpus, 'linux.resources.cpu.cpus'),
+        mems: optStr(cpu.mems, 'linux.resources.cpu.mems'),
       }),
-    memory: mem && defined({ limit: int64(mem.limit, 'linux.resources.memory.limit') }),
+    memory:
+      mem &&
+      defined({
+        limit: int64(mem.limit, 'linux.resources.memory.limit'),
+        reservation: int64(mem.reservation, 'linux.resources.memory.reservation'),
+        swap: int64(mem.swap, 'linux.resources.memory.swap'),
+      }),
+    pids: pids && defined({ limit: int64(pids.limit, 'linux.resources.pids.limit') }),
   });
 }
 
@@ -211,6 +222,7 @@ export function parseSpec(text: string): OciSpec {
   const ann = table(doc.annotations, 'annotations') ?? {};
   return deepFreeze({
     ociVersion: str(doc.ociVersion, 'ociVersion'),
+    hostname: str(doc.hostname, 'hostname'),
     process,
     root: { path: str(root.path, 'root.path'), readonly: bool(root.readonly, 'root.readonly') },
     mounts: list(doc.mounts, 'mounts').map((m, i) => {

@@ -55,6 +55,9 @@ export interface BundleOptions {
   /** Leave rootfs/ empty (for --rootfs mounts onto it). */
   emptyRootfs?: boolean;
   resources?: Record<string, unknown>;
+  /** config.json `mounts` (OCI shape: destination, type, source, options). */
+  mounts?: { destination: string; type: string; source: string; options?: string[] }[];
+  hostname?: string;
 }
 
 /**
@@ -130,6 +133,8 @@ export async function testNode(opts: { faults?: boolean; simulate?: boolean; env
           root: { path: 'rootfs', readonly: false },
           annotations: b.annotations ?? {},
           linux: { resources: b.resources ?? {} },
+          ...(b.mounts ? { mounts: b.mounts } : {}),
+          ...(b.hostname ? { hostname: b.hostname } : {}),
         }),
       );
       return dir;

@@ -24,7 +24,7 @@ writeFileSync(
 writeFileSync(join(dir, 'dynamic.toml'), toml('default_vcpus = 1\ndefault_memory = 2048\nrootless = true'));
 writeFileSync(join(dir, 'env.toml'), toml('default_memory = 300'));
 
-function bundle(name: string, annotations: Record<string, string> = {}): string {
+function bundle(name: string, annotations: Record<string, string> = {}, more: Record<string, unknown> = {}): string {
   const b = join(dir, 'bundles', name);
   mkdirSync(join(b, 'rootfs'), { recursive: true });
   writeFileSync(
@@ -34,6 +34,7 @@ function bundle(name: string, annotations: Record<string, string> = {}): string 
       root: { path: 'rootfs' },
       annotations,
       linux: { resources: { memory: { limit: 1 << 30 } } },
+      ...more,
     }),
   );
   return b;
@@ -133,6 +134,134 @@ describe('create rules', () => {
     await expect(r.configure(rq, await r.validate(rq))).rejects.toMatchObject({
       code: 'InvalidArgument',
       message: expect.stringContaining('virtio-9p'),
+    });
+  });
+
+  describe('config.json mounts, resources and hostname', () => {
+    const vols = join(dir, 'bundles', 'vols');
+    mkdirSync(join(vols, 'ro-dir'), { recursive: true });
+    mkdirSync(join(vols, 'rw-dir'), { recursive: true });
+    writeFileSync(join(vols, 'ro-file'), 'x');
+    writeFileSync(join(vols, 'rw-file'), 'y');
+    const binds = [
+      { destination: '/proc', type: 'proc', source: 'proc' },
+      { destination: '/data/ro', type: 'bind', source: join(vols, 'ro-dir'), options: ['rbind', 'ro'] },
+      { destination: '/data/rw', type: 'bind', source: join(vols, 'rw-dir'), options: ['rbind', 'rw'] },
+      { destination: '/etc/ro.conf', type: 'none', source: join(vols, 'ro-file'), options: ['bind', 'ro'] },
+      { destination: '/etc/rw.conf', type: 'bind', source: join(vols, 'rw-file'), options: ['bind'] },
+      { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'size=1m'] },
+    ];
+    const bindSteps = (share: string) =>
+      [
+        [1, 'ro-dir', true],
+        [2, 'rw-dir', false],
+        [3, 'ro-file', true],
+        [4, 'rw-file', false],
+      ].map(([n, name, readonly]) => ({
+        phase: 'mounting',
+        kind: 'bind',
+        args: { source: join(vols, name as string), target: `${share}/mounts/${n}-${name}`, readonly },
+      }));
+    const guestMounts = (cid: string) => [
+      { source: 'proc', target: '/proc', fstype: 'proc', flags: 0, data: '' },
+      {
+        source: `/run/corral/shared/${cid}/mounts/1-ro-dir`,
+        target: '/data/ro',
+        fstype: 'bind',
+        flags: 0x5001,
+        data: '',
+      },
+      {
+        source: `/run/corral/shared/${cid}/mounts/2-rw-dir`,
+        target: '/data/rw',
+        fstype: 'bind',
+        flags: 0x5000,
+        data: '',
+      },
+      {
+        source: `/run/corral/shared/${cid}/mounts/3-ro-file`,
+        target: '/etc/ro.conf',
+        fstype: 'bind',
+        flags: 0x1001,
+        data: '',
+        file: true,
+      },
+      {
+        source: `/run/corral/shared/${cid}/mounts/4-rw-file`,
+        target: '/etc/rw.conf',
+        fstype: 'bind',
+        flags: 0x1000,
+        data: '',
+        file: true,
+      },
+      { source: 'tmpfs', target: '/tmp', fstype: 'tmpfs', flags: 2, data: 'size=1m' },
+    ];
+
+    it('a sandbox: host binds into its share after the rootfs bind, guest mounts, limits, hostname', async () => {
+      const r = rules({ CORRAL_CONF_FILE: join(dir, 'env.toml') });
+      const rq = req('vsb', bundle('vsb', {}, { mounts: binds, hostname: 'box' }));
+      const plan = await r.configure(rq, await r.validate(rq));
+      const share = join(dir, 'run/sandboxes/vsb/shared/vsb');
+      expect(plan.steps.map((s) => s.kind)).toEqual(['mkdir', 'bind', 'bind', 'bind', 'bind', 'bind', 'boot']);
+      expect(plan.steps[1]!.args).toMatchObject({ target: `${share}/rootfs` });
+      expect(plan.steps.slice(2, 6)).toEqual(bindSteps(share));
+      expect(plan.setup).toEqual({
+        mounts: guestMounts('vsb'),
+        limits: [{ file: 'memory.max', value: String(1 << 30) }],
+        hostname: 'box',
+      });
+      expect(plan).not.toHaveProperty('mounts');
+    });
+
+    it("a pod container: the same, in its sandbox's share; local emptyDirs are made there", async () => {
+      const r = rules({ CORRAL_CONF_FILE: join(dir, 'env.toml') });
+      const sb = req('vsb2', bundle('vsb2', { 'io.kubernetes.cri.container-type': 'sandbox' }));
+      const sbPlan = await r.configure(sb, await r.validate(sb));
+      const ed = join(dir, 'bundles/pods/volumes/kubernetes.io~empty-dir/scratch');
+      mkdirSync(ed, { recursive: true });
+      const c = req(
+        'vc1',
+        bundle(
+          'vc1',
+          { 'io.kubernetes.cri.container-type': 'container', 'io.kubernetes.cri.sandbox-id': 'vsb2' },
+          { mounts: [...binds, { destination: '/scratch', type: 'bind', source: ed, options: ['rbind'] }] },
+        ),
+      );
+      const plan = await r.configure(c, await r.validate(c), { pid: 1, plan: sbPlan });
+      const share = join(dir, 'run/sandboxes/vsb2/shared/vc1');
+      expect(plan.steps.slice(1)).toEqual([
+        ...bindSteps(share),
+        { phase: 'mounting', kind: 'mkdir', args: { path: `${share}/mounts/6-scratch`, mode: 0o777 } },
+      ]);
+      expect(plan.setup?.mounts).toEqual([
+        ...guestMounts('vc1'),
+        {
+          source: '/run/corral/shared/vc1/mounts/6-scratch',
+          target: '/scratch',
+          fstype: 'bind',
+          flags: 0x5000,
+          data: '',
+        },
+      ]);
+    });
+
+    it('a bind source that is missing is NotFound; one outside the bundle roots is InvalidArgument', async () => {
+      const r = rules({ CORRAL_CONF_FILE: join(dir, 'env.toml') });
+      const missing = req('vbad1', bundle('vbad1', {}, { mounts: [{ ...binds[1], source: join(vols, 'nope') }] }));
+      await expect(r.configure(missing, await r.validate(missing))).rejects.toMatchObject({
+        code: 'NotFound',
+        message: `config.json mounts[0] (destination "/data/ro"): bind source ${join(vols, 'nope')} does not exist`,
+      });
+      const outside = req('vbad2', bundle('vbad2', {}, { mounts: [{ ...binds[1], source: dir }] }));
+      await expect(r.configure(outside, await r.validate(outside))).rejects.toMatchObject({
+        code: 'InvalidArgument',
+        message: expect.stringContaining('is outside the allowed bundle roots'),
+      });
+      const pids = req('vbad3', bundle('vbad3', {}, { linux: { resources: { cpu: { period: 5 } } } }));
+      await expect(r.configure(pids, await r.validate(pids))).rejects.toMatchObject({
+        code: 'InvalidArgument',
+        message: expect.stringContaining('linux.resources.cpu.period must be 1000..1000000'),
+      });
     });
   });
 });
