@@ -101,7 +101,7 @@ describe('sandbox lifecycle', () => {
     });
   });
 
-  it('kill while running signals; of a stopped task SIGKILL/SIGTERM are no-ops, another signal is NotFound', async () => {
+  it('kill while running signals; a stopped task: SIGKILL/SIGTERM do nothing, another signal is NotFound', async () => {
     const { fx, calls } = fakeEffects();
     const { actor, emitted } = run(sandboxMachine, fx);
     await until(actor, (s) => s === 'created');

@@ -95,6 +95,22 @@ async function withClient<T>(p: Parsed, io: Io, f: (c: Client) => Promise<T>): P
 const show = (io: Io, p: Parsed, result: unknown, human: () => string) =>
   io.out(p.values.json ? JSON.stringify(result) : human());
 
+/**
+ * `f` on the node that holds task `id` (Client.nodeOf). A node found across the fleet is said: on stderr,
+ * and as `node` (the second value, to spread into the --json output); else the second value is `{}`.
+ */
+async function onTaskNode<T>(
+  c: Client,
+  p: Parsed,
+  io: Io,
+  id: string,
+  f: (node: string) => Promise<T>,
+): Promise<[T, { node?: string }]> {
+  const at = await c.nodeOf(id);
+  if (at.located && !p.values.json) io.err(`${id} is on node ${at.node}`);
+  return [await f(at.node), at.located ? { node: at.node } : {}];
+}
+
 export const taskCommands: Record<string, { usage: string; run(argv: string[], io: Io): Promise<number> }> = {
   create: {
     usage:
@@ -128,10 +144,12 @@ export const taskCommands: Record<string, { usage: string; run(argv: string[], i
     async run(argv, io) {
       const p = parse(argv, { signal: { type: 'string' }, all: { type: 'boolean' } });
       const id = need(p, 0, 'task ID');
-      await withClient(p, io, (c) =>
-        c.call('kill', { id, signal: p.values.signal ?? 'SIGTERM', all: p.values.all === true }),
+      const [, at] = await withClient(p, io, (c) =>
+        onTaskNode(c, p, io, id, (node) =>
+          c.callOn(node, 'kill', { id, signal: p.values.signal ?? 'SIGTERM', all: p.values.all === true }),
+        ),
       );
-      show(io, p, { id }, () => `signalled ${id}`);
+      show(io, p, { id, ...at }, () => `signalled ${id}`);
       return 0;
     },
   },
@@ -141,10 +159,12 @@ export const taskCommands: Record<string, { usage: string; run(argv: string[], i
       const p = parse(argv);
       const id = need(p, 0, 'task ID');
       const ms = duration(p, 'timeout', 24 * 3600_000);
-      const r = await withClient(p, io, (c) =>
-        c.call<{ exitStatus: number }>('wait', { id, timeoutMs: ms }, ms + 5000),
+      const [r, at] = await withClient(p, io, (c) =>
+        onTaskNode(c, p, io, id, (node) =>
+          c.callOn<{ exitStatus: number }>(node, 'wait', { id, timeoutMs: ms }, ms + 5000),
+        ),
       );
-      show(io, p, r, () => String(r.exitStatus));
+      show(io, p, { ...r, ...at }, () => String(r.exitStatus));
       return 0;
     },
   },
@@ -227,8 +247,10 @@ function simple(verb: 'start' | 'delete' | 'pids' | 'state', human: (id: string,
     async run(argv: string[], io: Io) {
       const p = parse(argv);
       const id = need(p, 0, 'task ID');
-      const r = await withClient(p, io, (c) => c.call(verb, { id }, verb === 'delete' ? 120_000 : 30_000));
-      show(io, p, r, () => human(id, r));
+      const [r, at] = await withClient(p, io, (c) =>
+        onTaskNode(c, p, io, id, (node) => c.callOn(node, verb, { id }, verb === 'delete' ? 120_000 : 30_000)),
+      );
+      show(io, p, { ...r, ...at }, () => human(id, r));
       return 0;
     },
   };
