@@ -159,7 +159,7 @@ export function createRules(s: Settings): CreateRules {
             accel,
             sharedDir: paths.sharedDir(s, sid),
             msize9p: hv.msize9p,
-            runDir: paths.vmDir(s, sid),
+            runDir: paths.vmDir(s),
             bootTimeoutMs: Math.max(10, rc.agent.dialTimeout || 120) * 1000,
           },
         },

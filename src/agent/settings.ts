@@ -12,6 +12,7 @@ import { DEFAULT_NATS_URL } from '../bus/connection.ts';
 import { nodeName } from '../bus/node-name.ts';
 import { DEFAULT_RETENTION_MS } from '../bus/retention.ts';
 import { parseDuration } from '../util/duration.ts';
+import { NAME_PREFIX, SUN_PATH_MAX, vmSocketBytes } from '../workers/hypervisor/qemu-args.ts';
 
 export interface Settings {
   /** Node name: a NATS subject token. @default the hostname */
@@ -137,5 +138,23 @@ export const paths = {
   sandboxDir: (s: Settings, sid: string) => `${s.runDir}/sandboxes/${sid}`,
   sharedDir: (s: Settings, sid: string) => `${s.runDir}/sandboxes/${sid}/shared`,
   sharedRootfs: (s: Settings, sid: string, cid: string) => `${s.runDir}/sandboxes/${sid}/shared/${cid}/rootfs`,
-  vmDir: (s: Settings, sid: string) => `${s.runDir}/sandboxes/${sid}/vm`,
+  /** VM sockets and logs, of every sandbox (socket names are short: qemu-args.ts `vmPaths`). */
+  vmDir: (s: Pick<Settings, 'runDir'>) => `${s.runDir}/vm`,
 };
+
+/**
+ * Refuse a run dir too long for the VM sockets under it (a unix socket path is at most 107 bytes): the
+ * agent, its workers and `corral up` call it before anything else, so nothing is started or written.
+ * @throws InvalidArgument naming the run dir and the longest run dir that fits.
+ */
+export function checkRunDir(runDir: string): void {
+  const dir = paths.vmDir({ runDir });
+  const bytes = vmSocketBytes(dir);
+  if (bytes <= SUN_PATH_MAX) return;
+  const max = SUN_PATH_MAX - (bytes - Buffer.byteLength(runDir));
+  throw err.invalid(
+    `run dir ${runDir} (--run-dir / CORRAL_RUN_DIR) is too long: a VM socket under it ` +
+      `(${dir}/${NAME_PREFIX}<hash>.agent) would be ${bytes} bytes, over the ${SUN_PATH_MAX} a unix socket path ` +
+      `allows; choose a run dir of at most ${max} bytes`,
+  );
+}

@@ -4,6 +4,7 @@ import { connectNats } from '../bus/connection.ts';
 import type { TaskVerb } from '../bus/subjects.ts';
 import { fleetCreateRequest, taskRequest } from '../bus/task-client.ts';
 import { loadSettings } from '../agent/settings.ts';
+import { locateTask, type Location } from '../fleet/locate.ts';
 import type { Parsed } from './args.ts';
 
 export interface Client {
@@ -22,6 +23,11 @@ export interface Client {
     body: Record<string, unknown>,
     timeoutMs?: number,
   ): Promise<T>;
+  /**
+   * The node to address task `id` on: the one named (--node / CORRAL_NODE), else the one of the fleet
+   * that holds it (fleet/locate.ts), else the default node when there is no fleet.
+   */
+  nodeOf(id: string): Promise<Location>;
   close(): Promise<void>;
 }
 
@@ -35,12 +41,14 @@ export async function client(p: Parsed, env: NodeJS.ProcessEnv): Promise<Client>
     env,
   );
   const nc = await connectNats(s.natsUrl, 'corral-cli', { nkeySeedFile: s.credsFile });
+  const named = p.values.node !== undefined || env.CORRAL_NODE !== undefined;
   return {
     nc,
     node: s.node,
     call: (verb, body, timeoutMs = 30_000) => taskRequest(nc, s.node, verb, body, timeoutMs),
     callOn: (node, verb, body, timeoutMs = 30_000) => taskRequest(nc, node, verb, body, timeoutMs),
     fleetCreate: (body, timeoutMs = 300_000) => fleetCreateRequest(nc, body, timeoutMs),
+    nodeOf: async (id) => (named ? { node: s.node, located: false } : locateTask(nc, id, s.node)),
     close: async () => {
       await nc.drain().catch(() => {
         // The command is done (its replies came); a connection that cannot drain has nothing left to flush.

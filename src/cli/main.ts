@@ -59,7 +59,8 @@ Fleet (many nodes: docs/api.md, Fleet)
 
 Global flags
   --nats URL     NATS server (env NATS_URL, default nats://127.0.0.1:4222)
-  --node NAME    node to talk to (env CORRAL_NODE, default the hostname)
+  --node NAME    node to talk to (env CORRAL_NODE; default: for a task ID, the fleet node holding it,
+                 else the hostname)
   --json         machine-readable output
   --timeout D    request timeout; a duration is a number with a unit (500ms, 30s, 2m, 1h, 7d)
   --creds FILE   NKEY seed file to connect with (env CORRAL_CREDS; infra/nats/gen-creds.ts)

@@ -67,6 +67,12 @@ export class NodeRegistry {
     }
   }
 
+  /** Open the bucket only if it exists (for readers, which must not create it); undefined when it does not. */
+  static async openExisting(nc: NatsConnection, opts: RegistryOptions = {}): Promise<NodeRegistry | undefined> {
+    const kv = await new Kvm(nc).open(NODES_BUCKET).catch(() => undefined);
+    return kv && new NodeRegistry(kv, opts.updateDeadlineMs ?? 10_000);
+  }
+
   async get(node: string): Promise<Versioned | undefined> {
     const k = nodeKey(node);
     const e = await this.kv.get(k).catch((x: unknown) => {

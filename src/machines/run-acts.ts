@@ -18,6 +18,11 @@ const noExec = (execId: string): WireError => ({
   message: `exec ${execId} does not exist`,
   retryable: false,
 });
+/** Kata (§9.4) for an exec with no process: SIGKILL/SIGTERM succeed and do nothing; others are NotFound. */
+const notRunning = (e: { rid: string; signal: number }) =>
+  e.signal === 9 || e.signal === 15
+    ? reply(e.rid, {})
+    : fail(e.rid, { code: 'NotFound', message: 'process already finished', retryable: false });
 const execs = (c: LifecycleContext): Record<string, ExecRecord> => c.execs ?? {};
 const withExec = (c: LifecycleContext, execId: string, e: ExecRecord) => ({ execs: { ...execs(c), [execId]: e } });
 /** An exec's answer to delete and wait: containerd's exit status, exit time and pid. */
@@ -67,8 +72,7 @@ export const runningActs = {
       if (event.type !== 'execKill') return;
       const e = execs(context)[event.execId];
       if (!e) enqueue.emit(fail(event.rid, noExec(event.execId)));
-      else if (e.status !== 'running')
-        enqueue.emit(reply(event.rid, {})); // Kata: nothing left to signal
+      else if (e.status !== 'running') enqueue.emit(notRunning(event));
       else {
         const act: RunAct = { op: 'execSignal', execId: event.execId, signal: event.signal, all: event.all };
         enqueue.assign(queue(context, event.rid, act));
@@ -157,7 +161,7 @@ export const anyStateActs = {
   execKill: {
     actions: L.enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'execKill') return;
-      enqueue.emit(execs(context)[event.execId] ? reply(event.rid, {}) : fail(event.rid, noExec(event.execId)));
+      enqueue.emit(execs(context)[event.execId] ? notRunning(event) : fail(event.rid, noExec(event.execId)));
     }),
   },
   execDelete: {

@@ -7,7 +7,7 @@
  * reply per request); an exit or a VM death answers every kill still waiting.
  */
 import { assign, emit, enqueueActions } from 'xstate';
-import { toWireError } from '../errors.ts';
+import { err, toWireError } from '../errors.ts';
 import {
   cleanupStates,
   exitInfo,
@@ -15,7 +15,6 @@ import {
   fail,
   leftoverError,
   lifecycleSetup as L,
-  precondition,
   reply,
   type LifecycleContext,
 } from './lifecycle-setup.ts';
@@ -199,7 +198,11 @@ export const runStates = {
     },
     on: {
       delete: { actions: assign({ deleteRids: ({ context, event }) => [...context.deleteRids, event.rid] }) },
-      kill: { actions: emit(({ event }) => reply(event.rid, {})) },
+      // Kata §9.4: SIGKILL/SIGTERM of a stopped task succeed; another signal has no process to go to.
+      kill: [
+        { guard: 'isStopSignal', actions: emit(({ event }) => reply(event.rid, {})) },
+        { actions: emit(({ event }) => fail(event.rid, err.notFound('process already finished').toWire())) },
+      ],
       exit: {},
       hostGone: {},
     },
@@ -222,7 +225,7 @@ export const runStates = {
       ],
       kill: [
         { guard: 'isStopSignal', actions: emit(({ event }) => reply(event.rid, {})) },
-        { actions: emit(({ event }) => fail(event.rid, precondition('kill', 'stopped'))) },
+        { actions: emit(({ event }) => fail(event.rid, err.notFound('process already finished').toWire())) },
       ],
       exit: {},
       hostGone: {},

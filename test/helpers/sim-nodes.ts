@@ -62,6 +62,9 @@ export async function simNode(
           return { pid: 1000 + n.created.size };
         case 'list':
           return { tasks: [...n.created.keys()].map((id) => ({ id, kind: 'sandbox', status: 'running' })) };
+        case 'state':
+          if (!n.created.has(b.id)) throw err.notFound(`task ${b.id} not found`);
+          return { id: b.id, status: 'running', pid: 1 };
         case 'kill':
           n.kills.push(`${b.id}:${b.signal}`);
           return {};

@@ -57,7 +57,7 @@ describe('a running task: execs and acts', () => {
     ]);
   });
 
-  it('an unknown exec is NotFound for start, kill and delete; a stopped one is killed as a no-op', async () => {
+  it('an unknown exec is NotFound for start, kill and delete; a stopped one takes SIGKILL as a no-op', async () => {
     const { actor, emitted } = await running();
     for (const [type, rid] of [
       ['execStart', 'a'],
@@ -71,8 +71,10 @@ describe('a running task: execs and acts', () => {
     actor.send({ type: 'execStart', rid: 'xs', execId: 'e', at: 3 });
     await until(actor, idle);
     actor.send({ type: 'execExit', execId: 'e', exitStatus: 0, exitedAt: 4 });
-    actor.send({ type: 'execKill', rid: 'k', execId: 'e', signal: 1, all: false, at: 5 });
+    actor.send({ type: 'execKill', rid: 'k', execId: 'e', signal: 9, all: false, at: 5 });
     expect(replyOf(emitted, 'k')).toMatchObject([{ ok: true }]);
+    actor.send({ type: 'execKill', rid: 'k1', execId: 'e', signal: 1, all: false, at: 5 });
+    expect(replyOf(emitted, 'k1')).toMatchObject([{ ok: false, error: { code: 'NotFound' } }]);
   });
 
   it('pause and resume: state shows paused between, facts once, repeats are no-ops', async () => {

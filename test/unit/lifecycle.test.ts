@@ -101,7 +101,7 @@ describe('sandbox lifecycle', () => {
     });
   });
 
-  it('kill while running signals; kill of a stopped task with SIGKILL is a no-op', async () => {
+  it('kill while running signals; a stopped task: SIGKILL/SIGTERM do nothing, another signal is NotFound', async () => {
     const { fx, calls } = fakeEffects();
     const { actor, emitted } = run(sandboxMachine, fx);
     await until(actor, (s) => s === 'created');
@@ -114,8 +114,15 @@ describe('sandbox lifecycle', () => {
     await until(actor, (s) => s.includes('stopped'));
     actor.send({ type: 'kill', rid: 'k2', signal: 9, all: true, at: 4 });
     actor.send({ type: 'kill', rid: 'k3', signal: 1, all: true, at: 4 });
+    actor.send({ type: 'kill', rid: 'k4', signal: 15, all: true, at: 4 });
     expect(replies(emitted).find((r) => r.rid === 'k2')!.ok).toBe(true);
-    expect(replies(emitted).find((r) => r.rid === 'k3')!.error!.code).toBe('FailedPrecondition');
+    expect(replies(emitted).find((r) => r.rid === 'k3')!.error).toEqual({
+      code: 'NotFound',
+      message: 'process already finished',
+      retryable: false,
+    });
+    expect(replies(emitted).find((r) => r.rid === 'k4')!.ok).toBe(true);
+    expect(calls.filter((c) => c.startsWith('signal:'))).toEqual(['signal:15']); // none reached the guest
   });
 
   it('a kill whose process exits before the signal is answered still gets its reply (exit or VM death)', async () => {

@@ -13,7 +13,7 @@ import { createRules } from '../../agent/create-rules.ts';
 import { reconcile } from '../../agent/reconcile.ts';
 import { startManagement } from '../../agent/http.ts';
 import { createMetrics } from '../../agent/metrics.ts';
-import { loadSettings, type Settings } from '../../agent/settings.ts';
+import { checkRunDir, loadSettings, type Settings } from '../../agent/settings.ts';
 import { selfCommand, Supervisor } from '../../agent/supervisor.ts';
 import { WorkerWatch } from '../../agent/worker-watch.ts';
 import { faultsEnabled } from '../../workers/faults.ts';
@@ -134,6 +134,7 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
     label: { type: 'string', multiple: true },
     capacity: { type: 'string' },
   });
+  checkRunDir(settings.runDir);
   const labels = parseLabels(
     (p.values.label as string[] | undefined) ?? (io.env.CORRAL_LABELS ? io.env.CORRAL_LABELS.split(',') : []),
   );

@@ -4,7 +4,7 @@ import { ensureError, err } from '../../errors.ts';
 import { need, parse, type Parsed } from '../args.ts';
 import type { Io } from '../io.ts';
 import { attachInput, attachOutput } from '../stdio.ts';
-import { show, STDIO_OPTS, withClient } from './task.ts';
+import { onTaskNode, show, STDIO_OPTS, withClient } from './task.ts';
 
 const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
@@ -51,25 +51,30 @@ export const processCommands: Record<string, { usage: string; run(argv: string[]
       const execId = (p.values['exec-id'] as string | undefined) ?? `exec-${randomBytes(6).toString('hex')}`;
       const a = { node: '', id, execId, stdin: p.values.stdin === true, tty: p.values.tty === true };
       return withClient(p, io, async (c) => {
-        a.node = c.node;
+        [a.node] = await onTaskNode(c, p, io, id, async (node) => node);
+        const call = <T = Record<string, unknown>>(
+          v: 'exec' | 'start' | 'wait' | 'delete' | 'kill' | 'resize',
+          b: Record<string, unknown>,
+          t?: number,
+        ) => c.callOn<T>(a.node, v, b, t);
         const out = attachOutput(c.nc, a, io);
         let input: ReturnType<typeof attachInput> | undefined;
         const onSig = () =>
-          void c.call('kill', { id, execId, signal: 'SIGTERM' }).catch((e: unknown) => {
+          void call('kill', { id, execId, signal: 'SIGTERM' }).catch((e: unknown) => {
             io.err(`corral: Ctrl-C: kill of exec ${execId} failed: ${ensureError(e).message}`);
           });
         process.on('SIGINT', onSig);
         try {
-          await c.call('exec', execBody(p, id, execId, args));
+          await call('exec', execBody(p, id, execId, args));
           try {
-            await c.call('start', { id, execId });
-            if (a.stdin || a.tty) input = attachInput(c.nc, a, io, (s) => c.call('resize', { id, execId, ...s }));
-            const r = await c.call<{ exitStatus: number }>('wait', { id, execId, timeoutMs: 0 }, 7 * 24 * 3600_000);
+            await call('start', { id, execId });
+            if (a.stdin || a.tty) input = attachInput(c.nc, a, io, (s) => call('resize', { id, execId, ...s }));
+            const r = await call<{ exitStatus: number }>('wait', { id, execId, timeoutMs: 0 }, 7 * 24 * 3600_000);
             await c.nc.flush();
             if (p.values.json) io.out(JSON.stringify({ id, execId, ...r }));
             return r.exitStatus;
           } finally {
-            await c.call('delete', { id, execId }).catch(() => undefined); // best effort: it may not have started
+            await call('delete', { id, execId }).catch(() => undefined); // best effort: it may not have started
           }
         } finally {
           input?.close();
@@ -86,8 +91,10 @@ export const processCommands: Record<string, { usage: string; run(argv: string[]
     async run(argv, io) {
       const p = parse(argv);
       const id = need(p, 0, 'task ID');
-      const r = await withClient(p, io, (c) => c.call<Stats>('stats', { id }));
-      show(io, p, r, () => statsText(id, r));
+      const [r, at] = await withClient(p, io, (c) =>
+        onTaskNode(c, p, io, id, (node) => c.callOn<Stats>(node, 'stats', { id })),
+      );
+      show(io, p, { ...r, ...at }, () => statsText(id, r));
       return 0;
     },
   },
@@ -116,8 +123,10 @@ export const processCommands: Record<string, { usage: string; run(argv: string[]
       };
       if (!Object.keys(resources).length)
         throw err.invalid('update needs --memory, --cpu-quota/--cpu-period or --pids');
-      await withClient(p, io, (c) => c.call('update', { id, resources }));
-      show(io, p, { id, resources }, () => `updated ${id}`);
+      const [, at] = await withClient(p, io, (c) =>
+        onTaskNode(c, p, io, id, (node) => c.callOn(node, 'update', { id, resources })),
+      );
+      show(io, p, { id, resources, ...at }, () => `updated ${id}`);
       return 0;
     },
   },
@@ -129,8 +138,8 @@ function verb(v: 'pause' | 'resume', done: string) {
     async run(argv: string[], io: Io) {
       const p = parse(argv);
       const id = need(p, 0, 'task ID');
-      await withClient(p, io, (c) => c.call(v, { id }));
-      show(io, p, { id }, () => `${done} ${id}`);
+      const [, at] = await withClient(p, io, (c) => onTaskNode(c, p, io, id, (node) => c.callOn(node, v, { id })));
+      show(io, p, { id, ...at }, () => `${done} ${id}`);
       return 0;
     },
   };

@@ -104,6 +104,22 @@ export async function withClient<T>(p: Parsed, io: Io, f: (c: Client) => Promise
 export const show = (io: Io, p: Parsed, result: unknown, human: () => string) =>
   io.out(p.values.json ? JSON.stringify(result) : human());
 
+/**
+ * `f` on the node that holds task `id` (Client.nodeOf). A node found across the fleet is said: on stderr,
+ * and as `node` (the second value, to spread into the --json output); else the second value is `{}`.
+ */
+export async function onTaskNode<T>(
+  c: Client,
+  p: Parsed,
+  io: Io,
+  id: string,
+  f: (node: string) => Promise<T>,
+): Promise<[T, { node?: string }]> {
+  const at = await c.nodeOf(id);
+  if (at.located && !p.values.json) io.err(`${id} is on node ${at.node}`);
+  return [await f(at.node), at.located ? { node: at.node } : {}];
+}
+
 export const taskCommands: Record<string, { usage: string; run(argv: string[], io: Io): Promise<number> }> = {
   create: {
     usage:
@@ -138,8 +154,9 @@ export const taskCommands: Record<string, { usage: string; run(argv: string[], i
       const p = parse(argv, { signal: { type: 'string' }, all: { type: 'boolean' }, ...EXEC_ID });
       const id = need(p, 0, 'task ID');
       const body = { id, ...execIdOf(p), signal: p.values.signal ?? 'SIGTERM', all: p.values.all === true };
-      await withClient(p, io, (c) => c.call('kill', body));
-      show(io, p, { id, ...execIdOf(p) }, () => `signalled ${id}${p.values['exec-id'] ? ` exec ${body.execId}` : ''}`);
+      const [, at] = await withClient(p, io, (c) => onTaskNode(c, p, io, id, (node) => c.callOn(node, 'kill', body)));
+      const what = `signalled ${id}${body.execId ? ` exec ${body.execId}` : ''}`;
+      show(io, p, { id, ...execIdOf(p), ...at }, () => what);
       return 0;
     },
   },
@@ -149,10 +166,12 @@ export const taskCommands: Record<string, { usage: string; run(argv: string[], i
       const p = parse(argv, EXEC_ID);
       const id = need(p, 0, 'task ID');
       const ms = duration(p, 'timeout', 24 * 3600_000);
-      const r = await withClient(p, io, (c) =>
-        c.call<{ exitStatus: number }>('wait', { id, ...execIdOf(p), timeoutMs: ms }, ms + 5000),
+      const [r, at] = await withClient(p, io, (c) =>
+        onTaskNode(c, p, io, id, (node) =>
+          c.callOn<{ exitStatus: number }>(node, 'wait', { id, ...execIdOf(p), timeoutMs: ms }, ms + 5000),
+        ),
       );
-      show(io, p, r, () => String(r.exitStatus));
+      show(io, p, { ...r, ...at }, () => String(r.exitStatus));
       return 0;
     },
   },
@@ -249,8 +268,10 @@ function simple(verb: 'start' | 'delete' | 'pids' | 'state', human: (id: string,
       const p = parse(argv, execs ? EXEC_ID : {});
       const id = need(p, 0, 'task ID');
       const body = { id, ...execIdOf(p) };
-      const r = await withClient(p, io, (c) => c.call(verb, body, verb === 'delete' ? 120_000 : 30_000));
-      show(io, p, r, () => human(id, r));
+      const [r, at] = await withClient(p, io, (c) =>
+        onTaskNode(c, p, io, id, (node) => c.callOn(node, verb, body, verb === 'delete' ? 120_000 : 30_000)),
+      );
+      show(io, p, { ...r, ...at }, () => human(id, r));
       return 0;
     },
   };

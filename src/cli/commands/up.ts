@@ -10,6 +10,7 @@ import { connectNats } from '../../bus/connection.ts';
 import { startNatsServer } from '../../bus/server.ts';
 import { startNatsCluster } from '../../bus/cluster-process.ts';
 import { err } from '../../errors.ts';
+import { checkRunDir } from '../../agent/settings.ts';
 import { selfCommand } from '../../agent/supervisor.ts';
 import { waitForWorker } from './agent.ts';
 import { parse } from '../args.ts';
@@ -68,6 +69,7 @@ export async function bringUp(o: {
   if (!existsSync(`${guestDir}/vmlinux`) || !existsSync(`${guestDir}/initramfs.cpio.gz`)) {
     throw err.precondition(`no guest image in ${guestDir}; run: bash infra/scripts/bootstrap.sh (npm start does)`);
   }
+  checkRunDir(resolve(o.dataDir, 'run'));
   mkdirSync(o.dataDir, { recursive: true });
   const conf = resolve(o.dataDir, 'configuration.toml');
   writeFileSync(conf, localRuntimeConfig(guestDir));

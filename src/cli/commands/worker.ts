@@ -5,6 +5,7 @@ import { rootLogger } from '../../log.ts';
 import { startMountWorker } from '../../workers/mount/main.ts';
 import { startHypervisorWorker } from '../../workers/hypervisor/main.ts';
 import { Faults, faultsEnabled } from '../../workers/faults.ts';
+import { checkRunDir } from '../../agent/settings.ts';
 import { settingsFrom } from './agent.ts';
 import type { Io } from '../io.ts';
 
@@ -13,6 +14,7 @@ export async function workerCommand(argv: string[], io: Io): Promise<number> {
   const kind = p.positionals[0];
   if (kind !== 'mount' && kind !== 'hypervisor')
     throw err.invalid(`worker kind must be mount or hypervisor, got ${JSON.stringify(kind ?? '')}`);
+  checkRunDir(settings.runDir);
   const log = rootLogger({ name: `corral-worker-${kind}`, level: settings.logLevel });
   const nc = await connectNats(settings.natsUrl, `corral-${kind}-${settings.node}`, {
     nkeySeedFile: settings.credsFile,

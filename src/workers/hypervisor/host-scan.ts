@@ -3,8 +3,9 @@
  * process is from /proc, and end processes that are not our children.
  */
 import { readFileSync, readdirSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { err } from '../../errors.ts';
-import { NAME_PREFIX } from './qemu-args.ts';
+import { NAME_PREFIX, parseQemuCmdline, vmPaths, type VmPaths } from './qemu-args.ts';
 
 /**
  * A Corral QEMU on this host. `owner` is the `CORRAL_OWNER` tag in its environment: the node whose
@@ -40,6 +41,19 @@ export function scanHost(): HostVm[] {
     }
   }
   return out;
+}
+
+/** The files a Corral QEMU's command line names (sockets, console), and its stderr log next to them. */
+export function vmFilesOf(pid: number): VmPaths | undefined {
+  let cmd;
+  try {
+    cmd = parseQemuCmdline(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0'));
+  } catch {
+    return undefined; // exited meanwhile
+  }
+  if (!cmd) return undefined;
+  const { qmp, agent, console } = cmd;
+  return { ...vmPaths(dirname(agent), cmd.sandboxId), qmp, agent, ...(console ? { console } : {}) };
 }
 
 /** The `CORRAL_OWNER` tag in a process's environment, if any. */

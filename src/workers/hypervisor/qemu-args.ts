@@ -1,4 +1,5 @@
 /** Pure pieces of a QEMU launch: spec validation, file paths, the command line, host probes. */
+import { createHash } from 'node:crypto';
 import { closeSync, constants, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { err } from '../../errors.ts';
@@ -7,7 +8,8 @@ import type { BootSpec, VmmUser } from '../../domain/ops.ts';
 /** The `-name` marker every Corral VM carries; `scanHost` and leak checks look for it. */
 export const NAME_PREFIX = 'corral-';
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
-const SUN_PATH_MAX = 107;
+/** Longest unix socket path (`sun_path` is 108 bytes with its NUL). */
+export const SUN_PATH_MAX = 107;
 
 export interface VmPaths {
   qmp: string;
@@ -16,13 +18,28 @@ export interface VmPaths {
   stderr: string;
 }
 
-/** Per-VM files in the run dir; several sandboxes may share one run dir. */
+/**
+ * A fixed-length stand-in for a sandbox id where a name must stay short (unix socket paths): the first 16
+ * hex digits of its sha256. The full id stays in QEMU's `-name` and in the log file names.
+ */
+export const shortId = (sandboxId: string): string => createHash('sha256').update(sandboxId).digest('hex').slice(0, 16);
+
+/**
+ * Per-VM files in the run dir; several sandboxes may share one run dir. The sockets are named by
+ * `shortId`, so their length does not depend on the id's (ids are up to 128 characters).
+ */
 export const vmPaths = (runDir: string, sandboxId: string): VmPaths => ({
-  qmp: join(runDir, `${NAME_PREFIX}${sandboxId}.qmp`),
-  agent: join(runDir, `${NAME_PREFIX}${sandboxId}.agent`),
+  qmp: join(runDir, `${NAME_PREFIX}${shortId(sandboxId)}.qmp`),
+  agent: join(runDir, `${NAME_PREFIX}${shortId(sandboxId)}.agent`),
   console: join(runDir, `${NAME_PREFIX}${sandboxId}.console.log`),
   stderr: join(runDir, `${NAME_PREFIX}${sandboxId}.stderr.log`),
 });
+
+/** The longest socket path (in bytes) of any VM whose files live in `runDir`. */
+export function vmSocketBytes(runDir: string): number {
+  const p = vmPaths(runDir, 'x');
+  return Math.max(Buffer.byteLength(p.qmp), Buffer.byteLength(p.agent));
+}
 
 /** Machine families: microvm has virtio-mmio devices only, q35/pc have PCI. */
 export function machineFamily(machineType: string): 'mmio' | 'pci' {
@@ -48,9 +65,10 @@ export function validateBootSpec(s: BootSpec): void {
     if (!s[k]?.startsWith('/')) throw err.invalid(`${k} ${JSON.stringify(s[k])}: want an absolute path`);
   }
   machineFamily(s.machineType);
-  const p = vmPaths(s.runDir, s.sandboxId);
-  if (Buffer.byteLength(p.agent) > SUN_PATH_MAX)
-    throw err.invalid(`runDir ${s.runDir}: socket path ${p.agent} is longer than ${SUN_PATH_MAX} bytes`);
+  if (vmSocketBytes(s.runDir) > SUN_PATH_MAX)
+    throw err.invalid(
+      `runDir ${s.runDir}: socket path ${vmPaths(s.runDir, s.sandboxId).agent} is longer than ${SUN_PATH_MAX} bytes`,
+    );
 }
 
 /** QEMU option values escape commas by doubling them. */

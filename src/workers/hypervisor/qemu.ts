@@ -14,7 +14,7 @@ import { existsSync, statSync } from 'node:fs';
 import { CorralError, err } from '../../errors.ts';
 import type { Adoption, BootSpec, ManagedVm, ProcessSpec } from '../../domain/ops.ts';
 import { adopt } from './adopt.ts';
-import { killOrphans, ownedBy, procStart, scanHost, type HostVm } from './host-scan.ts';
+import { killOrphans, ownedBy, procStart, scanHost, vmFilesOf, type HostVm } from './host-scan.ts';
 import type { BootResult, ExitEvent, Hypervisor, HypervisorEvents } from './hypervisor.ts';
 import { launch, type LaunchEnv } from './launch.ts';
 import { checkProcess, runFrame } from './processes.ts';
@@ -159,13 +159,13 @@ export class QemuDriver extends EventEmitter<HypervisorEvents> implements Hyperv
    */
   async stop(sandboxId: string, deadlineMs = Date.now() + 10_000): Promise<{ stopped: boolean }> {
     const vm = this.vms.get(sandboxId);
-    if (!vm)
-      return {
-        stopped: await killOrphans(
-          this.scanHost().filter((v) => v.sandboxId === sandboxId),
-          deadlineMs,
-        ),
-      };
+    if (!vm) {
+      const found = this.scanHost().filter((v) => v.sandboxId === sandboxId);
+      const files = found.flatMap((v) => vmFilesOf(v.pid) ?? []); // read before the kill: its cmdline goes with it
+      const stopped = await killOrphans(found, deadlineMs);
+      files.forEach(removeFiles);
+      return { stopped };
+    }
     if (vm.starting) {
       vm.cancel(err.cancelled(`sandbox ${sandboxId}: stopped while ${vm.state}`));
       // The boot or the adoption cleans up after itself; should it have got past its last check of the
