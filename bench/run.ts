@@ -11,6 +11,8 @@
  *   recovery         an agent holding --sandboxes N (default 1000) running sandboxes with simulated VMs is
  *                    SIGKILLed; time until the restarted agent serves again, having rebuilt them all
  *   memory           heap per idle sandbox actor (created, effects answered at once)
+ *   workload         exec latency next to the same exec through the guest channel alone, and a process start;
+ *                    stdin → cat → stdout MB/s through Corral next to the guest channel alone (bench/workload.ts)
  *   fleet            placement latency with 100 simulated nodes; create throughput through the fleet
  *                    subject next to the same creates sent to the node directly (bench/fleet.ts)
  *
@@ -29,6 +31,7 @@ import { readRecords } from '../src/bus/eventlog-reader.ts';
 import { REPO, testNode } from '../test/helpers/node.ts';
 import { fakeEffects, request as fakeRequest } from '../test/helpers/fake-effects.ts';
 import { benchFleet } from './fleet.ts';
+import { benchWorkload } from './workload.ts';
 
 const args = process.argv.slice(2);
 const runs = Number(args[args.indexOf('--runs') + 1] ?? 0) || 7;
@@ -186,6 +189,13 @@ try {
     await sim.cleanup();
   }
 
+  const wl = await benchWorkload(tmp, runs, time);
+  results.rawStart = stats(wl.rawStart);
+  results.rawExec = stats(wl.rawExec);
+  results.corralExec = stats(wl.corralExec);
+  const io = { rawMBs: wl.rawMBs, corralMBs: wl.corralMBs };
+  say(`  workload: exec p50 ${results.corralExec.p50.toFixed(1)} ms, stdin→stdout ${io.corralMBs.toFixed(1)} MB/s`);
+
   const fb = await benchFleet({ say });
   results.placementAlone = stats(fb.placementAlone);
   results.placementInFlight = stats(fb.placementInFlight);
@@ -198,7 +208,10 @@ try {
     memory: { bytesPerIdleSandboxActor: Math.round(perActor) },
     recovery,
     fleet,
+    io,
     ratios: {
+      execOverRawExec: ratio('corralExec', 'rawExec'),
+      ioOverRawIo: io.corralMBs / io.rawMBs,
       createToRunningOverRawBoot: ratio('createToRunning', 'rawBoot'),
       fullRunOverRawBoot: ratio('fullRun', 'rawBoot'),
       replayOverRawRead: recovery.replayPerSec! / recovery.rawReadPerSec!,
@@ -228,6 +241,14 @@ try {
       `replay: ${recovery.replayPerSec!.toFixed(0)} events/s vs raw JetStream read` +
         ` ${recovery.rawReadPerSec!.toFixed(0)} events/s of the same ${recovery.records} records` +
         ` (ratio ${report.ratios.replayOverRawRead.toFixed(2)})`,
+    );
+    console.log(row('rawStart', 'raw process start→exit'));
+    console.log(row('rawExec', 'raw exec (guest channel)'));
+    console.log(row('corralExec', 'corral exec+start+wait+del'));
+    console.log(`ratio exec / raw exec:           ${report.ratios.execOverRawExec.toFixed(2)}`);
+    console.log(
+      `stdin→cat→stdout 16 MiB: ${io.corralMBs.toFixed(1)} MB/s through Corral vs ${io.rawMBs.toFixed(1)} MB/s ` +
+        `through the guest channel alone (ratio ${report.ratios.ioOverRawIo.toFixed(2)})`,
     );
     console.log(row('placementAlone', `fleet placement, ${fleet.nodes} sim nodes`));
     console.log(row('placementInFlight', '  … 32 in flight'));

@@ -19,7 +19,7 @@ say() { echo "guest: $*"; }
 # ---- fast path: same inputs, outputs present ----
 busybox=/bin/busybox
 inputs_hash() {
-  { cat "$here/build.sh" "$here/init" "$here/agent/corral-agent.c"; echo "${CORRAL_GUEST_KERNEL_PKG:-}";
+  { cat "$here/build.sh" "$here/init" "$here"/agent/*.c "$here"/agent/*.h; echo "${CORRAL_GUEST_KERNEL_PKG:-}";
     [ -x $busybox ] && sha256sum $busybox; } | sha256sum | cut -c1-16
 }
 hash=$(inputs_hash)
@@ -101,7 +101,7 @@ mkdir -p "$root"/{bin,sbin,dev,proc,sys,run,tmp,lib/modules}
 cp $busybox "$root/bin/busybox"
 for a in $("$root/bin/busybox" --list); do [ -e "$root/bin/$a" ] || ln -s busybox "$root/bin/$a"; done
 install -m 0755 "$here/init" "$root/init"
-gcc -static -Os -s -Wall -Wextra -Werror -o "$root/sbin/corral-agent" "$here/agent/corral-agent.c"
+gcc -static -Os -s -Wall -Wextra -Werror -o "$root/sbin/corral-agent" "$here"/agent/*.c
 cp "$kdir"/modules/*.ko "$root/lib/modules/"
 # <m>.needs: the modules to insmod, in order, so that m loads (dependencies first, then m).
 needs() {

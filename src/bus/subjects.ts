@@ -58,6 +58,11 @@ export const subjects = {
   stdin: (node: string, container: string, execId?: string) =>
     `${PREFIX}.node.${nodeName(node)}.io.${token(container, 'container id')}` +
     `${execId === undefined ? '' : `.exec.${token(execId, 'exec id')}`}.stdin`,
+  /** The stdin subjects of every process on a node, inits' then execs' (the hypervisor worker serves them). */
+  stdinAll: (node: string): [string, string] => [
+    `${PREFIX}.node.${nodeName(node)}.io.*.stdin`,
+    `${PREFIX}.node.${nodeName(node)}.io.*.exec.*.stdin`,
+  ],
   /**
    * Durable facts and write-ahead inputs (the CORRAL_EVENTS stream); as a filter `node`, `sandbox` may
    * be `*`, `kind` `>`.

@@ -208,9 +208,10 @@ export interface AdoptedVm {
   sandboxId: string;
   pid: number;
   accel: 'kvm' | 'tcg';
+  /** The processes that run: `containerId` for an init, `containerId/execId` for an exec. */
   running: string[];
   /** Exits the guest kept while no worker listened (each also reported as an `exit` event). */
-  exited: { containerId: string; status: number }[];
+  exited: { containerId: string; execId?: string; status: number }[];
   /** What the re-attached agent channel skipped before the guest's STATE (see agent-channel.ts). */
   resync: { discarded: number; frames: number };
 }
@@ -272,11 +273,18 @@ export interface HypervisorOps {
   /**
    * A read: no opId. `vms`: every Corral QEMU of this node (and untagged ones); `users`: the VMM users on the
    * host; `managed`: the VMs this worker runs; `adoption`: what it re-attached to when it started (null until
-   * that has settled).
+   * that has settled); `outputDropped`: bytes of guest output that could not be published, per process
+   * (`container` or `container/execId`), since the worker started.
    */
   scan: {
     req: Partial<OpBase>;
-    res: { vms: ScannedVm[]; users: string[]; managed: ManagedVm[]; adoption: Adoption | null };
+    res: {
+      vms: ScannedVm[];
+      users: string[];
+      managed: ManagedVm[];
+      adoption: Adoption | null;
+      outputDropped: Record<string, number>;
+    };
   };
 }
 

@@ -43,6 +43,19 @@ export function usersWithPrefix(prefix = 'corral-'): string[] {
     .filter((n) => n.startsWith(prefix));
 }
 
+/**
+ * The VMM users a node made (their GECOS names the node: vmm-user.ts), so that test files running side by
+ * side (one of them planting users of other nodes on purpose) do not see each other's.
+ */
+export function usersOfNode(node: string, prefix = 'corral-'): string[] {
+  const text = execFileSync('getent', ['passwd'], { encoding: 'utf8' });
+  return text
+    .split('\n')
+    .map((l) => l.split(':'))
+    .filter(([name, , , , gecos]) => name?.startsWith(prefix) && gecos?.endsWith(` on ${node}`))
+    .map(([name]) => name ?? '');
+}
+
 /** Directories under /run/user (a leaked VMM runtime dir shows here). */
 export function runUserDirs(): string[] {
   return existsSync('/run/user') ? readdirSync('/run/user') : [];

@@ -29,7 +29,7 @@ import { reconnected } from './nats.ts';
 import { waitFor } from './wait.ts';
 import { bringUp } from '../../src/cli/commands/up.ts';
 import type { Io } from '../../src/cli/main.ts';
-import { mountsUnder, processesMatching, runUserDirs, usersWithPrefix } from './leaks.ts';
+import { mountsUnder, processesMatching, runUserDirs, usersOfNode } from './leaks.ts';
 
 export const REPO = resolve(new URL('../..', import.meta.url).pathname);
 const CLI = join(REPO, 'src/cli/main.ts');
@@ -165,7 +165,7 @@ export async function testNode(opts: { faults?: boolean; simulate?: boolean; env
       return {
         mounts: mountsUnder(dataDir),
         qemu: ids.flatMap((id) => processesMatching(`-name corral-${id} `)),
-        users: usersWithPrefix('corral-'),
+        users: usersOfNode(node),
         runUser: runUserDirs().filter(
           (d) => /^\d+$/.test(d) && Number(d) >= 1000 && !existsSync(`/proc/${d}`) && ownerless(d),
         ),
@@ -226,5 +226,25 @@ function ownerless(uid: string): boolean {
     return true;
   }
 }
+
+/** The mounts containerd's default spec gives a container (oci.WithDefaultSpec on Linux). */
+export const DEFAULT_MOUNTS = [
+  { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
+  {
+    destination: '/dev',
+    type: 'tmpfs',
+    source: 'tmpfs',
+    options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'],
+  },
+  {
+    destination: '/dev/pts',
+    type: 'devpts',
+    source: 'devpts',
+    options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'],
+  },
+  { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777'] },
+  { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
+  { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+];
 
 export const NOTHING_LEFT = { mounts: [], qemu: [], users: [], runUser: [], sandboxDirs: [] };

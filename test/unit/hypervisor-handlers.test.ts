@@ -12,7 +12,7 @@ import { bootSpec } from '../helpers/fake-effects.ts';
 const ctx = (): OpContext => ({ signal: AbortSignal.timeout(5000), deadlineMs: Date.now() + 5000, opId: 'op-1' });
 const table = () => {
   const hv = new SimDriver();
-  return { hv, h: hypervisorHandlers(hv, { node: 'n1', adoption: () => null }) };
+  return { hv, h: hypervisorHandlers(hv, { node: 'n1', adoption: () => null, dropped: () => ({}) }) };
 };
 const boot = {
   opId: 'b1',
@@ -88,5 +88,52 @@ describe("the hypervisor worker's handlers", () => {
     const { cwd: _c, terminal: _t, ...bare } = proc;
     expect(await h.startProcess(bare, ctx())).toEqual({ started: true });
     expect(hv.list()[0]!.processes).toEqual(['c']);
+  });
+
+  it('exec, resize, pause, resume, update, stats, closeStdin and signal of an exec run on the driver', async () => {
+    const { hv, h } = table();
+    await h.boot(boot, ctx());
+    const mounts = [{ source: 'proc', target: '/proc', fstype: 'proc', flags: 14, data: '' }];
+    const limits = [{ file: 'pids.max', value: '20' }];
+    expect(await h.startProcess({ ...proc, mounts, limits, stdin: true, hostname: 'h' }, ctx())).toEqual({
+      started: true,
+    });
+    expect((await h.stats({ sandboxId: 'sb', containerId: 'c' }, ctx())).pids.limit).toBe(20);
+    const exec = { ...proc, opId: 'e1', execId: 'e', args: ['cat'], consoleSize: { rows: 24, cols: 80 } };
+    expect(await h.exec(exec, ctx())).toEqual({ started: true, guestPid: 2 });
+    expect(hv.list()[0]!.processes.sort()).toEqual(['c', 'c/e']);
+    expect(await h.resize({ sandboxId: 'sb', containerId: 'c', execId: 'e', rows: 40, cols: 100 }, ctx())).toEqual({
+      resized: true,
+    });
+    expect(await h.pause({ sandboxId: 'sb' }, ctx())).toEqual({ paused: true });
+    expect(await h.resume({ sandboxId: 'sb', containerId: 'c' }, ctx())).toEqual({ resumed: true });
+    expect(
+      await h.update({ sandboxId: 'sb', containerId: 'c', limits: [{ file: 'pids.max', value: '9' }] }, ctx()),
+    ).toEqual({ updated: true });
+    expect((await h.stats({ sandboxId: 'sb', containerId: 'c' }, ctx())).pids.limit).toBe(9);
+    const exited = new Promise((resolve) => hv.on('exit', resolve));
+    expect(await h.signal({ sandboxId: 'sb', containerId: 'c', execId: 'e', signal: 15 }, ctx())).toEqual({
+      delivered: true,
+    });
+    expect(await exited).toMatchObject({ containerId: 'c', execId: 'e', exitStatus: 143 });
+    expect(await h.closeStdin({ sandboxId: 'sb', containerId: 'c', execId: 'e' }, ctx())).toEqual({ closed: true });
+  });
+
+  it('the workload ops: a missing or mistyped field is InvalidArgument naming it', async () => {
+    const { h } = table();
+    const ref = { sandboxId: 'sb', containerId: 'c' };
+    await invalid(h.startProcess({ ...proc, mounts: [{ target: '/p' }] }, ctx()), /^startProcess: mounts\[0\]\.source/);
+    await invalid(h.startProcess({ ...proc, stdin: 1 }, ctx()), /^startProcess: stdin must be a boolean/);
+    await invalid(
+      h.startProcess({ ...proc, limits: [{ file: 'cgroup.procs', value: '1' }] }, ctx()),
+      /^startProcess: limits\[0\]\.file must be one of memory\.max/,
+    );
+    await invalid(h.startProcess({ ...proc, consoleSize: { rows: 1 } }, ctx()), /consoleSize\.cols must be a number/);
+    await invalid(h.exec({ ...proc, execId: 3 }, ctx()), /^exec: execId must be a string, got number/);
+    await invalid(h.resize({ ...ref, rows: 1 }, ctx()), /^resize: cols must be a number/);
+    await invalid(h.pause({ sandboxId: 'sb', containerId: 4 }, ctx()), /^pause: containerId must be a string/);
+    await invalid(h.update({ ...ref, limits: 'x' }, ctx()), /^update: limits must be a list, got string/);
+    await invalid(h.stats({ sandboxId: 'sb' }, ctx()), /^stats: containerId must be a string/);
+    await invalid(h.signal({ ...ref, execId: '', signal: 9 }, ctx()), /^signal: execId must not be empty/);
   });
 });

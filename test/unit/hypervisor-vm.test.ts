@@ -148,7 +148,10 @@ describe('GuestProcesses', () => {
     expect(code(spec('..'))).toBe('InvalidArgument');
     expect(code(spec('c', { args: [] }))).toBe('InvalidArgument');
     expect(code(spec('c', { uid: -1 }))).toBe('InvalidArgument');
-    expect(code(spec('c', { terminal: true }))).toBe('NotImplemented');
+    expect(code(spec('c', { terminal: true }))).toBe('ok'); // terminals: guest protocol v3
+    expect(code(spec('c', { mounts: [{ source: 'x', target: 'rel', fstype: 'bind', flags: 0, data: '' }] }))).toBe(
+      'InvalidArgument',
+    );
     expect(() => runFrame(spec('c', { env: ['X='.padEnd(1 << 20, 'x')] }))).toThrow(/exceed/);
   });
 });

@@ -1,73 +1,48 @@
 /*
- * corral-agent: the guest half of Corral's host<->guest channel (protocol: docs/guest-agent.md).
+ * corral-agent: the guest half of Corral's host<->guest channel (protocol: docs/guest-agent.md, v3).
  *
  * Runs as PID 1 (exec'd by /init). Talks length-prefixed binary frames over the virtio-serial port
- * named "corral.agent", starts container processes chrooted into /run/corral/shared/<id>/rootfs,
- * streams their stdout/stderr and reports their exit. One poll() loop, every fd non-blocking; the
- * port is never blocked on: output waits in a buffer, and while that buffer is over OUT_HIGH the
- * children's pipes are not read (the children block, the channel does not).
+ * named "corral.agent". Starts containers' init processes (RUN) and execs (EXEC) in the container's
+ * rootfs, mount namespace and cgroup (child.c, cgroup.c), streams their stdout/stderr (or terminal),
+ * feeds their stdin under a per-process window, and reports their exit. One poll() loop, every fd
+ * non-blocking; the port is never blocked on: output waits in a buffer, and while that buffer is over
+ * OUT_HIGH the children's pipes are not read (the children block, the channel does not).
  *
  * The host may go away and come back (a restarted hypervisor worker re-attaching): EXIT records are kept
- * until the host ACKs them, a LIST answers with a STATE of every container still known, and on a hang-up
+ * until the host ACKs them, a LIST answers with a STATE of every process still known, and on a hang-up
  * the rest of a half-sent frame is dropped so that the next host reads whole frames.
+ *
+ * A malformed host frame is answered (ERROR/RESULT) or dropped; it never ends the agent.
  */
-#define _GNU_SOURCE
+#include "agent.h"
 #include <dirent.h>
-#include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
-#define PORT_NAME "corral.agent"
-#define SHARED "/run/corral/shared"
-#define VERSION 2
-#define MAX_FRAME (1u << 20)   /* largest host->guest frame accepted */
-#define MAX_CT 64              /* processes running at once */
-#define OUT_HIGH (256u << 10)  /* pending output above which children are not read */
-#define CHUNK 32768            /* largest OUTPUT payload */
-#define DRAIN_MS 500           /* after the main process exits, wait this long for its pipes to close */
-#define MAX_GIDS 256
-
-#define STATE_MAGIC 0x434f5252u /* "CORR": with the host's token, what a re-attaching host scans for */
-
-enum { H_PING = 1, H_RUN = 2, H_SIGNAL = 3, H_LIST = 4, H_ACK = 5 };
-enum { G_READY = 0x81, G_STARTED = 0x82, G_OUTPUT = 0x83, G_EXIT = 0x84, G_ERROR = 0x85, G_STATE = 0x86 };
-
-struct ct {
-  int used;
-  char id[256];
-  pid_t pid;
-  int xfd;          /* exec-status pipe: EOF = exec succeeded, data = {errno, message}; -1 when done */
-  int fd[2];        /* stdout, stderr read ends; -1 when closed */
-  int failed;       /* exec failed: ERROR sent, no STARTED/EXIT */
-  int exited, status;
-  int reported;     /* EXIT sent: the slot is kept (for LIST) until the host ACKs it */
-  long long drain_until;
-};
-static struct ct cts[MAX_CT];
-
-struct buf { uint8_t *p; size_t len, cap; };
+struct ct cts[MAX_CT];
 static struct buf out, in;
 static int port = -1;
 static long long port_retry_at; /* host side disconnected: leave the port out of poll until then */
 static size_t out_partial;      /* bytes at the head of out that end a frame whose start was already written */
 
-static long long now_ms(void) {
+long long now_ms(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
   return t.tv_sec * 1000LL + t.tv_nsec / 1000000;
 }
-static void logf_(const char *m) { fprintf(stderr, "corral-agent: %s: %s\n", m, strerror(errno)); }
+void logf_(const char *m) { fprintf(stderr, "corral-agent: %s: %s\n", m, strerror(errno)); }
 
 /* ---- output frames: u32 BE length (type + payload), u8 type, payload ---- */
 static void put(struct buf *b, const void *d, size_t n) {
@@ -82,35 +57,51 @@ static void put32(struct buf *b, uint32_t v) {
   uint8_t x[4] = { v >> 24, v >> 16, v >> 8, v };
   put(b, x, 4);
 }
+static void put8(uint8_t v) { put(&out, &v, 1); }
 static void putstr(const char *s, size_t n) { put32(&out, n); put(&out, s, n); }
+static void putz(const char *s) { putstr(s, strlen(s)); }
 static size_t fstart(uint8_t type) {
   size_t at = out.len;
   put32(&out, 0);
   put(&out, &type, 1);
   return at;
 }
-static void fend(size_t at) {
-  uint32_t n = out.len - at - 4;
+static void patch32(size_t at, uint32_t n) {
   out.p[at] = n >> 24, out.p[at + 1] = n >> 16, out.p[at + 2] = n >> 8, out.p[at + 3] = n;
 }
+static void fend(size_t at) { patch32(at, out.len - at - 4); }
 
 static void send_ready(uint32_t token) { size_t f = fstart(G_READY); put32(&out, token); put32(&out, VERSION); fend(f); }
-static void send_started(struct ct *c) { size_t f = fstart(G_STARTED); putstr(c->id, strlen(c->id)); put32(&out, c->pid); fend(f); }
-static void send_exit(struct ct *c) { size_t f = fstart(G_EXIT); putstr(c->id, strlen(c->id)); put32(&out, c->status); fend(f); }
-static void send_error(const char *id, int e, const char *msg) {
+static void send_started(struct ct *c) { size_t f = fstart(G_STARTED); putz(c->key); put32(&out, c->pid); fend(f); }
+static void send_exit(struct ct *c) { size_t f = fstart(G_EXIT); putz(c->key); put32(&out, c->status); fend(f); }
+static void send_oom(const char *cid) { size_t f = fstart(G_OOM); putz(cid); fend(f); }
+static void send_error(const char *key, int e, const char *msg) {
   size_t f = fstart(G_ERROR);
-  putstr(id, strlen(id));
+  putz(key);
   put32(&out, e);
-  putstr(msg, strlen(msg));
+  putz(msg);
   fend(f);
 }
 static void send_output(struct ct *c, int fd, const void *d, size_t n) {
   size_t f = fstart(G_OUTPUT);
-  uint8_t b = fd;
-  putstr(c->id, strlen(c->id));
-  put(&out, &b, 1);
+  putz(c->key);
+  put8(fd);
   put32(&out, n);
   put(&out, d, n);
+  fend(f);
+}
+static void send_window(struct ct *c) {
+  if (!c->credit) return;
+  size_t f = fstart(G_WINDOW);
+  putz(c->key);
+  put32(&out, c->credit);
+  fend(f);
+  c->credit = 0;
+}
+static void send_window_for(const char *key, uint32_t n) {
+  size_t f = fstart(G_WINDOW);
+  putz(key);
+  put32(&out, n);
   fend(f);
 }
 
@@ -121,6 +112,11 @@ static uint32_t get32(struct rd *r) {
   uint32_t v = (uint32_t)r->p[0] << 24 | r->p[1] << 16 | r->p[2] << 8 | r->p[3];
   r->p += 4, r->n -= 4;
   return v;
+}
+static uint8_t get8(struct rd *r) {
+  if (r->n < 1) { r->bad = 1; return 0; }
+  r->n--;
+  return *r->p++;
 }
 static char *getstr(struct rd *r) { /* malloc'd, NUL-terminated; embedded NULs are malformed */
   uint32_t n = get32(r);
@@ -138,89 +134,171 @@ static char **getstrs(struct rd *r) { /* NULL-terminated array */
 }
 static void freestrs(char **v) { for (char **s = v; *s; s++) free(*s); free(v); }
 
-static struct ct *find(const char *id) {
-  for (int i = 0; i < MAX_CT; i++) if (cts[i].used && !strcmp(cts[i].id, id)) return &cts[i];
+static struct ct *find(const char *key) {
+  for (int i = 0; i < MAX_CT; i++) if (cts[i].used && !strcmp(cts[i].key, key)) return &cts[i];
   return NULL;
 }
+static int live(struct ct *c) { return c && !c->exited && !c->failed && c->xfd < 0; }
+/* the running init of container cid */
+static struct ct *init_of(const char *cid) {
+  struct ct *c = find(cid);
+  return c && !c->exec && !c->exited && !c->failed ? c : NULL;
+}
+static int valid_id(const char *s, size_t max) { return *s && strlen(s) <= max && !strchr(s, '/'); }
+static void close_fd(int *fd) { if (*fd >= 0) close(*fd), *fd = -1; }
 
-/* execve with a PATH search in the *child's* env, as a shell does; errno as execvp would leave it */
-static void exec_path(char **argv, char **env) {
-  const char *a = argv[0], *path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-  if (strchr(a, '/')) { execve(a, argv, env); return; }
-  for (char **e = env; *e; e++) if (!strncmp(*e, "PATH=", 5)) path = *e + 5;
-  int eacces = 0;
-  char file[PATH_MAX];
-  for (const char *p = path;;) {
-    const char *c = strchrnul(p, ':');
-    int n = c - p;
-    snprintf(file, sizeof file, "%.*s%s%s", n, p, n ? "/" : "", a);
-    execve(file, argv, env);
-    if (errno == EACCES) eacces = 1;
-    else if (errno != ENOENT && errno != ENOTDIR) return;
-    if (!*c) break;
-    p = c + 1;
+/* ---- RUN and EXEC ---- */
+struct req {
+  char *cid, *eid, *cwd, *hostname, **args, **env;
+  uint32_t uid, gid, ng, nm, nl, rows, cols;
+  uint8_t flags;
+  gid_t gids[MAX_GIDS];
+  struct mnt m[MAX_MOUNTS];
+  struct limit l[MAX_LIMITS];
+};
+static void free_req(struct req *q) {
+  free(q->cid), free(q->eid), free(q->cwd), free(q->hostname);
+  if (q->args) freestrs(q->args);
+  if (q->env) freestrs(q->env);
+  for (uint32_t i = 0; i < q->nm; i++) free(q->m[i].src), free(q->m[i].dst), free(q->m[i].type), free(q->m[i].data);
+  for (uint32_t i = 0; i < q->nl; i++) free(q->l[i].file), free(q->l[i].value);
+}
+static void get_proc(struct rd *r, struct req *q) {
+  q->args = getstrs(r), q->env = getstrs(r), q->cwd = getstr(r);
+  q->uid = get32(r), q->gid = get32(r), q->ng = get32(r);
+  if (q->ng > MAX_GIDS) r->bad = 1, q->ng = 0;
+  for (uint32_t i = 0; !r->bad && i < q->ng; i++) q->gids[i] = get32(r);
+}
+static void get_tty(struct rd *r, struct req *q) { q->flags = get8(r), q->rows = get32(r), q->cols = get32(r); }
+/* RUN's v3 fields (absent in a v2 RUN) */
+static void get_setup(struct rd *r, struct req *q) {
+  get_tty(r, q);
+  q->hostname = getstr(r);
+  uint32_t n = get32(r);
+  if (n > MAX_MOUNTS) { r->bad = 1; return; }
+  for (; !r->bad && q->nm < n; q->nm++) {
+    struct mnt *m = &q->m[q->nm];
+    m->src = getstr(r), m->dst = getstr(r), m->type = getstr(r), m->flags = get32(r), m->data = getstr(r), m->file = get8(r);
   }
-  errno = eacces ? EACCES : ENOENT;
+  if (r->bad) return;
+  n = get32(r);
+  if (n > MAX_LIMITS) { r->bad = 1; return; }
+  for (; !r->bad && q->nl < n; q->nl++) q->l[q->nl].file = getstr(r), q->l[q->nl].value = getstr(r);
 }
 
-/* in the child: report {errno, "step: strerror"} on the exec-status pipe and die */
-static void child_fail(int xfd, const char *step, const char *arg) {
-  struct { int e; char m[480]; } r = { .e = errno };
-  snprintf(r.m, sizeof r.m, "%s %s: %s", step, arg, strerror(errno));
-  if (write(xfd, &r, sizeof r) < 0) {}
-  _exit(127);
+static void spawn(struct req *q, const char *key, struct ct *init) {
+  struct ct *c = find(key);
+  int o[2] = { -1, -1 }, e[2] = { -1, -1 }, i[2] = { -1, -1 }, x[2] = { -1, -1 };
+  char msg[480] = "";
+  if (c && !c->reported) { send_error(key, EEXIST, "a process with this key is running"); return; }
+  /* a free slot, else the slot of this key's (or any) exit still waiting for its ACK */
+  for (int k = 0; k < MAX_CT && !c; k++) if (!cts[k].used) c = &cts[k];
+  for (int k = 0; k < MAX_CT && !c; k++) if (cts[k].reported) c = &cts[k];
+  if (!c) { send_error(key, EAGAIN, "too many processes"); return; }
+  int tty = q->flags & F_TERMINAL;
+  if (!init) {
+    int err = cg_setup(q->cid, q->l, q->nl, msg, sizeof msg);
+    if (err) { send_error(key, err, msg); return; }
+  }
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, x) ||
+      (!tty && (pipe2(o, O_CLOEXEC) || pipe2(e, O_CLOEXEC) || ((q->flags & F_STDIN) && pipe2(i, O_CLOEXEC))))) {
+    send_error(key, errno, "pipe failed");
+    goto done;
+  }
+  struct spawn s = { .cid = q->cid, .cwd = q->cwd, .hostname = q->hostname ? q->hostname : "", .args = q->args,
+                     .env = q->env, .uid = q->uid, .gid = q->gid, .ng = q->ng, .gids = q->gids, .flags = q->flags,
+                     .rows = q->rows, .cols = q->cols, .nm = q->nm, .m = q->m, .join_pid = init ? init->pid : 0,
+                     .xfd = x[1], .out = o[1], .err = e[1], .in = i[0] };
+  uint64_t ooms = cg_oom_kills(q->cid);
+  pid_t pid = fork();
+  if (pid < 0) { send_error(key, errno, "fork failed"); goto done; }
+  if (pid == 0) child_main(&s);
+  free(c->ib.p);
+  *c = (struct ct){ .used = 1, .exec = !!init, .pid = pid, .xfd = x[0], .fd = { o[0], e[0] }, .in = i[1],
+                    .tty = tty, .oom_seen = ooms };
+  snprintf(c->key, sizeof c->key, "%s", key);
+  snprintf(c->cid, sizeof c->cid, "%s", q->cid);
+  for (int k = 0; k < 2; k++) if (c->fd[k] >= 0) fcntl(c->fd[k], F_SETFL, O_NONBLOCK);
+  if (c->in >= 0) fcntl(c->in, F_SETFL, O_NONBLOCK);
+  else c->in_done = !tty;
+  o[0] = e[0] = x[0] = i[1] = -1; /* owned by c now */
+done:;
+  int *fds[] = { &o[0], &o[1], &e[0], &e[1], &i[0], &i[1], &x[0], &x[1] };
+  for (int k = 0; k < 8; k++) close_fd(fds[k]);
 }
 
 static void run(struct rd *r) {
-  char *id = getstr(r), **args = getstrs(r), **env = getstrs(r), *cwd = getstr(r);
-  uint32_t uid = get32(r), gid = get32(r), ng = get32(r);
-  gid_t gids[MAX_GIDS];
-  if (ng > MAX_GIDS) r->bad = 1;
-  for (uint32_t i = 0; !r->bad && i < ng; i++) gids[i] = get32(r);
-  struct ct *c = NULL;
-  int o[2] = { -1, -1 }, e[2] = { -1, -1 }, x[2] = { -1, -1 };
-  if (r->bad || !*id || strlen(id) >= sizeof c->id || strchr(id, '/') || !args[0]) {
-    send_error(id, EINVAL, "malformed RUN frame");
-    goto done;
-  }
-  if ((c = find(id)) && !c->reported) { c = NULL; send_error(id, EEXIST, "a process with this container id is running"); goto done; }
-  /* a free slot, else the slot of this id's (or any) exit still waiting for its ACK */
-  for (int i = 0; i < MAX_CT && !c; i++) if (!cts[i].used) c = &cts[i];
-  for (int i = 0; i < MAX_CT && !c; i++) if (cts[i].reported) c = &cts[i];
-  if (!c) { send_error(id, EAGAIN, "too many processes"); goto done; }
-  if (pipe2(o, O_CLOEXEC) || pipe2(e, O_CLOEXEC) || pipe2(x, O_CLOEXEC)) { send_error(id, errno, "pipe failed"); goto done; }
-  pid_t pid = fork();
-  if (pid < 0) { send_error(id, errno, "fork failed"); goto done; }
-  if (pid == 0) {
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    signal(SIGPIPE, SIG_DFL);
-    setsid(); /* own process group: killed as a whole when the main process exits */
-    char root[PATH_MAX];
-    snprintf(root, sizeof root, "%s/%s/rootfs", SHARED, id);
-    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (null < 0 || dup2(null, 0) < 0 || dup2(o[1], 1) < 0 || dup2(e[1], 2) < 0) child_fail(x[1], "stdio", "");
-    if (chroot(root) || chdir("/")) child_fail(x[1], "chroot", root);
-    if (*cwd && chdir(cwd)) child_fail(x[1], "chdir", cwd);
-    if (setgroups(ng, gids)) child_fail(x[1], "setgroups", "");
-    if (setgid(gid)) child_fail(x[1], "setgid", "");
-    if (setuid(uid)) child_fail(x[1], "setuid", "");
-    exec_path(args, env);
-    child_fail(x[1], "exec", args[0]);
-  }
-  *c = (struct ct){ .used = 1, .pid = pid, .xfd = x[0], .fd = { o[0], e[0] } };
-  strcpy(c->id, id);
-  fcntl(o[0], F_SETFL, O_NONBLOCK);
-  fcntl(e[0], F_SETFL, O_NONBLOCK);
-  o[0] = e[0] = x[0] = -1; /* owned by c now */
-done:;
-  int fds[] = { o[0], o[1], e[0], e[1], x[0], x[1] };
-  for (int i = 0; i < 6; i++) if (fds[i] >= 0) close(fds[i]);
-  free(id), free(cwd), freestrs(args), freestrs(env);
+  struct req q = { 0 };
+  q.cid = getstr(r);
+  get_proc(r, &q);
+  if (!r->bad && r->n) get_setup(r, &q);
+  if (r->bad || !valid_id(q.cid, MAX_ID) || !q.args[0]) send_error(q.cid, EINVAL, "malformed RUN frame");
+  else spawn(&q, q.cid, NULL);
+  free_req(&q);
 }
 
-/* every container whose start succeeded: running (exited 0) or exited with its EXIT not yet ACKed (exited 1) */
+static void exec_(struct rd *r) {
+  struct req q = { 0 };
+  char key[MAX_KEY];
+  q.cid = getstr(r), q.eid = getstr(r);
+  get_proc(r, &q);
+  get_tty(r, &q);
+  snprintf(key, sizeof key, "%.255s/%.128s", q.cid, q.eid);
+  struct ct *init = init_of(q.cid);
+  if (r->bad || !valid_id(q.cid, MAX_ID) || !valid_id(q.eid, MAX_EXEC_ID) || !q.args[0])
+    send_error(key, EINVAL, "malformed EXEC frame");
+  else if (!init || init->xfd >= 0) {
+    char m[400];
+    snprintf(m, sizeof m, "container %s is not running", q.cid);
+    send_error(key, ENOENT, m);
+  } else spawn(&q, key, init);
+  free_req(&q);
+}
+
+/* ---- stdin ---- */
+static void stdin_drop(struct ct *c) { /* what is buffered will never be written: credit it back */
+  c->credit += c->ib.len;
+  c->ib.len = 0;
+  c->in_done = 1;
+  if (!c->tty) close_fd(&c->in);
+  send_window(c);
+}
+
+static void on_stdin(struct rd *r) {
+  char *key = getstr(r);
+  uint32_t n = get32(r);
+  struct ct *c = find(key);
+  if (r->bad || n > r->n || n > STDIN_MAX) fprintf(stderr, "corral-agent: malformed STDIN frame\n");
+  else if (!c || c->failed || c->exited || c->in_done || c->in_eof) send_window_for(key, n); /* dropped */
+  else if (c->ib.len + n > STDIN_WINDOW) {
+    fprintf(stderr, "corral-agent: STDIN for %s past its window, dropped\n", key);
+    send_window_for(key, n);
+  } else put(&c->ib, r->p, n);
+  free(key);
+}
+
+static void write_stdin(struct ct *c) {
+  if (c->ib.len) {
+    ssize_t n = write(c->in, c->ib.p, c->ib.len);
+    if (n < 0) {
+      if (errno != EAGAIN && errno != EINTR) stdin_drop(c); /* EPIPE: the process closed its stdin */
+      return;
+    }
+    memmove(c->ib.p, c->ib.p + n, c->ib.len - n);
+    c->ib.len -= n;
+    c->credit += n;
+    if (c->credit >= CREDIT_EVERY || !c->ib.len) send_window(c);
+  }
+  if (!c->ib.len && c->in_eof && !c->in_done) {
+    if (c->tty) {
+      char eot = 4; /* VEOF; the master stays open for output and resizes */
+      if (write(c->in, &eot, 1) < 0 && (errno == EAGAIN || errno == EINTR)) return;
+      c->in_done = 1;
+    } else stdin_drop(c);
+  }
+}
+
+/* ---- STATE, CTL ---- */
 static void send_state(uint32_t token) {
   size_t f = fstart(G_STATE), at;
   uint32_t n = 0;
@@ -231,38 +309,86 @@ static void send_state(uint32_t token) {
   for (int i = 0; i < MAX_CT; i++) {
     struct ct *c = &cts[i];
     if (!c->used || c->failed || c->xfd >= 0) continue;
-    putstr(c->id, strlen(c->id));
+    putz(c->key);
     put32(&out, c->pid);
     put32(&out, c->reported);
     put32(&out, c->reported ? c->status : 0);
     n++;
   }
-  out.p[at] = n >> 24, out.p[at + 1] = n >> 16, out.p[at + 2] = n >> 8, out.p[at + 3] = n;
+  patch32(at, n);
   fend(f);
 }
 
+static uint32_t result_n;
+static void put_stat(const char *name, const char *content, size_t n) { putz(name), putstr(content, n), result_n++; }
+
+static void ctl(struct rd *r) {
+  uint32_t token = get32(r);
+  uint8_t op = get8(r);
+  char *cid = getstr(r), msg[480] = "";
+  struct limit l[MAX_LIMITS];
+  uint32_t n = get32(r), nl = 0;
+  if (n > MAX_LIMITS) r->bad = 1;
+  for (; !r->bad && nl < n; nl++) l[nl].file = getstr(r), l[nl].value = getstr(r);
+  int e = 0;
+  size_t f = fstart(G_RESULT);
+  put32(&out, token);
+  size_t at_errno = out.len;
+  put32(&out, 0);
+  if (r->bad || (*cid && !valid_id(cid, MAX_ID)) || (!*cid && op != CTL_FREEZE && op != CTL_THAW)) {
+    e = EINVAL, snprintf(msg, sizeof msg, "malformed CTL frame");
+  } else if (*cid && !find(cid)) {
+    e = ENOENT, snprintf(msg, sizeof msg, "container %s has no process", cid);
+  } else if (op == CTL_FREEZE || op == CTL_THAW) e = cg_freeze(cid, op == CTL_FREEZE, msg, sizeof msg);
+  else if (op == CTL_UPDATE) e = cg_write_limits(cid, l, nl, msg, sizeof msg);
+  else if (op != CTL_STATS) e = EINVAL, snprintf(msg, sizeof msg, "unknown CTL op %u", op);
+  putz(msg);
+  size_t at_n = out.len;
+  put32(&out, 0);
+  result_n = 0;
+  if (!e && op == CTL_STATS && (e = cg_stats(cid, put_stat))) snprintf(msg, sizeof msg, "no cgroup: %s", strerror(e));
+  if (e && op == CTL_STATS) { /* rewrite the answer without stats */
+    out.len = at_errno + 4;
+    putz(msg);
+    put32(&out, 0);
+  } else patch32(at_n, result_n);
+  patch32(at_errno, e);
+  fend(f);
+  free(cid);
+  for (uint32_t i = 0; i < nl; i++) free(l[i].file), free(l[i].value);
+}
+
 static void on_frame(uint8_t type, struct rd *r) {
-  if (type == H_PING) { send_ready(get32(r)); return; }
+  if (type == H_PING) { uint32_t t = get32(r); if (!r->bad) send_ready(t); return; }
   if (type == H_RUN) { run(r); return; }
-  if (type == H_LIST) { send_state(get32(r)); return; }
-  if (type == H_ACK) { /* the host has recorded this EXIT: forget the container */
-    char *id = getstr(r);
-    struct ct *c = find(id);
-    if (!r->bad && c && c->reported) c->used = 0;
-    free(id);
-    return;
-  }
-  if (type == H_SIGNAL) { /* unknown or exited container: ignored (the host tracks what runs) */
-    char *id = getstr(r);
+  if (type == H_EXEC) { exec_(r); return; }
+  if (type == H_LIST) { uint32_t t = get32(r); if (!r->bad) send_state(t); return; }
+  if (type == H_STDIN) { on_stdin(r); return; }
+  if (type == H_CTL) { ctl(r); return; }
+  char *key = getstr(r);
+  struct ct *c = r->bad ? NULL : find(key);
+  if (type == H_ACK) { /* the host has recorded this EXIT: forget the process; an empty container's cgroup goes */
+    if (c && c->reported) {
+      c->used = 0;
+      int left = 0;
+      for (int i = 0; i < MAX_CT; i++) left |= cts[i].used && !strcmp(cts[i].cid, c->cid);
+      if (!left) cg_remove(c->cid);
+    }
+  } else if (type == H_SIGNAL) { /* unknown or exited process: ignored (the host tracks what runs) */
     uint32_t sig = get32(r);
-    /* optional u8 `all` (older hosts send none): the whole container, its process group (setsid above) */
-    int all = r->n >= 1 && r->p[0];
-    struct ct *c = find(id);
-    if (!r->bad && c && !c->exited && !c->failed && kill(all ? -c->pid : c->pid, sig)) logf_("kill");
-    free(id);
-    return;
-  }
-  fprintf(stderr, "corral-agent: unknown frame type %u\n", type);
+    int all = r->n >= 1 && r->p[0]; /* optional u8 `all`: every process of the container (init) or the exec's group */
+    if (!r->bad && live(c)) {
+      if (all && !c->exec) { if (cg_signal_all(c->cid, sig) < 0) kill(-c->pid, sig); }
+      else if (kill(all ? -c->pid : c->pid, sig)) logf_("kill");
+    }
+  } else if (type == H_CLOSE_STDIN) {
+    if (c && !c->failed) c->in_eof = 1;
+    if (c && (c->exited || (c->in < 0 && !c->tty))) stdin_drop(c);
+  } else if (type == H_RESIZE) {
+    struct winsize ws = { .ws_row = get32(r), .ws_col = get32(r) };
+    if (!r->bad && live(c) && c->tty && c->in >= 0 && ioctl(c->in, TIOCSWINSZ, &ws)) logf_("resize");
+  } else fprintf(stderr, "corral-agent: unknown frame type %u\n", type);
+  free(key);
 }
 
 /*
@@ -310,9 +436,7 @@ static void write_port(void) {
   out.len -= n;
 }
 
-static void close_fd(int *fd) { if (*fd >= 0) close(*fd), *fd = -1; }
-
-/* a container slot is finished once its exec status is known, it was reaped and its pipes are done */
+/* a process slot is finished once its exec status is known, it was reaped and its output is done */
 static void maybe_finish(struct ct *c) {
   if (!c->exited || c->xfd >= 0 || c->reported) return;
   if (!c->failed && (c->fd[0] >= 0 || c->fd[1] >= 0)) {
@@ -320,21 +444,40 @@ static void maybe_finish(struct ct *c) {
     if (now_ms() < c->drain_until) return;
   }
   close_fd(&c->fd[0]), close_fd(&c->fd[1]);
-  if (c->failed) { c->used = 0; return; }
+  if (!c->in_done || c->ib.len) stdin_drop(c);
+  close_fd(&c->in);
+  if (c->failed) {
+    c->used = 0;
+    if (!c->exec && !find(c->cid)) cg_remove(c->cid);
+    return;
+  }
   send_exit(c);
   c->reported = 1;
 }
 
 static void read_exec_status(struct ct *c) {
   struct { int e; char m[480]; } r;
-  ssize_t n = read(c->xfd, &r, sizeof r);
-  if (n < 0 && errno == EINTR) return;
+  char cb[CMSG_SPACE(sizeof(int))];
+  struct iovec io = { &r, sizeof r };
+  struct msghdr mh = { .msg_iov = &io, .msg_iovlen = 1, .msg_control = cb, .msg_controllen = sizeof cb };
+  ssize_t n = recvmsg(c->xfd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
+  struct cmsghdr *cm = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL;
+  if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) { /* the terminal's master */
+    int m;
+    memcpy(&m, CMSG_DATA(cm), sizeof m);
+    close_fd(&c->fd[0]), close_fd(&c->in);
+    c->fd[0] = m;
+    c->in = fcntl(m, F_DUPFD_CLOEXEC, 3);
+    fcntl(m, F_SETFL, O_NONBLOCK);
+    return;
+  }
   close_fd(&c->xfd);
   if (n == (ssize_t)sizeof r) {
     r.m[sizeof r.m - 1] = 0;
     c->failed = 1;
-    send_error(c->id, r.e, r.m);
-    close_fd(&c->fd[0]), close_fd(&c->fd[1]);
+    send_error(c->key, r.e, r.m);
+    close_fd(&c->fd[0]), close_fd(&c->fd[1]), close_fd(&c->in);
   } else send_started(c);
 }
 
@@ -342,7 +485,7 @@ static void read_output(struct ct *c, int i) {
   uint8_t b[CHUNK];
   ssize_t n = read(c->fd[i], b, sizeof b);
   if (n > 0) send_output(c, i + 1, b, n);
-  else if (n == 0 || (errno != EAGAIN && errno != EINTR)) close_fd(&c->fd[i]);
+  else if (n == 0 || (errno != EAGAIN && errno != EINTR)) close_fd(&c->fd[i]); /* a terminal: EIO once it hangs up */
 }
 
 static void reap(int sfd) {
@@ -357,7 +500,13 @@ static void reap(int sfd) {
       c->exited = 1;
       c->status = WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
       c->drain_until = now_ms() + DRAIN_MS;
-      kill(-pid, SIGKILL); /* what is left of the container goes with its main process */
+      uint64_t ooms = cg_oom_kills(c->cid);
+      if (ooms > c->oom_seen) { /* reported before this process's EXIT */
+        send_oom(c->cid);
+        for (int j = 0; j < MAX_CT; j++) if (cts[j].used && !strcmp(cts[j].cid, c->cid)) cts[j].oom_seen = ooms;
+      }
+      if (c->exec) kill(-pid, SIGKILL); /* what is left of the exec goes with it */
+      else cg_kill(c->cid, pid);        /* the container (its execs too) goes with its init */
     }
   }
 }
@@ -385,6 +534,7 @@ static int open_port(void) {
   return -1;
 }
 
+#define NPF (2 + 3 * MAX_CT)
 int main(void) {
   sigset_t chld;
   sigemptyset(&chld);
@@ -395,14 +545,15 @@ int main(void) {
   if (sfd < 0) { logf_("signalfd"); return 1; }
   if ((port = open_port()) < 0) { logf_("open port " PORT_NAME); return 1; }
   send_ready(0);
-  fprintf(stderr, "corral-agent: ready\n");
+  fprintf(stderr, "corral-agent: ready (protocol %d)\n", VERSION);
+  static struct pollfd pf[NPF];
+  static struct ct *who[NPF];
+  static int what[NPF];
   for (;;) {
-    struct pollfd pf[2 + 3 * MAX_CT];
-    struct ct *who[2 + 3 * MAX_CT];
-    int what[2 + 3 * MAX_CT], n = 0, timeout = -1;
+    int n = 0, timeout = -1, pi = -1;
     long long now = now_ms();
     pf[n++] = (struct pollfd){ sfd, POLLIN, 0 };
-    if (now >= port_retry_at) pf[n++] = (struct pollfd){ port, POLLIN | (out.len ? POLLOUT : 0), 0 };
+    if (now >= port_retry_at) pi = n, pf[n++] = (struct pollfd){ port, POLLIN | (out.len ? POLLOUT : 0), 0 };
     else timeout = port_retry_at - now;
     for (int i = 0; i < MAX_CT; i++) {
       struct ct *c = &cts[i];
@@ -410,6 +561,8 @@ int main(void) {
       if (c->xfd >= 0) { who[n] = c, what[n] = 2, pf[n++] = (struct pollfd){ c->xfd, POLLIN, 0 }; continue; }
       for (int j = 0; j < 2 && out.len < OUT_HIGH; j++)
         if (c->fd[j] >= 0) who[n] = c, what[n] = j, pf[n++] = (struct pollfd){ c->fd[j], POLLIN, 0 };
+      if (c->in >= 0 && !c->in_done && (c->ib.len || c->in_eof))
+        who[n] = c, what[n] = 3, pf[n++] = (struct pollfd){ c->in, POLLOUT, 0 };
       if (c->exited && (c->fd[0] >= 0 || c->fd[1] >= 0)) {
         int left = c->drain_until > now ? c->drain_until - now : 0;
         if (timeout < 0 || left < timeout) timeout = left;
@@ -419,13 +572,18 @@ int main(void) {
     for (int i = 0; i < n; i++) {
       short re = pf[i].revents;
       if (!re) continue;
-      if (pf[i].fd == sfd) reap(sfd);
-      else if (pf[i].fd == port) {
+      if (i == 0) reap(sfd);
+      else if (i == pi) {
         if (re & POLLIN) read_port();
         if ((re & POLLOUT) && out.len) write_port();
         if ((re & POLLHUP) && !(re & POLLIN)) host_gone();
-      } else if (what[i] == 2) read_exec_status(who[i]);
-      else if (who[i]->fd[what[i]] == pf[i].fd) read_output(who[i], what[i]);
+      } else if (!who[i]->used) continue;
+      else if (what[i] == 2) { if (who[i]->xfd == pf[i].fd) read_exec_status(who[i]); }
+      else if (what[i] == 3) {
+        if (who[i]->in != pf[i].fd || who[i]->in_done) continue;
+        if (re & (POLLERR | POLLHUP) && !who[i]->tty) stdin_drop(who[i]);
+        else write_stdin(who[i]);
+      } else if (who[i]->fd[what[i]] == pf[i].fd) read_output(who[i], what[i]);
     }
     for (int i = 0; i < MAX_CT; i++) if (cts[i].used) maybe_finish(&cts[i]);
   }

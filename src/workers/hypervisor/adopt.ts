@@ -11,6 +11,7 @@ import { dirname } from 'node:path';
 import { ensureError, err } from '../../errors.ts';
 import type { AdoptedVm, LostVm } from '../../domain/ops.ts';
 import { AgentChannel, encodeList, type AgentMsg, type GuestContainer, type ResyncInfo } from './agent-channel.ts';
+import { keyOf } from './agent-frames.ts';
 import { killOrphans, procStart, watchPid, type HostVm } from './host-scan.ts';
 import { Qmp } from './qmp.ts';
 import { parseQemuCmdline, vmPaths } from './qemu-args.ts';
@@ -114,8 +115,10 @@ export function adopt(env: AdoptEnv, h: HostVm, deadlineMs: number): Promise<Ado
         pid: h.pid,
         accel: cmd.accel,
         resync,
-        running: found.filter((c) => !c.exited).map((c) => c.containerId),
-        exited: found.filter((c) => c.exited).map((c) => ({ containerId: c.containerId, status: c.status })),
+        running: found.filter((c) => !c.exited).map(keyOf),
+        exited: found
+          .filter((c) => c.exited)
+          .map(({ containerId, execId, status }) => ({ containerId, execId, status })),
       };
     } catch (e) {
       const reason =

@@ -1,189 +1,28 @@
 /**
- * The host side of the guest agent protocol (docs/guest-agent.md): length-prefixed binary frames over
- * the unix socket QEMU exposes for the `corral.agent` virtio-serial port.
- *
- * Frame: u32 BE length (of type + payload), u8 type, payload. Strings are u32 BE length + UTF-8 bytes,
- * string lists are u32 BE count + strings, integers are u32 BE.
+ * The host side of the guest agent channel (docs/guest-agent.md): frames (agent-frames.ts) over the unix
+ * socket QEMU exposes for the `corral.agent` virtio-serial port.
  *
  * A host that re-attaches to a running guest (after a worker restart) may start reading in the middle of
  * a frame: it connects in resync mode, sends LIST with a random token, and skips whatever precedes the
- * guest's STATE frame for that token unless it splits into whole frames.
+ * guest's STATE frame for that token unless it splits into whole frames. The same resync repairs the
+ * stream when a frame cannot be decoded (a hostile or corrupted guest): the frame is dropped and counted,
+ * and the channel re-finds frame boundaries through a fresh LIST/STATE. Nothing a guest sends throws out
+ * of the socket handler, and no bogus length makes the channel buffer more than {@link MAX_FRAME}.
  */
-import type { ProcessSpec } from '../../domain/ops.ts';
+import { randomInt } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
+import { encodeList } from './agent-encode.ts';
+import { decodeFrame, FrameError, MAX_FRAME, statePattern, type AgentMsg } from './agent-frames.ts';
 import { connectUnix, type ConnectOptions } from './unix-socket.ts';
 
-export const FRAME = {
-  PING: 1,
-  RUN: 2,
-  SIGNAL: 3,
-  LIST: 4,
-  ACK: 5,
-  READY: 0x81,
-  STARTED: 0x82,
-  OUTPUT: 0x83,
-  EXIT: 0x84,
-  ERROR: 0x85,
-  STATE: 0x86,
-} as const;
-/** The agent rejects host→guest frames larger than this. */
-export const MAX_FRAME = 1 << 20;
-/** First payload word of STATE ("CORR"); with the token after it, what a re-attaching host scans for. */
-export const STATE_MAGIC = 0x434f5252;
+export * from './agent-frames.ts';
+export * from './agent-encode.ts';
+
 /** A resync that has not found its STATE within this many bytes gives up (closes the channel). */
 const MAX_RESYNC_BYTES = 64 << 20;
 
-/** A container the guest still knows (STATE): running, or exited with an EXIT the host has not ACKed. */
-export interface GuestContainer {
-  containerId: string;
-  pid: number;
-  exited: boolean;
-  status: number;
-}
-
-/** What the guest says. `status` follows the shell: exit code, or 128 + signal number. */
-export type AgentMsg =
-  | { type: 'ready'; token: number; version: number }
-  | { type: 'started'; containerId: string; pid: number }
-  | { type: 'output'; containerId: string; fd: 1 | 2; data: Uint8Array }
-  | { type: 'exit'; containerId: string; status: number }
-  | { type: 'error'; containerId: string; errno: number; message: string }
-  | { type: 'state'; token: number; containers: GuestContainer[] };
-
-/** What a RUN frame carries: the process spec without what the guest does not need. */
-export type RunFrame = Omit<ProcessSpec, 'sandboxId' | 'terminal'>;
-
-class Writer {
-  private parts: Buffer[] = [];
-  u32(v: number): this {
-    const b = Buffer.alloc(4);
-    b.writeUInt32BE(v >>> 0);
-    this.parts.push(b);
-    return this;
-  }
-  u8(v: number): this {
-    this.parts.push(Buffer.from([v & 0xff]));
-    return this;
-  }
-  str(s: string): this {
-    const b = Buffer.from(s, 'utf8');
-    return this.u32(b.length).raw(b);
-  }
-  strs(v: string[]): this {
-    this.u32(v.length);
-    for (const s of v) this.str(s);
-    return this;
-  }
-  u32s(v: number[]): this {
-    this.u32(v.length);
-    for (const n of v) this.u32(n);
-    return this;
-  }
-  raw(b: Buffer): this {
-    this.parts.push(b);
-    return this;
-  }
-  frame(type: number): Buffer {
-    const body = Buffer.concat(this.parts);
-    const head = Buffer.alloc(5);
-    head.writeUInt32BE(body.length + 1);
-    head[4] = type;
-    return Buffer.concat([head, body]);
-  }
-}
-
-export const encodePing = (token: number): Buffer => new Writer().u32(token).frame(FRAME.PING);
-export const encodeList = (token: number): Buffer => new Writer().u32(token).frame(FRAME.LIST);
-export const encodeAck = (containerId: string): Buffer => new Writer().str(containerId).frame(FRAME.ACK);
-/** `all`: every process of the container (its process group), not only its main process. */
-export const encodeSignal = (containerId: string, signal: number, all = false): Buffer =>
-  new Writer()
-    .str(containerId)
-    .u32(signal)
-    .u8(all ? 1 : 0)
-    .frame(FRAME.SIGNAL);
-export const encodeRun = (r: RunFrame): Buffer =>
-  new Writer()
-    .str(r.containerId)
-    .strs(r.args)
-    .strs(r.env)
-    .str(r.cwd)
-    .u32(r.uid)
-    .u32(r.gid)
-    .u32s(r.additionalGids)
-    .frame(FRAME.RUN);
-
-class Reader {
-  private at = 0;
-  constructor(private b: Buffer) {}
-  u8(): number {
-    return this.b.readUInt8(this.at++);
-  }
-  u32(): number {
-    const v = this.b.readUInt32BE(this.at);
-    this.at += 4;
-    return v;
-  }
-  i32(): number {
-    const v = this.b.readInt32BE(this.at);
-    this.at += 4;
-    return v;
-  }
-  bytes(): Buffer {
-    const n = this.u32();
-    if (this.at + n > this.b.length) throw new RangeError('short frame');
-    const v = this.b.subarray(this.at, this.at + n);
-    this.at += n;
-    return v;
-  }
-  str(): string {
-    return this.bytes().toString('utf8');
-  }
-}
-
-/** Decode one guest→host frame body (type byte first). Unknown types → null. Throws on a short frame. */
-export function decodeFrame(body: Buffer): AgentMsg | null {
-  const r = new Reader(body);
-  switch (r.u8()) {
-    case FRAME.READY:
-      return { type: 'ready', token: r.u32(), version: r.u32() };
-    case FRAME.STARTED:
-      return { type: 'started', containerId: r.str(), pid: r.u32() };
-    case FRAME.OUTPUT: {
-      const containerId = r.str();
-      const fd = r.u8() === 2 ? 2 : 1;
-      return { type: 'output', containerId, fd, data: new Uint8Array(r.bytes()) };
-    }
-    case FRAME.EXIT:
-      return { type: 'exit', containerId: r.str(), status: r.i32() };
-    case FRAME.ERROR:
-      return { type: 'error', containerId: r.str(), errno: r.u32(), message: r.str() };
-    case FRAME.STATE: {
-      if (r.u32() !== STATE_MAGIC) return null;
-      const token = r.u32();
-      const n = r.u32();
-      if (n > 4096) throw new RangeError('STATE lists too many containers');
-      const containers: GuestContainer[] = [];
-      for (let i = 0; i < n; i++)
-        containers.push({ containerId: r.str(), pid: r.u32(), exited: r.u32() !== 0, status: r.i32() });
-      return { type: 'state', token, containers };
-    }
-    default:
-      return null;
-  }
-}
-
-/** The bytes a STATE frame for `token` carries right after its length: type, magic, token. */
-export function statePattern(token: number): Buffer {
-  const b = Buffer.alloc(9);
-  b[0] = FRAME.STATE;
-  b.writeUInt32BE(STATE_MAGIC, 1);
-  b.writeUInt32BE(token >>> 0, 5);
-  return b;
-}
-
-/** Splits a byte stream into frame bodies. */
+/** Splits a byte stream into frame bodies; a length of 0 or over MAX_FRAME is a {@link FrameError}. */
 export class FrameSplitter {
   private buf: Buffer = Buffer.alloc(0);
   /** Bytes of an incomplete frame held back. */
@@ -195,11 +34,18 @@ export class FrameSplitter {
     const out: Buffer[] = [];
     while (this.buf.length >= 4) {
       const len = this.buf.readUInt32BE(0);
+      if (len === 0 || len > MAX_FRAME) {
+        this.buf = Buffer.alloc(0);
+        throw new FrameError(`frame length ${len}`);
+      }
       if (this.buf.length < 4 + len) break;
       out.push(this.buf.subarray(4, 4 + len));
       this.buf = this.buf.subarray(4 + len);
     }
     return out;
+  }
+  reset(): void {
+    this.buf = Buffer.alloc(0);
   }
 }
 
@@ -217,31 +63,88 @@ const decodeSafe = (body: Buffer): AgentMsg | null => {
   }
 };
 
+export interface ChannelOptions {
+  /**
+   * A partial frame that gets no more bytes for this long (while reading) is taken as a broken stream.
+   * @default 5000
+   */
+  stallMs?: number;
+}
+
 /**
- * A connected agent channel. Emits `msg` for each guest frame and `close` once. In resync mode it first
- * looks for the STATE frame answering LIST(token): what came before is emitted as frames when it splits
- * into whole, known frames (then `resync` says how many), and dropped otherwise (`resync` says how many bytes).
+ * A connected agent channel. Emits `msg` for each guest frame, `malformed` for each frame dropped, and
+ * `close` once. In resync mode it first looks for the STATE frame answering LIST(token): what came before
+ * is emitted as frames when it splits into whole, known frames (then `resync` says how many), and dropped
+ * otherwise (`resync` says how many bytes).
  */
-export class AgentChannel extends EventEmitter<{ msg: [AgentMsg]; close: []; resync: [ResyncInfo] }> {
+export class AgentChannel extends EventEmitter<{
+  msg: [AgentMsg];
+  close: [];
+  resync: [ResyncInfo];
+  malformed: [reason: string];
+}> {
+  /** Frames dropped as malformed. */
+  malformedCount = 0;
   private split = new FrameSplitter();
   private scan?: { pattern: Buffer; buf: Buffer; from: number };
+  private stall?: NodeJS.Timeout;
+  private paused = false;
+  private readonly stallMs: number;
   private constructor(
     private sock: Socket,
-    resyncToken?: number,
+    resyncToken: number | undefined,
+    o: ChannelOptions,
   ) {
     super();
-    if (resyncToken !== undefined) this.scan = { pattern: statePattern(resyncToken), buf: Buffer.alloc(0), from: 4 };
-    sock.on('data', (d: Buffer) => this.onData(d));
+    this.stallMs = o.stallMs ?? 5000;
+    if (resyncToken !== undefined) this.scanFor(resyncToken);
+    sock.on('data', (d: Buffer) => {
+      try {
+        this.onData(d);
+      } catch (e) {
+        // Only a listener can throw here (the decoding does not): drop, count, carry on.
+        this.bad(`a listener failed: ${(e as Error).message}`, false);
+      }
+    });
     sock.on('error', () => sock.destroy());
-    sock.on('close', () => this.emit('close'));
+    sock.on('close', () => {
+      clearTimeout(this.stall);
+      this.emit('close');
+    });
   }
 
   /** Connect; with `resyncToken`, the caller sends LIST with that token and the channel skips to its STATE. */
-  static async connect(path: string, o: ConnectOptions, resyncToken?: number): Promise<AgentChannel> {
-    return new AgentChannel(await connectUnix(path, o), resyncToken);
+  static async connect(path: string, o: ConnectOptions & ChannelOptions, resyncToken?: number): Promise<AgentChannel> {
+    return new AgentChannel(await connectUnix(path, o), resyncToken, o);
+  }
+
+  /** A channel over a connected socket (tests). */
+  static over(sock: Socket, o: ChannelOptions = {}, resyncToken?: number): AgentChannel {
+    return new AgentChannel(sock, resyncToken, o);
+  }
+
+  private scanFor(token: number): void {
+    this.scan = { pattern: statePattern(token), buf: Buffer.alloc(0), from: 4 };
+  }
+
+  /** Drop what is buffered and find the frame boundaries again: LIST(new token), skip to its STATE. */
+  resync(): void {
+    const token = randomInt(1, 0xffffffff);
+    const held = this.scan?.buf ?? Buffer.alloc(0);
+    this.split.reset();
+    this.scanFor(token);
+    if (this.scan) this.scan.buf = held;
+    this.send(encodeList(token));
+  }
+
+  private bad(reason: string, resync: boolean): void {
+    this.malformedCount++;
+    this.emit('malformed', reason);
+    if (resync) this.resync();
   }
 
   private onData(d: Buffer): void {
+    clearTimeout(this.stall);
     const s = this.scan;
     if (s) {
       s.buf = s.buf.length ? Buffer.concat([s.buf, d]) : d;
@@ -249,25 +152,67 @@ export class AgentChannel extends EventEmitter<{ msg: [AgentMsg]; close: []; res
       if (at < 0) {
         s.from = Math.max(4, s.buf.length - s.pattern.length + 1);
         if (s.buf.length > MAX_RESYNC_BYTES) this.sock.destroy();
+        this.armStall();
         return;
       }
       this.scan = undefined;
       const pre = s.buf.subarray(0, at - 4);
       const split = new FrameSplitter();
-      const msgs = split.push(pre).map(decodeSafe);
+      let msgs: (AgentMsg | null)[];
+      try {
+        msgs = split.push(pre).map(decodeSafe);
+      } catch {
+        msgs = [null];
+      }
       const whole = split.buffered === 0 && msgs.every((m) => m !== null);
       this.emit('resync', whole ? { discarded: 0, frames: msgs.length } : { discarded: pre.length, frames: 0 });
-      if (whole) for (const m of msgs) this.emit('msg', m);
+      if (whole) for (const m of msgs) if (m) this.emit('msg', m);
       d = s.buf.subarray(at - 4);
     }
-    for (const body of this.split.push(d)) {
-      const m = decodeSafe(body); // a malformed frame is dropped
-      if (m) this.emit('msg', m);
+    let bodies: Buffer[];
+    try {
+      bodies = this.split.push(d);
+    } catch (e) {
+      this.bad((e as Error).message, true);
+      return;
     }
+    for (const body of bodies) {
+      let m: AgentMsg | null;
+      try {
+        m = decodeFrame(body);
+      } catch (e) {
+        // A frame that does not decode may be a misread boundary: drop it, and re-find the boundaries.
+        this.bad(e instanceof FrameError ? e.message : String(e), true);
+        return;
+      }
+      if (m) this.emit('msg', m);
+      else this.bad(`unknown frame type ${body[0]}`, true);
+      if (this.scan) return; // a listener asked for a resync
+    }
+    this.armStall();
+  }
+
+  /** A partial frame that stops growing while we read: the stream is broken. (A scan has its own bounds.) */
+  private armStall(): void {
+    if (this.scan || this.split.buffered === 0 || this.paused || this.sock.destroyed) return;
+    this.stall = setTimeout(() => this.bad('a frame that never completes', true), this.stallMs);
   }
 
   get isClosed(): boolean {
     return this.sock.destroyed;
+  }
+
+  /** Stop reading the socket (output back-pressure): the guest buffers, then its processes block. */
+  pauseReading(): void {
+    this.paused = true;
+    clearTimeout(this.stall);
+    this.sock.pause();
+  }
+  resumeReading(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.sock.resume();
+    this.armStall();
   }
 
   /** Queue a frame; never blocks (Node buffers what the socket cannot take yet). False when closed. */
@@ -278,6 +223,7 @@ export class AgentChannel extends EventEmitter<{ msg: [AgentMsg]; close: []; res
   }
 
   close(): void {
+    clearTimeout(this.stall);
     this.sock.destroy();
   }
 }

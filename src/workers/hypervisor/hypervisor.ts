@@ -6,8 +6,13 @@
 import type {
   Adoption,
   BootSpec,
+  CgroupWrite,
+  ConsoleSize,
+  ContainerStats,
+  ExecSpec,
   HypervisorOps,
   ManagedVm,
+  ProcessRef,
   ProcessSpec,
   ScannedVm,
   WorkerEvent,
@@ -17,6 +22,7 @@ export type { Adoption, AdoptedVm, LostVm, ManagedVm } from '../../domain/ops.ts
 
 export type ExitEvent = Extract<WorkerEvent, { kind: 'exit' }>;
 export type VmExitEvent = Extract<WorkerEvent, { kind: 'vmExit' }>;
+export type OomEvent = Extract<WorkerEvent, { kind: 'oom' }>;
 
 /** A VM as a driver describes it, without its processes. */
 export type VmInfo = Omit<ManagedVm, 'processes'>;
@@ -26,10 +32,15 @@ export type BootResult = HypervisorOps['boot']['res'];
 
 /** Events of a hypervisor: event name → listener arguments (the map Node's typed EventEmitter takes). */
 export interface HypervisorEvents {
-  /** Output of a container's process: fd 1 (stdout) or 2 (stderr), in the order the guest wrote it. */
-  output: [sandboxId: string, containerId: string, fd: 1 | 2, data: Uint8Array];
-  /** A container's process ended (status: exit code, or 128 + signal; 255 when its VM went away first). */
+  /**
+   * Output of a container's process (`execId` undefined) or of one of its execs: fd 1 (stdout; a terminal's
+   * output too) or 2 (stderr), in the order the guest wrote it.
+   */
+  output: [sandboxId: string, containerId: string, fd: 1 | 2, data: Uint8Array, execId?: string];
+  /** A process ended (status: exit code, or 128 + signal; 255 when its VM went away first). */
   exit: [ExitEvent];
+  /** The guest's OOM killer killed a process of the container (emitted before that process's exit). */
+  oom: [OomEvent];
   /** A VMM ended without being asked to (see {@link Hypervisor.on}). */
   vmExit: [VmExitEvent];
 }
@@ -70,8 +81,9 @@ export interface Hypervisor {
   /**
    * Run a container's process in the sandbox's guest; resolve once it was started (`pid`: in the guest).
    * Waits while the VM is being adopted. NotFound without a VM, FailedPrecondition while it is not running,
-   * AlreadyExists when the container has a process, InvalidArgument for a bad spec, NotImplemented for a
-   * terminal; the guest's refusal keeps its errno's code (ENOENT → NotFound, ...).
+   * AlreadyExists when the container has a process, InvalidArgument for a bad spec; the guest's refusal keeps
+   * its errno's code (ENOENT → NotFound, ...). The spec's setup (stdin, terminal, mounts, limits, hostname)
+   * is applied in the guest before the process runs; a failure there is a failed start.
    *
    * Every process whose start resolved gets exactly one `exit` event, on a later macrotask than the start's
    * resolution, so that a caller can answer the start before it publishes the exit.
@@ -79,11 +91,41 @@ export interface Hypervisor {
   startProcess(spec: ProcessSpec): Promise<{ started: true; pid: number }>;
 
   /**
-   * Send signal `sig` (1..64) to a container's process, or with `all` to every process of the container.
-   * `delivered: false` when it has no running process (or its VM is still being adopted: await
-   * {@link settled} first). NotFound when the sandbox has no VM.
+   * Send signal `sig` (1..64) to a container's process (or exec `execId`), or with `all` to every process of
+   * the container (of the exec). `delivered: false` when it has no running process (or its VM is still being
+   * adopted: await {@link settled} first). NotFound when the sandbox has no VM.
    */
-  signal(sandboxId: string, containerId: string, sig: number, all?: boolean): { delivered: boolean };
+  signal(sandboxId: string, containerId: string, sig: number, all?: boolean, execId?: string): { delivered: boolean };
+
+  /**
+   * Start an exec in a running container (its rootfs, mount namespace, cgroup); as `startProcess`, with its
+   * output and exit carrying `execId`. NotFound when the container's init does not run; AlreadyExists for an
+   * exec id in use.
+   */
+  exec(spec: ExecSpec): Promise<{ started: true; pid: number }>;
+
+  /**
+   * Feed a process's stdin (started with `stdin`, or a terminal). Resolves once the bytes were sent within
+   * the guest's window for that process: a caller that awaits each write never makes anyone buffer more than
+   * the window. FailedPrecondition when the process does not run.
+   */
+  writeStdin(ref: ProcessRef, data: Uint8Array): Promise<void>;
+  /** EOF on a process's stdin once what was written is; idempotent, an ended process is success. */
+  closeStdin(ref: ProcessRef): Promise<{ closed: boolean }>;
+  /** A terminal's new size. FailedPrecondition when the process has no terminal or does not run. */
+  resize(ref: ProcessRef, size: ConsoleSize): Promise<{ resized: boolean }>;
+  /** Freeze (thaw) a container's cgroup in the guest; without `containerId`, every container of the sandbox. */
+  pause(sandboxId: string, containerId?: string): Promise<{ paused: boolean }>;
+  resume(sandboxId: string, containerId?: string): Promise<{ resumed: boolean }>;
+  /** Write a container's cgroup limits in the guest. */
+  update(sandboxId: string, containerId: string, limits: CgroupWrite[]): Promise<{ updated: boolean }>;
+  /** A container's cgroup counters in the guest. */
+  stats(sandboxId: string, containerId: string): Promise<ContainerStats>;
+  /**
+   * Output back-pressure: stop (`false`) or go on (`true`) reading a VM's guest output; while stopped, the
+   * guest buffers it and then its processes block.
+   */
+  setReading(sandboxId: string, on: boolean): void;
 
   /** Resolves once the sandbox's VM (if any) is no longer being adopted. */
   settled(sandboxId: string): Promise<void>;
@@ -104,7 +146,7 @@ export interface Hypervisor {
 
   /**
    * Listen to the driver's events.
-   * - `output` and `exit`: of the processes `startProcess` started (or that an adopted VM's guest still runs).
+   * - `output`, `oom` and `exit`: of the processes `startProcess` started (or that an adopted VM's guest still runs).
    * - `vmExit`: a VMM died without being asked to (after its processes' `exit` events), or a VM left by an
    *   earlier driver could not be adopted, or was found gone. `stop` and failed boots do not emit it.
    */

@@ -9,9 +9,7 @@
  */
 import { dirname, join } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { err } from '../../errors.ts';
 import { EventLog } from '../../bus/eventlog.ts';
-import { subjects } from '../../bus/subjects.ts';
 import type { Log } from '../../log.ts';
 import { runWorker, type OpHandler } from '../harness.ts';
 import type { Adoption, OpHandlers, ScannedVm, WorkerEvent } from '../../domain/ops.ts';
@@ -19,7 +17,20 @@ import type { Hypervisor } from './hypervisor.ts';
 import { QemuDriver, type QemuDriverOptions } from './qemu.ts';
 import { SimDriver } from './sim.ts';
 import { getentUsers } from './users-scan.ts';
-import { parseBoot, parseProcess, parseSignal, parseStop } from './validate.ts';
+import { publishOutput } from './output.ts';
+import { serveStdin } from './stdin-plane.ts';
+import {
+  parseBoot,
+  parseExec,
+  parseFreeze,
+  parseProcess,
+  parseRef,
+  parseResize,
+  parseSignal,
+  parseStats,
+  parseStop,
+  parseUpdate,
+} from './validate.ts';
 import { vmmUserHandlers } from './vmm-user.ts';
 
 export interface HypervisorWorkerOptions {
@@ -40,7 +51,7 @@ export interface HypervisorWorkerOptions {
  */
 export function hypervisorHandlers(
   hv: Hypervisor,
-  o: { node: string; adoption: () => Adoption | null },
+  o: { node: string; adoption: () => Adoption | null; dropped: () => Record<string, number> },
 ): OpHandlers<'hypervisor'> {
   return {
     ...vmmUserHandlers({ node: o.node }),
@@ -53,28 +64,39 @@ export function hypervisorHandlers(
     signal: async (req) => {
       const s = parseSignal(req);
       await hv.settled(s.sandboxId);
-      return hv.signal(s.sandboxId, s.containerId, s.signal, s.all);
+      return hv.signal(s.sandboxId, s.containerId, s.signal, s.all, s.execId);
     },
-    // The v3 guest ops are being built (issue 8); until then a clear NotImplemented.
-    exec: notYet('exec'),
-    closeStdin: notYet('closeStdin'),
-    resize: notYet('resize'),
-    pause: notYet('pause'),
-    resume: notYet('resume'),
-    update: notYet('update'),
-    stats: notYet('stats'),
+    exec: async (req) => ({ started: true, guestPid: (await hv.exec(parseExec(req))).pid }),
+    closeStdin: async (req) => hv.closeStdin(parseRef('closeStdin', req)),
+    resize: async (req) => {
+      const { rows, cols, ...ref } = parseResize(req);
+      return hv.resize(ref, { rows, cols });
+    },
+    pause: async (req) => {
+      const f = parseFreeze('pause', req);
+      return hv.pause(f.sandboxId, f.containerId);
+    },
+    resume: async (req) => {
+      const f = parseFreeze('resume', req);
+      return hv.resume(f.sandboxId, f.containerId);
+    },
+    update: async (req) => {
+      const u = parseUpdate(req);
+      return hv.update(u.sandboxId, u.containerId, u.limits);
+    },
+    stats: async (req) => {
+      const s = parseStats(req);
+      return hv.stats(s.sandboxId, s.containerId);
+    },
     scan: async () => ({
       vms: hv.scanHost(),
       users: await getentUsers('corral-'),
       managed: hv.list(),
       adoption: o.adoption(),
+      outputDropped: o.dropped(),
     }),
   };
 }
-
-const notYet = (op: string) => async (): Promise<never> => {
-  throw err.notImplemented(`hypervisor op ${op}: not in this build yet`);
-};
 
 export async function startHypervisorWorker(o: HypervisorWorkerOptions) {
   // - The op's deadline (the harness's AbortSignal) bounds a boot; the driver's own bound sits past it.
@@ -94,9 +116,8 @@ export async function startHypervisorWorker(o: HypervisorWorkerOptions) {
         ...o.driver,
       });
 
-  driver.on('output', (_sid, cid, fd, data) =>
-    o.nc.publish(subjects.io(o.node, cid, fd === 1 ? 'stdout' : 'stderr'), data),
-  );
+  const output = publishOutput(o.nc, o.node, driver, o.log);
+  const stdin = serveStdin(o.nc, o.node, driver);
   // Exits and VM deaths are facts: published into the event log's subjects, so an agent that was down
   // when they happened finds them there on recovery.
   // Appended with acknowledgement (and retried across a NATS outage): an exit is never lost in flight.
@@ -109,6 +130,7 @@ export async function startHypervisorWorker(o: HypervisorWorkerOptions) {
     p.catch(notStored).finally(() => appended.delete(ev));
   };
   driver.on('exit', fact);
+  driver.on('oom', fact);
   driver.on('vmExit', fact);
 
   // Re-attach to this node's VMs (registered at once; ops on them wait until each is settled).
@@ -120,14 +142,18 @@ export async function startHypervisorWorker(o: HypervisorWorkerOptions) {
     return r;
   });
 
-  const handlers: Record<string, OpHandler> = hypervisorHandlers(driver, { node: o.node, adoption: () => adoption });
+  const handlers: Record<string, OpHandler> = hypervisorHandlers(driver, {
+    node: o.node,
+    adoption: () => adoption,
+    dropped: output.dropped,
+  });
   const { sub, journal } = runWorker({
     nc: o.nc,
     node: o.node,
     kind: 'hypervisor',
     handlers: o.wrap ? o.wrap(handlers) : handlers,
     journalPath: o.journalPath,
-    readOps: ['scan'],
+    readOps: ['scan', 'stats'],
     onInternal: (e, op) => o.log?.error({ err: e, op }, 'hypervisor worker op failed unexpectedly'),
   });
   return {
@@ -138,6 +164,7 @@ export async function startHypervisorWorker(o: HypervisorWorkerOptions) {
     journal,
     async stop(timeoutMs = 20_000) {
       sub.unsubscribe();
+      for (const s of stdin.subs) s.unsubscribe();
       await driver.stopAll(Date.now() + timeoutMs);
     },
   };

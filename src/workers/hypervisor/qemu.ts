@@ -9,15 +9,16 @@
  * - `adoptAll` takes over the QEMUs tagged with this driver's owner; untagged QEMUs are left alone.
  * - `release` lets go of every VM without stopping it, as a worker that dies would.
  */
-import { EventEmitter } from 'node:events';
 import { existsSync, statSync } from 'node:fs';
 import { CorralError, err } from '../../errors.ts';
 import type { Adoption, BootSpec, ManagedVm, ProcessSpec } from '../../domain/ops.ts';
 import { adopt } from './adopt.ts';
 import { killOrphans, ownedBy, procStart, scanHost, vmFilesOf, type HostVm } from './host-scan.ts';
-import type { BootResult, ExitEvent, Hypervisor, HypervisorEvents } from './hypervisor.ts';
+import { GuestOps } from './guest-ops.ts';
+import type { BootResult, ExitEvent, Hypervisor } from './hypervisor.ts';
 import { launch, type LaunchEnv } from './launch.ts';
-import { checkProcess, runFrame } from './processes.ts';
+import { keyOf } from './agent-frames.ts';
+import { checkProcess, runFrame } from './process-spec.ts';
 import { hostTscKhz, kvmPossible, validateBootSpec } from './qemu-args.ts';
 import { VmRegistry } from './registry.ts';
 import { removeFiles, type Vm, type VmHooks } from './vm.ts';
@@ -55,12 +56,13 @@ export interface QemuDriverOptions {
    * it to find the VMs that died while no driver watched them: they are reported as `vmExit`.
    */
   registryPath?: string;
+  /** Told of each guest frame dropped as malformed (the channel resynchronises itself). */
+  onMalformed?: (sandboxId: string, reason: string) => void;
 }
 
-type Defaulted = Required<Omit<QemuDriverOptions, 'owner' | 'confirmExit' | 'registryPath'>>;
+type Defaulted = Required<Omit<QemuDriverOptions, 'owner' | 'confirmExit' | 'registryPath' | 'onMalformed'>>;
 
-export class QemuDriver extends EventEmitter<HypervisorEvents> implements Hypervisor {
-  private vms = new Map<string, Vm>();
+export class QemuDriver extends GuestOps implements Hypervisor {
   private autoAccel: 'kvm' | 'tcg' | undefined;
   private o: Defaulted & Pick<QemuDriverOptions, 'owner' | 'confirmExit'>;
   private registry: VmRegistry;
@@ -90,6 +92,7 @@ export class QemuDriver extends EventEmitter<HypervisorEvents> implements Hyperv
         this.saveRegistry();
       },
       startTimeoutMs: this.o.startTimeoutMs,
+      malformed: o.onMalformed,
     };
     this.launchEnv = {
       ...this.o,
@@ -191,18 +194,14 @@ export class QemuDriver extends EventEmitter<HypervisorEvents> implements Hyperv
     checkProcess(spec);
     if (vm.procs.has(spec.containerId))
       throw err.exists(`container ${spec.containerId} has a process in sandbox ${spec.sandboxId}`);
-    return { started: true, pid: await vm.procs.start(spec.containerId, runFrame(spec)) };
+    return { started: true, pid: await vm.procs.start(spec.containerId, runFrame(spec), spec.terminal) };
   }
 
-  async settled(sandboxId: string): Promise<void> {
-    await this.vms.get(sandboxId)?.settled;
-  }
-
-  signal(sandboxId: string, containerId: string, sig: number, all = false): { delivered: boolean } {
+  signal(sandboxId: string, containerId: string, sig: number, all = false, execId?: string): { delivered: boolean } {
     const vm = this.vms.get(sandboxId);
     if (!vm) throw err.notFound(`sandbox ${sandboxId} has no VM`);
     if (!Number.isInteger(sig) || sig < 1 || sig > 64) throw err.invalid(`signal ${sig}: want 1..64`);
-    return { delivered: vm.procs.signal(containerId, sig, all) };
+    return { delivered: vm.procs.signal(keyOf({ containerId, execId }), sig, all) };
   }
 
   list(): ManagedVm[] {
@@ -274,14 +273,6 @@ export class QemuDriver extends EventEmitter<HypervisorEvents> implements Hyperv
       vm.release();
       this.vms.delete(vm.sandboxId);
     }
-  }
-
-  private running(sandboxId: string): Vm {
-    const vm = this.vms.get(sandboxId);
-    if (!vm) throw err.notFound(`sandbox ${sandboxId} has no VM`);
-    if (vm.state !== 'running' || !vm.agent)
-      throw err.precondition(`cannot start a process in sandbox ${sandboxId}: VM is ${vm.state}`);
-    return vm;
   }
 
   private saveRegistry(): void {

@@ -1,28 +1,61 @@
 /**
  * A simulated hypervisor for scale tests and benchmarks (`corral worker hypervisor --simulate`):
- * the {@link Hypervisor} interface with no QEMU. A "VM" boots at once with a fake pid; a process runs until
- * it is signalled (exit 128+signal), except `true` (exit 0), `false` (exit 1) and `echo` (its arguments on
- * stdout, then exit 0), which end at once.
+ * the {@link Hypervisor} interface with no QEMU. A "VM" boots at once with a fake pid; a process (a
+ * container's init or an exec) runs until it is signalled (exit 128+signal), except `true` (exit 0),
+ * `false` (exit 1) and `echo` (its arguments on stdout, then exit 0), which end at once, and `cat`, which
+ * copies its stdin to stdout and exits 0 when its stdin is closed. Pause, resume and update only record;
+ * stats report the recorded limits and zero use.
  * It writes nothing on the host. Everything it reports says it is simulated. Its VMs live in this process
  * only: there is nothing to adopt after a restart.
  */
 import { EventEmitter } from 'node:events';
 import { err } from '../../errors.ts';
-import type { Adoption, BootSpec, ManagedVm, ProcessSpec, ScannedVm } from '../../domain/ops.ts';
-import type { BootResult, Hypervisor, HypervisorEvents } from './hypervisor.ts';
+import type {
+  Adoption,
+  BootSpec,
+  CgroupWrite,
+  ContainerStats,
+  ExecSpec,
+  ManagedVm,
+  ProcessRef,
+  ProcessSpec,
+  ScannedVm,
+} from '../../domain/ops.ts';
+import { keyOf } from './agent-frames.ts';
+import type { BootResult, ExitEvent, Hypervisor, HypervisorEvents } from './hypervisor.ts';
 
 const FAKE_PID_BASE = 10_000_000; // above any real pid_max, so it can never name a real process
 
+const exitOf = ({ sandboxId, containerId, execId }: ProcessRef, exitStatus: number): ExitEvent => ({
+  kind: 'exit',
+  sandboxId,
+  containerId,
+  ...(execId === undefined ? {} : { execId }),
+  exitStatus,
+  exitedAt: Date.now(),
+});
+
+interface SimProc {
+  ref: ProcessRef;
+  cat: boolean;
+}
+interface SimVm {
+  pid: number;
+  procs: Map<string, SimProc>;
+  limits: Map<string, Map<string, string>>;
+  paused: Set<string>;
+}
+
 export class SimDriver extends EventEmitter<HypervisorEvents> implements Hypervisor {
   readonly simulated = true;
-  private vms = new Map<string, { pid: number; procs: Set<string> }>();
+  private vms = new Map<string, SimVm>();
   private next = 0;
 
   async boot(spec: BootSpec, signal: AbortSignal): Promise<BootResult> {
     signal.throwIfAborted();
     if (this.vms.has(spec.sandboxId)) throw err.exists(`sandbox ${spec.sandboxId} has a VM already`);
     const pid = FAKE_PID_BASE + ++this.next;
-    this.vms.set(spec.sandboxId, { pid, procs: new Set() });
+    this.vms.set(spec.sandboxId, { pid, procs: new Map(), limits: new Map(), paused: new Set() });
     return { pid, accel: 'tcg', bootMs: 0 };
   }
 
@@ -30,8 +63,7 @@ export class SimDriver extends EventEmitter<HypervisorEvents> implements Hypervi
     const vm = this.vms.get(sandboxId);
     if (!vm) return { stopped: false };
     this.vms.delete(sandboxId);
-    for (const cid of vm.procs)
-      this.emit('exit', { kind: 'exit', sandboxId, containerId: cid, exitStatus: 255, exitedAt: Date.now() });
+    for (const p of vm.procs.values()) this.emit('exit', exitOf(p.ref, 255));
     return { stopped: true };
   }
 
@@ -39,30 +71,104 @@ export class SimDriver extends EventEmitter<HypervisorEvents> implements Hypervi
     for (const id of [...this.vms.keys()]) await this.stop(id);
   }
 
-  async startProcess(spec: ProcessSpec): Promise<{ started: true; pid: number }> {
-    const vm = this.vms.get(spec.sandboxId);
-    if (!vm) throw err.notFound(`sandbox ${spec.sandboxId} has no VM`);
-    if (vm.procs.has(spec.containerId))
-      throw err.exists(`container ${spec.containerId} has a process in sandbox ${spec.sandboxId}`);
-    vm.procs.add(spec.containerId);
-    const [cmd, ...rest] = spec.args;
+  private vm(sandboxId: string): SimVm {
+    const vm = this.vms.get(sandboxId);
+    if (!vm) throw err.notFound(`sandbox ${sandboxId} has no VM`);
+    return vm;
+  }
+
+  private run(ref: ProcessRef, args: string[]): void {
+    const vm = this.vm(ref.sandboxId);
+    const key = keyOf(ref);
+    if (vm.procs.has(key)) throw err.exists(`process ${key} runs in sandbox ${ref.sandboxId}`);
+    const [cmd, ...rest] = args;
+    vm.procs.set(key, { ref: { ...ref }, cat: cmd === 'cat' });
     const code = cmd === 'true' || cmd === 'echo' ? 0 : cmd === 'false' ? 1 : null;
     if (code !== null)
       setImmediate(() => {
-        if (cmd === 'echo')
-          this.emit('output', spec.sandboxId, spec.containerId, 1, new TextEncoder().encode(rest.join(' ') + '\n'));
-        this.exit(spec.sandboxId, spec.containerId, code);
+        if (cmd === 'echo') this.out(ref, new TextEncoder().encode(rest.join(' ') + '\n'));
+        this.exit(ref, code);
       });
+  }
+
+  private out(ref: ProcessRef, data: Uint8Array): void {
+    this.emit('output', ref.sandboxId, ref.containerId, 1, data, ref.execId);
+  }
+
+  async startProcess(spec: ProcessSpec): Promise<{ started: true; pid: number }> {
+    this.run({ sandboxId: spec.sandboxId, containerId: spec.containerId }, spec.args);
+    if (spec.limits?.length) await this.update(spec.sandboxId, spec.containerId, spec.limits);
     return { started: true, pid: 1 };
   }
 
-  signal(sandboxId: string, containerId: string, sig: number): { delivered: boolean } {
-    const vm = this.vms.get(sandboxId);
-    if (!vm) throw err.notFound(`sandbox ${sandboxId} has no VM`);
+  async exec(spec: ExecSpec): Promise<{ started: true; pid: number }> {
+    const vm = this.vm(spec.sandboxId);
+    if (!vm.procs.has(spec.containerId)) throw err.notFound(`container ${spec.containerId} is not running`);
+    this.run({ sandboxId: spec.sandboxId, containerId: spec.containerId, execId: spec.execId }, spec.args);
+    return { started: true, pid: 2 };
+  }
+
+  signal(sandboxId: string, containerId: string, sig: number, _all = false, execId?: string): { delivered: boolean } {
+    const vm = this.vm(sandboxId);
     if (!Number.isInteger(sig) || sig < 1 || sig > 64) throw err.invalid(`signal ${sig}: want 1..64`);
-    if (!vm.procs.has(containerId)) return { delivered: false };
-    setImmediate(() => this.exit(sandboxId, containerId, 128 + sig));
+    const ref = { sandboxId, containerId, execId };
+    if (!vm.procs.has(keyOf(ref))) return { delivered: false };
+    setImmediate(() => this.exit(ref, 128 + sig));
     return { delivered: true };
+  }
+
+  async writeStdin(ref: ProcessRef, data: Uint8Array): Promise<void> {
+    const p = this.vm(ref.sandboxId).procs.get(keyOf(ref));
+    if (!p) throw err.precondition(`process ${keyOf(ref)} is not running in sandbox ${ref.sandboxId}`);
+    if (p.cat) this.out(p.ref, new Uint8Array(data));
+  }
+
+  async closeStdin(ref: ProcessRef): Promise<{ closed: boolean }> {
+    const p = this.vms.get(ref.sandboxId)?.procs.get(keyOf(ref));
+    if (p?.cat) setImmediate(() => this.exit(p.ref, 0));
+    return { closed: true };
+  }
+
+  async resize(ref: ProcessRef): Promise<{ resized: boolean }> {
+    if (!this.vm(ref.sandboxId).procs.has(keyOf(ref))) throw err.precondition(`process ${keyOf(ref)} is not running`);
+    return { resized: true };
+  }
+
+  async pause(sandboxId: string, containerId?: string): Promise<{ paused: boolean }> {
+    this.vm(sandboxId).paused.add(containerId ?? '');
+    return { paused: true };
+  }
+
+  async resume(sandboxId: string, containerId?: string): Promise<{ resumed: boolean }> {
+    this.vm(sandboxId).paused.delete(containerId ?? '');
+    return { resumed: true };
+  }
+
+  async update(sandboxId: string, containerId: string, limits: CgroupWrite[]): Promise<{ updated: boolean }> {
+    const vm = this.vm(sandboxId);
+    const l = vm.limits.get(containerId) ?? new Map<string, string>();
+    for (const w of limits) l.set(w.file, w.value);
+    vm.limits.set(containerId, l);
+    return { updated: true };
+  }
+
+  async stats(sandboxId: string, containerId: string): Promise<ContainerStats> {
+    const vm = this.vm(sandboxId);
+    if (!vm.procs.has(containerId)) throw err.notFound(`container ${containerId} has no process`);
+    const l = vm.limits.get(containerId);
+    const num = (f: string) => (l?.get(f) && l.get(f) !== 'max' ? Number(l.get(f)) : null);
+    return {
+      cpu: { usageUsec: 0, userUsec: 0, systemUsec: 0, nrPeriods: 0, nrThrottled: 0 },
+      memory: { usage: 0, limit: num('memory.max'), anon: 0, file: 0, oomKills: 0 },
+      pids: {
+        current: [...vm.procs.values()].filter((p) => p.ref.containerId === containerId).length,
+        limit: num('pids.max'),
+      },
+    };
+  }
+
+  setReading(): void {
+    // Simulated output is emitted at once: nothing to hold back.
   }
 
   async adoptAll(): Promise<Adoption> {
@@ -79,16 +185,16 @@ export class SimDriver extends EventEmitter<HypervisorEvents> implements Hypervi
       accel: 'tcg',
       state: 'running',
       startedAt: 0,
-      processes: [...v.procs],
+      processes: [...v.procs.keys()],
     }));
   }
   scanHost(): ScannedVm[] {
     return [...this.vms].map(([sandboxId, v]) => ({ sandboxId, pid: v.pid }));
   }
 
-  private exit(sandboxId: string, containerId: string, exitStatus: number) {
-    const vm = this.vms.get(sandboxId);
-    if (!vm?.procs.delete(containerId)) return;
-    this.emit('exit', { kind: 'exit', sandboxId, containerId, exitStatus, exitedAt: Date.now() });
+  private exit(ref: ProcessRef, exitStatus: number) {
+    const vm = this.vms.get(ref.sandboxId);
+    if (!vm?.procs.delete(keyOf(ref))) return;
+    this.emit('exit', exitOf(ref, exitStatus));
   }
 }

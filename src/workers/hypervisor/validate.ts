@@ -5,7 +5,21 @@
  * and the VMM user's (vmm-user.ts), so that they hold for callers of the driver too.
  */
 import { err } from '../../errors.ts';
-import type { BootSpec, OpArgs, ProcessSpec, VmmUser } from '../../domain/ops.ts';
+import { CGROUP_FILES } from './process-spec.ts';
+import type {
+  BootSpec,
+  CgroupWrite,
+  ConsoleSize,
+  ContainerSetup,
+  ExecSpec,
+  GuestMount,
+  OpArgs,
+  ProcessPlan,
+  ProcessRef,
+  ProcessSpec,
+  StdinChunk,
+  VmmUser,
+} from '../../domain/ops.ts';
 
 type Req = Record<string, unknown>;
 
@@ -79,23 +93,126 @@ export function parseBoot(req: Req): BootSpec {
   };
 }
 
-export function parseProcess(req: Req): ProcessSpec {
-  const op = 'startProcess';
+const absent = (v: unknown) => v === undefined || v === null;
+const optional = <T>(v: unknown, f: (v: unknown) => T): T | undefined => (absent(v) ? undefined : f(v));
+
+function plan(op: string, req: Req): ProcessPlan {
   const strings = (field: string, v: unknown) => list(op, field, v, (f, s) => text(op, f, s, { allowEmpty: true }));
-  const terminal = req.terminal ?? false;
-  if (typeof terminal !== 'boolean') throw err.invalid(`${op}: terminal must be a boolean, got ${typeName(terminal)}`);
   return {
-    sandboxId: text(op, 'sandboxId', req.sandboxId),
-    containerId: text(op, 'containerId', req.containerId),
     args: strings('args', req.args),
     env: strings('env', req.env),
     // An empty or absent cwd is the container root.
-    cwd: req.cwd === undefined || req.cwd === null ? '' : text(op, 'cwd', req.cwd, { allowEmpty: true }),
+    cwd: absent(req.cwd) ? '' : text(op, 'cwd', req.cwd, { allowEmpty: true }),
     uid: num(op, 'uid', req.uid),
     gid: num(op, 'gid', req.gid),
     additionalGids: list(op, 'additionalGids', req.additionalGids, (f, g) => num(op, f, g)),
-    terminal,
+    terminal: absent(req.terminal) ? false : flag(op, 'terminal', req.terminal),
   };
+}
+
+function size(op: string, field: string, v: unknown): ConsoleSize {
+  const m = record(op, field, v);
+  return { rows: num(op, `${field}.rows`, m.rows), cols: num(op, `${field}.cols`, m.cols) };
+}
+
+function guestMount(op: string, field: string, v: unknown): GuestMount {
+  const m = record(op, field, v);
+  return {
+    source: text(op, `${field}.source`, m.source, { allowEmpty: true }),
+    target: text(op, `${field}.target`, m.target),
+    fstype: text(op, `${field}.fstype`, m.fstype, { allowEmpty: true }),
+    flags: num(op, `${field}.flags`, m.flags),
+    data: text(op, `${field}.data`, m.data, { allowEmpty: true }),
+    ...(absent(m.file) ? {} : { file: flag(op, `${field}.file`, m.file) }),
+  };
+}
+
+/** The files are the guest's allow-list; the values' rules are the driver's (`checkLimits`). */
+function limits(op: string, v: unknown): CgroupWrite[] {
+  return list(op, 'limits', v, (f, x) => {
+    const m = record(op, f, x);
+    return { file: oneOf(op, `${f}.file`, m.file, CGROUP_FILES), value: text(op, `${f}.value`, m.value) };
+  });
+}
+
+function setup(op: string, req: Req): ContainerSetup {
+  const s: ContainerSetup = {
+    stdin: optional(req.stdin, (v) => flag(op, 'stdin', v)),
+    mounts: optional(req.mounts, (v) => list(op, 'mounts', v, (f, m) => guestMount(op, f, m))),
+    limits: optional(req.limits, (v) => limits(op, v)),
+    hostname: optional(req.hostname, (v) => text(op, 'hostname', v, { allowEmpty: true })),
+    consoleSize: optional(req.consoleSize, (v) => size(op, 'consoleSize', v)),
+  };
+  return Object.fromEntries(Object.entries(s).filter(([, v]) => v !== undefined));
+}
+
+export function parseProcess(req: Req): ProcessSpec {
+  const op = 'startProcess';
+  return {
+    sandboxId: text(op, 'sandboxId', req.sandboxId),
+    containerId: text(op, 'containerId', req.containerId),
+    ...plan(op, req),
+    ...setup(op, req),
+  };
+}
+
+/** A process of a container, or with `execId` one of its execs. */
+export function parseRef(op: string, req: Req): ProcessRef {
+  return {
+    sandboxId: text(op, 'sandboxId', req.sandboxId),
+    containerId: text(op, 'containerId', req.containerId),
+    ...(absent(req.execId) ? {} : { execId: text(op, 'execId', req.execId) }),
+  };
+}
+
+export function parseExec(req: Req): ExecSpec {
+  const op = 'exec';
+  const { stdin, consoleSize } = setup(op, req);
+  return {
+    ...parseRef(op, req),
+    execId: text(op, 'execId', req.execId),
+    ...plan(op, req),
+    ...(stdin === undefined ? {} : { stdin }),
+    ...(consoleSize === undefined ? {} : { consoleSize }),
+  };
+}
+
+export function parseResize(req: Req): ProcessRef & ConsoleSize {
+  return { ...parseRef('resize', req), rows: num('resize', 'rows', req.rows), cols: num('resize', 'cols', req.cols) };
+}
+
+/** pause, resume: the sandbox, and optionally one container of it. */
+export function parseFreeze(op: string, req: Req): { sandboxId: string; containerId?: string } {
+  const containerId = optional(req.containerId, (v) => text(op, 'containerId', v));
+  return { sandboxId: text(op, 'sandboxId', req.sandboxId), ...(containerId === undefined ? {} : { containerId }) };
+}
+
+export function parseUpdate(req: Req): OpArgs<'hypervisor', 'update'> {
+  const op = 'update';
+  return {
+    sandboxId: text(op, 'sandboxId', req.sandboxId),
+    containerId: text(op, 'containerId', req.containerId),
+    limits: limits(op, req.limits),
+  };
+}
+
+export function parseStats(req: Req): OpArgs<'hypervisor', 'stats'> {
+  return {
+    sandboxId: text('stats', 'sandboxId', req.sandboxId),
+    containerId: text('stats', 'containerId', req.containerId),
+  };
+}
+
+/** A stdin data-plane chunk (`StdinChunk`): a seq, and data, eof or both. */
+export function parseStdinChunk(req: Req): StdinChunk {
+  const op = 'stdin';
+  const seq = num(op, 'seq', req.seq);
+  if (!Number.isSafeInteger(seq) || seq < 0) throw err.invalid(`${op}: seq must be an integer >= 0, got ${seq}`);
+  const data = req.data;
+  if (!absent(data) && !(data instanceof Uint8Array))
+    throw err.invalid(`${op}: data must be bytes, got ${typeName(data)}`);
+  const eof = optional(req.eof, (v) => flag(op, 'eof', v));
+  return { seq, ...(data instanceof Uint8Array ? { data } : {}), ...(eof ? { eof } : {}) };
 }
 
 export function parseStop(req: Req): OpArgs<'hypervisor', 'stop'> {
@@ -105,8 +222,7 @@ export function parseStop(req: Req): OpArgs<'hypervisor', 'stop'> {
 export function parseSignal(req: Req): OpArgs<'hypervisor', 'signal'> {
   const op = 'signal';
   return {
-    sandboxId: text(op, 'sandboxId', req.sandboxId),
-    containerId: text(op, 'containerId', req.containerId),
+    ...parseRef(op, req),
     signal: num(op, 'signal', req.signal),
     ...(req.all === undefined ? {} : { all: flag(op, 'all', req.all) }),
   };

@@ -16,6 +16,7 @@ import type { ManagedVm } from '../../domain/ops.ts';
 import type { AgentChannel, AgentMsg, GuestContainer } from './agent-channel.ts';
 import { tailOf, type ExitInfo, type FailedVm } from './boot-error.ts';
 import { kill } from './host-scan.ts';
+import { GuestCtl } from './guest-ctl.ts';
 import { GuestProcesses, type ProcessHooks } from './processes.ts';
 import type { Qmp } from './qmp.ts';
 import type { VmPaths } from './qemu-args.ts';
@@ -32,6 +33,8 @@ const NEXT: Record<VmState, readonly VmState[]> = {
 
 /** What a VM needs from its driver. */
 export interface VmHooks extends ProcessHooks {
+  /** A guest frame was dropped as malformed (the channel resynchronises itself). */
+  malformed?(sandboxId: string, reason: string): void;
   /** The VM is gone (QEMU reaped, files removed): the driver forgets it. Called before `gone` resolves. */
   forget(vm: Vm): void;
 }
@@ -83,6 +86,8 @@ export class Vm implements FailedVm {
 
   /** The container processes in the guest. */
   readonly procs: GuestProcesses;
+  /** cgroup control of its containers (CTL/RESULT). */
+  readonly ctl: GuestCtl;
   private current: VmState;
   private destroying?: Promise<void>;
   // Both set in the constructor, by the executors of `exited` and `gone` (which run at once).
@@ -105,6 +110,7 @@ export class Vm implements FailedVm {
     this.unwatch = init.unwatch;
     if (init.state === 'adopting') this.adoptedAt = 0;
     this.procs = new GuestProcesses(init.sandboxId, hooks, () => this.agent);
+    this.ctl = new GuestCtl(init.sandboxId, () => this.agent);
     this.exited = new Promise<void>((r) => (this.markExitedOnce = r));
     this.gone = new Promise<void>((r) => (this.markGone = r));
     void this.exited.then(() => this.onQemuExit());
@@ -150,7 +156,12 @@ export class Vm implements FailedVm {
   /** Handle what the guest agent says from now on; a closed channel fails the starts still waiting. */
   listen(): void {
     this.agent?.on('msg', (m) => this.onAgent(m));
-    this.agent?.on('close', () => this.procs.failStarts('the agent channel closed'));
+    this.agent?.on('resync', () => this.procs.resynced());
+    this.agent?.on('malformed', (why) => this.hooks.malformed?.(this.sandboxId, why));
+    this.agent?.on('close', () => {
+      this.procs.failStarts('the agent channel closed');
+      this.ctl.failAll('the agent channel closed');
+    });
   }
 
   /**
@@ -181,6 +192,7 @@ export class Vm implements FailedVm {
 
   private onAgent(m: AgentMsg): void {
     if (m.type === 'ready') this.ready = true;
+    else if (m.type === 'result') this.ctl.onResult(m);
     else this.procs.onMsg(m);
   }
 
