@@ -197,6 +197,17 @@ export async function testNode(opts: { faults?: boolean; simulate?: boolean; env
       await back;
       return { pid: srv.proc.pid!, downMs };
     },
+    /**
+     * Removes tasks as a user would (SIGKILL, wait, delete), ignoring ones already gone: what a test that
+     * failed half way leaves, so the next starts clean and the leak check judges only the cleanup code.
+     */
+    async removeTasks(ids: string[]) {
+      for (const id of ids) {
+        await this.call('kill', { id, signal: 'SIGKILL' }).catch(() => undefined);
+        await this.call('wait', { id }).catch(() => undefined);
+        await this.call('delete', { id }).catch(() => undefined);
+      }
+    },
     /** Waits until this node left nothing of `ids` behind (cleanup runs after some replies), then asserts it. */
     async expectNothingLeft(ids: string[] = [], ms = 30_000) {
       const left = await waitFor(() => this.leftovers(ids), {

@@ -23,7 +23,7 @@ function execBody(p: Parsed, id: string, execId: string, args: string[]) {
     id,
     execId,
     terminal: p.values.tty === true,
-    stdin: p.values.stdin === true,
+    stdin: p.values.stdin === true || p.values.tty === true,
     spec: {
       args,
       env,
@@ -49,7 +49,8 @@ export const processCommands: Record<string, { usage: string; run(argv: string[]
       const args = p.positionals.slice(1);
       if (!args.length) throw err.invalid('missing the command: corral exec ID [flags] -- CMD [ARG...]');
       const execId = (p.values['exec-id'] as string | undefined) ?? `exec-${randomBytes(6).toString('hex')}`;
-      const a = { node: '', id, execId, stdin: p.values.stdin === true, tty: p.values.tty === true };
+      const tty = p.values.tty === true;
+      const a = { node: '', id, execId, stdin: p.values.stdin === true || tty, tty };
       return withClient(p, io, async (c) => {
         [a.node] = await onTaskNode(c, p, io, id, async (node) => node);
         const call = <T = Record<string, unknown>>(

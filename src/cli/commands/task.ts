@@ -11,7 +11,10 @@ import { client, type Client } from '../client.ts';
 import type { Io } from '../io.ts';
 import { attachInput } from '../stdio.ts';
 
-/** `-i`: the local stdin feeds the process; `-t`: a terminal in the guest, this one in raw mode. */
+/**
+ * `-i`: the local stdin feeds the process; `-t`: a terminal in the guest, this one in raw mode, and the
+ * local stdin feeding it (`-t` implies `-i`: a terminal nobody can type into is never what a person wants).
+ */
 export const STDIO_OPTS = {
   stdin: { type: 'boolean', short: 'i' },
   tty: { type: 'boolean', short: 't' },
@@ -199,7 +202,7 @@ export const taskCommands: Record<string, { usage: string; run(argv: string[], i
       const p = parse(argv, { ...CREATE_OPTS, ...STDIO_OPTS, id: { type: 'string' }, rm: { type: 'boolean' } });
       const id = (p.values.id as string | undefined) ?? `run-${randomBytes(4).toString('hex')}`;
       const tty = p.values.tty === true;
-      const stdin = p.values.stdin === true;
+      const stdin = p.values.stdin === true || tty;
       const body = {
         ...(p.values.fleet ? fleetBody(p, id) : createBody(p, id)),
         ...(tty ? { terminal: true } : {}),
