@@ -1,26 +1,9 @@
-/** What `state`, `list` and `wait` show of a task: containerd's State response, plus Corral's machine state. */
+/** Builds what `state`, `list` and `wait` show of a task (TaskView, ExecView: src/domain/task.ts). */
 import { err } from '../errors.ts';
-import type { TaskStatus } from '../domain/task.ts';
-import { hasTag, stateName, type LifecycleActor } from '../machines/index.ts';
+import type { ExecView, TaskStatus, TaskView } from '../domain/task.ts';
 
-export interface TaskView {
-  id: string;
-  sandboxId: string;
-  kind: 'sandbox' | 'container';
-  bundle: string;
-  pid: number;
-  status: TaskStatus;
-  /** The machine's state, e.g. `booting`, `rollingBack`, `stopped`. */
-  state: string;
-  exitStatus: number;
-  exitedAt: number;
-  createdAt: number;
-  error?: { code: string; message: string };
-  terminal: boolean;
-  stdin: string;
-  stdout: string;
-  stderr: string;
-}
+export type { ExecView, TaskView } from '../domain/task.ts';
+import { hasTag, stateName, type LifecycleActor } from '../machines/index.ts';
 
 /** containerd's status, from the state's tags (lifecycle-setup.ts): untagged states are still creating. */
 export function taskStatus(actor: LifecycleActor): TaskStatus {
@@ -52,19 +35,6 @@ export function taskView(
     stdout: c.request.stdout,
     stderr: c.request.stderr,
   };
-}
-
-/** An exec of a task as `state` shows it (containerd's State response for an exec id). */
-export interface ExecView {
-  id: string;
-  execId: string;
-  pid: number;
-  guestPid: number;
-  status: 'created' | 'running' | 'stopped';
-  exitStatus: number;
-  exitedAt: number;
-  terminal: boolean;
-  stdin: boolean;
 }
 
 /** The exec, or NotFound. */

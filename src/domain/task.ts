@@ -110,3 +110,36 @@ export type RunAct =
   | { op: 'resize'; execId?: string; rows: number; cols: number }
   | { op: 'closeIO'; execId?: string }
   | { op: 'update'; limits: CgroupWrite[] };
+
+/** What `state`, `list` and `wait` show of a task: containerd's State response, plus Corral's machine state. */
+export interface TaskView {
+  id: string;
+  sandboxId: string;
+  kind: 'sandbox' | 'container';
+  bundle: string;
+  pid: number;
+  status: TaskStatus;
+  /** The machine's state, e.g. `booting`, `rollingBack`, `stopped`. */
+  state: string;
+  exitStatus: number;
+  exitedAt: number;
+  createdAt: number;
+  error?: { code: string; message: string };
+  terminal: boolean;
+  stdin: string;
+  stdout: string;
+  stderr: string;
+}
+
+/** An exec of a task as `state` shows it (containerd's State response for an exec id). */
+export interface ExecView {
+  id: string;
+  execId: string;
+  pid: number;
+  guestPid: number;
+  status: 'created' | 'running' | 'stopped';
+  exitStatus: number;
+  exitedAt: number;
+  terminal: boolean;
+  stdin: boolean;
+}

@@ -62,9 +62,11 @@ export interface BundleOptions {
 
 /**
  * `simulate`: the hypervisor worker runs simulated VMs (no QEMU), for scale tests and benchmarks;
- * `env`: more for the agent.
+ * `env`: more for the agent; `bundleRoots`: more dirs bundles may be in (containerd's state dir).
  */
-export async function testNode(opts: { faults?: boolean; simulate?: boolean; env?: NodeJS.ProcessEnv } = {}) {
+export async function testNode(
+  opts: { faults?: boolean; simulate?: boolean; env?: NodeJS.ProcessEnv; bundleRoots?: string[] } = {},
+) {
   const dataDir = mkdtempSync('/tmp/corral-e2e-');
   chmodSync(dataDir, 0o755); // a rootless VMM user must traverse it to reach its sandbox's share
   const bundles = join(dataDir, 'bundles');
@@ -79,7 +81,7 @@ export async function testNode(opts: { faults?: boolean; simulate?: boolean; env
     port: 0,
     io: quiet,
     guestDir: join(REPO, '.corral/guest'),
-    bundleRoots: [bundles],
+    bundleRoots: [bundles, ...(opts.bundleRoots ?? [])],
     extraEnv: {
       CORRAL_TEST_FAULTS: opts.faults ? '1' : '0',
       CORRAL_SIMULATE_VMS: opts.simulate ? '1' : '0',
