@@ -3,7 +3,7 @@
  * `depcruise src bench infra --config .dependency-cruiser.cjs`; any violation is an error and fails CI.
  *
  * The layers, lowest first: errors.ts ← domain ← machines; errors.ts ← kata; bus (the wire) ← fleet,
- * workers; and agent, replay and cli on top. Type-only imports count: a type import across a layer
+ * workers; and agent, replay, shim and cli on top. Type-only imports count: a type import across a layer
  * ties the two layers' shapes together just as a value import does.
  */
 /** @type {import('dependency-cruiser').IConfiguration} */
@@ -79,6 +79,23 @@ module.exports = {
       severity: 'error',
       from: { path: '^src/domain/' },
       to: { path: '^src/kata/', dependencyTypesNot: ['type-only'] },
+    },
+    {
+      name: 'shim-is-a-thin-client',
+      comment:
+        "src/shim/ is containerd's runtime v2 shim: a client of the agent over NATS. It uses the wire (bus/), the " +
+        'shared vocabulary (domain/), the error catalogue and the logger; never the agent, the workers, the ' +
+        'machines, replay or the fleet (all state is the agent’s).',
+      severity: 'error',
+      from: { path: '^src/shim/' },
+      to: { path: '^src/(agent|workers|machines|replay|fleet|cli)/' },
+    },
+    {
+      name: 'only-cli-uses-the-shim',
+      comment: 'The shim is an entry point of its own; only the CLI (`corral shim install`) reaches into it.',
+      severity: 'error',
+      from: { path: '^src/', pathNot: '^src/(shim|cli)/' },
+      to: { path: '^src/shim/' },
     },
     {
       name: 'src-not-tests-or-bench',
