@@ -30,6 +30,8 @@ export function agentClient(nc: NatsConnection, node: string) {
     kill: (id: string, execId: string | undefined, signal: number, all: boolean) =>
       call('kill', { id, ...ex(execId), signal, all }),
     wait: (id: string, execId?: string) => call<Exit>('wait', { id, ...ex(execId), timeoutMs: 0 }, FOREVER_MS),
+    /** The exit within `ms` (a Timeout error past it). */
+    waitFor: (id: string, ms: number) => call<Exit>('wait', { id, timeoutMs: ms }, ms + 1000),
     delete: (id: string, execId?: string, ms = 300_000) =>
       call<Exit & { pid: number }>('delete', { id, ...ex(execId) }, ms),
     pids: (id: string) => call<{ pids: { pid: number }[] }>('pids', { id }),

@@ -15,7 +15,8 @@ export interface ShimFlags {
   debug: boolean;
   /** The daemon's own socket (set by `start` when it re-executes). */
   socket: string;
-  action: 'start' | 'delete' | 'serve';
+  /** `reap`: not containerd's; `delete` re-executes itself with it to finish a teardown past containerd's 5 s. */
+  action: 'start' | 'delete' | 'reap' | 'serve';
 }
 
 const STRINGS = {

@@ -6,7 +6,7 @@
  */
 import { ensureError } from '../errors.ts';
 import { shimConfig } from './config.ts';
-import { shimDelete } from './delete.ts';
+import { REAP_DEADLINE_MS, shimDelete, stopAndDelete } from './delete.ts';
 import { parseFlags } from './flags.ts';
 import { shimServe } from './serve.ts';
 import { shimStart } from './start.ts';
@@ -18,6 +18,7 @@ try {
   const done = (out: string | Uint8Array) => process.stdout.write(out, () => process.exit(0)); // nothing may linger
   if (f.action === 'start') done(await shimStart(f, argv));
   else if (f.action === 'delete') done(await shimDelete(f, cfg, (m) => process.stderr.write(`${m}\n`)));
+  else if (f.action === 'reap') await stopAndDelete(f, cfg, REAP_DEADLINE_MS).then(() => process.exit(0));
   else await shimServe(f, cfg);
 } catch (e) {
   const ce = ensureError(e);

@@ -75,11 +75,8 @@ describe('shim protos: golden bytes', () => {
 describe('shim protos: services', () => {
   it('Task has the 17 methods of containerd.task.v2.Task, by proto name', () => {
     expect(Task.typeName).toBe('containerd.task.v2.Task');
-    expect(Task.methods.map((m) => m.name)).toEqual(
-      'State Create Start Delete Pids Pause Resume Checkpoint Kill Exec ResizePty CloseIO Update Wait Stats Connect Shutdown'.split(
-        ' ',
-      ),
-    );
+    const names = 'State Create Start Delete Pids Pause Resume Checkpoint Kill Exec ResizePty CloseIO Update Wait';
+    expect(Task.methods.map((m) => m.name)).toEqual([...names.split(' '), 'Stats', 'Connect', 'Shutdown']);
     expect(Task.method.closeIO.name).toBe('CloseIO');
   });
   it('Events has Forward', () => {

@@ -14,7 +14,7 @@ import { TtrpcClient } from '../../src/shim/ttrpc/client.ts';
 import { encodeFrame, encodeHeader, FrameDecoder, FrameType, MAX_PAYLOAD } from '../../src/shim/ttrpc/frame.ts';
 import { TtrpcServer } from '../../src/shim/ttrpc/server.ts';
 import { bindService, type CallContext, type UnaryHandler } from '../../src/shim/ttrpc/service.ts';
-import { StatusCode, TtrpcError } from '../../src/shim/ttrpc/status.ts';
+import { StatusCode, type TtrpcError } from '../../src/shim/ttrpc/status.ts';
 
 function deferred<T = void>() {
   let resolve!: (v: T) => void;

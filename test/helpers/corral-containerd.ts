@@ -1,0 +1,49 @@
+/**
+ * A private containerd whose `io.containerd.corral.v2` runtime is Corral: containerd-shim-corral-v2 (the
+ * launcher `corral shim install` writes) first on containerd's PATH, talking to a real Corral node
+ * (testNode: nats-server, agent, workers, QEMU guests) that accepts containerd's bundles; the busybox
+ * image imported. `clean()` is the after-each check: no shim, no mount under containerd's dirs, nothing
+ * of Corral's (QEMU, mounts, users, sandbox dirs).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { expect } from 'vitest';
+import { RUNTIME_TYPE, writeLauncher } from '../../src/shim/launcher.ts';
+import { startContainerd, type ContainerdOptions } from './containerd.ts';
+import { testNode } from './node.ts';
+import { buildBusyboxImage } from './oci-image.ts';
+import { waitFor } from './wait.ts';
+
+export const IMAGE = 'docker.io/library/busybox-local:latest';
+
+export async function corralContainerd(opts: ContainerdOptions = {}) {
+  const shimDir = mkdtempSync('/tmp/crl-shim-bin-');
+  const c = await startContainerd({ ...opts, pathPrefix: [shimDir, ...(opts.pathPrefix ?? [])] });
+  const n = await testNode({ bundleRoots: [c.state] });
+  writeLauncher(shimDir, { env: { CORRAL_NATS_URL: n.natsUrl, CORRAL_NODE: n.node, CORRAL_LOG_LEVEL: 'debug' } });
+  const img = await buildBusyboxImage(join(c.dir, 'images'));
+  expect((await c.importImage(img)).code).toBe(0);
+  return {
+    c,
+    n,
+    shimDir,
+    /** `ctr run --runtime io.containerd.corral.v2 ...`. */
+    run: (args: string[], input?: string) =>
+      c.ctr(['run', '--runtime', RUNTIME_TYPE, ...args], { input, timeoutMs: 120_000 }),
+    async clean() {
+      await waitFor(() => c.leftovers(), {
+        until: (l) => l.shims.length === 0 && l.mounts.length === 0,
+        timeoutMs: 30_000,
+        what: 'no shim and no mount left by containerd',
+      }).catch(() => undefined); // the assertion below shows what is left
+      expect(c.leftovers()).toEqual({ shims: [], mounts: [] });
+      await n.expectNothingLeft();
+    },
+    async stop() {
+      await c.stop();
+      await n.cleanup();
+      rmSync(shimDir, { recursive: true, force: true });
+    },
+  };
+}
+export type CorralContainerd = Awaited<ReturnType<typeof corralContainerd>>;
