@@ -6,6 +6,7 @@ import { CorralError, ensureError } from '../errors.ts';
 import { agentCommand } from './commands/agent.ts';
 import { EVENTS_USAGE, eventsCommand } from './commands/events.ts';
 import { FLEET_USAGE, fleetCommand } from './commands/fleet.ts';
+import { INSTALL_USAGE, installCommand, SHIM_USAGE, shimCommand } from './commands/install.ts';
 import { REPLAY_USAGE, replayCommand } from './commands/replay.ts';
 import { processCommands } from './commands/process.ts';
 import { taskCommands } from './commands/task.ts';
@@ -24,6 +25,12 @@ Bring a node up
   demo                                up, run examples/hello, stop (what npm start runs)
   agent [--spawn-workers]             run the node agent (systemd: see infra/systemd/)
   worker mount|hypervisor             run one worker process
+  install [--root DIR] [--nats URL]   set this host up: the guest image, /etc/corral/configuration.toml (kept
+                                      if it exists), corral.env, systemd units, the containerd shim
+  uninstall [--root DIR]              remove what install added
+  shim install|uninstall [--bin-dir DIR] [--nats URL] [--node NAME]
+                                      containerd-shim-corral-v2 on containerd's PATH (runtime
+                                      io.containerd.corral.v2), and the containerd config for it
 
 Tasks (containerd's Task API)
   run --bundle DIR [-i] [-t] [--rootfs T:SRC[:OPTS]]... [--config PATH] [--id ID] [--rm]
@@ -78,7 +85,16 @@ export async function main(argv: string[], io: Io): Promise<number> {
   const task = Object.hasOwn(commands, cmd) ? commands[cmd] : undefined;
   const usage =
     task?.usage ??
-    (cmd === 'events' ? EVENTS_USAGE : cmd === 'replay' ? REPLAY_USAGE : cmd === 'fleet' ? FLEET_USAGE : undefined);
+    (
+      {
+        events: EVENTS_USAGE,
+        replay: REPLAY_USAGE,
+        fleet: FLEET_USAGE,
+        install: INSTALL_USAGE,
+        uninstall: INSTALL_USAGE,
+        shim: SHIM_USAGE,
+      } as Record<string, string | undefined>
+    )[cmd];
   if (rest.includes('--help') || rest.includes('-h')) {
     io.out(
       usage ? `Usage: ${usage}\n\nGlobal flags: --nats URL, --node NAME, --json, --timeout D, --creds FILE` : HELP,
@@ -101,6 +117,11 @@ export async function main(argv: string[], io: Io): Promise<number> {
       return replayCommand(rest, io);
     case 'fleet':
       return fleetCommand(rest, io);
+    case 'install':
+    case 'uninstall':
+      return installCommand(cmd, rest, io);
+    case 'shim':
+      return shimCommand(rest, io);
     default:
       io.err(`corral: unknown command ${JSON.stringify(cmd)}; see corral --help`);
       return 2;

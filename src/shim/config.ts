@@ -1,7 +1,7 @@
 /**
  * How the shim reaches its node's agent: environment only, since containerd starts it with its own
  * environment (plus TTRPC_ADDRESS): `CORRAL_NATS_URL` (else `NATS_URL`, else the local default),
- * `CORRAL_NODE` (else the hostname, as the agent defaults), `CORRAL_CREDS` (an NKEY seed file).
+ * `CORRAL_NODE` (else the hostname up to its first dot, as the agent defaults), `CORRAL_CREDS` (an NKEY seed file).
  * `corral shim install` writes them into the launcher it puts on containerd's PATH.
  */
 import { hostname } from 'node:os';
@@ -18,7 +18,7 @@ export interface ShimConfig {
 export function shimConfig(env: NodeJS.ProcessEnv = process.env): ShimConfig {
   return {
     natsUrl: env.CORRAL_NATS_URL || env.NATS_URL || DEFAULT_NATS_URL,
-    node: nodeName(env.CORRAL_NODE || hostname()),
+    node: nodeName(env.CORRAL_NODE || hostname().split('.')[0]),
     ...(env.CORRAL_CREDS ? { creds: env.CORRAL_CREDS } : {}),
     ttrpcAddress: env.TTRPC_ADDRESS ?? '',
   };

@@ -8,7 +8,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'vitest';
-import { RUNTIME_TYPE, writeLauncher } from '../../src/shim/launcher.ts';
+import { RUNTIME_TYPE } from '../../src/shim/launcher.ts';
 import { startContainerd, type ContainerdOptions } from './containerd.ts';
 import { testNode } from './node.ts';
 import { buildBusyboxImage } from './oci-image.ts';
@@ -20,7 +20,20 @@ export async function corralContainerd(opts: ContainerdOptions = {}) {
   const shimDir = mkdtempSync('/tmp/crl-shim-bin-');
   const c = await startContainerd({ ...opts, pathPrefix: [shimDir, ...(opts.pathPrefix ?? [])] });
   const n = await testNode({ bundleRoots: [c.state] });
-  writeLauncher(shimDir, { env: { CORRAL_NATS_URL: n.natsUrl, CORRAL_NODE: n.node, CORRAL_LOG_LEVEL: 'debug' } });
+  // Installed as a user installs it: `corral shim install`, into a dir first on containerd's PATH.
+  const installed = await n.cli([
+    'shim',
+    'install',
+    '--root',
+    shimDir,
+    '--bin-dir',
+    '/',
+    '--nats',
+    n.natsUrl,
+    '--node',
+    n.node,
+  ]);
+  expect(installed.code, installed.stderr).toBe(0);
   const img = await buildBusyboxImage(join(c.dir, 'images'));
   expect((await c.importImage(img)).code).toBe(0);
   return {
