@@ -4,8 +4,9 @@
  * `<dir>/containerd.log`. `opts.env` is merged into containerd's environment (shims inherit it) and
  * `opts.pathPrefix` is put first on its PATH (where `containerd-shim-<name>-v2` is looked up); `opts.extraToml`
  * is appended to the config (it must not repeat a table header written here). `opts.cri` loads the CRI plugin
- * (`sandboxImage`, CNI bridge `crl-<4 hex>` on a private 10.200.x.0/24, same snapshotter), otherwise it is
- * disabled. The snapshotter is overlayfs when an overlay mount works under /tmp, else native.
+ * (`sandboxImage`, CNI bridge `crl-<4 hex>` on a private 10.200.x.0/24, same snapshotter; `criToml`: more
+ * lines in the plugin's own table), otherwise it is disabled. The snapshotter is overlayfs when an overlay
+ * mount works under /tmp, else native.
  *
  * `ctr([...])` runs ctr against this instance (adding `--fifo-dir`, and `--runc-root <dir>/runc` to `run`);
  * `kill` crashes the daemon, `restart` starts it again on the same dirs; `stop` ends it, kills this instance's
@@ -29,6 +30,8 @@ export interface ContainerdOptions {
   cri?: boolean;
   /** CRI `sandbox_image`. @default 'registry.k8s.io/pause:3.6' */
   sandboxImage?: string;
+  /** More lines for the `[plugins."io.containerd.grpc.v1.cri"]` table (its header is written here). */
+  criToml?: string;
   /** ctr's `-n`. @default 'default' */
   namespace?: string;
 }
@@ -131,7 +134,8 @@ export async function startContainerd(opts: ContainerdOptions = {}) {
   if (opts.cri) {
     const cri = '[plugins."io.containerd.grpc.v1.cri"';
     toml.push(
-      `${cri}]\n  sandbox_image = ${q(opts.sandboxImage ?? 'registry.k8s.io/pause:3.6')}`,
+      `${cri}]\n  sandbox_image = ${q(opts.sandboxImage ?? 'registry.k8s.io/pause:3.6')}` +
+        (opts.criToml ? `\n${opts.criToml}` : ''),
       `${cri}.cni]\n  bin_dir = "/usr/lib/cni"\n  conf_dir = ${q(cniDir)}`,
       `${cri}.containerd]\n  snapshotter = ${q(snapshotter)}`,
     );

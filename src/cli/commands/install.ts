@@ -21,10 +21,9 @@ const REPO = fileURLToPath(new URL('../../..', import.meta.url)).replace(/\/$/, 
 const GUEST_FILES = ['vmlinux', 'initramfs.cpio.gz', 'manifest.json'];
 const UNITS = ['corral-agent.service', 'corral-worker@.service'];
 const CONTAINERD_BUNDLES = '/run/containerd/io.containerd.runtime.v2.task';
-export const INSTALL_USAGE =
-  'corral install [--root DIR] [--bin-dir DIR] [--nats URL] [--node NAME] [--creds FILE] | corral uninstall [--root DIR]';
-export const SHIM_USAGE =
-  'corral shim install [--root DIR] [--bin-dir DIR] [--nats URL] [--node NAME] [--creds FILE] | corral shim uninstall [--root DIR]';
+const SETTINGS = '[--root DIR] [--bin-dir DIR] [--nats URL] [--node NAME] [--creds FILE]';
+export const INSTALL_USAGE = `corral install ${SETTINGS} | corral uninstall [--root DIR]`;
+export const SHIM_USAGE = `corral shim install ${SETTINGS} | corral shim uninstall [--root DIR]`;
 
 /** What containerd's config needs for the `corral` runtime (ctr: `--runtime io.containerd.corral.v2`). */
 export const CONTAINERD_SNIPPET = [
