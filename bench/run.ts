@@ -13,6 +13,8 @@
  *   memory           heap per idle sandbox actor (created, effects answered at once)
  *   workload         exec latency next to the same exec through the guest channel alone, and a process start;
  *                    stdin → cat → stdout MB/s through Corral next to the guest channel alone (bench/workload.ts)
+ *   containerd       `ctr run --rm … true` through the corral runtime next to `corral run` of the same rootfs (the
+ *                    shim's overhead) and next to runc (bench/containerd.ts)
  *   fleet            placement latency with 100 simulated nodes; create throughput through the fleet
  *                    subject next to the same creates sent to the node directly (bench/fleet.ts)
  *
@@ -30,6 +32,7 @@ import { replay } from '../src/replay/engine.ts';
 import { readRecords } from '../src/bus/eventlog-reader.ts';
 import { REPO, testNode } from '../test/helpers/node.ts';
 import { fakeEffects, request as fakeRequest } from '../test/helpers/fake-effects.ts';
+import { benchContainerd } from './containerd.ts';
 import { benchFleet } from './fleet.ts';
 import { benchWorkload } from './workload.ts';
 
@@ -196,6 +199,12 @@ try {
   const io = { rawMBs: wl.rawMBs, corralMBs: wl.corralMBs };
   say(`  workload: exec p50 ${results.corralExec.p50.toFixed(1)} ms, stdin→stdout ${io.corralMBs.toFixed(1)} MB/s`);
 
+  const ct = await benchContainerd(runs, time);
+  results.ctrCorral = stats(ct.ctrCorral);
+  results.corralRun = stats(ct.corralRun);
+  results.ctrRunc = stats(ct.runc);
+  say(`  containerd: ctr run (corral) p50 ${results.ctrCorral.p50.toFixed(0)} ms`);
+
   const fb = await benchFleet({ say });
   results.placementAlone = stats(fb.placementAlone);
   results.placementInFlight = stats(fb.placementInFlight);
@@ -216,6 +225,8 @@ try {
       fullRunOverRawBoot: ratio('fullRun', 'rawBoot'),
       replayOverRawRead: recovery.replayPerSec! / recovery.rawReadPerSec!,
       fleetOverDirectCreates: fleet.fleetPerSec / fleet.directPerSec,
+      ctrCorralOverCorralRun: ratio('ctrCorral', 'corralRun'),
+      ctrCorralOverRunc: ratio('ctrCorral', 'ctrRunc'),
     },
   };
   if (json) {
@@ -242,6 +253,13 @@ try {
         ` ${recovery.rawReadPerSec!.toFixed(0)} events/s of the same ${recovery.records} records` +
         ` (ratio ${report.ratios.replayOverRawRead.toFixed(2)})`,
     );
+    console.log(row('ctrCorral', 'ctr run --rm true (corral)'));
+    console.log(row('corralRun', 'corral run --rm true'));
+    console.log(row('ctrRunc', 'ctr run --rm true (runc)'));
+    console.log(
+      `ratio ctr (corral) / corral run: ${report.ratios.ctrCorralOverCorralRun.toFixed(2)} (the shim's overhead)`,
+    );
+    console.log(`ratio ctr (corral) / ctr (runc): ${report.ratios.ctrCorralOverRunc.toFixed(2)} (a VM per container)`);
     console.log(row('rawStart', 'raw process start→exit'));
     console.log(row('rawExec', 'raw exec (guest channel)'));
     console.log(row('corralExec', 'corral exec+start+wait+del'));
