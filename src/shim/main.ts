@@ -5,21 +5,22 @@
  * on stdout.
  */
 import { ensureError } from '../errors.ts';
-import { shimConfig } from './config.ts';
-import { REAP_DEADLINE_MS, shimDelete, stopAndDelete } from './delete.ts';
 import { parseFlags } from './flags.ts';
-import { shimServe } from './serve.ts';
-import { shimStart } from './start.ts';
 
 const argv = process.argv.slice(2);
 try {
   const f = parseFlags(argv);
-  const cfg = shimConfig();
+  const cfg = async () => (await import('./config.ts')).shimConfig();
   const done = (out: string | Uint8Array) => process.stdout.write(out, () => process.exit(0)); // nothing may linger
-  if (f.action === 'start') done(await shimStart(f, argv));
-  else if (f.action === 'delete') done(await shimDelete(f, cfg, (m) => process.stderr.write(`${m}\n`)));
-  else if (f.action === 'reap') await stopAndDelete(f, cfg, REAP_DEADLINE_MS).then(() => process.exit(0));
-  else await shimServe(f, cfg);
+  // Each action loads only its own modules: `start` runs for every task and containerd waits on it.
+  if (f.action === 'start') done(await (await import('./start.ts')).shimStart(f, argv));
+  else if (f.action === 'delete') {
+    const { shimDelete } = await import('./delete.ts');
+    done(await shimDelete(f, await cfg(), (m) => process.stderr.write(`${m}\n`)));
+  } else if (f.action === 'reap') {
+    const { REAP_DEADLINE_MS, stopAndDelete } = await import('./delete.ts');
+    await stopAndDelete(f, await cfg(), REAP_DEADLINE_MS).then(() => process.exit(0));
+  } else await (await import('./serve.ts')).shimServe(f, await cfg());
 } catch (e) {
   const ce = ensureError(e);
   process.stderr.write(`containerd-shim-corral-v2: ${ce.code}: ${ce.message}\n`);
