@@ -6,9 +6,10 @@
  * is appended to the config (it must not repeat a table header written here). `opts.cri` loads the CRI plugin
  * (`sandboxImage`, CNI bridge `crl-<4 hex>` on a private 10.200.x.0/24, same snapshotter; `criToml`: more
  * lines in the plugin's own table), otherwise it is disabled. The snapshotter is overlayfs when an overlay
- * mount works under /tmp, else native.
+ * mount works under /tmp, else native (`CORRAL_TEST_SNAPSHOTTER` overrides).
  *
- * `ctr([...])` runs ctr against this instance (adding `--fifo-dir`, and `--runc-root <dir>/runc` to `run`);
+ * `ctr([...])` runs ctr against this instance (adding `--fifo-dir`, and `--runc-root <dir>/runc` to `run`; a
+ * `run` given `input` gets its stdin's EOF only once the task has started, see there);
  * `kill` crashes the daemon, `restart` starts it again on the same dirs; `stop` ends it, kills this instance's
  * shims with their process trees, unmounts what is left under its dir, deletes the CNI bridge and the dir;
  * `leftovers` lists this instance's live shim processes and mounts.
@@ -48,9 +49,29 @@ export interface CtrOptions {
 }
 export type Containerd = Awaited<ReturnType<typeof startContainerd>>;
 
+let valued: Set<string> | undefined;
+/** The container id in `ctr run [flags] IMAGE ID ...` (flags come first; `ctr run --help` names the valued ones). */
+function runId(args: string[]): string | undefined {
+  valued ??= new Set(
+    execFileSync('ctr', ['run', '--help'], { encoding: 'utf8' })
+      .split('\n')
+      .flatMap((l) => /^\s+(-\S.*?)(?:\s{2,}|$)/.exec(l)?.[1]?.split(', ') ?? [])
+      .filter((n) => n.includes(' '))
+      .map((n) => n.split(' ')[0]!),
+  );
+  let i = 1;
+  for (; i < args.length && args[i]!.startsWith('-'); i++) if (!args[i]!.includes('=') && valued.has(args[i]!)) i++;
+  return args[i + 1];
+}
+
 let probed: 'overlayfs' | 'native' | undefined;
-/** overlayfs if an overlay mount works on /tmp's filesystem (not overlay-on-overlay, privileges), else native. */
+/**
+ * overlayfs if an overlay mount works on /tmp's filesystem (not overlay-on-overlay, privileges), else native;
+ * `CORRAL_TEST_SNAPSHOTTER=overlayfs|native` decides instead.
+ */
 export function pickSnapshotter(): 'overlayfs' | 'native' {
+  const forced = process.env.CORRAL_TEST_SNAPSHOTTER;
+  if (forced === 'overlayfs' || forced === 'native') return forced;
   if (probed) return probed;
   const d = mkdtempSync('/tmp/crl-ovl-');
   const [l, u, w, m] = ['l', 'u', 'w', 'm'].map((s) => join(d, s)) as [string, string, string, string];
@@ -68,6 +89,9 @@ export function pickSnapshotter(): 'overlayfs' | 'native' {
   return probed;
 }
 
+interface Spec {
+  linux?: { cgroupsPath?: string };
+}
 interface Proc {
   pid: number;
   ppid: number;
@@ -188,7 +212,20 @@ export async function startContainerd(opts: ContainerdOptions = {}) {
         res({ code: code ?? 128 + (sig ? constants.signals[sig] : 0), stdout, stderr });
       });
       p.stdin.on('error', () => {}); // ctr may exit before reading its stdin
-      p.stdin.end(o.input);
+      const id = a === 'run' && o.input !== undefined ? runId(args) : undefined;
+      if (id === undefined) {
+        p.stdin.end(o.input);
+        return;
+      }
+      // ctr sends CloseIO at its stdin's EOF only once NewTask has returned (tasks.NewTask sets the closer after
+      // it): an earlier EOF is lost and the task's stdin never closes. Hold the EOF until the task has started.
+      p.stdin.write(o.input!);
+      const started = new RegExp(`^${id.replace(/[.]/g, '\\.')}\\s+\\d+\\s+(RUNNING|STOPPED|PAUSED)`, 'm');
+      const poll = async () =>
+        p.exitCode !== null || p.signalCode !== null || started.test((await ctr(['task', 'ls'])).stdout);
+      void waitFor(poll, { timeoutMs, intervalMs: 20, ignoreErrors: true, what: `task ${id} started` })
+        .catch(() => undefined) // a task that never starts: EOF now, ctr's own error tells why
+        .finally(() => p.stdin.end());
     });
   }
 
@@ -202,11 +239,16 @@ export async function startContainerd(opts: ContainerdOptions = {}) {
     closeSync(fd);
     proc = p;
     exited = new Promise((r) => p.once('exit', () => r()));
-    await waitFor(async () => !running() || (await ctr(['version'], { timeoutMs: 5000 })).code === 0, {
-      timeoutMs: 15_000,
-      intervalMs: 20,
-      what: `containerd in ${dir} to answer ctr version`,
-    });
+    try {
+      await waitFor(async () => !running() || (await ctr(['version'], { timeoutMs: 5000 })).code === 0, {
+        timeoutMs: 15_000,
+        intervalMs: 20,
+        what: `containerd in ${dir} to answer ctr version`,
+      });
+    } catch (e) {
+      await halt('SIGKILL');
+      throw new Error(`${String(e)}\n${log().slice(-3000)}`, { cause: e });
+    }
     if (!running())
       throw new Error(`containerd exited at start (${p.exitCode ?? p.signalCode}):\n${log().slice(-3000)}`);
   }
@@ -224,7 +266,12 @@ export async function startContainerd(opts: ContainerdOptions = {}) {
     return { shims: shims.map((p) => p.pid), mounts: mountsUnder(dir), procs: shims };
   }
 
-  await launch();
+  try {
+    await launch();
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true }); // nothing ran in it: no shim, no mount
+    throw e;
+  }
   let stopped = false;
   return {
     dir,
@@ -286,6 +333,15 @@ export async function startContainerd(opts: ContainerdOptions = {}) {
           .digest('hex');
         if (p.cmd.includes('-id') && existsSync(`/run/containerd/s/${hash}`)) unlinkSync(`/run/containerd/s/${hash}`);
       }
+      // a runc container whose shim was killed keeps its (now empty) cgroups: linux.cgroupsPath of a bundle left
+      const bundles = join(state, 'io.containerd.runtime.v2.task');
+      for (const ns of existsSync(bundles) ? readdirSync(bundles) : [])
+        for (const id of readdirSync(join(bundles, ns))) {
+          const spec = join(bundles, ns, id, 'config.json');
+          const cg = existsSync(spec) ? (JSON.parse(readFileSync(spec, 'utf8')) as Spec).linux?.cgroupsPath : undefined;
+          if (cg?.startsWith('/'))
+            for (const ctl of readdirSync('/sys/fs/cgroup')) quiet('rmdir', [`/sys/fs/cgroup/${ctl}${cg}`]);
+        }
       for (let pass = 0; pass < 3 && mountsUnder(dir).length; pass++) {
         const deepestFirst = mountsUnder(dir).sort((x, y) => y.split('/').length - x.split('/').length);
         for (const m of deepestFirst) if (!quiet('umount', [m])) quiet('umount', ['-l', m]);
