@@ -92,7 +92,7 @@ export function createRules(s: Settings): CreateRules {
         const cs = await containerSetup(s, spec, mounts, v.sandboxId, req.id);
         const steps = [
           ...(await rootfsSteps(req, v.bundle, cfg.disableBlockDeviceUse)),
-          bindStep(rootSource, v.sandboxId, req.id, spec.root.readonly),
+          bindStep(rootSource, v.sandboxId, req.id),
           ...cs.steps,
         ];
         return {
@@ -142,7 +142,7 @@ export function createRules(s: Settings): CreateRules {
       const steps: Step[] = [
         ...(await rootfsSteps(req, v.bundle, hv.disableBlockDeviceUse)),
         { phase: 'mounting', kind: 'mkdir', args: { path: paths.sandboxDir(s, sid), mode: 0o755 } },
-        bindStep(rootSource, sid, req.id, spec.root.readonly),
+        bindStep(rootSource, sid, req.id),
         ...cs.steps,
         ...(hv.rootless ? [{ phase: 'preparingUser', kind: 'createUser', args: { sandboxId: sid } } as Step] : []),
         {
@@ -184,8 +184,13 @@ export function createRules(s: Settings): CreateRules {
     },
   };
 
-  function bindStep(source: string, sid: string, cid: string, readonly: boolean): Step {
-    return { phase: 'mounting', kind: 'bind', args: { source, target: paths.sharedRootfs(s, sid, cid), readonly } };
+  /** The root is shared writable: a read-only root is the guest's to make, after its mounts (`rootReadonly`). */
+  function bindStep(source: string, sid: string, cid: string): Step {
+    return {
+      phase: 'mounting',
+      kind: 'bind',
+      args: { source, target: paths.sharedRootfs(s, sid, cid), readonly: false },
+    };
   }
 }
 

@@ -49,6 +49,7 @@ export async function containerSetup(
       ...(plan.guest.length > 0 ? { mounts: plan.guest } : {}),
       ...(limits.length > 0 ? { limits } : {}),
       ...(spec.hostname ? { hostname: spec.hostname } : {}),
+      ...(spec.root.readonly ? { rootReadonly: true } : {}),
     },
   };
 }

@@ -131,6 +131,11 @@ export interface ContainerSetup {
   mounts?: GuestMount[];
   limits?: CgroupWrite[];
   hostname?: string;
+  /**
+   * config.json `root.readonly`: the guest makes the container's root read-only once its mounts are in place
+   * (the host shares the root writable, so mount targets the image lacks can be made, as runc and Kata do).
+   */
+  rootReadonly?: boolean;
   consoleSize?: ConsoleSize;
 }
 

@@ -67,9 +67,10 @@ export interface CreatePlan {
    * What the guest sets up for the container's process (passed into `startProcess`): config.json's
    * `mounts` translated for the guest (for pod containers after Kata's emptyDir rewrite; their host
    * side is the plan's `bind`/`mkdir` steps into the share), `linux.resources` as cgroup v2 writes,
-   * and `hostname`. Absent in plans recorded before issue 8 (they had an unused `mounts` field instead).
+   * `hostname` and `root.readonly` (applied in the guest; plans recorded before made the root's bind
+   * read-only instead). Absent in plans recorded before issue 8 (they had an unused `mounts` field instead).
    */
-  setup?: Pick<ContainerSetup, 'mounts' | 'limits' | 'hostname'>;
+  setup?: Pick<ContainerSetup, 'mounts' | 'limits' | 'hostname' | 'rootReadonly'>;
   /** For a pod container: the VMM pid of its sandbox (the task pid, as in Kata). */
   hostPid?: number;
   /** The runtime config the sandbox was created with; its pod containers reuse it (Kata caches it per shim). */

@@ -213,6 +213,19 @@ describe('create rules', () => {
       expect(plan).not.toHaveProperty('mounts');
     });
 
+    it('a read-only root is shared writable; the guest makes it read-only after the mounts', async () => {
+      const r = rules({ CORRAL_CONF_FILE: join(dir, 'env.toml') });
+      const rq = req('vro', bundle('vro', {}, { root: { path: 'rootfs', readonly: true } }));
+      const plan = await r.configure(rq, await r.validate(rq));
+      expect(plan.steps.find((s) => s.kind === 'bind')!.args).toMatchObject({
+        target: join(dir, 'run/sandboxes/vro/shared/vro/rootfs'),
+        readonly: false,
+      });
+      expect(plan.setup).toMatchObject({ rootReadonly: true });
+      const rw = req('vrw', bundle('vrw'));
+      expect((await r.configure(rw, await r.validate(rw))).setup).not.toHaveProperty('rootReadonly');
+    });
+
     it("a pod container: the same, in its sandbox's share; local emptyDirs are made there", async () => {
       const r = rules({ CORRAL_CONF_FILE: join(dir, 'env.toml') });
       const sb = req('vsb2', bundle('vsb2', { 'io.kubernetes.cri.container-type': 'sandbox' }));

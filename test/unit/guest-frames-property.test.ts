@@ -94,7 +94,7 @@ describe('AgentChannel on a hostile byte stream', () => {
       srv.listen(path);
       afterAll(() => srv.close());
     });
-    const ch = await AgentChannel.connect(path, { timeoutMs: 2000, stallMs: 50 });
+    const ch = await AgentChannel.connect(path, { deadlineMs: Date.now() + 2000, stallMs: 50 });
     const guest = await accepted;
     guest.on('error', () => undefined); // the channel may hang up on garbage: that is allowed
     guest.resume(); // the host's LIST frames (resyncs): read and dropped

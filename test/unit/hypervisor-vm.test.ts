@@ -154,6 +154,12 @@ describe('GuestProcesses', () => {
     );
     expect(() => runFrame(spec('c', { env: ['X='.padEnd(1 << 20, 'x')] }))).toThrow(/exceed/);
   });
+
+  it('a read-only root is RUN flag 4, beside the terminal and stdin flags', () => {
+    const plain = runFrame(spec('c', { stdin: true }));
+    const ro = runFrame(spec('c', { stdin: true, rootReadonly: true }));
+    expect([...plain].flatMap((b, i) => (b === ro[i] ? [] : [[b, ro[i]]]))).toEqual([[2, 6]]);
+  });
 });
 
 describe('Vm', () => {

@@ -27,7 +27,7 @@
 
 enum { H_PING = 1, H_RUN, H_SIGNAL, H_LIST, H_ACK, H_EXEC, H_STDIN, H_CLOSE_STDIN, H_RESIZE, H_CTL };
 enum { G_READY = 0x81, G_STARTED, G_OUTPUT, G_EXIT, G_ERROR, G_STATE, G_WINDOW, G_RESULT, G_OOM };
-enum { F_TERMINAL = 1, F_STDIN = 2 };
+enum { F_TERMINAL = 1, F_STDIN = 2, F_ROOT_RO = 4 }; /* F_ROOT_RO: RUN only */
 enum { CTL_FREEZE = 1, CTL_THAW, CTL_UPDATE, CTL_STATS };
 
 struct buf { uint8_t *p; size_t len, cap; };

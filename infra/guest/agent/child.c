@@ -16,6 +16,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -91,6 +92,15 @@ static void do_mount(const char *root, struct mnt *m) {
     fail("remount read-only", m->dst);
 }
 
+/* remount the root's own bind read-only, keeping the nosuid, nodev and noexec it has */
+static void root_readonly(const char *root) {
+  struct statvfs v;
+  if (statvfs(root, &v)) fail("statvfs", root);
+  unsigned long keep = (v.f_flag & ST_NOSUID ? MS_NOSUID : 0) | (v.f_flag & ST_NODEV ? MS_NODEV : 0) |
+                       (v.f_flag & ST_NOEXEC ? MS_NOEXEC : 0);
+  if (mount(NULL, root, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | keep, NULL)) fail("remount read-only", "/");
+}
+
 static void enter_ns(pid_t pid, const char *ns, int type) {
   char p[64];
   snprintf(p, sizeof p, "/proc/%d/ns/%s", pid, ns);
@@ -145,7 +155,10 @@ void child_main(struct spawn *s) {
     if (unshare(CLONE_NEWNS | (*s->hostname ? CLONE_NEWUTS : 0))) fail("unshare", "");
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL)) fail("make / private", "");
     if (*s->hostname && sethostname(s->hostname, strlen(s->hostname))) fail("sethostname", s->hostname);
+    /* a read-only root (the host shares it writable): its own mount, read-only once the mount targets are made */
+    if ((s->flags & F_ROOT_RO) && mount(root, root, NULL, MS_BIND | MS_REC, NULL)) fail("bind root", root);
     for (uint32_t i = 0; i < s->nm; i++) do_mount(root, &s->m[i]);
+    if (s->flags & F_ROOT_RO) root_readonly(root);
   }
   if (s->flags & F_TERMINAL) {
     int t = open_terminal(root, s->rows, s->cols);

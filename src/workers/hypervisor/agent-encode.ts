@@ -59,6 +59,8 @@ export interface ProcFields {
 export interface RunFrame extends ProcFields {
   containerId: string;
   hostname: string;
+  /** The root made read-only after the mounts (RUN's flag 4). */
+  rootReadonly?: boolean;
   mounts: GuestMount[];
   limits: CgroupWrite[];
 }
@@ -69,9 +71,9 @@ export interface ExecFrame extends ProcFields {
 
 const proc = (w: Writer, p: ProcFields) =>
   w.strs(p.args).strs(p.env).str(p.cwd).u32(p.uid).u32(p.gid).u32s(p.additionalGids);
-const tty = (w: Writer, p: ProcFields) =>
+const tty = (w: Writer, p: ProcFields, more = 0) =>
   w
-    .u8((p.terminal ? TTY_FLAG.terminal : 0) | (p.stdin ? TTY_FLAG.stdin : 0))
+    .u8((p.terminal ? TTY_FLAG.terminal : 0) | (p.stdin ? TTY_FLAG.stdin : 0) | more)
     .u32(p.rows)
     .u32(p.cols);
 
@@ -86,7 +88,7 @@ export const encodeSignal = (k: Key, signal: number, all = false): Buffer =>
     .u8(all ? 1 : 0)
     .frame(FRAME.SIGNAL);
 export function encodeRun(r: RunFrame): Buffer {
-  const w = tty(proc(new Writer().str(r.containerId), r), r)
+  const w = tty(proc(new Writer().str(r.containerId), r), r, r.rootReadonly ? TTY_FLAG.rootReadonly : 0)
     .str(r.hostname)
     .u32(r.mounts.length);
   for (const m of r.mounts)

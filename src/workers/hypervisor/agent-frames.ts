@@ -42,7 +42,7 @@ export const OUTPUT_CHUNK = 32 << 10;
 export const MAX_CONTAINER_ID = 255;
 export const MAX_EXEC_ID = 128;
 export const CTL_OP = { freeze: 1, thaw: 2, update: 3, stats: 4 } as const;
-export const TTY_FLAG = { terminal: 1, stdin: 2 } as const;
+export const TTY_FLAG = { terminal: 1, stdin: 2, rootReadonly: 4 } as const;
 
 /** A process in the guest: a container's init (no execId) or one of its execs. */
 export interface Key {

@@ -87,6 +87,7 @@ export function runFrame(spec: ProcessSpec): Buffer {
       rows: spec.consoleSize?.rows ?? 0,
       cols: spec.consoleSize?.cols ?? 0,
       hostname: spec.hostname ?? '',
+      rootReadonly: spec.rootReadonly ?? false,
       mounts: spec.mounts ?? [],
       limits: spec.limits ?? [],
     }),

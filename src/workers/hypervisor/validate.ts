@@ -141,6 +141,7 @@ function setup(op: string, req: Req): ContainerSetup {
     mounts: optional(req.mounts, (v) => list(op, 'mounts', v, (f, m) => guestMount(op, f, m))),
     limits: optional(req.limits, (v) => limits(op, v)),
     hostname: optional(req.hostname, (v) => text(op, 'hostname', v, { allowEmpty: true })),
+    rootReadonly: optional(req.rootReadonly, (v) => flag(op, 'rootReadonly', v)),
     consoleSize: optional(req.consoleSize, (v) => size(op, 'consoleSize', v)),
   };
   return Object.fromEntries(Object.entries(s).filter(([, v]) => v !== undefined));
