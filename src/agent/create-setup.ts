@@ -1,6 +1,6 @@
 /**
- * A container's mounts, limits and hostname from its config.json (issue 8, items 5 and 6): the host
- * steps that share its bind sources into the sandbox's share (mount-worker `bind` and `mkdir` steps,
+ * A container's mounts, limits, hostname and read-only root from its config.json (issue 8, items 5 and 6):
+ * the host steps that share its bind sources into the sandbox's share (mount-worker `bind` and `mkdir` steps,
  * undone by their compensations on rollback and teardown), and the `ContainerSetup` the guest applies.
  */
 import { basename, dirname } from 'node:path';

@@ -20,7 +20,8 @@ import { localRuntimeConfig } from './up.ts';
 const REPO = fileURLToPath(new URL('../../..', import.meta.url)).replace(/\/$/, '');
 const GUEST_FILES = ['vmlinux', 'initramfs.cpio.gz', 'manifest.json'];
 const UNITS = ['corral-agent.service', 'corral-worker@.service'];
-const CONTAINERD_BUNDLES = '/run/containerd/io.containerd.runtime.v2.task';
+/** containerd's task bundles, and the CRI files (hosts, resolv.conf, hostname) its pods bind in. */
+const CONTAINERD_BUNDLES = '/run/containerd:/var/lib/containerd/io.containerd.grpc.v1.cri';
 const SETTINGS = '[--root DIR] [--bin-dir DIR] [--nats URL] [--node NAME] [--creds FILE]';
 export const INSTALL_USAGE = `corral install ${SETTINGS} | corral uninstall [--root DIR]`;
 export const SHIM_USAGE = `corral shim install ${SETTINGS} | corral shim uninstall [--root DIR]`;
