@@ -100,3 +100,51 @@ describe.each([
     await clean(id);
   });
 });
+
+/** What each workload verb sends to the hypervisor worker. */
+const WORKLOAD = [
+  ['exec', (id: string) => n.call('start', { id, execId: 'x' }, 30_000)],
+  ['pause', (id: string) => n.call('pause', { id }, 30_000)],
+  ['update', (id: string) => n.call('update', { id, resources: { pids: { limit: 64 } } }, 30_000)],
+  ['stats', (id: string) => n.call('stats', { id }, 30_000)],
+] as const;
+const RETRYABLE = ['Unavailable', 'Timeout'];
+/** As a client does with a retryable answer (the worker restarting): ask again until it is served. */
+const retried = <T>(f: () => Promise<T>) =>
+  waitFor(
+    () =>
+      f().then(
+        (v) => ({ v }),
+        (e: { code?: string }) => ({ e }),
+      ),
+    {
+      until: (r) => !('e' in r) || !RETRYABLE.includes(r.e.code ?? ''),
+      timeoutMs: 60_000,
+      intervalMs: 200,
+      what: 'a retryable error to clear',
+    },
+  ).then((r) => {
+    if ('e' in r) throw r.e;
+    return r.v;
+  });
+
+describe.each(WORKLOAD)('workload: the hypervisor worker killed at %s', (op, verb) => {
+  it.each(MODES)('%s → a retryable answer, the task runs on (adopted VM), ends, leaves nothing', async (mode) => {
+    const id = `ww-${op}-${mode === 'crash' ? 'b' : 'a'}`;
+    await n.call('create', { id, bundle: n.bundle(id, { args: ['sleep', '600'] }) });
+    await n.call('start', { id });
+    await n.call('exec', { id, execId: 'x', spec: { args: ['sleep', '600'], env: ['PATH=/bin'] } });
+    await n.fault('hypervisor', op, mode);
+    await verb(id).catch((e: { code?: string }) => expect(RETRYABLE).toContain(e.code)); // or it went through
+    await retried(() => n.call('resume', { id }, 30_000)); // a pause that did take is undone (a repeat: no-op)
+    // The restarted worker adopted the VM: the task still runs and takes a new exec.
+    await n.call('exec', { id, execId: 'y', spec: { args: ['true'], env: ['PATH=/bin'] } });
+    await retried(() => n.call('start', { id, execId: 'y' }, 30_000));
+    expect(await n.call('wait', { id, execId: 'y' }, 60_000)).toMatchObject({ exitStatus: 0 });
+    expect(await n.call('state', { id })).toMatchObject({ status: 'running' });
+    await n.call('kill', { id, signal: 9 });
+    await n.call('wait', { id }, 60_000);
+    await n.call('delete', { id }, 60_000);
+    await clean(id);
+  });
+});
