@@ -95,9 +95,22 @@ describe('bad input on the Task API', () => {
   it('kill with an unknown signal → InvalidArgument', async () => {
     await expect(n.call('kill', { id: 'ghost', signal: 'SIGNOPE' })).rejects.toMatchObject({ code: 'InvalidArgument' });
   });
-  it('pause/resume/exec → NotImplemented', async () => {
-    for (const v of ['pause', 'resume', 'exec'] as const)
-      await expect(n.call(v, { id: 'x' })).rejects.toMatchObject({ code: 'NotImplemented' });
+  it('workload verbs on a task that does not exist → NotFound; malformed ones → InvalidArgument naming the field', async () => {
+    for (const v of ['pause', 'resume', 'stats', 'closeIO'] as const)
+      await expect(n.call(v, { id: 'ghost' })).rejects.toMatchObject({ code: 'NotFound' });
+    const exec = { id: 'ghost', execId: 'e', spec: { args: ['true'] } };
+    await expect(n.call('exec', exec)).rejects.toMatchObject({ code: 'NotFound' });
+    await expect(n.call('exec', { ...exec, execId: 'bad id!' })).rejects.toMatchObject({ code: 'InvalidArgument' });
+    await expect(n.call('exec', { id: 'ghost', execId: 'e' })).rejects.toMatchObject({
+      code: 'InvalidArgument',
+      message: expect.stringMatching(/spec/),
+    });
+    await expect(n.call('resize', { id: 'ghost', width: -1, height: 5 })).rejects.toMatchObject({
+      code: 'InvalidArgument',
+    });
+    await expect(n.call('update', { id: 'ghost', resources: { memory: { limit: 'lots' } } })).rejects.toMatchObject({
+      code: 'InvalidArgument',
+    });
   });
 });
 
