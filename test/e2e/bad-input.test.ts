@@ -95,7 +95,7 @@ describe('bad input on the Task API', () => {
   it('kill with an unknown signal → InvalidArgument', async () => {
     await expect(n.call('kill', { id: 'ghost', signal: 'SIGNOPE' })).rejects.toMatchObject({ code: 'InvalidArgument' });
   });
-  it('workload verbs on a task that does not exist → NotFound; malformed ones → InvalidArgument naming the field', async () => {
+  it('workload verbs: a task that does not exist → NotFound; a malformed request → InvalidArgument', async () => {
     for (const v of ['pause', 'resume', 'stats', 'closeIO'] as const)
       await expect(n.call(v, { id: 'ghost' })).rejects.toMatchObject({ code: 'NotFound' });
     const exec = { id: 'ghost', execId: 'e', spec: { args: ['true'] } };
