@@ -27,7 +27,11 @@ export async function recover(rt: TaskRuntime, ledger: RequestLedger): Promise<{
   const { d, tasks } = rt;
   const records = await readRecords(d.nc, { node: d.settings.node });
   const bySandbox = new Map<string, EventRecord[]>();
-  for (const r of records) bySandbox.set(r.sandbox, [...(bySandbox.get(r.sandbox) ?? []), r]);
+  for (const r of records) {
+    const list = bySandbox.get(r.sandbox);
+    if (list) list.push(r);
+    else bySandbox.set(r.sandbox, [r]);
+  }
   // A snapshot is a starting point only while the log still holds the state record it was saved at:
   // one whose records were purged (its task ended long ago) must never rebuild the task.
   const saved = d.snapshots ? await d.snapshots.all() : [];

@@ -3,6 +3,7 @@
  * (`<node>.<taskId>`), each with the stream sequence it covers: recovery restores the snapshot and
  * replays only the log after it. Saved at quiet points (no effect in flight), deleted with the task.
  */
+import { DeliverPolicy, jetstream } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { StartingPoint } from '../domain/snapshot.ts';
@@ -27,6 +28,7 @@ export interface TaskSnapshot extends StartingPoint {
 
 export class Snapshots {
   private constructor(
+    private nc: NatsConnection,
     private kv: KV,
     private node: string,
     private onRemoveFailed?: (taskId: string, e: unknown) => void,
@@ -44,7 +46,7 @@ export class Snapshots {
   ): Promise<Snapshots> {
     try {
       const kv = await new Kvm(nc).create(SNAPSHOT_BUCKET, { history: 1, replicas });
-      return new Snapshots(kv, node, onRemoveFailed);
+      return new Snapshots(nc, kv, node, onRemoveFailed);
     } catch (e) {
       throw err.unavailable(`cannot open the snapshot bucket ${SNAPSHOT_BUCKET}: ${(e as Error).message}`, e);
     }
@@ -63,13 +65,32 @@ export class Snapshots {
     await this.kv.purge(this.key(taskId)).catch((e: unknown) => this.onRemoveFailed?.(taskId, e));
   }
 
-  /** Every snapshot of this node. */
+  /**
+   * Every snapshot of this node, read as the bucket's stream in batches (the last message per key; a purged
+   * key's last message is its purge marker, skipped): one pull per 1,000 keys instead of a get per key.
+   */
   async all(): Promise<TaskSnapshot[]> {
     const out: TaskSnapshot[] = [];
-    const keys = await this.kv.keys(`${nodeName(this.node)}.>`);
-    for await (const k of keys) {
-      const e = await this.kv.get(k);
-      if (e && e.operation === 'PUT' && e.value.length) out.push(decode(e.value) as TaskSnapshot);
+    const c = await jetstream(this.nc).consumers.get(`KV_${SNAPSHOT_BUCKET}`, {
+      filter_subjects: `$KV.${SNAPSHOT_BUCKET}.${nodeName(this.node)}.>`,
+      deliver_policy: DeliverPolicy.LastPerSubject,
+    });
+    try {
+      let pending = (await c.info(true)).num_pending;
+      while (pending > 0) {
+        let got = 0;
+        for await (const m of await c.fetch({ max_messages: Math.min(1000, pending), expires: 1000 })) {
+          got++;
+          pending = m.info.pending;
+          const op = m.headers?.get('KV-Operation');
+          if (!op && m.data.length) out.push(decode(m.data) as TaskSnapshot);
+        }
+        if (got === 0) pending = (await c.info(false)).num_pending;
+      }
+    } finally {
+      await c.delete().catch(() => {
+        // An ordered consumer left behind expires on its own (inactive threshold): nothing to report.
+      });
     }
     return out;
   }
