@@ -133,7 +133,7 @@ export class TaskRuntime {
     const p = this.pending.get(r.rid);
     if (!p) return;
     this.pending.delete(r.rid);
-    if (p.verb === 'create') this.d.metrics.createDone(performance.now() - p.t0, r.ok);
+    if (p.verb === 'create') this.d.metrics.createDone(performance.now() - p.t0, r.ok, r.ok ? undefined : r.error.code);
     p.after?.(r.ok);
     const env: Envelope<unknown> = r.ok ? { ok: true, result: r.result } : { ok: false, error: r.error };
     p.reply(env);

@@ -165,8 +165,10 @@ describe('corral run through NATS and a QEMU guest', () => {
 
   it('serves Prometheus metrics of create latency by step', async () => {
     const text = await (await fetch(n.metricsUrl)).text();
-    expect(text).toMatch(/corral_create_duration_milliseconds_count\{outcome="ok"\} [1-9]/);
-    expect(text).toMatch(/corral_create_step_duration_milliseconds_count\{step="boot",outcome="ok"\} [1-9]/);
+    expect(text).toMatch(/corral_create_duration_seconds_count\{outcome="ok"\} [1-9]/);
+    expect(text).toMatch(/corral_create_step_duration_seconds_count\{step="boot",outcome="ok"\} [1-9]/);
+    expect(text).toContain('# TYPE corral_tasks_by_status gauge');
+    expect(text).toMatch(/^corral_recoveries_total 1$/m);
     expect(text).toContain('corral_leaks_found_total 0');
   });
 });

@@ -6,7 +6,7 @@ import { runRetention } from '../../bus/retention.ts';
 import { request } from '../../bus/rpc.ts';
 import { retrying } from '../../bus/retry.ts';
 import { subjects } from '../../bus/subjects.ts';
-import type { WorkerKind } from '../../domain/ops.ts';
+import { WORKER_KINDS, type WorkerKind } from '../../domain/ops.ts';
 import { err } from '../../errors.ts';
 import { buildAgent } from '../../agent/agent.ts';
 import { createRules } from '../../agent/create-rules.ts';
@@ -182,7 +182,17 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
     inlineBundleRoot: `${settings.dataDir}/bundles/fleet`,
     onShutdown: () => void shutdown('shutdown request'),
   });
-  const mgmt = await startManagement(settings.metricsAddr, () => metrics.render({ corral_tasks: agent.tasks.size }));
+  const byStatus = () => {
+    const values: Record<string, number> = {};
+    for (const id of agent.tasks.ids()) {
+      const s = agent.view(id)?.status ?? 'unknown';
+      values[s] = (values[s] ?? 0) + 1;
+    }
+    return { label: 'status', values };
+  };
+  const mgmt = await startManagement(settings.metricsAddr, () =>
+    metrics.render({ corral_tasks: agent.tasks.size, corral_tasks_by_status: byStatus() }),
+  );
 
   let sup: Supervisor | undefined;
   if (p.values['spawn-workers']) {
@@ -198,7 +208,7 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
         void shutdown('worker restart intensity exceeded', 1);
       },
     });
-    for (const kind of ['mount', 'hypervisor'] as const) {
+    for (const kind of WORKER_KINDS) {
       const spec = {
         name: kind,
         command: self.command,
@@ -213,9 +223,11 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
         sup.adopt(spec, live.pid);
       } else sup.add(spec);
     }
-    await Promise.all((['mount', 'hypervisor'] as const).map((k) => waitForWorker(nc, settings.node, k, 30_000)));
+    await Promise.all(WORKER_KINDS.map((k) => waitForWorker(nc, settings.node, k, 30_000)));
   }
+  const r0 = performance.now();
   const recovered = await agent.recover();
+  metrics.recovered(performance.now() - r0, recovered.tasks);
   if (recovered.tasks > 0 || recovered.resumed.length > 0) log.info(recovered, 'recovered tasks from the event log');
   if (
     p.values['spawn-workers'] ||
