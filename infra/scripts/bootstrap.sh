@@ -18,6 +18,7 @@ have tmux || need+=(tmux)  # the terminal test drives corral run -t / exec -t as
 have useradd || need+=(passwd)
 have containerd || need+=(containerd runc)  # the shim tests drive Debian's containerd and ctr (runc: the baseline)
 [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)  # CNI for the CRI tests' pod namespaces
+have prometheus || need+=(prometheus)  # the metrics test has Debian's Prometheus scrape a node
 have gcc || need+=(gcc libc6-dev)
 [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
 [ -x /usr/bin/chromium ] || need+=(chromium)  # the replay viewer test (test/e2e/viewer.test.ts)
