@@ -10,6 +10,7 @@ import { INSTALL_USAGE, installCommand, SHIM_USAGE, shimCommand } from './comman
 import { REPLAY_USAGE, replayCommand } from './commands/replay.ts';
 import { processCommands } from './commands/process.ts';
 import { taskCommands } from './commands/task.ts';
+import { TOP_USAGE, topCommand } from './commands/top.ts';
 import { demoCommand, upCommand } from './commands/up.ts';
 import { workerCommand } from './commands/worker.ts';
 import type { Io } from './io.ts';
@@ -47,6 +48,8 @@ Tasks (containerd's Task API)
   update ID [--memory BYTES] [--cpu-quota US] [--cpu-period US] [--pids N]
                                       change the task's limits inside the guest
   ps                                  every task on the node
+  top [--interval D] [--once]         per node: what runs, capacity used, the last minute's creates and
+                                      failures, refreshing in place (q quits)
 
 Events and replay
   events [--sandbox ID] [--node N] [--since SEQ|TIME] [--follow]
@@ -93,6 +96,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
         install: INSTALL_USAGE,
         uninstall: INSTALL_USAGE,
         shim: SHIM_USAGE,
+        top: TOP_USAGE,
       } as Record<string, string | undefined>
     )[cmd];
   if (rest.includes('--help') || rest.includes('-h')) {
@@ -122,6 +126,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
       return installCommand(cmd, rest, io);
     case 'shim':
       return shimCommand(rest, io);
+    case 'top':
+      return topCommand(rest, io);
     default:
       io.err(`corral: unknown command ${JSON.stringify(cmd)}; see corral --help`);
       return 2;
