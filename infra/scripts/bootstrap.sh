@@ -8,6 +8,12 @@ need=()
 have() { command -v "$1" >/dev/null 2>&1; }
 have nats-server || need+=(nats-server)
 have qemu-system-x86_64 || need+=(qemu-system-x86)
+# virtiofsd (shared_fs = "virtio-fs"): Debian 12's QEMU ships the C one (qemu-system-common,
+# /usr/lib/qemu/virtiofsd); Debian 13 packages the Rust one on its own (virtiofsd, /usr/libexec/virtiofsd).
+if [ ! -x /usr/libexec/virtiofsd ] && [ ! -x /usr/lib/qemu/virtiofsd ]; then
+  debian=$(cut -d. -f1 /etc/debian_version 2>/dev/null || true)  # "12", "13", or "trixie/sid" on testing
+  if [[ $debian =~ ^[0-9]+$ ]] && [ "$debian" -lt 13 ]; then need+=(qemu-system-common); else need+=(virtiofsd); fi
+fi
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 have mkfs.ext4 || need+=(e2fsprogs)
 have cpio || need+=(cpio)
@@ -27,6 +33,13 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "bootstrap: installing ${need[*]} (apt)…"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# nats-server 2.10.23 or later (sync_interval: always) where the host's is older (Debian 12: 2.9.10): Debian 13's
+# package, fetched into .corral/nats-server (docs/decisions/0012). Not fatal: Corral then runs the host's server.
+if [ -z "${CORRAL_NATS_SERVER:-}" ] && ! bash infra/scripts/fetch-nats-server.sh; then
+  echo "bootstrap: warning: no nats-server 2.10.23 or later; Corral runs $(nats-server --version 2>&1 | head -n1)" \
+    "(2.9: no sync_interval, an OS crash or power loss can lose the last acknowledged writes, a kill cannot)" >&2
 fi
 
 if [ ! -d node_modules/xstate ]; then echo "bootstrap: npm ci…"; npm ci --no-audit --no-fund >/dev/null; fi

@@ -6,8 +6,10 @@
  * after OS crashes and power loss because of that timer; `sync_interval: always` (nats-server 2.10 and
  * later) fsyncs every write before the ack. nats-server 2.9 (Debian bookworm ships 2.9.10) rejects the
  * field ("unknown field"), so it is written only where the server knows it, and `guarantee` says in
- * words which guarantee holds. Pure: no I/O here (server.ts runs `nats-server --version` and writes
- * the file); test/unit/nats-config.test.ts covers both outputs.
+ * words which guarantee holds. 2.10.20 to 2.10.22 could delete a stream after process kills (fixed in
+ * 2.10.23, Jepsen's NATS 2.12.1 report): their line says so, and bootstrap.sh fetches a later one
+ * (docs/decisions/0012). Pure: no I/O here (server.ts runs `nats-server --version` and writes the file);
+ * test/unit/nats-config.test.ts covers the outputs.
  */
 
 export interface ServerVersion {
@@ -30,9 +32,25 @@ export function parseNatsServerVersion(output: string): ServerVersion | undefine
   };
 }
 
+/** Orders versions as semver does: by major, minor, patch; a pre-release (`2.11.0-RC.1`) before its release. */
+export function compareVersions(a: ServerVersion, b: ServerVersion): number {
+  const d = a.major - b.major || a.minor - b.minor || a.patch - b.patch;
+  if (d) return Math.sign(d);
+  const pre = (v: ServerVersion) => v.text.includes('-');
+  return pre(a) === pre(b) ? 0 : pre(a) ? -1 : 1;
+}
+
 /** `sync_interval` exists from nats-server 2.10.0 on. */
 export function supportsSyncInterval(v: ServerVersion | undefined): boolean {
   return v !== undefined && (v.major > 2 || (v.major === 2 && v.minor >= 10));
+}
+
+/** The first release with `sync_interval` whose streams survive repeated process kills. */
+export const DURABLE_SINCE: ServerVersion = { major: 2, minor: 10, patch: 23, text: '2.10.23' };
+
+/** 2.10.23 or later: `sync_interval: always`, and no stream lost to process kills. */
+export function isDurableServer(v: ServerVersion | undefined): boolean {
+  return v !== undefined && compareVersions(v, DURABLE_SINCE) >= 0;
 }
 
 export interface NatsConfigInput {
@@ -69,7 +87,8 @@ export function natsServerConfig(c: NatsConfigInput): NatsConfig {
   const v = c.version ? `nats-server ${c.version.text}` : 'this nats-server (version unknown)';
   const guarantee = syncAlways
     ? `${v}: JetStream flushes every write (sync_interval: always): ` +
-      'an acknowledged event survives a process kill, an OS crash and power loss'
+      'an acknowledged event survives a process kill, an OS crash and power loss' +
+      (isDurableServer(c.version) ? '' : '; but releases before 2.10.23 could lose a whole stream to repeated kills')
     : `${v} does not support sync_interval: writes are flushed on the server's default interval; ` +
       'an OS crash can lose the last acknowledged writes (a process kill cannot)';
   const port = !c.port ? -1 : c.port;

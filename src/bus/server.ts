@@ -1,5 +1,7 @@
 /**
  * Start a local nats-server with JetStream as a child process (used by `corral up` and the tests).
+ * Which binary: `CORRAL_NATS_SERVER`, else the Debian 13 one bootstrap.sh fetched into .corral/ when it is
+ * newer than PATH's, else PATH's (nats-binary.ts; docs/decisions/0012).
  *
  * The server runs from a config file generated for the version it reports (`nats-server --version`):
  * with 2.10 and later JetStream fsyncs every write (`sync_interval: always`); 2.9.x rejects that field,
@@ -12,12 +14,17 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { err } from '../errors.ts';
+import { natsServerBinary } from './nats-binary.ts';
 import { natsServerConfig, parseNatsServerVersion, type ServerVersion } from './nats-config.ts';
+
+export { natsServerBinary };
 
 export interface LocalNats {
   url: string;
   port: number;
   proc: ChildProcess;
+  /** The binary that runs (a path, or `nats-server` from PATH). */
+  binary: string;
   /** The version `nats-server --version` reported (undefined if it printed none). */
   version: ServerVersion | undefined;
   /** Whether JetStream fsyncs every write before acknowledging it (`sync_interval: always`). */
@@ -30,18 +37,14 @@ export interface LocalNats {
   stop(): Promise<void>;
 }
 
-export function natsServerBinary(): string {
-  return process.env.CORRAL_NATS_SERVER ?? 'nats-server';
-}
-
-const cannotRun = (e: Error) =>
-  err.unavailable(`cannot run nats-server (${natsServerBinary()}): ${e.message}; run infra/scripts/bootstrap.sh`, e);
+const cannotRun = (binary: string, e: Error) =>
+  err.unavailable(`cannot run nats-server (${binary}): ${e.message}; run infra/scripts/bootstrap.sh`, e);
 
 /** `nats-server --version`, parsed. */
-export function natsServerVersion(timeoutMs = 10_000): Promise<ServerVersion | undefined> {
+export function natsServerVersion(timeoutMs = 10_000, binary = natsServerBinary()): Promise<ServerVersion | undefined> {
   return new Promise((res, rej) => {
-    execFile(natsServerBinary(), ['--version'], { timeout: timeoutMs }, (e, stdout, stderr) => {
-      if (e && (e as NodeJS.ErrnoException).code === 'ENOENT') return rej(cannotRun(e));
+    execFile(binary, ['--version'], { timeout: timeoutMs }, (e, stdout, stderr) => {
+      if (e && (e as NodeJS.ErrnoException).code === 'ENOENT') return rej(cannotRun(binary, e));
       res(parseNatsServerVersion(`${stdout}\n${stderr}`));
     });
   });
@@ -58,13 +61,14 @@ export async function startNatsServer(opts: {
 }): Promise<LocalNats> {
   const dataDir = resolve(opts.dataDir);
   mkdirSync(dataDir, { recursive: true });
-  const version = await natsServerVersion(opts.timeoutMs);
+  const binary = natsServerBinary();
+  const version = await natsServerVersion(opts.timeoutMs, binary);
   const configFile = join(dataDir, 'nats-server.conf');
   const pidFile = join(dataDir, 'nats-server.pid');
   // nats-server: port -1 picks a free port (0 would mean 4222)
   const conf = natsServerConfig({ version, storeDir: dataDir, port: !opts.port ? -1 : opts.port, pidFile });
   writeFileSync(configFile, opts.extra ? `${conf.text}\n${opts.extra.trimEnd()}\n` : conf.text);
-  const proc = spawn(natsServerBinary(), ['-c', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn(binary, ['-c', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
   const url = await new Promise<string>((resolve, reject) => {
     let buf = '';
     const timer = setTimeout(() => {
@@ -73,7 +77,7 @@ export async function startNatsServer(opts: {
     }, opts.timeoutMs ?? 10_000);
     proc.once('error', (e) => {
       clearTimeout(timer);
-      reject(cannotRun(e));
+      reject(cannotRun(binary, e));
     });
     proc.once('exit', (code) => {
       clearTimeout(timer);
@@ -96,6 +100,7 @@ export async function startNatsServer(opts: {
     url,
     port: Number(new URL(url).port),
     proc,
+    binary,
     version,
     syncAlways: conf.syncAlways,
     guarantee: conf.guarantee,
