@@ -15,13 +15,15 @@
  *                    stdin → cat → stdout MB/s through Corral next to the guest channel alone (bench/workload.ts)
  *   containerd       `ctr run --rm … true` through the corral runtime next to `corral run` of the same rootfs (the
  *                    shim's overhead) and next to runc (bench/containerd.ts)
+ *   throughput       creates/s with simulated VMs (real mount worker, real JetStream) next to the same mounts and
+ *                    appends done directly (bench/throughput.ts); host memory (PSS) of one running sandbox's QEMU
  *   fleet            placement latency with 100 simulated nodes; create throughput through the fleet
  *                    subject next to the same creates sent to the node directly (bench/fleet.ts)
  *
  * Flags: --runs N (default 7), --sandboxes N (default 1000), --json.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -34,6 +36,7 @@ import { REPO, testNode } from '../test/helpers/node.ts';
 import { fakeEffects, request as fakeRequest } from '../test/helpers/fake-effects.ts';
 import { benchContainerd } from './containerd.ts';
 import { benchFleet } from './fleet.ts';
+import { benchThroughput } from './throughput.ts';
 import { benchWorkload } from './workload.ts';
 
 const args = process.argv.slice(2);
@@ -60,6 +63,19 @@ async function time(n: number, f: (i: number) => Promise<void> | void): Promise<
 }
 
 const tmp = mkdtempSync('/tmp/corral-bench-');
+let hostBytesPerRunningSandbox: number | undefined;
+
+/** PSS (bytes) of one running sandbox's QEMU, real guest idle in `sleep` (smaps_rollup: shared pages split). */
+async function runningSandboxPss(n: Awaited<ReturnType<typeof testNode>>): Promise<number> {
+  const id = 'bench-pss';
+  const { pid } = await n.call<{ pid: number }>('create', { id, bundle: n.bundle(id, { args: ['sleep', '600'] }) });
+  await n.call('start', { id });
+  const pss = Number(/^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? 0) * 1024;
+  await n.call('kill', { id, signal: 9 });
+  await n.call('wait', { id });
+  await n.call('delete', { id });
+  return pss;
+}
 const results: Record<string, ReturnType<typeof stats>> = {};
 try {
   say(`corral bench: ${runs} runs each (TCG guests here: see docs/machine notes)`);
@@ -122,6 +138,7 @@ try {
     }
     results.createToRunning = stats(createToRunning);
     results.fullRun = stats(fullRun);
+    hostBytesPerRunningSandbox = await runningSandboxPss(n);
   } finally {
     await n.cleanup();
   }
@@ -205,6 +222,9 @@ try {
   results.ctrRunc = stats(ct.runc);
   say(`  containerd: ctr run (corral) p50 ${results.ctrCorral.p50.toFixed(0)} ms`);
 
+  const throughput = await benchThroughput(tmp);
+  say(`  throughput: ${throughput.createsPerSec.toFixed(1)} creates/s (${throughput.overRaw.toFixed(2)}× raw)`);
+
   const fb = await benchFleet({ say });
   results.placementAlone = stats(fb.placementAlone);
   results.placementInFlight = stats(fb.placementInFlight);
@@ -214,7 +234,8 @@ try {
   const report = {
     runs,
     results,
-    memory: { bytesPerIdleSandboxActor: Math.round(perActor) },
+    memory: { bytesPerIdleSandboxActor: Math.round(perActor), hostBytesPerRunningSandbox },
+    throughput,
     recovery,
     fleet,
     io,
@@ -253,6 +274,12 @@ try {
         ` ${recovery.rawReadPerSec!.toFixed(0)} events/s of the same ${recovery.records} records` +
         ` (ratio ${report.ratios.replayOverRawRead.toFixed(2)})`,
     );
+    console.log(
+      `throughput: ${throughput.createsPerSec.toFixed(1)} creates/s (simulated VMs, ${throughput.concurrency} ` +
+        `in flight) vs ${throughput.rawPerSec.toFixed(1)}/s of the same mounts and appends done directly ` +
+        `(ratio ${throughput.overRaw.toFixed(2)})`,
+    );
+    console.log(`host memory per running sandbox: ${((hostBytesPerRunningSandbox ?? 0) / 1048576).toFixed(0)} MiB PSS`);
     console.log(row('ctrCorral', 'ctr run --rm true (corral)'));
     console.log(row('corralRun', 'corral run --rm true'));
     console.log(row('ctrRunc', 'ctr run --rm true (runc)'));

@@ -1,0 +1,74 @@
+/**
+ * Creates per second on one node (issue 13), simulated VMs but the real mount worker and real JetStream,
+ * next to the same work done directly in the same run:
+ *
+ *   corral   N creates through the Task API, CONCURRENCY in flight: each is the agent's plan, the mount
+ *            worker's mkdir + bind mount (mount(8)), the simulated boot, and the log appends it journals
+ *   raw      per create, the same done the fastest honest way: mkdir, `mount --bind` with mount(8) (async),
+ *            and as many acknowledged appends to a JetStream stream as a Corral create journals (counted from
+ *            the log), all in flight at once (Corral must order a sandbox's appends; raw need not), the same
+ *            concurrency
+ *
+ * overRaw = time per create through Corral / time per create raw (1 = no overhead beyond the side effects).
+ * Then the tasks are deleted (their mounts undone), and the raw mounts unmounted.
+ */
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { readRecords } from '../src/bus/eventlog-reader.ts';
+import { testNode } from '../test/helpers/node.ts';
+
+const CONCURRENCY = 16;
+const run = promisify(execFile);
+
+async function pool(n: number, f: (i: number) => Promise<void>) {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      for (let i = next++; i < n; i = next++) await f(i);
+    }),
+  );
+}
+
+export async function benchThroughput(tmp: string, n = 200) {
+  const sim = await testNode({ simulate: true });
+  try {
+    const b = sim.bundle('tput', { args: ['sleep', '1'] });
+    const t0 = performance.now();
+    await pool(n, (i) => sim.call('create', { id: `tp-${i}`, bundle: b }, 60_000).then(() => undefined));
+    const corralMs = performance.now() - t0;
+    const records = await readRecords(sim.nc, { node: sim.node });
+    const perCreate = Math.round(records.filter((r) => r.taskId?.startsWith('tp-')).length / n);
+
+    const jsm = await jetstreamManager(sim.nc);
+    await jsm.streams.add({ name: 'BENCH_RAW', subjects: ['bench.raw.>'] });
+    const js = jetstream(sim.nc);
+    const body = new Uint8Array(200);
+    const src = join(tmp, 'tput-src');
+    mkdirSync(src, { recursive: true });
+    const r0 = performance.now();
+    await pool(n, async (i) => {
+      const target = join(tmp, 'tput', String(i));
+      mkdirSync(target, { recursive: true });
+      await run('mount', ['--bind', src, target]);
+      await Promise.all(Array.from({ length: perCreate }, () => js.publish(`bench.raw.${i}`, body)));
+    });
+    const rawMs = performance.now() - r0;
+    for (let i = 0; i < n; i++) execFileSync('umount', [join(tmp, 'tput', String(i))]);
+    rmSync(join(tmp, 'tput'), { recursive: true, force: true });
+    await jsm.streams.delete('BENCH_RAW');
+    await pool(n, (i) => sim.call('delete', { id: `tp-${i}` }, 60_000).then(() => undefined));
+    return {
+      creates: n,
+      concurrency: CONCURRENCY,
+      appendsPerCreate: perCreate,
+      createsPerSec: n / (corralMs / 1000),
+      rawPerSec: n / (rawMs / 1000),
+      overRaw: corralMs / rawMs,
+    };
+  } finally {
+    await sim.cleanup();
+  }
+}
