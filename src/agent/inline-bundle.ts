@@ -3,7 +3,7 @@
  * directory when `root.path` is relative (the request's rootfs entries are mounted onto it). Removal
  * takes only what was written, and only empty directories: never the contents of a mount.
  */
-import { mkdirSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join, normalize } from 'node:path';
 import { err } from '../errors.ts';
 
@@ -16,11 +16,24 @@ export function writeInlineBundle(root: string, id: string, spec: Record<string,
     mkdirSync(root, { recursive: true });
     mkdirSync(bundle, { mode: 0o711 });
   }
-  const rootPath = (spec.root as { path?: unknown } | undefined)?.path;
-  if (typeof rootPath === 'string' && rootPath && !isAbsolute(rootPath) && !normalize(rootPath).startsWith('..'))
-    mkdirSync(join(bundle, rootPath), { recursive: true, mode: 0o711 });
-  writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec));
-  return bundle;
+  try {
+    const rootPath = (spec.root as { path?: unknown } | undefined)?.path;
+    if (typeof rootPath === 'string' && rootPath.includes('\0'))
+      throw err.invalid('spec root.path must not contain NUL');
+    if (typeof rootPath === 'string' && rootPath && !isAbsolute(rootPath) && !normalize(rootPath).startsWith('..'))
+      mkdirSync(join(bundle, rootPath), { recursive: true, mode: 0o711 });
+    let text: string;
+    try {
+      text = JSON.stringify(spec);
+    } catch (e) {
+      throw err.invalid(`spec cannot be written as config.json: ${(e as Error).message}`, e);
+    }
+    writeFileSync(join(bundle, 'config.json'), text);
+    return bundle;
+  } catch (e) {
+    removeInlineBundle(bundle);
+    throw e;
+  }
 }
 
 export function removeInlineBundle(bundle: string): void {
@@ -29,11 +42,13 @@ export function removeInlineBundle(bundle: string): void {
   } catch {
     /* gone */
   }
-  for (const d of [join(bundle, 'rootfs'), bundle]) {
+  const prune = (d: string) => {
     try {
+      for (const e of readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) prune(join(d, e.name));
       rmdirSync(d);
     } catch {
       /* not empty or gone: leave it */
     }
-  }
+  };
+  prune(bundle);
 }

@@ -1,8 +1,8 @@
 /** MessagePack on the wire: plain pack/unpack, no shared records, so every message decodes on its own. */
-import { Packr } from 'msgpackr';
+import { C1, Packr } from 'msgpackr';
 import { err } from '../errors.ts';
 
-const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true });
+const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true, int64AsType: 'number' });
 
 /**
  * Largest payload a handler accepts (under NATS's default 1 MiB max_payload); bigger ones get
@@ -30,8 +30,12 @@ export function decode(bytes: Uint8Array): unknown {
   return values[0];
 }
 
-function hasMarker(v: unknown, depth = 0): boolean {
-  if (!v || typeof v !== 'object' || depth > 32) return false;
-  if (v.constructor?.name === 'C1Type') return true;
-  return Object.values(v).some((x) => hasMarker(x, depth + 1));
+function hasMarker(v: unknown): boolean {
+  const todo: unknown[] = [v];
+  while (todo.length) {
+    const x = todo.pop();
+    if (x === C1) return true;
+    if (x && typeof x === 'object' && !(x instanceof Uint8Array)) todo.push(...(Object.values(x) as unknown[]));
+  }
+  return false;
 }

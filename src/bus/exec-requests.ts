@@ -30,7 +30,8 @@ export function parseExec(body: unknown): { id: string; execId: string; process:
   const env = strings(spec.env, 'spec.env', 4096);
   if (env.some((e) => !e.includes('='))) throw err.invalid('spec.env entries must be KEY=value');
   const cwd = spec.cwd ?? '/';
-  if (typeof cwd !== 'string' || !cwd.startsWith('/')) throw err.invalid('spec.cwd must be an absolute path');
+  if (typeof cwd !== 'string' || !cwd.startsWith('/') || cwd.includes('\0'))
+    throw err.invalid('spec.cwd must be an absolute path');
   const user = obj(spec.user ?? {}, 'spec.user');
   const gids = user.additionalGids ?? [];
   if (!Array.isArray(gids) || gids.length > 256) throw err.invalid('spec.user.additionalGids: at most 256 gids');

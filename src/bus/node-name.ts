@@ -26,6 +26,6 @@ export function nodeName(v: unknown, what = 'node name'): string {
   if (isNodeName(v)) return v;
   throw err.invalid(
     `${what} must be 1-${NODE_NAME_MAX} letters, digits, '_' or '-' (a NATS subject token and KV key), ` +
-      `got ${JSON.stringify(v)}`,
+      `got ${typeof v === 'bigint' ? String(v) : JSON.stringify(v)}`,
   );
 }

@@ -52,13 +52,17 @@ export function parseCreate(body: unknown): CreateTaskRequest {
   const rootfs: MountSpec[] = rootfsRaw.map((m, i) => {
     const e = obj(m, `rootfs[${i}]`);
     const options = e.options ?? [];
-    if (!Array.isArray(options) || options.some((x) => typeof x !== 'string'))
+    if (!Array.isArray(options) || options.some((x) => typeof x !== 'string' || x.includes('\0')))
       throw err.invalid(`rootfs[${i}].options must be a list of strings`);
-    return {
-      type: str(e, 'type', { required: true, max: 64 }),
-      source: str(e, 'source', { required: true }),
-      options: options as string[],
-    };
+    try {
+      return {
+        type: str(e, 'type', { required: true, max: 64 }),
+        source: str(e, 'source', { required: true }),
+        options: options as string[],
+      };
+    } catch (x) {
+      throw err.invalid(`rootfs[${i}].${(x as Error).message}`);
+    }
   });
   const opts = o.options === undefined || o.options === null ? {} : obj(o.options, 'options');
   const configPath = str(opts, 'configPath');

@@ -132,14 +132,14 @@ export function parseMountOptions(options: readonly string[]): ParsedOptions {
   let idmapped = false;
   const data: string[] = [];
   for (const raw of options) {
-    const o = RECURSIVE[raw] ?? raw;
-    const f = FLAGS[o];
+    const o = Object.hasOwn(RECURSIVE, raw) ? RECURSIVE[raw]! : raw;
+    const f = Object.hasOwn(FLAGS, o) ? FLAGS[o] : undefined;
     if (f) {
       const [clear, bit] = f;
       flags = clear ? flags & ~bit : flags | bit;
       if (o === 'bind' || o === 'rbind') bind = true;
-    } else if (PROPAGATION[o] !== undefined) {
-      propagation |= PROPAGATION[o];
+    } else if (Object.hasOwn(PROPAGATION, o)) {
+      propagation |= PROPAGATION[o]!;
     } else if (o === 'idmap' || o === 'ridmap') {
       idmapped = true;
     } else if (!IGNORED.has(o) && o !== '') {

@@ -122,11 +122,13 @@ const U64 = Number.MAX_SAFE_INTEGER;
  */
 export function updateLimits(resources: unknown): CgroupLimit[] {
   const f = 'update: resources';
-  if (!isRecord(resources)) throw err.invalid(`${f} must be a map`);
+  const isMap = (v: unknown): v is Record<string, unknown> =>
+    isRecord(v) && !(v instanceof Uint8Array) && !(v instanceof Date);
+  if (!isMap(resources)) throw err.invalid(`${f} must be a map`);
   const section = (k: string): Record<string, unknown> | undefined => {
     const v = resources[k];
     if (v === undefined || v === null) return undefined;
-    if (!isRecord(v)) throw err.invalid(`${f}.${k} must be a map`);
+    if (!isMap(v)) throw err.invalid(`${f}.${k} must be a map`);
     return v;
   };
   const int = (s: Record<string, unknown> | undefined, sec: string, k: string, min: number): number | undefined => {

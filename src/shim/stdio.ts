@@ -37,8 +37,16 @@ export interface StdioPaths {
 /** The path a stdio string names, or undefined for none; refuses what the shim cannot serve. */
 export function stdioPath(v: string, what: string): string | undefined {
   if (v === '') return undefined;
-  if (v.startsWith('file://')) return new URL(v).pathname;
-  if (v.startsWith('fifo://')) return new URL(v).pathname;
+  if (v.startsWith('file://') || v.startsWith('fifo://')) {
+    let p: string;
+    try {
+      p = decodeURIComponent(new URL(v).pathname);
+    } catch {
+      throw err.invalid(`${what} ${JSON.stringify(v)}: not a valid URI`);
+    }
+    if (!p.startsWith('/')) throw err.invalid(`${what} ${JSON.stringify(v)}: no absolute path`);
+    return p;
+  }
   if (/^[a-z]+:\/\//.test(v)) throw err.invalid(`${what} ${v}: only FIFOs and file:// are supported`);
   if (!v.startsWith('/')) throw err.invalid(`${what} ${JSON.stringify(v)}: not an absolute path`);
   return v;

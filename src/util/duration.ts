@@ -31,7 +31,8 @@ export function matchDuration(v: string): number | undefined {
   if (!m) return undefined;
   const n = Number(m[1]);
   if (m[2] === undefined) return n === 0 ? 0 : undefined;
-  return Math.round(n * DURATION_UNITS[m[2] as DurationUnit]);
+  const ms = Math.round(n * DURATION_UNITS[m[2] as DurationUnit]);
+  return Number.isSafeInteger(ms) ? ms : undefined;
 }
 
 /**
