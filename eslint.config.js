@@ -28,7 +28,8 @@ const styleChoices = {
 
 export default defineConfig(
   {
-    // src/shim/gen/: protoc-gen-es output (infra/scripts/gen-proto.sh), not edited by hand.
+    // src/shim/gen/, test/helpers/otlp/gen/: protoc-gen-es output (infra/scripts/gen-proto.sh; buf generate in
+    // test/helpers/otlp/proto), not edited by hand.
     ignores: [
       'node_modules/',
       '.corral/',
@@ -38,6 +39,7 @@ export default defineConfig(
       'scratch/',
       '**/*.d.ts',
       'src/shim/gen/',
+      'test/helpers/otlp/gen/',
     ],
   },
   js.configs.recommended,

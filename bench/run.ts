@@ -19,6 +19,11 @@
  *                    appends done directly (bench/throughput.ts); host memory (PSS) of one running sandbox's QEMU
  *   fleet            placement latency with 100 simulated nodes; create throughput through the fleet
  *                    subject next to the same creates sent to the node directly (bench/fleet.ts)
+ *   network          TCP MB/s guest ⇄ a host test namespace (tcfilter; guest → host also macvtap) next to the same
+ *                    transfer between two namespaces without a VM; create → first output with the network on and
+ *                    off (bench/network.ts)
+ *   tracing          create→running with traces exported (agent, workers, this process as the client) to a local
+ *                    OTLP receiver, next to the same on a node with tracing off (bench/tracing.ts)
  *
  * Flags: --runs N (default 7), --sandboxes N (default 1000), --json.
  */
@@ -37,7 +42,9 @@ import { fakeEffects, request as fakeRequest } from '../test/helpers/fake-effect
 import { benchContainerd } from './containerd.ts';
 import { benchFleet } from './fleet.ts';
 import { benchThroughput } from './throughput.ts';
+import { benchTracing } from './tracing.ts';
 import { benchWorkload } from './workload.ts';
+import { benchNetwork } from './network.ts';
 
 const args = process.argv.slice(2);
 const runs = Number(args[args.indexOf('--runs') + 1] ?? 0) || 7;
@@ -216,6 +223,18 @@ try {
   const io = { rawMBs: wl.rawMBs, corralMBs: wl.corralMBs };
   say(`  workload: exec p50 ${results.corralExec.p50.toFixed(1)} ms, stdin→stdout ${io.corralMBs.toFixed(1)} MB/s`);
 
+  const nb = await benchNetwork(runs);
+  results.firstOutputNetOn = stats(nb.firstOutputOn);
+  results.firstOutputNetOff = stats(nb.firstOutputOff);
+  const network = {
+    guestToHostMBs: nb.guestToHostMBs,
+    macvtapGuestToHostMBs: nb.macvtapGuestToHostMBs,
+    plainToHostMBs: nb.plainToHostMBs,
+    hostToGuestMBs: nb.hostToGuestMBs,
+    hostToPlainMBs: nb.hostToPlainMBs,
+  };
+  say(`  network: guest→host ${nb.guestToHostMBs.toFixed(1)} MB/s, host→guest ${nb.hostToGuestMBs.toFixed(1)} MB/s`);
+
   const ct = await benchContainerd(runs, time);
   results.ctrCorral = stats(ct.ctrCorral);
   results.corralRun = stats(ct.corralRun);
@@ -230,6 +249,13 @@ try {
   results.placementInFlight = stats(fb.placementInFlight);
   const fleet = { nodes: fb.nodes, creates: fb.creates, directPerSec: fb.directPerSec, fleetPerSec: fb.fleetPerSec };
 
+  const tr = await benchTracing(runs, time);
+  results.createToRunningTracingOff = stats(tr.off);
+  results.createToRunningTracingOn = stats(tr.on);
+  results.simCreateToRunningTracingOff = stats(tr.simOff);
+  results.simCreateToRunningTracingOn = stats(tr.simOn);
+  say(`  tracing: create→running p50 ${results.createToRunningTracingOn.p50.toFixed(0)} ms on, ${tr.spans} spans`);
+
   const ratio = (a: string, b: string) => results[a]!.p50 / results[b]!.p50;
   const report = {
     runs,
@@ -239,16 +265,23 @@ try {
     recovery,
     fleet,
     io,
+    network,
     ratios: {
       execOverRawExec: ratio('corralExec', 'rawExec'),
       ioOverRawIo: io.corralMBs / io.rawMBs,
+      netGuestToHostOverPlain: network.guestToHostMBs / network.plainToHostMBs,
+      netHostToGuestOverPlain: network.hostToGuestMBs / network.hostToPlainMBs,
+      firstOutputNetOnOverOff: ratio('firstOutputNetOn', 'firstOutputNetOff'),
       createToRunningOverRawBoot: ratio('createToRunning', 'rawBoot'),
       fullRunOverRawBoot: ratio('fullRun', 'rawBoot'),
       replayOverRawRead: recovery.replayPerSec! / recovery.rawReadPerSec!,
       fleetOverDirectCreates: fleet.fleetPerSec / fleet.directPerSec,
       ctrCorralOverCorralRun: ratio('ctrCorral', 'corralRun'),
       ctrCorralOverRunc: ratio('ctrCorral', 'ctrRunc'),
+      tracingOnOverOff: ratio('createToRunningTracingOn', 'createToRunningTracingOff'),
+      tracingOnOverOffSimulated: ratio('simCreateToRunningTracingOn', 'simCreateToRunningTracingOff'),
     },
+    tracing: { spans: tr.spans },
   };
   if (json) {
     process.stdout.write(JSON.stringify(report) + '\n');
@@ -295,6 +328,14 @@ try {
       `stdin→cat→stdout 16 MiB: ${io.corralMBs.toFixed(1)} MB/s through Corral vs ${io.rawMBs.toFixed(1)} MB/s ` +
         `through the guest channel alone (ratio ${report.ratios.ioOverRawIo.toFixed(2)})`,
     );
+    console.log(
+      `network, 64 MiB over TCP: guest→host ns ${network.guestToHostMBs.toFixed(1)} MB/s (macvtap ` +
+        `${network.macvtapGuestToHostMBs.toFixed(1)}) vs ${network.plainToHostMBs.toFixed(1)} MB/s between two ` +
+        `namespaces; host ns→guest ${network.hostToGuestMBs.toFixed(1)} vs ${network.hostToPlainMBs.toFixed(1)} MB/s`,
+    );
+    console.log(row('firstOutputNetOn', 'create→first output, net on'));
+    console.log(row('firstOutputNetOff', 'create→first output, net off'));
+    console.log(`ratio first output on / off:     ${report.ratios.firstOutputNetOnOverOff.toFixed(2)}`);
     console.log(row('placementAlone', `fleet placement, ${fleet.nodes} sim nodes`));
     console.log(row('placementInFlight', '  … 32 in flight'));
     console.log(
@@ -302,6 +343,14 @@ try {
         ` vs ${fleet.directPerSec.toFixed(1)}/s sent to the node directly` +
         ` (${fleet.creates} each, 8 in flight, simulated VMs;` +
         ` ratio ${report.ratios.fleetOverDirectCreates.toFixed(2)})`,
+    );
+    console.log(row('createToRunningTracingOff', 'create→running, tracing off'));
+    console.log(row('createToRunningTracingOn', 'create→running, tracing on'));
+    console.log(row('simCreateToRunningTracingOff', '  … simulated VMs, off'));
+    console.log(row('simCreateToRunningTracingOn', '  … simulated VMs, on'));
+    console.log(
+      `ratio tracing on / off:          ${report.ratios.tracingOnOverOff.toFixed(2)} ` +
+        `(simulated VMs: ${report.ratios.tracingOnOverOffSimulated.toFixed(2)}; ${tr.spans} spans exported)`,
     );
   }
 } finally {

@@ -1,5 +1,9 @@
-/** The one root logger. Children per actor carry `sandboxId`/`taskId`; errors go under `err`. */
+/**
+ * The one root logger. Children per actor carry `sandboxId`/`taskId`; errors go under `err`; a line
+ * logged while a trace span is active carries `trace_id` and `span_id` (util/trace.ts).
+ */
 import { pino, type Logger } from 'pino';
+import { traceFields, tracing } from './util/trace.ts';
 
 export type { Logger };
 
@@ -22,6 +26,8 @@ export function rootLogger(opts: { name: string; level?: string; destination?: n
       level: opts.level ?? process.env.CORRAL_LOG_LEVEL ?? 'info',
       redact: { paths: ['*.password', '*.token', '*.creds', 'request.options.credentials'], censor: '[redacted]' },
       base: { pid: process.pid },
+      // Only when tracing is on (util/trace.ts; the CLI's entry point starts it before any logger is made).
+      ...(tracing() ? { mixin: traceFields } : {}),
     },
     pino.destination({ dest: opts.destination ?? 2, sync: true }),
   );

@@ -12,8 +12,9 @@ repo=$(cd "$here/../.." && pwd)
 out=${1:-${CORRAL_GUEST_DIR:-$repo/.corral/guest}}
 mkdir -p "$out" && out=$(cd "$out" && pwd)
 cache=${CORRAL_GUEST_CACHE:-$out/cache}
-# Modules copied into the image (their dependencies are added); /init loads the first five by default.
-MODULES="virtio_mmio virtio_pci virtio_console 9pnet_virtio 9p virtio_blk crc32c_generic ext4"
+# Modules copied into the image (their dependencies are added); /init loads the first five by default
+# (virtiofs instead of the 9p ones with corral.fs=virtiofs).
+MODULES="virtio_mmio virtio_pci virtio_console 9pnet_virtio 9p virtio_blk crc32c_generic ext4 virtiofs virtio_net"
 say() { echo "guest: $*"; }
 
 # ---- fast path: same inputs, outputs present ----
@@ -53,7 +54,8 @@ if [ -z "$pkg" ]; then
 fi
 kdir=$cache/$pkg
 mkdir -p "$cache"
-if [ ! -f "$kdir/done" ]; then
+# The unpacked kernel is reused while the module list is the same ("done" holds the list it was made for).
+if [ ! -f "$kdir/done" ] || [ "$(cat "$kdir/done")" != "$MODULES" ]; then
   deb=$(ls "$cache/${pkg}_"*.deb 2>/dev/null | head -1 || true)
   if [ -z "$deb" ]; then
     say "apt-get download $pkg"
@@ -89,7 +91,7 @@ if [ ! -f "$kdir/done" ]; then
   printf '%s\n' "${order[@]}" > "$kdir/modules/order"
   echo "$ver" > "$kdir/version"
   rm -rf "$tmp"; trap - EXIT
-  touch "$kdir/done"
+  echo "$MODULES" > "$kdir/done"
 fi
 ver=$(cat "$kdir/version")
 

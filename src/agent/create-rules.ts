@@ -25,6 +25,7 @@ import {
   verifyContainerId,
   type OciSpec,
 } from '../kata/index.ts';
+import { networkSteps } from './create-network.ts';
 import { containerSetup } from './create-setup.ts';
 import { paths, type Settings } from './settings.ts';
 
@@ -118,10 +119,15 @@ export function createRules(s: Settings): CreateRules {
       const base = await loadRuntimeConfig(resolved.path, { requireVsock: false });
       const rc = await applyAnnotations(base, spec.annotations);
       const hv = rc.hypervisor;
-      if (hv.sharedFs !== 'virtio-9p')
+      if (hv.sharedFs !== 'virtio-9p' && hv.sharedFs !== 'virtio-fs')
         throw err.invalid(
-          `shared_fs = "${hv.sharedFs}" is not supported: Corral shares the rootfs over virtio-9p ` +
-            `(set shared_fs = "virtio-9p" in ${rc.configPath})`,
+          `shared_fs = "${hv.sharedFs}" is not supported: Corral shares the rootfs over virtio-9p or virtio-fs ` +
+            `(set shared_fs = "virtio-9p" or "virtio-fs" in ${rc.configPath})`,
+        );
+      if (hv.sharedFs === 'virtio-fs' && hv.virtioFsCacheSize !== 0)
+        throw err.invalid(
+          `virtio_fs_cache_size = ${hv.virtioFsCacheSize} is not supported: Corral's QEMU has no virtio-fs DAX ` +
+            `window (set it to 0 in ${rc.configPath})`,
         );
       if (!hv.initrd)
         throw err.invalid(
@@ -145,6 +151,7 @@ export function createRules(s: Settings): CreateRules {
         bindStep(rootSource, sid, req.id),
         ...cs.steps,
         ...(hv.rootless ? [{ phase: 'preparingUser', kind: 'createUser', args: { sandboxId: sid } } as Step] : []),
+        ...(await networkSteps(s.node, sid, spec, rc.runtime)),
         {
           phase: 'booting',
           kind: 'boot',
@@ -160,6 +167,16 @@ export function createRules(s: Settings): CreateRules {
             sharedDir: paths.sharedDir(s, sid),
             msize9p: hv.msize9p,
             runDir: paths.vmDir(s),
+            ...(hv.sharedFs === 'virtio-fs'
+              ? {
+                  virtioFs: {
+                    daemon: hv.virtioFsDaemon,
+                    cache: hv.virtioFsCache,
+                    extraArgs: [...hv.virtioFsExtraArgs],
+                    queueSize: hv.virtioFsQueueSize,
+                  },
+                }
+              : {}),
             bootTimeoutMs: Math.max(10, rc.agent.dialTimeout || 120) * 1000,
           },
         },

@@ -11,9 +11,17 @@ import type { CreatePlan, RunAct } from '../domain/task.ts';
 import type { CreateRules, SandboxContext } from './create-rules.ts';
 import type { WorkerClient } from './worker-client.ts';
 import type { EffectGate } from '../replay/gate.ts';
+import { inEffectSpan } from './effect-span.ts';
 
 /** Deadlines per effect, ms. Boot is long: TCG guests take seconds; KVM fallback adds its probe. */
-export const DEADLINES = { mount: 30_000, user: 30_000, boot: 180_000, process: 15_000, compensate: 60_000 } as const;
+export const DEADLINES = {
+  mount: 30_000,
+  user: 30_000,
+  network: 30_000,
+  boot: 180_000,
+  process: 15_000,
+  compensate: 60_000,
+} as const;
 
 /**
  * A named point on the effect path (`before:<effect>`, `during:<effect>`: done by the worker, not yet
@@ -68,7 +76,7 @@ export function taskEffects(
     d.probe?.(`before:${name}`);
     const t0 = performance.now();
     try {
-      const output = await f(callsOf(n));
+      const output = await inEffectSpan(name, task.id, () => f(callsOf(n)));
       d.probe?.(`during:${name}`);
       d.observeStep?.(name, performance.now() - t0, true);
       await d.events.append(task.sandboxId(), 'input', { taskId: task.id, effect: name, ok: true, output });
@@ -102,10 +110,16 @@ export function taskEffects(
         return call('mount', 'bind', step.args, DEADLINES.mount, signal);
       case 'createUser':
         return call('hypervisor', 'createUser', step.args, DEADLINES.user, signal);
+      case 'createNetns':
+        return call('network', 'createNetns', step.args, DEADLINES.network, signal);
+      case 'setupNetwork':
+        return call('network', 'setup', step.args, DEADLINES.network, signal);
       case 'boot': {
         const { bootTimeoutMs, ...spec } = step.args;
         const user = results.createUser;
-        const boot = { ...spec, ...(user ? { user, runDir: user.runtimeDir } : {}) };
+        const net = results.setupNetwork;
+        const network = net ? { network: { netns: net.netns, nics: net.nics, routes: net.routes } } : {};
+        const boot = { ...spec, ...(user ? { user, runDir: user.runtimeDir } : {}), ...network };
         return call('hypervisor', 'boot', boot, bootTimeoutMs ?? DEADLINES.boot, signal);
       }
     }
@@ -156,6 +170,10 @@ export function taskEffects(
         return call('hypervisor', 'removeUser', c.args, DEADLINES.compensate, signal);
       case 'stopVm':
         return call('hypervisor', 'stop', c.args, DEADLINES.compensate, signal);
+      case 'teardownNetwork':
+        return call('network', 'teardown', c.args, DEADLINES.compensate, signal);
+      case 'removeNetns':
+        return call('network', 'removeNetns', c.args, DEADLINES.compensate, signal);
       case 'removeTree': {
         // Pod containers' binds may still sit inside a sandbox dir: release them, deepest first.
         const { mounts } = await d.workers.read('mount', 'scan', {});

@@ -11,6 +11,7 @@ import type { Fact } from '../domain/task.ts';
 import type { LifecycleEvent, LifecycleMachine } from '../machines/index.ts';
 import type { Logger } from '../log.ts';
 import { Lanes } from '../util/lanes.ts';
+import { activeTraceparent } from '../util/trace.ts';
 import type { NewTask, Task } from './task-table.ts';
 
 export interface JournalDeps {
@@ -27,9 +28,13 @@ export class TaskJournal {
 
   constructor(private readonly d: JournalDeps) {}
 
-  /** Write-ahead: store the input, then let the actor consume it. */
+  /**
+   * Write-ahead: store the input, then let the actor consume it. A request's input carries the span it
+   * was served in (`trace`, a traceparent): recovery links to it if the agent dies before it is done.
+   */
   async input(t: Task, event: LifecycleEvent): Promise<void> {
-    await this.d.events.append(t.sandboxId, 'input', { taskId: t.id, event });
+    const trace = activeTraceparent();
+    await this.d.events.append(t.sandboxId, 'input', { taskId: t.id, event, ...(trace ? { trace } : {}) });
     t.actor.send(event);
   }
 

@@ -9,7 +9,8 @@
  *
  * Corral only ever touches what is unmistakably its own: mounts under its run dir (never under bundle
  * roots such as /run/containerd, where containerd mounts for other runtimes), QEMU processes carrying
- * its `-name corral-<id>` marker, users named `corral-*` whose comment names a sandbox.
+ * its `-name corral-<id>` marker, users named `corral-*` whose comment names a sandbox, network links
+ * carrying its alias for this node, and its namespaces `/run/netns/corral.<node>.<sandbox>`.
  */
 export interface Observed {
   /** Mount points (from /proc/self/mountinfo via the mount worker). */
@@ -18,13 +19,19 @@ export interface Observed {
   users: { name: string; uid: number; sandboxId: string | null }[];
   /** Entries of `<runDir>/sandboxes/`. */
   sandboxDirs: string[];
+  /** Taps and macvtaps this node made (the network worker's scan), by sandbox and namespace. */
+  netLinks?: { netns: string; sandboxId: string }[];
+  /** Namespaces Corral made for this node's sandboxes. */
+  netns?: { path: string; sandboxId: string }[];
 }
 
 export type Action =
   | { kind: 'stopVm'; sandboxId: string; pid: number }
   | { kind: 'unmount'; target: string; sandboxId: string }
   | { kind: 'removeTree'; path: string; sandboxId: string }
-  | { kind: 'removeUser'; user: string; uid: number; sandboxId: string };
+  | { kind: 'removeUser'; user: string; uid: number; sandboxId: string }
+  | { kind: 'teardownNetwork'; netns: string; sandboxId: string }
+  | { kind: 'removeNetns'; netns: string; sandboxId: string };
 
 export function decideReconcile(observed: Observed, liveSandboxes: ReadonlySet<string>, runDir: string): Action[] {
   const base = `${runDir}/sandboxes/`;
@@ -33,6 +40,16 @@ export function decideReconcile(observed: Observed, liveSandboxes: ReadonlySet<s
   // VMs first: a VMM holds the share open; then mounts, deepest first; then dirs; then users.
   for (const vm of observed.vms)
     if (!liveSandboxes.has(vm.sandboxId)) actions.push({ kind: 'stopVm', sandboxId: vm.sandboxId, pid: vm.pid });
+  // Then the network a VM used: its taps (once per sandbox and namespace), then the namespaces Corral made.
+  const torn = new Set<string>();
+  for (const l of observed.netLinks ?? []) {
+    const key = `${l.sandboxId}\0${l.netns}`;
+    if (liveSandboxes.has(l.sandboxId) || torn.has(key)) continue;
+    torn.add(key);
+    actions.push({ kind: 'teardownNetwork', netns: l.netns, sandboxId: l.sandboxId });
+  }
+  for (const n of observed.netns ?? [])
+    if (!liveSandboxes.has(n.sandboxId)) actions.push({ kind: 'removeNetns', netns: n.path, sandboxId: n.sandboxId });
   const orphanMounts = observed.mounts
     .map((target) => ({ target, sandboxId: sandboxOf(target) }))
     .filter((m): m is { target: string; sandboxId: string } => m.sandboxId !== null && !liveSandboxes.has(m.sandboxId))

@@ -8,6 +8,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { ensureError } from '../errors.ts';
 import type { EventLog } from '../bus/eventlog.ts';
 import type { Logger } from '../log.ts';
+import { NETNS_DIR } from '../domain/network.ts';
 import { run } from '../workers/exec.ts';
 import { decideReconcile, type Action, type Observed } from './reconcile-decide.ts';
 import type { Settings } from './settings.ts';
@@ -31,14 +32,19 @@ export async function observe(workers: WorkerClient, s: Settings): Promise<Obser
       return { name: f[0]!, uid: Number(f[2]), sandboxId: m?.[1] ?? null, node: m?.[2] ?? null };
     });
   // Several nodes may share a host (tests, `corral up --cluster`): a VM is this node's only if its
-  // 9p share lies under this node's run dir.
-  const ours = (pid: number) => {
+  // share lies under this node's run dir: its 9p -fsdev path, or (virtio-fs) the CORRAL_SHARE in its environment.
+  const read = (f: string) => {
     try {
-      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(`path=${s.runDir}/sandboxes/`);
+      return readFileSync(f, 'utf8');
     } catch {
-      return false;
+      return '';
     }
   };
+  const ours = (pid: number) =>
+    read(`/proc/${pid}/cmdline`).includes(`path=${s.runDir}/sandboxes/`) ||
+    read(`/proc/${pid}/environ`)
+      .split('\0')
+      .some((e) => e.startsWith(`CORRAL_SHARE=${s.runDir}/sandboxes/`));
   let sandboxDirs: string[] = [];
   try {
     sandboxDirs = readdirSync(`${s.runDir}/sandboxes`);
@@ -50,6 +56,17 @@ export async function observe(workers: WorkerClient, s: Settings): Promise<Obser
     vms: hv.vms.filter((v) => ours(v.pid)),
     users: users.filter((u) => u.node === s.node),
     sandboxDirs,
+    ...(await observeNetwork(workers, s.node)),
+  };
+}
+
+/** The network worker's scan (its aliases name this node already); a node without that worker has none. */
+async function observeNetwork(workers: WorkerClient, node: string): Promise<Pick<Observed, 'netLinks' | 'netns'>> {
+  const net = await workers.read('network', 'scan', {}).catch(() => ({ links: [], namespaces: [] }));
+  const prefix = `${NETNS_DIR}/corral.${node}.`;
+  return {
+    netLinks: net.links.map((l) => ({ netns: l.netns, sandboxId: l.sandboxId })),
+    netns: net.namespaces.map((path) => ({ path, sandboxId: path.slice(prefix.length) })),
   };
 }
 
@@ -70,6 +87,9 @@ export async function reconcile(
       if (a.kind === 'stopVm') await d.workers.call('hypervisor', 'stop', { sandboxId: a.sandboxId }, o);
       else if (a.kind === 'unmount') await d.workers.call('mount', 'unmountAll', { target: a.target }, o);
       else if (a.kind === 'removeTree') await d.workers.call('mount', 'removeTree', { path: a.path }, o);
+      else if (a.kind === 'teardownNetwork')
+        await d.workers.call('network', 'teardown', { sandboxId: a.sandboxId, netns: a.netns }, o);
+      else if (a.kind === 'removeNetns') await d.workers.call('network', 'removeNetns', { netns: a.netns }, o);
       else await d.workers.call('hypervisor', 'removeUser', { user: a.user, uid: a.uid }, o);
     } catch (e) {
       error = ensureError(e).message;

@@ -3,7 +3,7 @@
  * recorded outcome of each effect), then let whatever was in flight run for real with its original
  * opIds, so workers answer with their first outcome. Facts and states already in the log are not
  * written again. Creates recorded with a requestId become answerable again, and the worker facts
- * that arrived while the agent was down are fed to their tasks.
+ * that arrived while the agent was down are fed to their tasks. All of it in the span `recovery`.
  */
 import { matchesState, type StateValue } from 'xstate';
 import type { WireError } from '../errors.ts';
@@ -16,6 +16,7 @@ import { readRecords, type EventRecord } from '../bus/eventlog-reader.ts';
 import type { RequestLedger } from './idempotency.ts';
 import type { TaskRuntime } from './task-runtime.ts';
 import { newTask, type NewTask, type Task } from './task-table.ts';
+import { inSpan, linkTo, type Link, type Span } from '../util/trace.ts';
 
 const isCreate = (r: EventRecord) =>
   r.kind === 'input' && (r.event as { type?: string } | undefined)?.type === 'create';
@@ -23,7 +24,30 @@ const isCreate = (r: EventRecord) =>
 const ends = (r: EventRecord) =>
   r.kind === 'deleted' || (r.kind === 'state' && matchesState('failed.clean', r.value as StateValue));
 
-export async function recover(rt: TaskRuntime, ledger: RequestLedger): Promise<{ tasks: number; resumed: string[] }> {
+type Recovered = { tasks: number; resumed: string[] };
+
+/**
+ * Recovery is a trace of its own: the span `recovery`, linked to the span of each request it takes
+ * over (the `trace` recorded with a task's last request input: a create, a start, a delete, ...),
+ * parent of the effects it lets run for real.
+ */
+export function recover(rt: TaskRuntime, ledger: RequestLedger): Promise<Recovered> {
+  return inSpan('recovery', (span) => recoverTasks(rt, ledger, span), { root: true });
+}
+
+/** Links to the recorded requests of the tasks whose effects were in flight (each task's last traced input). */
+function interrupted(records: EventRecord[], taskIds: Set<string>): Link[] {
+  const last = new Map<string, EventRecord>();
+  for (const r of records)
+    if (r.kind === 'input' && typeof r.trace === 'string' && r.taskId && taskIds.has(r.taskId)) last.set(r.taskId, r);
+  return [...last.values()].flatMap((r) => {
+    const type = (r.event as { type?: unknown } | undefined)?.type;
+    const link = linkTo(r.trace, { 'corral.task_id': r.taskId!, 'corral.request': String(type) });
+    return link ? [link] : [];
+  });
+}
+
+async function recoverTasks(rt: TaskRuntime, ledger: RequestLedger, span: Span): Promise<Recovered> {
   const { d, tasks } = rt;
   const records = await readRecords(d.nc, { node: d.settings.node });
   const bySandbox = new Map<string, EventRecord[]>();
@@ -74,6 +98,8 @@ export async function recover(rt: TaskRuntime, ledger: RequestLedger): Promise<{
       );
   }
   const resumed = gate.pending().map((p) => `${p.taskId}:${p.name}`);
+  span.addLinks(interrupted(records, new Set(gate.pending().map((p) => p.taskId))));
+  span.setAttribute('corral.resumed', resumed);
   resumeRequests(rt, ledger, records);
   gate.goLive();
   // Exits and VM deaths the workers reported while this agent was down (duplicates are ignored by the machines).

@@ -13,6 +13,7 @@ import { processVerbs } from './process-verbs.ts';
 import type { ReplyTo, Waiter } from './task-table.ts';
 import { execView, taskView } from './views.ts';
 import { removeInlineBundle, writeInlineBundle } from './inline-bundle.ts';
+import { activeTraceparent } from '../util/trace.ts';
 
 export type VerbHandler = (body: unknown, reply: ReplyTo) => Promise<unknown>;
 
@@ -47,12 +48,14 @@ export function taskApi(rt: TaskRuntime, onShutdown?: () => void): Record<string
     const rid = randomUUID();
     const sandboxId = cls.type === 'pod_container' ? cls.sandboxId : req.id;
     rt.expect(rid, { reply, verb: 'create', t0: performance.now(), after });
+    const trace = activeTraceparent(); // recorded with the input: recovery links its span to this request's
     const t = rt.spawn(req.id, cls.type === 'pod_container' ? 'container' : 'sandbox', sandboxId, req, rid);
     try {
       await d.events.append(sandboxId, 'input', {
         taskId: req.id,
         requestId: (body as { requestId?: string }).requestId,
         ...inlineOf(body),
+        ...(trace ? { trace } : {}),
         event: { type: 'create', rid, request: req, containerType: cls.type, machine: t.kind, instance: t.instance },
       });
     } catch (e) {

@@ -16,6 +16,7 @@ import { taskEffects } from './effects.ts';
 import { TaskJournal } from './journal.ts';
 import { newTask, TaskTable, type NewTask, type ReplyTo, type Task } from './task-table.ts';
 import { workerClient, type WorkerClient } from './worker-client.ts';
+import { inSpan } from '../util/trace.ts';
 
 interface PendingReply {
   reply: ReplyTo;
@@ -122,11 +123,14 @@ export class TaskRuntime {
     return this.journal.input(t, event);
   }
 
-  /** A worker fact (a process exit, a VM death) for the task it concerns, if it is still here. */
+  /**
+   * A worker fact (a process exit, a VM death) for the task it concerns, if it is still here; in a span
+   * (`fact.exit`, ...) that the effects it leads to (a teardown) are children of.
+   */
   async feedWorkerEvent(ev: WorkerEvent): Promise<void> {
     const t = this.tasks.get(ev.kind === 'vmExit' ? ev.sandboxId : ev.containerId);
     if (!t) return;
-    await this.input(t, inputOf(ev));
+    await inSpan(`fact.${ev.kind}`, () => this.input(t, inputOf(ev)));
   }
 
   private onReply(r: Reply): void {

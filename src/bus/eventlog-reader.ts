@@ -24,6 +24,8 @@ export interface LogRecord {
   /** Epoch ms when the agent appended it. */
   at: number;
   taskId?: string;
+  /** The trace the record was appended in (a span was active), when tracing is on. */
+  traceId?: string;
   [field: string]: unknown;
 }
 

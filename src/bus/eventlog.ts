@@ -9,7 +9,8 @@
  * published again with the same id until a deadline: JetStream's duplicate window (2 min) stores it at
  * most once, and the ack of a repeat names the first copy's sequence. Records of one sandbox are
  * appended strictly in call order (one after the other is acknowledged), so a retried record can
- * never land after a later one. Past the deadline the append fails with Unavailable.
+ * never land after a later one. Past the deadline the append fails with Unavailable. A record appended
+ * while a trace span is active carries its `traceId`.
  */
 import { randomUUID } from 'node:crypto';
 import {
@@ -23,6 +24,7 @@ import {
 import type { NatsConnection } from '@nats-io/transport-node';
 import { err } from '../errors.ts';
 import { Lanes } from '../util/lanes.ts';
+import { activeTraceId } from '../util/trace.ts';
 import { encode } from './codec.ts';
 import { reconnectWatch, type ReconnectWatch } from './connection.ts';
 import { isConnectionClosed, isNatsTimeout, isNoResponders, isStreamNotFound, jetStreamStatus } from './nats-errors.ts';
@@ -151,7 +153,8 @@ export class EventLog {
    */
   append(sandbox: string, kind: string, data: Record<string, unknown>, msgId?: string): Promise<number> {
     const subject = subjects.evt(this.node, sandbox, kind);
-    const body = encode({ node: this.node, sandbox, kind, at: Date.now(), ...data });
+    const traceId = activeTraceId(); // appended while a span is active: the record names its trace
+    const body = encode({ node: this.node, sandbox, kind, at: Date.now(), ...(traceId ? { traceId } : {}), ...data });
     const id = msgId ?? `${this.node}:${this.instance}:${++this.n}`;
     const deadline = Date.now() + this.deadlineMs;
     return this.lanes.run(sandbox, () => this.publish(subject, body, id, deadline));

@@ -1,12 +1,14 @@
 /**
- * Typed request/reply over NATS with the `{ok, result | error}` envelope and MessagePack.
- * The serving side (one loop for every service) is serve.ts.
+ * Typed request/reply over NATS with the `{ok, result | error}` envelope and MessagePack, carrying the
+ * active trace context in its headers (trace-headers.ts). The serving side (one loop for every service)
+ * is serve.ts.
  */
 import type { Msg, NatsConnection } from '@nats-io/transport-node';
 import { CorralError, err, fromWire } from '../errors.ts';
 import { decode, encode } from './codec.ts';
 import { reconnectWatch } from './connection.ts';
 import { isNatsTimeout, isNoResponders } from './nats-errors.ts';
+import { traceHeaders } from './trace-headers.ts';
 
 import type { Envelope } from './envelope.ts';
 
@@ -69,6 +71,7 @@ export async function request<T>(
   opts: RequestOptions = {},
 ): Promise<T> {
   const data = encode(body);
+  const headers = traceHeaders(); // the active span's W3C context, when tracing is on
   const resend = opts.resendOnReconnect ?? isIdempotent(body);
   const until = Date.now() + Math.max(1, timeoutMs);
   const rc = resend ? reconnectWatch(nc) : undefined;
@@ -80,7 +83,7 @@ export async function request<T>(
   for (;;) {
     if (opts.signal?.aborted) throw err.cancelled(`request on ${subject} abandoned`);
     const left = Math.max(1, until - Date.now());
-    const p = nc.request(subject, data, { timeout: left });
+    const p = nc.request(subject, data, { timeout: left, ...(headers ? { headers } : {}) });
     try {
       if (!rc) {
         msg = await p;

@@ -4,12 +4,13 @@
  * once (MessagePack), run the handler, and answer with the `{ok, result | error}` envelope. A thrown
  * CorralError becomes its coded reply; anything else is Internal and goes to `onInternal` (a bug, to
  * be logged). A handler that answers later (a machine will reply) returns {@link LATER} and calls
- * `reply` itself, exactly once.
+ * `reply` itself, exactly once. Each request runs in a server span (trace-headers.ts), ended by its answer.
  */
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { CorralError, ensureError } from '../errors.ts';
 import { decode, encode } from './codec.ts';
 import type { Envelope } from './envelope.ts';
+import { answered, servedIn } from './trace-headers.ts';
 
 /** Returned by a handler that will call `reply` later. */
 export const LATER: unique symbol = Symbol('later');
@@ -33,6 +34,7 @@ export interface ServeOptions {
 
 /** Answer `msg` with `env`; a requester that has gone (or a closing connection) gets nothing. */
 export function respond(msg: Msg, env: Envelope<unknown>): void {
+  answered(msg, env);
   if (!msg.reply) return;
   try {
     msg.respond(encode(env));
@@ -63,7 +65,7 @@ export function serve(
           respond(msg, env);
         },
       };
-      void (async () => {
+      const handle = async () => {
         try {
           const result = await handler(decode(msg.data), req);
           if (result !== LATER) req.reply({ ok: true, result });
@@ -71,7 +73,8 @@ export function serve(
           if (!(x instanceof CorralError)) o.onInternal?.(x, msg.subject);
           req.reply({ ok: false, error: ensureError(x).toWire() });
         }
-      })();
+      };
+      servedIn(msg, () => void handle());
     },
   });
 }

@@ -14,6 +14,7 @@ import { TOP_USAGE, topCommand } from './commands/top.ts';
 import { demoCommand, upCommand } from './commands/up.ts';
 import { workerCommand } from './commands/worker.ts';
 import type { Io } from './io.ts';
+import { traced } from './tracing.ts';
 
 export type { Io } from './io.ts';
 
@@ -146,7 +147,8 @@ if (isEntry || viaBin) {
     stderr: (b) => process.stderr.write(b),
     stdin: process.stdin,
   };
-  main(process.argv.slice(2), io).then(
+  const argv = process.argv.slice(2);
+  traced(argv, () => main(argv, io)).then(
     (code) => {
       process.exitCode = code;
       setTimeout(() => process.exit(code), 500).unref();

@@ -15,6 +15,7 @@
  * a handler table typed by {@link OpHandlers}, so a request, a result or an op name that does not match
  * this file does not compile.
  */
+import type { NetModel, SandboxNetwork } from './network.ts';
 
 export interface OpBase {
   opId: string;
@@ -74,15 +75,34 @@ export interface BootSpec {
   /** `auto` tries KVM and falls back to TCG when the guest shows no sign of life in time. */
   accel: 'auto' | 'kvm' | 'tcg';
   /**
-   * Host directory shared into the guest over virtio-9p; container rootfs live at
-   * `<sharedDir>/<containerId>/rootfs`.
+   * Host directory shared into the guest (over virtio-9p, or virtio-fs with `virtioFs`); container rootfs
+   * live at `<sharedDir>/<containerId>/rootfs`.
    */
   sharedDir: string;
   msize9p: number;
-  /** Directory for the QMP and agent sockets (the VMM user's runtime dir when rootless). */
+  /** Directory for the QMP, agent and virtiofsd sockets (the VMM user's runtime dir when rootless). */
   runDir: string;
   /** Run QEMU as this user (rootless VMM). */
   user?: VmmUser;
+  /** The sandbox's network (the network worker's `setup`): QEMU runs in its namespace, one virtio-net NIC per entry. */
+  network?: SandboxNetwork;
+  /** Share `sharedDir` over virtio-fs (Kata's `shared_fs = "virtio-fs"`) instead of virtio-9p. */
+  virtioFs?: VirtioFsSpec;
+}
+
+/** How a sandbox's virtio-fs share is served: one virtiofsd per sandbox, run as root by the hypervisor worker. */
+export interface VirtioFsSpec {
+  /**
+   * The virtiofsd binary (`virtio_fs_daemon`): the C one of Debian 12's QEMU (`/usr/lib/qemu/virtiofsd`) or
+   * the Rust one (`/usr/libexec/virtiofsd`, Debian 13). Empty: whichever of those two exists.
+   */
+  daemon: string;
+  /** `virtio_fs_cache`: `never` (the C daemon's `none`), `metadata` (Rust only), `auto` or `always`. */
+  cache: string;
+  /** `virtio_fs_extra_args`, appended to virtiofsd's command line as they are. */
+  extraArgs: string[];
+  /** `virtio_fs_queue_size`: the device's queue size; 0 leaves QEMU's default. */
+  queueSize: number;
 }
 
 /** What the process inside the guest runs (from config.json's `process`). */
@@ -293,10 +313,44 @@ export interface HypervisorOps {
   };
 }
 
-export type WorkerKind = 'mount' | 'hypervisor';
+/**
+ * Network worker ops (docs/decisions/0011-networking.md). `netns` is a network namespace's path (a
+ * bind-mounted nsfs file, as `ip netns add` and CNI make); every command runs inside it.
+ */
+export interface NetworkOps {
+  /**
+   * Connect each veth in `netns` to a tap QEMU can use (`model`) and read what the guest needs (MAC, MTU,
+   * addresses, routes). Anything of this sandbox already in the namespace (a setup a dead worker began) is
+   * removed first. A failure removes what it made.
+   * NotFound: no namespace at `netns`; FailedPrecondition: a veth already has an ingress qdisc (tcfilter).
+   */
+  setup: {
+    req: OpBase & { sandboxId: string; netns: string; model: NetModel };
+    res: SandboxNetwork & { skipped: string[] };
+  };
+  /**
+   * Remove what `setup` made for `sandboxId` in `netns` (the taps and macvtaps carrying its alias and the
+   * ingress qdiscs of their veths). A namespace that is gone is success.
+   */
+  teardown: { req: OpBase & { sandboxId: string; netns: string }; res: { removed: string[] } };
+  /** Make a network namespace at `netns` (`/run/netns/<name>`) with loopback up; one that exists is success. */
+  createNetns: { req: OpBase & { netns: string }; res: { created: boolean } };
+  /** Remove a namespace `createNetns` made (unmount and delete its file). Missing is success. */
+  removeNetns: { req: OpBase & { netns: string }; res: { removed: boolean } };
+  /** A read (no opId): this node's sandboxes' links in the namespaces under /run/netns; Corral's namespaces. */
+  scan: {
+    req: Partial<OpBase>;
+    res: { links: { netns: string; name: string; sandboxId: string; veth: string }[]; namespaces: string[] };
+  };
+}
+
+export type WorkerKind = 'mount' | 'hypervisor' | 'network';
+/** Every worker kind: the processes `corral agent --spawn-workers` supervises. */
+export const WORKER_KINDS: readonly WorkerKind[] = ['mount', 'hypervisor', 'network'];
 export interface WorkerOps {
   mount: MountOps;
   hypervisor: HypervisorOps;
+  network: NetworkOps;
 }
 export type OpName<K extends WorkerKind> = keyof WorkerOps[K] & string;
 type Spec<K extends WorkerKind, O extends OpName<K>> = WorkerOps[K][O] extends { req: infer Q; res: infer R }
@@ -325,8 +379,11 @@ export type OpHandlers<K extends WorkerKind> = {
 
 // ---- Create steps and their compensations ----
 
-/** The boot step's arguments: the boot spec without the VMM user (known only once createUser ran). */
-export type BootArgs = Omit<BootSpec, 'user'> & { bootTimeoutMs?: number };
+/**
+ * The boot step's arguments: the boot spec without the VMM user and the network (known only once
+ * createUser and setupNetwork ran).
+ */
+export type BootArgs = Omit<BootSpec, 'user' | 'network'> & { bootTimeoutMs?: number };
 
 /**
  * One step of a create, as the machine sequences it. `phase` is the sandbox state shown while it runs;
@@ -337,6 +394,10 @@ export type Step =
   | { phase: 'mounting'; kind: 'mkdir'; args: { path: string; mode: number } }
   | { phase: 'mounting'; kind: 'bind'; args: { source: string; target: string; readonly?: boolean } }
   | { phase: 'preparingUser'; kind: 'createUser'; args: { sandboxId: string } }
+  /** Kata's SetupNetworkNamespace: a namespace for a sandbox whose config.json names none. */
+  | { phase: 'booting'; kind: 'createNetns'; args: { netns: string } }
+  /** Kata's createNetwork. */
+  | { phase: 'booting'; kind: 'setupNetwork'; args: { sandboxId: string; netns: string; model: NetModel } }
   | { phase: 'booting'; kind: 'boot'; args: BootArgs };
 export type StepKind = Step['kind'];
 export type StepOf<K extends StepKind> = Extract<Step, { kind: K }>;
@@ -347,6 +408,8 @@ export interface StepResults {
   mkdir: MountOps['mkdir']['res'];
   bind: MountOps['bind']['res'];
   createUser: HypervisorOps['createUser']['res'];
+  createNetns: NetworkOps['createNetns']['res'];
+  setupNetwork: NetworkOps['setup']['res'];
   boot: HypervisorOps['boot']['res'];
 }
 
@@ -356,6 +419,8 @@ export type Compensation = (
   | { kind: 'removeTree'; args: { path: string } }
   | { kind: 'removeUser'; args: { user: string; uid: number } | { sandboxId: string } }
   | { kind: 'stopVm'; args: { sandboxId: string } }
+  | { kind: 'teardownNetwork'; args: { sandboxId: string; netns: string } }
+  | { kind: 'removeNetns'; args: { netns: string } }
 ) & {
   /** The step it undoes, for logs and events. */
   undoes: string;

@@ -44,6 +44,7 @@ import { parseFleetCreate, sizeFleetCreate, type SizedRequest } from './request.
 import type { NodeEntry, Versioned } from './types.ts';
 import { RegistryView } from './view.ts';
 import { Lanes } from '../util/lanes.ts';
+import { placementSpan } from './placement-span.ts';
 
 export const FLEET_QUEUE = 'corral-fleet';
 
@@ -157,7 +158,7 @@ export class FleetController {
     if (joined) return joined;
     const p = (async () => {
       try {
-        const r = await this.place(sizeFleetCreate(req));
+        const r = await placementSpan(req.id, () => this.place(sizeFleetCreate(req)));
         this.stats0.placed++;
         return r;
       } catch (e) {

@@ -60,6 +60,8 @@ export type { RootfsEntry, RootfsAction, RootfsDecision, RootfsOptions } from '.
 export { nodeFs } from './fs.ts';
 export type { KataFs } from './fs.ts';
 export { hostInfo } from './host.ts';
+export { decideNetns, netnsPathOf } from './netns.ts';
+export type { NetnsDecision } from './netns.ts';
 export type { HostInfo } from './host.ts';
 export {
   planMounts,

@@ -26,10 +26,22 @@ export function compensationOf(step: Step, output: unknown): Compensation | null
         ? { kind: 'removeUser', args: { user: o.user, uid: o.uid }, undoes: step.kind }
         : { kind: 'removeUser', args: { sandboxId: step.args.sandboxId }, undoes: step.kind };
     }
+    case 'createNetns':
+      // The path is Corral's name for this sandbox's namespace: one that was there already is a dead
+      // worker's first attempt, and is removed as well.
+      return { kind: 'removeNetns', args: { netns: step.args.netns }, undoes: step.kind };
+    case 'setupNetwork':
+      return teardownOf(step);
     case 'boot':
       return { kind: 'stopVm', args: { sandboxId: step.args.sandboxId }, undoes: step.kind };
   }
 }
+
+const teardownOf = (step: Extract<Step, { kind: 'setupNetwork' }>): Compensation => ({
+  kind: 'teardownNetwork',
+  args: { sandboxId: step.args.sandboxId, netns: step.args.netns },
+  undoes: step.kind,
+});
 
 /** Errors after which a worker guarantees it changed nothing (or undid it): no compensation is needed. */
 const CLEAN_FAILURES = new Set([
@@ -57,6 +69,10 @@ export function compensationOfFailed(step: Step, error: { code: string }): Compe
       return { kind: 'removeTree', args: { path: step.args.path }, undoes: step.kind };
     case 'createUser':
       return { kind: 'removeUser', args: { sandboxId: step.args.sandboxId }, undoes: step.kind };
+    case 'createNetns':
+      return { kind: 'removeNetns', args: { netns: step.args.netns }, undoes: step.kind };
+    case 'setupNetwork':
+      return teardownOf(step);
     case 'boot':
       return { kind: 'stopVm', args: { sandboxId: step.args.sandboxId }, undoes: step.kind };
   }

@@ -9,7 +9,8 @@ import { rebuild, type Divergence, type RebuildOptions, type ReplayTask } from '
 
 export { gatedEffects, type Divergence, type ReplayTask, type StartingPoint } from './rebuild.ts';
 
-export type Lane = 'sandbox' | 'container' | 'coordinator' | 'agent' | 'worker:mount' | 'worker:hypervisor';
+export type Lane =
+  'sandbox' | 'container' | 'coordinator' | 'agent' | 'worker:mount' | 'worker:hypervisor' | 'worker:network';
 
 export interface TimelineEntry {
   seq: number;
@@ -25,6 +26,8 @@ export interface TimelineEntry {
   ok?: boolean;
   /** For effects: time from the state that asked for it to its recorded outcome. */
   durationMs?: number;
+  /** The trace the record was appended in (tracing was on), e.g. the request's that led to an input. */
+  traceId?: string;
 }
 
 export interface ReplayResult {
@@ -43,10 +46,12 @@ export interface ReplayOptions extends Omit<RebuildOptions, 'onRecord'> {
 
 const MOUNT_EFFECTS = new Set(['mountRootfs', 'mkdir', 'bind', 'undo:unmountAll', 'undo:removeTree']);
 const HV_EFFECTS = new Set(['createUser', 'boot', 'startProcess', 'signal', 'undo:stopVm', 'undo:removeUser']);
+const NET_EFFECTS = new Set(['createNetns', 'setupNetwork', 'undo:teardownNetwork', 'undo:removeNetns']);
 export function laneOf(r: EventRecord, machine: 'sandbox' | 'container'): Lane {
   const effect = r.effect as string | undefined;
   if (effect) {
     if (MOUNT_EFFECTS.has(effect)) return 'worker:mount';
+    if (NET_EFFECTS.has(effect)) return 'worker:network';
     if (HV_EFFECTS.has(effect) || effect.startsWith('act:')) return 'worker:hypervisor'; // every act is a hypervisor op
     if (effect.startsWith('undo:') || effect === 'timer') return 'coordinator';
     return 'agent';
@@ -62,7 +67,13 @@ export async function replay(records: EventRecord[], o: ReplayOptions = {}): Pro
   const lastAt = new Map<string, number>();
   const entryOf = (r: EventRecord, t: ReplayTask, matched: boolean | undefined): TimelineEntry => {
     const event = r.event as ({ type: string } & Record<string, unknown>) | undefined;
-    const base = { seq: r.seq, at: r.at, taskId: t.taskId, lane: t.machine as Lane };
+    const base = {
+      seq: r.seq,
+      at: r.at,
+      taskId: t.taskId,
+      lane: t.machine as Lane,
+      ...(typeof r.traceId === 'string' ? { traceId: r.traceId } : {}),
+    };
     if (r.kind === 'input' && event?.type === 'create')
       return { ...base, kind: 'create', label: `create (${String(event.containerType)})`, payload: t.request };
     if (r.kind === 'input' && typeof r.effect === 'string') {

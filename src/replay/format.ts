@@ -80,29 +80,37 @@ export function recordSummary(r: EventRecord): string {
   }
   const known = fields(r, ['step', 'pid', 'exitStatus', 'exitedAt', 'containerType', 'sandboxId', 'bundle']);
   if (known) return known;
-  const { seq: _s, subject: _u, node: _n, sandbox: _b, kind: _k, at: _a, taskId: _t, ...rest } = r;
+  const { seq: _s, subject: _u, node: _n, sandbox: _b, kind: _k, at: _a, taskId: _t, traceId: _r, ...rest } = r;
   return Object.keys(rest).length ? brief(rest, 100) : '';
 }
 
 const pad = (s: string, n: number) => s.padEnd(n);
 const time = (at: number) => new Date(at).toISOString().replace('T', ' ').slice(0, 23);
 
-/** One line of `corral events`: seq, time (UTC), node, sandbox, task, kind, summary. */
+/** ` trace=<id>` for a record appended in a trace (tracing was on), else nothing. */
+const traceText = (traceId: unknown) => (typeof traceId === 'string' ? `  trace=${traceId}` : '');
+
+/** One line of `corral events`: seq, time (UTC), node, sandbox, task, kind, summary, and the trace id if any. */
 export function recordLine(r: EventRecord): string {
-  return [
-    String(r.seq).padStart(6),
-    time(r.at),
-    pad(r.node, 10),
-    pad(r.sandbox, 12),
-    pad(r.taskId ?? '-', 12),
-    pad(r.kind, 10),
-    recordSummary(r),
-  ].join('  ');
+  return (
+    [
+      String(r.seq).padStart(6),
+      time(r.at),
+      pad(r.node, 10),
+      pad(r.sandbox, 12),
+      pad(r.taskId ?? '-', 12),
+      pad(r.kind, 10),
+      recordSummary(r),
+    ].join('  ') + traceText(r.traceId)
+  );
 }
 
 export const ms = (d: number) => (d >= 1000 ? `${(d / 1000).toFixed(2)} s` : `${d} ms`);
 
-/** One line of the replay timeline: time since the first entry, seq, task, lane, what happened, the state it led to. */
+/**
+ * One line of the replay timeline: time since the first entry, seq, task, lane, what happened, the state
+ * it led to, and for an input (a create, a request, an effect's outcome) the trace it was recorded in.
+ */
 export function entryLine(e: TimelineEntry, t0: number): string {
   let what: string;
   switch (e.kind) {
@@ -129,7 +137,8 @@ export function entryLine(e: TimelineEntry, t0: number): string {
       what = `fact ${e.label} ${recordSummary(e.payload as EventRecord)}`.trimEnd();
       break;
   }
-  const to = e.kind === 'state' || e.kind === 'fact' ? '' : `  → ${stateText(e.state)}`;
+  const input = e.kind !== 'state' && e.kind !== 'fact';
+  const to = input ? `  → ${stateText(e.state)}${traceText(e.traceId)}` : '';
   const time = `+${((e.at - t0) / 1000).toFixed(3)}s`.padStart(9);
   return `${time} ${String(e.seq).padStart(6)}  ${pad(e.taskId, 12)} ${pad(e.lane, 18)} ${what}${to}`;
 }

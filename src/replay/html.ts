@@ -23,7 +23,15 @@ export interface PageInput {
   machines?: { sandbox: LifecycleMachine; container: LifecycleMachine };
 }
 
-const LANE_ORDER = ['sandbox', 'container', 'coordinator', 'agent', 'worker:mount', 'worker:hypervisor'];
+const LANE_ORDER = [
+  'sandbox',
+  'container',
+  'coordinator',
+  'agent',
+  'worker:mount',
+  'worker:network',
+  'worker:hypervisor',
+];
 
 /** Swimlane columns: sandbox and container lanes split by task, the others shared. */
 export function lanesOf(timeline: TimelineEntry[]): { key: string; lane: string; task?: string }[] {

@@ -2,7 +2,8 @@
  * The shim daemon: the ttrpc Task service on `-socket`, translated to the agent over NATS. Logs go to
  * containerd's `log` FIFO in the bundle (containerd copies them into its own log). Readiness, or the
  * reason for failing, goes to fd 3 (start.ts waits on it). It exits on Shutdown once it serves no task,
- * and on SIGTERM; the agent keeps every task either way.
+ * and on SIGTERM; the agent keeps every task either way. Traced as `corral-shim` when the OTLP endpoint
+ * is set (trace.ts).
  */
 import { closeSync, constants, openSync, rmSync, writeSync } from 'node:fs';
 import { connectNats } from '../bus/connection.ts';
@@ -17,6 +18,8 @@ import { ShimTasks } from './tasks.ts';
 import { taskService } from './task-service.ts';
 import { TtrpcServer } from './ttrpc/server.ts';
 import { bindService } from './ttrpc/service.ts';
+import { startTracing, stopTracing } from '../util/trace.ts';
+import { tracedService } from './trace.ts';
 
 function logFifo(): number | undefined {
   try {
@@ -36,6 +39,7 @@ function tell(line: string) {
 }
 
 export async function shimServe(f: ShimFlags, cfg: ShimConfig): Promise<void> {
+  await startTracing('corral-shim');
   const fd = logFifo();
   const log: Logger = rootLogger({
     name: 'corral-shim',
@@ -62,13 +66,16 @@ export async function shimServe(f: ShimFlags, cfg: ShimConfig): Promise<void> {
       events.close();
       await nc.drain().catch(() => undefined);
       rmSync(f.socket, { force: true });
+      await stopTracing();
       process.exit(0);
     };
     const server = new TtrpcServer(
       [
-        bindService(
-          Task,
-          taskService(tasks, agent, () => void stop('shutdown')),
+        tracedService(
+          bindService(
+            Task,
+            taskService(tasks, agent, () => void stop('shutdown')),
+          ),
         ),
       ],
       {
@@ -84,6 +91,7 @@ export async function shimServe(f: ShimFlags, cfg: ShimConfig): Promise<void> {
     const ce = ensureError(e);
     log.error({ err: ce }, 'shim failed to start');
     tell(`error: ${ce.code}: ${ce.message}`);
+    await stopTracing();
     process.exit(1);
   }
 }

@@ -1,6 +1,6 @@
 /**
- * What a test leaves behind on the host: mounts under a path, processes whose command line matches,
- * temporary VMM users, directories. Tests assert these are empty after every scenario.
+ * What a test leaves behind on the host: mounts under a path, processes whose command line matches
+ * (virtiofsd daemons among them), temporary VMM users, directories. Tests assert these are empty after every scenario.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
@@ -32,6 +32,17 @@ export function processesMatching(needle: string): number[] {
     }
   }
   return out;
+}
+
+/** PIDs of live virtiofsd processes whose command line names a path under `root` (a share or socket of a node's). */
+export function virtiofsdUnder(root: string): number[] {
+  return processesMatching(root).filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0]?.endsWith('/virtiofsd') ?? false;
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** Users whose name starts with `prefix` (default: Corral's temporary VMM users). */

@@ -29,7 +29,8 @@ import { reconnected } from './nats.ts';
 import { waitFor } from './wait.ts';
 import { bringUp } from '../../src/cli/commands/up.ts';
 import type { Io } from '../../src/cli/main.ts';
-import { mountsUnder, processesMatching, runUserDirs, usersOfNode } from './leaks.ts';
+import { mountsUnder, processesMatching, runUserDirs, usersOfNode, virtiofsdUnder } from './leaks.ts';
+import { bundleNetns, netLeftovers } from './net-leaks.ts';
 
 export const REPO = resolve(new URL('../..', import.meta.url).pathname);
 const CLI = join(REPO, 'src/cli/main.ts');
@@ -58,6 +59,8 @@ export interface BundleOptions {
   /** config.json `mounts` (OCI shape: destination, type, source, options). */
   mounts?: { destination: string; type: string; source: string; options?: string[] }[];
   hostname?: string;
+  /** config.json `linux.namespaces` gets `{type: "network", path: netns}` (what containerd's CRI plugin writes). */
+  netns?: string;
 }
 
 /**
@@ -134,7 +137,10 @@ export async function testNode(
           },
           root: { path: 'rootfs', readonly: false },
           annotations: b.annotations ?? {},
-          linux: { resources: b.resources ?? {} },
+          linux: {
+            resources: b.resources ?? {},
+            ...(b.netns ? { namespaces: [{ type: 'network', path: b.netns }] } : {}),
+          },
           ...(b.mounts ? { mounts: b.mounts } : {}),
           ...(b.hostname ? { hostname: b.hostname } : {}),
         }),
@@ -167,11 +173,13 @@ export async function testNode(
       return {
         mounts: mountsUnder(dataDir),
         qemu: ids.flatMap((id) => processesMatching(`-name corral-${id} `)),
+        virtiofsd: virtiofsdUnder(dataDir), // any of this node's: their shares are under its data dir
         users: usersOfNode(node),
         runUser: runUserDirs().filter(
           (d) => /^\d+$/.test(d) && Number(d) >= 1000 && !existsSync(`/proc/${d}`) && ownerless(d),
         ),
         sandboxDirs: existsSync(sandboxes) ? readdirSync(sandboxes) : [],
+        net: netLeftovers(node, bundleNetns(bundles)), // taps, qdiscs and namespaces Corral made
       };
     },
     /** The running nats-server's pid (it writes its pid file: src/bus/server.ts). */
@@ -260,4 +268,12 @@ export const DEFAULT_MOUNTS = [
   { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
 ];
 
-export const NOTHING_LEFT = { mounts: [], qemu: [], users: [], runUser: [], sandboxDirs: [] };
+export const NOTHING_LEFT = {
+  mounts: [],
+  qemu: [],
+  virtiofsd: [],
+  users: [],
+  runUser: [],
+  sandboxDirs: [],
+  net: [] as string[],
+};

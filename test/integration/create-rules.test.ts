@@ -58,7 +58,8 @@ describe('create rules', () => {
     expect(boot.args).toMatchObject({ vcpus: 3, memoryMiB: 2560, machineType: 'microvm', sandboxId: 'pod.sb-1' });
     expect(plan.type).toBe('pod_sandbox');
     expect(plan.process.env).toEqual(['A=b=c']); // split on the first '=' (Kata truncated to A=b); no '=' dropped
-    expect(plan.steps.map((s) => s.kind)).toEqual(['mkdir', 'bind', 'boot']);
+    // No network keys: Kata's defaults (tcfilter, a namespace made for the sandbox), as config.json names none.
+    expect(plan.steps.map((s) => s.kind)).toEqual(['mkdir', 'bind', 'createNetns', 'setupNetwork', 'boot']);
   });
 
   it('without static management the VM boots at the defaults; rootless adds the user step', async () => {
@@ -66,7 +67,14 @@ describe('create rules', () => {
     const rq = req('dyn', bundle('dyn', POD), { options: { configPath: join(dir, 'dynamic.toml') } });
     const plan = await r.configure(rq, await r.validate(rq));
     expect(plan.steps.find((s) => s.kind === 'boot')!.args).toMatchObject({ vcpus: 1, memoryMiB: 2048 });
-    expect(plan.steps.map((s) => s.phase)).toEqual(['mounting', 'mounting', 'preparingUser', 'booting']);
+    expect(plan.steps.map((s) => s.phase)).toEqual([
+      'mounting',
+      'mounting',
+      'preparingUser',
+      'booting', // createNetns, setupNetwork (Kata's default network), then boot
+      'booting',
+      'booting',
+    ]);
   });
 
   it('precedence: create option over CORRAL_CONF_FILE; then CORRAL_CONF_FILE over the defaults', async () => {
@@ -124,16 +132,38 @@ describe('create rules', () => {
     ]);
   });
 
-  it('shared_fs other than virtio-9p is refused with a clear error', async () => {
+  it('shared_fs = "virtio-fs" boots with the virtiofsd, cache, extra args and queue size of the config', async () => {
+    const vfs = 'shared_fs = "virtio-fs"\nvirtio_fs_daemon = "/bin/true"\nvirtio_fs_cache = "auto"';
     writeFileSync(
       join(dir, 'vfs.toml'),
-      toml().replace('shared_fs = "virtio-9p"', 'shared_fs = "virtio-fs"\nvirtio_fs_daemon = "/bin/true"'),
+      toml().replace(
+        'shared_fs = "virtio-9p"',
+        `${vfs}\nvirtio_fs_extra_args = ["-o", "xattr"]\nvirtio_fs_queue_size = 512`,
+      ),
     );
     const r = rules();
     const rq = req('vfs', bundle('vfs'), { options: { configPath: join(dir, 'vfs.toml') } });
+    const boot = (await r.configure(rq, await r.validate(rq))).steps.find((s) => s.kind === 'boot')!;
+    expect(boot.args).toMatchObject({
+      virtioFs: { daemon: '/bin/true', cache: 'auto', extraArgs: ['-o', 'xattr'], queueSize: 512 },
+    });
+    const nine = req('nine', bundle('nine'), { options: { configPath: join(dir, 'static.toml') } });
+    expect(
+      (await r.configure(nine, await r.validate(nine))).steps.find((s) => s.kind === 'boot')!.args,
+    ).not.toHaveProperty('virtioFs');
+  });
+
+  it.each([
+    ['shared_fs = "virtio-fs-nydus"\nvirtio_fs_daemon = "/bin/true"', 'virtio-9p or virtio-fs'],
+    ['shared_fs = "none"', 'virtio-9p or virtio-fs'],
+    ['shared_fs = "virtio-fs"\nvirtio_fs_daemon = "/bin/true"\nvirtio_fs_cache_size = 1024', 'DAX'],
+  ])('%s is refused with a clear error', async (lines, message) => {
+    writeFileSync(join(dir, 'nofs.toml'), toml().replace('shared_fs = "virtio-9p"', lines));
+    const r = rules();
+    const rq = req('nofs', bundle('nofs'), { options: { configPath: join(dir, 'nofs.toml') } });
     await expect(r.configure(rq, await r.validate(rq))).rejects.toMatchObject({
       code: 'InvalidArgument',
-      message: expect.stringContaining('virtio-9p'),
+      message: expect.stringContaining(message),
     });
   });
 
@@ -202,7 +232,8 @@ describe('create rules', () => {
       const rq = req('vsb', bundle('vsb', {}, { mounts: binds, hostname: 'box' }));
       const plan = await r.configure(rq, await r.validate(rq));
       const share = join(dir, 'run/sandboxes/vsb/shared/vsb');
-      expect(plan.steps.map((s) => s.kind)).toEqual(['mkdir', 'bind', 'bind', 'bind', 'bind', 'bind', 'boot']);
+      const kinds = ['mkdir', 'bind', 'bind', 'bind', 'bind', 'bind', 'createNetns', 'setupNetwork', 'boot'];
+      expect(plan.steps.map((s) => s.kind)).toEqual(kinds);
       expect(plan.steps[1]!.args).toMatchObject({ target: `${share}/rootfs` });
       expect(plan.steps.slice(2, 6)).toEqual(bindSteps(share));
       expect(plan.setup).toEqual({

@@ -26,6 +26,7 @@
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
@@ -358,6 +359,19 @@ static void ctl(struct rd *r) {
   for (uint32_t i = 0; i < nl; i++) free(l[i].file), free(l[i].value);
 }
 
+/*
+ * virtio-fs: the guest's cached dentries and inodes of an ended container's files keep the host's virtiofsd
+ * holding them open, so the host could not unmount that container's rootfs from the share (EBUSY until its
+ * deadline); dropping the unused ones (FUSE FORGET) lets it go. 9p: nothing to do.
+ */
+static void share_release(void) {
+  struct statfs s;
+  if (statfs(SHARED, &s) || s.f_type != 0x65735546) return; /* FUSE_SUPER_MAGIC */
+  int fd = open("/proc/sys/vm/drop_caches", O_WRONLY | O_CLOEXEC);
+  if (fd < 0 || write(fd, "2", 1) != 1) logf_("drop_caches");
+  if (fd >= 0) close(fd);
+}
+
 static void on_frame(uint8_t type, struct rd *r) {
   if (type == H_PING) { uint32_t t = get32(r); if (!r->bad) send_ready(t); return; }
   if (type == H_RUN) { run(r); return; }
@@ -372,7 +386,10 @@ static void on_frame(uint8_t type, struct rd *r) {
       c->used = 0;
       int left = 0;
       for (int i = 0; i < MAX_CT; i++) left |= cts[i].used && !strcmp(cts[i].cid, c->cid);
-      if (!left) cg_remove(c->cid);
+      if (!left) {
+        cg_remove(c->cid);
+        share_release(); /* its execs have gone too */
+      }
     }
   } else if (type == H_SIGNAL) { /* unknown or exited process: ignored (the host tracks what runs) */
     uint32_t sig = get32(r);
@@ -451,6 +468,7 @@ static void maybe_finish(struct ct *c) {
     if (!c->exec && !find(c->cid)) cg_remove(c->cid);
     return;
   }
+  if (!c->exec) share_release(); /* before its EXIT: the host unmounts its rootfs next */
   send_exit(c);
   c->reported = 1;
 }

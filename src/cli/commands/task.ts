@@ -2,14 +2,14 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { ensureError, err } from '../../errors.ts';
+import { err } from '../../errors.ts';
 import { decode } from '../../bus/codec.ts';
-import { subjects } from '../../bus/subjects.ts';
 import type { MountSpec } from '../../domain/ops.ts';
 import { duration, need, parse, type Parsed } from '../args.ts';
 import { client, type Client } from '../client.ts';
 import type { Io } from '../io.ts';
-import { attachInput } from '../stdio.ts';
+import { NET_OPTS, runNetwork } from '../net-run.ts';
+import { runTask } from './run-task.ts';
 
 /**
  * `-i`: the local stdin feeds the process; `-t`: a terminal in the guest, this one in raw mode, and the
@@ -197,60 +197,30 @@ export const taskCommands: Record<string, { usage: string; run(argv: string[], i
   run: {
     usage:
       'corral run --bundle DIR [-i] [-t] [--rootfs TYPE:SRC[:OPTS]]... [--config PATH] [--id ID] [--rm] ' +
-      '[--fleet [--label K=V]... [--policy P]]',
+      '[--net bridge] [--fleet [--label K=V]... [--policy P]]',
     async run(argv, io) {
-      const p = parse(argv, { ...CREATE_OPTS, ...STDIO_OPTS, id: { type: 'string' }, rm: { type: 'boolean' } });
+      const p = parse(argv, {
+        ...CREATE_OPTS,
+        ...STDIO_OPTS,
+        ...NET_OPTS,
+        id: { type: 'string' },
+        rm: { type: 'boolean' },
+      });
       const id = (p.values.id as string | undefined) ?? `run-${randomBytes(4).toString('hex')}`;
       const tty = p.values.tty === true;
       const stdin = p.values.stdin === true || tty;
+      const local = p.values.fleet ? undefined : createBody(p, id);
+      const net = await runNetwork(p, id, local, io); // --net bridge: the sandbox's namespace (implies --rm)
       const body = {
-        ...(p.values.fleet ? fleetBody(p, id) : createBody(p, id)),
+        ...(local ? { ...local, ...(net ? { bundle: net.bundle } : {}) } : fleetBody(p, id)),
         ...(tty ? { terminal: true } : {}),
         ...(stdin ? { stdin: STDIN_MARK } : {}),
       };
-      return withClient(p, io, async (c) => {
-        // Through the fleet, the node is known only from the create's reply: subscribe to every node's io of this id.
-        const ioNode = p.values.fleet ? '*' : c.node;
-        const outs = (['stdout', 'stderr'] as const).map((fd) =>
-          c.nc.subscribe(subjects.io(ioNode, id, fd), {
-            callback: (e, m) => {
-              if (!e) (fd === 'stdout' ? io.stdout : io.stderr)(m.data);
-            },
-          }),
-        );
-        let interrupted = 0;
-        let node = c.node;
-        const on = <T>(verb: Parameters<typeof c.call>[0], b: Record<string, unknown>, t?: number) =>
-          c.callOn<T>(node, verb, b, t);
-        const onSig = () => {
-          interrupted++;
-          void on('kill', { id, signal: interrupted > 1 ? 'SIGKILL' : 'SIGTERM' }).catch((e: unknown) => {
-            const ce = ensureError(e);
-            io.err(`corral: Ctrl-C: kill of ${id} failed: ${ce.code}: ${ce.message}`);
-          });
-        };
-        process.on('SIGINT', onSig);
-        let input: ReturnType<typeof attachInput> | undefined;
-        try {
-          const timeout = duration(p, 'timeout', 300_000);
-          const created = p.values.fleet
-            ? await c.fleetCreate(body, timeout)
-            : await c.call<{ pid: number }>('create', body, timeout);
-          if ('node' in created && typeof created.node === 'string') node = created.node;
-          if (!p.values.json) io.err(`created ${id}${p.values.fleet ? ` on node ${node}` : ''} (pid ${created.pid})`);
-          await on('start', { id });
-          if (tty || stdin) input = attachInput(c.nc, { node, id, stdin, tty }, io, (s) => on('resize', { id, ...s }));
-          const r = await on<{ exitStatus: number; exitedAt: number }>('wait', { id, timeoutMs: 0 }, 7 * 24 * 3600_000);
-          await c.nc.flush();
-          if (p.values.rm) await on('delete', { id }, 120_000);
-          if (p.values.json) io.out(JSON.stringify({ id, node, pid: created.pid, ...r }));
-          return r.exitStatus;
-        } finally {
-          input?.close();
-          process.off('SIGINT', onSig);
-          for (const s of outs) s.unsubscribe();
-        }
-      });
+      try {
+        return await runTask(p, io, id, body, { tty, stdin, rm: p.values.rm === true || net !== undefined });
+      } finally {
+        await net?.down();
+      }
     },
   },
 };

@@ -1,9 +1,10 @@
-/** `corral worker mount|hypervisor`: one worker process (the agent spawns these, or systemd units do). */
+/** `corral worker mount|hypervisor|network`: one worker process (the agent spawns these, or systemd units do). */
 import { connectNats } from '../../bus/connection.ts';
 import { err } from '../../errors.ts';
 import { rootLogger } from '../../log.ts';
 import { startMountWorker } from '../../workers/mount/main.ts';
 import { startHypervisorWorker } from '../../workers/hypervisor/main.ts';
+import { startNetworkWorker } from '../../workers/network/main.ts';
 import { Faults, faultsEnabled } from '../../workers/faults.ts';
 import { checkRunDir } from '../../agent/settings.ts';
 import { settingsFrom } from './agent.ts';
@@ -12,8 +13,8 @@ import type { Io } from '../io.ts';
 export async function workerCommand(argv: string[], io: Io): Promise<number> {
   const { p, settings } = settingsFrom(argv, io);
   const kind = p.positionals[0];
-  if (kind !== 'mount' && kind !== 'hypervisor')
-    throw err.invalid(`worker kind must be mount or hypervisor, got ${JSON.stringify(kind ?? '')}`);
+  if (kind !== 'mount' && kind !== 'hypervisor' && kind !== 'network')
+    throw err.invalid(`worker kind must be mount, hypervisor or network, got ${JSON.stringify(kind ?? '')}`);
   checkRunDir(settings.runDir);
   const log = rootLogger({ name: `corral-worker-${kind}`, level: settings.logLevel });
   const nc = await connectNats(settings.natsUrl, `corral-${kind}-${settings.node}`, {
@@ -22,24 +23,26 @@ export async function workerCommand(argv: string[], io: Io): Promise<number> {
   const faults = faultsEnabled(io.env) ? new Faults() : undefined;
   const journalPath = `${settings.dataDir}/journal/${kind}.jsonl`;
   const w =
-    kind === 'mount'
-      ? await startMountWorker({
-          nc,
-          node: settings.node,
-          roots: [settings.runDir, ...settings.bundleRoots],
-          journalPath,
-          log,
-          wrap: faults && ((h) => faults.wrap(h)),
-        })
-      : await startHypervisorWorker({
-          nc,
-          node: settings.node,
-          runDir: settings.runDir,
-          journalPath,
-          log,
-          wrap: faults && ((h) => faults.wrap(h)),
-          simulate: io.env.CORRAL_SIMULATE_VMS === '1',
-        });
+    kind === 'network'
+      ? startNetworkWorker({ nc, node: settings.node, journalPath, log, wrap: faults && ((h) => faults.wrap(h)) })
+      : kind === 'mount'
+        ? await startMountWorker({
+            nc,
+            node: settings.node,
+            roots: [settings.runDir, ...settings.bundleRoots],
+            journalPath,
+            log,
+            wrap: faults && ((h) => faults.wrap(h)),
+          })
+        : await startHypervisorWorker({
+            nc,
+            node: settings.node,
+            runDir: settings.runDir,
+            journalPath,
+            log,
+            wrap: faults && ((h) => faults.wrap(h)),
+            simulate: io.env.CORRAL_SIMULATE_VMS === '1',
+          });
   log.info(
     { node: settings.node, faults: !!faults, simulated: kind === 'hypervisor' && io.env.CORRAL_SIMULATE_VMS === '1' },
     `${kind} worker ready`,

@@ -2,8 +2,9 @@
  * Adoption after a worker restart: take over one QEMU that an earlier driver of the same owner (a worker
  * that died) left running. The VM is registered at once (state `adopting`: `stop` cancels the adoption,
  * `startProcess` and `settled` wait for it), then its QMP must answer `query-status` with `running` and its
- * guest agent must answer LIST with the containers it still knows. A VM that cannot be adopted (sockets
- * gone, QMP dead or not running, the guest silent until the deadline) is stopped and reported as `vmExit`.
+ * guest agent must answer LIST with the containers it still knows. A virtio-fs VM's virtiofsd (found by its
+ * socket) is adopted with it. A VM that cannot be adopted (sockets gone, its virtiofsd gone, QMP dead or not
+ * running, the guest silent until the deadline) is stopped and reported as `vmExit`.
  */
 import { randomInt } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -16,6 +17,7 @@ import { killOrphans, procStart, watchPid, type HostVm } from './host-scan.ts';
 import { Qmp } from './qmp.ts';
 import { parseQemuCmdline, vmPaths } from './qemu-args.ts';
 import type { VmExitEvent } from './hypervisor.ts';
+import { findDaemon } from './virtiofsd.ts';
 import { Vm, type VmHooks } from './vm.ts';
 
 /** What an adoption needs from its driver. */
@@ -63,6 +65,7 @@ export function adopt(env: AdoptEnv, h: HostVm, deadlineMs: number): Promise<Ado
       });
   }
   const watch = watchPid(h.pid, start.ticks);
+  const daemon = cmd.vfs ? findDaemon(h.sandboxId, cmd.vfs) : undefined;
   const vm = new Vm(
     {
       sandboxId: h.sandboxId,
@@ -75,9 +78,11 @@ export function adopt(env: AdoptEnv, h: HostVm, deadlineMs: number): Promise<Ado
         qmp: cmd.qmp,
         agent: cmd.agent,
         ...(cmd.console ? { console: cmd.console } : {}),
+        ...(cmd.vfs ? { vfs: cmd.vfs } : {}),
       },
       unwatch: watch.stop,
       ticks: start.ticks,
+      daemon,
     },
     env.hooks,
   );
@@ -89,6 +94,7 @@ export function adopt(env: AdoptEnv, h: HostVm, deadlineMs: number): Promise<Ado
     try {
       for (const f of [vm.paths.qmp, vm.paths.agent])
         if (!existsSync(f)) throw err.unavailable(`its socket ${f} is gone`);
+      if (cmd.vfs && !daemon) throw err.unavailable(`its virtiofsd (socket ${cmd.vfs}) is gone`);
       const alive = () => !vm.exitInfo;
       vm.qmp = await Qmp.connect(vm.paths.qmp, {
         deadlineMs: Math.min(deadlineMs, Date.now() + 5000),
@@ -179,6 +185,7 @@ function takeOver(
     agent.on('close', onClose);
     vm.abort.signal.addEventListener('abort', onAbort, { once: true });
     void vm.exited.then(() => finish(() => reject(err.unavailable('QEMU exited'))));
+    void vm.daemon?.exited.then(() => finish(() => reject(err.unavailable('its virtiofsd exited'))));
     if (agent.isClosed) onClose();
   });
 }

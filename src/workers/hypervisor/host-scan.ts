@@ -1,9 +1,10 @@
 /**
- * Find Corral VMs on the host by their `-name corral-<id>` marker and their owner tag, read what a
- * process is from /proc, and end processes that are not our children.
+ * Find Corral VMs on the host by their `-name corral-<id>` marker and their owner tag (and their
+ * virtiofsd daemons by their sandbox tag), read what a process is from /proc, and end processes that are
+ * not our children.
  */
 import { readFileSync, readdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { err } from '../../errors.ts';
 import { NAME_PREFIX, parseQemuCmdline, vmPaths, type VmPaths } from './qemu-args.ts';
 
@@ -17,8 +18,18 @@ export interface HostVm {
   owner?: string;
 }
 
-/** Environment variable that carries a QEMU's owner tag (QEMU ignores it). */
+/** Environment variable that carries a QEMU's (or virtiofsd's) owner tag (they ignore it). */
 export const OWNER_ENV = 'CORRAL_OWNER';
+/** Environment variable that names a virtiofsd's sandbox. */
+export const SANDBOX_ENV = 'CORRAL_SANDBOX';
+/** Environment variable that carries a QEMU's shared dir (its 9p `-fsdev` names it too; virtio-fs does not). */
+export const SHARE_ENV = 'CORRAL_SHARE';
+
+/** A Corral virtiofsd on this host: a `virtiofsd` whose environment names its sandbox. */
+export interface HostDaemon extends HostVm {
+  /** Its `--socket-path`. */
+  socket?: string;
+}
 
 /** Live (non-zombie) processes whose argv holds `-name corral-<id>`, from /proc, with their owner tag. */
 export function scanHost(): HostVm[] {
@@ -43,6 +54,31 @@ export function scanHost(): HostVm[] {
   return out;
 }
 
+/** Live Corral virtiofsd processes, with their sandbox, owner tag and socket. */
+export function scanDaemons(): HostDaemon[] {
+  const out: HostDaemon[] = [];
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+      if (basename(argv[0] ?? '') !== 'virtiofsd' || !pidAlive(Number(p))) continue;
+      const sandboxId = envOf(Number(p), SANDBOX_ENV);
+      if (!sandboxId) continue;
+      const owner = ownerOf(Number(p));
+      const socket = argv.find((a) => a.startsWith('--socket-path='))?.slice('--socket-path='.length);
+      out.push({
+        pid: Number(p),
+        sandboxId,
+        ...(owner === undefined ? {} : { owner }),
+        ...(socket ? { socket } : {}),
+      });
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return out;
+}
+
 /** The files a Corral QEMU's command line names (sockets, console), and its stderr log next to them. */
 export function vmFilesOf(pid: number): VmPaths | undefined {
   let cmd;
@@ -57,12 +93,15 @@ export function vmFilesOf(pid: number): VmPaths | undefined {
 }
 
 /** The `CORRAL_OWNER` tag in a process's environment, if any. */
-export function ownerOf(pid: number): string | undefined {
+export const ownerOf = (pid: number): string | undefined => envOf(pid, OWNER_ENV);
+
+/** A variable of a process's environment, if it has it. */
+export function envOf(pid: number, name: string): string | undefined {
   try {
     const kv = readFileSync(`/proc/${pid}/environ`, 'utf8')
       .split('\0')
-      .find((e) => e.startsWith(`${OWNER_ENV}=`));
-    return kv?.slice(OWNER_ENV.length + 1);
+      .find((e) => e.startsWith(`${name}=`));
+    return kv?.slice(name.length + 1);
   } catch {
     return undefined;
   }
@@ -138,7 +177,8 @@ export async function killOrphans(found: HostVm[], deadlineMs: number): Promise<
   for (const v of found) kill(v.pid, 'SIGTERM');
   if (!(await gone(Math.min(3000, Math.max(200, deadlineMs - Date.now() - 1000))))) {
     for (const v of found) kill(v.pid, 'SIGKILL');
-    if (!(await gone(5000))) throw err.internal(`orphaned QEMU ${found.map((v) => v.pid).join(',')} survived SIGKILL`);
+    if (!(await gone(5000)))
+      throw err.internal(`orphaned process ${found.map((v) => v.pid).join(',')} survived SIGKILL`);
   }
   return found.length > 0;
 }

@@ -1,8 +1,9 @@
 /**
- * Launching one VM: spawn QEMU (as the VMM user when the spec has one), connect to its guest agent
- * channel and QMP, and wait until the guest agent says READY. The VM is registered with the driver as
- * soon as QEMU runs, so that `stop` and `release` can cancel the launch. A failed launch kills QEMU,
- * waits until it is reaped, removes its sockets and logs, and throws.
+ * Launching one VM: start its virtiofsd first (virtio-fs only: virtiofsd.ts), spawn QEMU (as the VMM user
+ * when the spec has one), connect to its guest agent channel and QMP, and wait until the guest agent says
+ * READY. The VM is registered with the driver as soon as QEMU runs, so that `stop` and `release` can cancel
+ * the launch. A failed launch kills QEMU (then its virtiofsd), waits until they are gone, removes their
+ * sockets and logs, and throws.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chownSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
@@ -10,10 +11,14 @@ import { err } from '../../errors.ts';
 import type { BootSpec } from '../../domain/ops.ts';
 import { AgentChannel, encodePing, type AgentMsg } from './agent-channel.ts';
 import { abortError, bootError, fmtExit } from './boot-error.ts';
-import { OWNER_ENV, procStart } from './host-scan.ts';
+import { OWNER_ENV, procStart, SHARE_ENV } from './host-scan.ts';
 import { Qmp } from './qmp.ts';
-import { qemuArgs, setprivArgs, vmPaths } from './qemu-args.ts';
+import { openMacvtaps } from './net-fds.ts';
+import { inNetns, withTapFds } from './qemu-net.ts';
+import { qemuArgs, setprivArgs, vmPaths, type VmPaths } from './qemu-args.ts';
+import { startDaemon, type Daemon } from './virtiofsd.ts';
 import { removeFiles, Vm, type VmHooks } from './vm.ts';
+import { traceEvent } from '../../util/trace.ts';
 
 /** What a launch needs from its driver. */
 export interface LaunchEnv {
@@ -53,23 +58,50 @@ export async function launch(env: LaunchEnv, r: LaunchRequest): Promise<Vm | nul
   }
   removeFiles(paths);
   const args = qemuArgs(spec, { accel, paths, tscKhz: env.tscKhz || undefined, extra: r.extraArgs });
-  const [cmd, argv] = spec.user
+  const v = spec.virtioFs;
+  const daemon = v
+    ? await startDaemon({
+        spec,
+        v,
+        socket: paths.vfs,
+        log: paths.daemonLog,
+        owner: env.owner,
+        deadlineMs: deadline,
+        signal,
+      })
+    : undefined;
+  if (signal.aborted) {
+    await endDaemon(daemon, paths);
+    throw abortError(signal, spec.sandboxId, '');
+  }
+  const [vmm, vmmArgv]: [string, string[]] = spec.user
     ? [env.setprivPath, [...setprivArgs(spec.user), env.qemuPath, ...args]]
     : [env.qemuPath, args];
+  // In the sandbox's network namespace, if it has one, with a rootless QEMU's taps opened for it there.
+  const [cmd, argv] = inNetns(spec.network, ...withTapFds(spec.network, !!spec.user, vmm, vmmArgv));
   const errFd = openSync(paths.stderr, 'w', 0o600);
+  const netFds: (number | null)[] = [];
   let child: ChildProcess;
   try {
+    netFds.push(...openMacvtaps(spec.network));
     // Own session: a worker restart or a ^C in its terminal does not take the VMs down (scanHost finds them).
+    // The share in the environment too: reconciliation tells this node's VMs by it (virtio-fs has no -fsdev).
     const childEnv: NodeJS.ProcessEnv = {
       PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+      [SHARE_ENV]: spec.sharedDir,
       ...(env.owner ? { [OWNER_ENV]: env.owner } : {}),
     };
-    child = spawn(cmd, argv, { stdio: ['ignore', 'ignore', errFd], detached: true, env: childEnv });
+    child = spawn(cmd, argv, {
+      stdio: ['ignore', 'ignore', errFd, ...netFds.map((fd) => fd ?? 'ignore')],
+      detached: true,
+      env: childEnv,
+    });
   } catch (e) {
-    removeFiles(paths);
+    await endDaemon(daemon, paths);
     throw err.internal(`sandbox ${spec.sandboxId}: cannot spawn ${cmd}: ${(e as Error).message}`, e);
   } finally {
     closeSync(errFd);
+    for (const fd of netFds) if (fd !== null) closeSync(fd);
   }
   const pid = child.pid ?? -1;
   const vm = new Vm(
@@ -82,6 +114,7 @@ export async function launch(env: LaunchEnv, r: LaunchRequest): Promise<Vm | nul
       paths,
       child,
       ticks: child.pid ? procStart(child.pid)?.ticks : undefined,
+      daemon,
     },
     env.hooks,
   );
@@ -105,12 +138,21 @@ export async function launch(env: LaunchEnv, r: LaunchRequest): Promise<Vm | nul
       await vm.destroy(0);
       return null;
     }
+    traceEvent('guest.ready', { 'corral.vm.accel': accel }); // the guest agent's READY, on the boot's span
     vm.to('running');
     return vm;
   } catch (e) {
     await vm.destroy(500);
     throw bootError(e, vm, both);
   }
+}
+
+/** A virtiofsd whose QEMU never ran: end it, remove the VM's files. */
+async function endDaemon(d: Daemon | undefined, paths: VmPaths): Promise<void> {
+  await d?.stop(0).catch(() => {
+    // It fails only if virtiofsd survived SIGKILL; the launch's own error is the one to report.
+  });
+  removeFiles(paths);
 }
 
 /**
@@ -143,6 +185,9 @@ function waitReady(
     signal.addEventListener('abort', onAbort, { once: true });
     void vm.exited.then(() =>
       done(() => reject(err.internal(`QEMU exited (${fmtExit(vm.exitInfo)}) before the guest agent was ready`))),
+    );
+    void vm.daemon?.exited.then(() =>
+      done(() => reject(err.internal('virtiofsd exited before the guest agent was ready'))),
     );
     timers.push(
       setTimeout(

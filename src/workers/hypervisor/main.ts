@@ -32,6 +32,7 @@ import {
   parseUpdate,
 } from './validate.ts';
 import { vmmUserHandlers } from './vmm-user.ts';
+import { bootSpan } from './boot-span.ts';
 
 export interface HypervisorWorkerOptions {
   nc: NatsConnection;
@@ -55,7 +56,10 @@ export function hypervisorHandlers(
 ): OpHandlers<'hypervisor'> {
   return {
     ...vmmUserHandlers({ node: o.node }),
-    boot: async (req, ctx) => hv.boot(parseBoot(req), ctx.signal),
+    boot: async (req, ctx) => {
+      const spec = parseBoot(req);
+      return bootSpan(spec, () => hv.boot(spec, ctx.signal));
+    },
     stop: async (req, ctx) => hv.stop(parseStop(req).sandboxId, ctx.deadlineMs),
     startProcess: async (req) => {
       await hv.startProcess(parseProcess(req));

@@ -4,6 +4,7 @@ import { closeSync, constants, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { err } from '../../errors.ts';
 import type { BootSpec, VmmUser } from '../../domain/ops.ts';
+import { netArgs, netKernelParams, validateNetwork } from './qemu-net.ts';
 
 /** The `-name` marker every Corral VM carries; `scanHost` and leak checks look for it. */
 export const NAME_PREFIX = 'corral-';
@@ -16,6 +17,9 @@ export interface VmPaths {
   agent: string;
   console: string;
   stderr: string;
+  /** virtio-fs only: virtiofsd's socket and log (optional: registries written before virtio-fs lack them). */
+  vfs?: string;
+  daemonLog?: string;
 }
 
 /**
@@ -28,17 +32,19 @@ export const shortId = (sandboxId: string): string => createHash('sha256').updat
  * Per-VM files in the run dir; several sandboxes may share one run dir. The sockets are named by
  * `shortId`, so their length does not depend on the id's (ids are up to 128 characters).
  */
-export const vmPaths = (runDir: string, sandboxId: string): VmPaths => ({
+export const vmPaths = (runDir: string, sandboxId: string): Required<VmPaths> => ({
   qmp: join(runDir, `${NAME_PREFIX}${shortId(sandboxId)}.qmp`),
   agent: join(runDir, `${NAME_PREFIX}${shortId(sandboxId)}.agent`),
   console: join(runDir, `${NAME_PREFIX}${sandboxId}.console.log`),
   stderr: join(runDir, `${NAME_PREFIX}${sandboxId}.stderr.log`),
+  vfs: join(runDir, `${NAME_PREFIX}${shortId(sandboxId)}.vfs`),
+  daemonLog: join(runDir, `${NAME_PREFIX}${sandboxId}.virtiofsd.log`),
 });
 
 /** The longest socket path (in bytes) of any VM whose files live in `runDir`. */
 export function vmSocketBytes(runDir: string): number {
   const p = vmPaths(runDir, 'x');
-  return Math.max(Buffer.byteLength(p.qmp), Buffer.byteLength(p.agent));
+  return Math.max(Buffer.byteLength(p.qmp), Buffer.byteLength(p.agent), Buffer.byteLength(p.vfs));
 }
 
 /** Machine families: microvm has virtio-mmio devices only, q35/pc have PCI. */
@@ -65,6 +71,10 @@ export function validateBootSpec(s: BootSpec): void {
     if (!s[k]?.startsWith('/')) throw err.invalid(`${k} ${JSON.stringify(s[k])}: want an absolute path`);
   }
   machineFamily(s.machineType);
+  if (s.network) validateNetwork(s.network);
+  const q = s.virtioFs?.queueSize ?? 0;
+  if (!Number.isInteger(q) || q < 0 || q > 1024 || (q & (q - 1)) !== 0)
+    throw err.invalid(`virtioFs.queueSize ${q}: want 0 (QEMU's default) or a power of 2 up to 1024`);
   if (vmSocketBytes(s.runDir) > SUN_PATH_MAX)
     throw err.invalid(
       `runDir ${s.runDir}: socket path ${vmPaths(s.runDir, s.sandboxId).agent} is longer than ${SUN_PATH_MAX} bytes`,
@@ -86,11 +96,14 @@ export interface ArgOptions {
 /** The full `qemu-system-x86_64` argument list for a spec. */
 export function qemuArgs(s: BootSpec, o: ArgOptions): string[] {
   const mmio = machineFamily(s.machineType) === 'mmio';
-  const machine = mmio && !/(^|,)pit=/.test(s.machineType) ? `${s.machineType},pit=on` : s.machineType;
+  const pit = mmio && !/(^|,)pit=/.test(s.machineType) ? `${s.machineType},pit=on` : s.machineType;
+  // virtio-fs: guest RAM the daemon can map (a shared memfd backend).
+  const machine = s.virtioFs ? `${pit},memory-backend=mem` : pit;
   const kernelParams = [
     'console=ttyS0 quiet panic=-1',
     o.accel === 'tcg' && o.tscKhz ? `tsc_early_khz=${o.tscKhz}` : '',
-    `corral.msize=${s.msize9p}`,
+    s.virtioFs ? 'corral.fs=virtiofs' : `corral.msize=${s.msize9p}`,
+    netKernelParams(s.network),
     s.kernelParams,
   ]
     .filter(Boolean)
@@ -132,11 +145,30 @@ export function qemuArgs(s: BootSpec, o: ArgOptions): string[] {
     dev('virtio-serial'),
     '-device',
     'virtserialport,chardev=agent,name=corral.agent',
-    '-fsdev',
-    `local,id=fs0,path=${esc(s.sharedDir)},security_model=${s.user ? 'none' : 'passthrough'},multidevs=remap`,
-    '-device',
-    `${dev('virtio-9p')},fsdev=fs0,mount_tag=corral`,
+    ...(s.virtioFs ? virtioFsArgs(s, o.paths, mmio) : ninePArgs(s, dev)),
+    ...netArgs(s.network, mmio, !!s.user),
     ...(o.extra ?? []),
+  ];
+}
+
+const ninePArgs = (s: BootSpec, dev: (name: string) => string): string[] => [
+  '-fsdev',
+  `local,id=fs0,path=${esc(s.sharedDir)},security_model=${s.user ? 'none' : 'passthrough'},multidevs=remap`,
+  '-device',
+  `${dev('virtio-9p')},fsdev=fs0,mount_tag=corral`,
+];
+
+/** vhost-user-fs on virtiofsd's socket; libvhost-user refuses legacy virtio, which microvm's mmio defaults to. */
+function virtioFsArgs(s: BootSpec, p: VmPaths, mmio: boolean): string[] {
+  const queue = s.virtioFs?.queueSize ? `,queue-size=${s.virtioFs.queueSize}` : '';
+  return [
+    '-object',
+    `memory-backend-memfd,id=mem,size=${s.memoryMiB}M,share=on`,
+    ...(mmio ? ['-global', 'virtio-mmio.force-legacy=false'] : []),
+    '-chardev',
+    `socket,id=vfs,path=${esc(p.vfs ?? '')}`,
+    '-device',
+    `vhost-user-fs-${mmio ? 'device' : 'pci'},chardev=vfs,tag=corral${queue}`,
   ];
 }
 
@@ -147,6 +179,8 @@ export interface QemuCmdline {
   qmp: string;
   agent: string;
   console?: string;
+  /** virtio-fs: virtiofsd's socket. */
+  vfs?: string;
 }
 
 /** Split a QEMU option value at single commas (`,,` is an escaped comma). */
@@ -186,12 +220,14 @@ export function parseQemuCmdline(argv: string[]): QemuCmdline | null {
   const agent = chardevs.get('agent')?.get('path');
   if (!qmp?.startsWith('/') || !agent?.startsWith('/')) return null;
   const console = chardevs.get('con')?.get('path');
+  const vfs = chardevs.get('vfs')?.get('path');
   return {
     sandboxId: name.slice(NAME_PREFIX.length),
     accel: values('-accel')[0] === 'kvm' ? 'kvm' : 'tcg',
     qmp,
     agent,
     ...(console ? { console } : {}),
+    ...(vfs ? { vfs } : {}),
   };
 }
 

@@ -6,7 +6,8 @@
  * Beyond the interface's contract:
  * - Each VM is a `Vm` (vm.ts: its life and states), made by `launch` (launch.ts) or by `adopt` (adopt.ts);
  *   the driver keeps them by sandbox and lists them in its registry file (registry.ts).
- * - `adoptAll` takes over the QEMUs tagged with this driver's owner; untagged QEMUs are left alone.
+ * - `adoptAll` takes over the QEMUs tagged with this driver's owner (with their virtiofsd); untagged QEMUs are
+ *   left alone; this owner's virtiofsd daemons that no VM claims are ended.
  * - `release` lets go of every VM without stopping it, as a worker that dies would.
  */
 import { existsSync, statSync } from 'node:fs';
@@ -21,6 +22,7 @@ import { keyOf } from './agent-frames.ts';
 import { checkProcess, runFrame } from './process-spec.ts';
 import { hostTscKhz, kvmPossible, validateBootSpec } from './qemu-args.ts';
 import { VmRegistry } from './registry.ts';
+import { killSandboxDaemons, reapDaemons } from './virtiofsd.ts';
 import { removeFiles, type Vm, type VmHooks } from './vm.ts';
 
 export interface QemuDriverOptions {
@@ -166,8 +168,9 @@ export class QemuDriver extends GuestOps implements Hypervisor {
       const found = this.scanHost().filter((v) => v.sandboxId === sandboxId);
       const files = found.flatMap((v) => vmFilesOf(v.pid) ?? []); // read before the kill: its cmdline goes with it
       const stopped = await killOrphans(found, deadlineMs);
+      const daemons = await killSandboxDaemons(sandboxId, this.o.owner, deadlineMs); // after QEMU, its client
       files.forEach(removeFiles);
-      return { stopped };
+      return { stopped: stopped || daemons };
     }
     if (vm.starting) {
       vm.cancel(err.cancelled(`sandbox ${sandboxId}: stopped while ${vm.state}`));
@@ -248,7 +251,10 @@ export class QemuDriver extends GuestOps implements Hypervisor {
     };
     const adoptions = found.map((h) => adopt(env, h, Date.now() + this.o.adoptTimeoutMs));
     this.saveRegistry();
-    return Promise.all(adoptions).then((rs) => ({
+    // Daemons whose QEMU never ran or died unwatched; the adopted VMs (registered by now) claim theirs.
+    const claimed = (pid: number) => [...this.vms.values()].some((v) => v.daemon?.pid === pid);
+    const reaped = owner === undefined ? Promise.resolve(false) : reapDaemons(owner, claimed, Date.now() + 10_000);
+    return Promise.all([reaped.catch(() => false), ...adoptions]).then(([, ...rs]) => ({
       adopted: rs.flatMap((r) => ('running' in r ? [r] : [])),
       stopped: rs.flatMap((r) => ('reason' in r ? [r] : [])),
       dead: dead.map((e) => ({

@@ -6,6 +6,7 @@
  */
 import { err } from '../../errors.ts';
 import { CGROUP_FILES } from './process-spec.ts';
+import { parseNetwork } from './validate-net.ts';
 import type {
   BootSpec,
   CgroupWrite,
@@ -18,6 +19,7 @@ import type {
   ProcessRef,
   ProcessSpec,
   StdinChunk,
+  VirtioFsSpec,
   VmmUser,
 } from '../../domain/ops.ts';
 
@@ -75,6 +77,16 @@ function vmmUser(op: string, v: unknown): VmmUser {
 
 const ACCELS = ['auto', 'kvm', 'tcg'] as const;
 
+function virtioFs(op: string, v: unknown): VirtioFsSpec {
+  const m = record(op, 'virtioFs', v);
+  return {
+    daemon: text(op, 'virtioFs.daemon', m.daemon, { allowEmpty: true }),
+    cache: text(op, 'virtioFs.cache', m.cache),
+    extraArgs: list(op, 'virtioFs.extraArgs', m.extraArgs, (f, a) => text(op, f, a)),
+    queueSize: num(op, 'virtioFs.queueSize', m.queueSize),
+  };
+}
+
 export function parseBoot(req: Req): BootSpec {
   const op = 'boot';
   return {
@@ -90,6 +102,8 @@ export function parseBoot(req: Req): BootSpec {
     msize9p: num(op, 'msize9p', req.msize9p),
     runDir: text(op, 'runDir', req.runDir),
     ...(req.user === undefined || req.user === null ? {} : { user: vmmUser(op, req.user) }),
+    ...(req.virtioFs === undefined || req.virtioFs === null ? {} : { virtioFs: virtioFs(op, req.virtioFs) }),
+    ...(req.network === undefined || req.network === null ? {} : { network: parseNetwork(req.network) }),
   };
 }
 

@@ -8,6 +8,7 @@
  *               └──→ stopped                         (a failed boot or adoption cleans up after itself)
  *
  * launch.ts makes a booting VM, adopt.ts an adopting one; the driver (qemu.ts) keeps them by sandbox.
+ * A virtio-fs VM owns its virtiofsd too: stopped after QEMU; its death ends a running VM (a `vmExit`).
  */
 import type { ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
@@ -20,6 +21,7 @@ import { GuestCtl } from './guest-ctl.ts';
 import { GuestProcesses, type ProcessHooks } from './processes.ts';
 import type { Qmp } from './qmp.ts';
 import type { VmPaths } from './qemu-args.ts';
+import type { Daemon } from './virtiofsd.ts';
 
 export type VmState = 'booting' | 'adopting' | 'running' | 'stopping' | 'stopped' | 'released';
 const NEXT: Record<VmState, readonly VmState[]> = {
@@ -52,6 +54,8 @@ export interface VmInit {
   child?: ChildProcess;
   /** Ends the /proc watch of an adopted VM's pid. */
   unwatch?: () => void;
+  /** virtio-fs: the VM's virtiofsd. */
+  daemon?: Daemon;
 }
 
 export class Vm implements FailedVm {
@@ -62,6 +66,7 @@ export class Vm implements FailedVm {
   readonly paths: VmPaths;
   readonly ticks?: string;
   readonly child?: ChildProcess;
+  readonly daemon?: Daemon;
   /** Set on a VM taken over from an earlier driver: when it was adopted (0 while adopting). */
   adoptedAt?: number;
   qmp?: Qmp;
@@ -108,12 +113,14 @@ export class Vm implements FailedVm {
     this.ticks = init.ticks;
     this.child = init.child;
     this.unwatch = init.unwatch;
+    this.daemon = init.daemon;
     if (init.state === 'adopting') this.adoptedAt = 0;
     this.procs = new GuestProcesses(init.sandboxId, hooks, () => this.agent);
     this.ctl = new GuestCtl(init.sandboxId, () => this.agent);
     this.exited = new Promise<void>((r) => (this.markExitedOnce = r));
     this.gone = new Promise<void>((r) => (this.markGone = r));
-    void this.exited.then(() => this.onQemuExit());
+    void this.exited.then(() => this.lost(0));
+    void this.daemon?.exited.then(() => this.lost(500)); // the guest's share is gone: the VM is of no use
   }
 
   get state(): VmState {
@@ -196,10 +203,10 @@ export class Vm implements FailedVm {
     else this.procs.onMsg(m);
   }
 
-  /** QEMU is gone: unrequested deaths of running VMs become `vmExit` (after their processes' exits). */
-  private onQemuExit(): void {
+  /** QEMU (or its virtiofsd) is gone: a running VM's unrequested end becomes `vmExit` (after its processes' exits). */
+  private lost(graceMs: number): void {
     if (this.current !== 'running') return; // boot, adoption and stop clean up themselves; a released VM is not ours
-    void this.destroy(0).then(() => {
+    void this.destroy(graceMs).then(() => {
       const e = this.exitInfo ?? { code: null, signal: null };
       setImmediate(() =>
         this.hooks.events.emit('vmExit', {
@@ -235,11 +242,16 @@ export class Vm implements FailedVm {
           }
           if (!(await waitFor(this.exited, 10_000))) throw err.internal(`QEMU pid ${this.pid} survived SIGKILL`);
         }
+        await this.daemon?.stop(graceMs > 0 ? 1000 : 100); // after QEMU: it is the daemon's client
         this.unwatch?.();
         this.qmp?.close();
         this.agent?.close();
         this.procs.endAll();
-        this.tails = { console: tailOf(this.paths.console), stderr: tailOf(this.paths.stderr) };
+        const daemonLog = this.daemon && this.paths.daemonLog;
+        this.tails = {
+          console: tailOf(this.paths.console),
+          stderr: tailOf(this.paths.stderr) + (daemonLog ? `\n--- virtiofsd log ---\n${tailOf(daemonLog)}` : ''),
+        };
         removeFiles(this.paths);
         if (this.current !== 'released') this.to('stopped');
         this.hooks.forget(this);
@@ -260,7 +272,7 @@ const waitFor = (p: Promise<void>, ms: number): Promise<boolean> =>
     });
   });
 
-/** Remove a VM's sockets and logs. */
+/** Remove a VM's sockets and logs (its virtiofsd's too). */
 export function removeFiles(p: VmPaths): void {
-  for (const f of [p.qmp, p.agent, p.console, p.stderr]) rmSync(f, { force: true });
+  for (const f of [p.qmp, p.agent, p.console, p.stderr, p.vfs, p.daemonLog]) if (f) rmSync(f, { force: true });
 }
