@@ -26,7 +26,7 @@ Bring a node up
   up [--data-dir DIR] [--port N]     local nats-server + agent + workers; Ctrl-C stops all
   demo                                up, run examples/hello, stop (what npm start runs)
   agent [--spawn-workers]             run the node agent (systemd: see infra/systemd/)
-  worker mount|hypervisor             run one worker process
+  worker mount|hypervisor|network     run one worker process
   install [--root DIR] [--nats URL]   set this host up: the guest image, /etc/corral/configuration.toml (kept
                                       if it exists), corral.env, systemd units, the containerd shim
   uninstall [--root DIR]              remove what install added
@@ -37,7 +37,8 @@ Bring a node up
 Tasks (containerd's Task API)
   run --bundle DIR [-i] [-t] [--rootfs T:SRC[:OPTS]]... [--config PATH] [--id ID] [--rm]
                                       create + start + stream output + wait; exits with the process's code;
-                                      -i feeds stdin, -t gives it a terminal (as docker run -it)
+                                      -i feeds stdin, -t gives it a terminal (as docker run -it);
+                                      --net bridge: a network on the local bridge corral0 (implies --rm)
   create ID --bundle DIR [--rootfs T:SRC[:OPTS]]... [--config PATH] [--terminal]
   start ID | state ID | wait ID | delete ID   (each takes --exec-id EID for an exec)
   pids ID
