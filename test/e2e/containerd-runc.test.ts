@@ -8,7 +8,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, readlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { startContainerd, type Containerd } from '../helpers/containerd.ts';
 import { mountsUnder, processesMatching } from '../helpers/leaks.ts';
@@ -16,18 +16,12 @@ import { buildBusyboxImage, buildPauseImage } from '../helpers/oci-image.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 const IMG = 'docker.io/library/busybox-local:latest';
-const CACHE = '/tmp/corral-oci-cache';
-const has = (cmd: string) => {
-  try {
-    execFileSync(cmd, ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-};
-const ready = process.getuid?.() === 0 && has('containerd') && has('ctr') && has('runc');
-if (!ready)
-  console.warn('containerd-runc e2e: SKIPPED, needs root and containerd, ctr, runc (apt-get install containerd)');
+/** Built images, per run of this file (removed after it). */
+let CACHE = '';
+beforeAll(() => {
+  CACHE = mkdtempSync('/tmp/crl-oci-');
+});
+afterAll(() => rmSync(CACHE, { recursive: true, force: true }));
 
 const NONE = { shims: [], mounts: [] };
 const nothingLeft = async (c: Containerd) =>
@@ -47,7 +41,7 @@ const gone = (c: Containerd) => ({
   processes: processesMatching(c.dir),
 });
 
-describe.skipIf(!ready)('containerd harness with runc', () => {
+describe('containerd harness with runc', () => {
   let c: Containerd;
   beforeAll(async () => {
     c = await startContainerd();

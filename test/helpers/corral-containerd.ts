@@ -9,8 +9,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'vitest';
 import { RUNTIME_TYPE } from '../../src/shim/launcher.ts';
-import { startContainerd, type ContainerdOptions } from './containerd.ts';
-import { testNode } from './node.ts';
+import { startContainerd, type Containerd, type ContainerdOptions } from './containerd.ts';
+import { testNode, type TestNode } from './node.ts';
 import { buildBusyboxImage } from './oci-image.ts';
 import { waitFor } from './wait.ts';
 
@@ -18,24 +18,27 @@ export const IMAGE = 'docker.io/library/busybox-local:latest';
 
 export async function corralContainerd(opts: ContainerdOptions = {}) {
   const shimDir = mkdtempSync('/tmp/crl-shim-bin-');
-  const c = await startContainerd({ ...opts, pathPrefix: [shimDir, ...(opts.pathPrefix ?? [])] });
-  const n = await testNode({ bundleRoots: [c.state] });
-  // Installed as a user installs it: `corral shim install`, into a dir first on containerd's PATH.
-  const installed = await n.cli([
-    'shim',
-    'install',
-    '--root',
-    shimDir,
-    '--bin-dir',
-    '/',
-    '--nats',
-    n.natsUrl,
-    '--node',
-    n.node,
-  ]);
-  expect(installed.code, installed.stderr).toBe(0);
-  const img = await buildBusyboxImage(join(c.dir, 'images'));
-  expect((await c.importImage(img)).code).toBe(0);
+  let c: Containerd | undefined;
+  let n: TestNode | undefined;
+  try {
+    c = await startContainerd({ ...opts, pathPrefix: [shimDir, ...(opts.pathPrefix ?? [])] });
+    n = await testNode({ bundleRoots: [c.state] });
+    // Installed as a user installs it: `corral shim install`, into a dir first on containerd's PATH.
+    const shim = ['shim', 'install', '--root', shimDir, '--bin-dir', '/', '--nats', n.natsUrl, '--node', n.node];
+    const installed = await n.cli(shim);
+    expect(installed.code, installed.stderr).toBe(0);
+    expect((await c.importImage(await buildBusyboxImage(join(c.dir, 'images')))).code).toBe(0);
+  } catch (e) {
+    // A setup that fails half way takes down what it started: the caller has nothing to stop.
+    await c?.stop().catch(() => undefined);
+    await n?.cleanup().catch(() => undefined);
+    rmSync(shimDir, { recursive: true, force: true });
+    throw e;
+  }
+  return corralContainerdOf(c, n, shimDir);
+}
+
+function corralContainerdOf(c: Containerd, n: TestNode, shimDir: string) {
   return {
     c,
     n,

@@ -93,6 +93,9 @@ export async function testNode(
       CORRAL_CONFIG_ROOTS: configs,
       ...opts.env,
     },
+  }).catch((e: unknown) => {
+    rmSync(dataDir, { recursive: true, force: true }); // bringUp stopped what it started; the dir is ours
+    throw e;
   });
   const nc: NatsConnection = await connectNats(n.natsUrl, 'e2e');
   const env = { ...process.env, NATS_URL: n.natsUrl, CORRAL_NODE: node };

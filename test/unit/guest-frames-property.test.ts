@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   AgentChannel,
   decodeFrame,
@@ -83,7 +83,10 @@ describe('decodeFrame on hostile input', () => {
   });
 });
 
-const dir = mkdtempSync('/tmp/crl-frames-');
+let dir = '';
+beforeAll(() => {
+  dir = mkdtempSync('/tmp/crl-frames-');
+});
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('AgentChannel on a hostile byte stream', () => {

@@ -5,7 +5,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeEvent } from '../../src/shim/events.ts';
 import { parseFlags } from '../../src/shim/flags.ts';
 import { MetricsSchema } from '../../src/shim/gen/cgroups_v2_pb.ts';
@@ -15,7 +15,10 @@ import { groupOf, socketPath } from '../../src/shim/socket.ts';
 import { stdioPath } from '../../src/shim/stdio.ts';
 import { configPathOf, metricsOf } from '../../src/shim/task-service.ts';
 
-const dir = mkdtempSync('/tmp/crl-shim-unit-');
+let dir = '';
+beforeAll(() => {
+  dir = mkdtempSync('/tmp/crl-shim-unit-');
+});
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('containerd’s command line', () => {
