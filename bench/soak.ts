@@ -8,7 +8,6 @@
  * Simulated VMs unless `--real`. Exits 1 naming what failed; the seed reproduces the choices.
  */
 import { testNode, NOTHING_LEFT } from '../test/helpers/node.ts';
-import { readFileSync } from 'node:fs';
 import { processesMatching } from '../test/helpers/leaks.ts';
 
 const args = process.argv.slice(2);
@@ -33,13 +32,6 @@ function rng(s: number) {
 const n = await testNode({ simulate: !args.includes('--real') });
 const rand = rng(seed);
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
-const cmdline = (pid: number) => {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
-  } catch {
-    return ''; // gone already
-  }
-};
 const counts: Record<string, { ok: number; errors: Record<string, number> }> = {};
 const unanswered: string[] = [];
 const bundle = n.bundle('soak', { args: ['sleep', '600'] });
@@ -71,7 +63,7 @@ async function step(i: number) {
     if (f === 'agent') return answered('fault:agent', n.restartAgent());
     if (f === 'nats') return answered('fault:nats', n.restartNats());
     const kind = pick(['mount', 'hypervisor'] as const);
-    const [pid] = processesMatching(`worker ${kind}`).filter((p) => cmdline(p).includes(` --node ${n.node} `));
+    const [pid] = processesMatching(`worker ${kind} --node ${n.node} `);
     if (pid) process.kill(pid, 'SIGKILL');
     return;
   }

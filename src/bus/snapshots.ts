@@ -9,6 +9,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { StartingPoint } from '../domain/snapshot.ts';
 import { err } from '../errors.ts';
 import { decode, encode } from './codec.ts';
+import { drainConsumer } from './drain-consumer.ts';
 import { nodeName } from './node-name.ts';
 
 export const SNAPSHOT_BUCKET = 'CORRAL_SNAPSHOTS';
@@ -76,17 +77,9 @@ export class Snapshots {
       deliver_policy: DeliverPolicy.LastPerSubject,
     });
     try {
-      let pending = (await c.info(true)).num_pending;
-      while (pending > 0) {
-        let got = 0;
-        for await (const m of await c.fetch({ max_messages: Math.min(1000, pending), expires: 1000 })) {
-          got++;
-          pending = m.info.pending;
-          const op = m.headers?.get('KV-Operation');
-          if (!op && m.data.length) out.push(decode(m.data) as TaskSnapshot);
-        }
-        if (got === 0) pending = (await c.info(false)).num_pending;
-      }
+      await drainConsumer(c, (m) => {
+        if (!m.headers?.get('KV-Operation') && m.data.length) out.push(decode(m.data) as TaskSnapshot);
+      });
     } finally {
       await c.delete().catch(() => {
         // An ordered consumer left behind expires on its own (inactive threshold): nothing to report.

@@ -55,9 +55,10 @@ export async function shimDelete(f: ShimFlags, cfg: ShimConfig, warn: (m: string
   );
   await Promise.race([work, new Promise((res) => setTimeout(res, BUDGET_MS).unref())]);
   if (!done) reapLater(f);
-  const bundle = f.bundle || process.cwd();
-  const socket = socketPath(f.address, f.namespace, groupOf(bundle, f.id), cfg.ttrpcAddress);
-  if (groupOf(bundle, f.id) === f.id && !(await accepting(socket, 200))) rmSync(socket, { force: true });
+  // A dead shim's socket file goes too, unless it is a pod's (the sandbox's shim serves the others).
+  const group = groupOf(f.bundle || process.cwd(), f.id);
+  const socket = socketPath(f.address, f.namespace, group, cfg.ttrpcAddress);
+  if (group === f.id && !(await accepting(socket, 200))) rmSync(socket, { force: true });
   const res = create(DeleteResponseSchema, { ...result, exitedAt: timestampFromMs(result.exitedAt) });
   return toBinary(DeleteResponseSchema, res);
 }

@@ -22,7 +22,6 @@ function any<D extends DescMessage>(schema: D, init: MessageInitShape<D>) {
 
 /** The event as containerd's message, packed. */
 export function encodeEvent(e: ShimEvent) {
-  const at = (ms: number) => timestampFromMs(ms);
   switch (e.topic) {
     case '/tasks/create':
       return any(ev.TaskCreateSchema, {
@@ -35,9 +34,9 @@ export function encodeEvent(e: ShimEvent) {
     case '/tasks/start':
       return any(ev.TaskStartSchema, { containerId: e.containerId, pid: e.pid });
     case '/tasks/exit':
-      return any(ev.TaskExitSchema, { ...e, exitedAt: at(e.exitedAt) });
+      return any(ev.TaskExitSchema, { ...e, exitedAt: timestampFromMs(e.exitedAt) });
     case '/tasks/delete':
-      return any(ev.TaskDeleteSchema, { ...e, exitedAt: at(e.exitedAt) });
+      return any(ev.TaskDeleteSchema, { ...e, exitedAt: timestampFromMs(e.exitedAt) });
     case '/tasks/exec-added':
       return any(ev.TaskExecAddedSchema, e);
     case '/tasks/exec-started':

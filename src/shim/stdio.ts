@@ -70,7 +70,6 @@ export class ProcessIo {
   private outs: (Socket | undefined)[] = [];
   private keeper: number | undefined;
   private stdinClosed = false;
-  private fed: Promise<unknown> = Promise.resolve();
   dropped = 0;
 
   constructor(
@@ -112,7 +111,7 @@ export class ProcessIo {
     if (!path || this.keeper !== undefined) return;
     const reader = pipeSocket(path, constants.O_RDONLY | constants.O_NONBLOCK, true);
     if (!this.stdinClosed) this.keeper = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK);
-    this.fed = pumpStdin(this.nc, this.ref, reader)
+    void pumpStdin(this.nc, this.ref, reader)
       .catch((e: unknown) => this.log.warn({ err: e, ...this.ref }, 'stdin ended early'))
       .finally(() => reader.destroy());
   }
@@ -143,6 +142,5 @@ export class ProcessIo {
     this.subs = [];
     this.closeStdin();
     for (const o of this.outs) o?.destroy();
-    void this.fed;
   }
 }

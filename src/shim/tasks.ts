@@ -12,6 +12,7 @@ import { err } from '../errors.ts';
 import type { Log } from '../log.ts';
 import type { AgentClient, Exit } from './agent.ts';
 import type { ShimEvent } from './event-types.ts';
+import { groupOf } from './socket.ts';
 import { ProcessIo, type StdioPaths } from './stdio.ts';
 
 export interface Mount {
@@ -71,7 +72,7 @@ export class ShimTasks {
     }
     this.procs.set(r.id, { io, paths, pid });
     this.emit({ topic: '/tasks/create', containerId: r.id, bundle: r.bundle, rootfs: r.rootfs, io: paths, pid });
-    await this.watchOom(r.id);
+    this.watchOom(r.id, groupOf(r.bundle, r.id));
     return pid;
   }
 
@@ -159,10 +160,11 @@ export class ShimTasks {
     return this.procs.get(id)?.pid ?? 0;
   }
 
-  /** The guest's OOM killer, as the agent records it (fact `oom`), becomes containerd's TaskOOM. */
-  private async watchOom(id: string) {
-    const view = await this.agent.state(id).catch(() => undefined);
-    const sandbox = view && 'sandboxId' in view ? view.sandboxId : id;
+  /**
+   * The guest's OOM killer, as the agent records it (fact `oom` on its sandbox's subject), becomes containerd's
+   * TaskOOM. The sandbox is the pod's (the group: socket.ts), read from the bundle as the agent reads it.
+   */
+  private watchOom(id: string, sandbox: string) {
     const sub = this.nc.subscribe(subjects.evt(this.agent.node, sandbox, 'oom'), {
       callback: (e, m) => {
         const rec = e ? undefined : (decode(m.data) as { taskId?: unknown });

@@ -5,9 +5,8 @@
  * SIGKILLed and restarted (the shim's calls wait for the new agent, which recovered the task). Each ends with
  * nothing left: no shim, no mount, no QEMU, no VMM user.
  */
-import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { corralContainerd, IMAGE, type CorralContainerd } from '../helpers/corral-containerd.ts';
+import { corralContainerd, hex64, IMAGE, status, type CorralContainerd } from '../helpers/corral-containerd.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 let k: CorralContainerd;
@@ -21,9 +20,7 @@ afterEach(async () => {
   await k.clean();
 });
 
-const hex64 = () => randomBytes(32).toString('hex');
-const ls = async () => (await k.c.ctr(['task', 'ls'])).stdout;
-const status = (id: string, s: string) => new RegExp(`${id}\\s+\\d+\\s+${s}`);
+const ls = () => k.ls();
 const agentState = (id: string) =>
   k.n.call<{ status: string }>('state', { id }).then(
     (v) => v.status,

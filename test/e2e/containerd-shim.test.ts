@@ -5,10 +5,9 @@
  * no shim, no mount, no QEMU, no VMM user.
  */
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RUNTIME_TYPE } from '../../src/shim/launcher.ts';
-import { corralContainerd, IMAGE, type CorralContainerd } from '../helpers/corral-containerd.ts';
+import { corralContainerd, hex64, IMAGE, status, type CorralContainerd } from '../helpers/corral-containerd.ts';
 import { killAllTerminals, terminal } from '../helpers/tmux.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -24,9 +23,7 @@ afterEach(async () => {
   await k.clean();
 });
 
-const hex64 = () => randomBytes(32).toString('hex');
-const ls = async () => (await k.c.ctr(['task', 'ls'])).stdout;
-const status = (id: string, s: string) => new RegExp(`${id}\\s+\\d+\\s+${s}`);
+const ls = () => k.ls();
 
 describe('ctr with the corral runtime', () => {
   it('ctr run --rm: stdout and stdin round trip, the exit code is the container’s; events in order', async () => {

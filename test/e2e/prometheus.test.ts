@@ -5,25 +5,15 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { testNode, type TestNode } from '../helpers/node.ts';
+import { freePort, testNode, type TestNode } from '../helpers/node.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 let n: TestNode;
 let prom: ChildProcess | undefined;
 let dir: string;
 let api: string;
-const freePort = () =>
-  new Promise<number>((res) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => res(port));
-    });
-  });
-
 beforeAll(async () => {
   n = await testNode({ simulate: true });
   dir = mkdtempSync('/tmp/crl-prom-');

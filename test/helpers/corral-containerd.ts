@@ -5,6 +5,7 @@
  * image imported. `clean()` is the after-each check: no shim, no mount under containerd's dirs, nothing
  * of Corral's (QEMU, mounts, users, sandbox dirs).
  */
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'vitest';
@@ -15,6 +16,10 @@ import { buildBusyboxImage } from './oci-image.ts';
 import { waitFor } from './wait.ts';
 
 export const IMAGE = 'docker.io/library/busybox-local:latest';
+/** A containerd-style id: 64 hex characters. */
+export const hex64 = () => randomBytes(32).toString('hex');
+/** `ctr task ls`'s line for `id` in status `s` (RUNNING, PAUSED, STOPPED). */
+export const status = (id: string, s: string) => new RegExp(`${id}\\s+\\d+\\s+${s}`);
 
 export async function corralContainerd(opts: ContainerdOptions = {}) {
   const shimDir = mkdtempSync('/tmp/crl-shim-bin-');
@@ -43,6 +48,8 @@ function corralContainerdOf(c: Containerd, n: TestNode, shimDir: string) {
     c,
     n,
     shimDir,
+    /** `ctr task ls`'s output. */
+    ls: async () => (await c.ctr(['task', 'ls'])).stdout,
     /** `ctr run --runtime io.containerd.corral.v2 ...`. */
     run: (args: string[], input?: string) =>
       c.ctr(['run', '--runtime', RUNTIME_TYPE, ...args], { input, timeoutMs: 120_000 }),

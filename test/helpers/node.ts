@@ -35,7 +35,8 @@ import { bundleNetns, netLeftovers } from './net-leaks.ts';
 export const REPO = resolve(new URL('../..', import.meta.url).pathname);
 const CLI = join(REPO, 'src/cli/main.ts');
 
-const freePort = () =>
+/** A free TCP port on 127.0.0.1 (taken and released: a test server binds it next). */
+export const freePort = () =>
   new Promise<number>((res) => {
     const s = createServer();
     s.listen(0, '127.0.0.1', () => {

@@ -12,6 +12,7 @@ import { NodeRegistry } from '../../fleet/registry.ts';
 import type { Versioned } from '../../fleet/types.ts';
 import { duration, parse } from '../args.ts';
 import type { Io } from '../io.ts';
+import { age } from './fleet.ts';
 import { withClient } from './task.ts';
 
 export const TOP_USAGE = 'corral top [--interval D] [--once] [--json]';
@@ -25,13 +26,6 @@ interface NodeFrame {
   tasks: Pick<TaskView, 'id' | 'kind' | 'sandboxId' | 'status' | 'state' | 'pid' | 'createdAt'>[];
   error?: string;
 }
-
-const age = (ms: number) =>
-  ms < 60_000
-    ? `${Math.round(ms / 1000)}s`
-    : ms < 3_600_000
-      ? `${Math.round(ms / 60_000)}m`
-      : `${Math.round(ms / 3_600_000)}h`;
 
 function table(rows: string[][]): string[] {
   const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
