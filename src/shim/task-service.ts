@@ -64,7 +64,7 @@ export function metricsOf(s: ContainerStats): Any {
 }
 
 /** Update's LinuxResources (JSON) to the agent's `update` body. */
-function resourcesOf(v: unknown): Record<string, unknown> {
+export function resourcesOf(v: unknown): Record<string, unknown> {
   const r = (v ?? {}) as {
     memory?: { limit?: number };
     cpu?: { quota?: number; period?: number };

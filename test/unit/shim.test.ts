@@ -13,7 +13,7 @@ import { OptionsSchema } from '../../src/shim/gen/runtime_options_pb.ts';
 import { TaskExitSchema } from '../../src/shim/gen/task_events_pb.ts';
 import { groupOf, socketPath } from '../../src/shim/socket.ts';
 import { stdioPath } from '../../src/shim/stdio.ts';
-import { configPathOf, metricsOf } from '../../src/shim/task-service.ts';
+import { configPathOf, metricsOf, resourcesOf } from '../../src/shim/task-service.ts';
 
 let dir = '';
 beforeAll(() => {
@@ -123,5 +123,19 @@ describe('conversions', () => {
     const e = fromBinary(TaskExitSchema, a.value);
     expect(e).toMatchObject({ containerId: 'c1', id: 'e1', pid: 7, exitStatus: 3 });
     expect(e.exitedAt).toMatchObject({ seconds: 1_700_000_000n, nanos: 123_000_000 });
+  });
+  it('turns Update’s LinuxResources into the agent’s update body, leaving out what is not set', () => {
+    const r = {
+      memory: { limit: 268435456, swap: 1 },
+      cpu: { quota: 50000, period: 100000, shares: 2 },
+      pids: { limit: 64 },
+    };
+    expect(resourcesOf(r)).toEqual({
+      memory: { limit: 268435456 },
+      cpu: { quota: 50000, period: 100000 },
+      pids: { limit: 64 },
+    });
+    expect(resourcesOf({ cpu: { period: 100000 } })).toEqual({ cpu: { quota: undefined, period: 100000 } });
+    expect(resourcesOf({})).toEqual({});
   });
 });
