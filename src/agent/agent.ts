@@ -1,7 +1,7 @@
 /**
  * The node agent, composed: the task table and the actors' runtime (task-runtime.ts), the Task API
  * (task-api.ts) served on `corral.v1.node.<node>.task.<verb>` through the one serving loop
- * (bus/serve.ts) with idempotency keys (idempotency.ts), recovery from the event log (recovery.ts),
+ * (bus/serve.ts) with idempotency keys (dispatch.ts, idempotency.ts), recovery from the event log (recovery.ts),
  * and the worker facts (process exits, VM deaths) routed to their tasks.
  *
  * Inputs reach an actor only after the event log has stored them (write-ahead, journal.ts). Replies
@@ -9,18 +9,19 @@
  * emission order.
  */
 import type { Subscription } from '@nats-io/transport-node';
-import { CorralError, ensureError, err } from '../errors.ts';
+import { err } from '../errors.ts';
+import { readRecords } from '../bus/eventlog-reader.ts';
 import { LATER, respond, serve } from '../bus/serve.ts';
 import { subjects } from '../bus/subjects.ts';
-import { CHANGING_VERBS } from '../bus/task-client.ts';
 import { consumeWorkerFacts } from '../bus/worker-facts.ts';
 import { stateName } from '../machines/index.ts';
-import { RequestLedger, requestKey } from './idempotency.ts';
+import { taskDispatch } from './dispatch.ts';
+import { RequestLedger } from './idempotency.ts';
 import { recover } from './recovery.ts';
 import { taskApi } from './task-api.ts';
 import { TaskRuntime } from './task-runtime.ts';
-import type { ReplyTo } from './task-table.ts';
 import { taskView, type TaskView } from './views.ts';
+import { workerClient } from './worker-client.ts';
 
 import type { AgentDeps } from './deps.ts';
 
@@ -30,11 +31,12 @@ export type { AgentDeps } from './deps.ts';
 const TEARDOWN_POLL_MS = 200;
 
 export function buildAgent(d: AgentDeps) {
-  const rt = new TaskRuntime(d);
+  const workers = workerClient({ nc: d.nc, node: d.settings.node, watch: d.watch });
+  const rt = new TaskRuntime({ ...d, workers, readLog: () => readRecords(d.nc, { node: d.settings.node }) });
   const { tasks } = rt;
   /** Repeats of a request with a `requestId` join it or get its first answer (idempotency.ts). */
   const ledger = new RequestLedger(respond);
-  const handlers = taskApi(rt, d.onShutdown);
+  const dispatch = taskDispatch(taskApi(rt, d.onShutdown), ledger, d.log);
   const subs: Subscription[] = [];
   let stopFacts: (() => void) | undefined;
 
@@ -50,20 +52,7 @@ export function buildAgent(d: AgentDeps) {
           d.nc,
           subjects.task(d.settings.node, '*'),
           async (body, req) => {
-            const verb = req.verb;
-            const h = Object.hasOwn(handlers, verb) ? handlers[verb] : undefined;
-            if (!h)
-              throw err.invalid(`unknown verb ${JSON.stringify(verb)}; verbs: ${Object.keys(handlers).join(', ')}`);
-            const key = CHANGING_VERBS.has(verb) ? requestKey(body) : undefined;
-            if (ledger.admit(key, req.msg)) return LATER; // a repeat: joined, or answered from memory
-            const reply: ReplyTo = key ? (env) => ledger.settle(key, env) : (env) => req.reply(env);
-            try {
-              const result = await h(body, reply);
-              if (result !== LATER) reply({ ok: true, result });
-            } catch (e) {
-              if (!(e instanceof CorralError)) d.log.error({ err: e, verb }, 'task API handler failed');
-              reply({ ok: false, error: ensureError(e).toWire() });
-            }
+            await dispatch(req.verb, body, req);
             return LATER;
           },
           { onInternal: (e, subject) => d.log.error({ err: e, subject }, 'task API handler failed') },

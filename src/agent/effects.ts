@@ -4,7 +4,7 @@
  * before the machine sees it).
  */
 import { CorralError, ensureError, fromWire } from '../errors.ts';
-import type { EventLog } from '../bus/eventlog.ts';
+import type { EventAppender } from '../bus/eventlog.ts';
 import type { Compensation, OpArgs, OpName, OpResult, Step, StepResults, WorkerKind } from '../domain/ops.ts';
 import type { Effects, StepOutputs } from '../machines/index.ts';
 import type { CreatePlan, RunAct } from '../domain/task.ts';
@@ -33,7 +33,7 @@ export type Probe = (point: string) => void;
 export interface EffectDeps {
   workers: WorkerClient;
   rules: CreateRules;
-  events: EventLog;
+  events: EventAppender;
   probe?: Probe;
   /** Time each step took, for the create-latency metric. */
   observeStep?: (step: string, ms: number, ok: boolean) => void;

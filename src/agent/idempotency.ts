@@ -10,7 +10,8 @@ import type { Msg } from '@nats-io/transport-node';
 import { err } from '../errors.ts';
 import type { Envelope } from '../bus/rpc.ts';
 
-type Answer = (msg: Msg, env: Envelope<unknown>) => void;
+/** Answers one copy of a request (`M`: its NATS message, or the simulator's stand-in). */
+type Answer<M> = (msg: M, env: Envelope<unknown>) => void;
 
 /** `<task id>/<requestId>` of a request body, or undefined when it carries none. Malformed ids are InvalidArgument. */
 export function requestKey(body: unknown): string | undefined {
@@ -22,12 +23,12 @@ export function requestKey(body: unknown): string | undefined {
   return typeof id === 'string' ? `${id}/${requestId}` : undefined;
 }
 
-export class RequestLedger {
-  private readonly inflight = new Map<string, Msg[]>();
+export class RequestLedger<M = Msg> {
+  private readonly inflight = new Map<string, M[]>();
   private readonly done = new Map<string, { env: Envelope<unknown>; at: number }>();
 
   constructor(
-    private readonly answer: Answer,
+    private readonly answer: Answer<M>,
     private readonly ttlMs = 10 * 60_000,
     private readonly max = 10_000,
   ) {}
@@ -36,7 +37,7 @@ export class RequestLedger {
    * A request arrives: true when it is a repeat (answered now from memory, or joined to the one in
    * flight); false when it is new and the caller must handle it (it is in flight from now on).
    */
-  admit(key: string | undefined, msg: Msg | undefined): boolean {
+  admit(key: string | undefined, msg: M | undefined): boolean {
     if (key === undefined) return false;
     const d = this.done.get(key);
     if (d && Date.now() - d.at <= this.ttlMs) {

@@ -5,7 +5,7 @@
  * sequence its state record got, so recovery can start there.
  */
 import type { InspectionEvent, SnapshotFrom } from 'xstate';
-import type { EventLog } from '../bus/eventlog.ts';
+import type { EventAppender } from '../bus/eventlog.ts';
 import type { Snapshots } from '../bus/snapshots.ts';
 import type { Fact } from '../domain/task.ts';
 import type { LifecycleEvent, LifecycleMachine } from '../machines/index.ts';
@@ -15,7 +15,7 @@ import { activeTraceparent } from '../util/trace.ts';
 import type { NewTask, Task } from './task-table.ts';
 
 export interface JournalDeps {
-  events: EventLog;
+  events: EventAppender;
   snapshots?: Snapshots;
   log: Logger;
   /** Whether the task is still in the table (a snapshot of a removed task must not be saved). */

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { ensureError } from '../errors.ts';
-import type { EventLog } from '../bus/eventlog.ts';
+import type { EventAppender } from '../bus/eventlog.ts';
 import type { Logger } from '../log.ts';
 import { NETNS_DIR } from '../domain/network.ts';
 import { run } from '../workers/exec.ts';
@@ -74,10 +74,18 @@ async function observeNetwork(workers: WorkerClient, node: string): Promise<Pick
 const UNDO_DEADLINE_MS = 30_000;
 
 export async function reconcile(
-  d: { workers: WorkerClient; settings: Settings; events: EventLog; log: Logger },
+  d: {
+    workers: WorkerClient;
+    settings: Settings;
+    events: EventAppender;
+    log: Logger;
+    /** What the host holds. @default the workers' scans and the host's users and run dir ({@link observe}) */
+    observe?: () => Promise<Observed>;
+  },
   live: ReadonlySet<string>,
 ): Promise<{ action: Action; ok: boolean }[]> {
-  const actions = decideReconcile(await observe(d.workers, d.settings), live, d.settings.runDir);
+  const observed = await (d.observe ? d.observe() : observe(d.workers, d.settings));
+  const actions = decideReconcile(observed, live, d.settings.runDir);
   const runId = randomUUID();
   const done: { action: Action; ok: boolean }[] = [];
   for (const [i, a] of actions.entries()) {

@@ -12,7 +12,7 @@ import type { StartingPoint } from '../domain/snapshot.ts';
 import { hasTag, stateName } from '../machines/index.ts';
 import { EffectGate } from '../replay/gate.ts';
 import { rebuild } from '../replay/rebuild.ts';
-import { readRecords, type EventRecord } from '../bus/eventlog-reader.ts';
+import type { EventRecord } from '../bus/eventlog-reader.ts';
 import type { RequestLedger } from './idempotency.ts';
 import type { TaskRuntime } from './task-runtime.ts';
 import { newTask, type NewTask, type Task } from './task-table.ts';
@@ -31,7 +31,7 @@ type Recovered = { tasks: number; resumed: string[] };
  * over (the `trace` recorded with a task's last request input: a create, a start, a delete, ...),
  * parent of the effects it lets run for real.
  */
-export function recover(rt: TaskRuntime, ledger: RequestLedger): Promise<Recovered> {
+export function recover<M>(rt: TaskRuntime, ledger: RequestLedger<M>): Promise<Recovered> {
   return inSpan('recovery', (span) => recoverTasks(rt, ledger, span), { root: true });
 }
 
@@ -47,9 +47,9 @@ function interrupted(records: EventRecord[], taskIds: Set<string>): Link[] {
   });
 }
 
-async function recoverTasks(rt: TaskRuntime, ledger: RequestLedger, span: Span): Promise<Recovered> {
+async function recoverTasks<M>(rt: TaskRuntime, ledger: RequestLedger<M>, span: Span): Promise<Recovered> {
   const { d, tasks } = rt;
-  const records = await readRecords(d.nc, { node: d.settings.node });
+  const records = await d.readLog();
   const bySandbox = new Map<string, EventRecord[]>();
   for (const r of records) {
     const list = bySandbox.get(r.sandbox);
@@ -122,7 +122,7 @@ async function recoverTasks(rt: TaskRuntime, ledger: RequestLedger, span: Span):
  * After a restart, creates recorded with a requestId are answerable again: a repeat of one still in
  * flight joins it; a repeat of a finished one gets its outcome from the log.
  */
-function resumeRequests(rt: TaskRuntime, ledger: RequestLedger, records: EventRecord[]): void {
+function resumeRequests<M>(rt: TaskRuntime, ledger: RequestLedger<M>, records: EventRecord[]): void {
   const open = new Map<string, { key: string; rid: string }>();
   for (const r of records) {
     const ev = r.event as { type?: string; rid?: string } | undefined;

@@ -11,11 +11,11 @@ import type { WorkerEvent } from '../domain/ops.ts';
 import type { CreateTaskRequest, Fact, Reply } from '../domain/task.ts';
 import { containerMachine, provideEffects, sandboxMachine, type LifecycleEvent } from '../machines/index.ts';
 import type { EffectGate } from '../replay/gate.ts';
-import type { AgentDeps } from './deps.ts';
+import type { RuntimeDeps } from './deps.ts';
 import { taskEffects } from './effects.ts';
 import { TaskJournal } from './journal.ts';
 import { newTask, TaskTable, type NewTask, type ReplyTo, type Task } from './task-table.ts';
-import { workerClient, type WorkerClient } from './worker-client.ts';
+import type { WorkerClient } from './worker-client.ts';
 import { inSpan } from '../util/trace.ts';
 
 interface PendingReply {
@@ -33,7 +33,7 @@ export class TaskRuntime {
   /** Requests the machines answer later, by the rid their event carries. */
   private readonly pending = new Map<string, PendingReply>();
 
-  constructor(readonly d: AgentDeps) {
+  constructor(readonly d: RuntimeDeps) {
     this.tasks = new TaskTable((t) => this.journal.removeSnapshot(t));
     this.journal = new TaskJournal({
       events: d.events,
@@ -41,7 +41,7 @@ export class TaskRuntime {
       log: d.log,
       isLive: (t) => this.tasks.isLive(t),
     });
-    this.workers = workerClient({ nc: d.nc, node: d.settings.node, watch: d.watch });
+    this.workers = d.workers;
   }
 
   /** Registers a request the machine will answer (its event carries `rid`). */

@@ -114,6 +114,9 @@ export function isTransientPublishError(e: unknown): boolean {
   return isNatsTimeout(e) || isNoResponders(e) || jetStreamStatus(e) === 503;
 }
 
+/** What a writer of the log needs of it: the agent's parts take this (the simulator passes an in-memory log). */
+export type EventAppender = Pick<EventLog, 'append'>;
+
 export class EventLog {
   private js: JetStreamClient;
   /** Per-sandbox lanes keep appends in order without serialising different sandboxes. */
