@@ -10,6 +10,14 @@
 module.exports = {
   forbidden: [
     {
+      name: 'nothing-imports-the-simulator',
+      comment:
+        'sim/ (the deterministic simulator) drives the real code from outside: nothing in src/ or bench/ imports it.',
+      severity: 'error',
+      from: { path: '^(src|bench|infra)/' },
+      to: { path: '^sim/' },
+    },
+    {
       name: 'no-circular',
       comment: 'No import cycle anywhere in src/: a cycle makes two modules one, and load order fragile.',
       severity: 'error',

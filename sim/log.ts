@@ -1,0 +1,84 @@
+/**
+ * The simulated JetStream event log of one node (bus/eventlog.ts's `EventAppender`, and the reader
+ * recovery takes): records in stream order with their sequence. Appends of one sandbox land in call
+ * order (as the real log's lanes keep them); an append can be slow, can meet a failover window (it
+ * waits, and fails with Unavailable past its deadline, not written), and can be written although its
+ * ack is lost (the caller sees Unavailable: the record is there all the same).
+ */
+import { err } from '../src/errors.ts';
+import type { EventRecord } from '../src/bus/eventlog-reader.ts';
+import type { EventAppender } from '../src/bus/eventlog.ts';
+import type { Scheduler } from './sched.ts';
+
+/** As the real log: an append not acknowledged within this long fails. */
+const APPEND_DEADLINE_MS = 30_000;
+
+export class SimLog {
+  readonly records: EventRecord[] = [];
+  /** JetStream has no leader until then. */
+  private downUntil = -1;
+  private readonly lanes = new Map<string, Promise<unknown>>();
+  /** Chance that an append is stored but its ack lost. */
+  ackLoss = 0;
+
+  constructor(
+    readonly node: string,
+    private readonly s: Scheduler,
+  ) {}
+
+  failover(forMs: number): void {
+    this.downUntil = Math.max(this.downUntil, this.s.now + forMs);
+  }
+
+  /** The writer one agent incarnation (or a worker) appends through: nothing of a dead one lands. */
+  appender(alive: () => boolean): EventAppender {
+    return {
+      append: (sandbox, kind, data) => {
+        const prev = this.lanes.get(sandbox) ?? Promise.resolve();
+        const p = prev.then(
+          () => this.one(sandbox, kind, data, alive),
+          () => this.one(sandbox, kind, data, alive),
+        );
+        this.lanes.set(sandbox, p);
+        return p;
+      },
+    };
+  }
+
+  private one(sandbox: string, kind: string, data: Record<string, unknown>, alive: () => boolean): Promise<number> {
+    const s = this.s;
+    const deadline = s.now + APPEND_DEADLINE_MS;
+    return new Promise<number>((resolve, reject) => {
+      const attempt = () => {
+        if (!alive()) return void reject(err.unavailable('the process is gone')); // never lands; frees the lane
+        if (s.now < this.downUntil) {
+          if (this.downUntil >= deadline)
+            return void s.at(deadline - s.now, `${this.node}: append ${kind} of ${sandbox} fails (no leader)`, () =>
+              reject(err.unavailable('event log append failed: no JetStream leader (simulated)')),
+            );
+          return void s.at(this.downUntil - s.now, '', attempt);
+        }
+        const seq = this.records.length + 1;
+        this.records.push({
+          seq,
+          node: this.node,
+          sandbox,
+          kind,
+          at: Date.now(),
+          subject: `corral.v1.evt.${this.node}.${sandbox}.${kind}`,
+          ...structuredClone(data),
+        });
+        if (s.chance(this.ackLoss))
+          return void s.at(APPEND_DEADLINE_MS, `${this.node}: ack of #${seq} ${kind} lost`, () =>
+            reject(err.unavailable('event log append failed: not acknowledged (simulated)')),
+          );
+        s.at(s.between(0, 3), '', () => resolve(seq));
+      };
+      s.at(s.between(0, 3), '', attempt);
+    });
+  }
+
+  read(): Promise<EventRecord[]> {
+    return Promise.resolve(this.records.map((r) => structuredClone(r)));
+  }
+}
