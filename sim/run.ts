@@ -63,6 +63,7 @@ export async function runSeed(seed: number, mutation?: Mutation): Promise<RunRes
           answers: [],
           onAnswer: (env) => {
             msg.answers.push(env);
+            s.note(`client: ${verb} ${str(body.id)} #${msg.n} answered ${env.ok ? 'ok' : env.error.code}`);
             if (msg.answers.length > 1) violations.push(`request #${msg.n} (${verb} ${str(body.id)}) answered twice`);
             const key = body.requestId ? `${node.name}/${str(body.id)}/${str(body.requestId)}` : undefined;
             const text = JSON.stringify(env);
