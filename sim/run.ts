@@ -87,17 +87,21 @@ export async function runSeed(seed: number, mutation?: Mutation): Promise<RunRes
       });
     const call = async (node: SimNode, verb: string, body: Record<string, unknown>): Promise<Env> => {
       let requestId = `rq${++keys}`;
-      for (let i = 0; i < ATTEMPTS; i++) {
+      // No agent serving (it is starting, maybe through a failover) costs time, not attempts: 5 min at most.
+      const until = s.now + 300_000;
+      for (let i = 0; i < ATTEMPTS && s.now < until; i++) {
         const r = await once(node, verb, verb === 'list' ? body : { ...body, requestId });
-        if (r === 'nobody') await sleep(s.between(100, 1000));
-        else if (r === 'lost')
+        if (r === 'nobody') {
+          i--;
+          await sleep(s.between(100, 1000));
+        } else if (r === 'lost')
           continue; // the same requestId: joins the first copy or gets its answer
         else if (!r.ok && r.error.code === 'Unavailable') {
           requestId = `rq${++keys}`; // answered Unavailable: a new request (idempotency.ts)
           await sleep(s.between(100, 1000));
         } else return r;
       }
-      violations.push(`${verb} ${str(body.id)} on ${node.name} never answered in ${ATTEMPTS} attempts`);
+      violations.push(`${verb} ${str(body.id)} on ${node.name} never answered (${ATTEMPTS} attempts, 5 min)`);
       return { ok: false, error: { code: 'Timeout', message: 'never answered', retryable: true } };
     };
 
