@@ -35,13 +35,15 @@ afterAll(async () => {
 describe('3-server NATS cluster', () => {
   it('CORRAL_EVENTS with 3 replicas survives a SIGKILLed server; the server rejoins', async () => {
     expect(cluster.urls).toHaveLength(3);
+    const tPlaced = Date.now();
     // R3 needs all three servers known to the meta leader: creation may need a moment after start
     await waitFor(() => ensureEventStream(nc, { replicas: 3 }).then(() => true), {
       ignoreErrors: true,
-      timeoutMs: 20_000,
+      timeoutMs: 60_000,
       intervalMs: 200,
       what: 'CORRAL_EVENTS created with 3 replicas',
     });
+    const placedMs = Date.now() - tPlaced;
     const jsm = await jetstreamManager(nc);
     const info = await jsm.streams.info(EVENTS_STREAM);
     expect(info.config.num_replicas).toBe(3);
@@ -104,28 +106,36 @@ describe('3-server NATS cluster', () => {
       what: 'n1 cordoned, read back with a server down',
     });
 
-    // The server comes back, rejoins, and its replica catches up (it is current again).
+    // The server comes back, rejoins, and its replica catches up (it is current again). The leader learns a
+    // follower's index from its answers to appends, so each check appends one record: with no writes a
+    // caught-up follower can stay "not current" in the leader's view (seen once in CI under load).
     await cluster.restart(victim);
+    const tBack = Date.now();
+    const back = cluster.members[victim]!.name;
     await waitFor(
       async () => {
+        seqs.push(await log.append('sb1', 'fact', { i: seqs.length }));
         const i = await jsm.streams.info(EVENTS_STREAM);
-        return [
-          i.cluster?.leader,
-          ...(i.cluster?.replicas ?? []).filter((r) => r.current && !r.offline).map((r) => r.name),
-        ];
+        return { leader: i.cluster?.leader, replicas: i.cluster?.replicas ?? [] };
       },
       {
-        until: (peers) => peers.includes(cluster.members[victim]!.name) && peers.length === 3,
+        until: (c) => {
+          const current = [c.leader, ...c.replicas.filter((r) => r.current && !r.offline).map((r) => r.name)];
+          return current.includes(back) && current.length === 3;
+        },
         ignoreErrors: true,
-        timeoutMs: 30_000,
-        intervalMs: 200,
-        what: `${cluster.members[victim]!.name} back as a current replica of CORRAL_EVENTS`,
+        timeoutMs: 60_000,
+        intervalMs: 250,
+        what: `${back} back as a current replica of CORRAL_EVENTS`,
       },
     );
-    for (let i = 40; i < 45; i++) seqs.push(await log.append('sb1', 'fact', { i }));
-    expect((await jsm.streams.info(EVENTS_STREAM)).state.messages).toBe(45);
+    const rejoinMs = Date.now() - tBack;
+    for (let i = 0; i < 5; i++) seqs.push(await log.append('sb1', 'fact', { i: seqs.length }));
+    expect(new Set(seqs).size).toBe(seqs.length);
+    expect((await jsm.streams.info(EVENTS_STREAM)).state.messages).toBe(seqs.length);
     console.log(
-      `cluster failover: 20 appends across a killed stream leader took ${failoverMs} ms (${log.retries} retries)`,
+      `cluster failover: 20 appends across a killed stream leader took ${failoverMs} ms (${log.retries} retries); ` +
+        `R3 placement took ${placedMs} ms after start, the restarted server was current after ${rejoinMs} ms`,
     );
-  }, 120_000);
+  }, 240_000);
 });
