@@ -36,14 +36,17 @@ const counts: Record<string, { ok: number; errors: Record<string, number> }> = {
 const unanswered: string[] = [];
 const bundle = n.bundle('soak', { args: ['sleep', '600'] });
 
-async function answered(what: string, p: Promise<unknown>) {
+async function answered(what: string, p: Promise<unknown>, onOk?: () => void) {
   const c = (counts[what.split(' ')[0]!] ??= { ok: 0, errors: {} });
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), ANSWER_MS)));
   try {
     const r = await Promise.race([p.then(() => 'ok' as const), late]);
     if (r === 'late') unanswered.push(what);
-    else c.ok++;
+    else {
+      c.ok++;
+      onOk?.();
+    }
   } catch (e) {
     const code = (e as { code?: string }).code ?? 'thrown';
     c.errors[code] = (c.errors[code] ?? 0) + 1;
@@ -52,11 +55,28 @@ async function answered(what: string, p: Promise<unknown>) {
   }
 }
 
-const STEPS = ['create', 'start', 'exec', 'kill', 'delete', 'create', 'start', 'delete'] as const;
+const STEPS = ['create', 'start', 'exec', 'kill', 'delete'] as const;
+type Verb = (typeof STEPS)[number];
+/** What each id was last seen to be, so most steps are ones that can succeed (the rest stay random). */
+const seen = new Map<string, 'created' | 'running' | 'stopped'>();
+const SENSIBLE: Record<'none' | 'created' | 'running' | 'stopped', readonly Verb[]> = {
+  none: ['create'],
+  created: ['start', 'start', 'delete'],
+  running: ['exec', 'exec', 'kill'],
+  stopped: ['delete'],
+};
+const AFTER: Partial<Record<Verb, 'created' | 'running' | 'stopped' | undefined>> = {
+  create: 'created',
+  start: 'running',
+  kill: 'stopped',
+  delete: undefined,
+};
 const FAULTS = ['agent', 'worker', 'nats'] as const;
 let faults = 0;
+const busy = new Set<string>();
 async function step(i: number) {
-  const id = `soak-${Math.floor(rand() * IDS)}`;
+  let id = `soak-${Math.floor(rand() * IDS)}`;
+  for (let t = 0; t < 4 && busy.has(id); t++) id = `soak-${Math.floor(rand() * IDS)}`;
   if (rand() < 0.06) {
     const f = pick(FAULTS);
     faults++;
@@ -67,7 +87,7 @@ async function step(i: number) {
     if (pid) process.kill(pid, 'SIGKILL');
     return;
   }
-  const verb = pick(STEPS);
+  const verb = rand() < 0.8 ? pick(SENSIBLE[seen.get(id) ?? 'none']) : pick(STEPS);
   const body: Record<string, unknown> =
     verb === 'create'
       ? { id, bundle }
@@ -76,7 +96,13 @@ async function step(i: number) {
         : verb === 'kill'
           ? { id, signal: 9 }
           : { id };
-  await answered(`${verb} ${id}`, n.call(verb, body, ANSWER_MS));
+  busy.add(id);
+  await answered(`${verb} ${id}`, n.call(verb, body, ANSWER_MS), () => {
+    if (!(verb in AFTER)) return;
+    const next = AFTER[verb];
+    if (next) seen.set(id, next);
+    else seen.delete(id);
+  }).finally(() => busy.delete(id));
 }
 
 const t0 = performance.now();
@@ -91,8 +117,24 @@ await n.removeTasks(ids);
 await n.removeTasks(ids); // a task whose create was still rolling forward the first time
 const left = n.leftovers(ids);
 const clean = JSON.stringify(left) === JSON.stringify(NOTHING_LEFT);
-const report = { seed, ops, faults, seconds: (performance.now() - t0) / 1000, counts, unanswered, left, clean };
-await n.cleanup();
+/** What a task that was left behind went through: its last recorded events (the reproduction starts here). */
+const history: Record<string, string[]> = {};
+if (!clean)
+  for (const id of left.sandboxDirs) {
+    const r = await n.cli(['events', '--sandbox', id]);
+    history[id] = r.stdout.trim().split('\n').slice(-40);
+  }
+const report = {
+  seed,
+  ops,
+  faults,
+  seconds: (performance.now() - t0) / 1000,
+  counts,
+  unanswered,
+  left,
+  clean,
+  history,
+};
 if (json) process.stdout.write(JSON.stringify(report) + '\n');
 else {
   console.log(`soak: ${ops} operations, ${faults} faults, seed ${seed}, ${report.seconds.toFixed(1)} s`);
@@ -100,6 +142,10 @@ else {
     console.log(`  ${v.padEnd(12)} ok ${c.ok}  errors ${JSON.stringify(c.errors)}`);
   console.log(unanswered.length ? `UNANSWERED: ${unanswered.join(', ')}` : 'every operation was answered');
   console.log(clean ? 'nothing left on the host' : `LEFT: ${JSON.stringify(left)}`);
-  if (!clean || unanswered.length) console.log(`reproduce: npm run soak -- --ops ${ops} --seed ${seed}`);
+  for (const [id, lines] of Object.entries(history))
+    console.log(`events of ${id}, the last ${lines.length}:\n${lines.join('\n')}`);
+  if (!clean || unanswered.length)
+    console.log(`reproduce: npm run soak -- --ops ${ops} --seed ${seed}${args.includes('--real') ? ' --real' : ''}`);
 }
+await n.cleanup().catch((e: unknown) => console.error(`cleanup failed: ${String(e)}`));
 process.exit(clean && unanswered.length === 0 ? 0 : 1);
