@@ -58,19 +58,16 @@ async function answered(what: string, p: Promise<unknown>, onOk?: () => void) {
 const STEPS = ['create', 'start', 'exec', 'kill', 'delete'] as const;
 type Verb = (typeof STEPS)[number];
 /** What each id was last seen to be, so most steps are ones that can succeed (the rest stay random). */
-const seen = new Map<string, 'created' | 'running' | 'stopped'>();
-const SENSIBLE: Record<'none' | 'created' | 'running' | 'stopped', readonly Verb[]> = {
+const SENSIBLE = {
   none: ['create'],
   created: ['start', 'start', 'delete'],
   running: ['exec', 'exec', 'kill'],
   stopped: ['delete'],
-};
-const AFTER: Partial<Record<Verb, 'created' | 'running' | 'stopped' | undefined>> = {
-  create: 'created',
-  start: 'running',
-  kill: 'stopped',
-  delete: undefined,
-};
+} as const satisfies Record<string, readonly Verb[]>;
+type Seen = keyof typeof SENSIBLE;
+const seen = new Map<string, Seen>();
+/** What a step that succeeded leaves its task as (an exec leaves it as it was). */
+const AFTER: Partial<Record<Verb, Seen>> = { create: 'created', start: 'running', kill: 'stopped', delete: 'none' };
 const FAULTS = ['agent', 'worker', 'nats'] as const;
 let faults = 0;
 const busy = new Set<string>();
@@ -87,7 +84,7 @@ async function step(i: number) {
     if (pid) process.kill(pid, 'SIGKILL');
     return;
   }
-  const verb = rand() < 0.8 ? pick(SENSIBLE[seen.get(id) ?? 'none']) : pick(STEPS);
+  const verb: Verb = rand() < 0.8 ? pick(SENSIBLE[seen.get(id) ?? 'none']) : pick(STEPS);
   const body: Record<string, unknown> =
     verb === 'create'
       ? { id, bundle }
@@ -98,10 +95,8 @@ async function step(i: number) {
           : { id };
   busy.add(id);
   await answered(`${verb} ${id}`, n.call(verb, body, ANSWER_MS), () => {
-    if (!(verb in AFTER)) return;
-    const next = AFTER[verb];
-    if (next) seen.set(id, next);
-    else seen.delete(id);
+    const after = AFTER[verb];
+    if (after) seen.set(id, after);
   }).finally(() => busy.delete(id));
 }
 
