@@ -3,11 +3,12 @@
  * functions the registry's compare-and-swap applies (fleet/capacity.ts `withReservation`,
  * `withoutReservation`), candidates ordered by the REAL placement (fleet/placement.ts `place`). The
  * controller's flow around them (reserve on the best candidate, create there, release on a refusal,
- * keep on a timeout, join its own earlier reservation on a repeat) is the simulator's driver: the
+ * keep on silence, join its own earlier reservation on a repeat) and the agents' pruning of
+ * reservations they do not hold are the simulator's drivers: the
  * FleetController class itself runs on NATS KV and a watch, which are not simulated.
  */
 import { err } from '../src/errors.ts';
-import { withReservation, withoutReservation } from '../src/fleet/capacity.ts';
+import { withReservation, withoutReservation, withoutUnheld } from '../src/fleet/capacity.ts';
 import { place } from '../src/fleet/placement.ts';
 import type { NodeEntry } from '../src/fleet/types.ts';
 
@@ -66,9 +67,23 @@ export class SimRegistry {
     if (next) this.put(next);
   }
 
-  leftovers(): string[] {
+  /**
+   * What the node's agent does with reservations of sandboxes it does not hold (`live`) made before
+   * `before` (agent-registration.ts: at its start with a 60 s grace, on heartbeats past 300 s): a
+   * controller that died between its reservation and its create leaves one.
+   */
+  prune(node: string, live: Iterable<string>, before: number): void {
+    const e = this.entries.get(node);
+    const next = e && withoutUnheld(e, new Map([...live].map((id) => [id, true])), before);
+    if (next && next !== e) this.put(next);
+  }
+
+  /** Reservations still held (but those of `except`). */
+  leftovers(except: ReadonlySet<string> = new Set()): string[] {
     return [...this.entries.values()].flatMap((e) =>
-      Object.keys(e.reservations).map((id) => `reservation ${id} on ${e.node}`),
+      Object.keys(e.reservations)
+        .filter((id) => !except.has(id))
+        .map((id) => `reservation ${id} on ${e.node}`),
     );
   }
 }

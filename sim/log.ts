@@ -18,6 +18,8 @@ export class SimLog {
   /** JetStream has no leader until then. */
   private downUntil = -1;
   private readonly lanes = new Map<string, Promise<unknown>>();
+  /** Nats-Msg-Id → sequence: an append sent again under its id is stored once (JetStream's dedupe). */
+  private readonly ids = new Map<string, number>();
   /** Chance that an append is stored but its ack lost. */
   ackLoss = 0;
 
@@ -33,11 +35,11 @@ export class SimLog {
   /** The writer one agent incarnation (or a worker) appends through: nothing of a dead one lands. */
   appender(alive: () => boolean): EventAppender {
     return {
-      append: (sandbox, kind, data) => {
+      append: (sandbox, kind, data, msgId) => {
         const prev = this.lanes.get(sandbox) ?? Promise.resolve();
         const p = prev.then(
-          () => this.one(sandbox, kind, data, alive),
-          () => this.one(sandbox, kind, data, alive),
+          () => this.one(sandbox, kind, data, alive, msgId),
+          () => this.one(sandbox, kind, data, alive, msgId),
         );
         this.lanes.set(sandbox, p);
         return p;
@@ -45,12 +47,19 @@ export class SimLog {
     };
   }
 
-  private one(sandbox: string, kind: string, data: Record<string, unknown>, alive: () => boolean): Promise<number> {
+  private one(
+    sandbox: string,
+    kind: string,
+    data: Record<string, unknown>,
+    alive: () => boolean,
+    msgId?: string,
+  ): Promise<number> {
     const s = this.s;
     const deadline = s.now + APPEND_DEADLINE_MS;
     return new Promise<number>((resolve, reject) => {
       const attempt = () => {
-        if (!alive()) return void reject(err.unavailable('the process is gone')); // never lands; frees the lane
+        // never lands; frees the lane; not retried (a dead process tries nothing)
+        if (!alive()) return void reject(err.cancelled('the process is gone'));
         if (s.now < this.downUntil) {
           if (this.downUntil >= deadline)
             return void s.at(deadline - s.now, `${this.node}: append ${kind} of ${sandbox} fails (no leader)`, () =>
@@ -58,7 +67,10 @@ export class SimLog {
             );
           return void s.at(this.downUntil - s.now, '', attempt);
         }
+        const stored = msgId === undefined ? undefined : this.ids.get(msgId);
+        if (stored !== undefined) return void s.at(s.between(0, 3), '', () => resolve(stored));
         const seq = this.records.length + 1;
+        if (msgId !== undefined) this.ids.set(msgId, seq);
         this.records.push({
           seq,
           node: this.node,
@@ -68,6 +80,8 @@ export class SimLog {
           subject: `corral.v1.evt.${this.node}.${sandbox}.${kind}`,
           ...structuredClone(data),
         });
+        if (process.env.SIM_RECORDS === '1')
+          s.note(`${this.node}: #${seq} ${sandbox} ${kind} ${JSON.stringify(data).slice(0, 160)}`);
         if (s.chance(this.ackLoss))
           return void s.at(APPEND_DEADLINE_MS, `${this.node}: ack of #${seq} ${kind} lost`, () =>
             reject(err.unavailable('event log append failed: not acknowledged (simulated)')),

@@ -35,7 +35,8 @@ export interface SimMsg {
   body: Record<string, unknown>;
   /** Every answer this copy got (more than one is a bug). */
   answers: Envelope<unknown>[];
-  onAnswer: (env: Envelope<unknown>) => void;
+  /** `gen`: the agent incarnation that answered. */
+  onAnswer: (env: Envelope<unknown>, gen: number) => void;
 }
 
 const SPEC = parseSpec(
@@ -113,6 +114,8 @@ export class SimNode {
   crashes = 0;
   /** The registry's side of this node (release of a task's reservation); set by the fleet. */
   release: (id: string) => Promise<unknown> = async () => undefined;
+  /** The registry's side of this node: drop reservations of tasks it does not hold, made before `before`. */
+  prune: (live: string[], before: number) => void = () => undefined;
   readonly errors: string[] = [];
 
   constructor(
@@ -179,6 +182,7 @@ export class SimNode {
       );
       if (!alive()) return;
       inc.serving = true;
+      this.prune(rt.tasks.ids(), Date.now() - 60_000); // as agent.ts: registration.reconcile(tasks) at start
       this.s.note(`${this.name}: agent serves (${rt.tasks.size} task(s) recovered)`);
       for (const ev of inc.facts.splice(0)) this.feed(inc, ev);
     })().catch((e: unknown) => {
@@ -186,6 +190,11 @@ export class SimNode {
       this.s.note(`${this.name}: agent start failed (${(e as Error).message}); restarted`);
       this.crash(this.s.between(100, 1000));
     });
+  }
+
+  /** A heartbeat of the serving agent that prunes reservations it does not hold, older than 300 s. */
+  heartbeatPrune(): void {
+    if (this.inc?.serving) this.prune(this.inc.rt.tasks.ids(), Date.now() - 300_000);
   }
 
   /** The agent process dies now; a new one starts after `restartMs`. */
@@ -216,10 +225,11 @@ export class SimNode {
 
   private answer(msg: SimMsg, env: Envelope<unknown>, alive: () => boolean): void {
     if (!alive()) return;
+    const gen = this.gen;
     const { replyLost, delay } = this.f.message();
     if (replyLost) return;
     const copies = this.f.mutate.doubleReply() ? 2 : 1;
-    for (let i = 0; i < copies; i++) this.s.at(delay + i, '', () => msg.onAnswer(env));
+    for (let i = 0; i < copies; i++) this.s.at(delay + i, '', () => msg.onAnswer(env, gen));
   }
 
   /** The hypervisor worker reports an exit: into the log (it retries until stored), then to the agent. */

@@ -43,6 +43,7 @@ export async function runSeed(seed: number, mutation?: Mutation): Promise<RunRes
       const n = new SimNode(`n${i}`, s, f);
       reg.add(n.name, s.between(1, 4));
       n.release = async (id) => reg.release(n.name, id);
+      n.prune = (live, before) => reg.prune(n.name, live, before);
       n.log.ackLoss = process.env.SIM_ACKLOSS === '1' ? s.pick([0, 0.005, 0.02]) : 0;
       nodes.push(n);
       n.boot();
@@ -61,11 +62,14 @@ export async function runSeed(seed: number, mutation?: Mutation): Promise<RunRes
           verb,
           body,
           answers: [],
-          onAnswer: (env) => {
+          onAnswer: (env, gen) => {
             msg.answers.push(env);
             s.note(`client: ${verb} ${str(body.id)} #${msg.n} answered ${env.ok ? 'ok' : env.error.code}`);
             if (msg.answers.length > 1) violations.push(`request #${msg.n} (${verb} ${str(body.id)}) answered twice`);
-            const key = body.requestId ? `${node.name}/${str(body.id)}/${str(body.requestId)}` : undefined;
+            // A create's key is in its write-ahead input (it outlives the agent); start's, kill's and
+            // delete's last one agent's lifetime (docs/api.md).
+            const life = verb === 'create' ? '' : `@${gen}`;
+            const key = body.requestId ? `${node.name}/${str(body.id)}/${str(body.requestId)}${life}` : undefined;
             const text = JSON.stringify(env);
             if (key && answersOf.has(key) && answersOf.get(key) !== text)
               violations.push(`${verb} ${key} answered differently: ${answersOf.get(key)} then ${text}`);
@@ -106,6 +110,7 @@ export async function runSeed(seed: number, mutation?: Mutation): Promise<RunRes
     };
 
     // ---- a task's life: a fleet create (reserve, create on the node), start, kill, delete
+    const unanswered = new Set<string>();
     const life = async (id: string) => {
       const ref = `rq:fleet-${id}`;
       let node: SimNode | undefined;
@@ -135,6 +140,9 @@ export async function runSeed(seed: number, mutation?: Mutation): Promise<RunRes
           requestId: `fleet-${id}`,
         };
         const r = await once(target, 'create', body);
+        // No responder is the controller's Unavailable: it releases what it reserved (not a joined
+        // reservation: an earlier copy may be on its way there) and places again.
+        if (r === 'nobody' && !h) reg.release(name, id, ref);
         if (r === 'lost' || r === 'nobody') {
           await sleep(s.between(100, 1000));
           continue;
@@ -142,14 +150,17 @@ export async function runSeed(seed: number, mutation?: Mutation): Promise<RunRes
         if (r.ok) {
           created++;
           node = target;
-        } else if (r.error.code === 'Timeout')
-          return; // kept: it may still be created (cleanup finds it)
-        else {
+        } else {
+          // Any answer is the node's last word (a Timeout it answered: a step timed out, rolled back);
+          // silence ('lost' above) is what keeps the reservation, for the repeat to join.
           reg.release(name, id, ref);
           return;
         }
       }
-      if (!node) return;
+      if (!node) {
+        unanswered.add(id); // placed with no answer from the node: the reservation waits for the agents' pruning
+        return;
+      }
       await call(node, 'start', { id });
       await sleep(s.between(0, 3000));
       await call(node, 'kill', { id, signal: 9, all: false });
@@ -202,6 +213,11 @@ export async function runSeed(seed: number, mutation?: Mutation): Promise<RunRes
         if (left === 0) break;
         await sleep(500);
       }
+      // Every reservation of a create its node answered was released by that node (the rest wait
+      // for the heartbeats: past 300 s they drop reservations of a controller that died or got silence).
+      for (const l of reg.leftovers(unanswered)) violations.push(`not released by its node: ${l}`);
+      await sleep(300_001);
+      for (const n of nodes) n.heartbeatPrune();
       cleaned = true;
     })();
     await s.run(() => false, MAX_STEPS);

@@ -31,13 +31,20 @@ export interface WireError {
 export class CorralError extends Error {
   override name = 'CorralError';
   readonly retryable: boolean;
+  /**
+   * True when a peer's reply carried this error (fromWire): the peer decided, so e.g. a Timeout means
+   * its step timed out and it finished handling the request; false for errors raised here, among them
+   * the bus's own "no reply in time", after which the peer may still be working.
+   */
+  readonly answered: boolean;
   constructor(
     readonly code: Code,
     message: string,
-    options?: { cause?: unknown; retryable?: boolean },
+    options?: { cause?: unknown; retryable?: boolean; answered?: boolean },
   ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.retryable = options?.retryable ?? CODES[code].retryable;
+    this.answered = options?.answered ?? false;
   }
   toWire(): WireError {
     return { code: this.code, message: this.message, retryable: this.retryable };
@@ -72,7 +79,7 @@ export function ensureError(e: unknown): CorralError {
 }
 
 export const fromWire = (w: WireError): CorralError =>
-  new CorralError(isCode(w.code) ? w.code : 'Internal', w.message, { retryable: w.retryable });
+  new CorralError(isCode(w.code) ? w.code : 'Internal', w.message, { retryable: w.retryable, answered: true });
 
 /** The one normaliser to the wire shape (what machines keep in their context and replies carry). */
 export const toWireError = (e: unknown): WireError => ensureError(e).toWire();

@@ -12,6 +12,7 @@ import type { CreateRules, SandboxContext } from './create-rules.ts';
 import type { WorkerClient } from './worker-client.ts';
 import type { EffectGate } from '../replay/gate.ts';
 import { inEffectSpan } from './effect-span.ts';
+import { appendStored } from './append-stored.ts';
 
 /** Deadlines per effect, ms. Boot is long: TCG guests take seconds; KVM fallback adds its probe. */
 export const DEADLINES = {
@@ -37,6 +38,8 @@ export interface EffectDeps {
   probe?: Probe;
   /** Time each step took, for the create-latency metric. */
   observeStep?: (step: string, ms: number, ok: boolean) => void;
+  /** An outcome's append failed and is tried again (for the log). */
+  onOutcomeRetry?: (e: CorralError, taskId: string) => void;
 }
 
 /** One effect's worker calls: the k-th gets opId `<instance>:<n>.<k>:<op>`. */
@@ -63,7 +66,10 @@ export function taskEffects(
     return (kind, op, args, deadlineMs, signal) =>
       d.workers.call(kind, op, args, { opId: `${task.instance}:${n}.${k++}:${op}`, deadlineMs, signal });
   };
-  /** Run an effect (or take its recorded outcome while replaying); journal a live outcome before the machine has it. */
+  /**
+   * Run an effect (or take its recorded outcome while replaying); a live outcome is stored in the log
+   * before the machine has it (append-stored.ts: tried again until stored, under one Nats-Msg-Id).
+   */
   const journaled = async <T>(name: string, signal: AbortSignal, f: (c: Call) => Promise<T>): Promise<T> => {
     const n = effects++;
     if (gate) {
@@ -75,24 +81,25 @@ export function taskEffects(
     }
     d.probe?.(`before:${name}`);
     const t0 = performance.now();
+    let outcome: { ok: true; output: T } | { ok: false; error: CorralError };
     try {
-      const output = await inEffectSpan(name, task.id, () => f(callsOf(n)));
+      outcome = { ok: true, output: await inEffectSpan(name, task.id, () => f(callsOf(n))) };
       d.probe?.(`during:${name}`);
-      d.observeStep?.(name, performance.now() - t0, true);
-      await d.events.append(task.sandboxId(), 'input', { taskId: task.id, effect: name, ok: true, output });
-      d.probe?.(`after:${name}`);
-      return output;
     } catch (e) {
-      const ce = ensureError(e);
-      d.observeStep?.(name, performance.now() - t0, false);
-      await d.events
-        .append(task.sandboxId(), 'input', { taskId: task.id, effect: name, ok: false, error: ce.toWire() })
-        .catch(() => {
-          // The outcome stays unknown to the log: recovery re-issues the op with its opId and gets it
-          // again. The caller gets the op's own error (`ce`), thrown below.
-        });
-      throw ce;
+      outcome = { ok: false, error: ensureError(e) };
     }
+    d.observeStep?.(name, performance.now() - t0, outcome.ok);
+    const data = outcome.ok
+      ? { taskId: task.id, effect: name, ok: true, output: outcome.output }
+      : { taskId: task.id, effect: name, ok: false, error: outcome.error.toWire() };
+    await appendStored(d.events, task.sandboxId(), 'input', data, {
+      msgId: `${task.instance}:${n}:${name}`,
+      signal,
+      onRetry: (e) => d.onOutcomeRetry?.(e, task.id),
+    });
+    if (!outcome.ok) throw outcome.error;
+    d.probe?.(`after:${name}`);
+    return outcome.output;
   };
 
   const runStep = (

@@ -11,6 +11,7 @@ import type { Fact } from '../domain/task.ts';
 import type { LifecycleEvent, LifecycleMachine } from '../machines/index.ts';
 import type { Logger } from '../log.ts';
 import { Lanes } from '../util/lanes.ts';
+import { appendStored } from './append-stored.ts';
 import { activeTraceparent } from '../util/trace.ts';
 import type { NewTask, Task } from './task-table.ts';
 
@@ -29,13 +30,24 @@ export class TaskJournal {
   constructor(private readonly d: JournalDeps) {}
 
   /**
-   * Write-ahead: store the input, then let the actor consume it. A request's input carries the span it
-   * was served in (`trace`, a traceparent): recovery links to it if the agent dies before it is done.
+   * Write-ahead: store the input (tried again until stored while the task is live: append-stored.ts),
+   * then let the actor consume it. A request's input carries the span it was served in (`trace`, a
+   * traceparent): recovery links to it if the agent dies before it is done.
    */
   async input(t: Task, event: LifecycleEvent): Promise<void> {
     const trace = activeTraceparent();
-    await this.d.events.append(t.sandboxId, 'input', { taskId: t.id, event, ...(trace ? { trace } : {}) });
-    t.actor.send(event);
+    await appendStored(
+      this.d.events,
+      t.sandboxId,
+      'input',
+      { taskId: t.id, event, ...(trace ? { trace } : {}) },
+      {
+        stop: () => !this.d.isLive(t),
+        onRetry: (e) => this.d.log.warn({ err: e, taskId: t.id }, 'input not stored in the event log; trying again'),
+      },
+    );
+    // An actor that finished meanwhile takes nothing more (the caller answers what it asked).
+    if (t.actor.getSnapshot().status === 'active') t.actor.send(event);
   }
 
   /** Appends a fact (in emission order: the log keeps one chain per sandbox). */

@@ -14,6 +14,7 @@ import type { ReplyTo, Waiter } from './task-table.ts';
 import { execView, taskView } from './views.ts';
 import { removeInlineBundle, writeInlineBundle } from './inline-bundle.ts';
 import { activeTraceparent } from '../util/trace.ts';
+import { appendStored } from './append-stored.ts';
 
 export type VerbHandler = (body: unknown, reply: ReplyTo) => Promise<unknown>;
 
@@ -51,13 +52,22 @@ export function taskApi(rt: TaskRuntime, onShutdown?: () => void): Record<string
     const trace = activeTraceparent(); // recorded with the input: recovery links its span to this request's
     const t = rt.spawn(req.id, cls.type === 'pod_container' ? 'container' : 'sandbox', sandboxId, req, rid);
     try {
-      await d.events.append(sandboxId, 'input', {
-        taskId: req.id,
-        requestId: (body as { requestId?: string }).requestId,
-        ...inlineOf(body),
-        ...(trace ? { trace } : {}),
-        event: { type: 'create', rid, request: req, containerType: cls.type, machine: t.kind, instance: t.instance },
-      });
+      await appendStored(
+        d.events,
+        sandboxId,
+        'input',
+        {
+          taskId: req.id,
+          requestId: (body as { requestId?: string }).requestId,
+          ...inlineOf(body),
+          ...(trace ? { trace } : {}),
+          event: { type: 'create', rid, request: req, containerType: cls.type, machine: t.kind, instance: t.instance },
+        },
+        {
+          onRetry: (e) =>
+            d.log.warn({ err: e, taskId: req.id }, 'create input not stored in the event log; trying again'),
+        },
+      );
     } catch (e) {
       tasks.forget(t);
       rt.forget(rid);
@@ -82,6 +92,12 @@ export function taskApi(rt: TaskRuntime, onShutdown?: () => void): Record<string
     } catch (e) {
       rt.forget(rid);
       throw e;
+    }
+    // The actor finished (deleted, or its create failed) while the input was being stored: it takes
+    // nothing more, so the request would never be answered.
+    if (t.actor.getSnapshot().status !== 'active' && rt.expects(rid)) {
+      rt.forget(rid);
+      throw err.notFound(`task ${t.id} ended (${stateName(t.actor)}) before this request reached it`);
     }
     return LATER;
   }

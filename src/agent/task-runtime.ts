@@ -64,6 +64,8 @@ export class TaskRuntime {
         events: this.d.events,
         observeStep: this.d.metrics.step,
         probe: this.d.probe,
+        onOutcomeRetry: (e, taskId) =>
+          this.d.log.warn({ err: e, taskId }, 'effect outcome not stored in the event log; trying again'),
       },
       {
         id: t.id,

@@ -5,7 +5,7 @@
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Lanes } from '../util/lanes.ts';
-import { withHeld, withoutUnheld, sumReservations } from './capacity.ts';
+import { withHeld, withoutUnheld } from './capacity.ts';
 import { corralVersion, hostCapacity } from './host.ts';
 import { nodeKey, NodeRegistry, type RegistryOptions } from './registry.ts';
 import { withHeartbeat } from './state.ts';
@@ -224,16 +224,10 @@ export class AgentRegistration {
         this.opts.node,
         (e) => {
           if (!e) return undefined;
-          const now = this.clock();
           for (const [id, x] of Object.entries(e.reservations)) if (keep.has(id)) this.held.set(id, x);
-          dropped = Object.entries(e.reservations)
-            .filter(([id, x]) => !keep.has(id) && now - x.at > graceMs)
-            .map(([id]) => id);
-          if (dropped.length === 0) return undefined;
-          const reservations = Object.fromEntries(
-            Object.entries(e.reservations).filter(([id]) => !dropped.includes(id)),
-          );
-          return { ...e, reservations, used: sumReservations(reservations) };
+          const next = withoutUnheld(e, new Map([...keep].map((id) => [id, true])), this.clock() - graceMs);
+          dropped = Object.keys(e.reservations).filter((id) => !Object.hasOwn(next.reservations, id));
+          return dropped.length === 0 ? undefined : next;
         },
         this.last,
       ),

@@ -11,9 +11,10 @@
  *     {@link CreateInlineBody}) with the request's `requestId`, so a repeat is safe;
  *  3. if the node refuses (ResourceExhausted, Unavailable, no responders, NotImplemented, Internal,
  *     Cancelled) releases the reservation and tries the next candidate; a request error
- *     (InvalidArgument, AlreadyExists, NotFound, FailedPrecondition) is released and returned at once;
- *     a Timeout keeps the reservation (the node may still create it; its agent reconciles
- *     reservations it does not hold) and is returned.
+ *     (InvalidArgument, AlreadyExists, NotFound, FailedPrecondition, or a Timeout the node answered:
+ *     one of its steps timed out and the create was rolled back) is released and returned at once;
+ *     no answer in time keeps the reservation (the node may still create it; its agent reconciles
+ *     reservations it does not hold) and is returned as a Timeout.
  *
  * It replies `{id, node, pid}` or the last error. Each replica also runs the liveness monitor.
  *
@@ -255,7 +256,10 @@ export class FleetController {
         return { id: req.id, node, pid: r.pid };
       } catch (e) {
         const ce = ensureError(e);
-        if (ce.code === 'Timeout') {
+        // A repeat of a create that failed is answered its first outcome (the node's ledger), while this
+        // replica may have reserved afresh (the node released the first reservation on its rollback):
+        // only silence may mean the node is still creating it.
+        if (ce.code === 'Timeout' && !ce.answered) {
           this.o.log?.warn({ node, id: req.id }, 'node did not answer createInline in time; its reservation is kept');
           throw err.timeout(
             `node ${node} did not answer the create of ${req.id} in time (it may still create it): ${ce.message}`,

@@ -165,3 +165,21 @@ describe('a bundle that is a symlink', () => {
     expect(existsSync(join(real, 'rootfs'))).toBe(true); // the bundle's own dir stays
   });
 });
+
+describe('simulated VMs of a hypervisor worker that is SIGKILLed', () => {
+  // Found by the soak (`npm run soak -- --ops 150 --seed 42`): the worker killed during a kill took its
+  // simulated VMs with it and reported no VM death, so later kills failed "sandbox has no VM", the task
+  // stayed running and its delete was refused, its rootfs mount left behind.
+  it('are reported dead by its successor: the task exits 255 and deletes, nothing left', async () => {
+    const id = `hk-${randomUUID().slice(0, 8)}`;
+    ids.push(id);
+    const b = n.bundle(id, { args: ['sleep', '600'], emptyRootfs: true });
+    await n.call('create', { id, bundle: b });
+    await n.call('start', { id });
+    await n.fault('hypervisor', 'signal', 'crash'); // the worker dies as the kill reaches it
+    await expect(n.call('kill', { id, signal: 9 })).rejects.toMatchObject({ code: 'Unavailable' });
+    expect(await n.call('wait', { id })).toMatchObject({ exitStatus: 255 });
+    await waitFor(() => state(id), { until: (s) => s === 'stopped', what: `${id} stopped after its VM died` });
+    await n.call('delete', { id });
+  });
+});

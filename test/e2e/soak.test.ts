@@ -4,12 +4,10 @@
  * operation answered, nothing left, and real work done (creates, starts and deletes that succeeded).
  * The seeds are fixed here so a CI failure repeats with the command the failure prints.
  *
- * Open finding (issue 11), not run here because it takes 7 min and fails: `npm run soak -- --ops 150 --seed 42`
- * (simulated VMs) leaves soak-1 and soak-2 behind. The hypervisor worker is SIGKILLed during a kill; its
- * simulated VMs die with it and no VM death is reported, so each later kill fails "sandbox has no VM" and
- * the task stays running.idle, and delete is refused: the task and its rootfs mount stay. Real QEMU VMs
- * are adopted by a restarted worker (test/e2e/worker-kill.test.ts); the gap is that a task whose VM is
- * gone without a death fact never ends.
+ * Found by `npm run soak -- --ops 150 --seed 42` (simulated VMs; 7 min, so not run here): a hypervisor
+ * worker SIGKILLed during a kill took its simulated VMs with it and reported no VM death, so the task stayed
+ * running and its rootfs mount stayed. Fixed (its successor reports them: src/workers/hypervisor/sim.ts);
+ * regression test in test/e2e/lifecycle-edges.test.ts.
  */
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';

@@ -14,7 +14,7 @@ import { decode, encode } from '../../src/bus/codec.ts';
 import { ensureEventStream } from '../../src/bus/eventlog.ts';
 import { request } from '../../src/bus/rpc.ts';
 import { subjects } from '../../src/bus/subjects.ts';
-import { ensureError, err } from '../../src/errors.ts';
+import { ensureError, err, fromWire } from '../../src/errors.ts';
 import { FleetController } from '../../src/fleet/controller.ts';
 import type { FleetCreateResult, NodeCaller } from '../../src/fleet/node-create.ts';
 import type { NodeLostEvent } from '../../src/fleet/liveness.ts';
@@ -250,6 +250,18 @@ describe('placement through corral.v1.fleet.task.create', () => {
     const agent = new AgentRegistration(registry, { node: 'ta', capacity: CAP(2), simulated: true });
     expect(await agent.reconcile([], 0)).toEqual(['t-1']);
     expect((await entryOf('ta')).used.sandboxes).toBe(0);
+  });
+
+  it('a Timeout the node answered (a step timed out, rolled back) releases the reservation', async () => {
+    // Found by the simulator (seed 30): a repeat placed afresh after the node's rollback got the first
+    // create's remembered Timeout, and the new reservation stayed.
+    await simNode(nats.nc, registry, 'tb', CAP(2), { taskApi: false });
+    const answered: NodeCaller = () =>
+      Promise.reject(fromWire({ code: 'Timeout', message: 'hypervisor.createUser not answered', retryable: true }));
+    await controllers({ callNode: answered, count: 1 });
+    await expect(fleetCreate(create('t-2'))).rejects.toMatchObject({ code: 'Timeout', message: /createUser/ });
+    expect((await entryOf('tb')).reservations['t-2']).toBeUndefined();
+    expect((await entryOf('tb')).used.sandboxes).toBe(0);
   });
 
   it('the injected node caller sees each candidate in order until one accepts', async () => {

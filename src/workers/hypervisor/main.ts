@@ -109,7 +109,7 @@ export async function startHypervisorWorker(o: HypervisorWorkerOptions) {
   //   worker restarted in between reports it again.
   // - The registry (next to the journal) lists the worker's VMs: its successor reports those that died meanwhile.
   const driver: Hypervisor = o.simulate
-    ? new SimDriver()
+    ? new SimDriver({ registryPath: join(dirname(o.journalPath), 'hypervisor-sim-vms.json') })
     : new QemuDriver({
         bootTimeoutMs: 30 * 60_000,
         owner: o.node,

@@ -5,10 +5,14 @@
  * `false` (exit 1) and `echo` (its arguments on stdout, then exit 0), which end at once, and `cat`, which
  * copies its stdin to stdout and exits 0 when its stdin is closed. Pause, resume and update only record;
  * stats report the recorded limits and zero use.
- * It writes nothing on the host. Everything it reports says it is simulated. Its VMs live in this process
- * only: there is nothing to adopt after a restart.
+ * It writes nothing on the host but, given `registryPath`, the list of its VMs. Everything it reports says
+ * it is simulated. Its VMs live in this process only: there is nothing to adopt after a restart, and its
+ * successor reports each VM the list names as a VM exit (as QemuDriver does for a QEMU that died while no
+ * worker watched it), so the agent tears those sandboxes down instead of signalling a VM that is gone.
  */
 import { EventEmitter } from 'node:events';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { err } from '../../errors.ts';
 import type {
   Adoption,
@@ -51,11 +55,16 @@ export class SimDriver extends EventEmitter<HypervisorEvents> implements Hypervi
   private vms = new Map<string, SimVm>();
   private next = 0;
 
+  constructor(private readonly o: { registryPath?: string } = {}) {
+    super();
+  }
+
   async boot(spec: BootSpec, signal: AbortSignal): Promise<BootResult> {
     signal.throwIfAborted();
     if (this.vms.has(spec.sandboxId)) throw err.exists(`sandbox ${spec.sandboxId} has a VM already`);
     const pid = FAKE_PID_BASE + ++this.next;
     this.vms.set(spec.sandboxId, { pid, procs: new Map(), limits: new Map(), paused: new Set() });
+    this.save();
     return { pid, accel: 'tcg', bootMs: 0 };
   }
 
@@ -63,6 +72,7 @@ export class SimDriver extends EventEmitter<HypervisorEvents> implements Hypervi
     const vm = this.vms.get(sandboxId);
     if (!vm) return { stopped: false };
     this.vms.delete(sandboxId);
+    this.save();
     for (const p of vm.procs.values()) this.emit('exit', exitOf(p.ref, 255));
     return { stopped: true };
   }
@@ -171,8 +181,45 @@ export class SimDriver extends EventEmitter<HypervisorEvents> implements Hypervi
     // Simulated output is emitted at once: nothing to hold back.
   }
 
+  /** Nothing to adopt; the VMs an earlier worker's list names died with it: each is reported as a VM exit. */
   async adoptAll(): Promise<Adoption> {
-    return { adopted: [], stopped: [], dead: [] };
+    const dead = this.load().filter((v) => !this.vms.has(v.sandboxId));
+    this.save();
+    for (const v of dead)
+      setImmediate(() =>
+        this.emit('vmExit', { kind: 'vmExit', sandboxId: v.sandboxId, code: null, signal: null, at: Date.now() }),
+      );
+    return {
+      adopted: [],
+      stopped: [],
+      dead: dead.map((v) => ({ ...v, reason: 'a simulated VM ends with its worker process' })),
+    };
+  }
+
+  /** The list of this driver's VMs, rewritten atomically whenever the set changes (best effort). */
+  private save(): void {
+    const path = this.o.registryPath;
+    if (!path) return;
+    try {
+      mkdirSync(dirname(path), { recursive: true });
+      const list = [...this.vms].map(([sandboxId, v]) => ({ sandboxId, pid: v.pid }));
+      writeFileSync(`${path}.tmp`, JSON.stringify(list) + '\n', { mode: 0o600 });
+      renameSync(`${path}.tmp`, path);
+    } catch {
+      /* without it, the VMs of a worker that dies go unreported: the agent finds them gone when it signals */
+    }
+  }
+
+  private load(): { sandboxId: string; pid: number }[] {
+    if (!this.o.registryPath) return [];
+    try {
+      const v: unknown = JSON.parse(readFileSync(this.o.registryPath, 'utf8'));
+      const ok = (e: unknown): e is { sandboxId: string; pid: number } =>
+        typeof e === 'object' && e !== null && 'sandboxId' in e && typeof e.sandboxId === 'string' && 'pid' in e;
+      return Array.isArray(v) ? v.filter(ok) : [];
+    } catch {
+      return [];
+    }
   }
   async settled(_sandboxId: string): Promise<void> {
     // Nothing to wait for: a simulated VM is never adopted, so it is settled as soon as it exists.

@@ -1,0 +1,55 @@
+/**
+ * Write-ahead that holds: an input (a request, a worker fact, an effect's outcome) reaches its machine
+ * only once it is in the event log, and once it is there the machine gets it, or replay would rebuild
+ * something else than what ran. So a failed append (no JetStream leader through a failover; an ack
+ * lost although the record was stored) is sent again under the same Nats-Msg-Id, which JetStream
+ * stores once, with back-off (250 ms doubling to 5 s), until it is stored or `stop` says the record is
+ * no longer wanted (the task's actor stopped: the agent's teardown has its own deadline). A refusal
+ * that is not retryable (a malformed record) stands at once.
+ */
+import { randomUUID } from 'node:crypto';
+import { ensureError, type CorralError } from '../errors.ts';
+import type { EventAppender } from '../bus/eventlog.ts';
+
+export interface StoredOptions {
+  /** The record's Nats-Msg-Id. @default a new UUID, kept across the retries */
+  msgId?: string;
+  /** Aborted: give up (the last error is thrown). */
+  signal?: AbortSignal;
+  /** Checked before each retry: true gives up. */
+  stop?: () => boolean;
+  /** Each failed attempt that is tried again (for the log). */
+  onRetry?: (e: CorralError) => void;
+}
+
+export async function appendStored(
+  events: EventAppender,
+  sandbox: string,
+  kind: string,
+  data: Record<string, unknown>,
+  o: StoredOptions = {},
+): Promise<number> {
+  const msgId = o.msgId ?? randomUUID();
+  for (let delay = 250; ; delay = Math.min(delay * 2, 5000)) {
+    try {
+      return await events.append(sandbox, kind, data, msgId);
+    } catch (e) {
+      const ce = ensureError(e);
+      if (!ce.retryable || o.signal?.aborted || o.stop?.()) throw ce;
+      o.onRetry?.(ce);
+      await pause(delay, o.signal);
+    }
+  }
+}
+
+function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
