@@ -7,7 +7,7 @@
  */
 import { err } from '../src/errors.ts';
 import type { EventRecord } from '../src/bus/eventlog-reader.ts';
-import type { EventAppender } from '../src/bus/eventlog.ts';
+import type { EventAppender, HoldOptions } from '../src/bus/eventlog.ts';
 import type { Scheduler } from './sched.ts';
 
 /** As the real log: an append not acknowledged within this long fails. */
@@ -35,11 +35,11 @@ export class SimLog {
   /** The writer one agent incarnation (or a worker) appends through: nothing of a dead one lands. */
   appender(alive: () => boolean): EventAppender {
     return {
-      append: (sandbox, kind, data, msgId) => {
+      append: (sandbox, kind, data, msgId, hold) => {
         const prev = this.lanes.get(sandbox) ?? Promise.resolve();
         const p = prev.then(
-          () => this.one(sandbox, kind, data, alive, msgId),
-          () => this.one(sandbox, kind, data, alive, msgId),
+          () => this.one(sandbox, kind, data, alive, msgId, hold),
+          () => this.one(sandbox, kind, data, alive, msgId, hold),
         );
         this.lanes.set(sandbox, p);
         return p;
@@ -53,15 +53,18 @@ export class SimLog {
     data: Record<string, unknown>,
     alive: () => boolean,
     msgId?: string,
+    hold?: HoldOptions,
   ): Promise<number> {
     const s = this.s;
     const deadline = s.now + APPEND_DEADLINE_MS;
+    // Held (eventlog.ts): past the deadline it keeps the lane and goes on, until stored or let go.
+    const holding = () => hold !== undefined && !hold.signal?.aborted && !hold.stop?.();
     return new Promise<number>((resolve, reject) => {
       const attempt = () => {
         // never lands; frees the lane; not retried (a dead process tries nothing)
         if (!alive()) return void reject(err.cancelled('the process is gone'));
         if (s.now < this.downUntil) {
-          if (this.downUntil >= deadline)
+          if (this.downUntil >= deadline && !holding())
             return void s.at(deadline - s.now, `${this.node}: append ${kind} of ${sandbox} fails (no leader)`, () =>
               reject(err.unavailable('event log append failed: no JetStream leader (simulated)')),
             );
@@ -84,7 +87,9 @@ export class SimLog {
           s.note(`${this.node}: #${seq} ${sandbox} ${kind} ${JSON.stringify(data).slice(0, 160)}`);
         if (s.chance(this.ackLoss))
           return void s.at(APPEND_DEADLINE_MS, `${this.node}: ack of #${seq} ${kind} lost`, () =>
-            reject(err.unavailable('event log append failed: not acknowledged (simulated)')),
+            holding() && alive()
+              ? attempt() // sent again under its msgId: the first copy's sequence comes back
+              : reject(err.unavailable('event log append failed: not acknowledged (simulated)')),
           );
         s.at(s.between(0, 3), '', () => resolve(seq));
       };

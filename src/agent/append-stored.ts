@@ -1,11 +1,13 @@
 /**
  * Write-ahead that holds: an input (a request, a worker fact, an effect's outcome) reaches its machine
- * only once it is in the event log, and once it is there the machine gets it, or replay would rebuild
- * something else than what ran. So a failed append (no JetStream leader through a failover; an ack
- * lost although the record was stored) is sent again under the same Nats-Msg-Id, which JetStream
- * stores once, with back-off (250 ms doubling to 5 s), until it is stored or `stop` says the record is
- * no longer wanted (the task's actor stopped: the agent's teardown has its own deadline). A refusal
- * that is not retryable (a malformed record) stands at once.
+ * only once it is in the event log, and once it is there the machine gets it, in the log's order, or
+ * replay would rebuild something else than what ran. So the append is held (eventlog.ts HoldOptions):
+ * past its deadline (no JetStream leader through a failover; an ack lost although the record was stored)
+ * it keeps its sandbox's lane, so nothing of that sandbox is stored before it, and sends the record again
+ * under the same Nats-Msg-Id, which JetStream stores once, until it is stored or `stop`/`signal` say it is
+ * no longer wanted (the task's actor stopped: the agent's teardown has its own deadline). Should the
+ * appender fail anyway (its connection closed), it is tried again with back-off (250 ms doubling to 5 s)
+ * on the same terms. A refusal that is not retryable (a malformed record) stands at once.
  */
 import { randomUUID } from 'node:crypto';
 import { ensureError, type CorralError } from '../errors.ts';
@@ -32,7 +34,7 @@ export async function appendStored(
   const msgId = o.msgId ?? randomUUID();
   for (let delay = 250; ; delay = Math.min(delay * 2, 5000)) {
     try {
-      return await events.append(sandbox, kind, data, msgId);
+      return await events.append(sandbox, kind, data, msgId, { signal: o.signal, stop: o.stop, onRetry: o.onRetry });
     } catch (e) {
       const ce = ensureError(e);
       if (!ce.retryable || o.signal?.aborted || o.stop?.()) throw ce;

@@ -22,7 +22,7 @@ import {
   type JetStreamClient,
 } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { err } from '../errors.ts';
+import { err, type CorralError } from '../errors.ts';
 import { Lanes } from '../util/lanes.ts';
 import { activeTraceId } from '../util/trace.ts';
 import { encode } from './codec.ts';
@@ -117,6 +117,18 @@ export function isTransientPublishError(e: unknown): boolean {
 /** What a writer of the log needs of it: the agent's parts take this (the simulator passes an in-memory log). */
 export type EventAppender = Pick<EventLog, 'append'>;
 
+/**
+ * An append that must be stored (a write-ahead input): past the deadline it keeps its sandbox's lane and
+ * goes on sending the same record (back-off capped at 5 s), so that nothing of that sandbox can be stored
+ * before it, until it is stored, `signal` aborts or `stop()` says so (then it fails as usual).
+ */
+export interface HoldOptions {
+  signal?: AbortSignal;
+  stop?: () => boolean;
+  /** Each time the deadline passes and it goes on (for the log). */
+  onRetry?: (e: CorralError) => void;
+}
+
 export class EventLog {
   private js: JetStreamClient;
   /** Per-sandbox lanes keep appends in order without serialising different sandboxes. */
@@ -154,22 +166,39 @@ export class EventLog {
    * record's idempotency key (default: a fresh one): give the same one to store a record at most once
    * across your own retries, too.
    */
-  append(sandbox: string, kind: string, data: Record<string, unknown>, msgId?: string): Promise<number> {
+  append(
+    sandbox: string,
+    kind: string,
+    data: Record<string, unknown>,
+    msgId?: string,
+    hold?: HoldOptions,
+  ): Promise<number> {
     const subject = subjects.evt(this.node, sandbox, kind);
     const traceId = activeTraceId(); // appended while a span is active: the record names its trace
     const body = encode({ node: this.node, sandbox, kind, at: Date.now(), ...(traceId ? { traceId } : {}), ...data });
     const id = msgId ?? `${this.node}:${this.instance}:${++this.n}`;
     const deadline = Date.now() + this.deadlineMs;
-    return this.lanes.run(sandbox, () => this.publish(subject, body, id, deadline));
+    return this.lanes.run(sandbox, () => this.publish(subject, body, id, deadline, hold));
   }
 
-  /** Publish until acknowledged or the deadline passes; the same id every time. */
-  private async publish(subject: string, body: Uint8Array, msgID: string, deadline: number): Promise<number> {
+  /** Publish until acknowledged or the deadline passes (held: see HoldOptions); the same id every time. */
+  private async publish(
+    subject: string,
+    body: Uint8Array,
+    msgID: string,
+    deadline: number,
+    hold?: HoldOptions,
+  ): Promise<number> {
     let last: unknown;
     for (let attempt = 0; ; attempt++) {
       if (this.nc.isClosed()) throw err.unavailable(`event log append failed: NATS connection closed`, last);
-      const left = deadline - Date.now();
-      if (attempt > 0 && left <= 0) break;
+      let left = deadline - Date.now();
+      if (attempt > 0 && left <= 0) {
+        if (!hold || hold.signal?.aborted || hold.stop?.()) break;
+        hold.onRetry?.(err.unavailable(`event log append not acknowledged within ${this.deadlineMs} ms`, last));
+        deadline = Date.now() + Math.min(this.deadlineMs, 5000);
+        left = deadline - Date.now();
+      }
       if (attempt > 0) this.retries++;
       const epoch = this.reconnects.epoch;
       const reconnected = this.reconnects.next();
