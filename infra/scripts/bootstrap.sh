@@ -28,6 +28,8 @@ have prometheus || need+=(prometheus)  # the metrics test has Debian's Prometheu
 have gcc || need+=(gcc libc6-dev)
 [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
 [ -x /usr/bin/chromium ] || need+=(chromium)  # the replay viewer test (test/e2e/viewer.test.ts)
+have dockerd || need+=(docker.io)  # the partition suite's own engine (test/e2e/partitions.test.ts)
+have iptables || need+=(iptables)  # its faults, in the containers' own network namespaces
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "bootstrap: need root to install: ${need[*]}" >&2; exit 1; fi
   echo "bootstrap: installing ${need[*]} (apt)…"

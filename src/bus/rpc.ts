@@ -34,6 +34,8 @@ export interface RequestOptions {
    * may be reconnecting to another server of the cluster, or restarting. @default 0
    */
   respondersGraceMs?: number;
+  /** Re-send an unanswered idempotent request this often. @default 10 s ({@link RESEND_EVERY_MS}) */
+  resendEveryMs?: number;
 }
 
 /** After a reconnect, "no responders" is retried this long: subscribers resubscribe on their own reconnect. */
@@ -77,6 +79,11 @@ export async function request<T>(
   const rc = resend ? reconnectWatch(nc) : undefined;
   let msg: Msg;
   let firstNoResponders: number | undefined;
+  // A copy went out and got no answer (re-sent on a tick or a reconnect): a responder may hold it. "No
+  // responders" to a later copy then says only that it is gone now (killed, restarting), not that it
+  // never took the request: that stays silence, a Timeout at the deadline, never a refusal, or a caller
+  // would do elsewhere what that responder may still do (a fleet create placed on two nodes).
+  let mayHoldIt = false;
   const aborted = opts.signal
     ? new Promise<'aborted'>((r) => opts.signal!.addEventListener('abort', () => r('aborted'), { once: true }))
     : undefined;
@@ -95,7 +102,7 @@ export async function request<T>(
       });
       let timer: NodeJS.Timeout | undefined;
       const tick = new Promise<'tick'>((r) => {
-        timer = setTimeout(() => r('tick'), RESEND_EVERY_MS);
+        timer = setTimeout(() => r('tick'), opts.resendEveryMs ?? RESEND_EVERY_MS);
       });
       const r = await Promise.race([
         p.then((m) => ({ m })),
@@ -109,10 +116,19 @@ export async function request<T>(
         break;
       }
       // The connection came back, or the responder was silent too long: send it again.
-      if ((r === 'tick' || rc.epoch !== epoch) && until - Date.now() > 200) continue;
+      if ((r === 'tick' || rc.epoch !== epoch) && until - Date.now() > 200) {
+        mayHoldIt = true;
+        continue;
+      }
       msg = await p;
       break;
     } catch (e) {
+      if (isNoResponders(e) && mayHoldIt) {
+        if (until - Date.now() <= 200)
+          throw err.timeout(`no reply on ${subject} within ${timeoutMs} ms; its responder went away with it`, e);
+        await new Promise((r) => setTimeout(r, 250));
+        continue;
+      }
       if (isNoResponders(e) && until - Date.now() > 200) {
         const now = Date.now();
         firstNoResponders ??= now;

@@ -31,25 +31,36 @@ export type Reply =
   | { type: 'reply'; rid: string; ok: true; result: unknown }
   | { type: 'reply'; rid: string; ok: false; error: WireError };
 
+/**
+ * The kinds of fact a task's machine emits. Only these in a task's records are its own: others carry its
+ * taskId too (`lost`, written by a fleet controller when the node's heartbeats stop), and recovery,
+ * which skips the facts already in the log, must not count them.
+ */
+export const FACT_KINDS = [
+  'created',
+  'started',
+  'exited',
+  'deleted',
+  'failed',
+  'rolledBack',
+  'compensationFailed',
+  'stepDone',
+  'execAdded',
+  'execStarted',
+  'execExited',
+  'execDeleted',
+  'paused',
+  'resumed',
+  'oom',
+] as const;
+export type FactKind = (typeof FACT_KINDS)[number];
+const factKinds: ReadonlySet<string> = new Set(FACT_KINDS);
+export const isFactKind = (kind: string): kind is FactKind => factKinds.has(kind);
+
 /** A lifecycle fact for the event log (past tense). */
 export interface Fact {
   type: 'fact';
-  kind:
-    | 'created'
-    | 'started'
-    | 'exited'
-    | 'deleted'
-    | 'failed'
-    | 'rolledBack'
-    | 'compensationFailed'
-    | 'stepDone'
-    | 'execAdded'
-    | 'execStarted'
-    | 'execExited'
-    | 'execDeleted'
-    | 'paused'
-    | 'resumed'
-    | 'oom';
+  kind: FactKind;
   data: Record<string, unknown>;
 }
 

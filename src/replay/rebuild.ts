@@ -11,7 +11,7 @@
  */
 import { createActor, type InspectionEvent, type Observer, type Snapshot } from 'xstate';
 import { fromWire, type WireError } from '../errors.ts';
-import type { CreateTaskRequest } from '../domain/task.ts';
+import { isFactKind, type CreateTaskRequest } from '../domain/task.ts';
 import {
   containerMachine,
   provideEffects,
@@ -167,7 +167,7 @@ export async function rebuild(records: EventRecord[], o: RebuildOptions = {}): P
     if (!r.taskId || r.kind === 'input' || covered(r)) continue;
     const c = counts.get(r.taskId) ?? { facts: 0, states: 0 };
     if (r.kind === 'state') c.states++;
-    else c.facts++;
+    else if (isFactKind(r.kind)) c.facts++; // not another writer's record of this task (`lost`)
     counts.set(r.taskId, c);
   }
   const diverge = (d: Divergence) => {

@@ -261,6 +261,33 @@ describe('requests across a restart (rpc.ts)', () => {
       await wc.close();
     }
   });
+
+  // Found by the partition suite (test/e2e/partitions.test.ts): a node SIGKILLed while creating, the
+  // controller's re-send got "no responders", took it for a refusal and placed the sandbox on a second
+  // node; the first one's agent came back and finished it too.
+  it('a responder that took the request and went away is silence (Timeout), not a refusal', async () => {
+    const wc = await connectNats(nats.url, 'responder');
+    const took = deferred();
+    const sub = serve(wc, 'dur.rpc.gone', async () => {
+      took.resolve();
+      await new Promise(() => {}); // holds it, never answers: then the process dies
+    });
+    await wc.flush();
+    try {
+      const p = request(nats.nc, 'dur.rpc.gone', { requestId: 'rq-1' }, 2000, { resendEveryMs: 300 });
+      p.catch(() => {}); // awaited below
+      await within(took.promise, { what: 'the request at the responder' });
+      sub.unsubscribe(); // the responder is gone: the re-send meets no one
+      await wc.flush();
+      await expect(p).rejects.toMatchObject({ code: 'Timeout', answered: false });
+      // Nobody ever took it: still Unavailable at once, the caller may go elsewhere.
+      await expect(request(nats.nc, 'dur.rpc.gone', { requestId: 'rq-2' }, 2000)).rejects.toMatchObject({
+        code: 'Unavailable',
+      });
+    } finally {
+      await wc.close();
+    }
+  });
 });
 
 describe('CORRAL_EVENTS limits', () => {

@@ -23,6 +23,7 @@ import {
 import { main, type Io } from '../../src/cli/main.ts';
 import { parseSince } from '../../src/cli/commands/events.ts';
 import { replay } from '../../src/replay/engine.ts';
+import { rebuild } from '../../src/replay/rebuild.ts';
 import { divergenceLine, entryLine, recordLine, stateText } from '../../src/replay/format.ts';
 import { chartOf } from '../../src/replay/html-chart.ts';
 import { replayHtml } from '../../src/replay/html.ts';
@@ -267,6 +268,22 @@ describe('replay engine', () => {
     expect(r.divergence).toBeUndefined();
     expect(r.lastSeq).toBe(records.length);
     expect(r.timeline.filter((e) => e.kind === 'state').every((e) => e.ok)).toBe(true);
+  });
+
+  // Found by the partition suite: a node SIGKILLed mid-create, a controller wrote `lost` for the sandbox,
+  // and the restarted agent counted it as one of the task's facts, so it skipped (never journaled) the
+  // next fact its machine emitted, the `created` of the resumed create.
+  it("counts only the machine's own facts as recorded: a controller's `lost` record is not one", async () => {
+    const records = await happyLog();
+    const cut = records.findIndex(isState('created'));
+    const partial = records.slice(0, cut);
+    const lost = { ...partial.at(-1)!, kind: 'lost', seq: partial.length + 1, reason: 'node lost', heartbeatAt: 1 };
+    const own = partial.filter((x) => x.kind !== 'input' && x.kind !== 'state').length;
+    const seen: number[] = [];
+    const r = await rebuild([...partial, lost], { onTask: (t) => seen.push(t.recorded.facts) });
+    r.tasks.forEach((t) => t.actor.stop());
+    expect(own).toBeGreaterThan(0); // stepDone facts before `created`
+    expect(seen).toEqual([own]);
   });
 
   it('--until stops after that seq, in the state recorded there', async () => {

@@ -46,6 +46,7 @@ export function parseCapacity(
   return out;
 }
 import { rootLogger } from '../../log.ts';
+import { parseDuration } from '../../util/duration.ts';
 import { crashProbe } from '../../agent/crash-points.ts';
 import { parse } from '../args.ts';
 import type { Io } from '../io.ts';
@@ -133,6 +134,7 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
     'teardown-on-exit': { type: 'boolean' },
     label: { type: 'string', multiple: true },
     capacity: { type: 'string' },
+    'prune-unheld-after': { type: 'string' },
   });
   checkRunDir(settings.runDir);
   const labels = parseLabels(
@@ -164,8 +166,8 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
       replicas: settings.replicas,
       onError: (e) => log.warn({ err: e }, 'fleet heartbeat failed'),
       // This agent holds every sandbox on its node: a reservation it does not hold after 5 min (the
-      // controller's default node timeout) is one whose release was lost.
-      pruneUnheldAfterMs: 300_000,
+      // controller's default node timeout; shorter only with a controller whose timeout is too) was lost.
+      pruneUnheldAfterMs: parseDuration(p.values['prune-unheld-after'] as string, '--prune-unheld-after', 300_000),
     }),
   );
   const agent = buildAgent({
