@@ -34,13 +34,13 @@ export class TaskJournal {
    * then let the actor consume it. A request's input carries the span it was served in (`trace`, a
    * traceparent): recovery links to it if the agent dies before it is done.
    */
-  async input(t: Task, event: LifecycleEvent): Promise<void> {
+  async input(t: Task, event: LifecycleEvent, requestId?: string): Promise<void> {
     const trace = activeTraceparent();
     await appendStored(
       this.d.events,
       t.sandboxId,
       'input',
-      { taskId: t.id, event, ...(trace ? { trace } : {}) },
+      { taskId: t.id, event, ...(requestId ? { requestId } : {}), ...(trace ? { trace } : {}) },
       {
         stop: () => !this.d.isLive(t),
         onRetry: (e) => this.d.log.warn({ err: e, taskId: t.id }, 'input not stored in the event log; trying again'),

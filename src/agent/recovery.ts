@@ -2,7 +2,7 @@
  * After a restart: rebuild every task of this node from the event log (replay/rebuild.ts, with the
  * recorded outcome of each effect), then let whatever was in flight run for real with its original
  * opIds, so workers answer with their first outcome. Facts and states already in the log are not
- * written again. Creates recorded with a requestId become answerable again, and the worker facts
+ * written again. Creates and deletes recorded with a requestId become answerable again, and the worker facts
  * that arrived while the agent was down are fed to their tasks. All of it in the span `recovery`.
  */
 import { matchesState, type StateValue } from 'xstate';
@@ -101,6 +101,7 @@ async function recoverTasks<M>(rt: TaskRuntime, ledger: RequestLedger<M>, span: 
   span.addLinks(interrupted(records, new Set(gate.pending().map((p) => p.taskId))));
   span.setAttribute('corral.resumed', resumed);
   resumeRequests(rt, ledger, records);
+  resumeDeletes(rt, ledger, records);
   gate.goLive();
   // Exits and VM deaths the workers reported while this agent was down (duplicates are ignored by the machines).
   const createdAt = new Map<string, number>();
@@ -150,6 +151,33 @@ function resumeRequests<M>(rt: TaskRuntime, ledger: RequestLedger<M>, records: E
     } else {
       // finished during recovery, its fact not yet in the log
       ledger.settle(o.key, { ok: true, result: { pid: ctx.pid } });
+    }
+  }
+}
+
+/**
+ * Deletes recorded with a requestId, likewise (a client re-sends one whose agent died under it): a repeat
+ * of one still tearing down joins it; a repeat of one done gets the exit info of its `deleted` fact, the
+ * reply it would have had, instead of NotFound.
+ */
+function resumeDeletes<M>(rt: TaskRuntime, ledger: RequestLedger<M>, records: EventRecord[]): void {
+  const open = new Map<string, { key: string; rid: string }[]>();
+  for (const r of records) {
+    const ev = r.event as { type?: string; rid?: string } | undefined;
+    if (r.kind === 'input' && ev?.type === 'delete' && typeof r.requestId === 'string' && r.taskId && ev.rid)
+      open.set(r.taskId, [...(open.get(r.taskId) ?? []), { key: `${r.taskId}/${r.requestId}`, rid: ev.rid }]);
+    if (r.kind !== 'deleted' || !r.taskId) continue;
+    const result = { exitStatus: r.exitStatus, exitedAt: r.exitedAt, pid: r.pid };
+    for (const o of open.get(r.taskId) ?? []) ledger.settle(o.key, { ok: true, result });
+    open.delete(r.taskId);
+  }
+  for (const [id, os] of open) {
+    const t = rt.tasks.get(id);
+    const waiting = t?.actor.getSnapshot().context.deleteRids ?? [];
+    for (const o of os) {
+      if (rt.expects(o.rid) || !waiting.includes(o.rid)) continue;
+      ledger.admit(o.key, undefined);
+      rt.expect(o.rid, { reply: (env) => ledger.settle(o.key, env), verb: 'command', t0: performance.now() });
     }
   }
 }

@@ -27,6 +27,11 @@ function inlineOf(body: unknown): { inline?: { spec: unknown; placement: unknown
   return o.spec && typeof o.spec === 'object' ? { inline: { spec: o.spec, placement: o.placement ?? {} } } : {};
 }
 
+const requestIdOf = (body: unknown) => {
+  const r = (body as { requestId?: unknown } | null)?.requestId;
+  return typeof r === 'string' ? r : undefined;
+};
+
 export function taskApi(rt: TaskRuntime, onShutdown?: () => void): Record<string, VerbHandler> {
   const { d, tasks } = rt;
 
@@ -88,7 +93,8 @@ export function taskApi(rt: TaskRuntime, onShutdown?: () => void): Record<string
     const rid = randomUUID();
     rt.expect(rid, { reply, verb: 'command', t0: performance.now() });
     try {
-      await rt.input(t, make(rid, Date.now()));
+      // The requestId goes with the input: a delete's repeat after a restart gets its outcome (recovery.ts).
+      await rt.input(t, make(rid, Date.now()), requestIdOf(body));
     } catch (e) {
       rt.forget(rid);
       throw e;

@@ -121,8 +121,8 @@ export class TaskRuntime {
   }
 
   /** Feeds an input (write-ahead) to the task. */
-  input(t: Task, event: LifecycleEvent): Promise<void> {
-    return this.journal.input(t, event);
+  input(t: Task, event: LifecycleEvent, requestId?: string): Promise<void> {
+    return this.journal.input(t, event, requestId);
   }
 
   /**

@@ -27,6 +27,9 @@ export function readNkeySeed(file: string): Uint8Array {
   return new TextEncoder().encode(seed);
 }
 
+/** How often a connection pings its server (see connectNats). */
+export const PING_INTERVAL_MS = 2000;
+
 export async function connectNats(
   url: string,
   name: string,
@@ -40,6 +43,12 @@ export async function connectNats(
       timeout: opts.timeoutMs ?? 3000,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
+      // A server cut off without a reset (a partition, a frozen host) is found stale after 4–6 s and the
+      // connection moves to another server of the cluster (9 s in all, test/integration/cluster.test.ts);
+      // nats.js's default (2 min, 2 out) kept an agent away from its cluster for minutes, and the fleet
+      // marks a node lost after 3 s without heartbeats.
+      pingInterval: PING_INTERVAL_MS,
+      maxPingOut: 2,
       ...(seed ? { authenticator: nkeyAuthenticator(seed) } : {}),
     });
   } catch (e) {

@@ -30,7 +30,7 @@ import { startDockerFleet, type DockerFleet } from '../helpers/docker-fleet.ts';
 import { mountsUnder, processesMatching } from '../helpers/leaks.ts';
 import { REPO } from '../helpers/node.ts';
 import { waitFor } from '../helpers/wait.ts';
-import { runFaults, type FaultCounts } from '../helpers/partition-faults.ts';
+import { runFaults, type FaultReport } from '../helpers/partition-faults.ts';
 
 const NODES = ['pa', 'pb', 'pc'];
 const CAPACITY = 6; // sandboxes per node: 18 in all for 12 users, so placement refuses while a node is out
@@ -179,10 +179,10 @@ describe.skipIf(!engine)('partitions, pauses and SIGKILLs under a fleet workload
         }
       };
       const t0 = Date.now();
-      const faults: Promise<FaultCounts> = runFaults(fleet, registry, SEED, () => done, ONLY);
+      const faults: Promise<FaultReport> = runFaults(fleet, registry, SEED, () => done, ONLY);
       await Promise.all(Array.from({ length: USERS }, user));
       done = true;
-      const counts = await faults;
+      const { counts, failoverMs, missed } = await faults;
       await sampler;
       const workMs = Date.now() - t0;
 
@@ -235,7 +235,14 @@ describe.skipIf(!engine)('partitions, pauses and SIGKILLs under a fleet workload
         maxLive[node] = max;
       }
       const diverged: string[] = [];
-      for (const [id, rs] of bySandbox) if ((await replay(rs)).divergence) diverged.push(id);
+      const why = new Map<string, string>();
+      for (const [id, rs] of bySandbox) {
+        const d = (await replay(rs)).divergence;
+        if (!d) continue;
+        diverged.push(id);
+        const said = fleet.nodes.flatMap((m) => m.output.filter((l) => l.includes(id)).map((l) => `${m.name}: ${l}`));
+        why.set(id, `${JSON.stringify(d).slice(0, 400)}; the nodes said: ${said.join(' | ').slice(-2000)}`);
+      }
 
       const codes: Record<string, number> = {};
       for (const o of outcomes) if (o.code) codes[o.code] = (codes[o.code] ?? 0) + 1;
@@ -256,6 +263,9 @@ describe.skipIf(!engine)('partitions, pauses and SIGKILLs under a fleet workload
         `check: most live sandboxes in a node's log: ${NODES.map((n) => `${n} ${maxLive[n]}/${CAPACITY}`).join(', ')}`,
         `check: registry samples over capacity: ${samples.over.length}/${samples.n}`,
         `check: reservations left after cleanup: ${reservedLeft.length}`,
+        `check: servers cut off that every node got around before the heal: ` +
+          `${failoverMs.length}/${counts['cut-server']}` +
+          (failoverMs.length ? ` (in ${failoverMs.join(', ')} ms)` : ''),
         `check: sandboxes whose records replay to their states: ` +
           `${bySandbox.size - diverged.length}/${bySandbox.size} ` +
           `(${records.length} records)`,
@@ -279,7 +289,8 @@ describe.skipIf(!engine)('partitions, pauses and SIGKILLs under a fleet workload
       expect(samples.over).toEqual([]);
       const outcomeOf = (id: string) => JSON.stringify(outcomes.find((o) => o.id === id));
       expect(reservedLeft.map((r) => `${r} ${outcomeOf(r.split('@')[0]!)}: ${story(r.split('@')[0]!)}`)).toEqual([]);
-      expect(diverged.map((id) => `${id}: ${story(id)}`)).toEqual([]);
+      expect(diverged.map((id) => `${id}: ${story(id)}; ${why.get(id)}`)).toEqual([]);
+      expect(missed, 'nodes that stayed on a silent server').toEqual([]);
       expect(counts.total, 'faults injected').toBeGreaterThanOrEqual(ONLY ? 1 : 6);
       expect(acked.length, 'creates acknowledged').toBeGreaterThanOrEqual(CREATES);
     },

@@ -124,6 +124,32 @@ describe('a repeated request is done once', () => {
     expect(count(ks, 'deleted')).toBe(1);
   });
 
+  // Found with the partition suite: a client's delete, re-sent (same requestId) to the agent back from a
+  // SIGKILL that hit it mid-delete, was answered NotFound although that delete had been done.
+  it('the agent SIGKILLed during a delete: the repeat after restart gets the delete exit info', async () => {
+    const id = 'rq5';
+    ids.push(id);
+    const b = n.bundle(id, { args: ['sleep', '600'] });
+    await n.call('create', { id, bundle: b });
+    const requestId = randomUUID();
+    await n.restartAgent({ CORRAL_TEST_CRASH: 'before:undo:stopVm' });
+    const died = n.exited();
+    lostReply('delete', { id, requestId });
+    await died;
+    await n.restartAgent(); // recovery finishes the teardown
+    await waitFor(() => kinds(id), {
+      until: (ks) => count(ks, 'deleted') === 1,
+      timeoutMs: 60_000,
+      intervalMs: 100,
+      what: `the deleted fact of ${id} in the log`,
+    });
+    const r = await n.call<{ exitStatus: number }>('delete', { id, requestId });
+    expect(r).toMatchObject({ exitStatus: expect.any(Number), exitedAt: expect.any(Number) }); // not NotFound
+    await n.restartAgent(); // and from the log alone
+    expect(await n.call('delete', { id, requestId })).toEqual(r);
+    await expect(n.call('delete', { id })).rejects.toMatchObject({ code: 'NotFound' }); // a new request
+  });
+
   it('a malformed requestId is InvalidArgument', async () => {
     await expect(n.call('create', { id: 'rq4', bundle: '/nonexistent', requestId: 42 })).rejects.toMatchObject({
       code: 'InvalidArgument',

@@ -25,6 +25,8 @@ export interface Member {
   name: string;
   kind: 'server' | 'node';
   c: StartedTestContainer;
+  /** What its process printed, kept for a failing check to quote (the last 4 MB). */
+  output: string[];
 }
 
 export interface DockerFleet {
@@ -47,6 +49,16 @@ export interface DockerFleet {
 }
 
 const IMAGE = 'corral-host:test';
+
+async function keepOutput(m: Member): Promise<Member> {
+  let size = 0;
+  (await m.c.logs()).on('data', (b: Buffer | string) => {
+    const line = b.toString();
+    m.output.push(line);
+    for (size += line.length; size > 4 << 20;) size -= m.output.shift()!.length;
+  });
+  return m;
+}
 
 async function buildImage(dir: string): Promise<void> {
   const root = join(dir, 'image', 'rootfs');
@@ -100,7 +112,7 @@ export async function startDockerFleet(
         .withCommand(['-c', conf])
         .withWaitStrategy(Wait.forLogMessage(/Server is ready/))
         .start();
-      return { name: s.name, kind: 'server', c };
+      return keepOutput({ name: s.name, kind: 'server', c, output: [] });
     }),
   );
   const conf = join(o.dir, 'configuration.toml');
@@ -123,7 +135,7 @@ export async function startDockerFleet(
           ...(o.agentArgs ?? []),
         ])
         .start();
-      return { name: node, kind: 'node', c };
+      return keepOutput({ name: node, kind: 'node', c, output: [] });
     }),
   );
   const engineCli = (args: string[]) => dockerCli(engine.socket, args);

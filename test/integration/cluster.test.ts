@@ -138,4 +138,35 @@ describe('3-server NATS cluster', () => {
         `R3 placement took ${placedMs} ms after start, the restarted server was current after ${rejoinMs} ms`,
     );
   }, 240_000);
+
+  // Found with the partition suite: a server cut off without a reset kept its clients for nats.js's
+  // default 2 min × 2 pings (an agent lost to the fleet all that time). A frozen server (SIGSTOP) is
+  // the same to its clients: open TCP, no answer.
+  it('a connection on a frozen server moves to another server of the cluster (pings: connection.ts)', async () => {
+    const c = await connectNats(cluster.url, 'cluster-frozen');
+    try {
+      const on = c.info?.server_name;
+      const victim = cluster.members.find((m) => m.name === on);
+      expect(victim, `the connection's server ${on} is a member`).toBeDefined();
+      const moved = (async () => {
+        for await (const s of c.status()) if (s.type === 'reconnect') return c.info?.server_name;
+      })();
+      const t0 = Date.now();
+      victim!.proc.kill('SIGSTOP');
+      try {
+        const to = await waitFor(() => moved, {
+          until: (n) => n !== undefined,
+          timeoutMs: 30_000,
+          what: `the connection to leave the frozen ${on}`,
+        });
+        expect(to).not.toBe(on);
+        await c.flush(); // and it works there
+        console.log(`cluster: a connection left a frozen server after ${Date.now() - t0} ms, for ${to}`);
+      } finally {
+        victim!.proc.kill('SIGCONT');
+      }
+    } finally {
+      await c.close();
+    }
+  }, 60_000);
 });
