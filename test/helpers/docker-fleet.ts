@@ -102,19 +102,20 @@ export async function startDockerFleet(
     namePrefix: 'pn',
   });
   mkdirSync(join(o.dir, 'nats'), { recursive: true });
-  const servers = await Promise.all(
-    cfg.servers.map(async (s): Promise<Member> => {
-      const conf = join(o.dir, 'nats', `${s.name}.conf`);
-      writeFileSync(conf, s.text);
-      const c = await base()
-        .withName(s.name)
-        .withEntrypoint([nats.binary === 'nats-server' ? '/usr/sbin/nats-server' : nats.binary])
-        .withCommand(['-c', conf])
-        .withWaitStrategy(Wait.forLogMessage(/Server is ready/))
-        .start();
-      return keepOutput({ name: s.name, kind: 'server', c, output: [] });
-    }),
-  );
+  // One at a time: started together, two servers' routes to each other could both close as duplicates
+  // and one server never heard of the meta leader ("no suitable peers for placement" for good; seen twice).
+  const servers: Member[] = [];
+  for (const s of cfg.servers) {
+    const conf = join(o.dir, 'nats', `${s.name}.conf`);
+    writeFileSync(conf, s.text);
+    const c = await base()
+      .withName(s.name)
+      .withEntrypoint([nats.binary === 'nats-server' ? '/usr/sbin/nats-server' : nats.binary])
+      .withCommand(['-c', conf])
+      .withWaitStrategy(Wait.forLogMessage(/Server is ready/))
+      .start();
+    servers.push(await keepOutput({ name: s.name, kind: 'server', c, output: [] }));
+  }
   const conf = join(o.dir, 'configuration.toml');
   writeFileSync(conf, localRuntimeConfig(join(REPO, '.corral/guest')));
   const natsUrl = cfg.url;

@@ -1,5 +1,6 @@
 /**
- * The fault schedule of the partition suite: one fault at a time, picked by a seeded generator, held for
+ * The fault schedule of the partition suite: one fault at a time, each kind once and then picked at
+ * random (one seeded generator for both), held for
  * 2–5 s (a server cut off: 30–35 s, and every node must heartbeat again through the other servers before
  * the heal), healed, and then waited out (the member is back: a server takes connections again, a node's
  * heartbeat is fresh again) before a pause of 0.5–1.5 s and the next one, until `done()`. Each fault and
@@ -40,6 +41,8 @@ export async function runFaults(
   seed: number,
   done: () => boolean,
   only: readonly string[] = FAULTS,
+  /** Set once every kind has been injected (the workload goes on at least that long). */
+  covered: { all: boolean } = { all: false },
   log: (line: string) => void = (l) => console.log(`partitions: ${l}`),
 ): Promise<FaultReport> {
   const kinds = FAULTS.filter((f) => only.includes(f));
@@ -90,8 +93,11 @@ export async function runFaults(
       intervalMs: 250,
       what: `${m.name} ready with a heartbeat after the fault`,
     });
+  // Each kind once first (in a seeded order), so that every run has all of them; then picked at random.
+  const first = [...kinds].sort(() => rand() - 0.5);
   while (!done()) {
-    const fault = pick(kinds);
+    const fault = first.shift() ?? pick(kinds);
+    if (first.length === 0) covered.all = true;
     const m = fault.endsWith('server') ? pick(fleet.servers) : pick(fleet.nodes);
     // A cut server is held long enough for its clients to find it silent and move (4–6 s, then a connect that
     // may try the cut one first, 3 s) and for its streams to elect other leaders.
