@@ -26,6 +26,7 @@ import {
   type OciSpec,
 } from '../kata/index.ts';
 import { networkSteps } from './create-network.ts';
+import { withPoolClaim } from './create-pool.ts';
 import { containerSetup } from './create-setup.ts';
 import { paths, type Settings } from './settings.ts';
 
@@ -185,7 +186,7 @@ export function createRules(s: Settings): CreateRules {
         type: v.type,
         sandboxId: sid,
         bundle: v.bundle,
-        steps,
+        steps: withPoolClaim(steps, rc.factory.vmCacheNumber),
         process,
         vcpus,
         memoryMiB,

@@ -1,0 +1,142 @@
+/**
+ * The VM pool (docs/decisions/0016-vm-pool.md) with real QEMU guests: a runtime config with
+ * `[factory] vm_cache_number = 1`. The first create finds no idle VM and boots cold; the pool fills;
+ * the next create takes the pool VM (its VMM pid is the pool VM's) and its container's output comes back;
+ * the pool refills; an idle pool VM and a claimed one survive a hypervisor worker SIGKILL (adopted, same
+ * QEMU); shutdown leaves no pool QEMU, no pool directory, nothing of any sandbox.
+ */
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { request } from '../../src/bus/rpc.ts';
+import { subjects } from '../../src/bus/subjects.ts';
+import { localRuntimeConfig } from '../../src/cli/commands/up.ts';
+import type { PoolOps } from '../../src/domain/pool.ts';
+import { processesMatching } from '../helpers/leaks.ts';
+import { REPO, testNode, type TestNode } from '../helpers/node.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+type Pool = PoolOps['pool']['res'];
+let n: TestNode;
+let cfg = '';
+const ids: string[] = [];
+let stopped = false;
+
+beforeAll(async () => {
+  n = await testNode();
+  cfg = join(n.configs, 'pooled.toml');
+  writeFileSync(cfg, localRuntimeConfig(join(REPO, '.corral/guest')) + '\n[factory]\nvm_cache_number = 1\n');
+});
+afterAll(async () => {
+  if (!stopped) await n?.removeTasks(ids);
+  if (!stopped) await n?.cleanup();
+});
+
+const hv = <T>(op: string, timeoutMs = 5000) =>
+  request<T>(n.nc, subjects.worker(n.node, 'hypervisor', op), {}, timeoutMs);
+const pool = () => hv<Pool>('pool');
+/** Waits until the pool has one idle VM other than `not`, and returns it. */
+async function idleVm(not?: string) {
+  const p = await waitFor(pool, {
+    until: (x) => x.vms.some((v) => v.state === 'idle' && v.vmId !== not),
+    timeoutMs: 90_000,
+    intervalMs: 200,
+    what: `an idle pool VM${not ? ` other than ${not}` : ''}`,
+  });
+  return p.vms.find((v) => v.state === 'idle' && v.vmId !== not)!;
+}
+const run = (id: string, args: string[]) => {
+  ids.push(id);
+  return n.cli(['run', '--id', id, '--bundle', n.bundle(id, { args }), '--config', cfg, '--rm']);
+};
+const poolQemus = () => processesMatching(`${n.dataDir}/run/pool/`);
+
+describe('a VM pool with vm_cache_number = 1', () => {
+  let first = '';
+  it('a create with no idle VM boots cold, and the pool fills in the background', async () => {
+    const r = await run('pcold', ['sh', '-c', 'echo cold-$((6*7))']);
+    expect(r.stdout).toContain('cold-42');
+    expect(r.code).toBe(0);
+    const vm = await idleVm();
+    first = vm.vmId;
+    const cls = (await pool()).classes[0]!;
+    expect(cls).toMatchObject({ keep: 1, misses: 1, hits: 0 });
+    expect(cls.vmClass).toMatchObject({ vcpus: 1, memoryMiB: 512, machineType: 'microvm' });
+  });
+
+  it('a pooled create takes the idle VM and runs the container; its output comes back', async () => {
+    const vm = await idleVm();
+    const r = await run('pwarm', ['sh', '-c', 'echo warm-$((6*7)); ls /']);
+    expect(r.stdout).toContain('warm-42');
+    expect(r.code).toBe(0);
+    expect((await pool()).classes[0]).toMatchObject({ hits: 1, misses: 1 });
+    // The event log says where the sandbox's VM came from.
+    const ev = await n.cli(['events', '--sandbox', 'pwarm', '--json']);
+    const claimed = ev.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { kind: string; event?: string; vmId?: string; data?: Record<string, unknown> })
+      .find((e) => e.kind === 'pool');
+    expect(JSON.stringify(claimed)).toContain(vm.vmId);
+    expect(JSON.stringify(claimed)).toContain('claimed');
+  });
+
+  it('the pool refills after a claim', async () => {
+    const vm = await idleVm(first);
+    expect(vm.vmId).not.toBe(first);
+    expect((await pool()).vms.filter((v) => v.vmId === first)).toEqual([]); // handed out once, gone from the pool
+  });
+
+  it('an idle and a claimed pool VM survive a hypervisor worker SIGKILL (adopted, same QEMU)', async () => {
+    const vm = await idleVm();
+    ids.push('pheld');
+    const { pid } = await n.call<{ pid: number }>('create', {
+      id: 'pheld',
+      bundle: n.bundle('pheld', { args: ['sh', '-c', 'echo held-ok'] }),
+      options: { configPath: cfg },
+    });
+    expect(pid).toBe(vm.pid); // the sandbox's VMM is the pool VM's QEMU
+    const idle = await idleVm(vm.vmId);
+
+    const { pid: worker } = await hv<{ pid: number }>('__ping');
+    process.kill(worker, 'SIGKILL');
+    await waitFor(() => hv<{ pid: number }>('__ping', 500).catch(() => undefined), {
+      until: (b) => b !== undefined && b.pid !== worker,
+      timeoutMs: 30_000,
+      what: 'the agent to restart the hypervisor worker',
+    });
+    const after = await waitFor(pool, {
+      until: (p) => p.vms.some((v) => v.vmId === idle.vmId && v.adopted === true),
+      timeoutMs: 60_000,
+      intervalMs: 200,
+      ignoreErrors: true,
+      what: `pool VM ${idle.vmId} adopted by the new worker`,
+    });
+    expect(after.vms.find((v) => v.vmId === idle.vmId)?.pid).toBe(idle.pid);
+    expect(processesMatching(`-name corral-${idle.vmId} `)).toEqual([idle.pid]);
+
+    // The claimed VM is still the sandbox's: it starts, and its process runs in the pool VM.
+    await n.call('start', { id: 'pheld' });
+    const w = await n.call<{ exitStatus: number }>('wait', { id: 'pheld' });
+    expect(w.exitStatus).toBe(0);
+    await n.call('delete', { id: 'pheld' });
+
+    // The adopted idle VM is handed out like any other.
+    const r = await run('padopt', ['sh', '-c', 'echo adopted-ok']);
+    expect(r.stdout).toContain('adopted-ok');
+    expect(r.code).toBe(0);
+    expect(processesMatching(`-name corral-${idle.vmId} `)).toEqual([]); // deleted with its sandbox
+  });
+
+  it('shutdown drains the pool: no pool QEMU, no pool directory, nothing of any sandbox', async () => {
+    await idleVm();
+    expect(poolQemus().length).toBeGreaterThan(0);
+    await n.expectNothingLeft(ids);
+    await n.stop();
+    stopped = true;
+    expect(poolQemus()).toEqual([]);
+    expect(existsSync(join(n.dataDir, 'run/pool')) ? readdirSync(join(n.dataDir, 'run/pool')) : []).toEqual([]);
+    expect(n.leftovers(ids)).toMatchObject({ mounts: [], qemu: [], virtiofsd: [], sandboxDirs: [] });
+    await n.cleanup();
+  });
+});
