@@ -85,6 +85,17 @@ describe('a VM pool with vm_cache_number = 1', () => {
     const vm = await idleVm(first);
     expect(vm.vmId).not.toBe(first);
     expect((await pool()).vms.filter((v) => v.vmId === first)).toEqual([]); // handed out once, gone from the pool
+    // `corral pool` shows it.
+    const json = await n.cli(['pool', '--json']);
+    expect(json.code).toBe(0);
+    const listed = JSON.parse(json.stdout) as Pool & { node: string };
+    expect(listed.node).toBe(n.node);
+    expect(listed.vms.find((v) => v.vmId === vm.vmId)).toMatchObject({ state: 'idle', pid: vm.pid });
+    expect(listed.classes[0]).toMatchObject({ keep: 1, hits: 1, misses: 1 });
+    const human = await n.cli(['pool']);
+    expect(human.stdout).toContain(`${vm.vmId}  idle  pid ${vm.pid}`);
+    expect(human.stdout).toMatch(/class 1 vCPU 512 MiB microvm virtio-9p .*: keep 1, idle 1, booting 0/);
+    expect((await n.cli(['pool', '--help'])).stdout).toContain('Usage: corral pool [--json]');
   });
 
   it('an idle and a claimed pool VM survive a hypervisor worker SIGKILL (adopted, same QEMU)', async () => {
