@@ -79,6 +79,11 @@ describe('a VM pool with vm_cache_number = 1', () => {
       .find((e) => e.kind === 'pool');
     expect(JSON.stringify(claimed)).toContain(vm.vmId);
     expect(JSON.stringify(claimed)).toContain('claimed');
+    // Replay rebuilds it from the log, the claim among its effects.
+    const rp = await n.cli(['replay', 'pwarm', '--json']);
+    expect(rp.code).toBe(0);
+    expect(rp.stdout).toContain('claimVm');
+    expect(rp.stdout).toContain(vm.vmId);
   });
 
   it('the pool refills after a claim', async () => {
@@ -137,6 +142,30 @@ describe('a VM pool with vm_cache_number = 1', () => {
     expect(r.stdout).toContain('adopted-ok');
     expect(r.code).toBe(0);
     expect(processesMatching(`-name corral-${idle.vmId} `)).toEqual([]); // deleted with its sandbox
+  });
+
+  it('an idle pool VM survives an agent SIGKILL (the same QEMU, handed out after)', async () => {
+    const vm = await idleVm();
+    await n.restartAgent(); // SIGKILL, then a new agent (and workers) that recovers and reconciles
+    const p = await waitFor(pool, {
+      until: (x) => x.vms.some((v) => v.vmId === vm.vmId && v.state === 'idle'),
+      timeoutMs: 60_000,
+      intervalMs: 200,
+      ignoreErrors: true,
+      what: `pool VM ${vm.vmId} idle after the agent restart`,
+    });
+    expect(p.vms.find((v) => v.vmId === vm.vmId)?.pid).toBe(vm.pid);
+    expect(processesMatching(`-name corral-${vm.vmId} `)).toEqual([vm.pid]);
+    ids.push('pagent');
+    const { pid } = await n.call<{ pid: number }>('create', {
+      id: 'pagent',
+      bundle: n.bundle('pagent', { args: ['true'] }),
+      options: { configPath: cfg },
+    });
+    expect(pid).toBe(vm.pid);
+    await n.call('start', { id: 'pagent' });
+    expect((await n.call<{ exitStatus: number }>('wait', { id: 'pagent' })).exitStatus).toBe(0);
+    await n.call('delete', { id: 'pagent' });
   });
 
   it('shutdown drains the pool: no pool QEMU, no pool directory, nothing of any sandbox', async () => {
