@@ -12,6 +12,7 @@ import { request } from '../../src/bus/rpc.ts';
 import { subjects } from '../../src/bus/subjects.ts';
 import { localRuntimeConfig } from '../../src/cli/commands/up.ts';
 import type { PoolOps } from '../../src/domain/pool.ts';
+import { NodeRegistry } from '../../src/fleet/registry.ts';
 import { processesMatching } from '../helpers/leaks.ts';
 import { REPO, testNode, type TestNode } from '../helpers/node.ts';
 import { waitFor } from '../helpers/wait.ts';
@@ -101,6 +102,15 @@ describe('a VM pool with vm_cache_number = 1', () => {
     expect(human.stdout).toContain(`${vm.vmId}  idle  pid ${vm.pid}`);
     expect(human.stdout).toMatch(/class 1 vCPU 512 MiB microvm virtio-9p .*: keep 1, idle 1, booting 0/);
     expect((await n.cli(['pool', '--help'])).stdout).toContain('Usage: corral pool [--json]');
+    // The pool VM counts against the node's capacity in the fleet registry; the claimed one no longer does.
+    const registry = await NodeRegistry.open(n.nc);
+    const entry = await waitFor(async () => (await registry.get(n.node))?.entry, {
+      until: (e) => !!e?.reservations[vm.vmId] && !e.reservations[first],
+      timeoutMs: 15_000,
+      intervalMs: 200,
+      what: `a reservation of pool VM ${vm.vmId} in the registry, none of ${first}`,
+    });
+    expect(entry!.reservations[vm.vmId]).toMatchObject({ vcpus: 1, memoryMiB: 512, ref: `pool:${n.node}` });
   });
 
   it('an idle and a claimed pool VM survive a hypervisor worker SIGKILL (adopted, same QEMU)', async () => {

@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { vmClassOf, withPoolClaim } from '../../src/agent/create-pool.ts';
+import { poolCapacity } from '../../src/agent/pool-capacity.ts';
 import type { BootArgs, BootSpec, ManagedVm, Step } from '../../src/domain/ops.ts';
 import { classKey, isPoolId } from '../../src/domain/pool.ts';
 import { compensationOf, compensationOfFailed } from '../../src/machines/compensation.ts';
@@ -124,7 +125,7 @@ class FakeDriver implements PoolDriver {
   /** Finish the boot in flight (the pool boots one at a time). */
   async finishBoot() {
     const b = await waitFor(() => this.pending.shift(), { what: 'a pool boot in flight' });
-    b.resolve();
+    b!.resolve();
   }
 }
 
@@ -224,4 +225,30 @@ describe('VmPool', () => {
     expect(d.list()).toEqual([]);
     expect(existsSync(join(run, 'pool'))).toBe(false);
   });
+});
+
+it('pool VMs are held as reservations of the agent; one that left the pool is released', async () => {
+  const vmClass = vmClassOf(boot);
+  const key = classKey(vmClass);
+  let vms = [
+    { vmId: '_pool-a', classKey: key, state: 'idle' as const, startedAt: 0 },
+    { vmId: '_pool-b', classKey: key, state: 'booting' as const, startedAt: 0 },
+  ];
+  const classes = [{ classKey: key, vmClass, keep: 2, idle: 1, booting: 1, hits: 0, misses: 0 }];
+  const held: Record<string, unknown> = {};
+  const released: string[] = [];
+  const workers = { read: async () => ({ classes, vms }) } as never;
+  const registration = {
+    hold: (id: string, r: unknown) => void (held[id] = r),
+    release: async (r: { id: string }) => {
+      released.push(r.id);
+      return undefined;
+    },
+  };
+  const pc = poolCapacity(workers, registration, 'n1');
+  expect(await pc.sync()).toEqual(['_pool-a', '_pool-b']);
+  expect(held['_pool-a']).toEqual({ vcpus: 1, memoryMiB: 512, ref: 'pool:n1' });
+  vms = vms.slice(1); // _pool-a was claimed
+  expect(await pc.sync()).toEqual(['_pool-b']);
+  expect(released).toEqual(['_pool-a']);
 });
