@@ -5,7 +5,7 @@
  * the pool refills; an idle pool VM and a claimed one survive a hypervisor worker SIGKILL (adopted, same
  * QEMU); shutdown leaves no pool QEMU, no pool directory, nothing of any sandbox.
  */
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from '../../src/bus/rpc.ts';
@@ -178,15 +178,44 @@ describe('a VM pool with vm_cache_number = 1', () => {
     await n.call('delete', { id: 'pagent' });
   });
 
+  it('virtio-fs: a class of its own; the pooled create runs in the VM whose virtiofsd serves the renamed share', async () => {
+    const fsCfg = join(n.configs, 'pooled-fs.toml');
+    writeFileSync(fsCfg, readFileSync(cfg, 'utf8').replace('shared_fs = "virtio-9p"', 'shared_fs = "virtio-fs"'));
+    const go = (id: string) => {
+      ids.push(id);
+      return n.cli([
+        'run',
+        '--id',
+        id,
+        '--bundle',
+        n.bundle(id, { args: ['cat', '/etc/passwd'] }),
+        '--config',
+        fsCfg,
+        '--rm',
+      ]);
+    };
+    expect((await go('pfs-cold')).stdout).toContain('root:x:0:0');
+    const p = await waitFor(pool, {
+      until: (x) => x.classes.length === 2 && x.vms.filter((v) => v.state === 'idle').length === 2,
+      timeoutMs: 90_000,
+      intervalMs: 200,
+      what: 'an idle VM of each class',
+    });
+    const fsClass = p.classes.find((c) => c.vmClass.virtioFs)!;
+    const r = await go('pfs-warm');
+    expect(r.stdout).toContain('root:x:0:0');
+    expect(r.code).toBe(0);
+    expect((await pool()).classes.find((c) => c.classKey === fsClass.classKey)).toMatchObject({ hits: 1, misses: 1 });
+  });
+
   it('shutdown drains the pool: no pool QEMU, no pool directory, nothing of any sandbox', async () => {
     await idleVm();
     expect(poolQemus().length).toBeGreaterThan(0);
-    await n.expectNothingLeft(ids);
-    await n.stop();
+    await n.stop(); // the agent's SIGTERM: teardown, then the workers stop (the pool drains)
     stopped = true;
     expect(poolQemus()).toEqual([]);
+    await n.expectNothingLeft(ids); // the pool's virtiofsd too: its share is under the node's data dir
     expect(existsSync(join(n.dataDir, 'run/pool')) ? readdirSync(join(n.dataDir, 'run/pool')) : []).toEqual([]);
-    expect(n.leftovers(ids)).toMatchObject({ mounts: [], qemu: [], virtiofsd: [], sandboxDirs: [] });
     await n.cleanup();
   });
 });
