@@ -178,7 +178,7 @@ describe('a VM pool with vm_cache_number = 1', () => {
     await n.call('delete', { id: 'pagent' });
   });
 
-  it('virtio-fs: a class of its own; the pooled create runs in the VM whose virtiofsd serves the renamed share', async () => {
+  it('virtio-fs: a class of its own; the pooled create runs in the VM whose virtiofsd serves the share', async () => {
     const fsCfg = join(n.configs, 'pooled-fs.toml');
     writeFileSync(fsCfg, readFileSync(cfg, 'utf8').replace('shared_fs = "virtio-9p"', 'shared_fs = "virtio-fs"'));
     const go = (id: string) => {
