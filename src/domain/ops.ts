@@ -261,6 +261,7 @@ export interface HypervisorOps {
   /** `pooled`: the pool VM the sandbox claimed (domain/pool.ts), answered without a boot. */
   boot: { req: OpBase & BootSpec; res: { pid: number; accel: 'kvm' | 'tcg'; bootMs: number; pooled?: string } };
   claim: PoolOps['claim'];
+  keep: PoolOps['keep'];
   pool: PoolOps['pool'];
   /** QMP quit, then SIGKILL after a grace period. Missing VM is success. */
   stop: { req: OpBase & { sandboxId: string }; res: { stopped: boolean } };

@@ -65,6 +65,11 @@ export interface PoolOps {
     req: { opId: string; deadlineMs: number; sandboxId: string; sharedDir: string; vmClass: VmClass; keep: number };
     res: { claimed: boolean; vmId?: string; pid?: number; bootedAt?: number };
   };
+  /**
+   * Keep `keep` idle VMs of `vmClass` from now on (the larger of this and what it kept), booting them in the
+   * background: what the agent asks at start for the class of its node's default runtime config.
+   */
+  keep: { req: { opId: string; deadlineMs: number; vmClass: VmClass; keep: number }; res: { keep: number } };
   /** A read (no opId): the classes and the VMs of the pool. */
   pool: { req: { opId?: string; deadlineMs?: number }; res: { classes: PoolClassView[]; vms: PoolVmView[] } };
 }

@@ -208,6 +208,33 @@ describe('a VM pool with vm_cache_number = 1', () => {
     expect((await pool()).classes.find((c) => c.classKey === fsClass.classKey)).toMatchObject({ hits: 1, misses: 1 });
   });
 
+  it("a node's default config with a pool: VMs kept from agent start; a create with no config takes one", async () => {
+    const primed = join(n.configs, 'primed.toml');
+    writeFileSync(primed, readFileSync(cfg, 'utf8').replace('default_memory = 512', 'default_memory = 256'));
+    await n.restartAgent({ CORRAL_CONF_FILE: primed });
+    const small = (p: Pool) => p.classes.find((c) => c.vmClass.memoryMiB === 256);
+    const p = await waitFor(pool, {
+      until: (x) => x.vms.some((v) => v.state === 'idle' && v.classKey === small(x)?.classKey),
+      timeoutMs: 90_000,
+      intervalMs: 200,
+      ignoreErrors: true,
+      what: 'an idle VM of the default config class (256 MiB), before any create asked for it',
+    });
+    expect(small(p)).toMatchObject({ keep: 1, hits: 0, misses: 0 });
+    ids.push('pdefault');
+    const r = await n.cli([
+      'run',
+      '--id',
+      'pdefault',
+      '--bundle',
+      n.bundle('pdefault', { args: ['echo', 'primed'] }),
+      '--rm',
+    ]);
+    expect(r.stdout).toContain('primed');
+    expect(r.code).toBe(0);
+    expect(small(await pool())).toMatchObject({ hits: 1, misses: 0 });
+  });
+
   it('shutdown drains the pool: no pool QEMU, no pool directory, nothing of any sandbox', async () => {
     await idleVm();
     expect(poolQemus().length).toBeGreaterThan(0);

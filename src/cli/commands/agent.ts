@@ -19,6 +19,7 @@ import { WorkerWatch } from '../../agent/worker-watch.ts';
 import { faultsEnabled } from '../../workers/faults.ts';
 import { AgentRegistration } from '../../fleet/index.ts';
 import { poolCapacity } from '../../agent/pool-capacity.ts';
+import { primePool } from '../../agent/pool-prime.ts';
 
 /** `--label k=v` (repeatable) or CORRAL_LABELS=k=v,k2=v2. */
 export function parseLabels(items: string[]): Record<string, string> {
@@ -251,6 +252,7 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
   // Pool VMs take capacity too (held before the reconcile below, which keeps what is held).
   const pooled = poolCapacity(agent.workers, registration, settings.node, log);
   await pooled.start();
+  void primePool(settings, agent.workers, log); // the default config's pool, if it asks for one (never throws)
   await registration
     .reconcile(agent.tasks.ids())
     .catch((e) => log.warn({ err: e }, 'fleet reservations not reconciled'));

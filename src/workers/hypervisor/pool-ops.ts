@@ -7,24 +7,34 @@ import type { VmPool } from './pool.ts';
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
 
 /** `claim` and `pool`; without a pool (simulated VMs) a claim finds nothing and the list is empty. */
-export function poolHandlers(pool: VmPool | undefined): Pick<OpHandlers<'hypervisor'>, 'claim' | 'pool'> {
+export function poolHandlers(pool: VmPool | undefined): Pick<OpHandlers<'hypervisor'>, 'claim' | 'keep' | 'pool'> {
   return {
     claim: async (req) => {
-      const { sandboxId, sharedDir, vmClass, keep, opId, deadlineMs } = req;
+      const { sandboxId, sharedDir, opId, deadlineMs } = req;
       if (typeof sandboxId !== 'string' || typeof sharedDir !== 'string' || !sharedDir.startsWith('/'))
         throw err.invalid('claim: want sandboxId and an absolute sharedDir');
-      if (!isRecord(vmClass) || typeof keep !== 'number' || !Number.isFinite(keep))
-        throw err.invalid('claim: want vmClass and a numeric keep');
-      const c = vmClass as unknown as VmClass;
-      for (const k of ['vcpus', 'memoryMiB', 'msize9p'] as const)
-        if (typeof c[k] !== 'number') throw err.invalid(`claim: vmClass.${k} must be a number`);
-      for (const k of ['kernel', 'initrd', 'kernelParams', 'machineType', 'accel', 'runDir'] as const)
-        if (typeof c[k] !== 'string') throw err.invalid(`claim: vmClass.${k} must be a string`);
+      const [vmClass, keep] = parseClass('claim', req);
       if (!pool) return { claimed: false };
-      return pool.claim({ sandboxId, sharedDir, vmClass: c, keep, opId: String(opId), deadlineMs: Number(deadlineMs) });
+      return pool.claim({ sandboxId, sharedDir, vmClass, keep, opId: String(opId), deadlineMs: Number(deadlineMs) });
+    },
+    keep: async (req) => {
+      const [vmClass, keep] = parseClass('keep', req);
+      return pool ? pool.keep(vmClass, keep) : { keep: 0 };
     },
     pool: async () => pool?.view() ?? { classes: [], vms: [] },
   };
+}
+
+function parseClass(op: string, req: Record<string, unknown>): [VmClass, number] {
+  const { vmClass, keep } = req;
+  if (!isRecord(vmClass) || typeof keep !== 'number' || !Number.isFinite(keep))
+    throw err.invalid(`${op}: want vmClass and a numeric keep`);
+  const c = vmClass as unknown as VmClass;
+  for (const k of ['vcpus', 'memoryMiB', 'msize9p'] as const)
+    if (typeof c[k] !== 'number') throw err.invalid(`${op}: vmClass.${k} must be a number`);
+  for (const k of ['kernel', 'initrd', 'kernelParams', 'machineType', 'accel', 'runDir'] as const)
+    if (typeof c[k] !== 'string') throw err.invalid(`${op}: vmClass.${k} must be a string`);
+  return [c, keep];
 }
 
 /**

@@ -81,10 +81,7 @@ export class VmPool {
     }
     if (existsSync(r.sharedDir)) throw err.precondition(`sharedDir ${r.sharedDir} exists already`);
     if (!existsSync(dirname(r.sharedDir))) throw err.notFound(`${dirname(r.sharedDir)} does not exist`);
-    const key = classKey(r.vmClass);
-    const cls = this.classes.get(key) ?? { vmClass: r.vmClass, keep: 0, hits: 0, misses: 0 };
-    cls.keep = Math.max(cls.keep, Math.min(MAX_KEEP, Math.floor(r.keep)));
-    this.classes.set(key, cls);
+    const [key, cls] = this.classOf(r.vmClass, r.keep);
     const vm = [...this.vms.values()].find((v) => v.classKey === key && v.state === 'idle');
     if (!vm) {
       cls.misses++;
@@ -107,6 +104,23 @@ export class VmPool {
     } finally {
       this.refill();
     }
+  }
+
+  /** See PoolOps.keep. */
+  keep(vmClass: VmClass, keep: number): { keep: number } {
+    const [, cls] = this.classOf(vmClass, keep);
+    this.save();
+    this.refill();
+    return { keep: cls.keep };
+  }
+
+  /** The class (made if new), keeping at least `keep` (at most MAX_KEEP). */
+  private classOf(vmClass: VmClass, keep: number): [string, Cls] {
+    const key = classKey(vmClass);
+    const cls = this.classes.get(key) ?? { vmClass, keep: 0, hits: 0, misses: 0 };
+    cls.keep = Math.max(cls.keep, Math.min(MAX_KEEP, Math.floor(keep)));
+    this.classes.set(key, cls);
+    return [key, cls];
   }
 
   /** See PoolOps.pool. */
