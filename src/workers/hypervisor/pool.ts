@@ -81,6 +81,7 @@ export class VmPool {
     }
     if (existsSync(r.sharedDir)) throw err.precondition(`sharedDir ${r.sharedDir} exists already`);
     if (!existsSync(dirname(r.sharedDir))) throw err.notFound(`${dirname(r.sharedDir)} does not exist`);
+    if (this.abort.signal.aborted) return { claimed: false }; // draining: the create boots cold
     const [key, cls] = this.classOf(r.vmClass, r.keep);
     const vm = [...this.vms.values()].find((v) => v.classKey === key && v.state === 'idle');
     if (!vm) {
