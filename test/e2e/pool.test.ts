@@ -113,6 +113,25 @@ describe('a VM pool with vm_cache_number = 1', () => {
     expect(entry!.reservations[vm.vmId]).toMatchObject({ vcpus: 1, memoryMiB: 512, ref: `pool:${n.node}` });
   });
 
+  it('one idle VM and two creates at once: one takes it, the other boots cold; both run', async () => {
+    const vm = await idleVm();
+    const two = ['prace1', 'prace2'];
+    ids.push(...two);
+    const pids = await Promise.all(
+      two.map(async (id) => {
+        const bundle = n.bundle(id, { args: ['true'] });
+        return (await n.call<{ pid: number }>('create', { id, bundle, options: { configPath: cfg } })).pid;
+      }),
+    );
+    expect(pids.filter((p) => p === vm.pid)).toHaveLength(1);
+    expect(new Set(pids).size).toBe(2);
+    for (const id of two) {
+      await n.call('start', { id });
+      expect((await n.call<{ exitStatus: number }>('wait', { id })).exitStatus).toBe(0);
+      await n.call('delete', { id });
+    }
+  });
+
   it('an idle and a claimed pool VM survive a hypervisor worker SIGKILL (adopted, same QEMU)', async () => {
     const vm = await idleVm();
     ids.push('pheld');
