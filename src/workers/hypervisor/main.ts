@@ -162,7 +162,7 @@ export async function startHypervisorWorker(o: HypervisorWorkerOptions) {
   const adopted = driver.adoptAll().then(async (r) => {
     adoption = r;
     logAdoption(o.log, r, found);
-    const p = await pool?.restore();
+    const p = await pool?.restore().catch((e: unknown) => void o.log?.warn({ err: e }, 'VM pool not restored'));
     if (p?.restored.length || p?.stopped.length)
       o.log?.info(p, `VM pool: took back ${p.restored.length} idle VM(s), stopped ${p.stopped.length}`);
     return r;
