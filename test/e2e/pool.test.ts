@@ -91,6 +91,10 @@ describe('a VM pool with vm_cache_number = 1', () => {
     const vm = await idleVm(first);
     expect(vm.vmId).not.toBe(first);
     expect((await pool()).vms.filter((v) => v.vmId === first)).toEqual([]); // handed out once, gone from the pool
+    // The worker's journal has the pool's history too.
+    const journal = readFileSync(join(n.dataDir, 'journal/hypervisor.jsonl'), 'utf8');
+    expect(journal).toContain(`"pool:${vm.vmId}:booted:`);
+    expect(journal).toContain('"pool:pwarm:claimed:');
     // `corral pool` shows it.
     const json = await n.cli(['pool', '--json']);
     expect(json.code).toBe(0);

@@ -147,7 +147,9 @@ export async function startHypervisorWorker(o: HypervisorWorkerOptions) {
           driver,
           runDir: o.runDir,
           storePath: join(dirname(o.journalPath), 'hypervisor-pool.json'),
+          // In the event log, and in the worker's journal (keys no opId can take: `pool:<vm>:<event>:<ms>`).
           record: (id, data) => {
+            journal.put(`pool:${id}:${String(data.event)}:${Date.now()}`, { ok: true, result: data });
             facts
               .append(id, 'pool', data)
               .catch((e: unknown) => o.log?.warn({ err: e, data }, 'pool record not stored'));
