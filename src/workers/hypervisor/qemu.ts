@@ -9,6 +9,7 @@
  * - `adoptAll` takes over the QEMUs tagged with this driver's owner (with their virtiofsd); untagged QEMUs are
  *   left alone; this owner's virtiofsd daemons that no VM claims are ended.
  * - `release` lets go of every VM without stopping it, as a worker that dies would.
+ * - `rekey` hands an idle pool VM (pool.ts) to a sandbox; the registry remembers the QEMU's own name for it.
  */
 import { existsSync, statSync } from 'node:fs';
 import { CorralError, err } from '../../errors.ts';
