@@ -22,6 +22,8 @@
  *   network          TCP MB/s guest ⇄ a host test namespace (tcfilter; guest → host also macvtap) next to the same
  *                    transfer between two namespaces without a VM; create → first output with the network on and
  *                    off (bench/network.ts)
+ *   pool             create→running taking an idle VM from the pool (`[factory] vm_cache_number = 1`) next to a
+ *                    cold create→running on the same node, in turns (bench/pool.ts)
  *   tracing          create→running with traces exported (agent, workers, this process as the client) to a local
  *                    OTLP receiver, next to the same on a node with tracing off (bench/tracing.ts)
  *
@@ -45,6 +47,7 @@ import { benchThroughput } from './throughput.ts';
 import { benchTracing } from './tracing.ts';
 import { benchWorkload } from './workload.ts';
 import { benchNetwork } from './network.ts';
+import { benchPool } from './pool.ts';
 
 const args = process.argv.slice(2);
 const runs = Number(args[args.indexOf('--runs') + 1] ?? 0) || 7;
@@ -249,6 +252,12 @@ try {
   results.placementInFlight = stats(fb.placementInFlight);
   const fleet = { nodes: fb.nodes, creates: fb.creates, directPerSec: fb.directPerSec, fleetPerSec: fb.fleetPerSec };
 
+  const pb = await benchPool(runs, time);
+  results.warmCreateToRunning = stats(pb.warm);
+  results.coldCreateToRunning = stats(pb.cold);
+  const [warmP50, coldP50] = [results.warmCreateToRunning.p50, results.coldCreateToRunning.p50];
+  say(`  pool: create→running p50 ${warmP50.toFixed(0)} ms warm, ${coldP50.toFixed(0)} ms cold`);
+
   const tr = await benchTracing(runs, time);
   results.createToRunningTracingOff = stats(tr.off);
   results.createToRunningTracingOn = stats(tr.on);
@@ -278,6 +287,7 @@ try {
       fleetOverDirectCreates: fleet.fleetPerSec / fleet.directPerSec,
       ctrCorralOverCorralRun: ratio('ctrCorral', 'corralRun'),
       ctrCorralOverRunc: ratio('ctrCorral', 'ctrRunc'),
+      warmStartOverColdBoot: ratio('warmCreateToRunning', 'coldCreateToRunning'),
       tracingOnOverOff: ratio('createToRunningTracingOn', 'createToRunningTracingOff'),
       tracingOnOverOffSimulated: ratio('simCreateToRunningTracingOn', 'simCreateToRunningTracingOff'),
     },
@@ -344,6 +354,9 @@ try {
         ` (${fleet.creates} each, 8 in flight, simulated VMs;` +
         ` ratio ${report.ratios.fleetOverDirectCreates.toFixed(2)})`,
     );
+    console.log(row('warmCreateToRunning', 'create→running, from the pool'));
+    console.log(row('coldCreateToRunning', 'create→running, cold boot'));
+    console.log(`ratio warm start / cold boot:    ${report.ratios.warmStartOverColdBoot.toFixed(3)}`);
     console.log(row('createToRunningTracingOff', 'create→running, tracing off'));
     console.log(row('createToRunningTracingOn', 'create→running, tracing on'));
     console.log(row('simCreateToRunningTracingOff', '  … simulated VMs, off'));

@@ -15,7 +15,6 @@ import {
   envForProcess,
   isBlockDevice,
   isTmpfsMountPoint,
-  kernelCmdline,
   loadRuntimeConfig,
   readSpec,
   resolveConfigPath,
@@ -26,6 +25,7 @@ import {
   type OciSpec,
 } from '../kata/index.ts';
 import { networkSteps } from './create-network.ts';
+import { bootArgsOf, withPoolClaim } from './create-pool.ts';
 import { containerSetup } from './create-setup.ts';
 import { paths, type Settings } from './settings.ts';
 
@@ -137,11 +137,6 @@ export function createRules(s: Settings): CreateRules {
       const statik = rc.runtime.staticSandboxResourceMgmt;
       const vcpus = hv.defaultVcpus + (statik ? workload.vcpus : 0);
       const memoryMiB = hv.defaultMemory + (statik ? workload.memMiB : 0);
-      const accel = /\btcg\b/.test(hv.machineAccelerators)
-        ? 'tcg'
-        : /\bkvm\b/.test(hv.machineAccelerators)
-          ? 'kvm'
-          : 'auto';
       const sid = req.id;
       // Kata never rewrites a sandbox's emptyDirs (§1.6): its mounts are taken as they are.
       const cs = await containerSetup(s, spec, spec.mounts, sid, req.id);
@@ -152,40 +147,13 @@ export function createRules(s: Settings): CreateRules {
         ...cs.steps,
         ...(hv.rootless ? [{ phase: 'preparingUser', kind: 'createUser', args: { sandboxId: sid } } as Step] : []),
         ...(await networkSteps(s.node, sid, spec, rc.runtime)),
-        {
-          phase: 'booting',
-          kind: 'boot',
-          args: {
-            sandboxId: sid,
-            vcpus,
-            memoryMiB,
-            kernel: hv.kernel,
-            initrd: hv.initrd,
-            kernelParams: kernelCmdline(hv.kernelParams),
-            machineType: hv.machineType,
-            accel,
-            sharedDir: paths.sharedDir(s, sid),
-            msize9p: hv.msize9p,
-            runDir: paths.vmDir(s),
-            ...(hv.sharedFs === 'virtio-fs'
-              ? {
-                  virtioFs: {
-                    daemon: hv.virtioFsDaemon,
-                    cache: hv.virtioFsCache,
-                    extraArgs: [...hv.virtioFsExtraArgs],
-                    queueSize: hv.virtioFsQueueSize,
-                  },
-                }
-              : {}),
-            bootTimeoutMs: Math.max(10, rc.agent.dialTimeout || 120) * 1000,
-          },
-        },
+        { phase: 'booting', kind: 'boot', args: bootArgsOf(s, rc, sid, vcpus, memoryMiB) },
       ];
       return {
         type: v.type,
         sandboxId: sid,
         bundle: v.bundle,
-        steps,
+        steps: withPoolClaim(steps, rc.factory.vmCacheNumber),
         process,
         vcpus,
         memoryMiB,

@@ -20,6 +20,7 @@ export const DEADLINES = {
   user: 30_000,
   network: 30_000,
   boot: 180_000,
+  claim: 10_000,
   process: 15_000,
   compensate: 60_000,
 } as const;
@@ -121,6 +122,8 @@ export function taskEffects(
         return call('network', 'createNetns', step.args, DEADLINES.network, signal);
       case 'setupNetwork':
         return call('network', 'setup', step.args, DEADLINES.network, signal);
+      case 'claimVm':
+        return call('hypervisor', 'claim', step.args, DEADLINES.claim, signal);
       case 'boot': {
         const { bootTimeoutMs, ...spec } = step.args;
         const user = results.createUser;

@@ -40,11 +40,13 @@ export async function observe(workers: WorkerClient, s: Settings): Promise<Obser
       return '';
     }
   };
+  // A claimed pool VM's share started out in `<runDir>/pool/` (the worker's scan lists it under its sandbox).
+  const shares = [`${s.runDir}/sandboxes/`, `${s.runDir}/pool/`];
   const ours = (pid: number) =>
-    read(`/proc/${pid}/cmdline`).includes(`path=${s.runDir}/sandboxes/`) ||
+    shares.some((d) => read(`/proc/${pid}/cmdline`).includes(`path=${d}`)) ||
     read(`/proc/${pid}/environ`)
       .split('\0')
-      .some((e) => e.startsWith(`CORRAL_SHARE=${s.runDir}/sandboxes/`));
+      .some((e) => shares.some((d) => e.startsWith(`CORRAL_SHARE=${d}`)));
   let sandboxDirs: string[] = [];
   try {
     sandboxDirs = readdirSync(`${s.runDir}/sandboxes`);

@@ -8,6 +8,7 @@ import { EVENTS_USAGE, eventsCommand } from './commands/events.ts';
 import { FLEET_USAGE, fleetCommand } from './commands/fleet.ts';
 import { INSTALL_USAGE, installCommand, SHIM_USAGE, shimCommand } from './commands/install.ts';
 import { REPLAY_USAGE, replayCommand } from './commands/replay.ts';
+import { POOL_USAGE, poolCommand } from './commands/pool.ts';
 import { processCommands } from './commands/process.ts';
 import { taskCommands } from './commands/task.ts';
 import { TOP_USAGE, topCommand } from './commands/top.ts';
@@ -52,6 +53,7 @@ Tasks (containerd's Task API)
   ps                                  every task on the node
   top [--interval D] [--once]         per node: what runs, capacity used, the last minute's creates and
                                       failures, refreshing in place (q quits)
+  pool                                the node's VM pool ([factory] vm_cache_number): classes, idle VMs
 
 Events and replay
   events [--sandbox ID] [--node N] [--since SEQ|TIME] [--follow]
@@ -99,6 +101,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
         uninstall: INSTALL_USAGE,
         shim: SHIM_USAGE,
         top: TOP_USAGE,
+        pool: POOL_USAGE,
       } as Record<string, string | undefined>
     )[cmd];
   if (rest.includes('--help') || rest.includes('-h')) {
@@ -130,6 +133,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
       return shimCommand(rest, io);
     case 'top':
       return topCommand(rest, io);
+    case 'pool':
+      return poolCommand(rest, io);
     default:
       io.err(`corral: unknown command ${JSON.stringify(cmd)}; see corral --help`);
       return 2;

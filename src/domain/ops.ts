@@ -16,6 +16,10 @@
  * this file does not compile.
  */
 import type { NetModel, SandboxNetwork } from './network.ts';
+import type { PoolOps, VmClass } from './pool.ts';
+import type { VirtioFsSpec } from './virtio-fs.ts';
+
+export type { VirtioFsSpec } from './virtio-fs.ts';
 
 export interface OpBase {
   opId: string;
@@ -88,21 +92,6 @@ export interface BootSpec {
   network?: SandboxNetwork;
   /** Share `sharedDir` over virtio-fs (Kata's `shared_fs = "virtio-fs"`) instead of virtio-9p. */
   virtioFs?: VirtioFsSpec;
-}
-
-/** How a sandbox's virtio-fs share is served: one virtiofsd per sandbox, run as root by the hypervisor worker. */
-export interface VirtioFsSpec {
-  /**
-   * The virtiofsd binary (`virtio_fs_daemon`): the C one of Debian 12's QEMU (`/usr/lib/qemu/virtiofsd`) or
-   * the Rust one (`/usr/libexec/virtiofsd`, Debian 13). Empty: whichever of those two exists.
-   */
-  daemon: string;
-  /** `virtio_fs_cache`: `never` (the C daemon's `none`), `metadata` (Rust only), `auto` or `always`. */
-  cache: string;
-  /** `virtio_fs_extra_args`, appended to virtiofsd's command line as they are. */
-  extraArgs: string[];
-  /** `virtio_fs_queue_size`: the device's queue size; 0 leaves QEMU's default. */
-  queueSize: number;
 }
 
 /** What the process inside the guest runs (from config.json's `process`). */
@@ -269,7 +258,11 @@ export interface HypervisorOps {
     res: { removed: boolean };
   };
   /** Spawn QEMU and wait until the guest agent says ready. A failure leaves no process behind. */
-  boot: { req: OpBase & BootSpec; res: { pid: number; accel: 'kvm' | 'tcg'; bootMs: number } };
+  /** `pooled`: the pool VM the sandbox claimed (domain/pool.ts), answered without a boot. */
+  boot: { req: OpBase & BootSpec; res: { pid: number; accel: 'kvm' | 'tcg'; bootMs: number; pooled?: string } };
+  claim: PoolOps['claim'];
+  keep: PoolOps['keep'];
+  pool: PoolOps['pool'];
   /** QMP quit, then SIGKILL after a grace period. Missing VM is success. */
   stop: { req: OpBase & { sandboxId: string }; res: { stopped: boolean } };
   /** Start a container's process in the guest; output and exit arrive as worker events. */
@@ -398,6 +391,12 @@ export type Step =
   | { phase: 'booting'; kind: 'createNetns'; args: { netns: string } }
   /** Kata's createNetwork. */
   | { phase: 'booting'; kind: 'setupNetwork'; args: { sandboxId: string; netns: string; model: NetModel } }
+  /** Take a booted VM from the pool (domain/pool.ts), before anything is put into the share. */
+  | {
+      phase: 'booting';
+      kind: 'claimVm';
+      args: { sandboxId: string; sharedDir: string; vmClass: VmClass; keep: number };
+    }
   | { phase: 'booting'; kind: 'boot'; args: BootArgs };
 export type StepKind = Step['kind'];
 export type StepOf<K extends StepKind> = Extract<Step, { kind: K }>;
@@ -410,6 +409,7 @@ export interface StepResults {
   createUser: HypervisorOps['createUser']['res'];
   createNetns: NetworkOps['createNetns']['res'];
   setupNetwork: NetworkOps['setup']['res'];
+  claimVm: HypervisorOps['claim']['res'];
   boot: HypervisorOps['boot']['res'];
 }
 

@@ -14,6 +14,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { encode } from '../bus/codec.ts';
 import { EventLog } from '../bus/eventlog.ts';
 import { EVENTS_STREAM, subjects } from '../bus/subjects.ts';
+import { isPoolId } from '../domain/pool.ts';
 import type { NodeRegistry } from './registry.ts';
 import type { NodeEntry, Versioned } from './types.ts';
 
@@ -60,7 +61,10 @@ export function natsLostEvents(nc: NatsConnection): LostEvents {
   return {
     async nodeLost(e) {
       const at = e.lostAt ?? Date.now();
-      const sandboxes = Object.keys(e.reservations).sort();
+      // A pool VM's reservation (docs/decisions/0016) is no sandbox: nothing of it is lost but capacity.
+      const sandboxes = Object.keys(e.reservations)
+        .filter((id) => !isPoolId(id))
+        .sort();
       const ev: NodeLostEvent = {
         node: e.node,
         kind: 'lost',

@@ -32,6 +32,13 @@ export function compensationOf(step: Step, output: unknown): Compensation | null
       return { kind: 'removeNetns', args: { netns: step.args.netns }, undoes: step.kind };
     case 'setupNetwork':
       return teardownOf(step);
+    case 'claimVm': {
+      // A claim that found no idle VM changed nothing; one that took a VM made it the sandbox's.
+      const o = output as Partial<StepResults['claimVm']> | undefined;
+      return o?.claimed === false
+        ? null
+        : { kind: 'stopVm', args: { sandboxId: step.args.sandboxId }, undoes: step.kind };
+    }
     case 'boot':
       return { kind: 'stopVm', args: { sandboxId: step.args.sandboxId }, undoes: step.kind };
   }
@@ -73,6 +80,7 @@ export function compensationOfFailed(step: Step, error: { code: string }): Compe
       return { kind: 'removeNetns', args: { netns: step.args.netns }, undoes: step.kind };
     case 'setupNetwork':
       return teardownOf(step);
+    case 'claimVm':
     case 'boot':
       return { kind: 'stopVm', args: { sandboxId: step.args.sandboxId }, undoes: step.kind };
   }

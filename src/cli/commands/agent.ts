@@ -18,6 +18,8 @@ import { selfCommand, Supervisor } from '../../agent/supervisor.ts';
 import { WorkerWatch } from '../../agent/worker-watch.ts';
 import { faultsEnabled } from '../../workers/faults.ts';
 import { AgentRegistration } from '../../fleet/index.ts';
+import { poolCapacity } from '../../agent/pool-capacity.ts';
+import { primePool } from '../../agent/pool-prime.ts';
 
 /** `--label k=v` (repeatable) or CORRAL_LABELS=k=v,k2=v2. */
 export function parseLabels(items: string[]): Record<string, string> {
@@ -249,6 +251,10 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
   // Serve before registering: a controller places on a node as soon as the registry says it is ready.
   agent.start();
   await registration.register();
+  // Pool VMs take capacity too (held before the reconcile below, which keeps what is held).
+  const pooled = poolCapacity(agent.workers, registration, settings.node, log);
+  await pooled.start();
+  void primePool(settings, agent.workers, log); // the default config's pool, if it asks for one (never throws)
   await registration
     .reconcile(agent.tasks.ids())
     .catch((e) => log.warn({ err: e }, 'fleet reservations not reconciled'));
@@ -279,6 +285,7 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
     if (p.values['teardown-on-exit'])
       await agent.teardownAll(60_000).catch((e) => log.error({ err: e }, 'teardown incomplete'));
     await agent.stop();
+    pooled.stop();
     registration.stop();
     await sup?.stop();
     mgmt.server.close();

@@ -65,16 +65,18 @@ export function adopt(env: AdoptEnv, h: HostVm, deadlineMs: number): Promise<Ado
       });
   }
   const watch = watchPid(h.pid, start.ticks);
-  const daemon = cmd.vfs ? findDaemon(h.sandboxId, cmd.vfs) : undefined;
+  const name = h.name ?? h.sandboxId;
+  const daemon = cmd.vfs ? findDaemon(name, cmd.vfs) : undefined;
   const vm = new Vm(
     {
       sandboxId: h.sandboxId,
+      ...(h.name ? { name: h.name } : {}),
       pid: h.pid,
       accel: cmd.accel,
       state: 'adopting',
       startedAt: start.at,
       paths: {
-        ...vmPaths(dirname(cmd.agent), h.sandboxId),
+        ...vmPaths(dirname(cmd.agent), name),
         qmp: cmd.qmp,
         agent: cmd.agent,
         ...(cmd.console ? { console: cmd.console } : {}),

@@ -34,7 +34,7 @@ export class GuestCtl {
     }
   >();
   constructor(
-    private sandboxId: string,
+    public sandboxId: string,
     private channel: () => Pick<AgentChannel, 'send'> | undefined,
     private timeoutMs = 10_000,
   ) {}

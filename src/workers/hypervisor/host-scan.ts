@@ -16,6 +16,8 @@ export interface HostVm {
   pid: number;
   sandboxId: string;
   owner?: string;
+  /** QEMU's `-name` id when it is not `sandboxId` (a claimed pool VM, known from the registry). */
+  name?: string;
 }
 
 /** Environment variable that carries a QEMU's (or virtiofsd's) owner tag (they ignore it). */

@@ -33,6 +33,9 @@ import {
 } from './validate.ts';
 import { vmmUserHandlers } from './vmm-user.ts';
 import { bootSpan } from './boot-span.ts';
+import { VmPool } from './pool.ts';
+import { poolHandlers, scannedAs } from './pool-ops.ts';
+import { isPoolId } from '../../domain/pool.ts';
 
 export interface HypervisorWorkerOptions {
   nc: NatsConnection;
@@ -52,10 +55,11 @@ export interface HypervisorWorkerOptions {
  */
 export function hypervisorHandlers(
   hv: Hypervisor,
-  o: { node: string; adoption: () => Adoption | null; dropped: () => Record<string, number> },
+  o: { node: string; adoption: () => Adoption | null; dropped: () => Record<string, number>; pool?: VmPool },
 ): OpHandlers<'hypervisor'> {
   return {
     ...vmmUserHandlers({ node: o.node }),
+    ...poolHandlers(o.pool),
     boot: async (req, ctx) => {
       const spec = parseBoot(req);
       return bootSpan(spec, () => hv.boot(spec, ctx.signal));
@@ -93,7 +97,7 @@ export function hypervisorHandlers(
       return hv.stats(s.sandboxId, s.containerId);
     },
     scan: async () => ({
-      vms: hv.scanHost(),
+      vms: scannedAs(hv.scanHost(), hv.list()),
       users: await getentUsers('corral-'),
       managed: hv.list(),
       adoption: o.adoption(),
@@ -135,14 +139,34 @@ export async function startHypervisorWorker(o: HypervisorWorkerOptions) {
   };
   driver.on('exit', fact);
   driver.on('oom', fact);
-  driver.on('vmExit', fact);
+  // A pool VM is no sandbox's: its end is the pool's to handle (and record), not a fact for the agent.
+  driver.on('vmExit', (e) => (isPoolId(e.sandboxId) ? pool?.lost(e.sandboxId) : fact(e)));
+  const pool =
+    driver instanceof QemuDriver
+      ? new VmPool({
+          driver,
+          runDir: o.runDir,
+          storePath: join(dirname(o.journalPath), 'hypervisor-pool.json'),
+          // In the event log, and in the worker's journal (keys no opId can take: `pool:<vm>:<event>:<ms>`).
+          record: (id, data) => {
+            journal.put(`pool:${id}:${String(data.event)}:${Date.now()}`, { ok: true, result: data });
+            facts
+              .append(id, 'pool', data)
+              .catch((e: unknown) => o.log?.warn({ err: e, data }, 'pool record not stored'));
+          },
+          warn: (m, e) => o.log?.warn({ err: e }, m),
+        })
+      : undefined;
 
   // Re-attach to this node's VMs (registered at once; ops on them wait until each is settled).
   const found: ScannedVm[] = driver.scanHost();
   let adoption: Adoption | null = null;
-  const adopted = driver.adoptAll().then((r) => {
+  const adopted = driver.adoptAll().then(async (r) => {
     adoption = r;
     logAdoption(o.log, r, found);
+    const p = await pool?.restore().catch((e: unknown) => void o.log?.warn({ err: e }, 'VM pool not restored'));
+    if (p?.restored.length || p?.stopped.length)
+      o.log?.info(p, `VM pool: took back ${p.restored.length} idle VM(s), stopped ${p.stopped.length}`);
     return r;
   });
 
@@ -150,6 +174,7 @@ export async function startHypervisorWorker(o: HypervisorWorkerOptions) {
     node: o.node,
     adoption: () => adoption,
     dropped: output.dropped,
+    pool,
   });
   const { sub, journal } = runWorker({
     nc: o.nc,
@@ -157,11 +182,12 @@ export async function startHypervisorWorker(o: HypervisorWorkerOptions) {
     kind: 'hypervisor',
     handlers: o.wrap ? o.wrap(handlers) : handlers,
     journalPath: o.journalPath,
-    readOps: ['scan', 'stats'],
+    readOps: ['scan', 'stats', 'pool'],
     onInternal: (e, op) => o.log?.error({ err: e, op }, 'hypervisor worker op failed unexpectedly'),
   });
   return {
     driver,
+    pool,
     found,
     adopted,
     sub,
@@ -169,6 +195,7 @@ export async function startHypervisorWorker(o: HypervisorWorkerOptions) {
     async stop(timeoutMs = 20_000) {
       sub.unsubscribe();
       for (const s of stdin.subs) s.unsubscribe();
+      await pool?.drain(Date.now() + timeoutMs);
       await driver.stopAll(Date.now() + timeoutMs);
     },
   };

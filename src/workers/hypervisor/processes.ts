@@ -59,7 +59,7 @@ export class GuestProcesses {
   private orphans = new Set<string>();
 
   constructor(
-    private sandboxId: string,
+    public sandboxId: string,
     private hooks: ProcessHooks,
     /** The VM's agent channel, once connected. */
     private channel: () => Pick<AgentChannel, 'send'> | undefined,

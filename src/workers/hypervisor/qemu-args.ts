@@ -8,7 +8,8 @@ import { netArgs, netKernelParams, validateNetwork } from './qemu-net.ts';
 
 /** The `-name` marker every Corral VM carries; `scanHost` and leak checks look for it. */
 export const NAME_PREFIX = 'corral-';
-const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+/** A sandbox's id, or a pool VM's (`_pool-…`, domain/pool.ts: no container id starts with `_`). */
+const ID_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 /** Longest unix socket path (`sun_path` is 108 bytes with its NUL). */
 export const SUN_PATH_MAX = 107;
 
@@ -58,7 +59,7 @@ export function machineFamily(machineType: string): 'mmio' | 'pci' {
 /** Throws InvalidArgument naming the first bad field. */
 export function validateBootSpec(s: BootSpec): void {
   if (!ID_RE.test(s.sandboxId))
-    throw err.invalid(`sandboxId ${JSON.stringify(s.sandboxId)}: want [A-Za-z0-9][A-Za-z0-9_.-]{0,127}`);
+    throw err.invalid(`sandboxId ${JSON.stringify(s.sandboxId)}: want [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`);
   if (!Number.isInteger(s.vcpus) || s.vcpus < 1 || s.vcpus > 255)
     throw err.invalid(`vcpus ${s.vcpus}: want an integer in 1..255`);
   if (!Number.isInteger(s.memoryMiB) || s.memoryMiB < 64)

@@ -9,6 +9,7 @@
  * - `adoptAll` takes over the QEMUs tagged with this driver's owner (with their virtiofsd); untagged QEMUs are
  *   left alone; this owner's virtiofsd daemons that no VM claims are ended.
  * - `release` lets go of every VM without stopping it, as a worker that dies would.
+ * - `rekey` hands an idle pool VM (pool.ts) to a sandbox; the registry remembers the QEMU's own name for it.
  */
 import { existsSync, statSync } from 'node:fs';
 import { CorralError, err } from '../../errors.ts';
@@ -16,51 +17,17 @@ import type { Adoption, BootSpec, ManagedVm, ProcessSpec } from '../../domain/op
 import { adopt } from './adopt.ts';
 import { killOrphans, ownedBy, procStart, scanHost, vmFilesOf, type HostVm } from './host-scan.ts';
 import { GuestOps } from './guest-ops.ts';
-import type { BootResult, ExitEvent, Hypervisor } from './hypervisor.ts';
+import type { BootResult, Hypervisor } from './hypervisor.ts';
+import type { QemuDriverOptions } from './qemu-options.ts';
 import { launch, type LaunchEnv } from './launch.ts';
 import { keyOf } from './agent-frames.ts';
 import { checkProcess, runFrame } from './process-spec.ts';
 import { hostTscKhz, kvmPossible, validateBootSpec } from './qemu-args.ts';
-import { VmRegistry } from './registry.ts';
+import { VmRegistry, type RegistryEntry } from './registry.ts';
 import { killSandboxDaemons, reapDaemons } from './virtiofsd.ts';
 import { removeFiles, type Vm, type VmHooks } from './vm.ts';
 
-export interface QemuDriverOptions {
-  /** @default 'qemu-system-x86_64' */
-  qemuPath?: string;
-  /** Used to drop to the VMM user when `spec.user` is set. @default 'setpriv' */
-  setprivPath?: string;
-  /** Bound on one boot even if the caller's signal never fires. @default 60_000 */
-  bootTimeoutMs?: number;
-  /** How long a KVM guest may take to say READY before `auto` falls back to TCG (`kvm` fails). @default 10_000 */
-  kvmProbeMs?: number;
-  /** Guest TSC in kHz passed as `tsc_early_khz` under TCG. @default the host's, from /proc/cpuinfo */
-  tscKhz?: number;
-  /** How long the guest may take to report a started (or failed) process. @default 30_000 */
-  startTimeoutMs?: number;
-  /** Whether `auto` should try KVM at all. @default kvmPossible (VT-x/AMD-V flag and a usable /dev/kvm) */
-  probeKvm?: () => boolean;
-  /**
-   * Owner tag (the node name) put into each QEMU's environment as CORRAL_OWNER. `scanHost` and `stop`
-   * then never report or touch a QEMU tagged for another owner (several nodes may share a host).
-   */
-  owner?: string;
-  /**
-   * Called after each guest-reported `exit` was emitted; the guest forgets the exit (ACK) once it resolves.
-   * Until then the guest keeps it and reports it again to a driver that adopts the VM. The hypervisor
-   * worker passes a NATS flush, so an exit is forgotten only once the bus has it. @default ACK at once
-   */
-  confirmExit?: (e: ExitEvent) => Promise<unknown>;
-  /** How long adopting one VM may take (QMP, then the guest agent's STATE). @default 20_000 */
-  adoptTimeoutMs?: number;
-  /**
-   * A file where the driver keeps the list of its VMs (sandbox, pid, start time, files). `adoptAll` reads
-   * it to find the VMs that died while no driver watched them: they are reported as `vmExit`.
-   */
-  registryPath?: string;
-  /** Told of each guest frame dropped as malformed (the channel resynchronises itself). */
-  onMalformed?: (sandboxId: string, reason: string) => void;
-}
+export type { QemuDriverOptions } from './qemu-options.ts';
 
 type Defaulted = Required<Omit<QemuDriverOptions, 'owner' | 'confirmExit' | 'registryPath' | 'onMalformed'>>;
 
@@ -115,6 +82,9 @@ export class QemuDriver extends GuestOps implements Hypervisor {
   async boot(spec: BootSpec, signal: AbortSignal, opts: { extraArgs?: string[] } = {}): Promise<BootResult> {
     validateBootSpec(spec);
     const had = this.vms.get(spec.sandboxId);
+    // The sandbox claimed a pool VM (pool.ts): that VM is the boot's answer.
+    if (had && had.name !== had.sandboxId && had.state === 'running')
+      return { pid: had.pid, accel: had.accel, bootMs: 0, pooled: had.name };
     if (had?.adoptedAt !== undefined) {
       // A boot re-issued after a worker restart: the VM it started then was adopted, and is the answer.
       await had.settled;
@@ -225,18 +195,18 @@ export class QemuDriver extends GuestOps implements Hypervisor {
    */
   adoptAll(): Promise<Adoption> {
     const owner = this.o.owner;
-    const all = scanHost();
+    const listed = this.registry.load();
+    // A claimed pool VM runs under its pool id (`-name`); the registry names the sandbox that took it.
+    const all = scanHost().map((v) => claimedAs(v, listed));
     const found =
       owner === undefined ? [] : all.filter((v) => v.owner === owner && this.vms.get(v.sandboxId)?.pid !== v.pid);
     // VMs the registry lists whose QEMU is gone: they died while no driver watched.
-    const dead = this.registry
-      .load()
-      .filter(
-        (e) =>
-          !this.vms.has(e.sandboxId) &&
-          !all.some((v) => v.sandboxId === e.sandboxId) &&
-          procStart(e.pid)?.ticks !== e.ticks,
-      );
+    const dead = listed.filter(
+      (e) =>
+        !this.vms.has(e.sandboxId) &&
+        !all.some((v) => v.sandboxId === e.sandboxId) &&
+        procStart(e.pid)?.ticks !== e.ticks,
+    );
     for (const e of dead) {
       removeFiles(e.paths);
       setImmediate(() =>
@@ -266,6 +236,22 @@ export class QemuDriver extends GuestOps implements Hypervisor {
   }
 
   /**
+   * Make the running VM `from` (a pool VM, no processes) the VM of sandbox `to`, in memory and in the
+   * registry (before the caller touches its share: a worker killed after this adopts it as `to`'s).
+   */
+  rekey(from: string, to: string): Vm {
+    const vm = this.vms.get(from);
+    if (!vm || vm.state !== 'running' || vm.procs.running().length > 0)
+      throw err.precondition(`VM ${from} is not an idle running VM`);
+    if (this.vms.has(to)) throw err.exists(`sandbox ${to} has a VM already`);
+    this.vms.delete(from);
+    vm.claim(to);
+    this.vms.set(to, vm);
+    this.saveRegistry();
+    return vm;
+  }
+
+  /**
    * Let go of every VM without stopping it, as a worker that dies would: close the QMP and agent
    * connections and forget the VMs (booting ones fail their boot and are stopped). Processes still
    * starting fail with Unavailable; no exit is emitted. A driver with the same owner can adopt them.
@@ -284,8 +270,18 @@ export class QemuDriver extends GuestOps implements Hypervisor {
   private saveRegistry(): void {
     this.registry.save(
       [...this.vms.values()].flatMap((v) =>
-        v.ticks && v.pid > 0 ? [{ sandboxId: v.sandboxId, pid: v.pid, ticks: v.ticks, paths: v.paths }] : [],
+        v.ticks && v.pid > 0
+          ? [{ sandboxId: v.sandboxId, pid: v.pid, ticks: v.ticks, paths: v.paths, ...named(v) }]
+          : [],
       ),
     );
   }
+}
+
+const named = (v: Vm) => (v.name === v.sandboxId ? {} : { name: v.name });
+
+/** `v` under the sandbox the registry says claimed it (same pid, QEMU named by its pool id). */
+function claimedAs(v: HostVm, listed: RegistryEntry[]): HostVm {
+  const e = listed.find((x) => x.name === v.sandboxId && x.pid === v.pid);
+  return e ? { ...v, sandboxId: e.sandboxId, name: v.sandboxId } : v;
 }

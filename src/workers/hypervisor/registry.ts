@@ -11,6 +11,8 @@ import type { VmPaths } from './qemu-args.ts';
 /** One line of the registry: enough to tell a VM's QEMU is gone and to remove its files. */
 export interface RegistryEntry {
   sandboxId: string;
+  /** QEMU's `-name` id when it is not `sandboxId`: a pool VM that sandbox claimed. */
+  name?: string;
   pid: number;
   /** The QEMU process's start time (clock ticks since boot): with the pid, its identity. */
   ticks: string;
@@ -54,6 +56,7 @@ function isEntry(e: unknown): e is RegistryEntry {
   const p = e.paths;
   return (
     typeof e.sandboxId === 'string' &&
+    (e.name === undefined || typeof e.name === 'string') &&
     Number.isInteger(e.pid) &&
     typeof e.ticks === 'string' &&
     typeof p.qmp === 'string' &&

@@ -43,6 +43,8 @@ export interface VmHooks extends ProcessHooks {
 
 export interface VmInit {
   sandboxId: string;
+  /** The id in QEMU's `-name` when it is not `sandboxId` (a pool VM a sandbox claimed). */
+  name?: string;
   pid: number;
   accel: 'kvm' | 'tcg';
   state: 'booting' | 'adopting';
@@ -59,7 +61,10 @@ export interface VmInit {
 }
 
 export class Vm implements FailedVm {
-  readonly sandboxId: string;
+  /** Whose VM it is: the sandbox, or a pool VM's own id until a sandbox claims it (`claim`). */
+  sandboxId: string;
+  /** The id QEMU was started with (`-name corral-<name>`): its files are named by it. */
+  readonly name: string;
   readonly pid: number;
   readonly accel: 'kvm' | 'tcg';
   readonly startedAt: number;
@@ -105,6 +110,7 @@ export class Vm implements FailedVm {
     private hooks: VmHooks,
   ) {
     this.sandboxId = init.sandboxId;
+    this.name = init.name ?? init.sandboxId;
     this.pid = init.pid;
     this.accel = init.accel;
     this.current = init.state;
@@ -131,6 +137,13 @@ export class Vm implements FailedVm {
     if (!NEXT[this.current].includes(next))
       throw err.internal(`VM of sandbox ${this.sandboxId}: no transition from ${this.current} to ${next}`);
     this.current = next;
+  }
+
+  /** A sandbox took this (pool) VM: its events and errors name that sandbox from now on. */
+  claim(sandboxId: string): void {
+    this.sandboxId = sandboxId;
+    this.procs.sandboxId = sandboxId;
+    this.ctl.sandboxId = sandboxId;
   }
 
   /** Booting or being adopted: not yet the driver's to run processes in. */
