@@ -6,7 +6,7 @@
  * that arrived while the agent was down are fed to their tasks. All of it in the span `recovery`.
  */
 import { matchesState, type StateValue } from 'xstate';
-import type { WireError } from '../errors.ts';
+import { err, type WireError } from '../errors.ts';
 import type { WorkerEvent } from '../domain/ops.ts';
 import type { StartingPoint } from '../domain/snapshot.ts';
 import { hasTag, stateName } from '../machines/index.ts';
@@ -73,6 +73,7 @@ async function recoverTasks<M>(rt: TaskRuntime, ledger: RequestLedger<M>, span: 
       );
     return rec;
   };
+  const deletes = resumeDeletes(rt, ledger, records);
   for (const [sandbox, recs] of bySandbox) {
     const created = recs.filter(isCreate).map((r) => r.taskId);
     const gone = new Set(recs.filter(ends).map((r) => r.taskId));
@@ -101,7 +102,7 @@ async function recoverTasks<M>(rt: TaskRuntime, ledger: RequestLedger<M>, span: 
   span.addLinks(interrupted(records, new Set(gate.pending().map((p) => p.taskId))));
   span.setAttribute('corral.resumed', resumed);
   resumeRequests(rt, ledger, records);
-  resumeDeletes(rt, ledger, records);
+  unrebuiltDeletes(rt, ledger, deletes);
   gate.goLive();
   // Exits and VM deaths the workers reported while this agent was down (duplicates are ignored by the machines).
   const createdAt = new Map<string, number>();
@@ -157,27 +158,39 @@ function resumeRequests<M>(rt: TaskRuntime, ledger: RequestLedger<M>, records: E
 
 /**
  * Deletes recorded with a requestId, likewise (a client re-sends one whose agent died under it): a repeat
- * of one still tearing down joins it; a repeat of one done gets the exit info of its `deleted` fact, the
- * reply it would have had, instead of NotFound.
+ * of one done gets the exit info of its `deleted` fact, the reply it would have had, instead of NotFound;
+ * one not done yet is expected before the rebuild, so that its reply reaches the ledger whether the
+ * teardown ends in the rebuild itself (its last outcome was stored) or live. Returns those still open.
  */
-function resumeDeletes<M>(rt: TaskRuntime, ledger: RequestLedger<M>, records: EventRecord[]): void {
-  const open = new Map<string, { key: string; rid: string }[]>();
+function resumeDeletes<M>(rt: TaskRuntime, ledger: RequestLedger<M>, records: EventRecord[]): OpenDelete[] {
+  const open = new Map<string, OpenDelete[]>();
   for (const r of records) {
     const ev = r.event as { type?: string; rid?: string } | undefined;
     if (r.kind === 'input' && ev?.type === 'delete' && typeof r.requestId === 'string' && r.taskId && ev.rid)
-      open.set(r.taskId, [...(open.get(r.taskId) ?? []), { key: `${r.taskId}/${r.requestId}`, rid: ev.rid }]);
+      open.set(r.taskId, [
+        ...(open.get(r.taskId) ?? []),
+        { taskId: r.taskId, key: `${r.taskId}/${r.requestId}`, rid: ev.rid },
+      ]);
     if (r.kind !== 'deleted' || !r.taskId) continue;
     const result = { exitStatus: r.exitStatus, exitedAt: r.exitedAt, pid: r.pid };
     for (const o of open.get(r.taskId) ?? []) ledger.settle(o.key, { ok: true, result });
     open.delete(r.taskId);
   }
-  for (const [id, os] of open) {
-    const t = rt.tasks.get(id);
-    const waiting = t?.actor.getSnapshot().context.deleteRids ?? [];
-    for (const o of os) {
-      if (rt.expects(o.rid) || !waiting.includes(o.rid)) continue;
-      ledger.admit(o.key, undefined);
-      rt.expect(o.rid, { reply: (env) => ledger.settle(o.key, env), verb: 'command', t0: performance.now() });
-    }
+  const still = [...open.values()].flat();
+  for (const o of still) {
+    ledger.admit(o.key, undefined);
+    rt.expect(o.rid, { reply: (env) => ledger.settle(o.key, env), verb: 'command', t0: performance.now() });
+  }
+  return still;
+}
+
+/** After the rebuild: an open delete whose task was not rebuilt gets no reply: NotFound, as live. */
+function unrebuiltDeletes<M>(rt: TaskRuntime, ledger: RequestLedger<M>, open: OpenDelete[]): void {
+  for (const o of open) {
+    if (!rt.expects(o.rid) || rt.tasks.get(o.taskId)) continue;
+    rt.forget(o.rid);
+    ledger.settle(o.key, { ok: false, error: err.notFound(`task ${o.taskId} not found`).toWire() });
   }
 }
+
+type OpenDelete = { taskId: string; key: string; rid: string };

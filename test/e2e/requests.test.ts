@@ -150,6 +150,23 @@ describe('a repeated request is done once', () => {
     await expect(n.call('delete', { id })).rejects.toMatchObject({ code: 'NotFound' }); // a new request
   });
 
+  // Seen in the partition suite after the fix above: the last undo's outcome stored, the agent killed
+  // before its machine took it; the restarted agent's rebuild took it and ended the teardown there.
+  it('SIGKILLed after the last undo was stored: the repeat gets the delete the rebuild finished', async () => {
+    const id = 'rq6';
+    ids.push(id);
+    await n.call('create', { id, bundle: n.bundle(id, { args: ['sleep', '600'] }) });
+    const requestId = randomUUID();
+    await n.restartAgent({ CORRAL_TEST_CRASH: 'after:undo:removeTree' });
+    const died = n.exited();
+    lostReply('delete', { id, requestId });
+    await died;
+    await n.restartAgent();
+    const r = await n.call<{ exitStatus: number }>('delete', { id, requestId });
+    expect(r).toMatchObject({ exitStatus: expect.any(Number), exitedAt: expect.any(Number) });
+    expect(count(await kinds(id), 'deleted')).toBe(1);
+  });
+
   it('a malformed requestId is InvalidArgument', async () => {
     await expect(n.call('create', { id: 'rq4', bundle: '/nonexistent', requestId: 42 })).rejects.toMatchObject({
       code: 'InvalidArgument',
