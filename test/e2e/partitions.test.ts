@@ -256,7 +256,14 @@ describe.skipIf(!engine)('partitions, pauses and SIGKILLs under a fleet workload
         if (!d) continue;
         diverged.push(id);
         const said = fleet.nodes.flatMap((m) => m.output.filter((l) => l.includes(id)).map((l) => `${m.name}: ${l}`));
-        why.set(id, `${JSON.stringify(d).slice(0, 400)}; the nodes said: ${said.join(' | ').slice(-2000)}`);
+        // Read again, by subject alone: a record the whole-stream read missed would show here (a reader bug,
+        // not a lost write).
+        const again = await readRecords(nc, { node: rs[0]!.node, sandbox: id });
+        why.set(
+          id,
+          `${JSON.stringify(d).slice(0, 400)}; read again by subject: ${again.length} records (first read ` +
+            `${rs.length}); the nodes said: ${said.join(' | ').slice(-2000)}`,
+        );
       }
 
       const codes: Record<string, number> = {};
