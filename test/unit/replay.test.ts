@@ -8,7 +8,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createActor, createMachine } from 'xstate';
 import type { Fact } from '../../src/domain/task.ts';
 import { ensureError } from '../../src/errors.ts';
@@ -327,7 +327,9 @@ describe('text forms', () => {
 });
 
 describe('corral replay --file (no NATS)', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'corral-replay-'));
+  // Made in beforeAll: a run filtered to other tests (-t) runs neither hook, so it leaves nothing.
+  let dir = '';
+  beforeAll(() => void (dir = mkdtempSync(join(tmpdir(), 'corral-replay-'))));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const io = () => {
     const out: string[] = [],
