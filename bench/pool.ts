@@ -15,8 +15,8 @@ import { localRuntimeConfig } from '../src/cli/commands/up.ts';
 import type { PoolOps } from '../src/domain/pool.ts';
 import { REPO, testNode } from '../test/helpers/node.ts';
 import { waitFor } from '../test/helpers/wait.ts';
+import { pct, time, type Time } from './timing.ts';
 
-type Time = (n: number, f: (i: number) => Promise<void>) => Promise<number[]>;
 type Pool = PoolOps['pool']['res'];
 
 export async function benchPool(runs: number, time: Time): Promise<{ warm: number[]; cold: number[] }> {
@@ -65,17 +65,8 @@ export async function benchPool(runs: number, time: Time): Promise<{ warm: numbe
 if (import.meta.url === `file://${process.argv[1]}`) {
   const args = process.argv.slice(2);
   const runs = Number(args[args.indexOf('--runs') + 1] ?? 0) || 5;
-  const time: Time = async (k, f) => {
-    const out: number[] = [];
-    for (let i = 0; i < k; i++) {
-      const t = performance.now();
-      await f(i);
-      out.push(performance.now() - t);
-    }
-    return out;
-  };
   const { warm, cold } = await benchPool(runs, time);
-  const p50 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.ceil(xs.length / 2) - 1]!;
+  const p50 = (xs: number[]) => pct(xs, 50);
   const r = { warm, cold, warmP50: p50(warm), coldP50: p50(cold), warmStartOverColdBoot: p50(warm) / p50(cold) };
   process.stdout.write(JSON.stringify(r) + '\n');
 }

@@ -48,6 +48,7 @@ import { benchTracing } from './tracing.ts';
 import { benchWorkload } from './workload.ts';
 import { benchNetwork } from './network.ts';
 import { benchPool } from './pool.ts';
+import { pct, time } from './timing.ts';
 
 const args = process.argv.slice(2);
 const runs = Number(args[args.indexOf('--runs') + 1] ?? 0) || 7;
@@ -57,20 +58,7 @@ const say = (s: string) => {
   if (!json) process.stderr.write(s + '\n');
 };
 
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
-};
 const stats = (xs: number[]) => ({ n: xs.length, p50: pct(xs, 50), p99: pct(xs, 99) });
-async function time(n: number, f: (i: number) => Promise<void> | void): Promise<number[]> {
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const t = performance.now();
-    await f(i);
-    out.push(performance.now() - t);
-  }
-  return out;
-}
 
 const tmp = mkdtempSync('/tmp/corral-bench-');
 let hostBytesPerRunningSandbox: number | undefined;

@@ -12,8 +12,7 @@
 import { inSpan, startTracing, stopTracing } from '../src/util/trace.ts';
 import { otlpReceiver, type OtlpReceiver } from '../test/helpers/otlp/receiver.ts';
 import { testNode, type TestNode } from '../test/helpers/node.ts';
-
-type Time = (n: number, f: (i: number) => Promise<void>) => Promise<number[]>;
+import type { Time } from './timing.ts';
 
 async function pair(rx: OtlpReceiver, runs: number, time: Time, simulate: boolean) {
   const otel = { OTEL_EXPORTER_OTLP_ENDPOINT: rx.url };

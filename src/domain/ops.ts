@@ -17,7 +17,6 @@
  */
 import type { NetModel, SandboxNetwork } from './network.ts';
 import type { PoolOps, VmClass } from './pool.ts';
-import type { VirtioFsSpec } from './virtio-fs.ts';
 
 export type { VirtioFsSpec } from './virtio-fs.ts';
 
@@ -68,30 +67,18 @@ export interface VmmUser {
   runtimeDir: string;
 }
 
-export interface BootSpec {
+/** A boot: a VM of a class (pool.ts: what makes two boots interchangeable) for one sandbox. */
+export interface BootSpec extends VmClass {
   sandboxId: string;
-  vcpus: number;
-  memoryMiB: number;
-  kernel: string;
-  initrd: string;
-  kernelParams: string;
-  machineType: string;
-  /** `auto` tries KVM and falls back to TCG when the guest shows no sign of life in time. */
-  accel: 'auto' | 'kvm' | 'tcg';
   /**
    * Host directory shared into the guest (over virtio-9p, or virtio-fs with `virtioFs`); container rootfs
    * live at `<sharedDir>/<containerId>/rootfs`.
    */
   sharedDir: string;
-  msize9p: number;
-  /** Directory for the QMP, agent and virtiofsd sockets (the VMM user's runtime dir when rootless). */
-  runDir: string;
   /** Run QEMU as this user (rootless VMM). */
   user?: VmmUser;
   /** The sandbox's network (the network worker's `setup`): QEMU runs in its namespace, one virtio-net NIC per entry. */
   network?: SandboxNetwork;
-  /** Share `sharedDir` over virtio-fs (Kata's `shared_fs = "virtio-fs"`) instead of virtio-9p. */
-  virtioFs?: VirtioFsSpec;
 }
 
 /** What the process inside the guest runs (from config.json's `process`). */

@@ -21,10 +21,12 @@ export interface VmClass {
   initrd: string;
   kernelParams: string;
   machineType: string;
+  /** `auto` tries KVM and falls back to TCG when the guest shows no sign of life in time. */
   accel: 'auto' | 'kvm' | 'tcg';
   msize9p: number;
-  /** Directory for the VM's sockets. */
+  /** Directory for the QMP, agent and virtiofsd sockets (the VMM user's runtime dir when rootless). */
   runDir: string;
+  /** Share the sandbox's directory over virtio-fs (Kata's `shared_fs = "virtio-fs"`) instead of virtio-9p. */
   virtioFs?: VirtioFsSpec;
 }
 

@@ -7,7 +7,7 @@
  * within the bound.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -26,6 +26,7 @@ import { localRuntimeConfig } from '../../src/cli/commands/up.ts';
 import { drainNode, FleetController, NodeRegistry } from '../../src/fleet/index.ts';
 import { generateCreds } from '../../infra/nats/gen-creds.ts';
 import { REPO } from '../helpers/node.ts';
+import { sleeperCreateBody } from '../helpers/fleet-body.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { mountsUnder, processesMatching } from '../helpers/leaks.ts';
 
@@ -82,16 +83,8 @@ function startAgent(node: string): ChildProcess {
   return p;
 }
 
-const rootfs = [{ type: 'bind', source: join(REPO, 'examples/hello/rootfs'), options: ['rbind', 'ro'] }];
-const spec = JSON.parse(readFileSync(join(REPO, 'examples/hello/config.json'), 'utf8')) as Record<string, unknown>;
-const createBody = (id: string) => ({
-  id,
-  spec: { ...spec, process: { ...(spec.process as object), args: ['sleep', '600'] } },
-  rootfs,
-  labels: {},
-  policy: 'spread',
-});
-const fleetCreate = (id: string) => request<{ node: string }>(ctlNc, subjects.fleetCreate(), createBody(id), 60_000);
+const fleetCreate = (id: string) =>
+  request<{ node: string }>(ctlNc, subjects.fleetCreate(), sleeperCreateBody(id), 60_000);
 
 beforeAll(async () => {
   creds = generateCreds({ dir: join(dir, 'creds'), nodes: NODES });
@@ -254,7 +247,7 @@ describe('fleet on a 3-server cluster', () => {
     const t0 = Date.now();
     let answered = 0;
     const send = (id: string) => {
-      const p = fleetCreateRequest<{ id: string; node: string; pid: number }>(admin, createBody(id), 120_000);
+      const p = fleetCreateRequest<{ id: string; node: string; pid: number }>(admin, sleeperCreateBody(id), 120_000);
       p.then(
         () => answered++,
         () => answered++, // reported by allSettled below

@@ -28,7 +28,7 @@ import { replay } from '../../src/replay/engine.ts';
 import { startDockerEngine, type DockerEngine } from '../helpers/docker-engine.ts';
 import { startDockerFleet, type DockerFleet } from '../helpers/docker-fleet.ts';
 import { mountsUnder, processesMatching } from '../helpers/leaks.ts';
-import { REPO } from '../helpers/node.ts';
+import { sleeperCreateBody } from '../helpers/fleet-body.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { FAULTS, runFaults, type FaultReport } from '../helpers/partition-faults.ts';
 
@@ -66,15 +66,6 @@ let nc: NatsConnection;
 let registry: NodeRegistry;
 let controller: FleetController;
 
-const rootfs = [{ type: 'bind', source: `${REPO}/examples/hello/rootfs`, options: ['rbind', 'ro'] }];
-const spec = JSON.parse(readFileSync(`${REPO}/examples/hello/config.json`, 'utf8')) as Record<string, unknown>;
-const body = (id: string) => ({
-  id,
-  spec: { ...spec, process: { ...(spec.process as object), args: ['sleep', '600'] } },
-  rootfs,
-  labels: {},
-  policy: 'spread',
-});
 const idOf = (i: number) => createHash('sha256').update(`partition-${SEED}-${i}`).digest('hex'); // 64 hex
 const codeOf = (e: unknown) => (e instanceof CorralError ? e.code : `other: ${String(e).slice(0, 80)}`);
 /** Not answered, so it may or may not have run: the outcome is read from the log. */
@@ -181,7 +172,7 @@ describe.skipIf(!engine)('partitions, pauses and SIGKILLs under a fleet workload
           const o: Outcome = { id: idOf(next++) };
           outcomes.push(o);
           try {
-            o.node = (await fleetCreateRequest<{ node: string }>(nc, body(o.id), 45_000)).node;
+            o.node = (await fleetCreateRequest<{ node: string }>(nc, sleeperCreateBody(o.id), 45_000)).node;
           } catch (e) {
             o.code = codeOf(e);
             if (o.code === 'ResourceExhausted') await new Promise((r) => setTimeout(r, 300 + Math.random() * 500));
@@ -221,7 +212,11 @@ describe.skipIf(!engine)('partitions, pauses and SIGKILLs under a fleet workload
 
       const records = await readRecords(nc);
       const bySandbox = new Map<string, EventRecord[]>();
-      for (const r of records) bySandbox.set(r.sandbox, [...(bySandbox.get(r.sandbox) ?? []), r]);
+      for (const r of records) {
+        const list = bySandbox.get(r.sandbox);
+        if (list) list.push(r);
+        else bySandbox.set(r.sandbox, [r]);
+      }
       const createdOn = (id: string) =>
         (bySandbox.get(id) ?? []).filter((r) => r.kind === 'created').map((r) => r.node);
       const inputsOn = (id: string) =>

@@ -36,14 +36,15 @@ afterAll(async () => {
 const hv = <T>(op: string, timeoutMs = 5000) =>
   request<T>(n.nc, subjects.worker(n.node, 'hypervisor', op), {}, timeoutMs);
 const pool = () => hv<Pool>('pool');
+/** The pool once `until` holds (a worker restarting in between answers nothing: tried again). */
+const poolWhen = (until: (p: Pool) => boolean, what: string, timeoutMs = 90_000) =>
+  waitFor(pool, { until, timeoutMs, intervalMs: 200, ignoreErrors: true, what });
 /** Waits until the pool has one idle VM other than `not`, and returns it. */
 async function idleVm(not?: string) {
-  const p = await waitFor(pool, {
-    until: (x) => x.vms.some((v) => v.state === 'idle' && v.vmId !== not),
-    timeoutMs: 90_000,
-    intervalMs: 200,
-    what: `an idle pool VM${not ? ` other than ${not}` : ''}`,
-  });
+  const p = await poolWhen(
+    (x) => x.vms.some((v) => v.state === 'idle' && v.vmId !== not),
+    `an idle pool VM${not ? ` other than ${not}` : ''}`,
+  );
   return p.vms.find((v) => v.state === 'idle' && v.vmId !== not)!;
 }
 const run = (id: string, args: string[]) => {
@@ -154,13 +155,11 @@ describe('a VM pool with vm_cache_number = 1', () => {
       timeoutMs: 30_000,
       what: 'the agent to restart the hypervisor worker',
     });
-    const after = await waitFor(pool, {
-      until: (p) => p.vms.some((v) => v.vmId === idle.vmId && v.adopted === true),
-      timeoutMs: 60_000,
-      intervalMs: 200,
-      ignoreErrors: true,
-      what: `pool VM ${idle.vmId} adopted by the new worker`,
-    });
+    const after = await poolWhen(
+      (p) => p.vms.some((v) => v.vmId === idle.vmId && v.adopted === true),
+      `pool VM ${idle.vmId} adopted by the new worker`,
+      60_000,
+    );
     expect(after.vms.find((v) => v.vmId === idle.vmId)?.pid).toBe(idle.pid);
     expect(processesMatching(`-name corral-${idle.vmId} `)).toEqual([idle.pid]);
 
@@ -180,13 +179,11 @@ describe('a VM pool with vm_cache_number = 1', () => {
   it('an idle pool VM survives an agent SIGKILL (the same QEMU, handed out after)', async () => {
     const vm = await idleVm();
     await n.restartAgent(); // SIGKILL, then a new agent (and workers) that recovers and reconciles
-    const p = await waitFor(pool, {
-      until: (x) => x.vms.some((v) => v.vmId === vm.vmId && v.state === 'idle'),
-      timeoutMs: 60_000,
-      intervalMs: 200,
-      ignoreErrors: true,
-      what: `pool VM ${vm.vmId} idle after the agent restart`,
-    });
+    const p = await poolWhen(
+      (x) => x.vms.some((v) => v.vmId === vm.vmId && v.state === 'idle'),
+      `pool VM ${vm.vmId} idle after the agent restart`,
+      60_000,
+    );
     expect(p.vms.find((v) => v.vmId === vm.vmId)?.pid).toBe(vm.pid);
     expect(processesMatching(`-name corral-${vm.vmId} `)).toEqual([vm.pid]);
     ids.push('pagent');
@@ -218,12 +215,10 @@ describe('a VM pool with vm_cache_number = 1', () => {
       ]);
     };
     expect((await go('pfs-cold')).stdout).toContain('root:x:0:0');
-    const p = await waitFor(pool, {
-      until: (x) => x.classes.length === 2 && x.vms.filter((v) => v.state === 'idle').length === 2,
-      timeoutMs: 90_000,
-      intervalMs: 200,
-      what: 'an idle VM of each class',
-    });
+    const p = await poolWhen(
+      (x) => x.classes.length === 2 && x.vms.filter((v) => v.state === 'idle').length === 2,
+      'an idle VM of each class',
+    );
     const fsClass = p.classes.find((c) => c.vmClass.virtioFs)!;
     const r = await go('pfs-warm');
     expect(r.stdout).toContain('root:x:0:0');
@@ -236,13 +231,10 @@ describe('a VM pool with vm_cache_number = 1', () => {
     writeFileSync(primed, readFileSync(cfg, 'utf8').replace('default_memory = 512', 'default_memory = 256'));
     await n.restartAgent({ CORRAL_CONF_FILE: primed });
     const small = (p: Pool) => p.classes.find((c) => c.vmClass.memoryMiB === 256);
-    const p = await waitFor(pool, {
-      until: (x) => x.vms.some((v) => v.state === 'idle' && v.classKey === small(x)?.classKey),
-      timeoutMs: 90_000,
-      intervalMs: 200,
-      ignoreErrors: true,
-      what: 'an idle VM of the default config class (256 MiB), before any create asked for it',
-    });
+    const p = await poolWhen(
+      (x) => x.vms.some((v) => v.state === 'idle' && v.classKey === small(x)?.classKey),
+      'an idle VM of the default config class (256 MiB), before any create asked for it',
+    );
     expect(small(p)).toMatchObject({ keep: 1, hits: 0, misses: 0 });
     ids.push('pdefault');
     const r = await n.cli([

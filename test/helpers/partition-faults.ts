@@ -7,6 +7,7 @@
  * its timing is printed, so a failing run says what happened when.
  */
 import { connectNats } from '../../src/bus/connection.ts';
+import { prng } from '../../sim/sched.ts';
 import type { NodeRegistry } from '../../src/fleet/index.ts';
 import type { DockerFleet, Member } from './docker-fleet.ts';
 import { waitFor } from './wait.ts';
@@ -19,18 +20,6 @@ export interface FaultReport {
   failoverMs: number[];
   /** Cuts the nodes did not get around before the heal. */
   missed: string[];
-}
-
-/** mulberry32: small, seeded, good enough to pick faults. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -47,7 +36,7 @@ export async function runFaults(
 ): Promise<FaultReport> {
   const kinds = FAULTS.filter((f) => only.includes(f));
   if (kinds.length === 0) throw new Error(`no such faults: ${only.join(', ')} (faults: ${FAULTS.join(', ')})`);
-  const rand = rng(seed);
+  const rand = prng(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
   const counts = Object.fromEntries([...FAULTS, 'total'].map((f) => [f, 0])) as FaultCounts;
   const t0 = Date.now();
