@@ -10,7 +10,7 @@
  * the task shows it (its actor's snapshot changes, or the next effect asks the gate).
  */
 import { createActor, type InspectionEvent, type Observer, type Snapshot } from 'xstate';
-import { fromWire, type WireError } from '../errors.ts';
+import { ensureError, fromWire, type WireError } from '../errors.ts';
 import { isFactKind, type CreateTaskRequest } from '../domain/task.ts';
 import {
   containerMachine,
@@ -132,6 +132,8 @@ const json = (v: unknown) => JSON.stringify(v);
  */
 function consumed(t: ReplayTask, gate: EffectGate): Promise<boolean> {
   const before = t.actor.getSnapshot();
+  // A crashed actor leaves its invoked effects waiting (their signals never abort): nothing takes it.
+  if (before.status !== 'active') return Promise.resolve(false);
   return new Promise((resolve) => {
     let open = true;
     const finish = (ok: boolean) => {
@@ -173,6 +175,8 @@ export async function rebuild(records: EventRecord[], o: RebuildOptions = {}): P
   const diverge = (d: Divergence) => {
     result.divergence ??= d;
   };
+  /** Actors that threw (an action, a guard, an effect's output of the wrong shape): a bug, or a log that lies. */
+  const crashed = new Map<string, unknown>();
 
   const start = (base: TaskBase, effectsFrom: number, init: { input: LifecycleInput } | { snapshot: unknown }) => {
     const inspect = o.inspect?.(base);
@@ -206,9 +210,7 @@ export async function rebuild(records: EventRecord[], o: RebuildOptions = {}): P
         if (t.visited[t.visited.length - 1] !== v) t.visited.push(v);
         unchecked.get(base.taskId)?.push(v);
       },
-      error: () => {
-        // Safe to drop: an actor error shows as a divergence at the next state record.
-      },
+      error: (e) => crashed.set(base.taskId, e), // reported as a divergence at the record that led there
     });
     tasks.set(base.taskId, t);
     o.onTask?.(t);
@@ -274,6 +276,11 @@ export async function rebuild(records: EventRecord[], o: RebuildOptions = {}): P
             actual,
           });
       }
+    }
+    if (crashed.has(taskId)) {
+      const message = `the rebuilt ${tasks.get(taskId)?.machine} crashed at seq ${r.seq}: ${ensureError(crashed.get(taskId)).message}`;
+      crashed.delete(taskId); // an actor errors once
+      diverge({ seq: r.seq, taskId, message });
     }
     await o.onRecord?.(r, tasks.get(taskId), check);
   }

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createActor, createMachine } from 'xstate';
+import { createActor, createMachine, fromPromise, setup } from 'xstate';
 import type { Fact } from '../../src/domain/task.ts';
 import { ensureError } from '../../src/errors.ts';
 import {
@@ -284,6 +284,51 @@ describe('replay engine', () => {
     r.tasks.forEach((t) => t.actor.stop());
     expect(own).toBeGreaterThan(0); // stepDone facts before `created`
     expect(seen).toEqual([own]);
+  });
+
+  // Found by the partition suite in CI: a rebuilt actor that threw while one of its effects waited left that
+  // effect's gate open (a crashed actor never aborts its effects), and the outcome handed to it made rebuild
+  // throw from inside xstate (`sub` before initialization): no divergence, and the suite hung for 15 minutes.
+  it('an actor that crashes while an effect waits is a divergence naming the crash, not a throw or a hang', async () => {
+    const crashing = setup({ actors: { validate: fromPromise(async () => 'unused') } }).createMachine({
+      initial: 'validating',
+      states: {
+        validating: {
+          invoke: { src: 'validate', onDone: 'done' },
+          on: {
+            boom: {
+              actions: () => {
+                throw new Error('boom in an action');
+              },
+            },
+          },
+        },
+        done: {},
+      },
+    }) as unknown as LifecycleMachine;
+    const rec = (seq: number, data: Partial<EventRecord>): EventRecord => ({
+      seq,
+      subject: `corral.v1.evt.n1.sb1.input`,
+      node: 'n1',
+      sandbox: 'sb1',
+      kind: 'input',
+      at: 1_000 + seq,
+      taskId: 'sb1',
+      ...data,
+    });
+    const records = [
+      rec(1, { event: { type: 'create', rid: 'r', request: request('sb1'), machine: 'sandbox' } }),
+      rec(2, { event: { type: 'boom' } }),
+      rec(3, { effect: 'validate', ok: true, output: {} }),
+    ];
+    const r = await rebuild(records, { machines: { sandbox: crashing, container: crashing } });
+    r.tasks.forEach((t) => t.actor.stop());
+    expect(r.divergence).toMatchObject({ seq: 2, taskId: 'sb1' });
+    expect(r.divergence!.message).toBe('the rebuilt sandbox crashed at seq 2: boom in an action');
+
+    const late = await rebuild(records, { machines: { sandbox: crashing, container: crashing }, stopOnDivergence: false });
+    late.tasks.forEach((t) => t.actor.stop());
+    expect(late.lastSeq).toBe(3); // the outcome after the crash is fed, and found not taken
   });
 
   it('--until stops after that seq, in the state recorded there', async () => {
