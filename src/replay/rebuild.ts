@@ -278,7 +278,8 @@ export async function rebuild(records: EventRecord[], o: RebuildOptions = {}): P
       }
     }
     if (crashed.has(taskId)) {
-      const message = `the rebuilt ${tasks.get(taskId)?.machine} crashed at seq ${r.seq}: ${ensureError(crashed.get(taskId)).message}`;
+      const why = ensureError(crashed.get(taskId)).message;
+      const message = `the rebuilt ${tasks.get(taskId)?.machine} crashed at seq ${r.seq}: ${why}`;
       crashed.delete(taskId); // an actor errors once
       diverge({ seq: r.seq, taskId, message });
     }

@@ -289,7 +289,7 @@ describe('replay engine', () => {
   // Found by the partition suite in CI: a rebuilt actor that threw while one of its effects waited left that
   // effect's gate open (a crashed actor never aborts its effects), and the outcome handed to it made rebuild
   // throw from inside xstate (`sub` before initialization): no divergence, and the suite hung for 15 minutes.
-  it('an actor that crashes while an effect waits is a divergence naming the crash, not a throw or a hang', async () => {
+  it('an actor that crashes while an effect waits is a divergence naming the crash, not a hang', async () => {
     const crashing = setup({ actors: { validate: fromPromise(async () => 'unused') } }).createMachine({
       initial: 'validating',
       states: {
@@ -326,7 +326,10 @@ describe('replay engine', () => {
     expect(r.divergence).toMatchObject({ seq: 2, taskId: 'sb1' });
     expect(r.divergence!.message).toBe('the rebuilt sandbox crashed at seq 2: boom in an action');
 
-    const late = await rebuild(records, { machines: { sandbox: crashing, container: crashing }, stopOnDivergence: false });
+    const late = await rebuild(records, {
+      machines: { sandbox: crashing, container: crashing },
+      stopOnDivergence: false,
+    });
     late.tasks.forEach((t) => t.actor.stop());
     expect(late.lastSeq).toBe(3); // the outcome after the crash is fed, and found not taken
   });
