@@ -23,6 +23,7 @@ import {
 } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { err, type CorralError } from '../errors.ts';
+import type { Log } from '../log.ts';
 import { Lanes } from '../util/lanes.ts';
 import { activeTraceId } from '../util/trace.ts';
 import { encode } from './codec.ts';
@@ -100,6 +101,8 @@ export interface AppendPolicy {
   attemptTimeoutMs?: number;
   /** Back-off between attempts: first delay and cap, doubling. A reconnect cuts the wait short. @default [50, 1000] */
   backoffMs?: readonly [number, number];
+  /** Where an append stored only after a retry is said, with the sequence its ack named (rare: faults). */
+  log?: Pick<Log, 'warn'>;
 }
 
 /**
@@ -143,6 +146,7 @@ export class EventLog {
   private readonly backoff: readonly [number, number];
   /** A publish in flight across a reconnect is presumed lost and sent again at once. */
   private readonly reconnects: ReconnectWatch;
+  private readonly log?: Pick<Log, 'warn'>;
 
   constructor(
     private nc: NatsConnection,
@@ -154,6 +158,7 @@ export class EventLog {
     this.attemptTimeoutMs = policy.attemptTimeoutMs ?? 5_000;
     this.backoff = policy.backoffMs ?? [50, 1000];
     this.reconnects = reconnectWatch(nc);
+    this.log = policy.log;
   }
 
   /** The Nats-Msg-Id the next append without one gets (exposed for tests and logs). */
@@ -216,7 +221,18 @@ export class EventLog {
         ),
         reconnected.then(() => ({ reconnected: true as const })),
       ]);
-      if ('ack' in r) return r.ack.seq;
+      if ('ack' in r) {
+        // Which record the stream says it stored, when a fault came between: a write later missing from the
+        // log (a lost acknowledged write) can then be told from one never acknowledged.
+        if (attempt > 0) {
+          const { seq, duplicate } = r.ack;
+          this.log?.warn(
+            { subject, msgId: msgID, seq, duplicate, attempts: attempt + 1 },
+            'event log append stored after a retry',
+          );
+        }
+        return r.ack.seq;
+      }
       if ('e' in r) {
         last = r.e;
         if (!isTransientPublishError(r.e))

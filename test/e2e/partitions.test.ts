@@ -18,6 +18,7 @@ import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connectNats } from '../../src/bus/connection.ts';
 import { ensureEventStream } from '../../src/bus/eventlog.ts';
@@ -26,6 +27,7 @@ import { fleetCreateRequest, taskRequest } from '../../src/bus/task-client.ts';
 import { CorralError } from '../../src/errors.ts';
 import { FleetController, NodeRegistry } from '../../src/fleet/index.ts';
 import { replay } from '../../src/replay/engine.ts';
+import { EVENTS_STREAM } from '../../src/bus/subjects.ts';
 import { startDockerEngine, type DockerEngine } from '../helpers/docker-engine.ts';
 import { startDockerFleet, type DockerFleet } from '../helpers/docker-fleet.ts';
 import { mountsUnder, processesMatching } from '../helpers/leaks.ts';
@@ -274,6 +276,7 @@ describe.skipIf(!engine)('partitions, pauses and SIGKILLs under a fleet workload
       }
       const diverged: string[] = [];
       const why = new Map<string, string>();
+      const jsm = await jetstreamManager(nc);
       for (const [key, rs] of logs) {
         const d = (await replay(rs)).divergence;
         if (!d) continue;
@@ -283,10 +286,23 @@ describe.skipIf(!engine)('partitions, pauses and SIGKILLs under a fleet workload
         // Read again, by subject alone: a record the whole-stream read missed would show here (a reader bug,
         // not a lost write).
         const again = await readRecords(nc, { node: rs[0]!.node, sandbox: id });
+        // Each of its appends stored only after a retry names the sequence its ack gave (eventlog.ts): what
+        // the stream holds there now tells a lost acknowledged write from one never acknowledged.
+        const atAcked = await Promise.all(
+          said
+            .filter((l) => l.includes('stored after a retry'))
+            .map(async (l) => {
+              const a = JSON.parse(l.slice(l.indexOf('{'))) as { seq: number; msgId: string; duplicate: boolean };
+              const m = await jsm.streams.getMessage(EVENTS_STREAM, { seq: a.seq }).catch((e: Error) => e);
+              const held = m instanceof Error ? m.message : `${m.subject} ${m.header.get('Nats-Msg-Id')}`;
+              return `#${a.seq} acked for ${a.msgId}${a.duplicate ? ' (duplicate)' : ''} holds ${held}`;
+            }),
+        );
         why.set(
           key,
           `${JSON.stringify(d).slice(0, 400)}; read again by subject: ${again.length} records (first read ` +
-            `${rs.length}); the nodes said: ${said.join(' | ').slice(-2000)}`,
+            `${rs.length}); acked after a retry: ${atAcked.join(', ') || 'none'}; ` +
+            `the nodes said: ${said.join(' | ').slice(-2000)}`,
         );
       }
 

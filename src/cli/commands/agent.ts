@@ -148,7 +148,7 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
   // JetStream may still be electing its leaders (a cluster that is starting, a server restarting): retry.
   await untilReady('the event stream', () => ensureEventStream(nc, { replicas: settings.replicas }));
   const metrics = createMetrics();
-  const events = new EventLog(nc, settings.node);
+  const events = new EventLog(nc, settings.node, { log });
   let resolveDone!: (code: number) => void;
   const done = new Promise<number>((r) => (resolveDone = r));
   const watch = new WorkerWatch();
