@@ -33,6 +33,7 @@ import { startDockerFleet, type DockerFleet } from '../helpers/docker-fleet.ts';
 import { mountsUnder, processesMatching } from '../helpers/leaks.ts';
 import { sleeperCreateBody } from '../helpers/fleet-body.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { probeLostWrites } from '../helpers/lost-write-probe.ts';
 import { FAULTS, runFaults, type FaultReport } from '../helpers/partition-faults.ts';
 
 const NODES = ['pa', 'pb', 'pc'];
@@ -186,6 +187,7 @@ describe.skipIf(!engine)('partitions, pauses and SIGKILLs under a fleet workload
           o.deleted = o.deleteCode === undefined;
         }
       };
+      const lostWrites = await probeLostWrites(nc);
       const t0 = Date.now();
       const covered = { all: false };
       const faults: Promise<FaultReport> = runFaults(fleet, registry, SEED, () => done, ONLY, covered);
@@ -194,6 +196,7 @@ describe.skipIf(!engine)('partitions, pauses and SIGKILLs under a fleet workload
       const { counts, failoverMs, missed } = await faults;
       await sampler;
       const workMs = Date.now() - t0;
+      const missing = await lostWrites.stop();
 
       // Cleanup: whatever a create that got no answer left on a node goes, through that node.
       const leftover: string[] = [];
@@ -213,7 +216,24 @@ describe.skipIf(!engine)('partitions, pauses and SIGKILLs under a fleet workload
         what: 'no reservation left on any node',
       }).catch(() => reserved()); // asserted below, with each one's story
 
+      // Read once the stream's replicas have all caught up with its leader (a healed server's copy is behind
+      // until then), and say who answered: a read served from a stale copy would look like lost records.
+      const jsm = await jetstreamManager(nc);
+      const streamState = async () => {
+        const i = await jsm.streams.info(EVENTS_STREAM);
+        const peers = (i.cluster?.replicas ?? []).map(
+          (r) => `${r.name}${r.current ? '' : ' behind'} lag ${r.lag ?? 0}`,
+        );
+        return { line: `leader ${i.cluster?.leader}, last #${i.state.last_seq}, peers ${peers.join(', ')}`, i };
+      };
+      const caughtUp = await waitFor(streamState, {
+        until: (s) => (s.i.cluster?.replicas ?? []).every((r) => r.current && !r.lag),
+        timeoutMs: 60_000,
+        intervalMs: 500,
+        what: 'every replica of the event stream current',
+      }).catch(() => streamState());
       const records = await readRecords(nc);
+      console.log(`partitions: event stream: ${caughtUp.line}; read ${records.length} records`);
       const bySandbox = new Map<string, EventRecord[]>();
       for (const r of records) {
         const list = bySandbox.get(r.sandbox);
@@ -276,7 +296,6 @@ describe.skipIf(!engine)('partitions, pauses and SIGKILLs under a fleet workload
       }
       const diverged: string[] = [];
       const why = new Map<string, string>();
-      const jsm = await jetstreamManager(nc);
       for (const [key, rs] of logs) {
         const d = (await replay(rs)).divergence;
         if (!d) continue;
@@ -333,7 +352,8 @@ describe.skipIf(!engine)('partitions, pauses and SIGKILLs under a fleet workload
           `${logs.size - diverged.length}/${logs.size} ` +
           `(${records.length} records)`,
       ];
-      for (const l of lines) console.log(`partitions: ${l}`);
+      lines.push(`effect outcomes missing before their stepDone, as the log was appended: ${missing.length}`);
+      for (const l of [...lines, ...missing]) console.log(`partitions: ${l}`);
 
       const story = (id: string) =>
         (bySandbox.get(id) ?? [])
