@@ -17,9 +17,10 @@ export class SimLog {
   readonly records: EventRecord[] = [];
   /** JetStream has no leader until then. */
   private downUntil = -1;
-  private readonly lanes = new Map<string, Promise<unknown>>();
   /** Nats-Msg-Id → sequence: an append sent again under its id is stored once (JetStream's dedupe). */
   private readonly ids = new Map<string, number>();
+  /** An append without a msgId gets one per call, kept across its attempts, as eventlog.ts does. */
+  private autoIds = 0;
   /** Chance that an append is stored but its ack lost. */
   ackLoss = 0;
 
@@ -34,14 +35,17 @@ export class SimLog {
 
   /** The writer one agent incarnation (or a worker) appends through: nothing of a dead one lands. */
   appender(alive: () => boolean): EventAppender {
+    // Lanes are the writer's own (eventlog.ts keeps them per process): a dead incarnation's held append
+    // never holds up the next one's.
+    const lanes = new Map<string, Promise<unknown>>();
     return {
       append: (sandbox, kind, data, msgId, hold) => {
-        const prev = this.lanes.get(sandbox) ?? Promise.resolve();
+        const prev = lanes.get(sandbox) ?? Promise.resolve();
         const p = prev.then(
           () => this.one(sandbox, kind, data, alive, msgId, hold),
           () => this.one(sandbox, kind, data, alive, msgId, hold),
         );
-        this.lanes.set(sandbox, p);
+        lanes.set(sandbox, p);
         return p;
       },
     };
@@ -59,6 +63,7 @@ export class SimLog {
     const deadline = s.now + APPEND_DEADLINE_MS;
     // Held (eventlog.ts): past the deadline it keeps the lane and goes on, until stored or let go.
     const holding = () => hold !== undefined && !hold.signal?.aborted && !hold.stop?.();
+    const id = msgId ?? `${this.node}:auto:${++this.autoIds}`;
     return new Promise<number>((resolve, reject) => {
       const attempt = () => {
         // never lands; frees the lane; not retried (a dead process tries nothing)
@@ -70,10 +75,10 @@ export class SimLog {
             );
           return void s.at(this.downUntil - s.now, '', attempt);
         }
-        const stored = msgId === undefined ? undefined : this.ids.get(msgId);
+        const stored = this.ids.get(id);
         if (stored !== undefined) return void s.at(s.between(0, 3), '', () => resolve(stored));
         const seq = this.records.length + 1;
-        if (msgId !== undefined) this.ids.set(msgId, seq);
+        this.ids.set(id, seq);
         this.records.push({
           seq,
           node: this.node,

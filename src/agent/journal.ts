@@ -50,11 +50,23 @@ export class TaskJournal {
     if (t.actor.getSnapshot().status === 'active') t.actor.send(event);
   }
 
-  /** Appends a fact (in emission order: the log keeps one chain per sandbox). */
+  /**
+   * Appends a fact (in emission order: the log keeps one chain per sandbox). Held like an input (eventlog.ts
+   * HoldOptions): past its deadline it keeps the sandbox's lane and is sent again under its Nats-Msg-Id
+   * until stored, for a log without its `created` or `deleted` no longer replays. Only a closed
+   * connection ends it (the agent is stopping).
+   */
   fact(t: Task, f: Fact): void {
     this.d.events
-      .append(t.sandboxId, f.kind, { taskId: t.id, ...f.data })
+      .append(t.sandboxId, f.kind, { taskId: t.id, ...f.data }, undefined, this.holdFor(t, f.kind))
       .catch((e: unknown) => this.d.log.error({ err: e, taskId: t.id }, 'event log append failed'));
+  }
+
+  private holdFor(t: Task, kind: string) {
+    return {
+      onRetry: (e: unknown) =>
+        this.d.log.warn({ err: e, taskId: t.id, kind }, 'record not stored in the event log; trying again'),
+    };
   }
 
   /** The inspection observer of a task's actor: logs each transition and records the state it led to. */
@@ -76,7 +88,8 @@ export class TaskJournal {
       }
       const quiet = snap.hasTag('quiet');
       const t = task as Task;
-      this.d.events.append(task.sandboxId, 'state', { taskId: task.id, value: snap.value, event: ev.event.type }).then(
+      const record = { taskId: task.id, value: snap.value, event: ev.event.type };
+      this.d.events.append(task.sandboxId, 'state', record, undefined, this.holdFor(t, 'state')).then(
         (seq) => quiet && this.snapshot(t, seq),
         // the append failed (the event log does not log it): nothing to snapshot
         (e: unknown) => alog.error({ err: e, kind: 'state' }, 'event log append failed'),

@@ -221,7 +221,12 @@ export class EventLog {
         ),
         reconnected.then(() => ({ reconnected: true as const })),
       ]);
-      if ('ack' in r) {
+      if ('ack' in r && r.ack.duplicate && r.ack.seq === 0) {
+        // "A duplicate of a write still being proposed" (nats-server 2.10, clustered): not stored yet, and a
+        // leader change can drop that proposal, which is then never stored (seen in the partition suite; fixed
+        // upstream by nats-server PRs 5827 and 6415). Only a sequence says it is stored: send it again.
+        last = new Error('JetStream took it for a duplicate of a write not yet stored (sequence 0)');
+      } else if ('ack' in r) {
         // Which record the stream says it stored, when a fault came between: a write later missing from the
         // log (a lost acknowledged write) can then be told from one never acknowledged.
         if (attempt > 0) {
@@ -232,8 +237,7 @@ export class EventLog {
           );
         }
         return r.ack.seq;
-      }
-      if ('e' in r) {
+      } else if ('e' in r) {
         last = r.e;
         if (!isTransientPublishError(r.e))
           throw err.unavailable(`event log append failed: ${(r.e as Error).message}`, r.e);

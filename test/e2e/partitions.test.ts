@@ -313,7 +313,10 @@ describe.skipIf(!engine)('partitions, pauses and SIGKILLs under a fleet workload
             .map(async (l) => {
               const a = JSON.parse(l.slice(l.indexOf('{'))) as { seq: number; msgId: string; duplicate: boolean };
               const m = await jsm.streams.getMessage(EVENTS_STREAM, { seq: a.seq }).catch((e: Error) => e);
-              const held = m instanceof Error ? m.message : `${m.subject} ${m.header.get('Nats-Msg-Id')}`;
+              const held =
+                m instanceof Error || !m
+                  ? `nothing (${m?.message ?? 'no message'})`
+                  : `${m.subject} ${m.header.get('Nats-Msg-Id')}`;
               return `#${a.seq} acked for ${a.msgId}${a.duplicate ? ' (duplicate)' : ''} holds ${held}`;
             }),
         );

@@ -41,7 +41,10 @@ export async function probeLostWrites(nc: NatsConnection): Promise<LostWriteProb
       });
       if (!ack.duplicate) return `${what}: never stored (the probe was stored fresh at #${ack.seq})`;
       const m = await jsm.streams.getMessage(EVENTS_STREAM, { seq: ack.seq }).catch((e: Error) => e);
-      const held = m instanceof Error ? `nothing (${m.message})` : `${m.subject} ${m.header.get('Nats-Msg-Id')}`;
+      const held =
+        m instanceof Error || !m
+          ? `nothing (${m?.message ?? 'no message'})`
+          : `${m.subject} ${m.header.get('Nats-Msg-Id')}`;
       return `${what}: JetStream took it as a duplicate of #${ack.seq}, which holds ${held}`;
     } catch (e) {
       return `${what}: the probe failed: ${(e as Error).message}`;

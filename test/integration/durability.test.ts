@@ -207,6 +207,33 @@ describe('appends in flight while nats-server restarts', () => {
   });
 });
 
+// Seen in the partition suite (a server cut off, then leader changes): JetStream answered a re-sent append
+// "duplicate, sequence 0" (the first copy was still being proposed), the append took that for stored, and the
+// proposal was then dropped: the record never reached the log, and its machine had consumed it. The
+// server's answer cannot be provoked on demand, so a responder on a server without the stream gives it.
+describe("an ack of 'duplicate, sequence 0'", () => {
+  it('is not taken as stored: the same record is sent again until an ack names a sequence', async () => {
+    const other = await natsServer();
+    try {
+      const seen: (string | undefined)[] = [];
+      const sub = other.nc.subscribe('corral.v1.evt.>', {
+        callback: (_, m) => {
+          seen.push(m.headers?.get('Nats-Msg-Id'));
+          const seq = seen.length < 3 ? 0 : 42;
+          m.respond(JSON.stringify({ stream: EVENTS_STREAM, seq, duplicate: true }));
+        },
+      });
+      const log = new EventLog(other.nc, 'n1', { backoffMs: [10, 50] });
+      expect(await log.append('x', 'input', { i: 0 }, 'n1:dup0')).toBe(42);
+      expect(seen).toEqual(['n1:dup0', 'n1:dup0', 'n1:dup0']);
+      expect(log.retries).toBe(2);
+      sub.unsubscribe();
+    } finally {
+      await other.cleanup();
+    }
+  });
+});
+
 describe('requests across a restart (rpc.ts)', () => {
   it('a request with an opId is re-sent on reconnect, so a reply lost with the server is not waited for', async () => {
     // A worker-like responder on its own connection: answers a new request only once the server is down
