@@ -30,7 +30,12 @@ export interface RunResult {
 type Env = Envelope<unknown>;
 const str = (v: unknown): string => (typeof v === 'string' ? v : '');
 
-export async function runSeed(seed: number, mutation?: Mutation): Promise<RunResult> {
+/** `ackLoss`: appends may be stored with their ack lost (SIM_ACKLOSS=1 for the command line). */
+export async function runSeed(
+  seed: number,
+  mutation?: Mutation,
+  o: { ackLoss?: boolean } = { ackLoss: process.env.SIM_ACKLOSS === '1' },
+): Promise<RunResult> {
   const s = new Scheduler(prng(seed));
   const uninstall = s.install();
   const violations: string[] = [];
@@ -44,7 +49,7 @@ export async function runSeed(seed: number, mutation?: Mutation): Promise<RunRes
       reg.add(n.name, s.between(1, 4));
       n.release = async (id) => reg.release(n.name, id);
       n.prune = (live, before) => reg.prune(n.name, live, before);
-      n.log.ackLoss = process.env.SIM_ACKLOSS === '1' ? s.pick([0, 0.005, 0.02]) : 0;
+      n.log.ackLoss = o.ackLoss ? s.pick([0, 0.005, 0.02]) : 0;
       nodes.push(n);
       n.boot();
     }
