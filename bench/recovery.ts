@@ -8,12 +8,15 @@
  *              after recovery and reconciliation (up.ts, `ready`); then every recovered task must be listed
  *              in the state it had (`recoveredRunning`).
  *
- * The phases of that restart come from the new agent itself (its /metrics, corral_recovery_phase_seconds).
+ * The agent runs from dist/ (built first if stale), as `corral up` runs it. The phases of that restart come from
+ * the new agent itself (its /metrics, corral_recovery_phase_seconds).
  * Alone: `npx tsx bench/recovery.ts [--sandboxes N] [--json]`; in `npm run bench` as `recovery`.
  */
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
 import { readRecords } from '../src/bus/eventlog-reader.ts';
 import { replay } from '../src/replay/engine.ts';
-import { testNode } from '../test/helpers/node.ts';
+import { REPO, testNode } from '../test/helpers/node.ts';
 
 export interface RecoveryBench {
   sandboxes: number;
@@ -37,6 +40,8 @@ export function phasesFrom(metrics: string): Record<string, number> {
 }
 
 export async function benchRecovery(sandboxes: number, say: (s: string) => void): Promise<RecoveryBench> {
+  // The agent starts from the compiled dist/, as `corral up` and systemd start it (bin/corral.mjs): build it if stale.
+  execFileSync(process.execPath, [join(REPO, 'infra/scripts/build.mjs'), '--if-stale'], { stdio: 'ignore' });
   const sim = await testNode({ simulate: true });
   try {
     const b = sim.bundle('sim', { args: ['sleep', '1'] });
@@ -50,9 +55,8 @@ export async function benchRecovery(sandboxes: number, say: (s: string) => void)
         }
       }),
     );
-    say(
-      `  ${sandboxes} simulated sandboxes running (${((performance.now() - t0) / 1000).toFixed(1)} s to create and start)`,
-    );
+    const createS = ((performance.now() - t0) / 1000).toFixed(1);
+    say(`  ${sandboxes} simulated sandboxes running (${createS} s to create and start)`);
     const before = (await sim.call<{ tasks: { id: string; state: string }[] }>('list', {})).tasks;
     const r0 = performance.now();
     const records = await readRecords(sim.nc, { node: sim.node });
