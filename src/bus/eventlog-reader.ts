@@ -70,8 +70,11 @@ export function filterSubject(f: Pick<ReadFilter, 'node' | 'sandbox' | 'kind'>):
 
 /** A record from its stream message. @throws when `data` is not MessagePack. */
 export function toRecord(seq: number, subject: string, data: Uint8Array): EventRecord {
-  const body = decode(data) as Record<string, unknown>;
-  return { ...body, seq, subject } as EventRecord;
+  const body = decode(data) as Record<string, unknown>; // a new object: completed in place, not copied
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) return { seq, subject } as EventRecord;
+  body.seq = seq;
+  body.subject = subject;
+  return body as EventRecord;
 }
 
 function startOf(f: ReadFilter, afterSeq: number | undefined): Partial<OrderedConsumerOptions> {
