@@ -37,6 +37,8 @@ export default defineConfig(
       'docs/',
       'infra/guest/',
       'scratch/',
+      'dist/',
+      'dist.build-*/',
       '**/*.d.ts',
       'src/shim/gen/',
       'test/helpers/otlp/gen/',

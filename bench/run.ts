@@ -37,8 +37,6 @@ import { runInNewContext } from 'node:vm';
 import { createActor } from 'xstate';
 import { QemuDriver } from '../src/workers/hypervisor/qemu.ts';
 import { provideEffects, sandboxMachine } from '../src/machines/index.ts';
-import { replay } from '../src/replay/engine.ts';
-import { readRecords } from '../src/bus/eventlog-reader.ts';
 import { REPO, testNode } from '../test/helpers/node.ts';
 import { fakeEffects, request as fakeRequest } from '../test/helpers/fake-effects.ts';
 import { benchContainerd } from './containerd.ts';
@@ -48,6 +46,7 @@ import { benchTracing } from './tracing.ts';
 import { benchWorkload } from './workload.ts';
 import { benchNetwork } from './network.ts';
 import { benchPool } from './pool.ts';
+import { benchRecovery } from './recovery.ts';
 import { pct, time } from './timing.ts';
 
 const args = process.argv.slice(2);
@@ -159,53 +158,8 @@ try {
   for (const a of actors) a.stop();
   say(`  memory: ${(perActor / 1024).toFixed(1)} KiB per idle sandbox actor (${idle}/${N} settled in created)`);
 
-  // Recovery of an agent holding many sandboxes (simulated VMs), and replay next to raw reads.
-  const sim = await testNode({ simulate: true });
-  let recovery: Record<string, number> = {};
-  try {
-    const b = sim.bundle('sim', { args: ['sleep', '1'] });
-    const t0 = performance.now();
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: 8 }, async () => {
-        for (let i = next++; i < sandboxes; i = next++) {
-          await sim.call('create', { id: `sim-${i}`, bundle: b }, 60_000);
-          await sim.call('start', { id: `sim-${i}` }, 60_000);
-        }
-      }),
-    );
-    const createMs = performance.now() - t0;
-    say(`  ${sandboxes} simulated sandboxes running (${(createMs / 1000).toFixed(1)} s to create and start)`);
-    const r0 = performance.now();
-    const records = await readRecords(sim.nc, { node: sim.node });
-    const readMs = performance.now() - r0;
-    const bySandbox = new Map<string, typeof records>();
-    for (const r of records) bySandbox.set(r.sandbox, [...(bySandbox.get(r.sandbox) ?? []), r]);
-    const p0 = performance.now();
-    let replayed = 0;
-    for (const recs of bySandbox.values()) {
-      const r = await replay(recs);
-      replayed += recs.length;
-      for (const t of r.tasks) t.actor.stop();
-    }
-    const replayMs = performance.now() - p0;
-    const k0 = performance.now();
-    await sim.restartAgent();
-    const recoverMs = performance.now() - k0;
-    const running = (await sim.call<{ tasks: { state: string }[] }>('list', {})).tasks.filter(
-      (t) => t.state === 'running',
-    ).length;
-    recovery = {
-      sandboxes,
-      records: records.length,
-      rawReadPerSec: records.length / (readMs / 1000),
-      replayPerSec: replayed / (replayMs / 1000),
-      recoveryMs: recoverMs,
-      recoveredRunning: running,
-    };
-  } finally {
-    await sim.cleanup();
-  }
+  // Recovery of an agent holding many sandboxes (simulated VMs), and replay next to raw reads (bench/recovery.ts).
+  const recovery = await benchRecovery(sandboxes, say);
 
   const wl = await benchWorkload(tmp, runs, time);
   results.rawStart = stats(wl.rawStart);
@@ -271,7 +225,7 @@ try {
       firstOutputNetOnOverOff: ratio('firstOutputNetOn', 'firstOutputNetOff'),
       createToRunningOverRawBoot: ratio('createToRunning', 'rawBoot'),
       fullRunOverRawBoot: ratio('fullRun', 'rawBoot'),
-      replayOverRawRead: recovery.replayPerSec! / recovery.rawReadPerSec!,
+      replayOverRawRead: recovery.replayPerSec / recovery.rawReadPerSec,
       fleetOverDirectCreates: fleet.fleetPerSec / fleet.directPerSec,
       ctrCorralOverCorralRun: ratio('ctrCorral', 'corralRun'),
       ctrCorralOverRunc: ratio('ctrCorral', 'ctrRunc'),
@@ -298,11 +252,11 @@ try {
     console.log(`memory per idle sandbox actor:   ${(report.memory.bytesPerIdleSandboxActor / 1024).toFixed(1)} KiB`);
     console.log(
       `recovery: agent holding ${recovery.sandboxes} running sandboxes (simulated VMs) SIGKILLed →` +
-        ` serving again in ${recovery.recoveryMs!.toFixed(0)} ms, ${recovery.recoveredRunning} running after`,
+        ` serving again in ${recovery.recoveryMs.toFixed(0)} ms, ${recovery.recoveredRunning} running after`,
     );
     console.log(
-      `replay: ${recovery.replayPerSec!.toFixed(0)} events/s vs raw JetStream read` +
-        ` ${recovery.rawReadPerSec!.toFixed(0)} events/s of the same ${recovery.records} records` +
+      `replay: ${recovery.replayPerSec.toFixed(0)} events/s vs raw JetStream read` +
+        ` ${recovery.rawReadPerSec.toFixed(0)} events/s of the same ${recovery.records} records` +
         ` (ratio ${report.ratios.replayOverRawRead.toFixed(2)})`,
     );
     console.log(

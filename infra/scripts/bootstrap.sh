@@ -46,6 +46,10 @@ fi
 
 if [ ! -d node_modules/xstate ]; then echo "bootstrap: npm ci…"; npm ci --no-audit --no-fund >/dev/null; fi
 
+# The compiled agent and workers (dist/: bin/corral.mjs runs it when it is current, src/ through tsx otherwise).
+# Not fatal: without it everything runs from src/, only slower to start.
+node infra/scripts/build.mjs --if-stale || echo "bootstrap: warning: dist/ not built; Corral runs from src/ through tsx" >&2
+
 guest=${CORRAL_GUEST_DIR:-.corral/guest}
 bash infra/guest/build.sh "$guest"
 bash examples/build-rootfs.sh

@@ -6,6 +6,8 @@
  *   corral_create_failures_total{code}                 creates answered with an error, by catalogue code
  *   corral_rollbacks_total, corral_rollbacks_incomplete_total, corral_leaks_found_total (must stay 0)
  *   corral_recoveries_total, corral_recovery_duration_seconds, corral_recovered_tasks (the last recovery)
+ *   corral_recovery_phase_seconds{phase}: the last start's phases (start: process start to the first NATS call;
+ *     setup, workers, read, snapshots, rebuild, reconcile; serve: process start to the Task API subscribed)
  *   and the gauges the caller passes at render time (tasks by status).
  */
 const BUCKETS_S = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
@@ -83,6 +85,7 @@ export function createMetrics() {
   const recoveries = new Family('corral_recoveries_total', 'counter', 'Agent starts that recovered from the log.');
   const recovery = new Family('corral_recovery_duration_seconds', 'gauge', 'How long the last recovery took.');
   const recovered = new Family('corral_recovered_tasks', 'gauge', 'Tasks the last recovery rebuilt.');
+  const phases = new Family('corral_recovery_phase_seconds', 'gauge', "The agent's last start, by phase.");
   return {
     createDone: (ms: number, ok: boolean, code?: string) => {
       create.observe({ outcome: ok ? 'ok' : 'error' }, ms / 1000);
@@ -100,6 +103,10 @@ export function createMetrics() {
       recovery.set({}, ms / 1000);
       recovered.set({}, tasks);
     },
+    /** The phases of this agent's start (ms each). */
+    startPhases: (ms: Record<string, number>) => {
+      for (const [phase, v] of Object.entries(ms)) phases.set({ phase }, v / 1000);
+    },
     /** `gauges`: name → value, or name → { label value → value } (one label, named by `labelName`). */
     render: (gauges: Record<string, number | { label: string; values: Record<string, number> }> = {}) =>
       [
@@ -112,6 +119,7 @@ export function createMetrics() {
         ...recoveries.render(),
         ...recovery.render(),
         ...recovered.render(),
+        ...phases.render(),
         ...Object.entries(gauges).flatMap(([k, v]) => {
           if (typeof v === 'number') return [`# TYPE ${k} gauge`, `${k} ${v}`];
           return [`# TYPE ${k} gauge`, ...Object.entries(v.values).map(([l, x]) => `${k}{${v.label}="${l}"} ${x}`)];

@@ -136,8 +136,11 @@ async function stopPid(pid: number, graceMs: number): Promise<void> {
     }
 }
 
-/** How to run this CLI again as a child: node with tsx, the same entry point. */
+/**
+ * How to run this CLI again as a child: node on bin/corral.mjs, which runs the compiled dist/ when it is current
+ * (a start without compiling TypeScript: what recovery's time to serve again counts) and src/ through tsx
+ * otherwise (bin/dist.mjs). The same path from src/agent/ and from dist/agent/.
+ */
 export function selfCommand(): { command: string; prefix: string[] } {
-  const entry = new URL('../cli/main.ts', import.meta.url).pathname;
-  return { command: process.execPath, prefix: ['--import', import.meta.resolve('tsx'), entry] };
+  return { command: process.execPath, prefix: [new URL('../../bin/corral.mjs', import.meta.url).pathname] };
 }

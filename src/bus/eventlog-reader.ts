@@ -7,8 +7,13 @@
  * {@link readRecords} reads what is there, up to the stream's last sequence at call time, across
  * failovers; {@link followRecords} then follows what is appended. Both use ordered consumers (no state
  * left on the server: the consumer is deleted after a read, and an abandoned one expires).
+ *
+ * A consumer filtered on part of the stream (`corral.v1.evt.<node>.*.>`) is delivered about 25 times slower by
+ * nats-server than one on the whole stream (measured here on 2.10.27: 21,000 records of 1,000 sandboxes in
+ * 6.3 s against 0.25 s), so a read whose filter matches at least half of the stream reads the whole stream
+ * and keeps the matching records itself (at most twice the records, for a read many times faster).
  */
-import { DeliverPolicy, jetstream, type Consumer, type OrderedConsumerOptions } from '@nats-io/jetstream';
+import { DeliverPolicy, jetstream, type OrderedConsumerOptions } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { decode } from './codec.ts';
 import { drainConsumer } from './drain-consumer.ts';
@@ -66,8 +71,11 @@ export function filterSubject(f: Pick<ReadFilter, 'node' | 'sandbox' | 'kind'>):
 
 /** A record from its stream message. @throws when `data` is not MessagePack. */
 export function toRecord(seq: number, subject: string, data: Uint8Array): EventRecord {
-  const body = decode(data) as Record<string, unknown>;
-  return { ...body, seq, subject } as EventRecord;
+  const body = decode(data) as Record<string, unknown>; // a new object: completed in place, not copied
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) return { seq, subject } as EventRecord;
+  body.seq = seq;
+  body.subject = subject;
+  return body as EventRecord;
 }
 
 function startOf(f: ReadFilter, afterSeq: number | undefined): Partial<OrderedConsumerOptions> {
@@ -79,8 +87,38 @@ function startOf(f: ReadFilter, afterSeq: number | undefined): Partial<OrderedCo
   return { deliver_policy: DeliverPolicy.All };
 }
 
-function ordered(nc: NatsConnection, f: ReadFilter, afterSeq: number | undefined): Promise<Consumer> {
-  return jetstream(nc).consumers.get(EVENTS_STREAM, { filter_subjects: filterSubject(f), ...startOf(f, afterSeq) });
+function ordered(nc: NatsConnection, f: ReadFilter, afterSeq: number | undefined, subject = filterSubject(f)) {
+  return jetstream(nc).consumers.get(EVENTS_STREAM, { filter_subjects: subject, ...startOf(f, afterSeq) });
+}
+
+/** Whether a subject matches a NATS filter (`*`: one token, `>`: one or more at the end). */
+export function subjectMatches(filter: string, subject: string): boolean {
+  const f = filter.split('.');
+  const s = subject.split('.');
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === '>') return s.length > i;
+    if (i >= s.length || (f[i] !== '*' && f[i] !== s[i])) return false;
+  }
+  return f.length === s.length;
+}
+
+/**
+ * The consumer a read drains, and which of its records it keeps: the filtered one, or, when that one holds at
+ * least half of what the whole stream holds from the same start, one on the whole stream (read faster).
+ */
+async function readingConsumer(nc: NatsConnection, f: ReadFilter, afterSeq: number | undefined) {
+  const subject = filterSubject(f);
+  const narrow = await ordered(nc, f, afterSeq);
+  if (subject === subjects.evtAll()) return { c: narrow, keep: () => true };
+  const wide = await ordered(nc, f, afterSeq, subjects.evtAll());
+  const [n, w] = await Promise.all([narrow.info(true), wide.info(true)]);
+  const drop = n.num_pending * 2 >= w.num_pending ? narrow : wide;
+  await drop.delete().catch(() => {
+    // An ordered consumer left behind expires on its own (inactive threshold): nothing to report.
+  });
+  return drop === narrow
+    ? { c: wide, keep: (s: string) => subjectMatches(subject, s) }
+    : { c: narrow, keep: () => true };
 }
 
 /** Runs `f` on an ordered consumer made for it, deleted after. */
@@ -133,13 +171,18 @@ export async function readRecords(
         last = info.state.last_seq;
       }
       const upTo = last;
-      await withOrdered(nc, f, through, (c) =>
-        drainConsumer(c, (m) => {
-          push(out, m.seq, m.subject, m.data, opts);
+      const { c, keep } = await readingConsumer(nc, f, through);
+      try {
+        await drainConsumer(c, (m) => {
+          if (keep(m.subject)) push(out, m.seq, m.subject, m.data, opts);
           through = m.seq;
           return m.seq < upTo;
-        }),
-      );
+        });
+      } finally {
+        await c.delete().catch(() => {
+          // An ordered consumer left behind expires on its own (inactive threshold): nothing to report.
+        });
+      }
       // A drain that ended short of the last sequence may have been told "nothing pending" too early (seen
       // once after a server cut off and healed: 3,188 of 6,585 records, no error): a fresh consumer from
       // there must agree that nothing matching is left, or the read goes on from there.

@@ -2,7 +2,8 @@
  * The effects a lifecycle machine names, as plain async functions, and the one place that binds them
  * with `.provide()`. The agent passes real implementations (NATS requests to workers, with the
  * write-ahead journal around each); tests pass fakes. Every effect receives an AbortSignal that fires
- * when the machine leaves the state that invoked it.
+ * when the machine leaves the state that invoked it. The agent and recovery use one machine per definition
+ * (`sharedMachine`), each actor bound to its own effects (`bindEffects`).
  */
 import { fromPromise } from 'xstate';
 import type { Compensation, CreatePlan, CreateTaskRequest, RunAct, Step } from '../domain/task.ts';
@@ -25,20 +26,61 @@ export interface Effects {
   sleep(ms: number, signal: AbortSignal): Promise<void>;
 }
 
-export function provideEffects(machine: LifecycleMachine, fx: Effects): LifecycleMachine {
-  const backoff = fromPromise<unknown, { ms: number }>(({ input, signal }) => fx.sleep(input.ms, signal));
+/** Effects as each actor finds them: one object for every actor, or the one bound to its actor system. */
+type EffectsOf = (system: object) => Effects; // an actor system, as the key of its actors' effects
+
+function bindActors(machine: LifecycleMachine, fx: EffectsOf): LifecycleMachine {
+  const backoff = fromPromise<unknown, { ms: number }>(({ input, signal, system }) =>
+    fx(system).sleep(input.ms, signal),
+  );
   return machine.provide({
     actors: {
-      validate: fromPromise(({ input, signal }) => fx.validate(input, signal)),
-      configure: fromPromise(({ input, signal }) => fx.configure(input, signal)),
-      runStep: fromPromise(({ input, signal }) => fx.runStep(input, signal)),
-      startProcess: fromPromise(({ input, signal }) => fx.startProcess(input, signal)),
-      signal: fromPromise(({ input, signal }) => fx.signal(input, signal)),
-      act: fromPromise(({ input, signal }) => fx.act(input, signal)),
+      validate: fromPromise(({ input, signal, system }) => fx(system).validate(input, signal)),
+      configure: fromPromise(({ input, signal, system }) => fx(system).configure(input, signal)),
+      runStep: fromPromise(({ input, signal, system }) => fx(system).runStep(input, signal)),
+      startProcess: fromPromise(({ input, signal, system }) => fx(system).startProcess(input, signal)),
+      signal: fromPromise(({ input, signal, system }) => fx(system).signal(input, signal)),
+      act: fromPromise(({ input, signal, system }) => fx(system).act(input, signal)),
       backoff,
       coordinator: coordinatorMachine.provide({
-        actors: { compensate: fromPromise(({ input, signal }) => fx.compensate(input, signal)), backoff },
+        actors: {
+          compensate: fromPromise(({ input, signal, system }) => fx(system).compensate(input, signal)),
+          backoff,
+        },
       }),
     },
   });
+}
+
+/** A machine whose every actor runs `fx` (tests, one-off actors). */
+export function provideEffects(machine: LifecycleMachine, fx: Effects): LifecycleMachine {
+  return bindActors(machine, () => fx);
+}
+
+/** The effects of each actor, by its actor system (shared by the root actor and every actor it invokes). */
+const bound = new WeakMap<object, Effects>();
+const shared = new WeakMap<LifecycleMachine, LifecycleMachine>();
+
+/**
+ * `machine` with effects each actor takes from {@link bindEffects}: built once per machine definition, where
+ * `provideEffects` builds a machine per task (a recovery of 1,000 tasks built 2,000 machines and their
+ * transitions again, one per actor and one per coordinator).
+ */
+export function sharedMachine(machine: LifecycleMachine): LifecycleMachine {
+  let m = shared.get(machine);
+  if (!m)
+    shared.set(
+      machine,
+      (m = bindActors(machine, (system) => {
+        const fx = bound.get(system);
+        if (!fx) throw new Error('effects not bound to this actor: bindEffects(actor, fx) before actor.start()');
+        return fx;
+      })),
+    );
+  return m;
+}
+
+/** Binds an actor of a {@link sharedMachine} to its effects; before it starts (its first effect is invoked then). */
+export function bindEffects(actor: { system: object }, fx: Effects): void {
+  bound.set(actor.system, fx);
 }

@@ -14,8 +14,9 @@ import { ensureError, fromWire, type WireError } from '../errors.ts';
 import { isFactKind, type CreateTaskRequest } from '../domain/task.ts';
 import {
   containerMachine,
-  provideEffects,
+  bindEffects,
   sandboxMachine,
+  sharedMachine,
   type Effects,
   type LifecycleActor,
   type LifecycleContext,
@@ -181,7 +182,7 @@ export async function rebuild(records: EventRecord[], o: RebuildOptions = {}): P
   const start = (base: TaskBase, effectsFrom: number, init: { input: LifecycleInput } | { snapshot: unknown }) => {
     const inspect = o.inspect?.(base);
     const fx = o.effects ? o.effects({ ...base, effectsFrom }, gate) : gatedEffects(base.taskId, gate);
-    const machine = provideEffects(machines[base.machine], fx);
+    const machine = sharedMachine(machines[base.machine]);
     // A restored actor still takes an input; its context comes from the snapshot, and a persisted
     // context always holds the request (the machine sets it from its input).
     const saved = 'snapshot' in init ? (init.snapshot as { context?: Partial<LifecycleContext> }).context : undefined;
@@ -194,6 +195,7 @@ export async function rebuild(records: EventRecord[], o: RebuildOptions = {}): P
       ...('snapshot' in init ? { snapshot: init.snapshot as Snapshot<unknown> } : {}),
       ...(inspect ? { inspect } : {}),
     });
+    bindEffects(actor, fx);
     const t: ReplayTask = {
       ...base,
       request: input.request,

@@ -21,32 +21,8 @@ import { AgentRegistration } from '../../fleet/index.ts';
 import { poolCapacity } from '../../agent/pool-capacity.ts';
 import { primePool } from '../../agent/pool-prime.ts';
 
-/** `--label k=v` (repeatable) or CORRAL_LABELS=k=v,k2=v2. */
-export function parseLabels(items: string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const it of items) {
-    const i = it.indexOf('=');
-    if (i <= 0) throw err.invalid(`label ${JSON.stringify(it)}: expected key=value`);
-    out[it.slice(0, i)] = it.slice(i + 1);
-  }
-  return out;
-}
-
-/** `--capacity vcpus=4,memory=8192,sandboxes=20` (MiB); omitted parts come from the host. */
-export function parseCapacity(
-  v: string | undefined,
-): { vcpus?: number; memoryMiB?: number; sandboxes?: number } | undefined {
-  if (!v) return undefined;
-  const out: Record<string, number> = {};
-  for (const part of v.split(',')) {
-    const [k, n] = part.split('=');
-    const key = k === 'memory' ? 'memoryMiB' : k;
-    if (!key || !['vcpus', 'memoryMiB', 'sandboxes'].includes(key) || !/^\d+$/.test(n ?? ''))
-      throw err.invalid(`--capacity ${JSON.stringify(v)}: expected vcpus=N,memory=MiB,sandboxes=N`);
-    out[key] = Number(n);
-  }
-  return out;
-}
+export { parseCapacity, parseLabels } from './agent-flags.ts';
+import { parseCapacity, parseLabels } from './agent-flags.ts';
 import { rootLogger } from '../../log.ts';
 import { parseDuration } from '../../util/duration.ts';
 import { crashProbe } from '../../agent/crash-points.ts';
@@ -144,6 +120,8 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
   );
   const capacity = parseCapacity((p.values.capacity as string | undefined) ?? io.env.CORRAL_CAPACITY);
   const log = rootLogger({ name: 'corral-agent', level: settings.logLevel });
+  // The phases of this start (corral_recovery_phase_seconds): `start` is process start to the first NATS call.
+  const phases: Record<string, number> = { start: performance.now() };
   const nc = await connectNats(settings.natsUrl, `corral-agent-${settings.node}`, { nkeySeedFile: settings.credsFile });
   // JetStream may still be electing its leaders (a cluster that is starting, a server restarting): retry.
   await untilReady('the event stream', () => ensureEventStream(nc, { replicas: settings.replicas }));
@@ -198,6 +176,8 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
     metrics.render({ corral_tasks: agent.tasks.size, corral_tasks_by_status: byStatus() }),
   );
 
+  phases.setup = performance.now() - phases.start!;
+  const w0 = performance.now();
   let sup: Supervisor | undefined;
   if (p.values['spawn-workers']) {
     const self = selfCommand();
@@ -230,8 +210,11 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
     await Promise.all(WORKER_KINDS.map((k) => waitForWorker(nc, settings.node, k, 30_000)));
   }
   const r0 = performance.now();
+  phases.workers = r0 - w0;
   const recovered = await agent.recover();
   metrics.recovered(performance.now() - r0, recovered.tasks);
+  Object.assign(phases, recovered.phases);
+  const c0 = performance.now();
   if (recovered.tasks > 0 || recovered.resumed.length > 0) log.info(recovered, 'recovered tasks from the event log');
   if (
     p.values['spawn-workers'] ||
@@ -248,8 +231,11 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
     metrics.leaks(orphans.length);
     for (const o of orphans) log.warn({ orphan: o.action, cleaned: o.ok }, 'orphan found on the host');
   }
+  phases.reconcile = performance.now() - c0;
   // Serve before registering: a controller places on a node as soon as the registry says it is ready.
   agent.start();
+  await nc.flush(); // the server has the Task API's subscription
+  metrics.startPhases({ ...phases, serve: performance.now() });
   await registration.register();
   // Pool VMs take capacity too (held before the reconcile below, which keeps what is held).
   const pooled = poolCapacity(agent.workers, registration, settings.node, log);

@@ -157,7 +157,7 @@ export async function bringUp(o: {
               break;
             } catch (e) {
               if (Date.now() > until) throw e;
-              await new Promise((r) => setTimeout(r, 100));
+              await new Promise((r) => setTimeout(r, 20)); // polled often: recovery's time to serve is measured here
             }
           }
         })(),
