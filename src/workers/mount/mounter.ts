@@ -1,7 +1,8 @@
 /**
- * The mount worker's effects: every mount(2)/umount(2) Corral makes on the host, through mount(8)
- * and umount(8) (util-linux). Each op is idempotent, bounded by its deadline, and undoes what it did
- * when it fails, so that nothing is left mounted and no directory it created is left behind.
+ * The mount worker's effects: every mount(2)/umount(2) Corral makes on the host, called in-process
+ * (koffi, mount-sys.ts) or, where that cannot load, through mount(8) and umount(8) (mount-calls.ts).
+ * Each op is idempotent, bounded by its deadline, and undoes what it did when it fails, so that nothing
+ * is left mounted and no directory it created is left behind.
  *
  * Arguments arrive typed (see validate.ts); paths are checked here against the roots, because that
  * check is this class's security boundary whoever calls it.
@@ -16,8 +17,6 @@ import {
   describeStack,
   errnoOf,
   lstatOrUndefined,
-  mountCmd,
-  mountOne,
   stackMatches,
   removeIfEmpty,
   withUndoErrors,
@@ -25,6 +24,7 @@ import {
 import { run } from '../exec.ts';
 import { PathLocks } from './locks.ts';
 import {
+  bindFlags,
   bindIdentity,
   isAtOrBelow,
   isReadOnly,
@@ -34,28 +34,12 @@ import {
   type MountEntry,
 } from './mountinfo.ts';
 import { PathPolicy } from './paths.ts';
+import type { MounterOptions, OpCtx } from './mounter-options.ts';
+import { forkCalls, syscallCalls, type MountCalls } from './mount-calls.ts';
+import { loadMountSys } from './mount-sys.ts';
 import { undoOp, unmountBelow, type UndoOptions } from './unmount.ts';
 
-export interface MounterOptions {
-  /** Directories under which the worker may create, mount, unmount and remove. */
-  roots: readonly string[];
-  /** Where bind sources may live besides the roots (volumes, bundles). @default the roots only */
-  bindSourceRoots?: readonly string[];
-  /** Time kept back before the deadline for the lazy `umount -l` fallback. @default 1000 */
-  lazyReserveMs?: number;
-  /** Budget of each undo command once an op failed (possibly at its deadline). @default 10000 */
-  undoTimeoutMs?: number;
-  /** Injected for tests. @default the real /proc/self/mountinfo */
-  mountInfo?: () => Promise<MountEntry[]>;
-  /** Fault injection for tests: runs after an op created its target, before it mounts; a throw fails the op there. */
-  afterCreate?: (op: 'mountRootfs' | 'bind', target: string) => void | Promise<void>;
-}
-
-/** What every op gets from the harness. */
-export interface OpCtx {
-  signal: AbortSignal;
-  deadlineMs: number;
-}
+export type { MounterOptions, OpCtx } from './mounter-options.ts';
 
 type Res<K extends keyof MountOps> = MountOps[K]['res'];
 
@@ -78,9 +62,13 @@ export class Mounter {
   private readonly undoTimeoutMs: number;
   private readonly mountInfo: () => Promise<MountEntry[]>;
   private readonly afterCreate: NonNullable<MounterOptions['afterCreate']>;
+  /** How the kernel is called; `fallback` says why it is mount(8) when mount(2) was wanted. */
+  readonly calls: MountCalls;
+  readonly fallback?: string;
 
   private get undoOptions(): UndoOptions {
-    return { undoTimeoutMs: this.undoTimeoutMs, lazyReserveMs: this.lazyReserveMs, mountInfo: this.mountInfo };
+    const { undoTimeoutMs, lazyReserveMs, mountInfo, calls } = this;
+    return { undoTimeoutMs, lazyReserveMs, mountInfo, calls };
   }
 
   constructor(o: MounterOptions) {
@@ -89,6 +77,9 @@ export class Mounter {
     this.lazyReserveMs = o.lazyReserveMs ?? 1000;
     this.undoTimeoutMs = o.undoTimeoutMs ?? 10_000;
     this.mountInfo = o.mountInfo ?? (() => readMountInfo());
+    const sys = o.calls === 'fork' ? undefined : loadMountSys();
+    this.calls = sys && 'sys' in sys ? syscallCalls(sys.sys) : forkCalls;
+    if (sys && 'error' in sys) this.fallback = sys.error;
     this.afterCreate =
       o.afterCreate ??
       (() => {
@@ -136,7 +127,7 @@ export class Mounter {
         for (const m of req.mounts) {
           current = m;
           ctx.signal.throwIfAborted();
-          await mountOne(m, target, ctx.signal);
+          await this.calls.mountSpec(m, target, ctx.signal);
         }
       } catch (e) {
         const first = componentError(current, e);
@@ -172,8 +163,7 @@ export class Mounter {
             `${target} already holds a different mount (${describeStack([top])}); unmount it first`,
           );
         }
-        if (isReadOnly(top) !== readonly)
-          await mountCmd(['-o', `remount,bind,${readonly ? 'ro' : 'rw'}`, target], ctx.signal);
+        if (isReadOnly(top) !== readonly) await this.calls.remountBind(target, readonly, top.mountOptions, ctx.signal);
         return { createdDir: false };
       }
 
@@ -199,8 +189,9 @@ export class Mounter {
         }
         await this.afterCreate('bind', target);
         ctx.signal.throwIfAborted();
-        await mountCmd(['--bind', source, target], ctx.signal);
-        if (readonly) await mountCmd(['-o', 'remount,bind,ro', target], ctx.signal);
+        await this.calls.bind(source, target, ctx.signal);
+        // A new bind has the per-mount flags of the mount its source lies on: a remount keeps them.
+        if (readonly) await this.calls.remountBind(target, true, bindFlags(info, source), ctx.signal);
       } catch (e) {
         throw withUndoErrors(ensureError(e), await undoOp(target, created.reverse(), this.undoOptions));
       }
@@ -225,6 +216,7 @@ export class Mounter {
         onlyAt: false,
         lazyReserveMs: this.lazyReserveMs,
         mountInfo: this.mountInfo,
+        calls: this.calls,
       });
       const removedDir = req.removeDir === true && (await removeIfEmpty(target));
       return { unmounted, lazy, removedDir };
@@ -292,6 +284,4 @@ export class Mounter {
         .map((e) => ({ target: e.mountPoint, fstype: e.fstype, source: e.source })),
     };
   }
-
-  // ---- internals ----
 }

@@ -65,6 +65,20 @@ export const mountsAtOrBelow = (entries: readonly MountEntry[], path: string): M
 
 export const isReadOnly = (e: MountEntry): boolean => e.mountOptions.includes('ro');
 
+/** The visible mount that contains `realSource`: the longest mount point, the top of its stack. */
+export function containingMount(entries: readonly MountEntry[], realSource: string): MountEntry | undefined {
+  let best: MountEntry | undefined;
+  for (const e of entries) {
+    if (!isAtOrBelow(realSource, e.mountPoint)) continue;
+    if (!best || e.mountPoint.length >= best.mountPoint.length) best = e;
+  }
+  return best;
+}
+
+/** The per-mount options a bind of `realSource` starts with: those of the mount it lies on. */
+export const bindFlags = (entries: readonly MountEntry[], realSource: string): string[] =>
+  containingMount(entries, realSource)?.mountOptions ?? [];
+
 /**
  * The `(dev, root)` a bind mount of `realSource` would show in mountinfo: the visible mount that
  * contains the source (longest mount point, top of its stack), and the source's path inside it.
@@ -73,11 +87,7 @@ export function bindIdentity(
   entries: readonly MountEntry[],
   realSource: string,
 ): { dev: string; root: string } | undefined {
-  let best: MountEntry | undefined;
-  for (const e of entries) {
-    if (!isAtOrBelow(realSource, e.mountPoint)) continue;
-    if (!best || e.mountPoint.length >= best.mountPoint.length) best = e;
-  }
+  const best = containingMount(entries, realSource);
   if (!best) return undefined;
   const rest = best.mountPoint === '/' ? realSource : realSource.slice(best.mountPoint.length);
   const root = best.root === '/' ? rest || '/' : best.root + rest;
