@@ -15,6 +15,7 @@ import { CorralError } from '../../src/errors.ts';
 import type { MountOps } from '../../src/domain/ops.ts';
 import { startMountWorker, type MountWorker } from '../../src/workers/mount/main.ts';
 import { parseMountInfo } from '../../src/workers/mount/mountinfo.ts';
+import { Mounter } from '../../src/workers/mount/mounter.ts';
 import { natsServer, type TestNats } from '../helpers/nats.ts';
 import { mountsUnder } from '../helpers/leaks.ts';
 
@@ -192,5 +193,32 @@ describe('mount worker: mount(2) through koffi', () => {
     } finally {
       closeSync(fd);
     }
+  });
+
+  it('removeTree removes a nested tree in-process and never empties a mount that appeared below it', async () => {
+    const dir = caseDir('syscall');
+    const tree = join(dir, 'tree');
+    mkdirSync(join(tree, 'a', 'b'), { recursive: true });
+    writeFileSync(join(tree, 'a', 'b', 'f'), 'x');
+    writeFileSync(join(tree, 'g'), 'y');
+    const ctx = { signal: new AbortController().signal, deadlineMs: deadlineMs() };
+    // A Mounter whose mountinfo shows nothing: the walk itself must notice the mount below.
+    const blind = new Mounter({ roots: [root], mountInfo: () => Promise.resolve([]) });
+    mkdirSync(join(tree, 'm'));
+    sh('mount', '-t', 'tmpfs', 'tput-below', join(tree, 'm'));
+    writeFileSync(join(tree, 'm', 'keep'), 'k');
+    try {
+      const e = await blind.removeTree({ path: tree }, ctx).then(
+        () => undefined,
+        (x: unknown) => x as CorralError,
+      );
+      expect(e?.code).toBe('Internal');
+      expect(e?.message).toMatch(/tree\/m: it is on another filesystem/);
+      expect(readFileSync(join(tree, 'm', 'keep'), 'utf8')).toBe('k');
+    } finally {
+      sh('umount', join(tree, 'm'));
+    }
+    expect(await call('syscall', 'removeTree', { path: tree })).toEqual({ removed: true });
+    expect(await call('syscall', 'removeTree', { path: tree })).toEqual({ removed: false });
   });
 });

@@ -144,7 +144,10 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
   );
   const capacity = parseCapacity((p.values.capacity as string | undefined) ?? io.env.CORRAL_CAPACITY);
   const log = rootLogger({ name: 'corral-agent', level: settings.logLevel });
-  const nc = await connectNats(settings.natsUrl, `corral-agent-${settings.node}`, { nkeySeedFile: settings.credsFile });
+  const nc = await connectNats(settings.natsUrl, `corral-agent-${settings.node}`, {
+    nkeySeedFile: settings.credsFile,
+    noAsyncTraces: true,
+  });
   // JetStream may still be electing its leaders (a cluster that is starting, a server restarting): retry.
   await untilReady('the event stream', () => ensureEventStream(nc, { replicas: settings.replicas }));
   const metrics = createMetrics();

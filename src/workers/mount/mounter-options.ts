@@ -10,8 +10,11 @@ export interface MounterOptions {
   lazyReserveMs?: number;
   /** Budget of each undo command once an op failed (possibly at its deadline). @default 10000 */
   undoTimeoutMs?: number;
-  /** Injected for tests. @default the real /proc/self/mountinfo */
-  mountInfo?: () => Promise<MountEntry[]>;
+  /**
+   * Injected for tests. `under`: the caller needs only the mounts at or below it (more may come back).
+   * @default the real /proc/self/mountinfo
+   */
+  mountInfo?: (under?: string) => Promise<MountEntry[]>;
   /** Fault injection for tests: runs after an op created its target, before it mounts; a throw fails the op there. */
   afterCreate?: (op: 'mountRootfs' | 'bind', target: string) => void | Promise<void>;
   /** `fork`: mount(8)/umount(8) even where mount(2) through koffi loads (tests). @default 'syscall' */

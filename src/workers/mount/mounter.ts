@@ -9,7 +9,7 @@
  */
 import { chmod, mkdir, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { ensureError, err } from '../../errors.ts';
+import { CorralError, ensureError, err } from '../../errors.ts';
 import type { MountOps, MountSpec } from '../../domain/ops.ts';
 import {
   componentError,
@@ -19,9 +19,9 @@ import {
   lstatOrUndefined,
   stackMatches,
   removeIfEmpty,
+  removeTreeOneFs,
   withUndoErrors,
 } from './mount-helpers.ts';
-import { run } from '../exec.ts';
 import { PathLocks } from './locks.ts';
 import {
   bindFlags,
@@ -60,7 +60,7 @@ export class Mounter {
   private readonly locks = new PathLocks();
   private readonly lazyReserveMs: number;
   private readonly undoTimeoutMs: number;
-  private readonly mountInfo: () => Promise<MountEntry[]>;
+  private readonly mountInfo: (under?: string) => Promise<MountEntry[]>;
   private readonly afterCreate: NonNullable<MounterOptions['afterCreate']>;
   /** How the kernel is called; `fallback` says why it is mount(8) when mount(2) was wanted. */
   readonly calls: MountCalls;
@@ -76,7 +76,7 @@ export class Mounter {
     this.sources = new PathPolicy([...o.roots, ...(o.bindSourceRoots ?? [])], 'allowed bind source roots');
     this.lazyReserveMs = o.lazyReserveMs ?? 1000;
     this.undoTimeoutMs = o.undoTimeoutMs ?? 10_000;
-    this.mountInfo = o.mountInfo ?? (() => readMountInfo());
+    this.mountInfo = o.mountInfo ?? ((under) => readMountInfo(undefined, under));
     const sys = o.calls === 'fork' ? undefined : loadMountSys();
     this.calls = sys && 'sys' in sys ? syscallCalls(sys.sys) : forkCalls;
     if (sys && 'error' in sys) this.fallback = sys.error;
@@ -97,7 +97,8 @@ export class Mounter {
     if (req.mounts.length === 0) throw err.invalid('mountRootfs: mounts must not be empty');
     const release = await this.locks.acquire([target], ctx.signal);
     try {
-      const info = await this.mountInfo();
+      // A path that does not exist is no mount point: mountinfo is read only for a target that exists.
+      const info = (await lstatOrUndefined(target)) ? await this.mountInfo() : [];
       const stack = stackAt(info, target);
       if (stack.length > 0) {
         if (await stackMatches(info, stack, req.mounts)) return { mounted: req.mounts.length, createdDir: false };
@@ -154,7 +155,10 @@ export class Mounter {
         if (errnoOf(e) === 'ENOENT') throw err.notFound(`bind source ${source} does not exist`);
         throw err.internal(`cannot stat bind source ${source}: ${(e as Error).message}`, e);
       });
-      const info = await this.mountInfo();
+      const existing = await lstatOrUndefined(target);
+      // mountinfo only when the target may be a mount point already (it exists) or for the flags a
+      // read-only remount keeps: a fresh bind needs none.
+      const info = existing || readonly ? await this.mountInfo() : [];
       const top = stackAt(info, target).at(-1);
       if (top) {
         const id = bindIdentity(info, source);
@@ -168,7 +172,6 @@ export class Mounter {
       }
 
       const created: string[] = [];
-      const existing = await lstatOrUndefined(target);
       if (existing) {
         if (existing.isDirectory() !== srcStat.isDirectory()) {
           throw err.precondition(
@@ -258,7 +261,7 @@ export class Mounter {
     const release = await this.locks.acquire([path], ctx.signal);
     try {
       if (!(await lstatOrUndefined(path))) return { removed: false };
-      const mounted = mountsAtOrBelow(await this.mountInfo(), path);
+      const mounted = mountsAtOrBelow(await this.mountInfo(path), path);
       if (mounted.length > 0) {
         const list = [...new Set(mounted.map((m) => m.mountPoint))];
         throw err.precondition(
@@ -266,8 +269,11 @@ export class Mounter {
             `(${list.slice(0, 5).join(', ')}${list.length > 5 ? ', ...' : ''}); unmount first`,
         );
       }
-      // --one-file-system: should a mount appear below anyway, rm fails instead of emptying it.
-      await run('rm', ['-rf', '--one-file-system', '--', path], { signal: ctx.signal });
+      // One file system: should a mount appear below anyway, the removal fails instead of emptying it.
+      await removeTreeOneFs(path, ctx.signal).catch((e: unknown) => {
+        if (e instanceof CorralError) throw e;
+        throw err.internal(`cannot remove ${path}: ${(e as Error).message}`, e);
+      });
       return { removed: true };
     } finally {
       release();

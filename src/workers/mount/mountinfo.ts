@@ -24,7 +24,7 @@ export interface MountEntry {
 }
 
 export const decodeOctal = (s: string): string =>
-  s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+  s.includes('\\') ? s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))) : s;
 
 export function parseMountInfo(text: string): MountEntry[] {
   const out: MountEntry[] = [];
@@ -47,8 +47,27 @@ export function parseMountInfo(text: string): MountEntry[] {
   return out;
 }
 
-export async function readMountInfo(path = '/proc/self/mountinfo'): Promise<MountEntry[]> {
-  return parseMountInfo(await readFile(path, 'utf8'));
+/** A path as mountinfo writes it (space, tab, newline and backslash as `\ooo`). */
+export const encodeOctal = (p: string): string =>
+  p.replace(/[ \t\n\\]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, '0')}`);
+
+/**
+ * The mounts, parsed. With `under`, only the lines that can be a mount at or below it are parsed (the
+ * others cannot contain its encoded path): the result holds every such mount, and maybe a few others,
+ * which `stackAt` and `mountsAtOrBelow` drop. A host with a thousand mounts made a full parse on every op
+ * the mount worker's main cost (issue 13).
+ */
+export async function readMountInfo(path = '/proc/self/mountinfo', under?: string): Promise<MountEntry[]> {
+  const text = await readFile(path, 'utf8');
+  if (under === undefined) return parseMountInfo(text);
+  const needle = ` ${encodeOctal(under)}`;
+  if (!text.includes(needle)) return [];
+  return parseMountInfo(
+    text
+      .split('\n')
+      .filter((l) => l.includes(needle))
+      .join('\n'),
+  );
 }
 
 /** `p` equals `dir` or lies below it (both absolute and normalized). */

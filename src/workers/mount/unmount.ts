@@ -17,7 +17,7 @@ export interface UnmountOptions {
   onlyAt: boolean;
   /** Time kept back before the deadline for the lazy fallback (at most half of what is left). */
   lazyReserveMs: number;
-  mountInfo: () => Promise<MountEntry[]>;
+  mountInfo: (under?: string) => Promise<MountEntry[]>;
   /** mount(2) in-process or mount(8) forked (mount-calls.ts). */
   calls: MountCalls;
 }
@@ -32,7 +32,7 @@ export async function unmountBelow(target: string, o: UnmountOptions): Promise<{
   let lazy = false;
   let backoffMs = 20;
   for (let i = 0; i < MAX_UNMOUNTS; i++) {
-    const info = await o.mountInfo();
+    const info = await o.mountInfo(target);
     const top = (o.onlyAt ? stackAt(info, target) : mountsAtOrBelow(info, target)).at(-1);
     if (!top) return { unmounted, lazy };
     const budget = deadlineMs - Date.now() - reserve;
@@ -68,7 +68,7 @@ export async function unmountBelow(target: string, o: UnmountOptions): Promise<{
 export interface UndoOptions {
   undoTimeoutMs: number;
   lazyReserveMs: number;
-  mountInfo: () => Promise<MountEntry[]>;
+  mountInfo: (under?: string) => Promise<MountEntry[]>;
   calls: MountCalls;
 }
 
