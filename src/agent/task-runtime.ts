@@ -9,7 +9,13 @@ import { err } from '../errors.ts';
 import type { Envelope } from '../bus/rpc.ts';
 import type { WorkerEvent } from '../domain/ops.ts';
 import type { CreateTaskRequest, Fact, Reply } from '../domain/task.ts';
-import { containerMachine, provideEffects, sandboxMachine, type LifecycleEvent } from '../machines/index.ts';
+import {
+  bindEffects,
+  containerMachine,
+  effectsMachine,
+  sandboxMachine,
+  type LifecycleEvent,
+} from '../machines/index.ts';
 import type { EffectGate } from '../replay/gate.ts';
 import type { RuntimeDeps } from './deps.ts';
 import { taskEffects } from './effects.ts';
@@ -87,8 +93,9 @@ export class TaskRuntime {
   /** A new task's actor (not started: its create input must reach the log first). */
   spawn(id: string, kind: Task['kind'], sandboxId: string, request: CreateTaskRequest, rid: string): Task {
     const rec = newTask({ id, kind, sandboxId, instance: randomUUID() });
-    const machine = provideEffects(kind === 'sandbox' ? sandboxMachine : containerMachine, this.effectsFor(rec));
+    const machine = effectsMachine(kind === 'sandbox' ? sandboxMachine : containerMachine);
     const actor = createActor(machine, { input: { id, request, rid }, inspect: this.journal.inspector(rec) });
+    bindEffects(actor, this.effectsFor(rec));
     const task: Task = Object.assign(rec, { actor }); // one object: the inspector holds the record
     this.wire(task);
     return task;

@@ -14,4 +14,4 @@ export {
   type LifecycleMachine,
   type StepOutputs,
 } from './lifecycle.ts';
-export { provideEffects, type Effects } from './effects.ts';
+export { bindEffects, effectsMachine, provideEffects, type Effects } from './effects.ts';
