@@ -221,4 +221,22 @@ describe('mount worker: mount(2) through koffi', () => {
     expect(await call('syscall', 'removeTree', { path: tree })).toEqual({ removed: true });
     expect(await call('syscall', 'removeTree', { path: tree })).toEqual({ removed: false });
   });
+
+  it('a burst of 300 binds at once (more than koffi queues) all succeed, and all unmount', async () => {
+    const dir = caseDir('syscall');
+    // Distinct sources and targets: no path lock orders them, all 300 reach mount(2) together.
+    const pairs = Array.from({ length: 300 }, (_, i) => ({
+      source: join(dir, 'src', String(i)),
+      target: join(dir, 'burst', String(i)),
+    }));
+    for (const p of pairs) mkdirSync(p.source, { recursive: true });
+    const made = await Promise.all(pairs.map((p) => call('syscall', 'bind', p)));
+    expect(made.every((r) => r.createdDir)).toBe(true);
+    expect(mountsUnder(join(dir, 'burst'))).toHaveLength(300);
+    const undone = await Promise.all(
+      pairs.map((p) => call('syscall', 'unmountAll', { target: p.target, removeDir: true })),
+    );
+    expect(undone.every((r) => r.unmounted === 1)).toBe(true);
+    expect(mountsUnder(dir)).toEqual([]);
+  });
 });

@@ -73,6 +73,31 @@ interface Koffi {
   os: { errno: Record<string, number> };
 }
 
+/**
+ * koffi queues at most 256 asynchronous calls and refuses more; a burst of ops on the worker must wait for
+ * a slot rather than fail, so at most this many calls are handed to koffi at once.
+ */
+const MAX_IN_FLIGHT = 32;
+
+class Slots {
+  private free: number;
+  private readonly waiting: (() => void)[] = [];
+  constructor(n: number) {
+    this.free = n;
+  }
+  async run<T>(f: () => Promise<T>): Promise<T> {
+    if (this.free > 0) this.free--;
+    else await new Promise<void>((r) => this.waiting.push(r));
+    try {
+      return await f();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.free++;
+    }
+  }
+}
+
 /** The binding, or why there is none. Loaded once per process. */
 let loaded: { sys: MountSys } | { error: string } | undefined;
 
@@ -96,7 +121,9 @@ function bind(): { sys: MountSys } | { error: string } {
     const umount2 = libc.func('int umount2(const char *target, int flags)');
     const strerror = libc.func('const char *strerror(int errnum)');
     const names = new Map(Object.entries(k.os.errno).map(([name, n]) => [n, name]));
-    const call = (what: string, fn: AsyncFn, args: unknown[]) =>
+    const slots = new Slots(MAX_IN_FLIGHT);
+    const call = (what: string, fn: AsyncFn, args: unknown[]) => slots.run(() => once(what, fn, args));
+    const once = (what: string, fn: AsyncFn, args: unknown[]) =>
       new Promise<void>((resolve, reject) => {
         fn.async(...args, (e: unknown, r: number) => {
           if (e) return reject(e instanceof Error ? e : new Error(`${what}: koffi call failed`));
