@@ -13,6 +13,7 @@
  * result says which). A raw side that forked mount(8) while Corral calls mount(2) would flatter the ratio.
  *
  * overRaw = time per create through Corral / time per create raw (1 = no overhead beyond the side effects).
+ * cpuOverRaw = the same for the CPU all the processes spent (bench/cpu.ts), which a shared machine disturbs less.
  * Then the tasks are deleted (their mounts undone), and the raw mounts unmounted.
  */
 import { execFile, execFileSync } from 'node:child_process';
@@ -23,6 +24,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { readRecords } from '../src/bus/eventlog-reader.ts';
 import { loadMountSys, MNT, MS } from '../src/workers/mount/mount-sys.ts';
 import { testNode } from '../test/helpers/node.ts';
+import { cpuSince, treeCpu } from './cpu.ts';
 
 const CONCURRENCY = 16;
 const run = promisify(execFile);
@@ -40,9 +42,11 @@ export async function benchThroughput(tmp: string, n = 200) {
   const sim = await testNode({ simulate: true });
   try {
     const b = sim.bundle('tput', { args: ['sleep', '1'] });
+    const c0 = treeCpu();
     const t0 = performance.now();
     await pool(n, (i) => sim.call('create', { id: `tp-${i}`, bundle: b }, 60_000).then(() => undefined));
     const corralMs = performance.now() - t0;
+    const corralCpuMs = cpuSince(c0);
     const records = await readRecords(sim.nc, { node: sim.node });
     const perCreate = Math.round(records.filter((r) => r.taskId?.startsWith('tp-')).length / n);
 
@@ -54,6 +58,7 @@ export async function benchThroughput(tmp: string, n = 200) {
     mkdirSync(src, { recursive: true });
     const loaded = loadMountSys();
     const sys = 'sys' in loaded ? loaded.sys : undefined;
+    const rc0 = treeCpu();
     const r0 = performance.now();
     await pool(n, async (i) => {
       const target = join(tmp, 'tput', String(i));
@@ -63,6 +68,7 @@ export async function benchThroughput(tmp: string, n = 200) {
       await Promise.all(Array.from({ length: perCreate }, () => js.publish(`bench.raw.${i}`, body)));
     });
     const rawMs = performance.now() - r0;
+    const rawCpuMs = cpuSince(rc0);
     for (let i = 0; i < n; i++) {
       const target = join(tmp, 'tput', String(i));
       if (sys) await sys.umount2(target, MNT.NOFOLLOW);
@@ -79,6 +85,11 @@ export async function benchThroughput(tmp: string, n = 200) {
       createsPerSec: n / (corralMs / 1000),
       rawPerSec: n / (rawMs / 1000),
       overRaw: corralMs / rawMs,
+      // CPU of every process of the node (agent, workers, nats-server, this client) per create, and raw's
+      // (nats-server, this client): steadier than the times on a shared machine.
+      cpuMsPerCreate: corralCpuMs / n,
+      rawCpuMsPerCreate: rawCpuMs / n,
+      cpuOverRaw: corralCpuMs / rawCpuMs,
     };
   } finally {
     await sim.cleanup();
