@@ -3,22 +3,28 @@
  * next to the same work done directly in the same run:
  *
  *   corral   N creates through the Task API, CONCURRENCY in flight: each is the agent's plan, the mount
- *            worker's mkdir + bind mount (mount(8)), the simulated boot, and the log appends it journals
- *   raw      per create, the same done the fastest honest way: mkdir, `mount --bind` with mount(8) (async),
- *            and as many acknowledged appends to a JetStream stream as a Corral create journals (counted from
- *            the log), all in flight at once (Corral must order a sandbox's appends; raw need not), the same
- *            concurrency
+ *            worker's mkdir + bind mount, the simulated boot, and the log appends it journals
+ *   raw      per create, the same done the fastest honest way: mkdir, a bind mount, and as many acknowledged
+ *            appends to a JetStream stream as a Corral create journals (counted from the log), all in flight at
+ *            once (Corral must order a sandbox's appends; raw need not), the same concurrency
+ *
+ * The raw bind is made the way the mount worker makes it: mount(2) in-process through the same koffi binding
+ * (src/workers/mount/mount-sys.ts) when the worker uses it, mount(8) forked when it falls back (`mounts` in the
+ * result says which). A raw side that forked mount(8) while Corral calls mount(2) would flatter the ratio.
  *
  * overRaw = time per create through Corral / time per create raw (1 = no overhead beyond the side effects).
+ * cpuOverRaw = the same for the CPU all the processes spent (bench/cpu.ts), which a shared machine disturbs less.
  * Then the tasks are deleted (their mounts undone), and the raw mounts unmounted.
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { readRecords } from '../src/bus/eventlog-reader.ts';
+import { loadMountSys, MNT, MS } from '../src/workers/mount/mount-sys.ts';
 import { testNode } from '../test/helpers/node.ts';
+import { cpuSince, treeCpu } from './cpu.ts';
 
 const CONCURRENCY = 16;
 const run = promisify(execFile);
@@ -36,9 +42,11 @@ export async function benchThroughput(tmp: string, n = 200) {
   const sim = await testNode({ simulate: true });
   try {
     const b = sim.bundle('tput', { args: ['sleep', '1'] });
+    const c0 = treeCpu();
     const t0 = performance.now();
     await pool(n, (i) => sim.call('create', { id: `tp-${i}`, bundle: b }, 60_000).then(() => undefined));
     const corralMs = performance.now() - t0;
+    const corralCpuMs = cpuSince(c0);
     const records = await readRecords(sim.nc, { node: sim.node });
     const perCreate = Math.round(records.filter((r) => r.taskId?.startsWith('tp-')).length / n);
 
@@ -48,27 +56,53 @@ export async function benchThroughput(tmp: string, n = 200) {
     const body = new Uint8Array(200);
     const src = join(tmp, 'tput-src');
     mkdirSync(src, { recursive: true });
+    const loaded = loadMountSys();
+    const sys = 'sys' in loaded ? loaded.sys : undefined;
+    const rc0 = treeCpu();
     const r0 = performance.now();
     await pool(n, async (i) => {
       const target = join(tmp, 'tput', String(i));
       mkdirSync(target, { recursive: true });
-      await run('mount', ['--bind', src, target]);
+      if (sys) await sys.mount(src, target, null, MS.BIND, null);
+      else await run('mount', ['--bind', src, target]);
       await Promise.all(Array.from({ length: perCreate }, () => js.publish(`bench.raw.${i}`, body)));
     });
     const rawMs = performance.now() - r0;
-    for (let i = 0; i < n; i++) execFileSync('umount', [join(tmp, 'tput', String(i))]);
+    const rawCpuMs = cpuSince(rc0);
+    for (let i = 0; i < n; i++) {
+      const target = join(tmp, 'tput', String(i));
+      if (sys) await sys.umount2(target, MNT.NOFOLLOW);
+      else execFileSync('umount', [target]);
+    }
     rmSync(join(tmp, 'tput'), { recursive: true, force: true });
     await jsm.streams.delete('BENCH_RAW');
     await pool(n, (i) => sim.call('delete', { id: `tp-${i}` }, 60_000).then(() => undefined));
     return {
       creates: n,
       concurrency: CONCURRENCY,
+      mounts: sys ? 'mount(2)' : 'mount(8)',
       appendsPerCreate: perCreate,
       createsPerSec: n / (corralMs / 1000),
       rawPerSec: n / (rawMs / 1000),
       overRaw: corralMs / rawMs,
+      // CPU of every process of the node (agent, workers, nats-server, this client) per create, and raw's
+      // (nats-server, this client): steadier than the times on a shared machine.
+      cpuMsPerCreate: corralCpuMs / n,
+      rawCpuMsPerCreate: rawCpuMs / n,
+      cpuOverRaw: corralCpuMs / rawCpuMs,
     };
   } finally {
     await sim.cleanup();
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const args = process.argv.slice(2);
+  const n = Number(args[args.indexOf('--creates') + 1] ?? 0) || 200;
+  const tmp = mkdtempSync('/tmp/corral-tput-');
+  try {
+    process.stdout.write(JSON.stringify(await benchThroughput(tmp, n)) + '\n');
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
   }
 }

@@ -15,7 +15,7 @@ import {
   envForProcess,
   isBlockDevice,
   isTmpfsMountPoint,
-  loadRuntimeConfig,
+  cachedRuntimeConfig,
   readSpec,
   resolveConfigPath,
   sandboxIdOf,
@@ -52,6 +52,8 @@ export interface CreateRules {
 }
 
 export function createRules(s: Settings): CreateRules {
+  // Corral talks to its guest agent over virtio-serial, not vsock: /dev/vhost-vsock is not required.
+  const loadConfig = cachedRuntimeConfig({ requireVsock: false });
   const validate = async (req: CreateTaskRequest): Promise<Validated> => {
     verifyContainerId(req.id);
     const bundle = await validBundle(req.id, req.bundle, s.bundleRoots);
@@ -115,8 +117,7 @@ export function createRules(s: Settings): CreateRules {
         allowedConfigDirs: s.configRoots,
         defaultPaths: s.defaultConfigPaths,
       });
-      // Corral talks to its guest agent over virtio-serial, not vsock: /dev/vhost-vsock is not required.
-      const base = await loadRuntimeConfig(resolved.path, { requireVsock: false });
+      const base = await loadConfig(resolved.path);
       const rc = await applyAnnotations(base, spec.annotations);
       const hv = rc.hypervisor;
       if (hv.sharedFs !== 'virtio-9p' && hv.sharedFs !== 'virtio-fs')

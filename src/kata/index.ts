@@ -40,6 +40,7 @@ export type { Sizing, StaticSizing } from './sizing.ts';
 export { resolveConfigPath, CONFIG_PATH_ANNOTATION } from './config-resolve.ts';
 export type { ConfigPathInputs, ConfigPathSource, ResolvedConfigPath } from './config-resolve.ts';
 export { loadRuntimeConfig } from './config-load.ts';
+export { cachedRuntimeConfig, type ConfigLoader } from './config-cache.ts';
 export type { LoadOptions } from './config-load.ts';
 export { applyAnnotations } from './config-annotations.ts';
 export type { AnnotationOptions } from './config-annotations.ts';

@@ -122,7 +122,10 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
   const log = rootLogger({ name: 'corral-agent', level: settings.logLevel });
   // The phases of this start (corral_recovery_phase_seconds): `start` is process start to the first NATS call.
   const phases: Record<string, number> = { start: performance.now() };
-  const nc = await connectNats(settings.natsUrl, `corral-agent-${settings.node}`, { nkeySeedFile: settings.credsFile });
+  const nc = await connectNats(settings.natsUrl, `corral-agent-${settings.node}`, {
+    nkeySeedFile: settings.credsFile,
+    noAsyncTraces: true,
+  });
   // JetStream may still be electing its leaders (a cluster that is starting, a server restarting): retry.
   await untilReady('the event stream', () => ensureEventStream(nc, { replicas: settings.replicas }));
   const metrics = createMetrics();

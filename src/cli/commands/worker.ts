@@ -19,6 +19,7 @@ export async function workerCommand(argv: string[], io: Io): Promise<number> {
   const log = rootLogger({ name: `corral-worker-${kind}`, level: settings.logLevel });
   const nc = await connectNats(settings.natsUrl, `corral-${kind}-${settings.node}`, {
     nkeySeedFile: settings.credsFile,
+    noAsyncTraces: true,
   });
   const faults = faultsEnabled(io.env) ? new Faults() : undefined;
   const journalPath = `${settings.dataDir}/journal/${kind}.jsonl`;

@@ -48,6 +48,12 @@ export function mountHandlers(m: Mounter): OpHandlers<'mount'> {
 
 export async function startMountWorker(o: MountWorkerOptions): Promise<MountWorker> {
   const mounter = new Mounter(o);
+  if (mounter.fallback)
+    o.log?.warn(
+      { reason: mounter.fallback },
+      'mount(2) through koffi is unavailable: the mount worker forks mount(8)/umount(8) for every mount',
+    );
+  else o.log?.info({ via: mounter.calls.via }, `mount worker mounts through ${mounter.calls.via}`);
   const { mounts: found } = await mounter.scan();
   o.log?.info(
     { roots: mounter.policy.roots, mounts: found },

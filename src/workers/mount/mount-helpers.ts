@@ -2,8 +2,8 @@
  * The mount worker's small pieces: running mount(8) with its failure classified, and the file and
  * error helpers the Mounter's ops share.
  */
-import { lstat, realpath, rmdir, unlink } from 'node:fs/promises';
-import { posix } from 'node:path';
+import { lstat, readdir, realpath, rmdir, unlink } from 'node:fs/promises';
+import { join, posix } from 'node:path';
 import { CorralError, ensureError, err } from '../../errors.ts';
 import type { MountSpec } from '../../domain/ops.ts';
 import { describeCommand, failureMessage, oneLine, run } from '../exec.ts';
@@ -65,6 +65,31 @@ export async function removeIfEmpty(p: string): Promise<boolean> {
     throw err.internal(`unmounted ${p} but cannot remove it: ${(e as Error).message}`, e);
   }
 }
+
+/**
+ * `rm -rf --one-file-system path` without the fork: a directory on another device than `path` itself (a
+ * mount that appeared below after the caller checked) is not entered, and the removal fails naming it, as
+ * rm fails. Missing entries (removed meanwhile) are fine. Checks `signal` at every directory.
+ */
+export async function removeTreeOneFs(path: string, signal: AbortSignal, dev?: number): Promise<void> {
+  signal.throwIfAborted();
+  const s = await lstatOrUndefined(path);
+  if (!s) return;
+  if (!s.isDirectory()) return ignoreMissing(unlink(path));
+  if (dev !== undefined && s.dev !== dev)
+    throw err.internal(`cannot remove ${path}: it is on another filesystem (skipped, as rm --one-file-system does)`);
+  const names = await readdir(path).catch((e: unknown) => {
+    if (errnoOf(e) === 'ENOENT') return [];
+    throw e;
+  });
+  for (const n of names) await removeTreeOneFs(join(path, n), signal, s.dev);
+  await ignoreMissing(rmdir(path));
+}
+
+const ignoreMissing = (p: Promise<void>) =>
+  p.catch((e: unknown) => {
+    if (errnoOf(e) !== 'ENOENT') throw e;
+  });
 
 /** The directories `mkdir -p` created, from `first` (the shallowest) down to `leaf`, in creation order. */
 export function createdChain(first: string, leaf: string): string[] {

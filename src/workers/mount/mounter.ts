@@ -1,14 +1,15 @@
 /**
- * The mount worker's effects: every mount(2)/umount(2) Corral makes on the host, through mount(8)
- * and umount(8) (util-linux). Each op is idempotent, bounded by its deadline, and undoes what it did
- * when it fails, so that nothing is left mounted and no directory it created is left behind.
+ * The mount worker's effects: every mount(2)/umount(2) Corral makes on the host, called in-process
+ * (koffi, mount-sys.ts) or, where that cannot load, through mount(8) and umount(8) (mount-calls.ts).
+ * Each op is idempotent, bounded by its deadline, and undoes what it did when it fails, so that nothing
+ * is left mounted and no directory it created is left behind.
  *
  * Arguments arrive typed (see validate.ts); paths are checked here against the roots, because that
  * check is this class's security boundary whoever calls it.
  */
 import { chmod, mkdir, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { ensureError, err } from '../../errors.ts';
+import { CorralError, ensureError, err } from '../../errors.ts';
 import type { MountOps, MountSpec } from '../../domain/ops.ts';
 import {
   componentError,
@@ -16,15 +17,14 @@ import {
   describeStack,
   errnoOf,
   lstatOrUndefined,
-  mountCmd,
-  mountOne,
   stackMatches,
   removeIfEmpty,
+  removeTreeOneFs,
   withUndoErrors,
 } from './mount-helpers.ts';
-import { run } from '../exec.ts';
 import { PathLocks } from './locks.ts';
 import {
+  bindFlags,
   bindIdentity,
   isAtOrBelow,
   isReadOnly,
@@ -34,28 +34,12 @@ import {
   type MountEntry,
 } from './mountinfo.ts';
 import { PathPolicy } from './paths.ts';
+import type { MounterOptions, OpCtx } from './mounter-options.ts';
+import { forkCalls, syscallCalls, type MountCalls } from './mount-calls.ts';
+import { loadMountSys } from './mount-sys.ts';
 import { undoOp, unmountBelow, type UndoOptions } from './unmount.ts';
 
-export interface MounterOptions {
-  /** Directories under which the worker may create, mount, unmount and remove. */
-  roots: readonly string[];
-  /** Where bind sources may live besides the roots (volumes, bundles). @default the roots only */
-  bindSourceRoots?: readonly string[];
-  /** Time kept back before the deadline for the lazy `umount -l` fallback. @default 1000 */
-  lazyReserveMs?: number;
-  /** Budget of each undo command once an op failed (possibly at its deadline). @default 10000 */
-  undoTimeoutMs?: number;
-  /** Injected for tests. @default the real /proc/self/mountinfo */
-  mountInfo?: () => Promise<MountEntry[]>;
-  /** Fault injection for tests: runs after an op created its target, before it mounts; a throw fails the op there. */
-  afterCreate?: (op: 'mountRootfs' | 'bind', target: string) => void | Promise<void>;
-}
-
-/** What every op gets from the harness. */
-export interface OpCtx {
-  signal: AbortSignal;
-  deadlineMs: number;
-}
+export type { MounterOptions, OpCtx } from './mounter-options.ts';
 
 type Res<K extends keyof MountOps> = MountOps[K]['res'];
 
@@ -76,11 +60,15 @@ export class Mounter {
   private readonly locks = new PathLocks();
   private readonly lazyReserveMs: number;
   private readonly undoTimeoutMs: number;
-  private readonly mountInfo: () => Promise<MountEntry[]>;
+  private readonly mountInfo: (under?: string) => Promise<MountEntry[]>;
   private readonly afterCreate: NonNullable<MounterOptions['afterCreate']>;
+  /** How the kernel is called; `fallback` says why it is mount(8) when mount(2) was wanted. */
+  readonly calls: MountCalls;
+  readonly fallback?: string;
 
   private get undoOptions(): UndoOptions {
-    return { undoTimeoutMs: this.undoTimeoutMs, lazyReserveMs: this.lazyReserveMs, mountInfo: this.mountInfo };
+    const { undoTimeoutMs, lazyReserveMs, mountInfo, calls } = this;
+    return { undoTimeoutMs, lazyReserveMs, mountInfo, calls };
   }
 
   constructor(o: MounterOptions) {
@@ -88,7 +76,10 @@ export class Mounter {
     this.sources = new PathPolicy([...o.roots, ...(o.bindSourceRoots ?? [])], 'allowed bind source roots');
     this.lazyReserveMs = o.lazyReserveMs ?? 1000;
     this.undoTimeoutMs = o.undoTimeoutMs ?? 10_000;
-    this.mountInfo = o.mountInfo ?? (() => readMountInfo());
+    this.mountInfo = o.mountInfo ?? ((under) => readMountInfo(undefined, under));
+    const sys = o.calls === 'fork' ? undefined : loadMountSys();
+    this.calls = sys && 'sys' in sys ? syscallCalls(sys.sys) : forkCalls;
+    if (sys && 'error' in sys) this.fallback = sys.error;
     this.afterCreate =
       o.afterCreate ??
       (() => {
@@ -106,7 +97,8 @@ export class Mounter {
     if (req.mounts.length === 0) throw err.invalid('mountRootfs: mounts must not be empty');
     const release = await this.locks.acquire([target], ctx.signal);
     try {
-      const info = await this.mountInfo();
+      // A path that does not exist is no mount point: mountinfo is read only for a target that exists.
+      const info = (await lstatOrUndefined(target)) ? await this.mountInfo() : [];
       const stack = stackAt(info, target);
       if (stack.length > 0) {
         if (await stackMatches(info, stack, req.mounts)) return { mounted: req.mounts.length, createdDir: false };
@@ -136,7 +128,7 @@ export class Mounter {
         for (const m of req.mounts) {
           current = m;
           ctx.signal.throwIfAborted();
-          await mountOne(m, target, ctx.signal);
+          await this.calls.mountSpec(m, target, ctx.signal);
         }
       } catch (e) {
         const first = componentError(current, e);
@@ -163,7 +155,10 @@ export class Mounter {
         if (errnoOf(e) === 'ENOENT') throw err.notFound(`bind source ${source} does not exist`);
         throw err.internal(`cannot stat bind source ${source}: ${(e as Error).message}`, e);
       });
-      const info = await this.mountInfo();
+      const existing = await lstatOrUndefined(target);
+      // mountinfo only when the target may be a mount point already (it exists) or for the flags a
+      // read-only remount keeps: a fresh bind needs none.
+      const info = existing || readonly ? await this.mountInfo() : [];
       const top = stackAt(info, target).at(-1);
       if (top) {
         const id = bindIdentity(info, source);
@@ -172,13 +167,11 @@ export class Mounter {
             `${target} already holds a different mount (${describeStack([top])}); unmount it first`,
           );
         }
-        if (isReadOnly(top) !== readonly)
-          await mountCmd(['-o', `remount,bind,${readonly ? 'ro' : 'rw'}`, target], ctx.signal);
+        if (isReadOnly(top) !== readonly) await this.calls.remountBind(target, readonly, top.mountOptions, ctx.signal);
         return { createdDir: false };
       }
 
       const created: string[] = [];
-      const existing = await lstatOrUndefined(target);
       if (existing) {
         if (existing.isDirectory() !== srcStat.isDirectory()) {
           throw err.precondition(
@@ -199,8 +192,9 @@ export class Mounter {
         }
         await this.afterCreate('bind', target);
         ctx.signal.throwIfAborted();
-        await mountCmd(['--bind', source, target], ctx.signal);
-        if (readonly) await mountCmd(['-o', 'remount,bind,ro', target], ctx.signal);
+        await this.calls.bind(source, target, ctx.signal);
+        // A new bind has the per-mount flags of the mount its source lies on: a remount keeps them.
+        if (readonly) await this.calls.remountBind(target, true, bindFlags(info, source), ctx.signal);
       } catch (e) {
         throw withUndoErrors(ensureError(e), await undoOp(target, created.reverse(), this.undoOptions));
       }
@@ -225,6 +219,7 @@ export class Mounter {
         onlyAt: false,
         lazyReserveMs: this.lazyReserveMs,
         mountInfo: this.mountInfo,
+        calls: this.calls,
       });
       const removedDir = req.removeDir === true && (await removeIfEmpty(target));
       return { unmounted, lazy, removedDir };
@@ -266,7 +261,7 @@ export class Mounter {
     const release = await this.locks.acquire([path], ctx.signal);
     try {
       if (!(await lstatOrUndefined(path))) return { removed: false };
-      const mounted = mountsAtOrBelow(await this.mountInfo(), path);
+      const mounted = mountsAtOrBelow(await this.mountInfo(path), path);
       if (mounted.length > 0) {
         const list = [...new Set(mounted.map((m) => m.mountPoint))];
         throw err.precondition(
@@ -274,8 +269,11 @@ export class Mounter {
             `(${list.slice(0, 5).join(', ')}${list.length > 5 ? ', ...' : ''}); unmount first`,
         );
       }
-      // --one-file-system: should a mount appear below anyway, rm fails instead of emptying it.
-      await run('rm', ['-rf', '--one-file-system', '--', path], { signal: ctx.signal });
+      // One file system: should a mount appear below anyway, the removal fails instead of emptying it.
+      await removeTreeOneFs(path, ctx.signal).catch((e: unknown) => {
+        if (e instanceof CorralError) throw e;
+        throw err.internal(`cannot remove ${path}: ${(e as Error).message}`, e);
+      });
       return { removed: true };
     } finally {
       release();
@@ -292,6 +290,4 @@ export class Mounter {
         .map((e) => ({ target: e.mountPoint, fstype: e.fstype, source: e.source })),
     };
   }
-
-  // ---- internals ----
 }

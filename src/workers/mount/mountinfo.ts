@@ -24,7 +24,7 @@ export interface MountEntry {
 }
 
 export const decodeOctal = (s: string): string =>
-  s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+  s.includes('\\') ? s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))) : s;
 
 export function parseMountInfo(text: string): MountEntry[] {
   const out: MountEntry[] = [];
@@ -47,8 +47,27 @@ export function parseMountInfo(text: string): MountEntry[] {
   return out;
 }
 
-export async function readMountInfo(path = '/proc/self/mountinfo'): Promise<MountEntry[]> {
-  return parseMountInfo(await readFile(path, 'utf8'));
+/** A path as mountinfo writes it (space, tab, newline and backslash as `\ooo`). */
+export const encodeOctal = (p: string): string =>
+  p.replace(/[ \t\n\\]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, '0')}`);
+
+/**
+ * The mounts, parsed. With `under`, only the lines that can be a mount at or below it are parsed (the
+ * others cannot contain its encoded path): the result holds every such mount, and maybe a few others,
+ * which `stackAt` and `mountsAtOrBelow` drop. A host with a thousand mounts made a full parse on every op
+ * the mount worker's main cost (issue 13).
+ */
+export async function readMountInfo(path = '/proc/self/mountinfo', under?: string): Promise<MountEntry[]> {
+  const text = await readFile(path, 'utf8');
+  if (under === undefined) return parseMountInfo(text);
+  const needle = ` ${encodeOctal(under)}`;
+  if (!text.includes(needle)) return [];
+  return parseMountInfo(
+    text
+      .split('\n')
+      .filter((l) => l.includes(needle))
+      .join('\n'),
+  );
 }
 
 /** `p` equals `dir` or lies below it (both absolute and normalized). */
@@ -65,6 +84,20 @@ export const mountsAtOrBelow = (entries: readonly MountEntry[], path: string): M
 
 export const isReadOnly = (e: MountEntry): boolean => e.mountOptions.includes('ro');
 
+/** The visible mount that contains `realSource`: the longest mount point, the top of its stack. */
+export function containingMount(entries: readonly MountEntry[], realSource: string): MountEntry | undefined {
+  let best: MountEntry | undefined;
+  for (const e of entries) {
+    if (!isAtOrBelow(realSource, e.mountPoint)) continue;
+    if (!best || e.mountPoint.length >= best.mountPoint.length) best = e;
+  }
+  return best;
+}
+
+/** The per-mount options a bind of `realSource` starts with: those of the mount it lies on. */
+export const bindFlags = (entries: readonly MountEntry[], realSource: string): string[] =>
+  containingMount(entries, realSource)?.mountOptions ?? [];
+
 /**
  * The `(dev, root)` a bind mount of `realSource` would show in mountinfo: the visible mount that
  * contains the source (longest mount point, top of its stack), and the source's path inside it.
@@ -73,11 +106,7 @@ export function bindIdentity(
   entries: readonly MountEntry[],
   realSource: string,
 ): { dev: string; root: string } | undefined {
-  let best: MountEntry | undefined;
-  for (const e of entries) {
-    if (!isAtOrBelow(realSource, e.mountPoint)) continue;
-    if (!best || e.mountPoint.length >= best.mountPoint.length) best = e;
-  }
+  const best = containingMount(entries, realSource);
   if (!best) return undefined;
   const rest = best.mountPoint === '/' ? realSource : realSource.slice(best.mountPoint.length);
   const root = best.root === '/' ? rest || '/' : best.root + rest;

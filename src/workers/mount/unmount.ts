@@ -1,13 +1,14 @@
 /**
- * The unmount loop behind `unmountAll` and every undo: umount(8) the newest mount at (or below)
- * a target until none is left. Mount order is kept, so a stack pops from the top and submounts go
- * before their parent. A busy mount is retried with back-off; only once the deadline is near
- * (within `lazyReserveMs`) does it fall back to `umount -l`, and the result says so.
+ * The unmount loop behind `unmountAll` and every undo: unmount (umount2(2), or umount(8): mount-calls.ts)
+ * the newest mount at (or below) a target until none is left. Mount order is kept, so a stack pops from
+ * the top and submounts go before their parent. A busy mount is retried with back-off; only once the
+ * deadline is near (within `lazyReserveMs`) does it fall back to a lazy unmount (MNT_DETACH, `umount -l`),
+ * and the result says so.
  */
 import { rmdir, unlink } from 'node:fs/promises';
 import { CorralError, ensureError, err } from '../../errors.ts';
-import { describeCommand, failureMessage, run, type RunResult } from '../exec.ts';
 import { lstatOrUndefined } from './mount-helpers.ts';
+import type { MountCalls, UmountOutcome } from './mount-calls.ts';
 import { mountsAtOrBelow, stackAt, type MountEntry } from './mountinfo.ts';
 
 export interface UnmountOptions {
@@ -16,7 +17,9 @@ export interface UnmountOptions {
   onlyAt: boolean;
   /** Time kept back before the deadline for the lazy fallback (at most half of what is left). */
   lazyReserveMs: number;
-  mountInfo: () => Promise<MountEntry[]>;
+  mountInfo: (under?: string) => Promise<MountEntry[]>;
+  /** mount(2) in-process or mount(8) forked (mount-calls.ts). */
+  calls: MountCalls;
 }
 
 const MAX_UNMOUNTS = 1000;
@@ -29,14 +32,14 @@ export async function unmountBelow(target: string, o: UnmountOptions): Promise<{
   let lazy = false;
   let backoffMs = 20;
   for (let i = 0; i < MAX_UNMOUNTS; i++) {
-    const info = await o.mountInfo();
+    const info = await o.mountInfo(target);
     const top = (o.onlyAt ? stackAt(info, target) : mountsAtOrBelow(info, target)).at(-1);
     if (!top) return { unmounted, lazy };
     const budget = deadlineMs - Date.now() - reserve;
-    let r: RunResult;
+    let r: UmountOutcome;
     if (budget > 0 && !lazy) {
       try {
-        r = await run('umount', [top.mountPoint], { timeoutMs: budget, okCodes: 'any' });
+        r = await o.calls.umount(top.mountPoint, { lazy: false, timeoutMs: budget });
       } catch (e) {
         if (e instanceof CorralError && e.code === 'Timeout') {
           lazy = true;
@@ -44,27 +47,19 @@ export async function unmountBelow(target: string, o: UnmountOptions): Promise<{
         }
         throw e;
       }
-      if (r.code === 0) {
+      if (r === 'ok') {
         unmounted++;
         backoffMs = 20;
         continue;
       }
-      if (/not mounted|no mount point specified/i.test(r.stderr)) continue; // unmounted by someone else meanwhile
-      if (/busy/i.test(r.stderr)) {
-        await sleep(Math.min(backoffMs, deadlineMs - Date.now() - reserve));
-        backoffMs = Math.min(backoffMs * 2, 500);
-        continue;
-      }
-      throw err.internal(failureMessage(describeCommand('umount', [top.mountPoint]), r), r);
-    }
-    lazy = true;
-    r = await run('umount', ['-l', top.mountPoint], { timeoutMs: Math.max(reserve, 1000), okCodes: 'any' });
-    if (r.code === 0) {
-      unmounted++;
+      if (r === 'notMounted') continue; // unmounted by someone else meanwhile
+      await sleep(Math.min(backoffMs, deadlineMs - Date.now() - reserve)); // busy
+      backoffMs = Math.min(backoffMs * 2, 500);
       continue;
     }
-    if (/not mounted/i.test(r.stderr)) continue;
-    throw err.internal(failureMessage(describeCommand('umount', ['-l', top.mountPoint]), r), r);
+    lazy = true;
+    r = await o.calls.umount(top.mountPoint, { lazy: true, timeoutMs: Math.max(reserve, 1000) });
+    if (r === 'ok') unmounted++;
   }
   throw err.internal(`${target} was still mounted after ${MAX_UNMOUNTS} unmounts`);
 }
@@ -73,7 +68,8 @@ export async function unmountBelow(target: string, o: UnmountOptions): Promise<{
 export interface UndoOptions {
   undoTimeoutMs: number;
   lazyReserveMs: number;
-  mountInfo: () => Promise<MountEntry[]>;
+  mountInfo: (under?: string) => Promise<MountEntry[]>;
+  calls: MountCalls;
 }
 
 /** Undo of a failed op: pop the mounts on `target`, then remove the paths it created (deepest first). */
@@ -85,6 +81,7 @@ export async function undoOp(target: string, createdPaths: readonly string[], o:
       onlyAt: true,
       lazyReserveMs: o.lazyReserveMs,
       mountInfo: o.mountInfo,
+      calls: o.calls,
     });
   } catch (e) {
     problems.push(ensureError(e).message);
