@@ -13,7 +13,7 @@
  * 6.3 s against 0.25 s), so a read whose filter matches at least half of the stream reads the whole stream
  * and keeps the matching records itself (at most twice the records, for a read many times faster).
  */
-import { DeliverPolicy, jetstream, type OrderedConsumerOptions } from '@nats-io/jetstream';
+import { DeliverPolicy, jetstream, type Consumer, type OrderedConsumerOptions } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { decode } from './codec.ts';
 import { drainConsumer } from './drain-consumer.ts';
