@@ -18,6 +18,7 @@ import { Snapshots } from '../../src/bus/snapshots.ts';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { request } from '../../src/bus/rpc.ts';
 import { EVENTS_STREAM, subjects } from '../../src/bus/subjects.ts';
+import { WORKER_KINDS } from '../../src/domain/ops.ts';
 import { fleetCreateRequest, taskRequest } from '../../src/bus/task-client.ts';
 import { readRecords } from '../../src/bus/eventlog-reader.ts';
 import { fleetRecreator } from '../../src/fleet/recreate.ts';
@@ -342,7 +343,16 @@ describe('fleet on a 3-server cluster', () => {
       what: 'fa marked lost',
     });
     expect(Date.now() - t0).toBeLessThan(3000 + 2000);
-    // its workers outlive it: a restarted agent adopts them and tears down on exit
+    // Its workers outlive it: a restarted agent adopts those that answer its ping (agent.ts), and tears them
+    // down on exit. Restarted before they answer again (their connections may still be moving after the
+    // server SIGKILL above), it would start a second set and leave these behind (seen once in CI).
+    for (const kind of WORKER_KINDS)
+      await waitFor(() => request(admin, subjects.worker('fa', kind, '__ping'), {}, 1000).then(() => true), {
+        until: (ok) => ok,
+        timeoutMs: 30_000,
+        intervalMs: 200,
+        what: `fa's ${kind} worker answering after its agent's SIGKILL`,
+      });
     startAgent('fa');
     await waitFor(async () => (await registry.get('fa'))?.entry.state, {
       until: (s) => s === 'ready',
