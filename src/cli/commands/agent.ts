@@ -16,6 +16,7 @@ import { createMetrics } from '../../agent/metrics.ts';
 import { checkRunDir, loadSettings, type Settings } from '../../agent/settings.ts';
 import { selfCommand, Supervisor } from '../../agent/supervisor.ts';
 import { WorkerWatch } from '../../agent/worker-watch.ts';
+import { probeWorker } from '../../agent/worker-probe.ts';
 import { faultsEnabled } from '../../workers/faults.ts';
 import { AgentRegistration } from '../../fleet/index.ts';
 import { poolCapacity } from '../../agent/pool-capacity.ts';
@@ -202,13 +203,14 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
         args: [...self.prefix, 'worker', kind, ...settingsArgs(settings)],
       };
       // A worker that outlived a previous agent (killed, restarted) keeps its VMs and mounts: adopt it.
-      const live = await request<{ pid: number }>(nc, subjects.worker(settings.node, kind, '__ping'), {}, 1000).catch(
-        () => undefined,
-      );
-      if (live) {
+      const live = await probeWorker(nc, settings.node, kind);
+      if (live.pid !== undefined) {
         log.info({ worker: kind, pid: live.pid }, 'adopting a running worker');
         sup.adopt(spec, live.pid);
-      } else sup.add(spec);
+      } else {
+        if (live.reason === 'silent') log.warn({ worker: kind }, 'a worker is subscribed but never answered; starting one');
+        sup.add(spec);
+      }
     }
     await Promise.all(WORKER_KINDS.map((k) => waitForWorker(nc, settings.node, k, 30_000)));
   }
