@@ -69,17 +69,25 @@ const seen = new Map<string, Seen>();
 /** What a step that succeeded leaves its task as (an exec leaves it as it was). */
 const AFTER: Partial<Record<Verb, Seen>> = { create: 'created', start: 'running', kill: 'stopped', delete: 'none' };
 const FAULTS = ['agent', 'worker', 'nats'] as const;
+/**
+ * Which steps are faults, and which fault, fixed up front from the seed: the steps run concurrently, so
+ * drawing them as the steps go would tie them to timing. About 6% of the steps, and at least one.
+ */
+const plan = new Map<number, { f: (typeof FAULTS)[number]; kind: 'mount' | 'hypervisor' }>();
+const draw = () => ({ f: pick(FAULTS), kind: pick(['mount', 'hypervisor'] as const) });
+for (let i = 0; i < ops; i++) if (rand() < 0.06) plan.set(i, draw());
+if (plan.size === 0 && ops > 0) plan.set(Math.floor(ops / 2), draw());
 let faults = 0;
 const busy = new Set<string>();
 async function step(i: number) {
   let id = `soak-${Math.floor(rand() * IDS)}`;
   for (let t = 0; t < 4 && busy.has(id); t++) id = `soak-${Math.floor(rand() * IDS)}`;
-  if (rand() < 0.06) {
-    const f = pick(FAULTS);
+  const fault = plan.get(i);
+  if (fault) {
+    const { f, kind } = fault;
     faults++;
     if (f === 'agent') return answered('fault:agent', n.restartAgent());
     if (f === 'nats') return answered('fault:nats', n.restartNats());
-    const kind = pick(['mount', 'hypervisor'] as const);
     const [pid] = processesMatching(`worker ${kind} --node ${n.node} `);
     if (pid) process.kill(pid, 'SIGKILL');
     return;

@@ -40,7 +40,15 @@ export class TaskRuntime {
   private readonly pending = new Map<string, PendingReply>();
 
   constructor(readonly d: RuntimeDeps) {
-    this.tasks = new TaskTable((t) => this.journal.removeSnapshot(t));
+    // A task that leaves the table (deleted, or a create rolled back clean) gives its snapshot and its
+    // capacity in the fleet registry back, once (idempotent: most tasks hold none). A create rolled back
+    // with leftovers stays in the table, reserved, until they are cleaned.
+    this.tasks = new TaskTable((t) => {
+      this.journal.removeSnapshot(t);
+      this.d.registration
+        ?.release({ id: t.id })
+        .catch((e: unknown) => this.d.log.warn({ err: e, taskId: t.id }, 'capacity not released'));
+    });
     this.journal = new TaskJournal({
       events: d.events,
       snapshots: d.snapshots,
@@ -120,6 +128,8 @@ export class TaskRuntime {
         if (this.tasks.drop(task, { ok: false, error })) queueMicrotask(() => task.actor.stop());
       },
       complete: () => {
+        // Done is deleted; stopped is the agent stopping (the task lives on in its log and snapshot).
+        if (task.actor.getSnapshot().status !== 'done') return;
         this.tasks.drop(task, { ok: false, error: err.notFound(`task ${task.id} was deleted`).toWire() });
       },
       error: (e) => this.d.log.error({ err: e, taskId: task.id }, 'actor crashed'),
@@ -156,11 +166,6 @@ export class TaskRuntime {
     this.journal.fact(t, f);
     const leftovers = f.kind === 'rolledBack' ? (f.data.leftovers as unknown[]) : [];
     if (f.kind === 'rolledBack') this.d.metrics.rollback(leftovers.length === 0);
-    // The task's capacity in the fleet registry goes back (idempotent: most tasks hold none).
-    if ((f.kind === 'rolledBack' && leftovers.length === 0) || f.kind === 'deleted')
-      this.d.registration
-        ?.release({ id: t.id })
-        .catch((e: unknown) => this.d.log.warn({ err: e, taskId: t.id }, 'capacity not released'));
     if (f.kind === 'execExited') {
       const { exitStatus, exitedAt } = f.data;
       this.tasks.answerWaiters(t, { ok: true, result: { exitStatus, exitedAt } }, { execId: String(f.data.execId) });

@@ -206,25 +206,31 @@ export class AgentRegistration {
    */
   async release(req: { id: string }): Promise<NodeEntry | undefined> {
     this.held.delete(req.id);
-    const r = await this.serial(() => this.registry.release(this.opts.node, req.id, undefined, this.last));
+    const r = await this.serial(() => {
+      this.held.delete(req.id); // again: a reconcile ahead of it in the lane may have held it
+      return this.registry.release(this.opts.node, req.id, undefined, this.last);
+    });
     this.last = r.current ?? this.last;
     return r.current?.entry;
   }
 
   /**
-   * Drop reservations of sandboxes this node does not hold (`live`: the ids it holds), older than
-   * `graceMs` (younger ones may belong to a createInline still on its way), and hold those of the
-   * live ones. For agent start and periodic repair. Returns the ids dropped.
+   * Drop reservations of sandboxes this node does not hold (`live`: whether it holds an id, asked when
+   * the write is made, or the ids it holds), older than `graceMs` (younger ones may belong to a
+   * createInline still on its way), and hold those of the live ones. For agent start and periodic
+   * repair. Returns the ids dropped. Asked late, a sandbox deleted while this waited for its turn is not
+   * held again (its release ran first and a held reservation would come back with every heartbeat).
    */
-  async reconcile(live: Iterable<string>, graceMs = 60_000): Promise<string[]> {
-    const keep = new Set(live);
+  async reconcile(live: Iterable<string> | ((id: string) => boolean), graceMs = 60_000): Promise<string[]> {
+    const isLive = typeof live === 'function' ? live : ((s) => (id: string) => s.has(id))(new Set(live));
     let dropped: string[] = [];
     const r = await this.serial(() =>
       this.registry.update(
         this.opts.node,
         (e) => {
           if (!e) return undefined;
-          for (const [id, x] of Object.entries(e.reservations)) if (keep.has(id)) this.held.set(id, x);
+          const keep = new Set(Object.keys(e.reservations).filter(isLive));
+          for (const id of keep) this.held.set(id, e.reservations[id]!);
           const next = withoutUnheld(e, new Map([...keep].map((id) => [id, true])), this.clock() - graceMs);
           dropped = Object.keys(e.reservations).filter((id) => !Object.hasOwn(next.reservations, id));
           return dropped.length === 0 ? undefined : next;

@@ -252,6 +252,26 @@ describe('placement through corral.v1.fleet.task.create', () => {
     expect((await entryOf('ta')).used.sandboxes).toBe(0);
   });
 
+  it('a sandbox released while a reconcile waits its turn stays released (no heartbeat brings it back)', async () => {
+    // Seen in the partition suite: a created and deleted sandbox kept its reservation. The agent's start-up
+    // reconcile, queued behind other registry writes, held the sandbox (still in the table when it was
+    // asked) after its release had already let go; every heartbeat then wrote the reservation back.
+    const agent = new AgentRegistration(registry, { node: 'rr', capacity: CAP(2), simulated: true });
+    await agent.register();
+    cleanups.push(() => agent.deregister());
+    await agent.reserve({ id: 'rr-1', vcpus: 1, memoryMiB: 128 });
+    const live = new Set(['rr-1']);
+    const reconciled = agent.reconcile((id) => live.has(id), 0); // first in the lane
+    live.delete('rr-1'); // the sandbox is deleted: it leaves the table and is released
+    await Promise.all([reconciled, agent.release({ id: 'rr-1' })]);
+    await agent.heartbeat();
+    expect((await entryOf('rr')).reservations['rr-1']).toBeUndefined();
+    // And a reconcile asked after the release finds nothing to hold.
+    await agent.reconcile((id) => live.has(id), 0);
+    await agent.heartbeat();
+    expect((await entryOf('rr')).used.sandboxes).toBe(0);
+  });
+
   it('a Timeout the node answered (a step timed out, rolled back) releases the reservation', async () => {
     // Found by the simulator (seed 30): a repeat placed afresh after the node's rollback got the first
     // create's remembered Timeout, and the new reservation stayed.

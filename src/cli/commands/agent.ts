@@ -247,7 +247,7 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
   await pooled.start();
   void primePool(settings, agent.workers, log); // the default config's pool, if it asks for one (never throws)
   await registration
-    .reconcile(agent.tasks.ids())
+    .reconcile((id) => agent.tasks.has(id))
     .catch((e) => log.warn({ err: e }, 'fleet reservations not reconciled'));
   // History of deleted sandboxes goes once the retention period has passed (docs/decisions/0005).
   const janitor = () =>
