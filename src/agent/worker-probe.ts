@@ -12,7 +12,12 @@ import type { WorkerKind } from '../domain/ops.ts';
 
 export type Probe = { pid: number } | { pid: undefined; reason: 'none' | 'silent' };
 
-export async function probeWorker(nc: NatsConnection, node: string, kind: WorkerKind, deadlineMs = 15_000): Promise<Probe> {
+export async function probeWorker(
+  nc: NatsConnection,
+  node: string,
+  kind: WorkerKind,
+  deadlineMs = 15_000,
+): Promise<Probe> {
   const until = Date.now() + deadlineMs;
   for (;;) {
     try {

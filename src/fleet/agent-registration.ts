@@ -222,7 +222,13 @@ export class AgentRegistration {
    * held again (its release ran first and a held reservation would come back with every heartbeat).
    */
   async reconcile(live: Iterable<string> | ((id: string) => boolean), graceMs = 60_000): Promise<string[]> {
-    const isLive = typeof live === 'function' ? live : ((s) => (id: string) => s.has(id))(new Set(live));
+    const isLive =
+      typeof live === 'function'
+        ? live
+        : (
+            (s) => (id: string) =>
+              s.has(id)
+          )(new Set(live));
     let dropped: string[] = [];
     const r = await this.serial(() =>
       this.registry.update(

@@ -13,7 +13,10 @@ import { createMetrics } from '../../src/agent/metrics.ts';
 import type { RuntimeDeps } from '../../src/agent/deps.ts';
 
 /** A stand-in for the lifecycle machine: what `wire` looks at is the snapshot's status and tags. */
-const stub = createMachine({ initial: 'running', states: { running: { on: { delete: 'deleted' } }, deleted: { type: 'final' } } });
+const stub = createMachine({
+  initial: 'running',
+  states: { running: { on: { delete: 'deleted' } }, deleted: { type: 'final' } },
+});
 
 function runtime() {
   const released: string[] = [];

@@ -208,7 +208,8 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
         log.info({ worker: kind, pid: live.pid }, 'adopting a running worker');
         sup.adopt(spec, live.pid);
       } else {
-        if (live.reason === 'silent') log.warn({ worker: kind }, 'a worker is subscribed but never answered; starting one');
+        if (live.reason === 'silent')
+          log.warn({ worker: kind }, 'a worker is subscribed but never answered; starting one');
         sup.add(spec);
       }
     }
