@@ -33,7 +33,7 @@ import { startDockerFleet, type DockerFleet } from '../helpers/docker-fleet.ts';
 import { mountsUnder, processesMatching } from '../helpers/leaks.ts';
 import { sleeperCreateBody } from '../helpers/fleet-body.ts';
 import { waitFor } from '../helpers/wait.ts';
-import { probeLostWrites } from '../helpers/lost-write-probe.ts';
+import { heldAt, probeLostWrites } from '../helpers/lost-write-probe.ts';
 import { FAULTS, runFaults, type FaultReport } from '../helpers/partition-faults.ts';
 
 const NODES = ['pa', 'pb', 'pc'];
@@ -313,11 +313,7 @@ describe.skipIf(!engine)('partitions, pauses and SIGKILLs under a fleet workload
             .filter((l) => l.includes('stored after a retry'))
             .map(async (l) => {
               const a = JSON.parse(l.slice(l.indexOf('{'))) as { seq: number; msgId: string; duplicate: boolean };
-              const m = await jsm.streams.getMessage(EVENTS_STREAM, { seq: a.seq }).catch((e: Error) => e);
-              const held =
-                m instanceof Error || !m
-                  ? `nothing (${m?.message ?? 'no message'})`
-                  : `${m.subject} ${m.header.get('Nats-Msg-Id')}`;
+              const held = await heldAt(jsm, a.seq);
               return `#${a.seq} acked for ${a.msgId}${a.duplicate ? ' (duplicate)' : ''} holds ${held}`;
             }),
         );

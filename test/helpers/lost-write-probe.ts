@@ -7,7 +7,7 @@
  * record of that sandbox: JetStream answering "duplicate" names the sequence it stored the first copy at
  * (and what the stream holds there now is printed); a fresh sequence means it never had it.
  */
-import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { encode } from '../../src/bus/codec.ts';
 import { followRecords, type EventRecord } from '../../src/bus/eventlog-reader.ts';
@@ -25,6 +25,14 @@ export interface LostWriteProbe {
   stop(): Promise<string[]>;
 }
 
+/** What the event stream holds at `seq`: `<subject> <Nats-Msg-Id>`, or nothing and why (for failure reports). */
+export async function heldAt(jsm: JetStreamManager, seq: number): Promise<string> {
+  const m = await jsm.streams.getMessage(EVENTS_STREAM, { seq }).catch((e: Error) => e);
+  return m instanceof Error || !m
+    ? `nothing (${m?.message ?? 'no message'})`
+    : `${m.subject} ${m.header.get('Nats-Msg-Id')}`;
+}
+
 export async function probeLostWrites(nc: NatsConnection): Promise<LostWriteProbe> {
   const js = jetstream(nc);
   const jsm = await jetstreamManager(nc);
@@ -40,12 +48,7 @@ export async function probeLostWrites(nc: NatsConnection): Promise<LostWriteProb
         timeout: 10_000,
       });
       if (!ack.duplicate) return `${what}: never stored (the probe was stored fresh at #${ack.seq})`;
-      const m = await jsm.streams.getMessage(EVENTS_STREAM, { seq: ack.seq }).catch((e: Error) => e);
-      const held =
-        m instanceof Error || !m
-          ? `nothing (${m?.message ?? 'no message'})`
-          : `${m.subject} ${m.header.get('Nats-Msg-Id')}`;
-      return `${what}: JetStream took it as a duplicate of #${ack.seq}, which holds ${held}`;
+      return `${what}: JetStream took it as a duplicate of #${ack.seq}, which holds ${await heldAt(jsm, ack.seq)}`;
     } catch (e) {
       return `${what}: the probe failed: ${(e as Error).message}`;
     }
