@@ -4,4 +4,5 @@ export declare function fingerprint(dir?: string): string;
 export declare function entry(
   repo?: string,
   env?: Record<string, string | undefined>,
+  module?: 'cli/main' | 'shim/main',
 ): { main: string; compiled: boolean; why: string };

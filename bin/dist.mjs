@@ -28,11 +28,11 @@ export function fingerprint(dir = join(REPO, 'src')) {
 }
 
 /**
- * The entry to run: dist/cli/main.js when dist/ is current, else src/cli/main.ts (through tsx) and why.
- * CORRAL_FROM_SOURCE=1 always takes src/.
+ * The entry to run: dist/<module>.js when dist/ is current, else src/<module>.ts (through tsx) and why.
+ * CORRAL_FROM_SOURCE=1 always takes src/. `module`: cli/main (the `corral` command) or shim/main.
  */
-export function entry(repo = REPO, env = process.env) {
-  const source = (why) => ({ main: join(repo, 'src/cli/main.ts'), compiled: false, why });
+export function entry(repo = REPO, env = process.env, module = 'cli/main') {
+  const source = (why) => ({ main: join(repo, `src/${module}.ts`), compiled: false, why });
   if (env.CORRAL_FROM_SOURCE === '1') return source('CORRAL_FROM_SOURCE=1');
   let stamp;
   try {
@@ -41,5 +41,5 @@ export function entry(repo = REPO, env = process.env) {
     return source('dist/ is not built (npm run build)');
   }
   if (stamp !== fingerprint(join(repo, 'src'))) return source('dist/ is older than src/ (npm run build)');
-  return { main: join(repo, 'dist/cli/main.js'), compiled: true, why: 'dist/ is current' };
+  return { main: join(repo, `dist/${module}.js`), compiled: true, why: 'dist/ is current' };
 }

@@ -60,5 +60,9 @@ export function parseFlags(argv: readonly string[]): ShimFlags {
     f[key] = v;
   }
   if (f.action !== 'serve' && (!f.id || !f.namespace)) throw err.invalid(`${f.action} needs -id and -namespace`);
+  if (f.action === 'serve' && !f.socket)
+    throw err.invalid(
+      'no action: containerd runs this shim with start or delete (start runs the daemon, with -socket)',
+    );
   return f;
 }

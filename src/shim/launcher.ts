@@ -1,8 +1,9 @@
 /**
  * The `containerd-shim-corral-v2` launcher: a shell script containerd finds on its PATH (it resolves the
- * runtime `io.containerd.corral.v2` to that name). It runs the shim's TypeScript through tsx with an
- * absolute node (containerd's PATH may lack one) and `--no-warnings` (start's output must be the address
- * alone), with the settings that say which agent the shim talks to (config.ts).
+ * runtime `io.containerd.corral.v2` to that name). It runs bin/shim.mjs (the compiled shim when dist/ is
+ * current, else its TypeScript through tsx) with an absolute node (containerd's PATH may lack one) and
+ * `--no-warnings` (start's output must be the address alone), with the settings that say which agent the
+ * shim talks to (config.ts). The path holds from src/shim/ and from dist/shim/ alike.
  */
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -20,13 +21,12 @@ export interface LauncherOptions {
 }
 
 export function launcherScript(o: LauncherOptions): string {
-  const main = fileURLToPath(new URL('./main.ts', import.meta.url));
-  const tsx = import.meta.resolve('tsx');
+  const main = fileURLToPath(new URL('../../bin/shim.mjs', import.meta.url));
   return [
     '#!/bin/sh',
     `# ${SHIM_BINARY}: containerd's runtime v2 shim for Corral (${RUNTIME_TYPE}), written by \`corral shim install\`.`,
     ...Object.entries(o.env).map(([k, v]) => `export ${k}=${quote(v)}`),
-    `exec ${quote(o.node ?? process.execPath)} --no-warnings --import ${quote(tsx)} ${quote(main)} "$@"`,
+    `exec ${quote(o.node ?? process.execPath)} --no-warnings ${quote(main)} "$@"`,
     '',
   ].join('\n');
 }

@@ -31,6 +31,8 @@ describe('entry', () => {
     build();
     expect(entry(repo, {})).toMatchObject({ compiled: true, main: join(repo, 'dist/cli/main.js') });
     expect(entry(repo, { CORRAL_FROM_SOURCE: '1' }).compiled).toBe(false);
+    // The shim's program (bin/shim.mjs) is chosen the same way.
+    expect(entry(repo, {}, 'shim/main')).toMatchObject({ compiled: true, main: join(repo, 'dist/shim/main.js') });
   });
 
   it.each([
