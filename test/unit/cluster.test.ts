@@ -19,6 +19,8 @@ describe('natsClusterConfigs', () => {
     expect(t).toContain('port: 4223');
     expect(t).toContain('store_dir: "/d/corral-2"');
     expect(t).toContain('pid_file: "/d/corral-2.pid"');
+    // Routes to a server cut off without a reset close in seconds (the partition suite's cut-server).
+    expect(t).toMatch(/^ping_interval: "2s"\nping_max: 3$/m);
     expect(t).toMatch(/cluster \{\n {2}name: "corral"\n {2}host: "127.0.0.1"\n {2}port: 4226\n/);
     expect(t).toContain(
       'routes: ["nats-route://127.0.0.1:4225", "nats-route://127.0.0.1:4226", "nats-route://127.0.0.1:4227"]',
