@@ -2,20 +2,22 @@
  * A malformed or hostile guest never crashes the hypervisor worker (issue 8, item 9), as properties over
  * random input: `decodeFrame` answers a message, null (an unknown type) or a FrameError, never anything
  * else, and whatever it decodes is well formed; the AgentChannel fed random byte streams through a real
- * unix socket never throws, counts what it drops, and emits only well-formed messages.
+ * unix socket never throws, counts what it drops, and emits only well-formed messages. At least 5,000 and
+ * 300 cases (`npm run fuzz`: 10,000 each).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RUNS } from './runs.ts';
 import {
   AgentChannel,
   decodeFrame,
   FRAME,
   FrameError,
   type AgentMsg,
-} from '../../src/workers/hypervisor/agent-channel.ts';
+} from '../../../src/workers/hypervisor/agent-channel.ts';
 
 const GUEST_TYPES = [FRAME.READY, FRAME.STARTED, FRAME.OUTPUT, FRAME.EXIT, FRAME.ERROR, FRAME.STATE, FRAME.WINDOW];
 const u32 = (n: number) => {
@@ -78,7 +80,7 @@ describe('decodeFrame on hostile input', () => {
         }
         if (m) wellFormed(m);
       }),
-      { numRuns: 5000 },
+      { numRuns: Math.max(RUNS, 5000) },
     );
   });
 });
@@ -110,7 +112,7 @@ describe('AgentChannel on a hostile byte stream', () => {
         const stream = Buffer.concat(bodies.map((b) => Buffer.concat([u32(b.length), b])));
         await new Promise<void>((res) => guest.write(stream, () => res()));
       }),
-      { numRuns: 300 },
+      { numRuns: Math.max(RUNS, 300) },
     );
     await new Promise((r) => setImmediate(r));
     for (const m of msgs) wellFormed(m);
