@@ -52,7 +52,10 @@ describe('shim flags', () => {
       debug: fc.boolean(),
       action: fc.constantFrom('start', 'delete', 'serve'),
     })
-    .filter((f) => f.action === 'serve' || (f.id !== '' && f.namespace !== '')) as fc.Arbitrary<ShimFlags>;
+    // What containerd writes: start and delete name the task; the daemon (no action) gets its -socket.
+    .filter((f) =>
+      f.action === 'serve' ? f.socket !== '' : f.id !== '' && f.namespace !== '',
+    ) as fc.Arbitrary<ShimFlags>;
   const spelling = fc.constantFrom('-k v', '-k=v', '--k=v', '--k v');
 
   test.prop([flags, fc.array(spelling, { minLength: 6, maxLength: 6 }), fc.nat()], { numRuns: RUNS })(
