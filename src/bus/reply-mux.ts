@@ -5,7 +5,9 @@
  * It fails as nats.js's request does, with the same error classes (nats-errors.ts tells them apart):
  * TimeoutError past the timeout, NoRespondersError on a 503 status reply, ClosedConnectionError or
  * DrainingConnectionError when the connection is gone (publish throws; pending requests fail on close).
- * The subscription is nats.js's, so it is made again on every reconnect, as nats.js's own inbox is.
+ * The subscription is nats.js's, so it is made again on every reconnect, as nats.js's own inbox is. Requests
+ * made in one turn of the event loop are published together at its end (setImmediate), in the order made:
+ * one socket write for many, where nats.js writes at each microtask checkpoint.
  */
 import { createInbox, errors, headers as newHeaders, type Msg, type MsgHdrs } from '@nats-io/transport-node';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -36,6 +38,9 @@ class ReplyMux {
     });
   }
 
+  /** Publishes waiting for the end of this turn of the event loop: sent together, in one socket write. */
+  private out: { subject: string; data: Uint8Array; reply: string; h?: MsgHdrs; token: string }[] = [];
+
   request(nc: NatsConnection, subject: string, data: Uint8Array, timeoutMs: number, h?: MsgHdrs): Promise<Msg> {
     const token = String(++this.n);
     return new Promise<Msg>((resolve, reject) => {
@@ -44,18 +49,26 @@ class ReplyMux {
         reject(new errors.TimeoutError());
       }, timeoutMs);
       this.pending.set(token, { resolve, reject, timer, subject });
-      try {
-        nc.publish(
-          subject,
-          data,
-          h ? { reply: `${this.prefix}.${token}`, headers: h } : { reply: `${this.prefix}.${token}` },
-        );
-      } catch (e) {
-        clearTimeout(timer);
-        this.pending.delete(token);
-        reject(e);
-      }
+      if (this.out.push({ subject, data, reply: `${this.prefix}.${token}`, h, token }) === 1)
+        setImmediate(() => this.send(nc));
     });
+  }
+
+  /** Every publish queued this turn, in request order (nats.js writes them to the socket at once). */
+  private send(nc: NatsConnection): void {
+    const out = this.out;
+    this.out = [];
+    for (const o of out) {
+      try {
+        nc.publish(o.subject, o.data, o.h ? { reply: o.reply, headers: o.h } : { reply: o.reply });
+      } catch (e) {
+        const p = this.pending.get(o.token);
+        if (!p) continue;
+        clearTimeout(p.timer);
+        this.pending.delete(o.token);
+        p.reject(e);
+      }
+    }
   }
 
   private onReply(m: Msg): void {
