@@ -8,6 +8,9 @@
  *            appends to a JetStream stream as a Corral create journals (counted from the log), all in flight at
  *            once (Corral must order a sandbox's appends; raw need not), the same concurrency
  *
+ * Raw's appends go out the way the event log's do (src/bus/reply-mux.ts jsPublish: cheaper than nats.js's
+ * js.publish), so only the ordering and the bookkeeping around them count against Corral.
+ *
  * The raw bind is made the way the mount worker makes it: mount(2) in-process through the same koffi binding
  * (src/workers/mount/mount-sys.ts) when the worker uses it, mount(8) forked when it falls back (`mounts` in the
  * result says which). A raw side that forked mount(8) while Corral calls mount(2) would flatter the ratio.
@@ -20,8 +23,9 @@ import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { readRecords } from '../src/bus/eventlog-reader.ts';
+import { jsPublish } from '../src/bus/reply-mux.ts';
 import { loadMountSys, MNT, MS } from '../src/workers/mount/mount-sys.ts';
 import { testNode } from '../test/helpers/node.ts';
 import { cpuSince, treeCpu } from './cpu.ts';
@@ -52,7 +56,6 @@ export async function benchThroughput(tmp: string, n = 200) {
 
     const jsm = await jetstreamManager(sim.nc);
     await jsm.streams.add({ name: 'BENCH_RAW', subjects: ['bench.raw.>'] });
-    const js = jetstream(sim.nc);
     const body = new Uint8Array(200);
     const src = join(tmp, 'tput-src');
     mkdirSync(src, { recursive: true });
@@ -65,7 +68,9 @@ export async function benchThroughput(tmp: string, n = 200) {
       mkdirSync(target, { recursive: true });
       if (sys) await sys.mount(src, target, null, MS.BIND, null);
       else await run('mount', ['--bind', src, target]);
-      await Promise.all(Array.from({ length: perCreate }, () => js.publish(`bench.raw.${i}`, body)));
+      await Promise.all(
+        Array.from({ length: perCreate }, () => jsPublish(sim.nc, `bench.raw.${i}`, body, { timeoutMs: 30_000 })),
+      );
     });
     const rawMs = performance.now() - r0;
     const rawCpuMs = cpuSince(rc0);

@@ -15,6 +15,8 @@ import type { WorkerWatch } from './worker-watch.ts';
 const REPLY_SLACK_MS = 2_000;
 /** Reads (scan) have no opId and a short bound. */
 const READ_TIMEOUT_MS = 10_000;
+/** The reason a finished call's controller is aborted with (it only releases the request's listeners). */
+const SETTLED = Object.freeze({ settled: true });
 
 export interface WorkerClientDeps {
   nc: NatsConnection;
@@ -47,7 +49,7 @@ export function workerClient(d: WorkerClientDeps): WorkerClient {
         signal: ac.signal,
       }).finally(() => {
         o.signal.removeEventListener('abort', stop);
-        ac.abort();
+        ac.abort(SETTLED); // a given reason: no AbortError (and its stack) made per call
       });
       return d.watch ? d.watch.track(kind, op, p, stop) : p;
     },

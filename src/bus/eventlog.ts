@@ -13,14 +13,7 @@
  * while a trace span is active carries its `traceId`.
  */
 import { randomUUID } from 'node:crypto';
-import {
-  jetstream,
-  jetstreamManager,
-  DiscardPolicy,
-  RetentionPolicy,
-  StorageType,
-  type JetStreamClient,
-} from '@nats-io/jetstream';
+import { jetstreamManager, DiscardPolicy, RetentionPolicy, StorageType } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { err, type CorralError } from '../errors.ts';
 import type { Log } from '../log.ts';
@@ -28,6 +21,7 @@ import { Lanes } from '../util/lanes.ts';
 import { activeTraceId } from '../util/trace.ts';
 import { encode } from './codec.ts';
 import { reconnectWatch, type ReconnectWatch } from './connection.ts';
+import { jsPublish } from './reply-mux.ts';
 import { isConnectionClosed, isNatsTimeout, isNoResponders, isStreamNotFound, jetStreamStatus } from './nats-errors.ts';
 import { EVENTS_STREAM, subjects } from './subjects.ts';
 
@@ -133,7 +127,6 @@ export interface HoldOptions {
 }
 
 export class EventLog {
-  private js: JetStreamClient;
   /** Per-sandbox lanes keep appends in order without serialising different sandboxes. */
   private readonly lanes = new Lanes();
   /** Ids are `<node>:<instance>:<n>`: unique across restarts of the agent (a counter alone is not). */
@@ -153,7 +146,6 @@ export class EventLog {
     private node: string,
     policy: AppendPolicy = {},
   ) {
-    this.js = jetstream(nc);
     this.deadlineMs = policy.deadlineMs ?? 30_000;
     this.attemptTimeoutMs = policy.attemptTimeoutMs ?? 5_000;
     this.backoff = policy.backoffMs ?? [50, 1000];
@@ -207,9 +199,9 @@ export class EventLog {
       if (attempt > 0) this.retries++;
       const epoch = this.reconnects.epoch;
       const reconnected = this.reconnects.next();
-      const p = this.js.publish(subject, body, {
-        msgID,
-        timeout: Math.max(100, Math.min(this.attemptTimeoutMs, left)),
+      const p = jsPublish(this.nc, subject, body, {
+        msgId: msgID,
+        timeoutMs: Math.max(100, Math.min(this.attemptTimeoutMs, left)),
       });
       p.catch(() => {
         // Abandoned if a reconnect comes first; otherwise its outcome is read by the race below.

@@ -8,6 +8,7 @@ import { CorralError, err, fromWire } from '../errors.ts';
 import { decode, encode } from './codec.ts';
 import { reconnectWatch } from './connection.ts';
 import { isNatsTimeout, isNoResponders } from './nats-errors.ts';
+import { muxRequest } from './reply-mux.ts';
 import { traceHeaders } from './trace-headers.ts';
 
 import type { Envelope } from './envelope.ts';
@@ -90,7 +91,7 @@ export async function request<T>(
   for (;;) {
     if (opts.signal?.aborted) throw err.cancelled(`request on ${subject} abandoned`);
     const left = Math.max(1, until - Date.now());
-    const p = nc.request(subject, data, { timeout: left, ...(headers ? { headers } : {}) });
+    const p = muxRequest(nc, subject, data, left, headers);
     try {
       if (!rc) {
         msg = await p;

@@ -73,7 +73,15 @@ describe('rpc: a failed request → the catalogue', () => {
     expect(requestError(err.cancelled('abandoned'), 's', 100).code).toBe('Cancelled');
   });
   it('request() rejects with those codes, and keeps the NATS error as the cause', async () => {
-    const failing = (e: unknown) => ({ request: () => Promise.reject(e) }) as unknown as NatsConnection;
+    // A connection whose publish fails with `e` (requests go out through src/bus/reply-mux.ts).
+    const failing = (e: unknown) =>
+      ({
+        isClosed: () => false,
+        subscribe: () => ({ closed: new Promise(() => {}) }),
+        publish: () => {
+          throw e;
+        },
+      }) as unknown as NatsConnection;
     const t = timeout();
     await expect(request(failing(t), 'corral.v1.x', {}, 100)).rejects.toMatchObject({ code: 'Timeout', cause: t });
     await expect(request(failing(noResponders()), 'corral.v1.x', {}, 100)).rejects.toMatchObject({

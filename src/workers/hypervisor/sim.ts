@@ -11,7 +11,8 @@
  * worker watched it), so the agent tears those sandboxes down instead of signalling a VM that is gone.
  */
 import { EventEmitter } from 'node:events';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { err } from '../../errors.ts';
 import type {
@@ -64,7 +65,7 @@ export class SimDriver extends EventEmitter<HypervisorEvents> implements Hypervi
     if (this.vms.has(spec.sandboxId)) throw err.exists(`sandbox ${spec.sandboxId} has a VM already`);
     const pid = FAKE_PID_BASE + ++this.next;
     this.vms.set(spec.sandboxId, { pid, procs: new Map(), limits: new Map(), paused: new Set() });
-    this.save();
+    await this.save();
     return { pid, accel: 'tcg', bootMs: 0 };
   }
 
@@ -72,7 +73,7 @@ export class SimDriver extends EventEmitter<HypervisorEvents> implements Hypervi
     const vm = this.vms.get(sandboxId);
     if (!vm) return { stopped: false };
     this.vms.delete(sandboxId);
-    this.save();
+    await this.save();
     for (const p of vm.procs.values()) this.emit('exit', exitOf(p.ref, 255));
     return { stopped: true };
   }
@@ -184,7 +185,7 @@ export class SimDriver extends EventEmitter<HypervisorEvents> implements Hypervi
   /** Nothing to adopt; the VMs an earlier worker's list names died with it: each is reported as a VM exit. */
   async adoptAll(): Promise<Adoption> {
     const dead = this.load().filter((v) => !this.vms.has(v.sandboxId));
-    this.save();
+    await this.save();
     for (const v of dead)
       setImmediate(() =>
         this.emit('vmExit', { kind: 'vmExit', sandboxId: v.sandboxId, code: null, signal: null, at: Date.now() }),
@@ -196,18 +197,40 @@ export class SimDriver extends EventEmitter<HypervisorEvents> implements Hypervi
     };
   }
 
-  /** The list of this driver's VMs, rewritten atomically whenever the set changes (best effort). */
-  private save(): void {
+  /** The write in progress, and the one queued behind it (every change since that write began joins it). */
+  private writing?: Promise<void>;
+  private queued?: Promise<void>;
+
+  /**
+   * The list of this driver's VMs, rewritten atomically whenever the set changes (best effort): resolves once
+   * a write that began after the change is done. Changes that come while a write is under way share the next
+   * one, and the writes never block the event loop (a rename over the old file waits for its data on ext4).
+   */
+  private save(): Promise<void> {
     const path = this.o.registryPath;
-    if (!path) return;
-    try {
-      mkdirSync(dirname(path), { recursive: true });
+    if (!path) return Promise.resolve();
+    if (this.queued) return this.queued;
+    const write = async () => {
       const list = [...this.vms].map(([sandboxId, v]) => ({ sandboxId, pid: v.pid }));
-      writeFileSync(`${path}.tmp`, JSON.stringify(list) + '\n', { mode: 0o600 });
-      renameSync(`${path}.tmp`, path);
-    } catch {
-      /* without it, the VMs of a worker that dies go unreported: the agent finds them gone when it signals */
-    }
+      try {
+        await mkdir(dirname(path), { recursive: true });
+        await writeFile(`${path}.tmp`, JSON.stringify(list) + '\n', { mode: 0o600 });
+        await rename(`${path}.tmp`, path);
+      } catch {
+        /* without it, the VMs of a worker that dies go unreported: the agent finds them gone when it signals */
+      }
+    };
+    const after = this.writing ?? Promise.resolve();
+    const next = after.then(() => {
+      this.queued = undefined;
+      return write();
+    });
+    this.queued = next;
+    const tail = next.finally(() => {
+      if (this.writing === tail) this.writing = undefined;
+    });
+    this.writing = tail;
+    return next;
   }
 
   private load(): { sandboxId: string; pid: number }[] {

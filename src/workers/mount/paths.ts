@@ -5,7 +5,8 @@
  * and `rm` would follow it). The roots themselves may be symlinks (`/var/run` → `/run`).
  *
  * The symlink check is done when the op starts; ops run under a path lock, so Corral itself cannot
- * race it. It is not a defence against another root process swapping directories meanwhile.
+ * race it. It is not a defence against another root process swapping directories meanwhile. A root's
+ * real path is resolved once it exists and kept for the worker's life (a root is not moved under it).
  */
 import { realpath } from 'node:fs/promises';
 import { dirname, posix } from 'node:path';
@@ -50,6 +51,8 @@ export async function resolveExisting(p: string): Promise<string> {
 
 export class PathPolicy {
   readonly roots: readonly string[];
+  /** Roots that resolved whole (they exist): their real path, kept (checked on every op otherwise). */
+  private readonly realOf = new Map<string, string>();
   constructor(
     roots: readonly string[],
     readonly label = 'allowed roots',
@@ -74,12 +77,22 @@ export class PathPolicy {
    */
   async check(p: unknown, what: string): Promise<string> {
     const { path, root } = this.rootOf(p, what);
-    const realRoot = await resolveExisting(root);
+    const realRoot = this.realOf.get(root) ?? (await this.resolveRoot(root));
     const expected = posix.join(realRoot, path.slice(root.length));
     const real = await resolveExisting(path);
     if (real !== expected)
       throw err.invalid(`${what} ${JSON.stringify(path)} goes through a symlink (resolves to ${real})`);
     return real;
+  }
+
+  private async resolveRoot(root: string): Promise<string> {
+    try {
+      const real = await realpath(root);
+      this.realOf.set(root, real);
+      return real;
+    } catch {
+      return resolveExisting(root); // not there yet: resolved again next time
+    }
   }
 
   /** The real paths of the roots (for scanning mountinfo). */
