@@ -83,7 +83,7 @@ describe('corral install', () => {
     expect(files(root)).toEqual([]);
   });
 
-  it('the shim launcher, written by `corral` run as users run it (bin/corral.mjs: dist/ when built), runs the shim', () => {
+  it('the shim launcher written by `corral` as users run it (bin/corral.mjs: dist/ when built) runs the shim', () => {
     // Found in review: written from dist/, the launcher named dist/shim/main.ts, which does not exist.
     const root = mkdtempSync('/tmp/crl-root-');
     roots.push(root);
