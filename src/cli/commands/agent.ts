@@ -130,7 +130,7 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
   });
   // JetStream may still be electing its leaders (a cluster that is starting, a server restarting): retry.
   await untilReady('the event stream', () => ensureEventStream(nc, { replicas: settings.replicas }));
-  // Recovery's read starts here, while the rest is set up (meanwhile only workers append: facts their consumer redelivers).
+  // Recovery's read starts here, while the rest is set up (meanwhile only workers append: their facts are redelivered).
   const logRead = readRecords(nc, { node: settings.node });
   logRead.catch(() => undefined); // awaited by recovery (agent.recover), which throws a failure
   const metrics = createMetrics();
