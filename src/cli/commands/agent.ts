@@ -19,7 +19,7 @@ import { selfCommand, Supervisor } from '../../agent/supervisor.ts';
 import { WorkerWatch } from '../../agent/worker-watch.ts';
 import { probeWorker } from '../../agent/worker-probe.ts';
 import { faultsEnabled } from '../../workers/faults.ts';
-import { AgentRegistration } from '../../fleet/index.ts';
+import { AgentRegistration } from '../../fleet/agent-registration.ts';
 import { poolCapacity } from '../../agent/pool-capacity.ts';
 import { primePool } from '../../agent/pool-prime.ts';
 
