@@ -32,7 +32,11 @@ const TEARDOWN_POLL_MS = 200;
 
 export function buildAgent(d: AgentDeps) {
   const workers = workerClient({ nc: d.nc, node: d.settings.node, watch: d.watch });
-  const rt = new TaskRuntime({ ...d, workers, readLog: () => readRecords(d.nc, { node: d.settings.node }) });
+  const rt = new TaskRuntime({
+    ...d,
+    workers,
+    readLog: d.readLog ?? (() => readRecords(d.nc, { node: d.settings.node })),
+  });
   const { tasks } = rt;
   /** Repeats of a request with a `requestId` join it or get its first answer (idempotency.ts). */
   const ledger = new RequestLedger(respond);

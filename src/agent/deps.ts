@@ -43,5 +43,7 @@ export interface RuntimeDeps {
 /** The agent's deps: the runtime's, with the Worker API and the log reader bound to this connection. */
 export interface AgentDeps extends Omit<RuntimeDeps, 'workers' | 'readLog'> {
   nc: NatsConnection;
+  /** The node's records, when the caller started reading them early (start-up reads while it sets up). */
+  readLog?: () => Promise<EventRecord[]>;
   watch?: WorkerWatch;
 }

@@ -70,7 +70,8 @@ async function recoverTasks<M>(rt: TaskRuntime, ledger: RequestLedger<M>, span: 
   const t2 = performance.now();
   const usable = (sn: StartingPoint) =>
     (bySandbox.get(sn.sandboxId) ?? []).some((r) => r.seq === sn.seq && r.taskId === sn.taskId);
-  const snaps = saved.filter(usable);
+  const snaps = new Map<string, StartingPoint[]>();
+  for (const sn of saved.filter(usable)) snaps.set(sn.sandboxId, [...(snaps.get(sn.sandboxId) ?? []), sn]);
   const gate = new EffectGate();
   const rebuilding = new Map<string, NewTask>();
   const record = (t: { taskId: string; machine: Task['kind']; sandboxId: string; instance: string }) => {
@@ -86,7 +87,7 @@ async function recoverTasks<M>(rt: TaskRuntime, ledger: RequestLedger<M>, span: 
   for (const [sandbox, recs] of bySandbox) {
     const created = recs.filter(isCreate).map((r) => r.taskId);
     const gone = new Set(recs.filter(ends).map((r) => r.taskId));
-    const from = snaps.filter((sn) => sn.sandboxId === sandbox && !gone.has(sn.taskId));
+    const from = (snaps.get(sandbox) ?? []).filter((sn) => !gone.has(sn.taskId));
     if (from.length === 0 && created.every((id) => gone.has(id))) continue;
     const r = await rebuild(recs, {
       gate,

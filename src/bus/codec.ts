@@ -23,8 +23,10 @@ export function decode(bytes: Uint8Array): unknown {
   } catch (e) {
     throw err.invalid(`payload is not MessagePack: ${(e as Error).message}`);
   }
-  // 0xc1 is "never used" in MessagePack; msgpackr hands back a marker object for it.
-  if (values.some((v) => hasMarker(v))) throw err.invalid('payload is not MessagePack: reserved byte 0xc1');
+  // 0xc1 is "never used" in MessagePack; msgpackr hands back a marker object for it (only for that byte, so a
+  // payload without one needs no walk).
+  if (bytes.includes(0xc1) && values.some((v) => hasMarker(v)))
+    throw err.invalid('payload is not MessagePack: reserved byte 0xc1');
   if (values.length !== 1)
     throw err.invalid(`payload is not MessagePack: ${values.length} values where one map was expected`);
   return values[0];

@@ -3,17 +3,6 @@
  * commands). The only module that calls process.exit. Errors print one line: `corral: <Code>: message`.
  */
 import { CorralError, ensureError } from '../errors.ts';
-import { agentCommand } from './commands/agent.ts';
-import { EVENTS_USAGE, eventsCommand } from './commands/events.ts';
-import { FLEET_USAGE, fleetCommand } from './commands/fleet.ts';
-import { INSTALL_USAGE, installCommand, SHIM_USAGE, shimCommand } from './commands/install.ts';
-import { REPLAY_USAGE, replayCommand } from './commands/replay.ts';
-import { POOL_USAGE, poolCommand } from './commands/pool.ts';
-import { processCommands } from './commands/process.ts';
-import { taskCommands } from './commands/task.ts';
-import { TOP_USAGE, topCommand } from './commands/top.ts';
-import { demoCommand, upCommand } from './commands/up.ts';
-import { workerCommand } from './commands/worker.ts';
 import type { Io } from './io.ts';
 import { traced } from './tracing.ts';
 
@@ -82,63 +71,79 @@ Global flags
 
 Docs: README.md, docs/api.md (subjects, fields, codes, events).`;
 
+/** A command: how it runs, and its usage line for `--help` when it has one. */
+type Command = { run(argv: string[], io: Io): Promise<number>; usage?: string };
+
+/**
+ * Every named command, each module loaded only when its command runs: `corral agent` and the workers start
+ * without compiling the client commands (issue 13: process start is part of recovery).
+ */
+const NAMED: Record<string, () => Promise<Command>> = {
+  up: async () => ({ run: (await import('./commands/up.ts')).upCommand }),
+  demo: async () => ({ run: (await import('./commands/up.ts')).demoCommand }),
+  agent: async () => ({ run: (await import('./commands/agent.ts')).agentCommand }),
+  worker: async () => ({ run: (await import('./commands/worker.ts')).workerCommand }),
+  events: async () => {
+    const m = await import('./commands/events.ts');
+    return { run: m.eventsCommand, usage: m.EVENTS_USAGE };
+  },
+  replay: async () => {
+    const m = await import('./commands/replay.ts');
+    return { run: m.replayCommand, usage: m.REPLAY_USAGE };
+  },
+  fleet: async () => {
+    const m = await import('./commands/fleet.ts');
+    return { run: m.fleetCommand, usage: m.FLEET_USAGE };
+  },
+  install: async () => {
+    const m = await import('./commands/install.ts');
+    return { run: (argv, io) => m.installCommand('install', argv, io), usage: m.INSTALL_USAGE };
+  },
+  uninstall: async () => {
+    const m = await import('./commands/install.ts');
+    return { run: (argv, io) => m.installCommand('uninstall', argv, io), usage: m.INSTALL_USAGE };
+  },
+  shim: async () => {
+    const m = await import('./commands/install.ts');
+    return { run: m.shimCommand, usage: m.SHIM_USAGE };
+  },
+  top: async () => {
+    const m = await import('./commands/top.ts');
+    return { run: m.topCommand, usage: m.TOP_USAGE };
+  },
+  pool: async () => {
+    const m = await import('./commands/pool.ts');
+    return { run: m.poolCommand, usage: m.POOL_USAGE };
+  },
+};
+
+/** The task and process commands (run, create, exec, ...), or undefined for an unknown one. */
+async function clientCommand(cmd: string): Promise<Command | undefined> {
+  const [{ taskCommands }, { processCommands }] = await Promise.all([
+    import('./commands/task.ts'),
+    import('./commands/process.ts'),
+  ]);
+  const commands = { ...taskCommands, ...processCommands };
+  return Object.hasOwn(commands, cmd) ? commands[cmd] : undefined;
+}
+
 export async function main(argv: string[], io: Io): Promise<number> {
   const [cmd, ...rest] = argv;
   if (!cmd || cmd === 'help' || cmd === '--help' || cmd === '-h') {
     io.out(HELP);
     return 0;
   }
-  const commands = { ...taskCommands, ...processCommands };
-  const task = Object.hasOwn(commands, cmd) ? commands[cmd] : undefined;
-  const usage =
-    task?.usage ??
-    (
-      {
-        events: EVENTS_USAGE,
-        replay: REPLAY_USAGE,
-        fleet: FLEET_USAGE,
-        install: INSTALL_USAGE,
-        uninstall: INSTALL_USAGE,
-        shim: SHIM_USAGE,
-        top: TOP_USAGE,
-        pool: POOL_USAGE,
-      } as Record<string, string | undefined>
-    )[cmd];
+  const command = Object.hasOwn(NAMED, cmd) ? await NAMED[cmd]!() : await clientCommand(cmd);
   if (rest.includes('--help') || rest.includes('-h')) {
+    const usage = command?.usage;
     io.out(
       usage ? `Usage: ${usage}\n\nGlobal flags: --nats URL, --node NAME, --json, --timeout D, --creds FILE` : HELP,
     );
     return 0;
   }
-  if (task) return task.run(rest, io);
-  switch (cmd) {
-    case 'up':
-      return upCommand(rest, io);
-    case 'demo':
-      return demoCommand(rest, io);
-    case 'agent':
-      return agentCommand(rest, io);
-    case 'worker':
-      return workerCommand(rest, io);
-    case 'events':
-      return eventsCommand(rest, io);
-    case 'replay':
-      return replayCommand(rest, io);
-    case 'fleet':
-      return fleetCommand(rest, io);
-    case 'install':
-    case 'uninstall':
-      return installCommand(cmd, rest, io);
-    case 'shim':
-      return shimCommand(rest, io);
-    case 'top':
-      return topCommand(rest, io);
-    case 'pool':
-      return poolCommand(rest, io);
-    default:
-      io.err(`corral: unknown command ${JSON.stringify(cmd)}; see corral --help`);
-      return 2;
-  }
+  if (command) return command.run(rest, io);
+  io.err(`corral: unknown command ${JSON.stringify(cmd)}; see corral --help`);
+  return 2;
 }
 
 const isEntry =

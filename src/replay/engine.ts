@@ -65,37 +65,38 @@ export async function replay(records: EventRecord[], o: ReplayOptions = {}): Pro
   const result: ReplayResult = { tasks: [], timeline: [], inputs: 0, lastSeq: 0 };
   /** Per task: when its last state or effect outcome was recorded (an effect starts there at the latest). */
   const lastAt = new Map<string, number>();
+  // Entries are built field by field in one order (no spreads: this runs once per record, issue 13).
   const entryOf = (r: EventRecord, t: ReplayTask, matched: boolean | undefined): TimelineEntry => {
     const event = r.event as ({ type: string } & Record<string, unknown>) | undefined;
-    const base = {
-      seq: r.seq,
-      at: r.at,
-      taskId: t.taskId,
-      lane: t.machine as Lane,
-      ...(typeof r.traceId === 'string' ? { traceId: r.traceId } : {}),
+    const traceId = typeof r.traceId === 'string' ? r.traceId : undefined;
+    const entry = (lane: Lane, kind: TimelineEntry['kind'], label: string, payload: unknown): TimelineEntry => {
+      const e: TimelineEntry = { seq: r.seq, at: r.at, taskId: t.taskId, lane } as TimelineEntry;
+      if (traceId !== undefined) e.traceId = traceId;
+      e.kind = kind;
+      e.label = label;
+      e.payload = payload;
+      return e;
     };
     if (r.kind === 'input' && event?.type === 'create')
-      return { ...base, kind: 'create', label: `create (${String(event.containerType)})`, payload: t.request };
+      return entry(t.machine, 'create', `create (${String(event.containerType)})`, t.request);
     if (r.kind === 'input' && typeof r.effect === 'string') {
       const since = lastAt.get(t.taskId);
       lastAt.set(t.taskId, r.at); // a task runs one effect at a time: the next one starts here at the latest
       const code = (r.error as { code?: string } | undefined)?.code;
-      return {
-        ...base,
-        lane: laneOf(r, t.machine),
-        kind: 'effect',
-        label: `${r.effect} ${r.ok ? 'ok' : `failed: ${code}`}`,
-        payload: r.ok ? r.output : r.error,
-        ok: Boolean(r.ok),
-        durationMs: since === undefined ? undefined : r.at - since,
-      };
+      const label = `${r.effect} ${r.ok ? 'ok' : `failed: ${code}`}`;
+      const e = entry(laneOf(r, t.machine), 'effect', label, r.ok ? r.output : r.error);
+      e.ok = Boolean(r.ok);
+      e.durationMs = since === undefined ? undefined : r.at - since;
+      return e;
     }
-    if (r.kind === 'input' && event) return { ...base, kind: 'request', label: event.type, payload: event };
+    if (r.kind === 'input' && event) return entry(t.machine, 'request', event.type, event);
     if (r.kind === 'state') {
       lastAt.set(t.taskId, r.at);
-      return { ...base, kind: 'state', label: json(r.value), payload: { value: r.value, event: r.event }, ok: matched };
+      const e = entry(t.machine, 'state', json(r.value), { value: r.value, event: r.event });
+      e.ok = matched;
+      return e;
     }
-    return { ...base, kind: 'fact', label: r.kind, payload: r };
+    return entry(t.machine, 'fact', r.kind, r);
   };
   const rebuilt = await rebuild(records, {
     ...o,

@@ -1,6 +1,6 @@
 /** The subject matcher a read of the whole event stream keeps its filter's records with (eventlog-reader.ts). */
 import { describe, expect, it } from 'vitest';
-import { subjectMatches } from '../../src/bus/eventlog-reader.ts';
+import { subjectMatcher, subjectMatches } from '../../src/bus/eventlog-reader.ts';
 
 describe('subjectMatches', () => {
   it.each([
@@ -13,7 +13,12 @@ describe('subjectMatches', () => {
     ['corral.v1.evt.*.*.deleted', 'corral.v1.evt.n.s.deleted.x', false],
     ['corral.v1.evt.>', 'corral.v1.evt.n', true],
     ['corral.v1.evt.>', 'corral.v1.evt', false],
+    ['corral.v1.evt.n+1.*.>', 'corral.v1.evt.n+1.s.x', true],
+    ['corral.v1.evt.n+1.*.>', 'corral.v1.evt.nn1.s.x', false],
+    ['corral.v1.evt.n1.*.>', 'corral.v1.evtXn1.s.x', false],
+    ['>', 'a', true],
   ])('%s against %s: %s', (filter, subject, want) => {
     expect(subjectMatches(filter, subject)).toBe(want);
+    expect(subjectMatcher(filter)(subject)).toBe(want); // the compiled one a read uses
   });
 });

@@ -1,6 +1,7 @@
 /** `corral agent`: the node's agent; with --spawn-workers it also runs and supervises both workers. */
 import { connectNats } from '../../bus/connection.ts';
 import { ensureEventStream, EventLog } from '../../bus/eventlog.ts';
+import { readRecords } from '../../bus/eventlog-reader.ts';
 import { Snapshots } from '../../bus/snapshots.ts';
 import { runRetention } from '../../bus/retention.ts';
 import { request } from '../../bus/rpc.ts';
@@ -18,7 +19,7 @@ import { selfCommand, Supervisor } from '../../agent/supervisor.ts';
 import { WorkerWatch } from '../../agent/worker-watch.ts';
 import { probeWorker } from '../../agent/worker-probe.ts';
 import { faultsEnabled } from '../../workers/faults.ts';
-import { AgentRegistration } from '../../fleet/index.ts';
+import { AgentRegistration } from '../../fleet/agent-registration.ts';
 import { poolCapacity } from '../../agent/pool-capacity.ts';
 import { primePool } from '../../agent/pool-prime.ts';
 
@@ -129,6 +130,9 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
   });
   // JetStream may still be electing its leaders (a cluster that is starting, a server restarting): retry.
   await untilReady('the event stream', () => ensureEventStream(nc, { replicas: settings.replicas }));
+  // Recovery's read starts here, while the rest is set up (meanwhile only workers append: their facts are redelivered).
+  const logRead = readRecords(nc, { node: settings.node });
+  logRead.catch(() => undefined); // awaited by recovery (agent.recover), which throws a failure
   const metrics = createMetrics();
   const events = new EventLog(nc, settings.node, { log });
   let resolveDone!: (code: number) => void;
@@ -165,6 +169,7 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
     probe,
     snapshots,
     registration,
+    readLog: () => logRead,
     inlineBundleRoot: `${settings.dataDir}/bundles/fleet`,
     onShutdown: () => void shutdown('shutdown request'),
   });
