@@ -57,7 +57,10 @@ const KEPT: Record<string, number> = {
   nosymfollow: MS.NOSYMFOLLOW,
 };
 
-/** mount(8)'s option words that are mount(2) flags: [set, clear]. */
+/**
+ * mount(8)'s option words that are mount(2) flags: [set, clear]. Not kata/mount-options.ts's table: that one
+ * reads OCI options as runc does (`bind` is MS_BIND there; here a bind is asked for apart, by --bind).
+ */
 const FLAGS: Record<string, [number, number]> = {
   ro: [MS.RDONLY, 0],
   rw: [0, MS.RDONLY],

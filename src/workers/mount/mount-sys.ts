@@ -13,30 +13,8 @@
  */
 import { createRequire } from 'node:module';
 
-/** mount(2) flags (linux/mount.h). */
-export const MS = {
-  RDONLY: 1,
-  NOSUID: 2,
-  NODEV: 4,
-  NOEXEC: 8,
-  SYNCHRONOUS: 16,
-  REMOUNT: 32,
-  MANDLOCK: 64,
-  DIRSYNC: 128,
-  NOSYMFOLLOW: 256,
-  NOATIME: 1024,
-  NODIRATIME: 2048,
-  BIND: 4096,
-  REC: 16384,
-  SILENT: 32768,
-  UNBINDABLE: 1 << 17,
-  PRIVATE: 1 << 18,
-  SLAVE: 1 << 19,
-  SHARED: 1 << 20,
-  RELATIME: 1 << 21,
-  STRICTATIME: 1 << 24,
-  LAZYTIME: 1 << 25,
-} as const;
+/** mount(2) flags (linux/mount.h): the one table, with the OCI option parser's (kata/mount-options.ts). */
+export { MS } from '../../kata/mount-options.ts';
 
 /** umount2(2) flags. */
 export const MNT = { FORCE: 1, DETACH: 2, EXPIRE: 4, NOFOLLOW: 8 } as const;
