@@ -91,25 +91,17 @@ function ordered(nc: NatsConnection, f: ReadFilter, afterSeq: number | undefined
   return jetstream(nc).consumers.get(EVENTS_STREAM, { filter_subjects: subject, ...startOf(f, afterSeq) });
 }
 
-/** Whether a subject matches a NATS filter (`*`: one token, `>`: one or more at the end). */
-export function subjectMatches(filter: string, subject: string): boolean {
-  const f = filter.split('.');
-  const s = subject.split('.');
-  for (let i = 0; i < f.length; i++) {
-    if (f[i] === '>') return s.length > i;
-    if (i >= s.length || (f[i] !== '*' && f[i] !== s[i])) return false;
-  }
-  return f.length === s.length;
-}
-
-/** {@link subjectMatches} for one filter, compiled once (a read tests every record's subject). */
+/**
+ * Whether a subject matches a NATS filter (`*`: one token, `>`: one or more at the end), compiled once per
+ * filter (a read of the whole stream tests every record's subject).
+ */
 export function subjectMatcher(filter: string): (subject: string) => boolean {
   const f = filter.split('.');
   const end = f.indexOf('>');
   const toks = (end < 0 ? f : f.slice(0, end)).map((t) =>
-    t === '*' ? '[^.]*' : t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'),
+    t === '*' ? '[^.]+' : t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'),
   );
-  const re = new RegExp(`^${toks.join('\\.')}${end < 0 ? '' : end === 0 ? '.*' : '\\..*'}$`, 's');
+  const re = new RegExp(`^${toks.join('\\.')}${end < 0 ? '' : end === 0 ? '.+' : '\\..+'}$`, 's');
   return (subject) => re.test(subject);
 }
 

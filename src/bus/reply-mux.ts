@@ -12,6 +12,7 @@
 import { createInbox, errors, headers as newHeaders, type Msg, type MsgHdrs } from '@nats-io/transport-node';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { JetStreamApiError, type PubAck } from '@nats-io/jetstream';
+import { err } from '../errors.ts';
 
 interface Pending {
   resolve: (m: Msg) => void;
@@ -125,6 +126,6 @@ export async function jsPublish(
     error?: ConstructorParameters<typeof JetStreamApiError>[0];
   };
   if (v.error) throw new JetStreamApiError(v.error);
-  if (!v.stream || typeof v.seq !== 'number') throw new Error('invalid JetStream ack');
+  if (!v.stream || typeof v.seq !== 'number') throw err.internal(`not a JetStream ack on ${subject}`);
   return { stream: v.stream, seq: v.seq, duplicate: v.duplicate ?? false, domain: v.domain ?? '' };
 }

@@ -78,43 +78,59 @@ type Command = { run(argv: string[], io: Io): Promise<number>; usage?: string };
  * Every named command, each module loaded only when its command runs: `corral agent` and the workers start
  * without compiling the client commands (issue 13: process start is part of recovery).
  */
+const lazy =
+  <M>(load: () => Promise<M>, command: (m: M) => Command) =>
+  async (): Promise<Command> =>
+    command(await load());
 const NAMED: Record<string, () => Promise<Command>> = {
-  up: async () => ({ run: (await import('./commands/up.ts')).upCommand }),
-  demo: async () => ({ run: (await import('./commands/up.ts')).demoCommand }),
-  agent: async () => ({ run: (await import('./commands/agent.ts')).agentCommand }),
-  worker: async () => ({ run: (await import('./commands/worker.ts')).workerCommand }),
-  events: async () => {
-    const m = await import('./commands/events.ts');
-    return { run: m.eventsCommand, usage: m.EVENTS_USAGE };
-  },
-  replay: async () => {
-    const m = await import('./commands/replay.ts');
-    return { run: m.replayCommand, usage: m.REPLAY_USAGE };
-  },
-  fleet: async () => {
-    const m = await import('./commands/fleet.ts');
-    return { run: m.fleetCommand, usage: m.FLEET_USAGE };
-  },
-  install: async () => {
-    const m = await import('./commands/install.ts');
-    return { run: (argv, io) => m.installCommand('install', argv, io), usage: m.INSTALL_USAGE };
-  },
-  uninstall: async () => {
-    const m = await import('./commands/install.ts');
-    return { run: (argv, io) => m.installCommand('uninstall', argv, io), usage: m.INSTALL_USAGE };
-  },
-  shim: async () => {
-    const m = await import('./commands/install.ts');
-    return { run: m.shimCommand, usage: m.SHIM_USAGE };
-  },
-  top: async () => {
-    const m = await import('./commands/top.ts');
-    return { run: m.topCommand, usage: m.TOP_USAGE };
-  },
-  pool: async () => {
-    const m = await import('./commands/pool.ts');
-    return { run: m.poolCommand, usage: m.POOL_USAGE };
-  },
+  up: lazy(
+    () => import('./commands/up.ts'),
+    (m) => ({ run: m.upCommand }),
+  ),
+  demo: lazy(
+    () => import('./commands/up.ts'),
+    (m) => ({ run: m.demoCommand }),
+  ),
+  agent: lazy(
+    () => import('./commands/agent.ts'),
+    (m) => ({ run: m.agentCommand }),
+  ),
+  worker: lazy(
+    () => import('./commands/worker.ts'),
+    (m) => ({ run: m.workerCommand }),
+  ),
+  events: lazy(
+    () => import('./commands/events.ts'),
+    (m) => ({ run: m.eventsCommand, usage: m.EVENTS_USAGE }),
+  ),
+  replay: lazy(
+    () => import('./commands/replay.ts'),
+    (m) => ({ run: m.replayCommand, usage: m.REPLAY_USAGE }),
+  ),
+  fleet: lazy(
+    () => import('./commands/fleet.ts'),
+    (m) => ({ run: m.fleetCommand, usage: m.FLEET_USAGE }),
+  ),
+  install: lazy(
+    () => import('./commands/install.ts'),
+    (m) => ({ run: (argv, io) => m.installCommand('install', argv, io), usage: m.INSTALL_USAGE }),
+  ),
+  uninstall: lazy(
+    () => import('./commands/install.ts'),
+    (m) => ({ run: (argv, io) => m.installCommand('uninstall', argv, io), usage: m.INSTALL_USAGE }),
+  ),
+  shim: lazy(
+    () => import('./commands/install.ts'),
+    (m) => ({ run: m.shimCommand, usage: m.SHIM_USAGE }),
+  ),
+  top: lazy(
+    () => import('./commands/top.ts'),
+    (m) => ({ run: m.topCommand, usage: m.TOP_USAGE }),
+  ),
+  pool: lazy(
+    () => import('./commands/pool.ts'),
+    (m) => ({ run: m.poolCommand, usage: m.POOL_USAGE }),
+  ),
 };
 
 /** The task and process commands (run, create, exec, ...), or undefined for an unknown one. */

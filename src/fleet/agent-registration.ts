@@ -205,9 +205,8 @@ export class AgentRegistration {
    * No reservation: nothing happens.
    */
   async release(req: { id: string }): Promise<NodeEntry | undefined> {
-    this.held.delete(req.id);
     const r = await this.serial(() => {
-      this.held.delete(req.id); // again: a reconcile ahead of it in the lane may have held it
+      this.held.delete(req.id); // in the lane: a reconcile or heartbeat ahead of it may still hold it
       return this.registry.release(this.opts.node, req.id, undefined, this.last);
     });
     this.last = r.current ?? this.last;
@@ -215,20 +214,13 @@ export class AgentRegistration {
   }
 
   /**
-   * Drop reservations of sandboxes this node does not hold (`live`: whether it holds an id, asked when
-   * the write is made, or the ids it holds), older than `graceMs` (younger ones may belong to a
+   * Drop reservations of sandboxes this node does not hold (`isLive`: whether it holds an id, asked when
+   * the write is made), older than `graceMs` (younger ones may belong to a
    * createInline still on its way), and hold those of the live ones. For agent start and periodic
    * repair. Returns the ids dropped. Asked late, a sandbox deleted while this waited for its turn is not
    * held again (its release ran first and a held reservation would come back with every heartbeat).
    */
-  async reconcile(live: Iterable<string> | ((id: string) => boolean), graceMs = 60_000): Promise<string[]> {
-    const isLive =
-      typeof live === 'function'
-        ? live
-        : (
-            (s) => (id: string) =>
-              s.has(id)
-          )(new Set(live));
+  async reconcile(isLive: (id: string) => boolean, graceMs = 60_000): Promise<string[]> {
     let dropped: string[] = [];
     const r = await this.serial(() =>
       this.registry.update(

@@ -197,9 +197,9 @@ export class SimDriver extends EventEmitter<HypervisorEvents> implements Hypervi
     };
   }
 
-  /** The write in progress, and the one queued behind it (every change since that write began joins it). */
-  private writing?: Promise<void>;
-  private queued?: Promise<void>;
+  /** The last write scheduled, and the next one while it has not begun (every change until then joins it). */
+  private lastWrite: Promise<void> = Promise.resolve();
+  private nextWrite?: Promise<void>;
 
   /**
    * The list of this driver's VMs, rewritten atomically whenever the set changes (best effort): resolves once
@@ -209,8 +209,8 @@ export class SimDriver extends EventEmitter<HypervisorEvents> implements Hypervi
   private save(): Promise<void> {
     const path = this.o.registryPath;
     if (!path) return Promise.resolve();
-    if (this.queued) return this.queued;
     const write = async () => {
+      this.nextWrite = undefined; // begun: a change from now on needs a write after this one
       const list = [...this.vms].map(([sandboxId, v]) => ({ sandboxId, pid: v.pid }));
       try {
         await mkdir(dirname(path), { recursive: true });
@@ -220,17 +220,7 @@ export class SimDriver extends EventEmitter<HypervisorEvents> implements Hypervi
         /* without it, the VMs of a worker that dies go unreported: the agent finds them gone when it signals */
       }
     };
-    const after = this.writing ?? Promise.resolve();
-    const next = after.then(() => {
-      this.queued = undefined;
-      return write();
-    });
-    this.queued = next;
-    const tail = next.finally(() => {
-      if (this.writing === tail) this.writing = undefined;
-    });
-    this.writing = tail;
-    return next;
+    return (this.nextWrite ??= this.lastWrite = this.lastWrite.then(write));
   }
 
   private load(): { sandboxId: string; pid: number }[] {
