@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `corral` command: the compiled JavaScript in dist/ when it is current (npm run build; bootstrap builds it),
+// The `corral` command: the compiled bundle in dist/bundle/ when it is current (npm run build; bootstrap builds it),
 // else the TypeScript sources through tsx (bin/dist.mjs decides). CORRAL_RUNNING_FROM tells the process which.
 import { entry } from './dist.mjs';
 

@@ -4,6 +4,7 @@
  * supervisor gives up (calls `onGiveUp`) instead of looping.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { inCheckout } from '../util/checkout.ts';
 
 export interface ChildSpec {
   name: string;
@@ -139,8 +140,8 @@ async function stopPid(pid: number, graceMs: number): Promise<void> {
 /**
  * How to run this CLI again as a child: node on bin/corral.mjs, which runs the compiled dist/ when it is current
  * (a start without compiling TypeScript: what recovery's time to serve again counts) and src/ through tsx
- * otherwise (bin/dist.mjs). The same path from src/agent/ and from dist/agent/.
+ * otherwise (bin/dist.mjs).
  */
 export function selfCommand(): { command: string; prefix: string[] } {
-  return { command: process.execPath, prefix: [new URL('../../bin/corral.mjs', import.meta.url).pathname] };
+  return { command: process.execPath, prefix: [inCheckout('bin/corral.mjs')] };
 }

@@ -11,13 +11,11 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { inCheckout } from '../util/checkout.ts';
 import { compareVersions, parseNatsServerVersion, type ServerVersion } from './nats-config.ts';
 
 /** Where fetch-nats-server.sh puts Debian 13's nats-server (the package's own layout, under .corral/). */
-export const FETCHED_NATS_SERVER = fileURLToPath(
-  new URL('../../.corral/nats-server/usr/sbin/nats-server', import.meta.url),
-);
+export const FETCHED_NATS_SERVER = inCheckout('.corral/nats-server/usr/sbin/nats-server');
 
 export interface NatsServerChoice {
   /** What to run: a path, or `nats-server` (looked up in PATH). */

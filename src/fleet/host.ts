@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { MIN_MEMORY_MIB } from '../kata/config-types.ts';
+import { inCheckout } from '../util/checkout.ts';
 import type { Resources } from './types.ts';
 
 /**
@@ -22,9 +23,7 @@ let version: string | undefined;
 export function corralVersion(): string {
   if (version === undefined) {
     try {
-      const v = (
-        JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown }
-      ).version;
+      const v = (JSON.parse(readFileSync(inCheckout('package.json'), 'utf8')) as { version?: unknown }).version;
       version = typeof v === 'string' ? v : 'unknown';
     } catch {
       version = 'unknown';

@@ -3,11 +3,11 @@
  * runtime `io.containerd.corral.v2` to that name). It runs bin/shim.mjs (the compiled shim when dist/ is
  * current, else its TypeScript through tsx) with an absolute node (containerd's PATH may lack one) and
  * `--no-warnings` (start's output must be the address alone), with the settings that say which agent the
- * shim talks to (config.ts). The path holds from src/shim/ and from dist/shim/ alike.
+ * shim talks to (config.ts).
  */
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { inCheckout } from '../util/checkout.ts';
 
 export const SHIM_BINARY = 'containerd-shim-corral-v2';
 export const RUNTIME_TYPE = 'io.containerd.corral.v2';
@@ -21,7 +21,7 @@ export interface LauncherOptions {
 }
 
 export function launcherScript(o: LauncherOptions): string {
-  const main = fileURLToPath(new URL('../../bin/shim.mjs', import.meta.url));
+  const main = inCheckout('bin/shim.mjs');
   return [
     '#!/bin/sh',
     `# ${SHIM_BINARY}: containerd's runtime v2 shim for Corral (${RUNTIME_TYPE}), written by \`corral shim install\`.`,

@@ -29,10 +29,13 @@ describe('entry', () => {
     expect(entry(repo, {})).toMatchObject({ compiled: false, main: join(repo, 'src/cli/main.ts') });
     expect(entry(repo, {}).why).toMatch(/not built/);
     build();
-    expect(entry(repo, {})).toMatchObject({ compiled: true, main: join(repo, 'dist/cli/main.js') });
+    expect(entry(repo, {})).toMatchObject({ compiled: true, main: join(repo, 'dist/bundle/cli-main.js') });
     expect(entry(repo, { CORRAL_FROM_SOURCE: '1' }).compiled).toBe(false);
     // The shim's program (bin/shim.mjs) is chosen the same way.
-    expect(entry(repo, {}, 'shim/main')).toMatchObject({ compiled: true, main: join(repo, 'dist/shim/main.js') });
+    expect(entry(repo, {}, 'shim/main')).toMatchObject({
+      compiled: true,
+      main: join(repo, 'dist/bundle/shim-main.js'),
+    });
   });
 
   it.each([

@@ -9,15 +9,14 @@
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { err } from '../../errors.ts';
+import { CHECKOUT as REPO } from '../../util/checkout.ts';
 import { launcherScript, RUNTIME_TYPE, SHIM_BINARY } from '../../shim/launcher.ts';
 import { parse, type Parsed } from '../args.ts';
 import type { Io } from '../io.ts';
 import { show } from './task.ts';
 import { localRuntimeConfig } from './up.ts';
 
-const REPO = fileURLToPath(new URL('../../..', import.meta.url)).replace(/\/$/, '');
 const GUEST_FILES = ['vmlinux', 'initramfs.cpio.gz', 'manifest.json'];
 const UNITS = ['corral-agent.service', 'corral-worker@.service'];
 /** containerd's task bundles, and the CRI files (hosts, resolv.conf, hostname) its pods bind in. */
