@@ -42,11 +42,14 @@ export async function observe(workers: WorkerClient, s: Settings): Promise<Obser
   };
   // A claimed pool VM's share started out in `<runDir>/pool/` (the worker's scan lists it under its sandbox).
   const shares = [`${s.runDir}/sandboxes/`, `${s.runDir}/pool/`];
-  const ours = (pid: number) =>
-    shares.some((d) => read(`/proc/${pid}/cmdline`).includes(`path=${d}`)) ||
-    read(`/proc/${pid}/environ`)
-      .split('\0')
-      .some((e) => shares.some((d) => e.startsWith(`CORRAL_SHARE=${d}`)));
+  // Each file is read once per VM, the environment only when the command line does not say (1,000 VMs a scan).
+  const ours = (pid: number) => {
+    const cmdline = read(`/proc/${pid}/cmdline`);
+    if (cmdline === '') return false; // gone meanwhile (or a simulated VM's made-up pid)
+    if (shares.some((d) => cmdline.includes(`path=${d}`))) return true;
+    const env = read(`/proc/${pid}/environ`).split('\0');
+    return env.some((e) => shares.some((d) => e.startsWith(`CORRAL_SHARE=${d}`)));
+  };
   let sandboxDirs: string[] = [];
   try {
     sandboxDirs = readdirSync(`${s.runDir}/sandboxes`);

@@ -201,14 +201,17 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
         void shutdown('worker restart intensity exceeded', 1);
       },
     });
-    for (const kind of WORKER_KINDS) {
+    // A worker that outlived a previous agent (killed, restarted) keeps its VMs and mounts: adopt it. The kinds are
+    // asked at once; one that answered its ping is serving, only a worker started here is waited for.
+    const probes = await Promise.all(WORKER_KINDS.map((kind) => probeWorker(nc, settings.node, kind)));
+    const started: WorkerKind[] = [];
+    for (const [i, kind] of WORKER_KINDS.entries()) {
       const spec = {
         name: kind,
         command: self.command,
         args: [...self.prefix, 'worker', kind, ...settingsArgs(settings)],
       };
-      // A worker that outlived a previous agent (killed, restarted) keeps its VMs and mounts: adopt it.
-      const live = await probeWorker(nc, settings.node, kind);
+      const live = probes[i]!;
       if (live.pid !== undefined) {
         log.info({ worker: kind, pid: live.pid }, 'adopting a running worker');
         sup.adopt(spec, live.pid);
@@ -216,9 +219,10 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
         if (live.reason === 'silent')
           log.warn({ worker: kind }, 'a worker is subscribed but never answered; starting one');
         sup.add(spec);
+        started.push(kind);
       }
     }
-    await Promise.all(WORKER_KINDS.map((k) => waitForWorker(nc, settings.node, k, 30_000)));
+    await Promise.all(started.map((k) => waitForWorker(nc, settings.node, k, 30_000)));
   }
   const r0 = performance.now();
   phases.workers = r0 - w0;
