@@ -11,8 +11,11 @@ import { fileURLToPath } from 'node:url';
 
 export const REPO = dirname(dirname(fileURLToPath(import.meta.url)));
 
-/** The entry points built into dist/bundle/ (as `<dir>-<name>.js`): `corral` and the containerd shim. */
+/** The entry points built into dist/bundle/: `corral` and the containerd shim. */
 export const BUNDLED = ['cli/main', 'shim/main'];
+
+/** The name an entry point's file has in dist/bundle/ (`cli/main` → `cli-main`), for the build and for entry(). */
+export const bundleName = (module) => module.replace('/', '-');
 
 /** The fingerprint of the sources under `dir` (default: this repository's src/). */
 export function fingerprint(dir = join(REPO, 'src')) {
@@ -45,5 +48,5 @@ export function entry(repo = REPO, env = process.env, module = 'cli/main') {
     return source('dist/ is not built (npm run build)');
   }
   if (stamp !== fingerprint(join(repo, 'src'))) return source('dist/ is older than src/ (npm run build)');
-  return { main: join(repo, `dist/bundle/${module.replace('/', '-')}.js`), compiled: true, why: 'dist/ is current' };
+  return { main: join(repo, `dist/bundle/${bundleName(module)}.js`), compiled: true, why: 'dist/ is current' };
 }

@@ -3,8 +3,7 @@
 // Two passes: tsc (types not checked again: `npm run typecheck` and the lint do that) writes dist/ module by module,
 // then esbuild bundles its two entry points (cli/main.js, shim/main.js) with their dependencies into dist/bundle/,
 // split into chunks so each command still loads only its own code. Node 20 spends most of a start resolving and
-// reading modules one by one (about 600 for the agent): the agent imports in 60-70 ms bundled against 150-160 ms
-// (measured here). Native modules (koffi, msgpackr's extract addon) stay outside, loaded from node_modules.
+// reading modules one by one: the agent's command imports in 60-70 ms bundled against 150-160 ms (measured here). Native modules (koffi, msgpackr's extract addon) stay outside, loaded from node_modules.
 // Builds into a fresh directory and moves it into place, so that a process starting meanwhile never sees half a
 // build; the stamp is the fingerprint of src/ taken before compiling, so an edit made during the build leaves
 // dist/ stale, not wrong.
@@ -13,7 +12,7 @@ import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { build } from 'esbuild';
 import { join } from 'node:path';
-import { BUNDLED, entry, fingerprint, REPO } from '../../bin/dist.mjs';
+import { BUNDLED, bundleName, entry, fingerprint, REPO } from '../../bin/dist.mjs';
 
 const stamp = fingerprint();
 if (process.argv.includes('--if-stale') && entry(REPO, {}).compiled) {
@@ -27,7 +26,7 @@ try {
     stdio: 'inherit',
   });
   await build({
-    entryPoints: Object.fromEntries(BUNDLED.map((m) => [m.replace('/', '-'), join(tmp, `${m}.js`)])),
+    entryPoints: Object.fromEntries(BUNDLED.map((m) => [bundleName(m), join(tmp, `${m}.js`)])),
     outdir: join(tmp, 'bundle'),
     bundle: true,
     splitting: true,
