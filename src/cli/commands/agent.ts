@@ -188,6 +188,17 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
   phases.setup = performance.now() - phases.start!;
   const w0 = performance.now();
   let sup: Supervisor | undefined;
+  // From here on a signal must not end the agent at once: the workers it starts would outlive it. One that
+  // comes during the start is acted on once the start is done; a second one ends the process (once()).
+  let serving = false;
+  let pending: string | undefined;
+  const onSignal = (sig: string) => {
+    if (serving) return void shutdown(sig);
+    pending = sig;
+    log.warn({ signal: sig }, 'stopping once the start is done (send it again to stop at once)');
+  };
+  process.once('SIGINT', () => onSignal('SIGINT'));
+  process.once('SIGTERM', () => onSignal('SIGTERM'));
   if (p.values['spawn-workers']) {
     const self = selfCommand();
     sup = new Supervisor({
@@ -283,18 +294,23 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
     if (stopping) return;
     stopping = true;
     log.info({ why }, 'agent stopping');
-    if (p.values['teardown-on-exit'])
-      await agent.teardownAll(60_000).catch((e) => log.error({ err: e }, 'teardown incomplete'));
-    await agent.stop();
-    pooled.stop();
-    registration.stop();
-    await sup?.stop();
+    try {
+      if (p.values['teardown-on-exit'])
+        await agent.teardownAll(60_000).catch((e) => log.error({ err: e }, 'teardown incomplete'));
+      await agent.stop();
+      pooled.stop();
+      registration.stop();
+    } catch (e) {
+      log.error({ err: e }, 'agent stop incomplete');
+    } finally {
+      await sup?.stop(); // the workers go whatever failed before: none outlives an agent that stops
+    }
     mgmt.server.close();
     await nc.drain().catch((e: unknown) => log.warn({ err: e }, 'NATS connection did not drain'));
     resolveDone(code);
   }
-  process.once('SIGINT', () => void shutdown('SIGINT'));
-  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  serving = true;
+  if (pending) void shutdown(pending);
   return done;
 }
 

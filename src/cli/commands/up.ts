@@ -222,17 +222,19 @@ function upArgs(argv: string[], io: Io) {
 
 export async function upCommand(argv: string[], io: Io): Promise<number> {
   const { dataDir, node, port, cluster } = upArgs(argv, io);
+  // Taken before anything starts: a signal while the node comes up stops it once it is up (nothing is left
+  // running); a second one ends this process at once.
+  let stop!: () => void;
+  const stopped = new Promise<void>((r) => (stop = r));
+  process.once('SIGINT', () => stop());
+  process.once('SIGTERM', () => stop());
   const n = await bringUp({ dataDir, node, port, io, cluster });
   io.err(
     `corral up: node "${node}" ready. In another shell: ` +
       `NATS_URL=${n.natsUrl} CORRAL_NODE=${node} npx corral run --bundle examples/hello --rm`,
   );
   io.err('Ctrl-C stops everything.');
-  await new Promise<void>((r) => {
-    process.once('SIGINT', r);
-    process.once('SIGTERM', r);
-    n.agent.once('exit', () => r());
-  });
+  await Promise.race([stopped, n.exited()]);
   io.err('stopping: tearing down sandboxes, workers, nats-server…');
   await n.stop();
   return 0;

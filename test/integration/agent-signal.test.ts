@@ -1,0 +1,74 @@
+/**
+ * An agent that is told to stop (SIGTERM) while it is still starting, right after it spawned its workers,
+ * stops them too: a signal in that window used to end the agent at once, and its workers outlived it
+ * (seen in CI: a test's teardown sent SIGTERM the moment the node's registry entry said ready).
+ */
+import { spawn } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { localRuntimeConfig } from '../../src/cli/commands/up.ts';
+import { natsServer, type TestNats } from '../helpers/nats.ts';
+import { REPO } from '../helpers/node.ts';
+import { processesMatching, mountsUnder } from '../helpers/leaks.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+let n: TestNats;
+const dir = mkdtempSync('/tmp/corral-signal-');
+beforeAll(async () => {
+  chmodSync(dir, 0o755);
+  mkdirSync(join(dir, 'bundles'));
+  writeFileSync(join(dir, 'configuration.toml'), localRuntimeConfig(join(REPO, '.corral/guest')));
+  n = await natsServer();
+});
+afterAll(async () => {
+  for (const pid of processesMatching(`--data-dir ${dir}`)) process.kill(pid, 'SIGKILL'); // only after a failure
+  await n.cleanup();
+  expect(mountsUnder(dir)).toEqual([]);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+it('SIGTERM while the agent starts, once its workers are spawned: it finishes starting, then stops them', async () => {
+  const agent = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      join(REPO, 'src/cli/main.ts'),
+      'agent',
+      '--spawn-workers',
+      '--teardown-on-exit',
+      '--node',
+      `sig${process.pid}`,
+      '--nats',
+      n.url,
+      '--data-dir',
+      dir,
+      '--run-dir',
+      join(dir, 'run'),
+      '--bundle-root',
+      join(dir, 'bundles'),
+    ],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: {
+        ...process.env,
+        CORRAL_SIMULATE_VMS: '1',
+        CORRAL_CONF_FILE: join(dir, 'configuration.toml'),
+        CORRAL_LOG_LEVEL: 'warn',
+      },
+    },
+  );
+  let stderr = '';
+  agent.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+  const exited = new Promise<number | null>((r) => agent.once('exit', (code) => r(code)));
+  const workers = () => processesMatching(`--data-dir ${dir}`).filter((pid) => pid !== agent.pid);
+  // Its workers exist, and it has not said it is ready (it says so only once it serves).
+  await waitFor(workers, { until: (w) => w.length === 3, timeoutMs: 30_000, intervalMs: 5, what: '3 workers spawned' });
+  expect(stderr).not.toContain('corral agent ready');
+  agent.kill('SIGTERM');
+  expect(await exited).toBe(0);
+  expect(stderr).toContain('stopping once the start is done');
+  expect(stderr).toContain('corral agent ready');
+  expect(workers()).toEqual([]);
+}, 60_000);
