@@ -72,11 +72,12 @@ export interface LifecycleContext {
   started: boolean;
   /** The start or kill request awaiting its effect. */
   pendingRid: string | null;
-  pendingKill: { signal: number; all: boolean } | null;
+  pendingKill?: { signal: number; all: boolean } | null;
   /** Kills that arrived while another was being signalled: each is signalled and answered in turn. */
   queuedKills?: KillRequest[];
   deleteRids: string[];
-  cleanupAttempts: number;
+  /** Absent until the first retry. */
+  cleanupAttempts?: number;
   /** The task's execs by exec id (containerd's Exec). Optional: snapshots from before execs lack it. */
   execs?: Record<string, ExecRecord>;
   /** Frozen (`pause`) and not yet thawed. */
@@ -143,7 +144,7 @@ export const cleanupStates = {
     invoke: {
       id: 'backoff',
       src: 'backoff',
-      input: ({ context }) => ({ ms: Math.min(60_000, 1000 * 2 ** context.cleanupAttempts) }),
+      input: ({ context }) => ({ ms: Math.min(60_000, 1000 * 2 ** (context.cleanupAttempts ?? 0)) }),
       onDone: 'retrying',
       onError: 'retrying',
     },
@@ -157,7 +158,7 @@ export const cleanupStates = {
         target: 'settle',
         actions: assign(({ context, event }) => ({
           leftovers: event.output.failed,
-          cleanupAttempts: context.cleanupAttempts + 1,
+          cleanupAttempts: (context.cleanupAttempts ?? 0) + 1,
         })),
       },
     },

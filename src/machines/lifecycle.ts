@@ -71,14 +71,9 @@ export function lifecycleMachine(kind: 'sandbox' | 'container') {
       exitedAt: null,
       started: false,
       pendingRid: null,
-      pendingKill: null,
-      queuedKills: [],
       deleteRids: [],
-      cleanupAttempts: 0,
-      execs: {},
-      paused: false,
-      pendingAct: null,
-      queuedActs: [],
+      // The optional keys (LifecycleContext) stay absent until used: xstate copies the context with
+      // Object.assign on every assign, and V8 turns a copy of more than 19 keys into a slow dictionary.
     }),
     initial: 'validating',
     // Commands not accepted by the current state end here: FailedPrecondition naming the state.

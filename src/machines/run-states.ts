@@ -29,6 +29,15 @@ const answerKills = (c: LifecycleContext) => [
   ...(c.queuedKills ?? []).map((k) => reply(k.rid, {})),
   ...abandonedActs(c),
 ];
+/** The kill and act queues emptied; a key that is absent stays absent (lifecycle.ts: context size). */
+const queuesCleared = (c: LifecycleContext): Partial<LifecycleContext> => {
+  const out: Partial<LifecycleContext> = {};
+  if (c.pendingKill !== undefined) out.pendingKill = null;
+  if (c.queuedKills !== undefined) out.queuedKills = [];
+  if (c.pendingAct !== undefined) out.pendingAct = null;
+  if (c.queuedActs !== undefined) out.queuedActs = [];
+  return out;
+};
 const queuedKill = L.assign({
   queuedKills: ({ context, event }) =>
     event.type !== 'kill'
@@ -160,10 +169,7 @@ export const runStates = {
             exitStatus: event.exitStatus,
             exitedAt: event.exitedAt,
             pendingRid: null,
-            pendingKill: null,
-            queuedKills: [],
-            pendingAct: null,
-            queuedActs: [],
+            ...queuesCleared(context),
           });
         }),
       },
@@ -175,10 +181,7 @@ export const runStates = {
             exitStatus: 255,
             exitedAt: event.at,
             pendingRid: null,
-            pendingKill: null,
-            queuedKills: [],
-            pendingAct: null,
-            queuedActs: [],
+            ...queuesCleared(context),
           });
         }),
       },

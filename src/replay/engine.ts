@@ -104,7 +104,8 @@ export async function replay(records: EventRecord[], o: ReplayOptions = {}): Pro
       if (!t) return;
       result.lastSeq = r.seq;
       const entry = entryOf(r, t, check.matched);
-      entry.state = json(t.actor.getSnapshot().value);
+      // The rebuild keeps every distinct state it saw, as JSON: the last one is the actor's current state.
+      entry.state = t.visited[t.visited.length - 1] ?? json(t.actor.getSnapshot().value);
       result.timeline.push(entry);
       await o.onEntry?.(entry, result);
     },

@@ -128,30 +128,28 @@ export function gatedEffects(taskId: string, gate: EffectGate): Effects {
 const json = (v: unknown) => JSON.stringify(v);
 
 /**
- * Resolves once the task shows it consumed what it was just handed: a new snapshot, or its next effect
- * asking.
+ * Per task: the `consumed` waiting for its next snapshot or its next effect asking the gate. One
+ * subscription per task, not one per outcome (issue 13).
  */
-function consumed(t: ReplayTask, gate: EffectGate): Promise<boolean> {
-  const before = t.actor.getSnapshot();
+type Changes = { wake?: () => void };
+
+/**
+ * Resolves once the task shows it consumed what it was just handed: a new snapshot, or its next effect
+ * asking (both within microtasks of the hand-over); false if neither came within the deadline.
+ */
+function consumed(t: ReplayTask, c: Changes): Promise<boolean> {
   // A crashed actor leaves its invoked effects waiting (their signals never abort): nothing takes it.
-  if (before.status !== 'active') return Promise.resolve(false);
+  if (t.actor.getSnapshot().status !== 'active') return Promise.resolve(false);
   return new Promise((resolve) => {
-    let open = true;
-    const finish = (ok: boolean) => {
-      if (!open) return;
-      open = false;
-      sub.unsubscribe();
-      off();
+    const timer = setTimeout(() => {
+      c.wake = undefined;
+      resolve(false);
+    }, CONSUME_TIMEOUT_MS);
+    c.wake = () => {
+      c.wake = undefined;
       clearTimeout(timer);
-      resolve(ok);
+      resolve(true);
     };
-    const sub = t.actor.subscribe({
-      next: (s) => s !== before && finish(true),
-      error: () => finish(true),
-      complete: () => finish(true),
-    });
-    const off = gate.onAsk(t.taskId, () => finish(true));
-    const timer = setTimeout(() => finish(false), CONSUME_TIMEOUT_MS);
   });
 }
 
@@ -178,6 +176,9 @@ export async function rebuild(records: EventRecord[], o: RebuildOptions = {}): P
   };
   /** Actors that threw (an action, a guard, an effect's output of the wrong shape): a bug, or a log that lies. */
   const crashed = new Map<string, unknown>();
+  const changes = new Map<string, Changes>();
+  /** Undone once the log is applied: actors that go on live (recovery) are not watched here any more. */
+  const detach: (() => void)[] = [];
 
   const start = (base: TaskBase, effectsFrom: number, init: { input: LifecycleInput } | { snapshot: unknown }) => {
     const inspect = o.inspect?.(base);
@@ -206,14 +207,24 @@ export async function rebuild(records: EventRecord[], o: RebuildOptions = {}): P
       recorded: counts.get(base.taskId) ?? { facts: 0, states: 0 },
     };
     unchecked.set(base.taskId, []);
-    actor.subscribe({
+    const c: Changes = {};
+    changes.set(base.taskId, c);
+    const bump = () => c.wake?.();
+    const sub = actor.subscribe({
       next: (s) => {
+        bump();
         const v = json(s.value);
         if (t.visited[t.visited.length - 1] !== v) t.visited.push(v);
         unchecked.get(base.taskId)?.push(v);
       },
-      error: (e) => crashed.set(base.taskId, e), // reported as a divergence at the record that led there
+      error: (e) => {
+        bump();
+        crashed.set(base.taskId, e); // reported as a divergence at the record that led there
+      },
+      complete: bump,
     });
+    const off = gate.onAsk(base.taskId, bump);
+    detach.push(() => (sub.unsubscribe(), off()));
     tasks.set(base.taskId, t);
     o.onTask?.(t);
     actor.start();
@@ -246,7 +257,7 @@ export async function rebuild(records: EventRecord[], o: RebuildOptions = {}): P
         const outcome: Outcome = r.ok ? { ok: true, output: r.output } : { ok: false, error: r.error as WireError };
         const delivery = gate.deliver(taskId, r.effect, outcome);
         if (delivery === 'taken') {
-          if (!(await consumed(t, gate)))
+          if (!(await consumed(t, changes.get(taskId)!)))
             diverge({
               seq: r.seq,
               taskId,
@@ -287,7 +298,8 @@ export async function rebuild(records: EventRecord[], o: RebuildOptions = {}): P
     }
     await o.onRecord?.(r, tasks.get(taskId), check);
   }
-  unchecked.clear(); // actors that go on live (recovery) record nothing more here
+  unchecked.clear();
+  for (const f of detach) f();
   result.tasks = [...tasks.values()];
   return result;
 }
