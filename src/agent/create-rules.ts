@@ -62,15 +62,25 @@ export function createRules(s: Settings): CreateRules {
     return { type, sandboxId: type === 'pod_container' ? sandboxIdOf(spec.annotations) : req.id, bundle, spec };
   };
 
+  // A create is classified (Task API) just before its task's validate effect runs on the same request object:
+  // that effect takes the classification's result once instead of reading the bundle again. A request
+  // from the log (recovery, replay) is not in here, nor one validated already: those are read afresh.
+  const classified = new WeakMap<CreateTaskRequest, Validated>();
   return {
     checkId: (id) => {
       verifyContainerId(id);
     },
     classify: async (req) => {
       const v = await validate(req);
+      classified.set(req, v);
       return { type: v.type, sandboxId: v.sandboxId };
     },
-    validate,
+    validate: async (req) => {
+      const v = classified.get(req);
+      if (!v) return validate(req);
+      classified.delete(req);
+      return v;
+    },
     async configure(req, validatedRaw, sandbox) {
       const v = validatedRaw as Validated;
       const { spec } = v;
