@@ -5,6 +5,7 @@ export { compensationOf } from './compensation.ts';
 export {
   stateName,
   hasTag,
+  upgradeSnapshot,
   type LifecycleTag,
   type KillRequest,
   type LifecycleEvent,

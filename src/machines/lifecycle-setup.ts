@@ -70,11 +70,11 @@ export interface LifecycleContext {
   exitStatus: number | null;
   exitedAt: number | null;
   started: boolean;
-  /** The start or kill request awaiting its effect. */
+  /** The start request awaiting its effect. */
   pendingRid: string | null;
-  pendingKill?: { signal: number; all: boolean } | null;
-  /** Kills that arrived while another was being signalled: each is signalled and answered in turn. */
-  queuedKills?: KillRequest[];
+  /** The kill being signalled (first, in `running.signalling`) and those that arrived while another was, or while
+   * an act ran: each is signalled and answered in turn. One key, not two: see lifecycle.ts on the context's size. */
+  kills?: KillRequest[];
   deleteRids: string[];
   /** Absent until the first retry. */
   cleanupAttempts?: number;
@@ -82,9 +82,9 @@ export interface LifecycleContext {
   execs?: Record<string, ExecRecord>;
   /** Frozen (`pause`) and not yet thawed. */
   paused?: boolean;
-  /** The act being run (its request awaits the effect) and those queued behind it or behind a kill. */
-  pendingAct?: { rid: string; act: RunAct } | null;
-  queuedActs?: { rid: string; act: RunAct }[];
+  /** The act being run (first, in `running.acting`: its request awaits the effect) and those queued behind it or
+   * behind a kill. One key, not two: see lifecycle.ts on the context's size. */
+  acts?: { rid: string; act: RunAct }[];
 }
 
 export type LifecycleTag = 'created' | 'running' | 'stopped' | 'quiet' | 'removed';
@@ -112,8 +112,8 @@ export const lifecycleSetup = setup({
     nextIs: ({ context }, phase: Step['phase']) => context.plan?.steps[context.stepIndex]?.phase === phase,
     hasLeftovers: ({ context }) => context.leftovers.length > 0,
     deleteAsked: ({ context }) => context.deleteRids.length > 0,
-    killQueued: ({ context }) => (context.queuedKills?.length ?? 0) > 0,
-    actQueued: ({ context }) => (context.queuedActs?.length ?? 0) > 0,
+    killQueued: ({ context }) => (context.kills?.length ?? 0) > 0,
+    actQueued: ({ context }) => (context.acts?.length ?? 0) > 0,
     isStopSignal: ({ event }) => event.type === 'kill' && (event.signal === 9 || event.signal === 15),
   },
 });

@@ -53,6 +53,28 @@ const refuse = (verb: 'start' | 'kill' | 'delete' | 'exec' | 'pause' | 'resume' 
     enqueue.emit(fail(event.rid, precondition(verb, state)));
   });
 
+/**
+ * A persisted snapshot of an earlier version in today's context shape (snapshots outlive an upgrade):
+ * `pendingKill` (its rid in `pendingRid`) and `queuedKills` became `kills`; `pendingAct` and `queuedActs`
+ * became `acts`. Anything else is returned as it is.
+ */
+export function upgradeSnapshot(snapshot: unknown): unknown {
+  const s = snapshot as { context?: Record<string, unknown> } | null;
+  const c = s?.context;
+  if (!c || !['pendingKill', 'queuedKills', 'pendingAct', 'queuedActs'].some((k) => k in c)) return snapshot;
+  type Old = { pendingKill?: { signal: number; all: boolean } | null; queuedKills?: unknown[] };
+  type OldActs = { pendingAct?: unknown; queuedActs?: unknown[] };
+  const { pendingKill, queuedKills, pendingAct, queuedActs, ...rest } = c as Old & OldActs & Record<string, unknown>;
+  const context: Record<string, unknown> = rest;
+  const inFlight = pendingKill && typeof rest.pendingRid === 'string' ? [{ rid: rest.pendingRid, ...pendingKill }] : [];
+  if (inFlight.length) context.pendingRid = null;
+  const kills = [...inFlight, ...(queuedKills ?? [])];
+  const acts = [...(pendingAct ? [pendingAct] : []), ...(queuedActs ?? [])];
+  if (kills.length) context.kills = kills;
+  if (acts.length) context.acts = acts;
+  return { ...s, context };
+}
+
 export function lifecycleMachine(kind: 'sandbox' | 'container') {
   return L.createMachine({
     id: kind,

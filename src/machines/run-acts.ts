@@ -32,9 +32,7 @@ export const execExitInfo = (c: LifecycleContext, e: ExecRecord) => ({
   pid: c.pid,
 });
 
-const queue = (c: LifecycleContext, rid: string, act: RunAct) => ({
-  queuedActs: [...(c.queuedActs ?? []), { rid, act }],
-});
+const queue = (c: LifecycleContext, rid: string, act: RunAct) => ({ acts: [...(c.acts ?? []), { rid, act }] });
 
 /** Handlers of `running`: execs are added and queued, the other acts queued. */
 export const runningActs = {
@@ -109,12 +107,12 @@ export const actingState = L.createStateConfig({
   invoke: {
     id: 'act',
     src: 'act',
-    input: ({ context }) => ({ id: context.id, plan: context.plan!, act: context.pendingAct!.act }),
+    input: ({ context }) => ({ id: context.id, plan: context.plan!, act: context.acts![0]!.act }),
     onDone: {
       target: 'idle',
       actions: enqueueActions(({ context, event, enqueue }) => {
-        const { rid, act } = context.pendingAct!;
-        enqueue.assign({ pendingAct: null });
+        const { rid, act } = context.acts![0]!;
+        enqueue.assign({ acts: context.acts!.slice(1) });
         if (act.op === 'execStart') {
           const e = execs(context)[act.execId]!;
           const guestPid = event.output?.guestPid ?? 0;
@@ -137,8 +135,8 @@ export const actingState = L.createStateConfig({
     onError: {
       target: 'idle',
       actions: enqueueActions(({ context, event, enqueue }) => {
-        const { rid, act } = context.pendingAct!;
-        enqueue.assign({ pendingAct: null });
+        const { rid, act } = context.acts![0]!;
+        enqueue.assign({ acts: context.acts!.slice(1) });
         if (act.op === 'execStart') {
           // As a failed start of the task itself: the exec ends (Wait returns 255), nothing runs.
           const e = execs(context)[act.execId]!;
@@ -152,9 +150,7 @@ export const actingState = L.createStateConfig({
 
 /** The act in flight and those queued, when the task's process ends first: each is refused. */
 export const abandonedActs = (c: LifecycleContext) =>
-  [...(c.pendingAct ? [c.pendingAct] : []), ...(c.queuedActs ?? [])].map((a) =>
-    fail(a.rid, precondition(a.act.op, 'stopped')),
-  );
+  (c.acts ?? []).map((a) => fail(a.rid, precondition(a.act.op, 'stopped')));
 
 /** Handlers every state has (lifecycle.ts puts them at the root): what does not need a running task. */
 export const anyStateActs = {

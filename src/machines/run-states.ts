@@ -24,25 +24,20 @@ import { abandonedActs, actingState, runningActs } from './run-acts.ts';
  * The kill being signalled and those queued behind it: all get an empty reply (the process is gone);
  * the acts in flight or queued are refused.
  */
-const answerKills = (c: LifecycleContext) => [
-  ...(c.pendingKill && c.pendingRid ? [reply(c.pendingRid, {})] : []),
-  ...(c.queuedKills ?? []).map((k) => reply(k.rid, {})),
-  ...abandonedActs(c),
-];
+const answerKills = (c: LifecycleContext) => [...(c.kills ?? []).map((k) => reply(k.rid, {})), ...abandonedActs(c)];
 /** The kill and act queues emptied; a key that is absent stays absent (lifecycle.ts: context size). */
 const queuesCleared = (c: LifecycleContext): Partial<LifecycleContext> => {
   const out: Partial<LifecycleContext> = {};
-  if (c.pendingKill !== undefined) out.pendingKill = null;
-  if (c.queuedKills !== undefined) out.queuedKills = [];
-  if (c.pendingAct !== undefined) out.pendingAct = null;
-  if (c.queuedActs !== undefined) out.queuedActs = [];
+  if (c.kills !== undefined) out.kills = [];
+  if (c.acts !== undefined) out.acts = [];
   return out;
 };
+const killDone = ({ context }: { context: LifecycleContext }) => ({ kills: context.kills!.slice(1) });
 const queuedKill = L.assign({
-  queuedKills: ({ context, event }) =>
+  kills: ({ context, event }) =>
     event.type !== 'kill'
-      ? (context.queuedKills ?? [])
-      : [...(context.queuedKills ?? []), { rid: event.rid, signal: event.signal, all: event.all }],
+      ? (context.kills ?? [])
+      : [...(context.kills ?? []), { rid: event.rid, signal: event.signal, all: event.all }],
 });
 
 export const runStates = {
@@ -101,26 +96,8 @@ export const runStates = {
       idle: {
         tags: ['quiet'],
         always: [
-          {
-            guard: 'killQueued',
-            target: 'signalling',
-            actions: assign(({ context }) => {
-              const [next, ...rest] = context.queuedKills ?? [];
-              return {
-                pendingRid: next?.rid ?? null,
-                pendingKill: next ? { signal: next.signal, all: next.all } : null,
-                queuedKills: rest,
-              };
-            }),
-          },
-          {
-            guard: 'actQueued',
-            target: 'acting',
-            actions: assign(({ context }) => {
-              const [next, ...rest] = context.queuedActs ?? [];
-              return { pendingAct: next ?? null, queuedActs: rest };
-            }),
-          },
+          { guard: 'killQueued', target: 'signalling' }, // the kill at the head of `kills` is signalled
+          { guard: 'actQueued', target: 'acting' }, // the act at the head of `acts` runs
         ],
       },
       acting: { ...actingState, on: { kill: { actions: queuedKill } } },
@@ -128,19 +105,19 @@ export const runStates = {
         invoke: {
           id: 'signal',
           src: 'signal',
-          input: ({ context }) => ({ id: context.id, plan: context.plan!, ...context.pendingKill! }),
+          input: ({ context }) => {
+            const { signal, all } = context.kills![0]!;
+            return { id: context.id, plan: context.plan!, signal, all };
+          },
           onDone: {
             target: 'idle',
-            actions: [
-              emit(({ context }) => reply(context.pendingRid!, {})),
-              assign({ pendingRid: null, pendingKill: null }),
-            ],
+            actions: [emit(({ context }) => reply(context.kills![0]!.rid, {})), assign(killDone)],
           },
           onError: {
             target: 'idle',
             actions: [
-              emit(({ context, event }) => fail(context.pendingRid!, toWireError(event.error))),
-              assign({ pendingRid: null, pendingKill: null }),
+              emit(({ context, event }) => fail(context.kills![0]!.rid, toWireError(event.error))),
+              assign(killDone),
             ],
           },
         },
@@ -153,13 +130,7 @@ export const runStates = {
     always: { guard: ({ context }) => context.exitStatus !== null, target: 'stopping' },
     on: {
       ...runningActs,
-      kill: {
-        target: '.signalling',
-        actions: assign({
-          pendingRid: ({ event }) => event.rid,
-          pendingKill: ({ event }) => ({ signal: event.signal, all: event.all }),
-        }),
-      },
+      kill: { target: '.signalling', actions: queuedKill },
       // The process may exit before the signal's own reply is in: the kills waiting for it are answered too.
       exit: {
         target: 'stopping',

@@ -17,6 +17,7 @@ import {
   bindEffects,
   sandboxMachine,
   sharedMachine,
+  upgradeSnapshot,
   type Effects,
   type LifecycleActor,
   type LifecycleContext,
@@ -193,7 +194,7 @@ export async function rebuild(records: EventRecord[], o: RebuildOptions = {}): P
         : { id: base.taskId, request: saved?.request as CreateTaskRequest, rid: saved?.createRid ?? '' };
     const actor: LifecycleActor = createActor(machine, {
       input,
-      ...('snapshot' in init ? { snapshot: init.snapshot as Snapshot<unknown> } : {}),
+      ...('snapshot' in init ? { snapshot: upgradeSnapshot(init.snapshot) as Snapshot<unknown> } : {}),
       ...(inspect ? { inspect } : {}),
     });
     bindEffects(actor, fx);
