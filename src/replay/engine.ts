@@ -61,6 +61,22 @@ export function laneOf(r: EventRecord, machine: 'sandbox' | 'container'): Lane {
 
 const json = (v: unknown) => JSON.stringify(v);
 
+function entryFor(
+  r: EventRecord,
+  t: ReplayTask,
+  lane: Lane,
+  kind: TimelineEntry['kind'],
+  label: string,
+  payload: unknown,
+): TimelineEntry {
+  const e: TimelineEntry = { seq: r.seq, at: r.at, taskId: t.taskId, lane } as TimelineEntry;
+  if (typeof r.traceId === 'string') e.traceId = r.traceId;
+  e.kind = kind;
+  e.label = label;
+  e.payload = payload;
+  return e;
+}
+
 export async function replay(records: EventRecord[], o: ReplayOptions = {}): Promise<ReplayResult> {
   const result: ReplayResult = { tasks: [], timeline: [], inputs: 0, lastSeq: 0 };
   /** Per task: when its last state or effect outcome was recorded (an effect starts there at the latest). */
@@ -68,46 +84,38 @@ export async function replay(records: EventRecord[], o: ReplayOptions = {}): Pro
   // Entries are built field by field in one order (no spreads: this runs once per record, issue 13).
   const entryOf = (r: EventRecord, t: ReplayTask, matched: boolean | undefined): TimelineEntry => {
     const event = r.event as ({ type: string } & Record<string, unknown>) | undefined;
-    const traceId = typeof r.traceId === 'string' ? r.traceId : undefined;
-    const entry = (lane: Lane, kind: TimelineEntry['kind'], label: string, payload: unknown): TimelineEntry => {
-      const e: TimelineEntry = { seq: r.seq, at: r.at, taskId: t.taskId, lane } as TimelineEntry;
-      if (traceId !== undefined) e.traceId = traceId;
-      e.kind = kind;
-      e.label = label;
-      e.payload = payload;
-      return e;
-    };
     if (r.kind === 'input' && event?.type === 'create')
-      return entry(t.machine, 'create', `create (${String(event.containerType)})`, t.request);
+      return entryFor(r, t, t.machine, 'create', `create (${String(event.containerType)})`, t.request);
     if (r.kind === 'input' && typeof r.effect === 'string') {
       const since = lastAt.get(t.taskId);
       lastAt.set(t.taskId, r.at); // a task runs one effect at a time: the next one starts here at the latest
       const code = (r.error as { code?: string } | undefined)?.code;
       const label = `${r.effect} ${r.ok ? 'ok' : `failed: ${code}`}`;
-      const e = entry(laneOf(r, t.machine), 'effect', label, r.ok ? r.output : r.error);
+      const e = entryFor(r, t, laneOf(r, t.machine), 'effect', label, r.ok ? r.output : r.error);
       e.ok = Boolean(r.ok);
       e.durationMs = since === undefined ? undefined : r.at - since;
       return e;
     }
-    if (r.kind === 'input' && event) return entry(t.machine, 'request', event.type, event);
+    if (r.kind === 'input' && event) return entryFor(r, t, t.machine, 'request', event.type, event);
     if (r.kind === 'state') {
       lastAt.set(t.taskId, r.at);
-      const e = entry(t.machine, 'state', json(r.value), { value: r.value, event: r.event });
+      const e = entryFor(r, t, t.machine, 'state', json(r.value), { value: r.value, event: r.event });
       e.ok = matched;
       return e;
     }
-    return entry(t.machine, 'fact', r.kind, r);
+    return entryFor(r, t, t.machine, 'fact', r.kind, r);
   };
   const rebuilt = await rebuild(records, {
     ...o,
-    onRecord: async (r, t, check) => {
+    // Not async: without onEntry (no `--step`), a record costs no promise (issue 13).
+    onRecord: (r, t, check) => {
       if (!t) return;
       result.lastSeq = r.seq;
       const entry = entryOf(r, t, check.matched);
       // The rebuild keeps every distinct state it saw, as JSON: the last one is the actor's current state.
       entry.state = t.visited[t.visited.length - 1] ?? json(t.actor.getSnapshot().value);
       result.timeline.push(entry);
-      await o.onEntry?.(entry, result);
+      return o.onEntry?.(entry, result);
     },
   });
   return { ...rebuilt, timeline: result.timeline };

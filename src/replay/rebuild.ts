@@ -297,7 +297,8 @@ export async function rebuild(records: EventRecord[], o: RebuildOptions = {}): P
       crashed.delete(taskId); // an actor errors once
       diverge({ seq: r.seq, taskId, message });
     }
-    await o.onRecord?.(r, tasks.get(taskId), check);
+    const after = o.onRecord?.(r, tasks.get(taskId), check);
+    if (after) await after; // awaited only when it is a promise: most records cost no microtask
   }
   unchecked.clear();
   for (const f of detach) f();
