@@ -6,7 +6,7 @@
  * while 30 sandboxes are being created loses no request and no event; a SIGKILLed agent is marked lost
  * within the bound.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -27,6 +27,7 @@ import { localRuntimeConfig } from '../../src/cli/commands/up.ts';
 import { drainNode, FleetController, NodeRegistry } from '../../src/fleet/index.ts';
 import { generateCreds } from '../../infra/nats/gen-creds.ts';
 import { REPO } from '../helpers/node.ts';
+import { spawnAgent } from '../helpers/agent-process.ts';
 import { sleeperCreateBody } from '../helpers/fleet-body.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { mountsUnder, processesMatching } from '../helpers/leaks.ts';
@@ -43,43 +44,13 @@ const agents = new Map<string, ChildProcess>();
 let creds: ReturnType<typeof generateCreds>;
 
 function startAgent(node: string): ChildProcess {
-  const d = join(dir, node);
-  const p = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      join(REPO, 'src/cli/main.ts'),
-      'agent',
-      '--spawn-workers',
-      '--teardown-on-exit',
-      '--node',
-      node,
-      '--nats',
-      cluster.url,
-      '--data-dir',
-      d,
-      '--run-dir',
-      join(d, 'run'),
-      '--bundle-root',
-      join(d, 'bundles'),
-      '--replicas',
-      '3',
-      '--creds',
-      creds.seedFiles[node]!,
-      '--capacity',
-      'vcpus=64,memory=65536,sandboxes=20',
-    ],
-    {
-      stdio: ['ignore', 'ignore', 'inherit'],
-      env: {
-        ...process.env,
-        CORRAL_SIMULATE_VMS: '1',
-        CORRAL_CONF_FILE: join(dir, 'configuration.toml'),
-        CORRAL_LOG_LEVEL: process.env.CORRAL_LOG_LEVEL ?? 'error',
-      },
-    },
-  );
+  const p = spawnAgent({
+    node,
+    nats: cluster.url,
+    dir: join(dir, node),
+    conf: join(dir, 'configuration.toml'),
+    args: ['--replicas', '3', '--creds', creds.seedFiles[node]!, '--capacity', 'vcpus=64,memory=65536,sandboxes=20'],
+  });
   agents.set(node, p);
   return p;
 }

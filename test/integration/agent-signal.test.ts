@@ -3,13 +3,13 @@
  * stops them too: a signal in that window used to end the agent at once, and its workers outlived it
  * (seen in CI: a test's teardown sent SIGTERM the moment the node's registry entry said ready).
  */
-import { spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { localRuntimeConfig } from '../../src/cli/commands/up.ts';
 import { natsServer, type TestNats } from '../helpers/nats.ts';
 import { REPO } from '../helpers/node.ts';
+import { spawnAgent } from '../helpers/agent-process.ts';
 import { processesMatching, mountsUnder } from '../helpers/leaks.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -29,38 +29,16 @@ afterAll(async () => {
 });
 
 it('SIGTERM while the agent starts, once its workers are spawned: it finishes starting, then stops them', async () => {
-  const agent = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      join(REPO, 'src/cli/main.ts'),
-      'agent',
-      '--spawn-workers',
-      '--teardown-on-exit',
-      '--node',
-      `sig${process.pid}`,
-      '--nats',
-      n.url,
-      '--data-dir',
-      dir,
-      '--run-dir',
-      join(dir, 'run'),
-      '--bundle-root',
-      join(dir, 'bundles'),
-    ],
-    {
-      stdio: ['ignore', 'ignore', 'pipe'],
-      env: {
-        ...process.env,
-        CORRAL_SIMULATE_VMS: '1',
-        CORRAL_CONF_FILE: join(dir, 'configuration.toml'),
-        CORRAL_LOG_LEVEL: 'warn',
-      },
-    },
-  );
+  const agent = spawnAgent({
+    node: `sig${process.pid}`,
+    nats: n.url,
+    dir,
+    conf: join(dir, 'configuration.toml'),
+    stdio: ['ignore', 'ignore', 'pipe'],
+    logLevel: 'warn',
+  });
   let stderr = '';
-  agent.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+  agent.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
   const exited = new Promise<number | null>((r) => agent.once('exit', (code) => r(code)));
   const workers = () => processesMatching(`--data-dir ${dir}`).filter((pid) => pid !== agent.pid);
   // Its workers exist, and it has not said it is ready (it says so only once it serves).
