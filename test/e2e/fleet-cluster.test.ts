@@ -30,7 +30,7 @@ import { REPO } from '../helpers/node.ts';
 import { spawnAgent } from '../helpers/agent-process.ts';
 import { sleeperCreateBody } from '../helpers/fleet-body.ts';
 import { waitFor } from '../helpers/wait.ts';
-import { mountsUnder, processesMatching } from '../helpers/leaks.ts';
+import { processesMatching, unmountUnder } from '../helpers/leaks.ts';
 
 const NODES = ['fa', 'fb', 'fc'];
 const dir = mkdtempSync('/tmp/corral-fleet-');
@@ -117,9 +117,11 @@ afterAll(async () => {
   await admin?.close().catch(() => {});
   await ctlNc?.close().catch(() => {});
   await cluster?.stop();
-  expect(strays).toEqual([]);
-  expect(mountsUnder(dir)).toEqual([]); // never rm through a mount (the rootfs binds read-only sources)
+  // Leaks are reported after they are undone: never rm through a mount (the rootfs binds read-only sources).
+  const mounts = unmountUnder(dir);
   rmSync(dir, { recursive: true, force: true });
+  expect(strays).toEqual([]);
+  expect(mounts).toEqual([]);
 }, 180_000);
 
 // A registry listing retries across a failover for up to 30 s (registry.ts): waits on one allow 40 s.

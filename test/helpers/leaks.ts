@@ -17,6 +17,16 @@ export function mountsUnder(root: string): string[] {
   return out;
 }
 
+/**
+ * After a leak was recorded for the report: the mounts under `root` undone (lazily, deepest first) so the dir
+ * can be removed and nothing outlives the test that failed. Returns what it unmounted.
+ */
+export function unmountUnder(root: string): string[] {
+  const left = mountsUnder(root).sort((a, b) => b.length - a.length);
+  for (const m of left) execFileSync('umount', ['-l', m]);
+  return left;
+}
+
 /** PIDs of live processes whose command line contains `needle`. */
 export function processesMatching(needle: string): number[] {
   const out: number[] = [];
