@@ -62,11 +62,11 @@ export function upgradeSnapshot(snapshot: unknown): unknown {
   const s = snapshot as { context?: Record<string, unknown> } | null;
   const c = s?.context;
   if (!c || !['pendingKill', 'queuedKills', 'pendingAct', 'queuedActs'].some((k) => k in c)) return snapshot;
-  type Old = { pendingKill?: { signal: number; all: boolean } | null; queuedKills?: unknown[] };
-  type OldActs = { pendingAct?: unknown; queuedActs?: unknown[] };
-  const { pendingKill, queuedKills, pendingAct, queuedActs, ...rest } = c as Old & OldActs & Record<string, unknown>;
-  const context: Record<string, unknown> = rest;
-  const inFlight = pendingKill && typeof rest.pendingRid === 'string' ? [{ rid: rest.pendingRid, ...pendingKill }] : [];
+  type Old = { pendingKill?: object | null; queuedKills?: unknown[]; pendingAct?: unknown; queuedActs?: unknown[] };
+  const { pendingKill, queuedKills, pendingAct, queuedActs, ...context } = c as Old & Record<string, unknown>;
+  // The kill in flight (its rid was the start's field) heads the queue.
+  const inFlight =
+    pendingKill && typeof context.pendingRid === 'string' ? [{ rid: context.pendingRid, ...pendingKill }] : [];
   if (inFlight.length) context.pendingRid = null;
   const kills = [...inFlight, ...(queuedKills ?? [])];
   const acts = [...(pendingAct ? [pendingAct] : []), ...(queuedActs ?? [])];

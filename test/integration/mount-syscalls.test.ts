@@ -17,7 +17,7 @@ import { startMountWorker, type MountWorker } from '../../src/workers/mount/main
 import { parseMountInfo } from '../../src/workers/mount/mountinfo.ts';
 import { Mounter } from '../../src/workers/mount/mounter.ts';
 import { natsServer, type TestNats } from '../helpers/nats.ts';
-import { mountsUnder } from '../helpers/leaks.ts';
+import { mountsUnder, unmountUnder } from '../helpers/leaks.ts';
 
 const WAYS = ['syscall', 'fork'] as const;
 type Way = (typeof WAYS)[number];
@@ -81,15 +81,14 @@ beforeAll(async () => {
 });
 
 afterEach(() => {
-  const leaked = mountsUnder(root);
-  for (const m of [...leaked].reverse()) sh('umount', '-l', m);
+  const leaked = unmountUnder(root);
   expect(leaked, 'mounts left under the root').toEqual([]);
 });
 
 afterAll(async () => {
   for (const w of workers) await w.stop();
   if (root) {
-    for (const m of mountsUnder(root).reverse()) sh('umount', '-l', m);
+    unmountUnder(root);
     rmSync(root, { recursive: true, force: true });
   }
   if (journalDir) rmSync(journalDir, { recursive: true, force: true });
