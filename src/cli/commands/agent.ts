@@ -18,6 +18,7 @@ import { checkRunDir, loadSettings, type Settings } from '../../agent/settings.t
 import { selfCommand, Supervisor } from '../../agent/supervisor.ts';
 import { WorkerWatch } from '../../agent/worker-watch.ts';
 import { probeWorker } from '../../agent/worker-probe.ts';
+import { liveWorker } from '../../workers/pidfile.ts';
 import { faultsEnabled } from '../../workers/faults.ts';
 import { AgentRegistration } from '../../fleet/agent-registration.ts';
 import { poolCapacity } from '../../agent/pool-capacity.ts';
@@ -212,28 +213,41 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
         void shutdown('worker restart intensity exceeded', 1);
       },
     });
-    // A worker that outlived a previous agent (killed, restarted) keeps its VMs and mounts: adopt it. The kinds are
-    // asked at once; one that answered its ping is serving, only a worker started here is waited for.
-    const probes = await Promise.all(WORKER_KINDS.map((kind) => probeWorker(nc, settings.node, kind)));
-    const started: WorkerKind[] = [];
+    // A worker that outlived a previous agent (killed, restarted) keeps its VMs and mounts: adopt it. Its pidfile
+    // names it (the host's answer, whatever NATS can tell at this moment); a worker without one (an older version)
+    // is found by its ping. The kinds are asked at once; one that answered its ping is serving, any other is waited
+    // for.
+    const held = WORKER_KINDS.map((kind) => liveWorker(settings.runDir, kind));
+    const probes = await Promise.all(
+      WORKER_KINDS.map((kind, i) =>
+        held[i] !== undefined ? Promise.resolve(undefined) : probeWorker(nc, settings.node, kind),
+      ),
+    );
+    const awaited: WorkerKind[] = [];
     for (const [i, kind] of WORKER_KINDS.entries()) {
       const spec = {
         name: kind,
         command: self.command,
         args: [...self.prefix, 'worker', kind, ...settingsArgs(settings)],
       };
-      const live = probes[i]!;
-      if (live.pid !== undefined) {
-        log.info({ worker: kind, pid: live.pid }, 'adopting a running worker');
-        sup.adopt(spec, live.pid);
+      const pid = held[i] ?? probes[i]!.pid;
+      if (pid !== undefined) {
+        log.info({ worker: kind, pid, by: held[i] ? 'pidfile' : 'ping' }, 'adopting a running worker');
+        sup.adopt(spec, pid);
+        if (held[i]) awaited.push(kind);
       } else {
-        if (live.reason === 'silent')
+        if (probes[i]?.pid === undefined && probes[i]?.reason === 'silent')
           log.warn({ worker: kind }, 'a worker is subscribed but never answered; starting one');
         sup.add(spec);
-        started.push(kind);
+        awaited.push(kind);
       }
     }
-    await Promise.all(started.map((k) => waitForWorker(nc, settings.node, k, 30_000)));
+    try {
+      await Promise.all(awaited.map((k) => waitForWorker(nc, settings.node, k, 30_000)));
+    } catch (e) {
+      await sup.stop(); // a start that fails leaves no worker behind
+      throw e;
+    }
   }
   const r0 = performance.now();
   phases.workers = r0 - w0;

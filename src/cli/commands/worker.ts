@@ -6,7 +6,9 @@ import { startMountWorker } from '../../workers/mount/main.ts';
 import { startHypervisorWorker } from '../../workers/hypervisor/main.ts';
 import { startNetworkWorker } from '../../workers/network/main.ts';
 import { Faults, faultsEnabled } from '../../workers/faults.ts';
-import { checkRunDir } from '../../agent/settings.ts';
+import { checkRunDir, type Settings } from '../../agent/settings.ts';
+import type { WorkerKind } from '../../domain/ops.ts';
+import { claimWorkerPidfile } from '../../workers/pidfile.ts';
 import { settingsFrom } from './agent.ts';
 import type { Io } from '../io.ts';
 
@@ -16,6 +18,15 @@ export async function workerCommand(argv: string[], io: Io): Promise<number> {
   if (kind !== 'mount' && kind !== 'hypervisor' && kind !== 'network')
     throw err.invalid(`worker kind must be mount, hypervisor or network, got ${JSON.stringify(kind ?? '')}`);
   checkRunDir(settings.runDir);
+  const release = claimWorkerPidfile(settings.runDir, kind); // one worker of a kind per run dir
+  try {
+    return await serve(kind, settings, io);
+  } finally {
+    release();
+  }
+}
+
+async function serve(kind: WorkerKind, settings: Settings, io: Io): Promise<number> {
   const log = rootLogger({ name: `corral-worker-${kind}`, level: settings.logLevel });
   const nc = await connectNats(settings.natsUrl, `corral-${kind}-${settings.node}`, {
     nkeySeedFile: settings.credsFile,

@@ -15,17 +15,8 @@ import { chownSync, closeSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { err } from '../../errors.ts';
 import type { BootSpec, VirtioFsSpec } from '../../domain/ops.ts';
 import { abortError, tailOf } from './boot-error.ts';
-import {
-  kill,
-  killOrphans,
-  ownedBy,
-  OWNER_ENV,
-  pidAlive,
-  procStart,
-  SANDBOX_ENV,
-  scanDaemons,
-  watchPid,
-} from './host-scan.ts';
+import { kill, killOrphans, ownedBy, OWNER_ENV, SANDBOX_ENV, scanDaemons, watchPid } from './host-scan.ts';
+import { pidAlive, procStart } from '../procfs.ts';
 import { daemonPath, probeFlavour, virtiofsdArgs } from './virtiofsd-args.ts';
 
 /** A running virtiofsd, ours (a child) or adopted (found by its tag). */
