@@ -8,7 +8,7 @@ import { request } from '../../bus/rpc.ts';
 import { retrying } from '../../bus/retry.ts';
 import { subjects } from '../../bus/subjects.ts';
 import { WORKER_KINDS, type WorkerKind } from '../../domain/ops.ts';
-import { err } from '../../errors.ts';
+import { ensureError, err } from '../../errors.ts';
 import { buildAgent } from '../../agent/agent.ts';
 import { createRules } from '../../agent/create-rules.ts';
 import { reconcile } from '../../agent/reconcile.ts';
@@ -243,7 +243,17 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
       }
     }
     try {
-      await Promise.all(awaited.map((k) => waitForWorker(nc, settings.node, k, 30_000)));
+      await Promise.all(
+        awaited.map((k) =>
+          waitForWorker(nc, settings.node, k, 30_000).catch((e: unknown) => {
+            const pid = held[WORKER_KINDS.indexOf(k)];
+            if (pid === undefined) throw e;
+            throw err.unavailable(
+              `the ${k} worker its pidfile names (pid ${pid}) runs but does not answer: ${ensureError(e).message}`,
+            );
+          }),
+        ),
+      );
     } catch (e) {
       await sup.stop(); // a start that fails leaves no worker behind
       throw e;
