@@ -3,8 +3,35 @@
  * VMs: for tests that start, kill and restart agents themselves (no `corral up` around them).
  */
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { localRuntimeConfig } from '../../src/cli/commands/up.ts';
+import { processesMatching, unmountUnder } from './leaks.ts';
 import { REPO } from './node.ts';
+
+/** A data dir for agents of a test (`bundles/`, and `configuration.toml` for simulated VMs). */
+export function agentDir(prefix: string): { dir: string; conf: string } {
+  const dir = mkdtempSync(`/tmp/corral-${prefix}-`);
+  chmodSync(dir, 0o755);
+  mkdirSync(join(dir, 'bundles'));
+  const conf = join(dir, 'configuration.toml');
+  writeFileSync(conf, localRuntimeConfig(join(REPO, '.corral/guest')));
+  return { dir, conf };
+}
+
+/**
+ * The end of an agentDir: kills any agent or worker still running from it (only after a failure; a stopped one
+ * is continued so that it dies), undoes the mounts left under it, removes it, and returns those mounts.
+ */
+export function removeAgentDir(dir: string): string[] {
+  for (const pid of processesMatching(`--data-dir ${dir}`)) {
+    process.kill(pid, 'SIGCONT');
+    process.kill(pid, 'SIGKILL');
+  }
+  const mounts = unmountUnder(dir);
+  rmSync(dir, { recursive: true, force: true });
+  return mounts;
+}
 
 export interface AgentProcessOptions {
   node: string;

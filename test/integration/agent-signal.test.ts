@@ -3,29 +3,20 @@
  * stops them too: a signal in that window used to end the agent at once, and its workers outlived it
  * (seen in CI: a test's teardown sent SIGTERM the moment the node's registry entry said ready).
  */
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { localRuntimeConfig } from '../../src/cli/commands/up.ts';
 import { natsServer, type TestNats } from '../helpers/nats.ts';
-import { REPO } from '../helpers/node.ts';
-import { spawnAgent } from '../helpers/agent-process.ts';
-import { processesMatching, mountsUnder } from '../helpers/leaks.ts';
+import { agentDir, removeAgentDir, spawnAgent } from '../helpers/agent-process.ts';
+import { processesMatching } from '../helpers/leaks.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 let n: TestNats;
-const dir = mkdtempSync('/tmp/corral-signal-');
+const { dir, conf } = agentDir('signal');
 beforeAll(async () => {
-  chmodSync(dir, 0o755);
-  mkdirSync(join(dir, 'bundles'));
-  writeFileSync(join(dir, 'configuration.toml'), localRuntimeConfig(join(REPO, '.corral/guest')));
   n = await natsServer();
 });
 afterAll(async () => {
-  for (const pid of processesMatching(`--data-dir ${dir}`)) process.kill(pid, 'SIGKILL'); // only after a failure
   await n.cleanup();
-  expect(mountsUnder(dir)).toEqual([]);
-  rmSync(dir, { recursive: true, force: true });
+  expect(removeAgentDir(dir)).toEqual([]);
 });
 
 it('SIGTERM while the agent starts, once its workers are spawned: it finishes starting, then stops them', async () => {
@@ -33,7 +24,7 @@ it('SIGTERM while the agent starts, once its workers are spawned: it finishes st
     node: `sig${process.pid}`,
     nats: n.url,
     dir,
-    conf: join(dir, 'configuration.toml'),
+    conf,
     stdio: ['ignore', 'ignore', 'pipe'],
     logLevel: 'warn',
   });

@@ -5,36 +5,27 @@
  * restarted agent left its predecessor's three workers behind).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { localRuntimeConfig } from '../../src/cli/commands/up.ts';
 import { CorralError } from '../../src/errors.ts';
 import { WORKER_KINDS } from '../../src/domain/ops.ts';
 import { claimWorkerPidfile, liveWorker, workerPidfile } from '../../src/workers/pidfile.ts';
 import { natsServer, type TestNats } from '../helpers/nats.ts';
 import { REPO } from '../helpers/node.ts';
-import { spawnAgent } from '../helpers/agent-process.ts';
-import { processesMatching, mountsUnder } from '../helpers/leaks.ts';
+import { agentDir, removeAgentDir, spawnAgent } from '../helpers/agent-process.ts';
+import { processesMatching } from '../helpers/leaks.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 let n: TestNats;
-const dir = mkdtempSync('/tmp/corral-pidfile-');
+const { dir, conf } = agentDir('pidfile');
 const runDir = join(dir, 'run');
 beforeAll(async () => {
-  chmodSync(dir, 0o755);
-  mkdirSync(join(dir, 'bundles'));
-  writeFileSync(join(dir, 'configuration.toml'), localRuntimeConfig(join(REPO, '.corral/guest')));
   n = await natsServer();
 });
 afterAll(async () => {
-  for (const pid of processesMatching(`--data-dir ${dir}`)) {
-    process.kill(pid, 'SIGCONT'); // only after a failure
-    process.kill(pid, 'SIGKILL');
-  }
   await n.cleanup();
-  expect(mountsUnder(dir)).toEqual([]);
-  rmSync(dir, { recursive: true, force: true });
+  expect(removeAgentDir(dir)).toEqual([]);
 });
 
 /** A child's stderr, kept, and its exit. */
@@ -97,7 +88,7 @@ it('a restarted agent adopts a stopped worker (it cannot answer) by its pidfile,
       node,
       nats: n.url,
       dir,
-      conf: join(dir, 'configuration.toml'),
+      conf,
       stdio: ['ignore', 'ignore', 'pipe'],
       logLevel: 'info',
     });
