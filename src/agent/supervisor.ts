@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { inCheckout } from '../util/checkout.ts';
+import { procStart } from '../workers/procfs.ts';
 
 export interface ChildSpec {
   name: string;
@@ -21,11 +22,12 @@ export interface SupervisorOptions {
   onStart?: (name: string, pid: number) => void;
 }
 
+/** A child that outlived a previous supervisor: its pid, and whether that pid is still the same process. */
+type Adopted = { pid: number; alive: () => boolean };
+type Child = { spec: ChildSpec; proc?: ChildProcess; restarts: number[]; timer?: NodeJS.Timeout; adopted?: Adopted };
+
 export class Supervisor {
-  private children = new Map<
-    string,
-    { spec: ChildSpec; proc?: ChildProcess; restarts: number[]; timer?: NodeJS.Timeout; adopted?: number }
-  >();
+  private children = new Map<string, Child>();
   private stopping = false;
   constructor(private o: SupervisorOptions = {}) {}
 
@@ -35,26 +37,18 @@ export class Supervisor {
   }
 
   pid(name: string): number | undefined {
-    return this.children.get(name)?.proc?.pid ?? this.children.get(name)?.adopted;
+    return this.children.get(name)?.proc?.pid ?? this.children.get(name)?.adopted?.pid;
   }
 
   /**
    * Take over a child that outlived a previous supervisor (the agent was killed; its workers were not):
-   * it is watched by pid, and started anew when it dies.
+   * it is watched by pid and start time (a zombie or a reused pid is gone), and started anew when it dies.
    */
   adopt(spec: ChildSpec, pid: number): void {
-    const c = { spec, restarts: [] as number[], adopted: pid } as {
-      spec: ChildSpec;
-      restarts: number[];
-      adopted?: number;
-      timer?: NodeJS.Timeout;
-      proc?: ChildProcess;
-    };
+    const c: Child = { spec, restarts: [], adopted: { pid, alive: aliveCheck(pid) } };
     this.children.set(spec.name, c);
     const watch = setInterval(() => {
-      try {
-        process.kill(pid, 0);
-      } catch {
+      if (!c.adopted?.alive()) {
         clearInterval(watch);
         c.adopted = undefined;
         if (this.stopping) return;
@@ -114,15 +108,14 @@ export class Supervisor {
   }
 }
 
-async function stopPid(pid: number, graceMs: number): Promise<void> {
-  const alive = () => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
+/** Whether `pid` is still the process it is now: a zombie, or a pid given to another process since, is gone. */
+function aliveCheck(pid: number): () => boolean {
+  const ticks = procStart(pid)?.ticks;
+  return () => ticks !== undefined && procStart(pid)?.ticks === ticks;
+}
+
+async function stopPid({ pid, alive }: Adopted, graceMs: number): Promise<void> {
+  if (!alive()) return;
   try {
     process.kill(pid, 'SIGTERM');
   } catch {

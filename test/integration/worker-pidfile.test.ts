@@ -52,7 +52,9 @@ describe('the pidfile', () => {
     for (const stale of [`${dead} 1\n`, `${process.pid} 1\n`, 'garbage\n', '']) {
       writeFileSync(workerPidfile(d, 'network'), stale);
       expect(liveWorker(d, 'network'), JSON.stringify(stale)).toBeUndefined();
-      claimWorkerPidfile(d, 'network')();
+      const release = claimWorkerPidfile(d, 'network');
+      expect(liveWorker(d, 'network'), JSON.stringify(stale)).toBe(process.pid);
+      release();
     }
   });
 });

@@ -223,34 +223,34 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
         held[i] !== undefined ? Promise.resolve(undefined) : probeWorker(nc, settings.node, kind),
       ),
     );
-    const awaited: WorkerKind[] = [];
+    /** The workers to wait for: those started here, and those adopted by their pidfile (`pid`). */
+    const awaited: { kind: WorkerKind; pid?: number }[] = [];
     for (const [i, kind] of WORKER_KINDS.entries()) {
       const spec = {
         name: kind,
         command: self.command,
         args: [...self.prefix, 'worker', kind, ...settingsArgs(settings)],
       };
-      const pid = held[i] ?? probes[i]!.pid;
+      const probe = probes[i];
+      const pid = held[i] ?? probe?.pid;
       if (pid !== undefined) {
         log.info({ worker: kind, pid, by: held[i] ? 'pidfile' : 'ping' }, 'adopting a running worker');
         sup.adopt(spec, pid);
-        if (held[i]) awaited.push(kind);
+        if (held[i]) awaited.push({ kind, pid });
       } else {
-        if (probes[i]?.pid === undefined && probes[i]?.reason === 'silent')
+        if (probe?.pid === undefined && probe?.reason === 'silent')
           log.warn({ worker: kind }, 'a worker is subscribed but never answered; starting one');
         sup.add(spec);
-        awaited.push(kind);
+        awaited.push({ kind });
       }
     }
     try {
       await Promise.all(
-        awaited.map((k) =>
-          waitForWorker(nc, settings.node, k, 30_000).catch((e: unknown) => {
-            const pid = held[WORKER_KINDS.indexOf(k)];
+        awaited.map(({ kind, pid }) =>
+          waitForWorker(nc, settings.node, kind, 30_000).catch((e: unknown) => {
             if (pid === undefined) throw e;
-            throw err.unavailable(
-              `the ${k} worker its pidfile names (pid ${pid}) runs but does not answer: ${ensureError(e).message}`,
-            );
+            const why = ensureError(e).message;
+            throw err.unavailable(`the ${kind} worker its pidfile names (pid ${pid}) runs but does not answer: ${why}`);
           }),
         ),
       );
