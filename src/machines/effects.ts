@@ -5,7 +5,7 @@
  * when the machine leaves the state that invoked it. The agent and recovery use one machine per definition
  * (`sharedMachine`), each actor bound to its own effects (`bindEffects`).
  */
-import { fromPromise } from 'xstate';
+import { fromPromise, type PromiseActorLogic } from 'xstate';
 import type { Compensation, CreatePlan, CreateTaskRequest, RunAct, Step } from '../domain/task.ts';
 import { coordinatorMachine } from './coordinator.machine.ts';
 import type { LifecycleMachine, StepOutputs } from './lifecycle.ts';
@@ -29,27 +29,38 @@ export interface Effects {
 /** Effects as each actor finds them: one object for every actor, or the one bound to its actor system. */
 type EffectsOf = (system: object) => Effects; // an actor system, as the key of its actors' effects
 
-function bindActors(machine: LifecycleMachine, fx: EffectsOf): LifecycleMachine {
-  const backoff = fromPromise<unknown, { ms: number }>(({ input, signal, system }) =>
-    fx(system).sleep(input.ms, signal),
-  );
+/** What a lifecycle machine and its coordinator invoke, by `src`: an effect each (`backoff` is `sleep`). */
+export type EffectSrc = Exclude<keyof Effects, 'sleep'> | 'backoff';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- each src has its own input; provide() checks them
+type EffectLogic = PromiseActorLogic<any, any>;
+
+/** `machine` with `logicOf(src)` as the logic of each effect it invokes, its coordinator's included. */
+export function withEffectLogic(machine: LifecycleMachine, logicOf: (src: EffectSrc) => EffectLogic): LifecycleMachine {
+  const backoff = logicOf('backoff');
   return machine.provide({
     actors: {
-      validate: fromPromise(({ input, signal, system }) => fx(system).validate(input, signal)),
-      configure: fromPromise(({ input, signal, system }) => fx(system).configure(input, signal)),
-      runStep: fromPromise(({ input, signal, system }) => fx(system).runStep(input, signal)),
-      startProcess: fromPromise(({ input, signal, system }) => fx(system).startProcess(input, signal)),
-      signal: fromPromise(({ input, signal, system }) => fx(system).signal(input, signal)),
-      act: fromPromise(({ input, signal, system }) => fx(system).act(input, signal)),
+      validate: logicOf('validate'),
+      configure: logicOf('configure'),
+      runStep: logicOf('runStep'),
+      startProcess: logicOf('startProcess'),
+      signal: logicOf('signal'),
+      act: logicOf('act'),
       backoff,
-      coordinator: coordinatorMachine.provide({
-        actors: {
-          compensate: fromPromise(({ input, signal, system }) => fx(system).compensate(input, signal)),
-          backoff,
-        },
-      }),
+      coordinator: coordinatorMachine.provide({ actors: { compensate: logicOf('compensate'), backoff } }),
     },
   });
+}
+
+function bindActors(machine: LifecycleMachine, fx: EffectsOf): LifecycleMachine {
+  type Run = (input: unknown, signal: AbortSignal) => Promise<unknown>;
+  return withEffectLogic(machine, (src) =>
+    fromPromise<unknown, unknown>(({ input, signal, system }) =>
+      src === 'backoff'
+        ? fx(system).sleep((input as { ms: number }).ms, signal)
+        : (fx(system)[src] as Run)(input, signal),
+    ),
+  );
 }
 
 /** A machine whose every actor runs `fx` (tests, one-off actors). */

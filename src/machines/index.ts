@@ -15,4 +15,11 @@ export {
   type LifecycleMachine,
   type StepOutputs,
 } from './lifecycle.ts';
-export { bindEffects, provideEffects, sharedMachine, type Effects } from './effects.ts';
+export {
+  bindEffects,
+  provideEffects,
+  sharedMachine,
+  withEffectLogic,
+  type EffectSrc,
+  type Effects,
+} from './effects.ts';

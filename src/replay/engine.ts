@@ -7,7 +7,7 @@
 import type { EventRecord } from '../bus/eventlog-reader.ts';
 import { rebuild, type Divergence, type RebuildOptions, type ReplayTask } from './rebuild.ts';
 
-export { gatedEffects, type Divergence, type ReplayTask, type StartingPoint } from './rebuild.ts';
+export { type Divergence, type ReplayTask, type StartingPoint } from './rebuild.ts';
 
 export type Lane =
   'sandbox' | 'container' | 'coordinator' | 'agent' | 'worker:mount' | 'worker:hypervisor' | 'worker:network';

@@ -12,9 +12,11 @@ interface Waiting {
   taskId: string;
   name: string;
   settle: (o: Outcome | 'live') => void;
-  /** Fires when the state that invoked the effect was left: its outcome no longer matters to the machine. */
-  signal?: AbortSignal;
+  /** True once the state that invoked the effect was left: its outcome no longer matters to the machine. */
+  left: () => boolean;
 }
+
+const never = () => false;
 
 /** What handing over an outcome did: an effect took it, or the effect had been abandoned by its state. */
 export type Delivery = 'taken' | 'abandoned' | false;
@@ -31,9 +33,19 @@ export class EffectGate {
   /** Called by an effect: its recorded outcome, or 'live' once the gate is open. */
   wait(taskId: string, name: string, signal?: AbortSignal): Promise<Outcome | 'live'> {
     if (this.isLive) return Promise.resolve('live');
-    const p = new Promise<Outcome | 'live'>((settle) => this.waiting.push({ taskId, name, settle, signal }));
-    for (const f of [...(this.asked.get(taskId) ?? [])]) f();
-    return p;
+    const left = signal ? () => signal.aborted : never;
+    return new Promise<Outcome | 'live'>((settle) => this.ask(taskId, name, settle, left));
+  }
+
+  /**
+   * As `wait`, with a callback: `settle` runs inside `deliver` (or `goLive`), synchronously. Offline replay's
+   * effects take their outcomes this way (gated-logic.ts): no promise, no microtask per effect.
+   */
+  ask(taskId: string, name: string, settle: (o: Outcome | 'live') => void, left: () => boolean = never): void {
+    if (this.isLive) return settle('live');
+    this.waiting.push({ taskId, name, settle, left });
+    const asked = this.asked.get(taskId);
+    if (asked) for (const f of [...asked]) f();
   }
 
   /** Calls `f` each time an effect of `taskId` asks (the replay's signal that an outcome was taken). */
@@ -57,8 +69,9 @@ export class EffectGate {
     const k = this.waiting.findIndex((w) => w.taskId === taskId && w.name === name);
     if (k < 0) return false;
     const w = this.waiting.splice(k, 1)[0]!;
+    const left = w.left(); // before settling: a taken outcome may lead the machine out of the state
     w.settle(outcome);
-    return w.signal?.aborted ? 'abandoned' : 'taken';
+    return left ? 'abandoned' : 'taken';
   }
 
   /** Effects that asked and got nothing yet (what was in flight when the log ends). */

@@ -10,7 +10,7 @@
  * the task shows it (its actor's snapshot changes, or the next effect asks the gate).
  */
 import { createActor, type InspectionEvent, type Observer, type Snapshot } from 'xstate';
-import { ensureError, fromWire, type WireError } from '../errors.ts';
+import { ensureError, type WireError } from '../errors.ts';
 import { isFactKind, type CreateTaskRequest } from '../domain/task.ts';
 import {
   containerMachine,
@@ -26,6 +26,7 @@ import {
   type LifecycleMachine,
 } from '../machines/index.ts';
 import { EffectGate, type Outcome } from './gate.ts';
+import { bindGate, gatedMachine } from './gated-logic.ts';
 import type { EventRecord } from '../bus/eventlog-reader.ts';
 import type { StartingPoint } from '../domain/snapshot.ts';
 
@@ -103,36 +104,13 @@ type CreateInput = {
 /** An outcome not shown by its task within this long is a divergence (a bug), not a hang. */
 const CONSUME_TIMEOUT_MS = 10_000;
 
-/** Offline effects: each one waits for its recorded outcome; past the end of the log, forever. */
-export function gatedEffects(taskId: string, gate: EffectGate): Effects {
-  const wait = async <T>(name: string, signal: AbortSignal): Promise<T> => {
-    const o = await gate.wait(taskId, name, signal);
-    if (o === 'live')
-      return new Promise<T>(() => {
-        // Offline, nothing runs for real: past the end of the log the effect waits forever, by design.
-      });
-    if (o.ok) return o.output as T; // a recorded output is the effect's result as the log holds it
-    throw fromWire(o.error); // as a live effect does (agent/effects.ts): the machine keeps toWireError of it
-  };
-  return {
-    validate: (_, signal) => wait('validate', signal),
-    configure: (_, signal) => wait('configure', signal),
-    runStep: ({ step }, signal) => wait(step.kind, signal),
-    startProcess: (_, signal) => wait('startProcess', signal),
-    signal: (_, signal) => wait('signal', signal),
-    act: ({ act }, signal) => wait(`act:${act.op}`, signal),
-    compensate: (c, signal) => wait(`undo:${c.kind}`, signal),
-    sleep: (_, signal) => wait('timer', signal),
-  };
-}
-
 const json = (v: unknown) => JSON.stringify(v);
 
 /**
- * Per task: the `consumed` waiting for its next snapshot or its next effect asking the gate. One
- * subscription per task, not one per outcome (issue 13).
+ * Per task: whether it showed a change (a new snapshot, or its next effect asking the gate) since `seen`
+ * was cleared, and the `consumed` waiting for one. One subscription per task, not one per outcome (issue 13).
  */
-type Changes = { wake?: () => void };
+type Changes = { seen: boolean; wake?: () => void };
 
 /**
  * Resolves once the task shows it consumed what it was just handed: a new snapshot, or its next effect
@@ -181,10 +159,12 @@ export async function rebuild(records: EventRecord[], o: RebuildOptions = {}): P
   /** Undone once the log is applied: actors that go on live (recovery) are not watched here any more. */
   const detach: (() => void)[] = [];
 
+  // Offline, effects take their recorded outcomes synchronously (gated-logic.ts); with `effects` (recovery)
+  // they are promises that go live at the end of the log, and a hand-over is seen a few microtasks later.
+  const live = o.effects;
   const start = (base: TaskBase, effectsFrom: number, init: { input: LifecycleInput } | { snapshot: unknown }) => {
     const inspect = o.inspect?.(base);
-    const fx = o.effects ? o.effects({ ...base, effectsFrom }, gate) : gatedEffects(base.taskId, gate);
-    const machine = sharedMachine(machines[base.machine]);
+    const machine = live ? sharedMachine(machines[base.machine]) : gatedMachine(machines[base.machine]);
     // A restored actor still takes an input; its context comes from the snapshot, and a persisted
     // context always holds the request (the machine sets it from its input).
     const saved = 'snapshot' in init ? (init.snapshot as { context?: Partial<LifecycleContext> }).context : undefined;
@@ -197,7 +177,8 @@ export async function rebuild(records: EventRecord[], o: RebuildOptions = {}): P
       ...('snapshot' in init ? { snapshot: upgradeSnapshot(init.snapshot) as Snapshot<unknown> } : {}),
       ...(inspect ? { inspect } : {}),
     });
-    bindEffects(actor, fx);
+    if (live) bindEffects(actor, live({ ...base, effectsFrom }, gate));
+    else bindGate(actor, base.taskId, gate);
     const t: ReplayTask = {
       ...base,
       request: input.request,
@@ -208,9 +189,12 @@ export async function rebuild(records: EventRecord[], o: RebuildOptions = {}): P
       recorded: counts.get(base.taskId) ?? { facts: 0, states: 0 },
     };
     unchecked.set(base.taskId, []);
-    const c: Changes = {};
+    const c: Changes = { seen: false };
     changes.set(base.taskId, c);
-    const bump = () => c.wake?.();
+    const bump = () => {
+      c.seen = true;
+      c.wake?.();
+    };
     const sub = actor.subscribe({
       next: (s) => {
         bump();
@@ -256,9 +240,12 @@ export async function rebuild(records: EventRecord[], o: RebuildOptions = {}): P
       if (!t) continue; // records of tasks created before the window: nothing to rebuild them from
       if (r.kind === 'input' && typeof r.effect === 'string') {
         const outcome: Outcome = r.ok ? { ok: true, output: r.output } : { ok: false, error: r.error as WireError };
+        const c = changes.get(taskId)!;
+        const active = t.actor.getSnapshot().status === 'active';
+        c.seen = false;
         const delivery = gate.deliver(taskId, r.effect, outcome);
         if (delivery === 'taken') {
-          if (!(await consumed(t, changes.get(taskId)!)))
+          if (!(live ? await consumed(t, c) : active && c.seen))
             diverge({
               seq: r.seq,
               taskId,
