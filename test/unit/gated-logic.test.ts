@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { createActor } from 'xstate';
 import { sandboxMachine } from '../../src/machines/index.ts';
+import type { WireError } from '../../src/errors.ts';
 import { EffectGate } from '../../src/replay/gate.ts';
 import { bindGate, effectName, gatedMachine } from '../../src/replay/gated-logic.ts';
 import { request } from '../helpers/fake-effects.ts';
@@ -22,7 +23,7 @@ describe('gated effect logic', () => {
     const gate = new EffectGate();
     const actor = started(gate);
     expect(gate.pending()).toEqual([{ taskId: 'sb1', name: 'validate' }]);
-    const error = { code: 'InvalidArgument', message: 'bad bundle' };
+    const error: WireError = { code: 'InvalidArgument', message: 'bad bundle', retryable: false };
     expect(gate.deliver('sb1', 'validate', { ok: false, error })).toBe('taken');
     // No await: the failure was taken and the machine left `validating` inside deliver.
     expect(actor.getSnapshot().value).not.toBe('validating');
