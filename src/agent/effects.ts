@@ -6,7 +6,7 @@
 import { CorralError, ensureError, fromWire } from '../errors.ts';
 import type { EventAppender } from '../bus/eventlog.ts';
 import type { Compensation, OpArgs, OpName, OpResult, Step, StepResults, WorkerKind } from '../domain/ops.ts';
-import type { Effects, StepOutputs } from '../machines/index.ts';
+import { effectName, type Effects, type StepOutputs } from '../machines/index.ts';
 import type { CreatePlan, RunAct } from '../domain/task.ts';
 import type { CreateRules, SandboxContext } from './create-rules.ts';
 import type { WorkerClient } from './worker-client.ts';
@@ -204,7 +204,7 @@ export function taskEffects(
     configure: (input, signal) =>
       journaled('configure', signal, () => d.rules.configure(input.request, input.validated, task.sandbox())),
     runStep: (input, signal) =>
-      journaled(input.step.kind, signal, (call) => runStep(call, input.step, input.results, signal)),
+      journaled(effectName('runStep', input), signal, (call) => runStep(call, input.step, input.results, signal)),
     startProcess: (input, signal) =>
       journaled('startProcess', signal, (call) =>
         call(
@@ -226,11 +226,11 @@ export function taskEffects(
           signal,
         ),
       ),
-    act: (input, signal) => journaled(`act:${input.act.op}`, signal, (call) => runAct(call, input, signal)),
-    compensate: (c, signal) => journaled(`undo:${c.kind}`, signal, (call) => compensate(call, c, signal)),
+    act: (input, signal) => journaled(effectName('act', input), signal, (call) => runAct(call, input, signal)),
+    compensate: (c, signal) => journaled(effectName('compensate', c), signal, (call) => compensate(call, c, signal)),
     sleep: (ms, signal) =>
       journaled(
-        'timer',
+        effectName('backoff', { ms }),
         signal,
         () =>
           new Promise<void>((resolve, reject) => {

@@ -32,6 +32,19 @@ type EffectsOf = (system: object) => Effects; // an actor system, as the key of 
 /** What a lifecycle machine and its coordinator invoke, by `src`: an effect each (`backoff` is `sleep`). */
 export type EffectSrc = Exclude<keyof Effects, 'sleep'> | 'backoff';
 
+/**
+ * The log's name of an effect: what its outcome record holds in `effect`. The agent journals each outcome
+ * under it (agent/effects.ts) and offline replay asks the gate by it (replay/gated-logic.ts).
+ */
+export function effectName(src: EffectSrc, input: unknown): string {
+  const i = input as { step?: { kind: string }; act?: { op: string }; kind?: string };
+  if (src === 'runStep') return i.step!.kind;
+  if (src === 'act') return `act:${i.act!.op}`;
+  if (src === 'compensate') return `undo:${i.kind}`;
+  if (src === 'backoff') return 'timer';
+  return src;
+}
+
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- each src has its own input; provide() checks them
 type EffectLogic = PromiseActorLogic<any, any>;
 

@@ -17,6 +17,7 @@ export {
 } from './lifecycle.ts';
 export {
   bindEffects,
+  effectName,
   provideEffects,
   sharedMachine,
   withEffectLogic,

@@ -11,18 +11,8 @@
  */
 import type { AnyActorRef, PromiseActorLogic, PromiseSnapshot } from 'xstate';
 import { fromWire } from '../errors.ts';
-import { withEffectLogic, type EffectSrc, type LifecycleMachine } from '../machines/index.ts';
+import { effectName, withEffectLogic, type EffectSrc, type LifecycleMachine } from '../machines/index.ts';
 import type { EffectGate, Outcome } from './gate.ts';
-
-/** The log's name of an effect: what its outcome record holds in `effect` (as agent/effects.ts journals it). */
-export function effectName(src: EffectSrc, input: unknown): string {
-  const i = input as { step?: { kind: string }; act?: { op: string }; kind?: string };
-  if (src === 'runStep') return i.step!.kind;
-  if (src === 'act') return `act:${i.act!.op}`;
-  if (src === 'compensate') return `undo:${i.kind}`;
-  if (src === 'backoff') return 'timer';
-  return src;
-}
 
 /** Each actor system's task and gate (the root actor and every actor it invokes share the system). */
 const bound = new WeakMap<object, { taskId: string; gate: EffectGate }>();

@@ -5,10 +5,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createActor } from 'xstate';
-import { sandboxMachine } from '../../src/machines/index.ts';
+import { effectName, sandboxMachine } from '../../src/machines/index.ts';
 import type { WireError } from '../../src/errors.ts';
 import { EffectGate } from '../../src/replay/gate.ts';
-import { bindGate, effectName, gatedMachine } from '../../src/replay/gated-logic.ts';
+import { bindGate, gatedMachine } from '../../src/replay/gated-logic.ts';
 import { request } from '../helpers/fake-effects.ts';
 
 function started(gate: EffectGate) {
