@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import {
   closeSync,
   existsSync,
+  lstatSync,
   mkdirSync,
   mkdtempSync,
   openSync,
@@ -494,6 +495,9 @@ describe('mount worker: path rules', () => {
     ['trailing slash', `${root}/x/`],
     ['a . segment', `${root}/./x`],
     ['through a symlink out of the root', `${root}/escape/rootfs`],
+    ['a symlink itself', `${root}/escape`],
+    ['a dangling symlink', `${root}/dangling/rootfs`],
+    ['a dangling symlink itself', `${root}/dangling`],
     ['not a string', 42],
   ];
 
@@ -501,6 +505,8 @@ describe('mount worker: path rules', () => {
     '%s rejects bad paths with InvalidArgument',
     async (op) => {
       if (!existsSync(join(root, 'escape'))) symlinkSync(outside, join(root, 'escape'));
+      if (!lstatSync(join(root, 'dangling'), { throwIfNoEntry: false }))
+        symlinkSync('/corral-test-nowhere', join(root, 'dangling'));
       const src = sandboxDir();
       for (const [why, p] of bad()) {
         const body: Record<string, unknown> = { opId: opId(), deadlineMs: deadline() };
