@@ -4,9 +4,11 @@
  *
  *   corral   N creates through the Task API, CONCURRENCY in flight: each is the agent's plan, the mount
  *            worker's mkdir + bind mount, the simulated boot, and the log appends it journals
- *   raw      per create, the same done the fastest honest way: mkdir, a bind mount, and as many acknowledged
- *            appends to a JetStream stream as a Corral create journals (counted from the log), all in flight at
- *            once (Corral must order a sandbox's appends; raw need not), the same concurrency
+ *   raw      per create, the same done the fastest honest way: the same directories (the sandbox's, and its
+ *            shared/<id>/rootfs the bind lands on: Kata's layout, four made per create), a bind mount, and as
+ *            many acknowledged appends to a JetStream stream as a Corral create journals (counted from the
+ *            log), all in flight at once (Corral must order a sandbox's appends; raw need not), the same
+ *            concurrency
  *
  * Raw's appends go out the way the event log's do (src/bus/reply-mux.ts jsPublish: cheaper than nats.js's
  * js.publish), so only the ordering and the bookkeeping around them count against Corral.
@@ -64,7 +66,9 @@ export async function benchThroughput(tmp: string, n = 200) {
     const rc0 = treeCpu();
     const r0 = performance.now();
     await pool(n, async (i) => {
-      const target = join(tmp, 'tput', String(i));
+      const sandboxDir = join(tmp, 'tput', String(i));
+      const target = join(sandboxDir, 'shared', String(i), 'rootfs');
+      mkdirSync(sandboxDir, { recursive: true });
       mkdirSync(target, { recursive: true });
       if (sys) await sys.mount(src, target, null, MS.BIND, null);
       else await run('mount', ['--bind', src, target]);
@@ -75,7 +79,7 @@ export async function benchThroughput(tmp: string, n = 200) {
     const rawMs = performance.now() - r0;
     const rawCpuMs = cpuSince(rc0);
     for (let i = 0; i < n; i++) {
-      const target = join(tmp, 'tput', String(i));
+      const target = join(tmp, 'tput', String(i), 'shared', String(i), 'rootfs');
       if (sys) await sys.umount2(target, MNT.NOFOLLOW);
       else execFileSync('umount', [target]);
     }

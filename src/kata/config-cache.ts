@@ -6,22 +6,38 @@
  * drop-in added or removed loads it again; a load that fails is not kept (the next create reads it again).
  * The host checks (assets exist, vsock) ran when it was loaded: a kernel removed since fails at boot.
  */
-import { stat, readdir } from 'node:fs/promises';
+import { readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { loadRuntimeConfig, type LoadOptions } from './config-load.ts';
 import type { RuntimeConfig } from './config-types.ts';
 
-const stampOf = async (p: string) => {
-  const s = await stat(p).catch(() => undefined);
+const stampOf = (p: string) => {
+  let s;
+  try {
+    s = statSync(p, { throwIfNoEntry: false });
+  } catch {
+    s = undefined;
+  }
   return s ? `${s.ino}:${s.size}:${s.mtimeMs}` : '-';
 };
 
-/** What identifies the files a load of `path` reads. */
-async function filesStamp(path: string): Promise<string> {
+const entriesOf = (dir: string) => {
+  try {
+    return readdirSync(dir).sort();
+  } catch {
+    return [];
+  }
+};
+
+/**
+ * What identifies the files a load of `path` reads. Stat'ed synchronously: a few local files, µs each, where
+ * the async calls cost ~40 µs of the agent's thread apiece on every create (issue 13).
+ */
+function filesStamp(path: string): string {
   const dir = join(dirname(path), 'config.d');
-  const entries = await readdir(dir).catch(() => [] as string[]);
-  const stamps = await Promise.all([path, dir, ...entries.sort().map((n) => join(dir, n))].map(stampOf));
-  return `${entries.sort().join('/')}|${stamps.join('|')}`;
+  const entries = entriesOf(dir);
+  const stamps = [path, dir, ...entries.map((n) => join(dir, n))].map(stampOf);
+  return `${entries.join('/')}|${stamps.join('|')}`;
 }
 
 export type ConfigLoader = (path: string) => Promise<RuntimeConfig>;
@@ -29,7 +45,7 @@ export type ConfigLoader = (path: string) => Promise<RuntimeConfig>;
 export function cachedRuntimeConfig(opts: LoadOptions = {}, load = loadRuntimeConfig): ConfigLoader {
   const cache = new Map<string, { stamp: string; config: Promise<RuntimeConfig> }>();
   return async (path) => {
-    const stamp = await filesStamp(path);
+    const stamp = filesStamp(path);
     const hit = cache.get(path);
     if (hit?.stamp === stamp) return hit.config;
     const entry = { stamp, config: load(path, opts) };
