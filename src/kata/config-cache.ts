@@ -35,8 +35,9 @@ const entriesOf = (dir: string) => {
  */
 function filesStamp(path: string): string {
   const dir = join(dirname(path), 'config.d');
-  const entries = entriesOf(dir);
-  const stamps = [path, dir, ...entries.map((n) => join(dir, n))].map(stampOf);
+  const dirStamp = stampOf(dir);
+  const entries = dirStamp === '-' ? [] : entriesOf(dir); // no config.d: no ENOENT error made per create
+  const stamps = [stampOf(path), dirStamp, ...entries.map((n) => stampOf(join(dir, n)))];
   return `${entries.join('/')}|${stamps.join('|')}`;
 }
 
