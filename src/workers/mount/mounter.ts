@@ -7,11 +7,12 @@
  * Arguments arrive typed (see validate.ts); paths are checked here against the roots, because that
  * check is this class's security boundary whoever calls it.
  *
- * Metadata calls on paths under the roots (lstat, mkdir, chmod of targets) are made synchronously, as the
- * roots' check is (paths.ts says why: µs on the local run directories, against ~40 µs of the worker's thread
- * per async call); a bind source, which may be on any filesystem, is stat'ed asynchronously.
+ * Directories an op creates under the roots (mkdir, chmod) are made synchronously, as the roots' check walks
+ * the parents (paths.ts says why: µs on the local run directories, against ~40 µs of the worker's thread per
+ * async call). What may be a mount point (an existing target) and a bind source, which may be on any
+ * filesystem, are stat'ed asynchronously: a hung NFS or FUSE mount must not block the worker.
  */
-import { chmodSync, lstatSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { CorralError, ensureError, err } from '../../errors.ts';
@@ -21,6 +22,7 @@ import {
   createdChain,
   describeStack,
   errnoOf,
+  lstatOrUndefined,
   stackMatches,
   removeIfEmpty,
   removeTreeOneFs,
@@ -57,9 +59,6 @@ export type ScanResult = Res<'scan'>;
 
 const ROOTFS_DIR_MODE = 0o711;
 const PARENT_DIR_MODE = 0o755;
-
-/** lstat(2) of a path under the roots: undefined when it does not exist. */
-const lstatLocal = (p: string) => lstatSync(p, { throwIfNoEntry: false });
 
 export class Mounter {
   readonly policy: PathPolicy;
@@ -105,7 +104,7 @@ export class Mounter {
     const release = await this.locks.acquire([target], ctx.signal);
     try {
       // A path that does not exist is no mount point: mountinfo is read only for a target that exists.
-      const info = lstatLocal(target) ? await this.mountInfo() : [];
+      const info = (await lstatOrUndefined(target)) ? await this.mountInfo() : [];
       const stack = stackAt(info, target);
       if (stack.length > 0) {
         if (await stackMatches(info, stack, req.mounts)) return { mounted: req.mounts.length, createdDir: false };
@@ -125,7 +124,7 @@ export class Mounter {
           throw err.precondition(`cannot create rootfs directory ${target}: its parent does not exist`);
         if (errnoOf(e) !== 'EEXIST')
           throw err.internal(`cannot create rootfs directory ${target}: ${(e as Error).message}`, e);
-        if (!statSync(target).isDirectory())
+        if (!(await stat(target)).isDirectory())
           throw err.precondition(`rootfs target ${target} exists and is not a directory`);
       }
 
@@ -162,7 +161,7 @@ export class Mounter {
         if (errnoOf(e) === 'ENOENT') throw err.notFound(`bind source ${source} does not exist`);
         throw err.internal(`cannot stat bind source ${source}: ${(e as Error).message}`, e);
       });
-      const existing = lstatLocal(target);
+      const existing = await lstatOrUndefined(target);
       // mountinfo only when the target may be a mount point already (it exists) or for the flags a
       // read-only remount keeps: a fresh bind needs none.
       const info = existing || readonly ? await this.mountInfo() : [];
@@ -243,7 +242,7 @@ export class Mounter {
     const path = await this.policy.check(req.path, 'path');
     const release = await this.locks.acquire([path], ctx.signal);
     try {
-      const existing = lstatLocal(path);
+      const existing = await lstatOrUndefined(path);
       if (existing) {
         if (!existing.isDirectory()) throw err.precondition(`${path} exists and is not a directory`);
         return { created: false };
@@ -267,7 +266,7 @@ export class Mounter {
     const path = await this.policy.check(req.path, 'path');
     const release = await this.locks.acquire([path], ctx.signal);
     try {
-      if (!lstatLocal(path)) return { removed: false };
+      if (!(await lstatOrUndefined(path))) return { removed: false };
       const mounted = mountsAtOrBelow(await this.mountInfo(path), path);
       if (mounted.length > 0) {
         const list = [...new Set(mounted.map((m) => m.mountPoint))];

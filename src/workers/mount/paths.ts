@@ -9,14 +9,14 @@
  * real path is resolved once it exists and kept for the worker's life (a root is not moved under it).
  *
  * A `local` policy (the worker's own roots: Corral's run directories on this host) checks by lstat(2)
- * of each component below the root, called synchronously: a metadata call there takes a few µs, where
- * an async fs call costs some 40 µs of the worker's one thread and a missing component (a target not
- * made yet) an Error object more (issue 13: 0.7 ms of mount-worker CPU per create). Other policies (bind
- * sources, which may live on any filesystem) resolve with an async realpath(3), which cannot block the
- * worker on a slow one.
+ * of each component below the root, the parents called synchronously: a metadata call there takes a few
+ * µs, where an async fs call costs some 40 µs of the worker's one thread and each missing component (a
+ * target not made yet) an Error object more (issue 13: 0.7 ms of mount-worker CPU per create). The path
+ * itself, which may be a mount point, is lstat'ed asynchronously. Other policies (bind sources, which may
+ * live on any filesystem) resolve with an async realpath(3), which cannot block the worker on a slow one.
  */
-import { lstatSync, realpathSync } from 'node:fs';
-import { realpath } from 'node:fs/promises';
+import { lstatSync, realpathSync, type Stats } from 'node:fs';
+import { lstat, realpath } from 'node:fs/promises';
 import { dirname, posix } from 'node:path';
 import { err } from '../../errors.ts';
 import { isAtOrBelow } from './mountinfo.ts';
@@ -57,27 +57,50 @@ export async function resolveExisting(p: string): Promise<string> {
   }
 }
 
+const missing = (e: unknown) => ['ENOENT', 'ENOTDIR'].includes((e as NodeJS.ErrnoException).code ?? '');
+
+/** A symlink met on the walk: the path it resolves to, which differs from the one expected (refused). */
+const through = (at: string) => {
+  try {
+    return realpathSync.native(at);
+  } catch {
+    return `${at} (a dangling symlink)`;
+  }
+};
+
 /**
  * `rest` below the real directory `real`, each component lstat'ed in turn: a symlink answers with the path it
  * resolves to (which the caller refuses), a missing component ends the walk (nothing below it exists). A
- * component that is not a directory is left to the op to fail on, as realpath's ENOTDIR is above.
+ * component that is not a directory is left to the op to fail on, as realpath's ENOTDIR is above. The
+ * parents are lstat'ed synchronously (Corral's own directories); the path itself asynchronously, because it
+ * may be a mount point, and an lstat there asks the mounted filesystem (a hung NFS or FUSE one would block
+ * the worker's thread).
  */
-function walkBelow(real: string, rest: string): string {
+async function walkBelow(real: string, rest: string): Promise<string> {
+  const segs = rest.split('/');
   let at = real;
-  for (const seg of rest.split('/')) {
-    at = `${at === '/' ? '' : at}/${seg}`;
-    const st = lstatSync(at, { throwIfNoEntry: false });
-    if (!st) break;
-    if (st.isSymbolicLink()) {
-      try {
-        return realpathSync.native(at);
-      } catch {
-        return `${at} (a dangling symlink)`;
-      }
+  for (let i = 0; i < segs.length - 1; i++) {
+    at = `${at === '/' ? '' : at}/${segs[i]}`;
+    let st: Stats | undefined;
+    try {
+      st = lstatSync(at, { throwIfNoEntry: false });
+    } catch (e) {
+      throw err.invalid(`cannot resolve ${at}: ${(e as Error).message}`);
     }
-    if (!st.isDirectory()) break;
+    if (!st || !st.isDirectory()) return st?.isSymbolicLink() ? through(at) : posix.join(real, rest);
   }
-  return posix.join(real, rest);
+  at = `${at === '/' ? '' : at}/${segs.at(-1)}`;
+  const stat = await lstat(at).catch((e: unknown) => {
+    if (missing(e)) return undefined;
+    throw err.invalid(`cannot resolve ${at}: ${(e as Error).message}`);
+  });
+  return stat?.isSymbolicLink() ? through(at) : at;
+}
+
+function refuseSymlink(what: string, path: string, expected: string, real: string): string {
+  if (real !== expected)
+    throw err.invalid(`${what} ${JSON.stringify(path)} goes through a symlink (resolves to ${real})`);
+  return real;
 }
 
 export class PathPolicy {
@@ -108,13 +131,16 @@ export class PathPolicy {
    * mountinfo shows and what the commands get.
    */
   async check(p: unknown, what: string): Promise<string> {
+    const { path, root, realRoot, expected } = await this.expected(p, what);
+    const real = this.local ? await walkBelow(realRoot, path.slice(root.length + 1)) : await resolveExisting(path);
+    return refuseSymlink(what, path, expected, real);
+  }
+
+  /** The lexical checks, and the real path `p` must resolve to (its root resolved, nothing else). */
+  private async expected(p: unknown, what: string) {
     const { path, root } = this.rootOf(p, what);
     const realRoot = this.realOf.get(root) ?? (await this.resolveRoot(root));
-    const expected = posix.join(realRoot, path.slice(root.length));
-    const real = this.local ? walkBelow(realRoot, path.slice(root.length + 1)) : await resolveExisting(path);
-    if (real !== expected)
-      throw err.invalid(`${what} ${JSON.stringify(path)} goes through a symlink (resolves to ${real})`);
-    return real;
+    return { path, root, realRoot, expected: posix.join(realRoot, path.slice(root.length)) };
   }
 
   private async resolveRoot(root: string): Promise<string> {
