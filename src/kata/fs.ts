@@ -2,7 +2,7 @@
  * The file-system questions the Kata rules ask, behind an interface so rule tests need no disk.
  * {@link nodeFs} is the real implementation; tests inject an in-memory one.
  */
-import { readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { promises as fsp, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { err } from '../errors.ts';
 
@@ -37,7 +37,9 @@ const stat = (p: string) => {
  * The real file system (node:fs), called synchronously behind the async interface: what the rules read is
  * small and local (a bundle's config.json, its directory, the runtime's assets), where a call takes a few µs
  * and its async form some 40 µs of the agent's thread, a file read four of them (open, fstat, read, close:
- * issue 13's profile of a burst of creates). Errors still arrive as rejections.
+ * issue 13's profile of a burst of creates). Errors still arrive as rejections. Not for paths that may lie on
+ * another filesystem (a volume's source: {@link nodeFsAsync}), where a hung NFS or FUSE mount would block
+ * the agent.
  */
 export const nodeFs: KataFs = {
   exists: async (p) => stat(p) !== undefined,
@@ -47,6 +49,19 @@ export const nodeFs: KataFs = {
   realpath: async (p) => realpathSync.native(p),
   readFile: async (p) => readFileSync(p, 'utf8'),
   readdir: async (p) => readdirSync(p),
+};
+
+const statAsync = (p: string) => fsp.stat(p).catch(() => undefined);
+
+/** The real file system through node:fs/promises: for paths that may be on any filesystem (volume sources). */
+export const nodeFsAsync: KataFs = {
+  exists: async (p) => (await statAsync(p)) !== undefined,
+  isFile: async (p) => (await statAsync(p))?.isFile() ?? false,
+  isDirectory: async (p) => (await statAsync(p))?.isDirectory() ?? false,
+  size: async (p) => (await fsp.stat(p)).size,
+  realpath: (p) => fsp.realpath(p),
+  readFile: (p) => fsp.readFile(p, 'utf8'),
+  readdir: (p) => fsp.readdir(p),
 };
 
 const STRERROR: Record<string, string> = {

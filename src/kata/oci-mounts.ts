@@ -10,7 +10,7 @@
  */
 import * as path from 'node:path';
 import { err } from '../errors.ts';
-import { type KataFs, nodeFs, errnoOf, fsErrorText } from './fs.ts';
+import { type KataFs, nodeFsAsync, errnoOf, fsErrorText } from './fs.ts';
 import { EPHEMERAL_TYPE, LOCAL_TYPE } from './empty-dir.ts';
 import { MS, parseMountOptions } from './mount-options.ts';
 import type { OciMount } from './oci-types.ts';
@@ -119,7 +119,7 @@ export function hostBindIndexes(mounts: readonly OciMount[]): number[] {
 export async function resolveBindSources(
   mounts: readonly OciMount[],
   roots: readonly string[],
-  fs: KataFs = nodeFs,
+  fs: KataFs = nodeFsAsync, // a volume's source may be on NFS or FUSE: never a blocking call on it
 ): Promise<Map<number, BindSource>> {
   const out = new Map<number, BindSource>();
   const idx = hostBindIndexes(mounts);
