@@ -4,6 +4,7 @@
  * CPU a piece of work costs varies far less than how long it takes, so throughput.ts reports both.
  */
 import { readdirSync, readFileSync } from 'node:fs';
+import { basename } from 'node:path';
 
 const TICK_MS = 10; // USER_HZ is 100 on Linux
 
@@ -50,4 +51,32 @@ export function cpuSince(before: Map<number, number>, after = treeCpu()): number
   let ms = 0;
   for (const [pid, t] of after) ms += t - (before.get(pid) ?? 0);
   return ms;
+}
+
+/**
+ * What a process of a node is, from its command line: `agent`, `worker.<kind>`, `nats-server`, `client` (the
+ * root, this process), or `other` (a child it forked, reaped or not).
+ */
+function roleOf(pid: number, root: number): string {
+  if (pid === root) return 'client';
+  let argv: string[];
+  try {
+    argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  } catch {
+    return 'other';
+  }
+  if (basename(argv[0] ?? '') === 'nats-server') return 'natsServer';
+  const i = argv.findIndex((a) => a.endsWith('corral.mjs'));
+  if (i < 0) return 'other';
+  return argv[i + 1] === 'worker' ? `worker.${argv[i + 2] ?? '?'}` : (argv[i + 1] ?? 'other');
+}
+
+/** `cpuSince`, per role of process (see roleOf): where a node's CPU went between two readings. */
+export function cpuByRole(before: Map<number, number>, after = treeCpu(), root = process.pid): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [pid, t] of after) {
+    const role = roleOf(pid, root);
+    out[role] = (out[role] ?? 0) + t - (before.get(pid) ?? 0);
+  }
+  return out;
 }

@@ -18,7 +18,8 @@
  * result says which). A raw side that forked mount(8) while Corral calls mount(2) would flatter the ratio.
  *
  * overRaw = time per create through Corral / time per create raw (1 = no overhead beyond the side effects).
- * cpuOverRaw = the same for the CPU all the processes spent (bench/cpu.ts), which a shared machine disturbs less.
+ * cpuOverRaw = the same for the CPU all the processes spent (bench/cpu.ts), which a shared machine disturbs less;
+ * cpuMsPerCreateBy splits Corral's by process (agent, each worker, nats-server, this client).
  * Then the tasks are deleted (their mounts undone), and the raw mounts unmounted.
  */
 import { execFile, execFileSync } from 'node:child_process';
@@ -30,7 +31,7 @@ import { readRecords } from '../src/bus/eventlog-reader.ts';
 import { jsPublish } from '../src/bus/reply-mux.ts';
 import { loadMountSys, MNT, MS } from '../src/workers/mount/mount-sys.ts';
 import { testNode } from '../test/helpers/node.ts';
-import { cpuSince, treeCpu } from './cpu.ts';
+import { cpuByRole, cpuSince, treeCpu } from './cpu.ts';
 
 const CONCURRENCY = 16;
 const run = promisify(execFile);
@@ -52,7 +53,9 @@ export async function benchThroughput(tmp: string, n = 200) {
     const t0 = performance.now();
     await pool(n, (i) => sim.call('create', { id: `tp-${i}`, bundle: b }, 60_000).then(() => undefined));
     const corralMs = performance.now() - t0;
-    const corralCpuMs = cpuSince(c0);
+    const c1 = treeCpu();
+    const corralCpuMs = cpuSince(c0, c1);
+    const byRole = cpuByRole(c0, c1);
     const records = await readRecords(sim.nc, { node: sim.node });
     const perCreate = Math.round(records.filter((r) => r.taskId?.startsWith('tp-')).length / n);
 
@@ -99,6 +102,12 @@ export async function benchThroughput(tmp: string, n = 200) {
       cpuMsPerCreate: corralCpuMs / n,
       rawCpuMsPerCreate: rawCpuMs / n,
       cpuOverRaw: corralCpuMs / rawCpuMs,
+      // The same per process (agent, worker.mount, worker.hypervisor, natsServer, client...): where it goes.
+      cpuMsPerCreateBy: Object.fromEntries(
+        Object.entries(byRole)
+          .filter(([, ms]) => ms > 0)
+          .map(([role, ms]) => [role, Math.round((ms / n) * 100) / 100]),
+      ),
     };
   } finally {
     await sim.cleanup();
