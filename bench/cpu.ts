@@ -54,7 +54,7 @@ export function cpuSince(before: Map<number, number>, after = treeCpu()): number
 }
 
 /**
- * What a process of a node is, from its command line: `agent`, `worker.<kind>`, `nats-server`, `client` (the
+ * What a process of a node is, from its command line: `agent`, `worker.<kind>`, `natsServer`, `client` (the
  * root, this process), or `other` (a child it forked, reaped or not).
  */
 function roleOf(pid: number, root: number): string {

@@ -69,10 +69,8 @@ export async function benchThroughput(tmp: string, n = 200) {
     const rc0 = treeCpu();
     const r0 = performance.now();
     await pool(n, async (i) => {
-      const sandboxDir = join(tmp, 'tput', String(i));
-      const target = join(sandboxDir, 'shared', String(i), 'rootfs');
-      mkdirSync(sandboxDir, { recursive: true });
-      mkdirSync(target, { recursive: true });
+      const target = join(tmp, 'tput', String(i), 'shared', String(i), 'rootfs');
+      mkdirSync(target, { recursive: true }); // the sandbox's directory, and shared/<id>/rootfs in it
       if (sys) await sys.mount(src, target, null, MS.BIND, null);
       else await run('mount', ['--bind', src, target]);
       await Promise.all(

@@ -6,20 +6,13 @@
  * drop-in added or removed loads it again; a load that fails is not kept (the next create reads it again).
  * The host checks (assets exist, vsock) ran when it was loaded: a kernel removed since fails at boot.
  */
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { loadRuntimeConfig, type LoadOptions } from './config-load.ts';
 import type { RuntimeConfig } from './config-types.ts';
+import { statOrUndefined } from './fs.ts';
 
-const stampOf = (p: string) => {
-  let s;
-  try {
-    s = statSync(p, { throwIfNoEntry: false });
-  } catch {
-    s = undefined;
-  }
-  return s ? `${s.ino}:${s.size}:${s.mtimeMs}` : '-';
-};
+const stampOf = (s: Stats | undefined) => (s ? `${s.ino}:${s.size}:${s.mtimeMs}` : '-');
 
 const entriesOf = (dir: string) => {
   try {
@@ -35,9 +28,9 @@ const entriesOf = (dir: string) => {
  */
 function filesStamp(path: string): string {
   const dir = join(dirname(path), 'config.d');
-  const dirStamp = stampOf(dir);
-  const entries = dirStamp === '-' ? [] : entriesOf(dir); // no config.d: no ENOENT error made per create
-  const stamps = [stampOf(path), dirStamp, ...entries.map((n) => stampOf(join(dir, n)))];
+  const dirStat = statOrUndefined(dir);
+  const entries = dirStat ? entriesOf(dir) : []; // no config.d: no ENOENT error made per create
+  const stamps = [statOrUndefined(path), dirStat, ...entries.map((n) => statOrUndefined(join(dir, n)))].map(stampOf);
   return `${entries.join('/')}|${stamps.join('|')}`;
 }
 

@@ -24,8 +24,8 @@ export interface KataFs {
   readdir(p: string): Promise<string[]>;
 }
 
-/** `undefined` for a path that cannot be stat'ed: the predicates below answer "no" for it, as Kata's do. */
-const stat = (p: string) => {
+/** stat(2), synchronously; `undefined` for a path that cannot be stat'ed (the predicates below answer "no"). */
+export const statOrUndefined = (p: string) => {
   try {
     return statSync(p, { throwIfNoEntry: false });
   } catch {
@@ -42,9 +42,9 @@ const stat = (p: string) => {
  * the agent.
  */
 export const nodeFs: KataFs = {
-  exists: async (p) => stat(p) !== undefined,
-  isFile: async (p) => stat(p)?.isFile() ?? false,
-  isDirectory: async (p) => stat(p)?.isDirectory() ?? false,
+  exists: async (p) => statOrUndefined(p) !== undefined,
+  isFile: async (p) => statOrUndefined(p)?.isFile() ?? false,
+  isDirectory: async (p) => statOrUndefined(p)?.isDirectory() ?? false,
   size: async (p) => statSync(p).size,
   realpath: async (p) => realpathSync.native(p),
   readFile: async (p) => readFileSync(p, 'utf8'),

@@ -97,12 +97,6 @@ async function walkBelow(real: string, rest: string): Promise<string> {
   return stat?.isSymbolicLink() ? through(at) : at;
 }
 
-function refuseSymlink(what: string, path: string, expected: string, real: string): string {
-  if (real !== expected)
-    throw err.invalid(`${what} ${JSON.stringify(path)} goes through a symlink (resolves to ${real})`);
-  return real;
-}
-
 export class PathPolicy {
   readonly roots: readonly string[];
   /** Roots that resolved whole (they exist): their real path, kept (checked on every op otherwise). */
@@ -131,16 +125,13 @@ export class PathPolicy {
    * mountinfo shows and what the commands get.
    */
   async check(p: unknown, what: string): Promise<string> {
-    const { path, root, realRoot, expected } = await this.expected(p, what);
-    const real = this.local ? await walkBelow(realRoot, path.slice(root.length + 1)) : await resolveExisting(path);
-    return refuseSymlink(what, path, expected, real);
-  }
-
-  /** The lexical checks, and the real path `p` must resolve to (its root resolved, nothing else). */
-  private async expected(p: unknown, what: string) {
     const { path, root } = this.rootOf(p, what);
     const realRoot = this.realOf.get(root) ?? (await this.resolveRoot(root));
-    return { path, root, realRoot, expected: posix.join(realRoot, path.slice(root.length)) };
+    const expected = posix.join(realRoot, path.slice(root.length));
+    const real = this.local ? await walkBelow(realRoot, path.slice(root.length + 1)) : await resolveExisting(path);
+    if (real !== expected)
+      throw err.invalid(`${what} ${JSON.stringify(path)} goes through a symlink (resolves to ${real})`);
+    return real;
   }
 
   private async resolveRoot(root: string): Promise<string> {
