@@ -11,7 +11,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { ensureError, type CorralError } from '../errors.ts';
-import type { EventAppender } from '../bus/eventlog.ts';
+import type { EventAppender, Share } from '../bus/eventlog.ts';
 
 export interface StoredOptions {
   /** The record's Nats-Msg-Id. @default a new UUID, kept across the retries */
@@ -22,6 +22,8 @@ export interface StoredOptions {
   stop?: () => boolean;
   /** Each failed attempt that is tried again (for the log). */
   onRetry?: (e: CorralError) => void;
+  /** May share a message with the records of its sandbox beside it (eventlog.ts Share). */
+  share?: Share;
 }
 
 export async function appendStored(
@@ -34,7 +36,8 @@ export async function appendStored(
   const msgId = o.msgId ?? randomUUID();
   for (let delay = 250; ; delay = Math.min(delay * 2, 5000)) {
     try {
-      return await events.append(sandbox, kind, data, msgId, { signal: o.signal, stop: o.stop, onRetry: o.onRetry });
+      const hold = { signal: o.signal, stop: o.stop, onRetry: o.onRetry };
+      return await events.append(sandbox, kind, data, msgId, hold, o.share);
     } catch (e) {
       const ce = ensureError(e);
       if (!ce.retryable || o.signal?.aborted || o.stop?.()) throw ce;

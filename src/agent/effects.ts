@@ -97,6 +97,7 @@ export function taskEffects(
       msgId: `${task.instance}:${n}:${name}`,
       signal,
       onRetry: (e) => d.onOutcomeRetry?.(e, task.id),
+      share: 'join', // with the state record (and stepDone) before it: one message, under this id (eventlog.ts Share)
     });
     if (!outcome.ok) throw outcome.error;
     d.probe?.(`after:${name}`);

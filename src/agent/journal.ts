@@ -2,7 +2,8 @@
  * The agent's event-log writer: every input is appended before the actor consumes it (write-ahead),
  * every fact in the order the actor emitted it, every state the actor reached (replay compares
  * against these), and at quiet states (no effect in flight) a snapshot of the actor with the stream
- * sequence its state record got, so recovery can start there.
+ * sequence its state record got, so recovery can start there. Inputs, states and stepDone facts share
+ * messages (eventlog.ts Share): a state record and a stepDone go out with the input that follows them.
  */
 import type { InspectionEvent, SnapshotFrom } from 'xstate';
 import type { EventAppender } from '../bus/eventlog.ts';
@@ -44,6 +45,7 @@ export class TaskJournal {
       {
         stop: () => !this.d.isLive(t),
         onRetry: (e) => this.d.log.warn({ err: e, taskId: t.id }, 'input not stored in the event log; trying again'),
+        share: 'join', // goes now, with the state record and stepDone fact before it
       },
     );
     // An actor that finished meanwhile takes nothing more (the caller answers what it asked).
@@ -57,8 +59,9 @@ export class TaskJournal {
    * connection ends it (the agent is stopping).
    */
   fact(t: Task, f: Fact): void {
+    // A stepDone waits for the state record after it (eventlog.ts Share); other facts go alone, by their subject.
     this.d.events
-      .append(t.sandboxId, f.kind, { taskId: t.id, ...f.data }, undefined, this.holdFor(t, f.kind))
+      .append(t.sandboxId, f.kind, { taskId: t.id, ...f.data }, undefined, this.holdFor(t, f.kind), 'wait')
       .catch((e: unknown) => this.d.log.error({ err: e, taskId: t.id }, 'event log append failed'));
   }
 
@@ -89,7 +92,10 @@ export class TaskJournal {
       const quiet = snap.hasTag('quiet');
       const t = task as Task;
       const record = { taskId: task.id, value: snap.value, event: ev.event.type };
-      this.d.events.append(task.sandboxId, 'state', record, undefined, this.holdFor(t, 'state')).then(
+      // A quiet state's sequence is its snapshot's starting point: no later record shares its message. Any
+      // other waits for the next input to share one (eventlog.ts Share).
+      const share = quiet ? 'close' : 'wait';
+      this.d.events.append(task.sandboxId, 'state', record, undefined, this.holdFor(t, 'state'), share).then(
         (seq) => quiet && this.snapshot(t, seq),
         // the append failed (the event log does not log it): nothing to snapshot
         (e: unknown) => alog.error({ err: e, kind: 'state' }, 'event log append failed'),

@@ -12,6 +12,11 @@
  * nats-server than one on the whole stream (measured here on 2.10.27: 21,000 records of 1,000 sandboxes in
  * 6.3 s against 0.25 s), so a read whose filter matches at least half of the stream reads the whole stream
  * and keeps the matching records itself (at most twice the records, for a read many times faster).
+ *
+ * A shared message (eventlog.ts: `<sandbox>.batch`, the journal's inputs, states and stepDone facts sent
+ * together) comes back as its records, each with the message's sequence and the subject it would have had
+ * alone. A read of one of those kinds therefore asks the server for all of the sandbox's (or node's) kinds
+ * and keeps the matching records itself.
  */
 import { DeliverPolicy, jetstream, type Consumer, type OrderedConsumerOptions } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -19,6 +24,7 @@ import { decode } from './codec.ts';
 import { drainConsumer } from './drain-consumer.ts';
 import { err } from '../errors.ts';
 import { retrying } from './retry.ts';
+import { BATCH_KIND, SHARED_KINDS } from './eventlog.ts';
 import { EVENTS_STREAM, subjects } from './subjects.ts';
 
 /** One record of CORRAL_EVENTS, decoded, with its stream sequence (`EventRecord` adds the subject). */
@@ -69,13 +75,48 @@ export function filterSubject(f: Pick<ReadFilter, 'node' | 'sandbox' | 'kind'>):
   return subjects.evt(f.node ?? '*', f.sandbox ?? '*', f.kind ?? '>');
 }
 
+/** The subject filter the server is asked for: a kind that may be in a shared message widens to every kind. */
+function serverFilter(f: Pick<ReadFilter, 'node' | 'sandbox' | 'kind'>): string {
+  return f.kind !== undefined && SHARED_KINDS.has(f.kind) ? filterSubject({ ...f, kind: undefined }) : filterSubject(f);
+}
+
+const BATCH_SUFFIX = `.${BATCH_KIND}`;
+
 /** A record from its stream message. @throws when `data` is not MessagePack. */
 export function toRecord(seq: number, subject: string, data: Uint8Array): EventRecord {
-  const body = decode(data) as Record<string, unknown>; // a new object: completed in place, not copied
+  return complete(decode(data), seq, subject);
+}
+
+/** A record body (a new object: completed in place, not copied). */
+function complete(body: unknown, seq: number, subject: string): EventRecord {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) return { seq, subject } as EventRecord;
-  body.seq = seq;
-  body.subject = subject;
-  return body as EventRecord;
+  const r = body as EventRecord;
+  r.seq = seq;
+  r.subject = subject;
+  return r;
+}
+
+/**
+ * The records of a stream message that `keep` matches (by the subject each would have alone): one, or a
+ * shared message's several. @throws when `data` is not MessagePack.
+ */
+export function toRecords(
+  seq: number,
+  subject: string,
+  data: Uint8Array,
+  keep: (subject: string) => boolean = () => true,
+): EventRecord[] {
+  if (!subject.endsWith(BATCH_SUFFIX)) return keep(subject) ? [toRecord(seq, subject, data)] : [];
+  const body = decode(data);
+  if (!Array.isArray(body)) return keep(subject) ? [complete(body, seq, subject)] : [];
+  const base = subject.slice(0, -BATCH_KIND.length);
+  const out: EventRecord[] = [];
+  for (const b of body as unknown[]) {
+    const kind = (b as { kind?: unknown } | null)?.kind;
+    const own = typeof kind === 'string' ? base + kind : subject;
+    if (keep(own)) out.push(complete(b, seq, own));
+  }
+  return out;
 }
 
 function startOf(f: ReadFilter, afterSeq: number | undefined): Partial<OrderedConsumerOptions> {
@@ -87,7 +128,7 @@ function startOf(f: ReadFilter, afterSeq: number | undefined): Partial<OrderedCo
   return { deliver_policy: DeliverPolicy.All };
 }
 
-function ordered(nc: NatsConnection, f: ReadFilter, afterSeq: number | undefined, subject = filterSubject(f)) {
+function ordered(nc: NatsConnection, f: ReadFilter, afterSeq: number | undefined, subject = serverFilter(f)) {
   return jetstream(nc).consumers.get(EVENTS_STREAM, { filter_subjects: subject, ...startOf(f, afterSeq) });
 }
 
@@ -110,16 +151,23 @@ export function subjectMatcher(filter: string): (subject: string) => boolean {
  * least half of what the whole stream holds from the same start, one on the whole stream (read faster).
  */
 async function readingConsumer(nc: NatsConnection, f: ReadFilter, afterSeq: number | undefined) {
-  const subject = filterSubject(f);
+  const subject = serverFilter(f);
+  const keep = keeper(f);
   const narrow = await ordered(nc, f, afterSeq);
-  if (subject === subjects.evtAll()) return { c: narrow, keep: () => true };
+  if (subject === subjects.evtAll()) return { c: narrow, keep };
   const wide = await ordered(nc, f, afterSeq, subjects.evtAll());
   const [n, w] = await Promise.all([narrow.info(true), wide.info(true)]);
   const drop = n.num_pending * 2 >= w.num_pending ? narrow : wide;
   await drop.delete().catch(() => {
     // An ordered consumer left behind expires on its own (inactive threshold): nothing to report.
   });
-  return drop === narrow ? { c: wide, keep: subjectMatcher(subject) } : { c: narrow, keep: () => true };
+  return drop === narrow ? { c: wide, keep: subjectMatcher(filterSubject(f)) } : { c: narrow, keep };
+}
+
+/** Which of the records the server's filter delivers the read keeps: all, unless that filter was widened. */
+function keeper(f: ReadFilter): (subject: string) => boolean {
+  const exact = filterSubject(f);
+  return serverFilter(f) === exact ? () => true : subjectMatcher(exact);
 }
 
 /** Runs `f` on an ordered consumer made for it, deleted after. */
@@ -139,9 +187,16 @@ async function withOrdered<T>(
   }
 }
 
-function push(out: EventRecord[], seq: number, subject: string, data: Uint8Array, opts: ReadOptions): void {
+function push(
+  out: EventRecord[],
+  seq: number,
+  subject: string,
+  data: Uint8Array,
+  keep: (subject: string) => boolean,
+  opts: ReadOptions,
+): void {
   try {
-    out.push(toRecord(seq, subject, data));
+    for (const r of toRecords(seq, subject, data, keep)) out.push(r);
   } catch (e) {
     opts.onUndecodable?.(seq, subject, e);
   }
@@ -175,7 +230,7 @@ export async function readRecords(
       const { c, keep } = await readingConsumer(nc, f, through);
       try {
         await drainConsumer(c, (m) => {
-          if (keep(m.subject)) push(out, m.seq, m.subject, m.data, opts);
+          push(out, m.seq, m.subject, m.data, keep, opts);
           through = m.seq;
           return m.seq < upTo;
         });
@@ -214,13 +269,14 @@ export async function followRecords(
   opts: Pick<ReadOptions, 'onUndecodable'> = {},
 ): Promise<RecordFeed> {
   const messages = await (await ordered(nc, f, afterSeq)).consume();
+  const keep = keeper(f);
   return {
     stop: () => void messages.stop(),
     async *[Symbol.asyncIterator]() {
       for await (const m of messages) {
-        const one: EventRecord[] = [];
-        push(one, m.seq, m.subject, m.data, opts);
-        if (one[0]) yield one[0];
+        const got: EventRecord[] = [];
+        push(got, m.seq, m.subject, m.data, keep, opts);
+        yield* got;
       }
     },
   };

@@ -11,6 +11,14 @@
  * appended strictly in call order (one after the other is acknowledged), so a retried record can
  * never land after a later one. Past the deadline the append fails with Unavailable. A record appended
  * while a trace span is active carries its `traceId`.
+ *
+ * Shared messages (a group commit per sandbox): a record of a {@link SHARED_KINDS} kind appended with a
+ * {@link Share} may go out in one message with the records of its sandbox appended beside it, on the
+ * subject `corral.v1.evt.<node>.<sandbox>.batch`, its body a MessagePack array of the records' maps (each
+ * as it would be alone), under one Nats-Msg-Id (see append). Every record of it gets the message's
+ * sequence. The agent's journal shares its inputs, states and stepDone facts: a create's 16 records go out
+ * in 9 messages, which nats-server stores (and flushes to disk) once each. eventlog-reader.ts unpacks them,
+ * so readers see records as before. Facts others watch by subject (created, exited, oom, ...) never share.
  */
 import { randomUUID } from 'node:crypto';
 import { jetstreamManager, DiscardPolicy, RetentionPolicy, StorageType } from '@nats-io/jetstream';
@@ -97,6 +105,33 @@ export interface AppendPolicy {
   backoffMs?: readonly [number, number];
   /** Where an append stored only after a retry is said, with the sequence its ack named (rare: faults). */
   log?: Pick<Log, 'warn'>;
+  /** How long a `wait` record waits for a later record of its sandbox to share its message. @default 50 ms */
+  shareWaitMs?: number;
+}
+
+/** A shared message's records stay under this (decode's limit is 512 KiB); a record past it goes alone. */
+const BATCH_MAX_BYTES = 256 * 1024;
+
+/** One record waiting in a shared message. */
+interface Shared {
+  kind: string;
+  /** The id is the caller's (append's msgId): the message takes it, and no later record joins. */
+  callers: boolean;
+  body: Uint8Array;
+  id: string;
+  deadline: number;
+  hold?: HoldOptions;
+  resolve: (seq: number) => void;
+  reject: (e: unknown) => void;
+}
+
+/** The records of a sandbox that will go out in one message; `sealed` once no later record may join. */
+interface Group {
+  entries: Shared[];
+  bytes: number;
+  sealed: boolean;
+  waits: boolean;
+  wake?: () => void;
 }
 
 /**
@@ -110,6 +145,22 @@ export function isTransientPublishError(e: unknown): boolean {
   if (isConnectionClosed(e)) return false;
   return isNatsTimeout(e) || isNoResponders(e) || jetStreamStatus(e) === 503;
 }
+
+/**
+ * The kinds a record may share a message with others of its sandbox: the journal's own records, which are
+ * read through eventlog-reader.ts only. The kind token of a shared message's subject is {@link BATCH_KIND}.
+ */
+export const SHARED_KINDS: ReadonlySet<string> = new Set(['input', 'state', 'stepDone']);
+export const BATCH_KIND = 'batch';
+
+/**
+ * How a record may share its message (records of other kinds, or without this, go alone, as they come):
+ * - `join`: with the records of its sandbox waiting to go; it goes as soon as the sandbox's lane is free;
+ * - `wait`: the same, but it waits up to `shareWaitMs` for a later record of its sandbox to go with;
+ * - `close`: like `join`, and no later record shares its message, so its sequence covers the records up to
+ *   it and none after (a snapshot's starting point).
+ */
+export type Share = 'join' | 'wait' | 'close';
 
 /** What a writer of the log needs of it: the agent's parts take this (the simulator passes an in-memory log). */
 export type EventAppender = Pick<EventLog, 'append'>;
@@ -140,6 +191,9 @@ export class EventLog {
   /** A publish in flight across a reconnect is presumed lost and sent again at once. */
   private readonly reconnects: ReconnectWatch;
   private readonly log?: Pick<Log, 'warn'>;
+  private readonly shareWaitMs: number;
+  /** Per sandbox, the shared message still open to more records. */
+  private readonly open = new Map<string, Group>();
 
   constructor(
     private nc: NatsConnection,
@@ -151,6 +205,7 @@ export class EventLog {
     this.backoff = policy.backoffMs ?? [50, 1000];
     this.reconnects = reconnectWatch(nc);
     this.log = policy.log;
+    this.shareWaitMs = policy.shareWaitMs ?? 50;
   }
 
   /** The Nats-Msg-Id the next append without one gets (exposed for tests and logs). */
@@ -161,7 +216,11 @@ export class EventLog {
   /**
    * Append one record; resolves with its stream sequence once JetStream has stored it. `msgId` is the
    * record's idempotency key (default: a fresh one): give the same one to store a record at most once
-   * across your own retries, too.
+   * across your own retries, too. A record with its own id that shares a message (`share`, for a
+   * {@link SHARED_KINDS} kind) is the last of it, and the message is sent under that id: a repeat of the
+   * record (an agent that recovered and runs the effect again) is then stored at most once, alone or with
+   * the same records before it (which replay made again). A message without such a record takes its first
+   * record's id.
    */
   append(
     sandbox: string,
@@ -169,13 +228,91 @@ export class EventLog {
     data: Record<string, unknown>,
     msgId?: string,
     hold?: HoldOptions,
+    share?: Share,
   ): Promise<number> {
     const subject = subjects.evt(this.node, sandbox, kind);
     const traceId = activeTraceId(); // appended while a span is active: the record names its trace
     const body = encode({ node: this.node, sandbox, kind, at: Date.now(), ...(traceId ? { traceId } : {}), ...data });
     const id = msgId ?? `${this.node}:${this.instance}:${++this.n}`;
     const deadline = Date.now() + this.deadlineMs;
+    if (share && SHARED_KINDS.has(kind) && body.length <= BATCH_MAX_BYTES)
+      return this.share(sandbox, { kind, callers: msgId !== undefined, body, id, deadline, hold }, share);
+    this.seal(sandbox);
     return this.lanes.run(sandbox, () => this.publish(subject, body, id, deadline, hold));
+  }
+
+  /**
+   * Sends the records waiting to share a message now, and resolves once every append made so far has
+   * settled, or after `maxMs` (a held append may wait for JetStream longer): call it before draining the
+   * connection, or a `wait` record would go out after the drain began.
+   */
+  async flush(maxMs = 5000): Promise<void> {
+    for (const sandbox of [...this.open.keys()]) this.seal(sandbox);
+    let t: NodeJS.Timeout | undefined;
+    await Promise.race([this.lanes.idle(), new Promise<void>((r) => (t = setTimeout(r, maxMs)))]);
+    clearTimeout(t);
+  }
+
+  /** No later record joins the sandbox's open message, which goes out as soon as its lane is free. */
+  private seal(sandbox: string): void {
+    const g = this.open.get(sandbox);
+    if (!g) return;
+    g.sealed = true;
+    this.open.delete(sandbox);
+    g.wake?.();
+  }
+
+  private share(sandbox: string, e: Omit<Shared, 'resolve' | 'reject'>, how: Share): Promise<number> {
+    let g = this.open.get(sandbox);
+    if (g && g.bytes + e.body.length > BATCH_MAX_BYTES) this.seal(sandbox);
+    g = this.open.get(sandbox);
+    if (!g) {
+      const fresh: Group = { entries: [], bytes: 0, sealed: false, waits: false };
+      this.open.set(sandbox, fresh);
+      void this.lanes
+        .run(sandbox, () => this.sendGroup(sandbox, fresh))
+        .catch(() => {
+          // Each record's own promise carries the outcome.
+        });
+      g = fresh;
+    }
+    const p = new Promise<number>((resolve, reject) => g.entries.push({ ...e, resolve, reject }));
+    g.bytes += e.body.length;
+    g.waits = how === 'wait';
+    if (how === 'close' || e.callers) this.seal(sandbox);
+    else if (how === 'join') g.wake?.();
+    return p;
+  }
+
+  /** A shared message once its lane is free (and a `wait` record has waited): one record alone goes as itself. */
+  private async sendGroup(sandbox: string, g: Group): Promise<void> {
+    if (!g.sealed && g.waits) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, this.shareWaitMs);
+        g.wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+    }
+    if (!g.sealed) this.seal(sandbox);
+    const es = g.entries;
+    const one = es.length === 1;
+    const subject = subjects.evt(this.node, sandbox, one ? es[0]!.kind : BATCH_KIND);
+    const body = one
+      ? es[0]!.body
+      : batchBody(
+          es.map((x) => x.body),
+          g.bytes,
+        );
+    const hold = holdOfAll(es);
+    try {
+      const id = (es.find((x) => x.callers) ?? es[0]!).id;
+      const seq = await this.publish(subject, body, id, Math.min(...es.map((x) => x.deadline)), hold);
+      for (const x of es) x.resolve(seq);
+    } catch (e) {
+      for (const x of es) x.reject(e);
+    }
   }
 
   /** Publish until acknowledged or the deadline passes (held: see HoldOptions); the same id every time. */
@@ -242,4 +379,29 @@ export class EventLog {
     const why = last instanceof Error ? last.message : 'no acknowledgement';
     throw err.unavailable(`event log append failed: not acknowledged within ${this.deadlineMs} ms (${why})`, last);
   }
+}
+
+/** A MessagePack array of already encoded maps: the header, then the maps as they are. */
+function batchBody(parts: Uint8Array[], bytes: number): Uint8Array {
+  const n = parts.length;
+  const head = n < 16 ? [0x90 | n] : [0xdc, n >> 8, n & 0xff];
+  const out = new Uint8Array(head.length + bytes);
+  out.set(head, 0);
+  let at = head.length;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** A shared message is held while any of its records is (HoldOptions), and tells each one's onRetry. */
+function holdOfAll(es: readonly Shared[]): HoldOptions | undefined {
+  const holds = es.map((e) => e.hold).filter((h): h is HoldOptions => h !== undefined);
+  if (holds.length === 0) return undefined;
+  if (holds.length === 1) return holds[0];
+  return {
+    stop: () => holds.every((h) => h.signal?.aborted || h.stop?.()),
+    onRetry: (e) => holds.forEach((h) => h.onRetry?.(e)),
+  };
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { encode } from '../../src/bus/codec.ts';
-import { filterSubject, toRecord } from '../../src/bus/eventlog-reader.ts';
+import { filterSubject, toRecord, toRecords } from '../../src/bus/eventlog-reader.ts';
 
 describe('the event-log reader: filters and decoding', () => {
   it.each([
@@ -32,5 +32,19 @@ describe('the event-log reader: filters and decoding', () => {
       seq: 7,
       subject: 'corral.v1.evt.n1.s.created',
     });
+  });
+
+  it('a shared message is its records, each with the subject it would have alone and the message sequence', () => {
+    const a = { node: 'n1', sandbox: 'a.b', kind: 'state', at: 5, value: 'mounting' };
+    const b = { node: 'n1', sandbox: 'a.b', kind: 'input', at: 6, effect: 'bind' };
+    const data = encode([a, b]);
+    const all = toRecords(9, 'corral.v1.evt.n1.a~b.batch', data);
+    expect(all).toEqual([
+      { ...a, seq: 9, subject: 'corral.v1.evt.n1.a~b.state' },
+      { ...b, seq: 9, subject: 'corral.v1.evt.n1.a~b.input' },
+    ]);
+    const inputs = toRecords(9, 'corral.v1.evt.n1.a~b.batch', data, (s) => s.endsWith('.input'));
+    expect(inputs.map((r) => r.kind)).toEqual(['input']);
+    expect(toRecords(3, 'corral.v1.evt.n1.s.created', encode(a), () => false)).toEqual([]);
   });
 });

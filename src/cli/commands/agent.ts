@@ -330,6 +330,7 @@ export async function agentCommand(argv: string[], io: Io): Promise<number> {
       await sup?.stop(); // the workers go whatever failed before: none outlives an agent that stops
     }
     mgmt.server.close();
+    await events.flush(); // records waiting to share a message go before the drain (eventlog.ts Share)
     await nc.drain().catch((e: unknown) => log.warn({ err: e }, 'NATS connection did not drain'));
     resolveDone(code);
   }
