@@ -6,9 +6,9 @@
  *            worker's mkdir + bind mount, the simulated boot, and the log appends it journals
  *   raw      per create, the same done the fastest honest way: the same directories (the sandbox's, and its
  *            shared/<id>/rootfs the bind lands on: Kata's layout, four made per create), a bind mount, and as
- *            many acknowledged appends to a JetStream stream as a Corral create journals (counted from the
- *            log), all in flight at once (Corral must order a sandbox's appends; raw need not), the same
- *            concurrency
+ *            many acknowledged appends to a JetStream stream as a Corral create journals (messages, counted
+ *            from the log: records that shared one count once), each as large as Corral's on average, all
+ *            in flight at once (Corral must order a sandbox's appends; raw need not), the same concurrency
  *
  * Raw's appends go out the way the event log's do (src/bus/reply-mux.ts jsPublish: cheaper than nats.js's
  * js.publish), so only the ordering and the bookkeeping around them count against Corral.
@@ -27,6 +27,7 @@ import { promisify } from 'node:util';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
+import { encode } from '../src/bus/codec.ts';
 import { readRecords } from '../src/bus/eventlog-reader.ts';
 import { jsPublish } from '../src/bus/reply-mux.ts';
 import { loadMountSys, MNT, MS } from '../src/workers/mount/mount-sys.ts';
@@ -56,12 +57,15 @@ export async function benchThroughput(tmp: string, n = 200) {
     const c1 = treeCpu();
     const corralCpuMs = cpuSince(c0, c1);
     const byRole = cpuByRole(c0, c1);
-    const records = await readRecords(sim.nc, { node: sim.node });
-    const perCreate = Math.round(records.filter((r) => r.taskId?.startsWith('tp-')).length / n);
+    const records = (await readRecords(sim.nc, { node: sim.node })).filter((r) => r.taskId?.startsWith('tp-'));
+    // Records that shared a message (src/bus/eventlog.ts Share) share its sequence: raw sends as many messages,
+    // as large on average as Corral's (the records' own encoding, without the sequence and subject read back).
+    const perCreate = Math.round(new Set(records.map((r) => r.seq)).size / n);
+    const recordBytes = records.reduce((sum, { seq: _s, subject: _u, ...r }) => sum + encode(r).length, 0);
 
     const jsm = await jetstreamManager(sim.nc);
     await jsm.streams.add({ name: 'BENCH_RAW', subjects: ['bench.raw.>'] });
-    const body = new Uint8Array(200);
+    const body = new Uint8Array(Math.round(recordBytes / (perCreate * n)));
     const src = join(tmp, 'tput-src');
     mkdirSync(src, { recursive: true });
     const loaded = loadMountSys();
@@ -92,6 +96,8 @@ export async function benchThroughput(tmp: string, n = 200) {
       concurrency: CONCURRENCY,
       mounts: sys ? 'mount(2)' : 'mount(8)',
       appendsPerCreate: perCreate,
+      recordsPerCreate: Math.round(records.length / n),
+      bytesPerAppend: body.length,
       createsPerSec: n / (corralMs / 1000),
       rawPerSec: n / (rawMs / 1000),
       overRaw: corralMs / rawMs,
