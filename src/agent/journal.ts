@@ -2,8 +2,9 @@
  * The agent's event-log writer: every input is appended before the actor consumes it (write-ahead),
  * every fact in the order the actor emitted it, every state the actor reached (replay compares
  * against these), and at quiet states (no effect in flight) a snapshot of the actor with the stream
- * sequence its state record got, so recovery can start there. Inputs, states and stepDone facts share
- * messages (eventlog.ts Share): a state record and a stepDone go out with the input that follows them.
+ * sequence its state record got, so recovery can start there. Inputs, states and some facts share
+ * messages (eventlog.ts Share): a state record and the facts before it go out with the next input, or with
+ * the quiet state after them.
  */
 import type { InspectionEvent, SnapshotFrom } from 'xstate';
 import type { EventAppender } from '../bus/eventlog.ts';
@@ -59,7 +60,8 @@ export class TaskJournal {
    * connection ends it (the agent is stopping).
    */
   fact(t: Task, f: Fact): void {
-    // A stepDone waits for the state record after it (eventlog.ts Share); other facts go alone, by their subject.
+    // A stepDone, created or started waits for the state record after it (eventlog.ts SHARED_KINDS, Share);
+    // other facts go alone, by their subject.
     this.d.events
       .append(t.sandboxId, f.kind, { taskId: t.id, ...f.data }, undefined, this.holdFor(t, f.kind), 'wait')
       .catch((e: unknown) => this.d.log.error({ err: e, taskId: t.id }, 'event log append failed'));

@@ -16,9 +16,10 @@
  * {@link Share} may go out in one message with the records of its sandbox appended beside it, on the
  * subject `corral.v1.evt.<node>.<sandbox>.batch`, its body a MessagePack array of the records' maps (each
  * as it would be alone), under one Nats-Msg-Id (see append). Every record of it gets the message's
- * sequence. The agent's journal shares its inputs, states and stepDone facts: a create's 16 records go out
- * in 9 messages, which nats-server stores (and flushes to disk) once each. eventlog-reader.ts unpacks them,
- * so readers see records as before. Facts others watch by subject (created, exited, oom, ...) never share.
+ * sequence. The agent's journal shares its inputs, states, stepDone facts and the created and started facts:
+ * a create's 16 records go out in 7 messages, which nats-server stores (and flushes to disk) once each.
+ * eventlog-reader.ts unpacks them, so readers see records as before. Other facts (exited, oom, deleted, ...)
+ * never share: a subscription to their subject sees them.
  */
 import { randomUUID } from 'node:crypto';
 import { jetstreamManager, DiscardPolicy, RetentionPolicy, StorageType } from '@nats-io/jetstream';
@@ -147,10 +148,11 @@ export function isTransientPublishError(e: unknown): boolean {
 }
 
 /**
- * The kinds a record may share a message with others of its sandbox: the journal's own records, which are
- * read through eventlog-reader.ts only. The kind token of a shared message's subject is {@link BATCH_KIND}.
+ * The kinds a record may share a message with others of its sandbox: the journal's own records and the facts
+ * of a create and a start, which Corral reads through eventlog-reader.ts only (no part subscribes to their
+ * subjects). The kind token of a shared message's subject is {@link BATCH_KIND}.
  */
-export const SHARED_KINDS: ReadonlySet<string> = new Set(['input', 'state', 'stepDone']);
+export const SHARED_KINDS: ReadonlySet<string> = new Set(['input', 'state', 'stepDone', 'created', 'started']);
 export const BATCH_KIND = 'batch';
 
 /**

@@ -11,8 +11,11 @@ import { err } from '../errors.ts';
 import { decode, encode } from './codec.ts';
 import { drainConsumer } from './drain-consumer.ts';
 import { nodeName } from './node-name.ts';
+import { jsPublish } from './reply-mux.ts';
 
 export const SNAPSHOT_BUCKET = 'CORRAL_SNAPSHOTS';
+/** A save not acknowledged within this fails (nats.js's KV default timeout). */
+const SAVE_TIMEOUT_MS = 5000;
 
 const KV_TOKEN = /^[A-Za-z0-9_=-]{1,256}$/;
 /** A task id as one KV key token. */
@@ -58,8 +61,12 @@ export class Snapshots {
     return `${nodeName(this.node)}.${kvToken(taskId)}`;
   }
 
+  /**
+   * A put, published to the key's subject as kv.put does, through the reply mux (reply-mux.ts): nats.js's
+   * own request builds a RequestError at every reply, and a save comes with every quiet state.
+   */
   async save(s: TaskSnapshot): Promise<void> {
-    await this.kv.put(this.key(s.taskId), encode(s));
+    await jsPublish(this.nc, `$KV.${SNAPSHOT_BUCKET}.${this.key(s.taskId)}`, encode(s), { timeoutMs: SAVE_TIMEOUT_MS });
   }
   /** Purge a task's snapshot. Never rejects (callers fire and forget): a failure goes to `onRemoveFailed`. */
   async remove(taskId: string): Promise<void> {

@@ -57,13 +57,13 @@ describe('shared messages', () => {
     const log = new EventLog(nats.nc, 'sh3');
     const seqs = await Promise.all([
       log.append('s', 'stepDone', { step: 'boot' }, undefined, undefined, 'wait'),
-      log.append('s', 'created', { pid: 1 }, undefined, undefined, 'wait'), // not a shared kind: alone
-      log.append('s', 'state', { value: 'created' }, undefined, undefined, 'close'),
+      log.append('s', 'exited', { exitStatus: 0 }, undefined, undefined, 'wait'), // not a shared kind: alone
+      log.append('s', 'state', { value: 'stopped' }, undefined, undefined, 'close'),
     ]);
     expect(new Set(seqs).size).toBe(3);
     expect(view(await readRecords(nats.nc, { node: 'sh3' })).map((v) => v.split(':')[1])).toEqual([
       'stepDone',
-      'created',
+      'exited',
       'state',
     ]);
   });
