@@ -94,9 +94,10 @@ export class TaskJournal {
       const quiet = snap.hasTag('quiet');
       const t = task as Task;
       const record = { taskId: task.id, value: snap.value, event: ev.event.type };
-      // A quiet state's sequence is its snapshot's starting point: no later record shares its message. Any
-      // other waits for the next input to share one (eventlog.ts Share).
-      const share = quiet ? 'close' : 'wait';
+      // A quiet state's sequence is its snapshot's starting point: no later record shares its message, nor one
+      // of a finished actor (nothing follows it). Any other waits for the next input to share one (eventlog.ts
+      // Share): an effect is in flight, and its outcome comes next.
+      const share = quiet || snap.status !== 'active' ? 'close' : 'wait';
       this.d.events.append(task.sandboxId, 'state', record, undefined, this.holdFor(t, 'state'), share).then(
         (seq) => quiet && this.snapshot(t, seq),
         // the append failed (the event log does not log it): nothing to snapshot

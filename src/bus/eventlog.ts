@@ -117,7 +117,7 @@ const BATCH_MAX_BYTES = 256 * 1024;
 interface Shared {
   kind: string;
   /** The id is the caller's (append's msgId): the message takes it, and no later record joins. */
-  callers: boolean;
+  ownId: boolean;
   body: Uint8Array;
   id: string;
   deadline: number;
@@ -153,6 +153,7 @@ export function isTransientPublishError(e: unknown): boolean {
  * subjects). The kind token of a shared message's subject is {@link BATCH_KIND}.
  */
 export const SHARED_KINDS: ReadonlySet<string> = new Set(['input', 'state', 'stepDone', 'created', 'started']);
+/** Reserved: no record has this kind. */
 export const BATCH_KIND = 'batch';
 
 /**
@@ -238,7 +239,7 @@ export class EventLog {
     const id = msgId ?? `${this.node}:${this.instance}:${++this.n}`;
     const deadline = Date.now() + this.deadlineMs;
     if (share && SHARED_KINDS.has(kind) && body.length <= BATCH_MAX_BYTES)
-      return this.share(sandbox, { kind, callers: msgId !== undefined, body, id, deadline, hold }, share);
+      return this.share(sandbox, { kind, ownId: msgId !== undefined, body, id, deadline, hold }, share);
     this.seal(sandbox);
     return this.lanes.run(sandbox, () => this.publish(subject, body, id, deadline, hold));
   }
@@ -281,7 +282,7 @@ export class EventLog {
     const p = new Promise<number>((resolve, reject) => g.entries.push({ ...e, resolve, reject }));
     g.bytes += e.body.length;
     g.waits = how === 'wait';
-    if (how === 'close' || e.callers) this.seal(sandbox);
+    if (how === 'close' || e.ownId) this.seal(sandbox);
     else if (how === 'join') g.wake?.();
     return p;
   }
@@ -309,7 +310,7 @@ export class EventLog {
         );
     const hold = holdOfAll(es);
     try {
-      const id = (es.find((x) => x.callers) ?? es[0]!).id;
+      const id = (es.find((x) => x.ownId) ?? es[0]!).id;
       const seq = await this.publish(subject, body, id, Math.min(...es.map((x) => x.deadline)), hold);
       for (const x of es) x.resolve(seq);
     } catch (e) {

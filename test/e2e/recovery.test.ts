@@ -72,6 +72,12 @@ async function expectClean(id: string) {
   const recs = await readRecords(n.nc, { node: n.node, sandbox: id });
   const r = await replay(recs);
   expect(r.divergence, JSON.stringify(r.divergence)).toBeUndefined();
+  // Every state the rebuild went through has its record, none twice in a row: a state record that waited to
+  // share a message (eventlog.ts Share) and died with the agent was written again by the recovered one.
+  for (const t of r.tasks) {
+    const states = recs.filter((x) => x.kind === 'state' && x.taskId === t.taskId).map((x) => JSON.stringify(x.value));
+    expect(states.filter((v, i) => v !== states[i - 1])).toEqual(t.visited);
+  }
   for (const t of r.tasks) t.actor.stop();
   const facts = recs.filter((x) => ['created', 'started', 'exited', 'deleted'].includes(x.kind)).map((x) => x.kind);
   return facts;

@@ -75,12 +75,18 @@ export async function runFaults(
       },
       { until: (ok) => ok, timeoutMs: 60_000, intervalMs: 200, what: `${m.name} to take connections again` },
     );
+  // A node that does not come back says why in its own output (the agent's warnings and errors): its last lines go
+  // with the error.
   const nodeBack = (m: Member, since: number) =>
     waitFor(async () => (await registry.get(m.name).catch(() => undefined))?.entry, {
       until: (e) => e?.state === 'ready' && e.heartbeatAt > since,
       timeoutMs: 90_000,
       intervalMs: 250,
       what: `${m.name} ready with a heartbeat after the fault`,
+    }).catch((e: unknown) => {
+      throw new Error(`${(e as Error).message}\n${m.name}'s last output:\n${m.output.join('').slice(-6000)}`, {
+        cause: e,
+      });
     });
   // Each kind once first (in a seeded order), so that every run has all of them; then picked at random.
   const first = [...kinds].sort(() => rand() - 0.5);
