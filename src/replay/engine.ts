@@ -28,6 +28,8 @@ export interface TimelineEntry {
   durationMs?: number;
   /** The trace the record was appended in (tracing was on), e.g. the request's that led to an input. */
   traceId?: string;
+  /** The replay diverged here (rebuild.ts RecordCheck). */
+  diverged?: true;
 }
 
 export interface ReplayResult {
@@ -114,6 +116,7 @@ export async function replay(records: EventRecord[], o: ReplayOptions = {}): Pro
       const entry = entryOf(r, t, check.matched);
       // The rebuild keeps every distinct state it saw, as JSON: the last one is the actor's current state.
       entry.state = t.visited[t.visited.length - 1] ?? json(t.actor.getSnapshot().value);
+      if (check.diverged) entry.diverged = true;
       result.timeline.push(entry);
       return o.onEntry?.(entry, result);
     },

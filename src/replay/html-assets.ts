@@ -112,7 +112,7 @@ function show(i) {
   else if (e.ok !== undefined) row('outcome', e.ok ? 'ok' : 'failed');
   if (e.durationMs !== undefined) row('took', e.durationMs + ' ms');
   if (e.state !== undefined) row('rebuilt state', e.state);
-  if (data.divergence && data.divergence.seq === e.seq) row('divergence', data.divergence.message);
+  if (data.divergence && e.diverged) row('divergence', data.divergence.message);
   pre.textContent = e.payload === undefined ? '(no payload)' : JSON.stringify(e.payload, null, 2);
   history.replaceState(null, '', '#e' + i);
 }
@@ -139,5 +139,5 @@ document.addEventListener('keydown', (ev) => {
 
 const m = /^#e(\\d+)$/.exec(location.hash);
 if (m) show(Number(m[1]));
-else if (data.divergence) show(data.entries.findIndex((e) => e.seq === data.divergence.seq));
+else if (data.divergence) show(data.entries.findIndex((e) => e.diverged));
 `;

@@ -95,7 +95,7 @@ ${chartSvg(chartOf(machines[t.machine]), t.visited)}
     .map((e, i) => {
       const row = i + 2,
         gap = i ? e.at - r.timeline[i - 1]!.at : 0;
-      const cls = ['ev', `k-${e.kind}`, e.ok === false ? 'failed' : '', d && d.seq === e.seq ? 'diverged' : '']
+      const cls = ['ev', `k-${e.kind}`, e.ok === false ? 'failed' : '', e.diverged ? 'diverged' : '']
         .filter(Boolean)
         .join(' ');
       const dur = e.durationMs === undefined ? '' : `<span class="dur">${esc(ms(e.durationMs))}</span>`;
@@ -125,6 +125,7 @@ ${chartSvg(chartOf(machines[t.machine]), t.visited)}
       ok: e.ok,
       durationMs: e.durationMs,
       payload: e.payload,
+      diverged: e.diverged ?? false,
     })),
   };
   const verdict = d

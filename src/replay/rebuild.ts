@@ -81,6 +81,11 @@ export interface RebuildOptions {
 export interface RecordCheck {
   /** `state` records: the rebuilt state matched (the determinism check). */
   matched?: boolean;
+  /**
+   * The replay diverged at this record (the first divergence). Its sequence alone does not say which record
+   * it is: records that shared a message (src/bus/eventlog.ts Share) share its sequence.
+   */
+  diverged?: true;
 }
 
 export interface RebuildResult {
@@ -228,6 +233,7 @@ export async function rebuild(records: EventRecord[], o: RebuildOptions = {}): P
     const taskId = r.taskId ?? '';
     const event = r.event as ({ type: string } & Record<string, unknown>) | undefined;
     const check: RecordCheck = {};
+    const clean = !result.divergence;
 
     if (r.kind === 'input' && event?.type === 'create') {
       const c = event as CreateInput;
@@ -284,6 +290,7 @@ export async function rebuild(records: EventRecord[], o: RebuildOptions = {}): P
       crashed.delete(taskId); // an actor errors once
       diverge({ seq: r.seq, taskId, message });
     }
+    if (clean && result.divergence) check.diverged = true;
     const after = o.onRecord?.(r, tasks.get(taskId), check);
     if (after) await after; // awaited only when it is a promise: most records cost no microtask
   }

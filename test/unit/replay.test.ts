@@ -235,6 +235,28 @@ describe('replay engine', () => {
     );
   });
 
+  it('records that shared a message share its seq: only the record that diverged is marked', async () => {
+    const records = (await happyLog()).map((x) => ({ ...x }));
+    // As the event log stores them now (src/bus/eventlog.ts Share): a state record in one message with the input
+    // after it.
+    const k = records.findIndex((x, i) => x.kind === 'state' && records[i + 1]?.kind === 'input');
+    records[k]!.value = 'tampered';
+    records[k + 1]!.seq = records[k]!.seq;
+    const r = await replay(records, { stopOnDivergence: false });
+    stopAll(r);
+    expect(r.divergence).toMatchObject({ seq: records[k]!.seq });
+    const marked = r.timeline.filter((e) => e.diverged);
+    expect(marked).toHaveLength(1);
+    expect(marked[0]).toMatchObject({ kind: 'state', seq: records[k]!.seq });
+    expect(r.timeline.filter((e) => e.seq === records[k]!.seq).length).toBeGreaterThan(1);
+    // The viewer marks that one entry, and opens at it.
+    const html = replayHtml({ sandbox: 'sb1', node: 'n1', source: 'x.jsonl', result: r });
+    expect(html.match(/class="ev [^"]*\bdiverged\b/g)).toHaveLength(1);
+    const data = /<script type="application\/json" id="replay-data">(.*?)<\/script>/s.exec(html)![1]!;
+    const entries = (JSON.parse(data) as { entries: { diverged: boolean; kind: string }[] }).entries;
+    expect(entries.filter((e) => e.diverged).map((e) => e.kind)).toEqual(['state']);
+  });
+
   it('a tampered state record diverges at that seq; an outcome nobody asked for too', async () => {
     const records = await happyLog();
     const k = records.findIndex(isState('created'));
