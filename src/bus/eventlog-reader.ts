@@ -24,8 +24,7 @@ import { decode } from './codec.ts';
 import { drainConsumer } from './drain-consumer.ts';
 import { err } from '../errors.ts';
 import { retrying } from './retry.ts';
-import { BATCH_KIND, SHARED_KINDS } from './eventlog.ts';
-import { EVENTS_STREAM, subjects } from './subjects.ts';
+import { BATCH_KIND, EVENTS_STREAM, SHARED_KINDS, subjects } from './subjects.ts';
 
 /** One record of CORRAL_EVENTS, decoded, with its stream sequence (`EventRecord` adds the subject). */
 export interface LogRecord {

@@ -32,7 +32,7 @@ import { encode } from './codec.ts';
 import { reconnectWatch, type ReconnectWatch } from './connection.ts';
 import { jsPublish } from './reply-mux.ts';
 import { isConnectionClosed, isNatsTimeout, isNoResponders, isStreamNotFound, jetStreamStatus } from './nats-errors.ts';
-import { EVENTS_STREAM, subjects } from './subjects.ts';
+import { BATCH_KIND, EVENTS_STREAM, SHARED_KINDS, subjects } from './subjects.ts';
 
 const DAY_MS = 24 * 3600 * 1000;
 const ns = (ms: number) => ms * 1_000_000;
@@ -126,11 +126,10 @@ interface Shared {
   reject: (e: unknown) => void;
 }
 
-/** The records of a sandbox that will go out in one message; `sealed` once no later record may join. */
+/** The records of a sandbox that will go out in one message (open to more while it is the sandbox's in `open`). */
 interface Group {
   entries: Shared[];
   bytes: number;
-  sealed: boolean;
   waits: boolean;
   wake?: () => void;
 }
@@ -146,15 +145,6 @@ export function isTransientPublishError(e: unknown): boolean {
   if (isConnectionClosed(e)) return false;
   return isNatsTimeout(e) || isNoResponders(e) || jetStreamStatus(e) === 503;
 }
-
-/**
- * The kinds a record may share a message with others of its sandbox: the journal's own records and the facts
- * of a create and a start, which Corral reads through eventlog-reader.ts only (no part subscribes to their
- * subjects). The kind token of a shared message's subject is {@link BATCH_KIND}.
- */
-export const SHARED_KINDS: ReadonlySet<string> = new Set(['input', 'state', 'stepDone', 'created', 'started']);
-/** Reserved: no record has this kind. */
-export const BATCH_KIND = 'batch';
 
 /**
  * How a record may share its message (records of other kinds, or without this, go alone, as they come):
@@ -260,17 +250,15 @@ export class EventLog {
   private seal(sandbox: string): void {
     const g = this.open.get(sandbox);
     if (!g) return;
-    g.sealed = true;
     this.open.delete(sandbox);
     g.wake?.();
   }
 
   private share(sandbox: string, e: Omit<Shared, 'resolve' | 'reject'>, how: Share): Promise<number> {
+    if ((this.open.get(sandbox)?.bytes ?? 0) + e.body.length > BATCH_MAX_BYTES) this.seal(sandbox);
     let g = this.open.get(sandbox);
-    if (g && g.bytes + e.body.length > BATCH_MAX_BYTES) this.seal(sandbox);
-    g = this.open.get(sandbox);
     if (!g) {
-      const fresh: Group = { entries: [], bytes: 0, sealed: false, waits: false };
+      const fresh: Group = { entries: [], bytes: 0, waits: false };
       this.open.set(sandbox, fresh);
       void this.lanes
         .run(sandbox, () => this.sendGroup(sandbox, fresh))
@@ -289,7 +277,7 @@ export class EventLog {
 
   /** A shared message once its lane is free (and a `wait` record has waited): one record alone goes as itself. */
   private async sendGroup(sandbox: string, g: Group): Promise<void> {
-    if (!g.sealed && g.waits) {
+    if (this.open.get(sandbox) === g && g.waits) {
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, this.shareWaitMs);
         g.wake = () => {
@@ -298,7 +286,7 @@ export class EventLog {
         };
       });
     }
-    if (!g.sealed) this.seal(sandbox);
+    if (this.open.get(sandbox) === g) this.seal(sandbox);
     const es = g.entries;
     const one = es.length === 1;
     const subject = subjects.evt(this.node, sandbox, one ? es[0]!.kind : BATCH_KIND);

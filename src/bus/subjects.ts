@@ -84,3 +84,12 @@ export const subjects = {
     return `${PREFIX}.fleet.evt.${n}.${kind === '*' || kind === '>' ? kind : token(kind, 'event kind')}`;
   },
 };
+
+/**
+ * The kinds a record may share a message with others of its sandbox (src/bus/eventlog.ts writes such messages):
+ * the journal's own records and the facts of a create and a start, which Corral reads through
+ * eventlog-reader.ts only (no part subscribes to their subjects). A shared message's kind token is BATCH_KIND.
+ */
+export const SHARED_KINDS: ReadonlySet<string> = new Set(['input', 'state', 'stepDone', 'created', 'started']);
+/** The kind token of a shared message's subject: reserved, no record has this kind. */
+export const BATCH_KIND = 'batch';
